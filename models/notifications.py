@@ -1,0 +1,35 @@
+"""Outgoing email and SMS, queued in the transaction that causes them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+
+from models.base import Timestamped
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    practice_id = fields.IntField(null=True)
+    channel = fields.CharField(max_length=10, default="email")
+    to = fields.CharField(max_length=254)
+    subject = fields.CharField(max_length=300, default="")
+    body_text = fields.TextField()
+    body_html = fields.TextField(null=True)
+    purpose = fields.CharField(max_length=40, default="")
+    client_id = fields.IntField(null=True, db_index=True)
+    status = fields.CharEnumField(OutboxStatus, max_length=10, default=OutboxStatus.QUEUED)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+    error = fields.TextField(default="")
+
+    class Meta:
+        table = "outbox_message"

@@ -1,0 +1,1 @@
+"""The client portal (mounted at /portal), its JSON API under /portal/api."""

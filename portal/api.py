@@ -1,0 +1,10 @@
+"""The portal JSON API, mounted at /portal/api."""
+
+from __future__ import annotations
+
+from models.accounts import Realm
+from server.api import Api
+from server.auth.api import add_auth_endpoints
+
+api = Api("Cabinet client portal API", "/portal/api")
+add_auth_endpoints(api, Realm.PORTAL)

@@ -1,0 +1,28 @@
+"""Assembles the client portal (/portal) with its API (/portal/api), in the portal realm."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from models.accounts import Realm
+from portal import pages
+from portal.api import api
+from realtime.endpoint import websocket_endpoint
+from server.auth.views import AuthPages
+from server.web import SessionMiddleware, static_dir
+
+
+def build_portal_app() -> ASGIApp:
+    auth = AuthPages(Realm.PORTAL, "/portal")
+    routes = [
+        Route("/", pages.home),
+        *auth.routes(),
+        Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+        Mount("/api", Starlette(routes=api.routes())),
+        Mount("/static", StaticFiles(directory=static_dir("portal"))),
+    ]
+    return SessionMiddleware(Starlette(routes=routes), Realm.PORTAL)

@@ -1,0 +1,15 @@
+"""Portal pages."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from models.accounts import Practice
+from server.web import render, require_client
+
+
+async def home(request: Request) -> Response:
+    caller = require_client(request)
+    practice = await Practice.get(id=caller.practice_id)
+    return render(request, "portal/home.html", {"practice": practice, "section": "home"})

@@ -1,0 +1,1 @@
+"""Realtime delivery: events stored per recipient, published after commit, pushed by websocket."""

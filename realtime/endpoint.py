@@ -1,0 +1,165 @@
+"""The websocket endpoint: one socket per browser tab, at /staff/ws and /portal/ws.
+
+Protocol (docs/realtime.md): connect with ``?after=<last seq seen>``; the server registers
+the socket *before* reading what was missed, sends the missed events in order, then live
+ones, each exactly once (``seq`` is gapless per recipient, and the socket skips anything at
+or below what it already sent). Close codes: 4001 session ended, 4003 bad origin or not
+signed in, 4008 too far behind (resume with ?after=), 1012 server restarting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime.events import Event, events_after, last_seq
+from realtime.hub import hub
+from server.auth.sessions import Caller
+from server.settings import get_settings
+from server.web import current_caller
+
+log = logging.getLogger("cabinet.realtime")
+
+QUEUE_LIMIT = 512
+HEARTBEAT_SECONDS = 20.0
+CLOSE_SESSION_ENDED = 4001
+CLOSE_FORBIDDEN = 4003
+CLOSE_RESYNC = 4008
+
+# Client -> server messages other than ping are handled by domain modules (typing...).
+ClientHandler = Callable[[Caller, dict[str, Any]], Awaitable[None]]
+client_handlers: dict[str, ClientHandler] = {}
+
+
+class Socket:
+    """One open websocket. Pokes arrive through ``offer``; a writer task sends in order."""
+
+    def __init__(self, ws: WebSocket, caller: Caller, after: int) -> None:
+        self.ws = ws
+        self.caller = caller
+        self.recipient = caller.recipient
+        self.session_id = caller.session.id
+        self.last = after
+        self.queue: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue(QUEUE_LIMIT)
+        self.closed = asyncio.Event()
+        self.close_code = 1000
+        self.close_reason = ""
+
+    # Called by the hub, never blocking.
+    def offer(self, seq: int, event: Event | None) -> None:
+        if self.closed.is_set() or seq <= self.last:
+            return
+        try:
+            self.queue.put_nowait((seq, event))
+        except asyncio.QueueFull:
+            # A reader that stopped reading must not grow our memory: close it; it will
+            # resume from its last seq.
+            self.kick(CLOSE_RESYNC, "too far behind, resume")
+
+    def resync(self) -> None:
+        """After a broker outage: look in the database for anything missed."""
+        self.offer(self.last + 1, None)
+
+    def kick(self, code: int, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_code = code
+            self.close_reason = reason
+            self.closed.set()
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        await self.ws.send_text(json.dumps(payload, separators=(",", ":"), default=str))
+
+    async def _send_event(self, event: Event) -> None:
+        await self._send(event.envelope())
+        self.last = event.seq
+
+    async def _catch_up(self) -> None:
+        while True:
+            missed = await events_after(self.recipient, self.last, limit=500)
+            for event in missed:
+                await self._send_event(event)
+            if len(missed) < 500:
+                return
+
+    async def writer(self) -> None:
+        await self._catch_up()
+        await self._send({"type": "ready", "seq": self.last})
+        while True:
+            try:
+                seq, event = await asyncio.wait_for(self.queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await self._send({"type": "heartbeat", "seq": self.last})
+                continue
+            if seq <= self.last:
+                continue
+            if event is not None and seq == self.last + 1:
+                await self._send_event(event)
+            else:
+                # A gap (another process committed first, or we only got a notice): the
+                # database has everything up to seq, in order.
+                await self._catch_up()
+
+    async def reader(self) -> None:
+        while True:
+            message = await self.ws.receive_json()
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "ping":
+                await self._send({"type": "pong", "seq": self.last})
+            elif isinstance(kind, str) and kind in client_handlers:
+                try:
+                    await client_handlers[kind](self.caller, message)
+                except Exception as exc:  # noqa: BLE001 - a bad client message must not kill the socket
+                    log.info("client message %s refused: %s", kind, exc)
+
+
+def origin_allowed(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:
+        # Non-browser clients (CLI tools, the benchmark) send none; the cookie still applies.
+        return True
+    netloc = urlparse(origin).netloc
+    return netloc in {ws.headers.get("host", ""), urlparse(get_settings().public_url).netloc}
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    caller = current_caller(ws)
+    if caller is None or not origin_allowed(ws):
+        await ws.close(code=CLOSE_FORBIDDEN)
+        return
+    try:
+        after = max(0, int(ws.query_params.get("after", "0")))
+    except ValueError:
+        after = 0
+    if after == 0 and ws.query_params.get("after") is None:
+        # A fresh tab wants only what happens from now on.
+        after = await last_seq(caller.recipient)
+    await ws.accept()
+    sock = Socket(ws, caller, after)
+    hub.register(sock)
+    tasks = [
+        asyncio.create_task(sock.writer()),
+        asyncio.create_task(sock.reader()),
+        asyncio.create_task(sock.closed.wait()),
+    ]
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception() if not task.cancelled() else None
+            if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                log.info("socket ended: %r", exc)
+    finally:
+        hub.unregister(sock)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=sock.close_code, reason=sock.close_reason), 2)

@@ -1,0 +1,96 @@
+"""The event envelope and how actions emit events.
+
+Each recipient ("s:<staff id>" or "c:<portal account id>") has its own gapless sequence.
+``emit()`` takes the next numbers under the recipient's cursor row lock, writes the events
+in the caller's transaction, and publishes a notice of them after commit. The lock orders a
+recipient's events by commit, so a socket that has seen seq N has seen everything before N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from models.realtime import RealtimeEvent
+from server.db import connection, dialect, on_commit, placeholders
+
+
+def staff_recipient(staff_id: int) -> str:
+    return f"s:{staff_id}"
+
+
+def client_recipient(portal_account_id: int) -> str:
+    return f"c:{portal_account_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    recipient: str
+    seq: int
+    type: str
+    payload: dict[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        """What the socket sends: see docs/realtime.md."""
+        return {"seq": self.seq, "type": self.type, "data": self.payload}
+
+
+async def _next_seq(recipient: str) -> int:
+    p = placeholders(1)
+    sql = (
+        f"INSERT INTO realtime_cursor (recipient, last_seq) VALUES ({p[0]}, 1) "
+        "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq + 1 "
+        "RETURNING last_seq"
+    )
+    rows = await connection().execute_query_dict(sql, [recipient])
+    return int(rows[0]["last_seq"])
+
+
+async def emit(recipients: Iterable[str], type: str, payload: dict[str, Any]) -> list[Event]:
+    """Store ``type``/``payload`` for each recipient and publish once committed.
+
+    Call inside ``server.db.atomic()``. Recipients are sorted so that two transactions
+    touching the same people lock their cursors in the same order (no deadlock).
+    """
+    events: list[Event] = []
+    for recipient in sorted(set(recipients)):
+        seq = await _next_seq(recipient)
+        events.append(Event(recipient, seq, type, payload))
+    if not events:
+        return events
+    await RealtimeEvent.bulk_create(
+        [
+            RealtimeEvent(recipient=e.recipient, seq=e.seq, type=e.type, payload=e.payload)
+            for e in events
+        ]
+    )
+
+    async def publish() -> None:
+        from realtime.hub import hub
+
+        await hub.publish(events)
+
+    on_commit(publish)
+    return events
+
+
+async def events_after(recipient: str, after: int, limit: int = 1000) -> list[Event]:
+    rows = (
+        await RealtimeEvent.filter(recipient=recipient, seq__gt=after)
+        .order_by("seq")
+        .limit(limit)
+        .values("seq", "type", "payload")
+    )
+    return [Event(recipient, r["seq"], r["type"], r["payload"]) for r in rows]
+
+
+async def last_seq(recipient: str) -> int:
+    rows = await connection().execute_query_dict(
+        f"SELECT last_seq FROM realtime_cursor WHERE recipient = {placeholders(1)[0]}",
+        [recipient],
+    )
+    return int(rows[0]["last_seq"]) if rows else 0
+
+
+__all__ = ["Event", "emit", "events_after", "last_seq", "dialect"]

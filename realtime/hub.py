@@ -1,0 +1,249 @@
+"""The per-process hub: local sockets, fan-out through broadcaster, and recovery.
+
+What travels through broadcaster (and so through Redis in production) is a *notice*, never
+content: ``{"k": "ev", "r": [[recipient, seq], ...]}`` says "these recipients have new
+events", and ``{"k": "close", "s": [session ids]}`` says "close these sessions' sockets".
+A process that holds a socket for a notified recipient reads the events from the database,
+where they were written before the notice was sent. Health information therefore never
+leaves the database connection; see docs/realtime.md.
+
+The process that commits an event also hands it straight to its own sockets, so the common
+single-process case costs no round trip and keeps working while Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from broadcaster import Broadcast
+
+from realtime.events import Event
+
+log = logging.getLogger("cabinet.realtime")
+
+CHANNEL = "cabinet.realtime"
+
+
+class LocalSocket(Protocol):
+    recipient: str
+    session_id: str
+
+    def offer(self, seq: int, event: Event | None) -> None: ...
+
+    def resync(self) -> None: ...
+
+    def kick(self, code: int, reason: str) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.sockets: dict[str, set[LocalSocket]] = defaultdict(set)
+        self._url = "memory://"
+        self._broadcast: Broadcast | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._last_heartbeat = 0.0
+        self._stopping = False
+        self.reconnects = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, url: str) -> None:
+        self._url = url
+        self._stopping = False
+        self._connected = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="realtime-hub")
+        self._sweeper = asyncio.create_task(self._sweep_sessions(), name="realtime-sweeper")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._sweeper = None
+        for sockets in list(self.sockets.values()):
+            for sock in list(sockets):
+                sock.kick(1012, "server restarting")
+        self.sockets.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- local sockets ---------------------------------------------------------------------
+
+    def register(self, sock: LocalSocket) -> None:
+        self.sockets[sock.recipient].add(sock)
+
+    def unregister(self, sock: LocalSocket) -> None:
+        group = self.sockets.get(sock.recipient)
+        if group is not None:
+            group.discard(sock)
+            if not group:
+                del self.sockets[sock.recipient]
+
+    def connection_count(self) -> int:
+        return sum(len(s) for s in self.sockets.values())
+
+    def is_online(self, recipient: str) -> bool:
+        return bool(self.sockets.get(recipient))
+
+    # --- publishing ------------------------------------------------------------------------
+
+    async def publish(self, events: Iterable[Event]) -> None:
+        """Deliver committed events: straight to local sockets, and a notice to the others."""
+        batch = list(events)
+        for event in batch:
+            for sock in list(self.sockets.get(event.recipient, ())):
+                sock.offer(event.seq, event)
+        await self._send({"k": "ev", "r": [[e.recipient, e.seq] for e in batch]})
+
+    async def close_sessions(self, session_ids: Iterable[str]) -> None:
+        """Close every socket of these sessions, in every process (after sign-out etc.)."""
+        ids = list(session_ids)
+        if not ids:
+            return
+        self._close_local(set(ids))
+        await self._send({"k": "close", "s": ids})
+
+    def _close_local(self, session_ids: set[str]) -> None:
+        for sockets in list(self.sockets.values()):
+            for sock in list(sockets):
+                if sock.session_id in session_ids:
+                    sock.kick(4001, "session ended")
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        bc = self._broadcast
+        if bc is None:
+            # Broker down: local sockets already have the event; the others resync from the
+            # database when the broker comes back (see _run).
+            return
+        try:
+            await bc.publish(CHANNEL, json.dumps(message, separators=(",", ":")))
+        except Exception as exc:  # noqa: BLE001 - any broker failure means "retry later"
+            log.warning("broadcast publish failed: %s", exc)
+            self._connected.clear()
+
+    def _handle(self, raw: str) -> None:
+        message = json.loads(raw)
+        kind = message.get("k")
+        if kind == "ev":
+            for recipient, seq in message["r"]:
+                for sock in list(self.sockets.get(recipient, ())):
+                    sock.offer(int(seq), None)
+        elif kind == "close":
+            self._close_local(set(message["s"]))
+        elif kind == "hb":
+            self._last_heartbeat = time.monotonic()
+
+    # --- the broker connection, supervised -------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while not self._stopping:
+            bc = Broadcast(self._url)
+            try:
+                await bc.connect()
+                async with bc.subscribe(CHANNEL) as subscriber:
+                    self._broadcast = bc
+                    self._last_heartbeat = time.monotonic()
+                    self._connected.set()
+                    if not first:
+                        self.reconnects += 1
+                        log.warning("realtime broker reconnected; resyncing local sockets")
+                        self._resync_all()
+                    first = False
+                    backoff = 0.1
+                    await self._pump(bc, subscriber)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("realtime broker connection lost: %s", exc)
+            finally:
+                self._broadcast = None
+                self._connected.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(bc.disconnect(), timeout=1)
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    async def _pump(self, bc: Broadcast, subscriber: Any) -> None:
+        """Relay notices until the broker stops answering.
+
+        broadcaster's Redis listener dies silently when the connection drops, so liveness is
+        proven by a heartbeat this process sends itself every half second: no heartbeat back
+        within two seconds means the broker is gone and we reconnect.
+        """
+        loop_started = time.monotonic()
+        next_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                await bc.publish(CHANNEL, '{"k":"hb"}')
+                next_beat = now + 0.5
+            if now - max(self._last_heartbeat, loop_started) > 2.0:
+                raise ConnectionError("no heartbeat from the realtime broker")
+            try:
+                event = await asyncio.wait_for(subscriber.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            self._handle(event.message)
+
+    def _resync_all(self) -> None:
+        for sockets in list(self.sockets.values()):
+            for sock in list(sockets):
+                sock.resync()
+
+    # --- access re-checked while sockets stay open -----------------------------------------
+
+    async def _sweep_sessions(self) -> None:
+        """Close, within a second, sockets whose session was revoked, expired or idled out.
+
+        Sign-out and deactivation also close sockets at once through ``close_sessions``; this
+        sweep is what still holds when the broker is down or a notice was missed.
+        """
+        from models.accounts import AuthSession
+
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            try:
+                by_session: dict[str, list[LocalSocket]] = defaultdict(list)
+                for sockets in list(self.sockets.values()):
+                    for sock in sockets:
+                        by_session[sock.session_id].append(sock)
+                ids = list(by_session)
+                now = datetime.now(UTC)
+                alive: set[str] = set()
+                for i in range(0, len(ids), 500):
+                    rows = await AuthSession.filter(
+                        id__in=ids[i : i + 500], revoked_at=None, expires_at__gt=now
+                    ).values("id", "last_seen_at", "idle_seconds")
+                    for row in rows:
+                        if row["last_seen_at"] + timedelta(seconds=row["idle_seconds"]) > now:
+                            alive.add(row["id"])
+                for session_id in set(ids) - alive:
+                    for sock in by_session[session_id]:
+                        sock.kick(4001, "session ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database may be restarting
+                log.warning("session sweep failed: %s", exc)
+
+
+hub = Hub()

@@ -1,0 +1,1 @@
+"""Cabinet: practice management with secure real-time messaging."""

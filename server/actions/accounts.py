@@ -1,0 +1,456 @@
+"""Accounts and sign-in: staff users, portal accounts, sessions, passwords."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from models.accounts import (
+    AccountToken,
+    AuthSession,
+    LoginAttempt,
+    PortalAccount,
+    Practice,
+    Realm,
+    StaffRole,
+    StaffUser,
+    TokenPurpose,
+)
+from models.clients import Client
+from realtime.hub import hub
+from server.actions import audit
+from server.auth.passwords import (
+    check_password_policy,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from server.auth.sessions import Caller, hash_token, idle_seconds, load_caller, new_token
+from server.auth.throttle import check_throttle
+from server.db import atomic, on_commit
+from server.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from server.i18n import gettext as _
+from server.mail import queue_email
+from server.settings import get_settings
+
+
+@dataclass
+class SignIn:
+    token: str
+    caller: Caller
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def _find_account(realm: Realm, email: str) -> StaffUser | PortalAccount | None:
+    if realm is Realm.STAFF:
+        return await StaffUser.get_or_none(email=email)
+    return await PortalAccount.get_or_none(email=email).prefetch_related("client")
+
+
+def _can_sign_in(account: StaffUser | PortalAccount | None) -> bool:
+    if account is None or not account.is_active or not account.password_hash:
+        return False
+    if isinstance(account, PortalAccount):
+        return account.client.deleted_at is None
+    return True
+
+
+async def do_login(
+    realm: Realm,
+    email: str,
+    password: str,
+    *,
+    address: str,
+    user_agent: str = "",
+    known_device: bool = False,
+    previous_token: str | None = None,
+) -> SignIn:
+    """Check the password and open a new session (a fresh id: no session fixation).
+
+    The answer for a wrong password, an unknown email and a disabled account is the same,
+    and an unknown email still costs one argon2 verification, so neither the words nor the
+    timing say whether an account exists.
+    """
+    email = normalize_email(email)
+    await check_throttle(realm, email, address, known_device)
+    account = await _find_account(realm, email)
+    usable = _can_sign_in(account)
+    ok = await verify_password(account.password_hash if usable and account else None, password)
+    if not ok or account is None:
+        await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
+        raise Unauthenticated(_("The email or password is incorrect."))
+
+    new_hash = await hash_password(password) if needs_rehash(account.password_hash or "") else None
+    token = new_token()
+    now = datetime.now(UTC)
+    settings = get_settings()
+    async with atomic():
+        if new_hash:
+            account.password_hash = new_hash
+            await account.save(update_fields=["password_hash"])
+        if previous_token:
+            await AuthSession.filter(id=hash_token(previous_token)).update(revoked_at=now)
+        await AuthSession.create(
+            id=hash_token(token),
+            realm=realm,
+            staff_user=account if isinstance(account, StaffUser) else None,
+            portal_account=account if isinstance(account, PortalAccount) else None,
+            csrf_token=secrets.token_urlsafe(24),
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=settings.session_max_hours),
+            idle_seconds=idle_seconds(realm, settings),
+            ip=address[:64],
+            user_agent=user_agent[:300],
+        )
+        await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=True)
+        caller = await load_caller(realm, token)
+        assert caller is not None
+        await audit.record(caller, "auth.login", object_type="session", ip=address)
+    return SignIn(token=token, caller=caller)
+
+
+async def _revoke(sessions_filter: dict[str, object], *, keep: str | None = None) -> list[str]:
+    """Revoke matching live sessions; close their sockets once committed."""
+    query = AuthSession.filter(revoked_at=None, **sessions_filter)
+    if keep:
+        query = query.exclude(id=keep)
+    ids = list(await query.values_list("id", flat=True))
+    if ids:
+        await AuthSession.filter(id__in=ids).update(revoked_at=datetime.now(UTC))
+
+        async def close() -> None:
+            await hub.close_sessions(ids)
+
+        on_commit(close)
+    return [str(i) for i in ids]
+
+
+async def do_logout(caller: Caller, *, everywhere: bool = False) -> None:
+    async with atomic():
+        if everywhere:
+            await _revoke(_owner_filter(caller))
+        else:
+            await _revoke({"id": caller.session.id})
+        await audit.record(
+            caller, "auth.logout_everywhere" if everywhere else "auth.logout", object_type="session"
+        )
+
+
+def _owner_filter(caller: Caller) -> dict[str, object]:
+    if caller.staff is not None:
+        return {"staff_user_id": caller.staff.id}
+    assert caller.account is not None
+    return {"portal_account_id": caller.account.id}
+
+
+async def do_change_password(caller: Caller, current: str, new: str) -> None:
+    account: StaffUser | PortalAccount | None = caller.staff or caller.account
+    assert account is not None
+    if not await verify_password(account.password_hash, current):
+        raise ValidationFailed(
+            _("The current password is incorrect."),
+            {"current_password": _("The current password is incorrect.")},
+        )
+    check_password_policy(new, account.email)
+    new_hash = await hash_password(new)
+    async with atomic():
+        account.password_hash = new_hash
+        account.password_changed_at = datetime.now(UTC)
+        await account.save(update_fields=["password_hash", "password_changed_at"])
+        # Every other session ends: whoever knew the old password is out.
+        await _revoke(_owner_filter(caller), keep=caller.session.id)
+        await audit.record(caller, "auth.password_changed", object_type="account")
+
+
+# --- password reset and invitations -----------------------------------------------------
+
+
+def _link(realm: Realm, purpose: TokenPurpose, token: str) -> str:
+    base = get_settings().public_url
+    prefix = "/staff" if realm is Realm.STAFF else "/portal"
+    path = "password/reset" if purpose is TokenPurpose.RESET else "invite"
+    return f"{base}{prefix}/{path}/{token}"
+
+
+async def _issue_token(
+    realm: Realm, purpose: TokenPurpose, account: StaffUser | PortalAccount, lifetime: timedelta
+) -> str:
+    token = secrets.token_urlsafe(32)
+    # One live link at a time: a new one supersedes the old.
+    owner = (
+        {"staff_user_id": account.id}
+        if isinstance(account, StaffUser)
+        else {"portal_account_id": account.id}
+    )
+    await AccountToken.filter(purpose=purpose, used_at=None, **owner).update(
+        used_at=datetime.now(UTC)
+    )
+    await AccountToken.create(
+        token_hash=hash_token(token),
+        purpose=purpose,
+        realm=realm,
+        staff_user=account if isinstance(account, StaffUser) else None,
+        portal_account=account if isinstance(account, PortalAccount) else None,
+        expires_at=datetime.now(UTC) + lifetime,
+    )
+    return token
+
+
+async def do_request_password_reset(realm: Realm, email: str, *, address: str = "") -> None:
+    """Email a single-use reset link if the account exists. Says nothing either way."""
+    email = normalize_email(email)
+    account = await _find_account(realm, email)
+    if account is None or not account.is_active:
+        return
+    settings = get_settings()
+    async with atomic():
+        token = await _issue_token(
+            realm, TokenPurpose.RESET, account, timedelta(minutes=settings.reset_token_minutes)
+        )
+        link = _link(realm, TokenPurpose.RESET, token)
+        await queue_email(
+            account.email,
+            _("Reset your Cabinet password"),
+            _(
+                "Someone asked to reset the password of your Cabinet account.\n\n"
+                "To choose a new password, open this link within %(minutes)d minutes:\n%(link)s\n\n"
+                "If it was not you, ignore this email: your password stays the same."
+            )
+            % {"minutes": settings.reset_token_minutes, "link": link},
+            purpose="password_reset",
+            client_id=account.client.id if isinstance(account, PortalAccount) else None,
+        )
+        await audit.record(
+            None,
+            "auth.reset_requested",
+            object_type="account",
+            object_id=account.id,
+            practice_id=_practice_id(account),
+            ip=address,
+        )
+
+
+def _practice_id(account: StaffUser | PortalAccount) -> int:
+    if isinstance(account, StaffUser):
+        return account.practice_id  # type: ignore[attr-defined, no-any-return]
+    return account.client.practice_id  # type: ignore[no-any-return]
+
+
+async def find_token(realm: Realm, purpose: TokenPurpose, token: str) -> AccountToken:
+    """A usable token, or NotFound (used, expired, superseded or never issued)."""
+    row = await AccountToken.get_or_none(
+        token_hash=hash_token(token), purpose=purpose, realm=realm
+    ).prefetch_related("staff_user", "portal_account", "portal_account__client")
+    if row is None or row.used_at is not None or row.expires_at <= datetime.now(UTC):
+        raise NotFound(_("This link has expired or was already used."))
+    return row
+
+
+async def do_set_password_with_token(
+    realm: Realm, purpose: TokenPurpose, token: str, password: str
+) -> None:
+    """Use a reset or invitation link once: set the password and end every session."""
+    row = await find_token(realm, purpose, token)
+    account: StaffUser | PortalAccount | None = row.staff_user or row.portal_account
+    assert account is not None
+    check_password_policy(password, account.email)
+    new_hash = await hash_password(password)
+    now = datetime.now(UTC)
+    async with atomic():
+        claimed = await AccountToken.filter(id=row.id, used_at=None).update(used_at=now)
+        if not claimed:
+            raise NotFound(_("This link has expired or was already used."))
+        account.password_hash = new_hash
+        account.password_changed_at = now
+        fields = ["password_hash", "password_changed_at"]
+        if isinstance(account, PortalAccount) and account.activated_at is None:
+            account.activated_at = now
+            fields.append("activated_at")
+        await account.save(update_fields=fields)
+        owner = (
+            {"staff_user_id": account.id}
+            if isinstance(account, StaffUser)
+            else {"portal_account_id": account.id}
+        )
+        await _revoke(owner)
+        await audit.record(
+            None,
+            "auth.password_set" if purpose is TokenPurpose.RESET else "portal.invitation_accepted",
+            object_type="account",
+            object_id=account.id,
+            practice_id=_practice_id(account),
+            client_id=account.client.id if isinstance(account, PortalAccount) else None,
+        )
+
+
+# --- staff users ---------------------------------------------------------------------------
+
+
+async def do_create_staff_user(
+    actor: Caller | None,
+    practice: Practice,
+    *,
+    email: str,
+    first_name: str,
+    last_name: str,
+    role: StaffRole,
+    password: str | None = None,
+    supervisor: StaffUser | None = None,
+    portal_enabled: bool = True,
+) -> StaffUser:
+    """Create a staff user. Without a password, an invitation to set one is emailed."""
+    email = normalize_email(email)
+    if await StaffUser.exists(email=email):
+        raise ValidationFailed(
+            _("This email is already used."), {"email": _("This email is already used.")}
+        )
+    if supervisor is not None and supervisor.role is StaffRole.OFFICE_ADMIN:
+        raise ValidationFailed(
+            _("A supervisor must be a clinician."),
+            {"supervisor_id": _("A supervisor must be a clinician.")},
+        )
+    if password is not None:
+        check_password_policy(password, email)
+    password_hash = await hash_password(password or secrets.token_urlsafe(32))
+    async with atomic():
+        user = await StaffUser.create(
+            practice=practice,
+            email=email,
+            password_hash=password_hash,
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            role=role,
+            supervisor=supervisor,
+            portal_enabled=portal_enabled,
+        )
+        if password is None:
+            token = await _issue_token(Realm.STAFF, TokenPurpose.RESET, user, timedelta(days=7))
+            await queue_email(
+                email,
+                _("Your Cabinet account"),
+                _("An account was created for you. Choose your password here:\n%(link)s")
+                % {"link": _link(Realm.STAFF, TokenPurpose.RESET, token)},
+                purpose="staff_invitation",
+                practice_id=practice.id,
+            )
+        await audit.record(
+            actor,
+            "staff.created",
+            object_type="staff_user",
+            object_id=user.id,
+            practice_id=practice.id,
+            detail={"role": role.value},
+        )
+    return user
+
+
+async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> StaffUser:
+    """Deactivate (or reactivate) a staff user; deactivation ends every session at once."""
+    if actor.staff is not None and actor.staff.id == user.id and not active:
+        raise Conflict(_("You cannot deactivate your own account."))
+    async with atomic():
+        user.is_active = active
+        await user.save(update_fields=["is_active"])
+        if not active:
+            await _revoke({"staff_user_id": user.id})
+        await audit.record(
+            actor,
+            "staff.activated" if active else "staff.deactivated",
+            object_type="staff_user",
+            object_id=user.id,
+        )
+    return user
+
+
+async def do_set_locale(caller: Caller, locale: str) -> None:
+    account: StaffUser | PortalAccount | None = caller.staff or caller.account
+    assert account is not None
+    async with atomic():
+        account.locale = locale
+        await account.save(update_fields=["locale"])
+        await audit.record(caller, "account.locale_changed", detail={"locale": locale})
+
+
+# --- portal accounts ------------------------------------------------------------------------
+
+
+async def do_invite_to_portal(actor: Caller, client: Client, email: str | None = None) -> str:
+    """Create (or reuse) the client's portal account and email an invitation link.
+
+    Returns the link too, so staff can hand it over another way (in person, by phone).
+    """
+    address = normalize_email(email or client.email or "")
+    if not address or "@" not in address:
+        raise ValidationFailed(
+            _("The client needs an email address for a portal account."),
+            {"email": _("Enter a valid email address.")},
+        )
+    existing = await PortalAccount.get_or_none(client_id=client.id)
+    clash = await PortalAccount.get_or_none(email=address)
+    if clash is not None and (existing is None or clash.id != existing.id):
+        raise ValidationFailed(
+            _("This email is already used by another portal account."),
+            {"email": _("This email is already used by another portal account.")},
+        )
+    now = datetime.now(UTC)
+    async with atomic():
+        if existing is None:
+            account = await PortalAccount.create(client=client, email=address, invited_at=now)
+        else:
+            account = existing
+            account.email = address
+            account.invited_at = now
+            account.is_active = True
+            await account.save(update_fields=["email", "invited_at", "is_active"])
+        account.client = client
+        token = await _issue_token(
+            Realm.PORTAL,
+            TokenPurpose.INVITE,
+            account,
+            timedelta(days=get_settings().invite_token_days),
+        )
+        link = _link(Realm.PORTAL, TokenPurpose.INVITE, token)
+        await queue_email(
+            address,
+            _("Your secure client portal"),
+            _(
+                "Hello %(name)s,\n\nYour practice invites you to its secure client portal, "
+                "where you can message your clinician and see your appointments.\n\n"
+                "Create your password here:\n%(link)s"
+            )
+            % {"name": client.first_name, "link": link},
+            purpose="portal_invitation",
+            client_id=client.id,
+            practice_id=actor.practice_id,
+        )
+        await audit.record(
+            actor,
+            "portal.invited",
+            object_type="portal_account",
+            object_id=account.id,
+            client_id=client.id,
+        )
+    return link
+
+
+async def do_set_portal_active(actor: Caller, client: Client, active: bool) -> PortalAccount:
+    account = await PortalAccount.get_or_none(client_id=client.id)
+    if account is None:
+        raise NotFound(_("This client has no portal account."))
+    async with atomic():
+        account.is_active = active
+        await account.save(update_fields=["is_active"])
+        if not active:
+            await _revoke({"portal_account_id": account.id})
+        await audit.record(
+            actor,
+            "portal.enabled" if active else "portal.disabled",
+            object_type="portal_account",
+            object_id=account.id,
+            client_id=client.id,
+        )
+    return account

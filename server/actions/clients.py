@@ -1,0 +1,67 @@
+"""Clients: creation for now; the client-file issue adds the rest of the file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from models.accounts import PortalAccount, Practice, StaffUser
+from models.clients import Client, ClientStatus
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+
+
+async def do_create_client(
+    actor: Caller | None,
+    practice: Practice,
+    *,
+    first_name: str,
+    last_name: str,
+    email: str | None = None,
+    phone: str | None = None,
+    therapist: StaffUser | None = None,
+    status: ClientStatus = ClientStatus.ACTIVE,
+) -> Client:
+    async with atomic():
+        client = await Client.create(
+            practice=practice,
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            email=(email or "").strip().lower() or None,
+            phone=phone,
+            therapist=therapist,
+            status=status,
+        )
+        await audit.record(
+            actor,
+            "client.created",
+            object_type="client",
+            object_id=client.id,
+            client_id=client.id,
+            practice_id=practice.id,
+        )
+    return client
+
+
+async def do_create_portal_account_with_password(
+    actor: Caller | None, client: Client, email: str, password_hash: str
+) -> PortalAccount:
+    """A ready-to-use portal account (demo data and tests; staff use invitations)."""
+    now = datetime.now(UTC)
+    async with atomic():
+        account = await PortalAccount.create(
+            client=client,
+            email=email.strip().lower(),
+            password_hash=password_hash,
+            invited_at=now,
+            activated_at=now,
+        )
+        await audit.record(
+            actor,
+            "portal.created",
+            object_type="portal_account",
+            object_id=account.id,
+            client_id=client.id,
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+        )
+    return account

@@ -1,0 +1,173 @@
+"""A small JSON API router that validates bodies with pydantic and describes itself in
+OpenAPI 3.1, so the API can be read, and fuzzed, from ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.errors import CabinetError
+from server.web import error_response, parse_body
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: dict[str, str] = {}
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Ok(BaseModel):
+    ok: bool = True
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    summary: str
+    statuses: tuple[int, ...]
+    response_list: bool = False
+    params: list[str] = field(default_factory=list)
+
+
+class Api:
+    def __init__(self, title: str, mount: str) -> None:
+        self.title = title
+        self.mount = mount
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        response_list: bool = False,
+        summary: str = "",
+        statuses: tuple[int, ...] = (401, 404, 422),
+    ) -> Callable[[Handler], Handler]:
+        def decorator(handler: Handler) -> Handler:
+            params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+            self.endpoints.append(
+                Endpoint(
+                    method.upper(),
+                    path,
+                    handler,
+                    body,
+                    response,
+                    summary or (inspect.getdoc(handler) or "").split("\n")[0],
+                    statuses,
+                    response_list,
+                    params,
+                )
+            )
+            return handler
+
+        return decorator
+
+    def routes(self) -> list[Route]:
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for ep in self.endpoints:
+            by_path.setdefault(ep.path, {})[ep.method] = ep
+        routes = [Route("/openapi.json", self._openapi_endpoint, methods=["GET"])]
+        for path, methods in by_path.items():
+            routes.append(Route(path, self._dispatcher(methods), methods=list(methods)))
+        return routes
+
+    def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+        async def dispatch(request: Request) -> Response:
+            ep = methods[request.method]
+            try:
+                args: list[Any] = [request]
+                if ep.body is not None:
+                    args.append(await parse_body(request, ep.body))
+                result = await ep.handler(*args)
+            except CabinetError as exc:
+                return error_response(request, exc)
+            if isinstance(result, Response):
+                return result
+            if isinstance(result, BaseModel):
+                return JSONResponse(result.model_dump(mode="json"))
+            if isinstance(result, list):
+                return JSONResponse(
+                    [r.model_dump(mode="json") if isinstance(r, BaseModel) else r for r in result]
+                )
+            return JSONResponse(result)
+
+        return dispatch
+
+    async def _openapi_endpoint(self, request: Request) -> Response:
+        return JSONResponse(self.openapi())
+
+    def openapi(self) -> dict[str, Any]:
+        schemas: dict[str, Any] = {}
+
+        def ref(model: type[BaseModel]) -> dict[str, Any]:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[name] = sub
+            schemas[model.__name__] = schema
+            return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+        error_ref = ref(ErrorBody)
+        paths: dict[str, Any] = {}
+        for ep in self.endpoints:
+            op: dict[str, Any] = {
+                "summary": ep.summary,
+                "operationId": f"{ep.method.lower()}_{ep.handler.__name__}",
+                "responses": {},
+            }
+            if ep.params:
+                op["parameters"] = [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+                    for p in ep.params
+                ]
+            if ep.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(ep.body)}},
+                }
+            if ep.response is not None:
+                schema = ref(ep.response)
+                if ep.response_list:
+                    schema = {"type": "array", "items": schema}
+                op["responses"]["200"] = {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": schema}},
+                }
+            else:
+                op["responses"]["200"] = {"description": "OK"}
+            for status in (*ep.statuses, 403, 429):
+                op["responses"][str(status)] = {
+                    "description": "Error",
+                    "content": {"application/json": {"schema": error_ref}},
+                }
+            paths.setdefault(self.mount + ep.path, {})[ep.method.lower()] = op
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": "1"},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "session": {"type": "apiKey", "in": "cookie", "name": "session"}
+                },
+            },
+        }

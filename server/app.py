@@ -1,0 +1,85 @@
+"""The app factory: one Starlette app serving /staff, /api, /portal and /static."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from portal.app import build_portal_app
+from realtime.hub import hub
+from server import db
+from server.errors import CabinetError
+from server.settings import ROOT, Settings, get_settings, set_settings
+from server.web import error_response, render
+from server.worker import run_worker
+from staff.app import build_staff_api, build_staff_app
+
+log = logging.getLogger("cabinet")
+
+
+async def cabinet_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CabinetError)
+    return error_response(request, exc)
+
+
+async def landing(request: Request) -> Response:
+    return render(request, "common/landing.html", {})
+
+
+async def health(request: Request) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"ok": True, "broker": hub.connected})
+
+
+def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
+    """Build the app. With ``manage_db`` the lifespan opens the database, the realtime hub
+    and (when embedded) the worker; tests that manage their own database pass False."""
+    if settings is not None:
+        set_settings(settings)
+    settings = get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        if manage_db:
+            await db.init_db(settings.database_url)
+            await hub.start(settings.broadcast_url)
+            if settings.embedded_worker:
+                worker = asyncio.create_task(run_worker(stop), name="embedded-worker")
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    await worker
+            if manage_db:
+                await hub.stop()
+                await db.close_db()
+
+    handlers = {CabinetError: cabinet_error}
+    app = Starlette(
+        routes=[
+            Route("/", landing),
+            Route("/healthz", health),
+            Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
+            Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
+            Mount("/staff", build_staff_app()),
+            Mount("/api", build_staff_api()),
+            Mount("/portal", build_portal_app()),
+            Mount("/static", StaticFiles(directory=ROOT / "server" / "static"), name="static"),
+        ],
+        exception_handlers=handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    return app

@@ -1,0 +1,57 @@
+"""Login throttling that slows attackers without locking the real user out.
+
+Three scopes, each counted over a sliding window of failed attempts:
+- account + address: a handful of failures blocks that address for that account only;
+- address: one address guessing across many accounts is blocked;
+- account: many addresses guessing one account are blocked, *except* a browser that has
+  signed in to that account before (it carries a signed "known device" cookie), so a
+  distributed attack cannot keep the owner of the account out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+
+from models.accounts import LoginAttempt, Realm
+from server.errors import TooManyRequests
+from server.i18n import gettext as _
+from server.settings import get_settings
+
+DEVICE_COOKIE = "cabinet_device"
+
+
+def device_proof(email: str) -> str:
+    key = get_settings().secret_key.encode()
+    return hmac.new(key, f"device:{email.lower()}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def is_known_device(cookie: str | None, email: str) -> bool:
+    if not cookie:
+        return False
+    return any(hmac.compare_digest(part, device_proof(email)) for part in cookie.split("."))
+
+
+def add_known_device(cookie: str | None, email: str) -> str:
+    parts = [p for p in (cookie or "").split(".") if p]
+    proof = device_proof(email)
+    if proof not in parts:
+        parts.append(proof)
+    return ".".join(parts[-5:])
+
+
+async def check_throttle(realm: Realm, email: str, address: str, known_device: bool) -> None:
+    s = get_settings()
+    since = datetime.now(UTC) - timedelta(minutes=s.throttle_window_minutes)
+    failures = LoginAttempt.filter(realm=realm, succeeded=False, created_at__gte=since)
+    retry = s.throttle_window_minutes * 60
+    message = _("Too many failed sign-in attempts. Please wait %(minutes)d minutes and try again.") % {
+        "minutes": s.throttle_window_minutes
+    }
+    if await failures.filter(email=email, address=address).count() >= s.throttle_pair_limit:
+        raise TooManyRequests(message, retry)
+    if await failures.filter(address=address).count() >= s.throttle_address_limit:
+        raise TooManyRequests(message, retry)
+    if not known_device and await failures.filter(email=email).count() >= s.throttle_account_limit:
+        raise TooManyRequests(message, retry)

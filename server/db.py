@@ -1,0 +1,119 @@
+"""Database wiring: Tortoise configuration, migrations, and the transaction helper.
+
+``atomic()`` is the only way actions open a transaction. It carries a buffer of realtime
+events: actions add to it while they write, and the buffer is published only once the
+outermost transaction has committed. A rollback drops it, so a write that did not happen is
+never announced, and a write that did is never silent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from server.settings import get_settings
+
+MODEL_MODULES = ["models"]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # The `tortoise` CLI reads server.db.TORTOISE_ORM (see pyproject.toml); build it lazily so
+    # importing this module never reads the environment by accident.
+    if name == "TORTOISE_ORM":
+        return tortoise_config(get_settings().database_url)
+    raise AttributeError(name)
+
+
+async def init_db(database_url: str) -> None:
+    # The global fallback lets uvicorn's request tasks see the connections opened by the
+    # lifespan task (Tortoise 1.x keeps its state in a context variable).
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def migrate(database_url: str) -> None:
+    """Apply the committed migrations (``cabinet migrate``)."""
+    from tortoise.migrations.api import migrate as run_migrations
+
+    await run_migrations(config=tortoise_config(database_url))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+def connection() -> BaseDBAsyncClient:
+    return connections.get("default")
+
+
+def dialect() -> str:
+    return connection().capabilities.dialect
+
+
+def placeholders(n: int, start: int = 1) -> list[str]:
+    """SQL parameter markers for the current database ($1 on PostgreSQL, ? on SQLite)."""
+    if dialect() == "postgres":
+        return [f"${i}" for i in range(start, start + n)]
+    return ["?"] * n
+
+
+# --- publish after commit ---------------------------------------------------------------
+
+AfterCommit = Callable[[], Awaitable[None]]
+_after_commit: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.ContextVar(
+    "cabinet_after_commit", default=None
+)
+
+
+def on_commit(callback: AfterCommit) -> None:
+    """Run ``callback`` once the outermost ``atomic()`` block has committed.
+
+    Call inside ``atomic()``; outside a transaction this is a programming error, because
+    there would be nothing to wait for and the event could announce an uncommitted write.
+    """
+    pending = _after_commit.get()
+    if pending is None:
+        raise RuntimeError("on_commit() called outside atomic()")
+    pending.append(callback)
+
+
+def in_atomic() -> bool:
+    return _after_commit.get() is not None
+
+
+@asynccontextmanager
+async def atomic() -> AsyncIterator[BaseDBAsyncClient]:
+    outer = _after_commit.get()
+    mine: list[AfterCommit] = []
+    token = _after_commit.set(mine)
+    try:
+        async with in_transaction("default") as conn:
+            yield conn
+    finally:
+        _after_commit.reset(token)
+    # Reached only when the block committed (or released its savepoint).
+    if outer is not None:
+        outer.extend(mine)
+        return
+    for callback in mine:
+        await callback()

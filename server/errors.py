@@ -1,0 +1,62 @@
+"""The one error hierarchy, mapped to HTTP by ``server.app``::
+
+    CabinetError
+    ├── NotFound          404  missing, or not yours to see (the two look the same)
+    ├── PermissionDenied  403  you are known, but this action is not for your role
+    ├── ValidationFailed  422  bad input; ``fields`` maps field -> message
+    ├── Conflict          409  a business rule refuses the change (e.g. deleting a read message)
+    ├── Unauthenticated   401  no valid session
+    └── TooManyRequests   429  throttled; ``retry_after`` in seconds
+"""
+
+from __future__ import annotations
+
+
+class CabinetError(Exception):
+    status_code = 400
+    code = "error"
+
+    def __init__(self, message: str = "", fields: dict[str, str] | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.fields = fields or {}
+
+    def to_json(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+
+
+class NotFound(CabinetError):
+    status_code = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "Not found", fields: dict[str, str] | None = None) -> None:
+        super().__init__(message, fields)
+
+
+class PermissionDenied(CabinetError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ValidationFailed(CabinetError):
+    status_code = 422
+    code = "invalid"
+
+
+class Conflict(CabinetError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthenticated(CabinetError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class TooManyRequests(CabinetError):
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

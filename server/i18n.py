@@ -1,0 +1,130 @@
+"""Translations (gettext catalogs for fr and en) and locale-aware formatting.
+
+Catalogs live as .po files under server/locale and are compiled in memory at start-up, so
+there is no build step. The current locale is a context variable set per request (user
+preference, else the browser's Accept-Language, else the practice default) so that actions
+rendering emails translate for the right person too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import gettext as _gettext
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date as _format_date
+from babel.dates import format_datetime as _format_datetime
+from babel.dates import format_time as _format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_currency
+
+LOCALES = ("en", "fr")
+LOCALE_DIR = Path(__file__).with_name("locale")
+DOMAIN = "cabinet"
+
+_locale: contextvars.ContextVar[str] = contextvars.ContextVar("cabinet_locale", default="en")
+_time_zone: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "cabinet_time_zone", default="Europe/Paris"
+)
+
+
+@lru_cache(maxsize=len(LOCALES))
+def translations(locale: str) -> _gettext.NullTranslations:
+    po = LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if not po.exists():
+        return _gettext.NullTranslations()
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=locale)
+    buf = BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return _gettext.GNUTranslations(buf)
+
+
+def set_locale(locale: str) -> contextvars.Token[str]:
+    return _locale.set(locale if locale in LOCALES else "en")
+
+
+def current_locale() -> str:
+    return _locale.get()
+
+
+def set_time_zone(name: str) -> None:
+    _time_zone.set(name)
+
+
+def current_time_zone() -> ZoneInfo:
+    return ZoneInfo(_time_zone.get())
+
+
+def gettext(message: str) -> str:
+    return translations(_locale.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(_locale.get()).ngettext(singular, plural, n)
+
+
+def lazy(message: str) -> str:
+    """Mark a string for extraction where it is defined; translate it where it is shown."""
+    return message
+
+
+def negotiate(accept_language: str | None, preferred: str | None, default: str) -> str:
+    """The user's own choice, else the browser's first supported language, else the default."""
+    if preferred in LOCALES:
+        return preferred  # type: ignore[return-value]
+    if accept_language:
+        weighted: list[tuple[float, str]] = []
+        for part in accept_language.split(","):
+            piece = part.strip().split(";q=")
+            tag = piece[0].strip().lower()
+            try:
+                q = float(piece[1]) if len(piece) > 1 else 1.0
+            except ValueError:
+                q = 0.0
+            weighted.append((q, tag))
+        for _q, tag in sorted(weighted, key=lambda x: -x[0]):
+            lang = tag.split("-")[0]
+            if lang in LOCALES:
+                return lang
+    return default if default in LOCALES else "en"
+
+
+def _babel_locale() -> Locale:
+    try:
+        return Locale.parse(_locale.get())
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
+
+
+def format_datetime(value: datetime | None, fmt: str = "medium") -> str:
+    """A UTC datetime shown in the practice's time zone and the user's locale."""
+    if value is None:
+        return ""
+    return _format_datetime(value, fmt, tzinfo=current_time_zone(), locale=_babel_locale())
+
+
+def format_time(value: datetime | None, fmt: str = "short") -> str:
+    if value is None:
+        return ""
+    return _format_time(value, fmt, tzinfo=current_time_zone(), locale=_babel_locale())
+
+
+def format_date(value: date | datetime | None, fmt: str = "medium") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(current_time_zone()).date()
+    return _format_date(value, fmt, locale=_babel_locale())
+
+
+def format_money(amount: Decimal, currency: str = "EUR") -> str:
+    return format_currency(amount, currency, locale=_babel_locale())

@@ -1,0 +1,107 @@
+"""Outgoing email: queued in the caller's transaction, delivered by the worker.
+
+With no ``SMTP_URL`` the worker "delivers" to the console and the message stays readable in
+the outbox, so the embedded default shows what would have been sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlparse
+
+import aiosmtplib
+
+from models.notifications import OutboxMessage, OutboxStatus
+from server.settings import get_settings
+
+log = logging.getLogger("cabinet.mail")
+
+MAX_ATTEMPTS = 6
+LEASE = timedelta(minutes=2)
+
+
+async def queue_email(
+    to: str,
+    subject: str,
+    body_text: str,
+    *,
+    body_html: str | None = None,
+    purpose: str = "",
+    client_id: int | None = None,
+    practice_id: int | None = None,
+) -> OutboxMessage:
+    """Queue an email. Call inside ``atomic()``: a rolled-back change sends nothing."""
+    return await OutboxMessage.create(
+        to=to,
+        subject=subject,
+        body_text=body_text,
+        body_html=body_html,
+        purpose=purpose,
+        client_id=client_id,
+        practice_id=practice_id,
+        next_attempt_at=datetime.now(UTC),
+    )
+
+
+async def _send_smtp(url: str, msg: OutboxMessage) -> None:
+    parsed = urlparse(url)
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    email = EmailMessage()
+    email["From"] = query.get("from", "Cabinet <no-reply@localhost>")
+    email["To"] = msg.to
+    email["Subject"] = msg.subject
+    email.set_content(msg.body_text)
+    if msg.body_html:
+        email.add_alternative(msg.body_html, subtype="html")
+    await aiosmtplib.send(
+        email,
+        hostname=parsed.hostname or "localhost",
+        port=parsed.port or (465 if parsed.scheme == "smtps" else 25),
+        username=unquote(parsed.username) if parsed.username else None,
+        password=unquote(parsed.password) if parsed.password else None,
+        use_tls=parsed.scheme == "smtps",
+        start_tls=True if query.get("starttls") in {"1", "true"} else None,
+        timeout=20,
+    )
+
+
+async def deliver_due(limit: int = 20) -> int:
+    """Send queued emails whose time has come. Safe with several workers: each message is
+    claimed by a conditional update before it is sent."""
+    now = datetime.now(UTC)
+    due = (
+        await OutboxMessage.filter(
+            status=OutboxStatus.QUEUED, channel="email", next_attempt_at__lte=now
+        )
+        .order_by("id")
+        .limit(limit)
+    )
+    sent = 0
+    settings = get_settings()
+    for msg in due:
+        claimed = await OutboxMessage.filter(
+            id=msg.id, status=OutboxStatus.QUEUED, attempts=msg.attempts
+        ).update(attempts=msg.attempts + 1, next_attempt_at=now + LEASE)
+        if not claimed:
+            continue
+        try:
+            if settings.smtp_url:
+                await _send_smtp(settings.smtp_url, msg)
+            else:
+                log.info("outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text)
+                print(f"[outbox] to {msg.to}: {msg.subject}\n{msg.body_text}\n", flush=True)
+        except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, then reported
+            attempts = msg.attempts + 1
+            failed = attempts >= MAX_ATTEMPTS
+            await OutboxMessage.filter(id=msg.id).update(
+                status=OutboxStatus.FAILED if failed else OutboxStatus.QUEUED,
+                error=str(exc)[:2000],
+                next_attempt_at=now + timedelta(seconds=30 * 2**attempts),
+            )
+            log.warning("email %s to %s failed (attempt %s): %s", msg.id, msg.to, attempts, exc)
+            continue
+        await OutboxMessage.filter(id=msg.id).update(status=OutboxStatus.SENT, sent_at=datetime.now(UTC))
+        sent += 1
+    return sent

@@ -1,0 +1,61 @@
+/* Cabinet live updates: one websocket per tab, resumed without loss (docs/realtime.md).
+ * The last seq seen is kept in sessionStorage so a reconnect (or a reload of the tab)
+ * asks only for what it missed. Reconnects back off from 0.5 s to 10 s. */
+(function () {
+  "use strict";
+  var handlers = {};
+  var state = { ws: null, seq: null, url: null, opts: {}, backoff: 500, lastSeen: 0, timer: null };
+
+  function key() { return "cabinet.seq:" + state.url; }
+
+  function status(s) { if (state.opts.onStatus) state.opts.onStatus(s); document.documentElement.dataset.live = s; }
+
+  function open() {
+    var stored = sessionStorage.getItem(key());
+    if (state.seq === null && stored !== null) state.seq = parseInt(stored, 10);
+    var proto = location.protocol === "https:" ? "wss://" : "ws://";
+    var url = proto + location.host + state.url + (state.seq !== null ? "?after=" + state.seq : "");
+    var ws = new WebSocket(url);
+    state.ws = ws;
+    ws.onmessage = function (m) {
+      state.lastSeen = Date.now();
+      var msg = JSON.parse(m.data);
+      if (msg.type === "ready") { state.backoff = 500; status("live"); }
+      if (typeof msg.seq === "number") {
+        if (msg.data !== undefined) {
+          if (state.seq !== null && msg.seq <= state.seq) return; // already shown
+          state.seq = msg.seq;
+          sessionStorage.setItem(key(), String(msg.seq));
+          var list = (handlers[msg.type] || []).concat(handlers["*"] || []);
+          for (var i = 0; i < list.length; i++) { try { list[i](msg.data, msg); } catch (e) { console.error(e); } }
+        } else if (state.seq === null) {
+          state.seq = msg.seq;
+          sessionStorage.setItem(key(), String(msg.seq));
+        }
+      }
+    };
+    ws.onclose = function (ev) {
+      status(ev.code === 4001 || ev.code === 4003 ? "signed-out" : "reconnecting");
+      if (ev.code === 4001 || ev.code === 4003) {
+        if (state.opts.onSignedOut) state.opts.onSignedOut(); else location.reload();
+        return;
+      }
+      setTimeout(open, state.backoff + Math.random() * 250);
+      state.backoff = Math.min(state.backoff * 2, 10000);
+    };
+  }
+
+  window.CabinetLive = {
+    connect: function (url, opts) {
+      state.url = url; state.opts = opts || {};
+      open();
+      // The server sends a heartbeat every 20 s: silence for 50 s means a dead link.
+      state.timer = setInterval(function () {
+        if (state.ws && state.ws.readyState === 1 && Date.now() - state.lastSeen > 50000) state.ws.close();
+      }, 5000);
+    },
+    on: function (type, fn) { (handlers[type] = handlers[type] || []).push(fn); },
+    send: function (obj) { if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(obj)); },
+    csrf: function () { var m = document.querySelector('meta[name="csrf-token"]'); return m ? m.content : ""; }
+  };
+})();

@@ -1,0 +1,263 @@
+"""Web plumbing shared by staff/ and portal/: sessions, CSRF, locale, bodies, rendering."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlparse
+
+from jinja2 import Environment, FileSystemLoader, PrefixLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.accounts import Realm, StaffRole
+from server import i18n
+from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
+from server.errors import (
+    CabinetError,
+    PermissionDenied,
+    TooManyRequests,
+    Unauthenticated,
+    ValidationFailed,
+)
+from server.settings import ROOT, get_settings
+
+M = TypeVar("M", bound=BaseModel)
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_FORM_BYTES = 1024 * 1024
+
+
+# --- request state ---------------------------------------------------------------------------
+
+
+def current_caller(conn: HTTPConnection) -> Caller | None:
+    return conn.scope.get("state", {}).get("caller")  # type: ignore[no-any-return]
+
+
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else ""
+
+
+def require_caller(conn: HTTPConnection) -> Caller:
+    caller = current_caller(conn)
+    if caller is None:
+        raise Unauthenticated(i18n.gettext("Please sign in."))
+    return caller
+
+
+def require_staff(conn: HTTPConnection, roles: Iterable[StaffRole] | None = None) -> Caller:
+    caller = require_caller(conn)
+    if caller.staff is None:
+        raise Unauthenticated(i18n.gettext("Please sign in."))
+    if roles is not None and caller.staff.role not in set(roles):
+        raise PermissionDenied(i18n.gettext("Your role does not allow this."))
+    return caller
+
+
+def require_client(conn: HTTPConnection) -> Caller:
+    caller = require_caller(conn)
+    if caller.client is None:
+        raise Unauthenticated(i18n.gettext("Please sign in."))
+    return caller
+
+
+# --- the session middleware (one per realm) -----------------------------------------------
+
+
+def _same_origin(scope: Scope, origin: str) -> bool:
+    parsed = urlparse(origin)
+    if not parsed.netloc:
+        return False
+    host = dict(scope.get("headers") or []).get(b"host", b"").decode()
+    public = urlparse(get_settings().public_url).netloc
+    return parsed.netloc in {host, public}
+
+
+class SessionMiddleware:
+    """Loads the realm's session, sets locale and time zone, and enforces CSRF.
+
+    CSRF: every unsafe request must come from our own origin (Origin or Referer header), and
+    when it carries a session cookie it must also present that session's token, in the
+    ``X-CSRF-Token`` header (fetch) or the ``csrf_token`` form field.
+    """
+
+    def __init__(self, app: ASGIApp, realm: Realm) -> None:
+        self.app = app
+        self.realm = realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        token = conn.cookies.get(COOKIE_NAMES[self.realm])
+        caller = await load_caller(self.realm, token)
+        state = scope.setdefault("state", {})
+        state["caller"] = caller
+        state["realm"] = self.realm
+        settings = get_settings()
+        locale = i18n.negotiate(
+            conn.headers.get("accept-language"), caller.locale if caller else None, settings.locale
+        )
+        i18n.set_locale(locale)
+        i18n.set_time_zone(settings.time_zone)
+        state["locale"] = locale
+
+        if scope["type"] == "http" and scope["method"] in UNSAFE:
+            origin = conn.headers.get("origin") or conn.headers.get("referer")
+            if origin and not _same_origin(scope, origin):
+                await _reject(scope, receive, send, i18n.gettext("Cross-site request refused."))
+                return
+            if caller is not None:
+                sent, receive = await _csrf_token_from(scope, receive, conn)
+                if sent != caller.session.csrf_token:
+                    await _reject(
+                        scope,
+                        receive,
+                        send,
+                        i18n.gettext("Your form expired. Reload the page and try again."),
+                    )
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _csrf_token_from(scope: Scope, receive: Receive, conn: HTTPConnection) -> tuple[str | None, Receive]:
+    header = conn.headers.get("x-csrf-token")
+    if header:
+        return header, receive
+    content_type = conn.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_FORM_BYTES:
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        values = parse_qs(body.decode("latin-1"))
+        return (values.get("csrf_token") or [None])[0], replay
+    # Multipart uploads put the token in the query string.
+    return conn.query_params.get("csrf_token"), receive
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+    response = JSONResponse(
+        {"error": {"code": "csrf", "message": message, "fields": {}}}, status_code=403
+    )
+    await response(scope, receive, send)
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """Validate a JSON or form body against ``model``; 422 with the failing fields otherwise."""
+    content_type = request.headers.get("content-type", "")
+    data: Any
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(await request.body() or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationFailed(
+                i18n.gettext("The request body is not valid JSON."), {"body": "invalid JSON"}
+            ) from None
+    else:
+        form = await request.form()
+        data = {k: v for k, v in form.items() if k != "csrf_token"}
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "body"
+            fields.setdefault(name, err["msg"])
+        raise ValidationFailed(i18n.gettext("Some fields are not valid."), fields) from None
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+_env = Environment(
+    loader=PrefixLoader(
+        {
+            "common": FileSystemLoader(str(ROOT / "server" / "templates")),
+            "staff": FileSystemLoader(str(ROOT / "staff" / "templates")),
+            "portal": FileSystemLoader(str(ROOT / "portal" / "templates")),
+        }
+    ),
+    autoescape=select_autoescape(["html"]),
+    extensions=["jinja2.ext.i18n"],
+)
+_env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+_env.filters.update(
+    datetime=i18n.format_datetime,
+    date=i18n.format_date,
+    time=i18n.format_time,
+    money=i18n.format_money,
+)
+
+
+def render(
+    request: HTTPConnection, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
+    caller = current_caller(request)
+    ctx = {
+        "request": request,
+        "caller": caller,
+        "csrf_token": caller.session.csrf_token if caller else "",
+        "locale": i18n.current_locale(),
+        "locales": i18n.LOCALES,
+    }
+    ctx.update(context or {})
+    html = _env.get_template(template).render(ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def wants_json(request: HTTPConnection) -> bool:
+    path = request.url.path
+    return (
+        path.startswith("/api/")
+        or "/api/" in path
+        or "application/json" in request.headers.get("accept", "")
+        or request.headers.get("content-type", "").startswith("application/json")
+    )
+
+
+def error_response(request: HTTPConnection, exc: CabinetError) -> Response:
+    if wants_json(request):
+        headers = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
+    if isinstance(exc, Unauthenticated):
+        realm = request.scope.get("state", {}).get("realm", Realm.STAFF)
+        login = "/staff/login" if realm is Realm.STAFF else "/portal/login"
+        return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
+    realm = request.scope.get("state", {}).get("realm", Realm.STAFF)
+    return render(
+        request,
+        "common/error.html",
+        {"error": exc, "home": "/staff/" if realm is Realm.STAFF else "/portal/"},
+        status=exc.status_code,
+    )
+
+
+def static_dir(app: str) -> Path:
+    return ROOT / app / "static"

@@ -1,0 +1,37 @@
+"""Assembles the staff app (/staff) and the staff API (/api), both in the staff realm."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from models.accounts import Realm
+from realtime.endpoint import websocket_endpoint
+from server.auth.views import AuthPages
+from server.web import SessionMiddleware, static_dir
+from staff import clients, pages
+from staff.api import api
+
+
+def build_staff_app() -> ASGIApp:
+    auth = AuthPages(Realm.STAFF, "/staff")
+    routes = [
+        Route("/", pages.home),
+        *auth.routes(),
+        Route("/team", pages.team, methods=["GET", "POST"]),
+        Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
+        Route("/audit", pages.audit_trail),
+        Route("/clients", clients.client_list),
+        Route("/clients/{client_id:int}", clients.client_page),
+        Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),
+        Route("/clients/{client_id:int}/portal/{state:str}", clients.set_portal, methods=["POST"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+        Mount("/static", StaticFiles(directory=static_dir("staff"))),
+    ]
+    return SessionMiddleware(Starlette(routes=routes), Realm.STAFF)
+
+
+def build_staff_api() -> ASGIApp:
+    return SessionMiddleware(Starlette(routes=api.routes()), Realm.STAFF)

@@ -1,0 +1,60 @@
+"""Staff: the client list and the client page (the client-file issue fills its tabs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.accounts import PortalAccount
+from server.access import access_client, visible_clients
+from server.actions import accounts
+from server.actions.audit import record_read
+from server.errors import ValidationFailed
+from server.web import client_address, parse_body, render, require_staff
+
+
+class InviteForm(BaseModel):
+    email: str = Field(default="", max_length=254)
+
+
+async def client_list(request: Request) -> Response:
+    caller = require_staff(request)
+    clients = await (await visible_clients(caller)).order_by("last_name", "first_name").limit(200)
+    portal = set(
+        await PortalAccount.filter(client_id__in=[c.id for c in clients]).values_list(
+            "client_id", flat=True
+        )
+    )
+    return render(
+        request, "staff/clients.html", {"clients": clients, "portal": portal, "section": "clients"}
+    )
+
+
+async def client_page(request: Request, ctx: dict[str, object] | None = None, status: int = 200) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, int(request.path_params["client_id"]))
+    await record_read(caller, client.id, "file", ip=client_address(request))
+    account = await PortalAccount.get_or_none(client_id=client.id)
+    context: dict[str, object] = {"client": client, "account": account, "section": "clients"}
+    context.update(ctx or {})
+    return render(request, "staff/client.html", context, status=status)
+
+
+async def invite(request: Request) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, int(request.path_params["client_id"]))
+    try:
+        data = await parse_body(request, InviteForm)
+        link = await accounts.do_invite_to_portal(caller, client, data.email or None)
+    except ValidationFailed as exc:
+        return await client_page(request, {"error": exc.message, "fields": exc.fields}, 422)
+    return await client_page(request, {"invite_link": link})
+
+
+async def set_portal(request: Request) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, int(request.path_params["client_id"]))
+    active = request.path_params["state"] == "enable"
+    await accounts.do_set_portal_active(caller, client, active)
+    return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)

@@ -1,0 +1,85 @@
+"""Staff pages: home, team, audit trail. Handlers stay thin: parse, check access, act, render."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.accounts import Practice, StaffRole, StaffUser
+from models.audit import AuditEntry
+from server.access import access_staff_user
+from server.actions import accounts
+from server.errors import ValidationFailed
+from server.web import parse_body, render, require_staff
+
+OWNER = (StaffRole.OWNER,)
+
+
+class NewStaffForm(BaseModel):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    role: StaffRole
+    supervisor_id: int | None = None
+    portal_enabled: bool = False
+
+
+async def home(request: Request) -> Response:
+    caller = require_staff(request)
+    practice = await Practice.get(id=caller.practice_id)
+    return render(request, "staff/home.html", {"practice": practice, "section": "home"})
+
+
+async def team(request: Request) -> Response:
+    caller = require_staff(request, OWNER)
+    members = await StaffUser.filter(practice_id=caller.practice_id).order_by("last_name", "first_name")
+    ctx: dict[str, object] = {"members": members, "roles": list(StaffRole), "section": "team"}
+    if request.method == "POST":
+        try:
+            data = await parse_body(request, NewStaffForm)
+            supervisor = (
+                await access_staff_user(caller, data.supervisor_id) if data.supervisor_id else None
+            )
+            practice = await Practice.get(id=caller.practice_id)
+            await accounts.do_create_staff_user(
+                caller,
+                practice,
+                email=data.email,
+                first_name=data.first_name,
+                last_name=data.last_name,
+                role=data.role,
+                supervisor=supervisor,
+                portal_enabled=data.portal_enabled,
+            )
+        except ValidationFailed as exc:
+            ctx.update(error=exc.message, fields=exc.fields)
+            return render(request, "staff/team.html", ctx, status=422)
+        return RedirectResponse("/staff/team", status_code=303)
+    return render(request, "staff/team.html", ctx)
+
+
+async def set_staff_active(request: Request) -> Response:
+    caller = require_staff(request, OWNER)
+    user = await access_staff_user(caller, int(request.path_params["staff_id"]))
+    active = request.path_params["state"] == "activate"
+    await accounts.do_set_staff_active(caller, user, active)
+    return RedirectResponse("/staff/team", status_code=303)
+
+
+async def audit_trail(request: Request) -> Response:
+    caller = require_staff(request, OWNER)
+    try:
+        page = max(1, int(request.query_params.get("page", "1")))
+    except ValueError:
+        page = 1
+    query = AuditEntry.filter(practice_id=caller.practice_id)
+    if request.query_params.get("reads") == "1":
+        query = query.filter(is_read=True)
+    client_id = request.query_params.get("client")
+    if client_id and client_id.isdigit():
+        query = query.filter(client_id=int(client_id))
+    entries = await query.order_by("-id").offset((page - 1) * 50).limit(50)
+    return render(
+        request, "staff/audit.html", {"entries": entries, "page": page, "section": "audit"}
+    )
