@@ -10,9 +10,18 @@ from server.auth.passwords import hash_password
 DEMO_PASSWORD = "cabinet-demo-2026"
 
 CLIENTS = [
-    ("Hélène", "Dubois"), ("Marc", "Lefèvre"), ("Amira", "Benali"), ("Julien", "Moreau"),
-    ("Sophie", "Martin"), ("Lucas", "Bernard"), ("Chloé", "Petit"), ("Noah", "Roux"),
-    ("Emma", "Fournier"), ("Hugo", "Girard"), ("Léa", "Bonnet"), ("Théo", "Lambert"),
+    ("Hélène", "Dubois"),
+    ("Marc", "Lefèvre"),
+    ("Amira", "Benali"),
+    ("Julien", "Moreau"),
+    ("Sophie", "Martin"),
+    ("Lucas", "Bernard"),
+    ("Chloé", "Petit"),
+    ("Noah", "Roux"),
+    ("Emma", "Fournier"),
+    ("Hugo", "Girard"),
+    ("Léa", "Bonnet"),
+    ("Théo", "Lambert"),
 ]
 
 
@@ -27,8 +36,14 @@ async def create_demo() -> list[tuple[str, str, str]]:
 
     async def staff(email: str, first: str, last: str, role: StaffRole, **kw: object) -> StaffUser:
         user = await accounts.do_create_staff_user(
-            None, practice, email=email, first_name=first, last_name=last, role=role,
-            password=DEMO_PASSWORD, **kw,  # type: ignore[arg-type]
+            None,
+            practice,
+            email=email,
+            first_name=first,
+            last_name=last,
+            role=role,
+            password=DEMO_PASSWORD,
+            **kw,  # type: ignore[arg-type]
         )
         logins.append((role.value, email, DEMO_PASSWORD))
         return user
@@ -38,7 +53,9 @@ async def create_demo() -> list[tuple[str, str, str]]:
     bruno = await staff(
         "bruno@demo.cabinet", "Bruno", "Garnier", StaffRole.THERAPIST, supervisor=alice
     )
-    await staff("desk@demo.cabinet", "Denise", "Faure", StaffRole.OFFICE_ADMIN, portal_enabled=False)
+    await staff(
+        "desk@demo.cabinet", "Denise", "Faure", StaffRole.OFFICE_ADMIN, portal_enabled=False
+    )
 
     password_hash = await hash_password(DEMO_PASSWORD)
     for i, (first, last) in enumerate(CLIENTS):

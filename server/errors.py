@@ -1,12 +1,12 @@
 """The one error hierarchy, mapped to HTTP by ``server.app``::
 
-    CabinetError
-    ├── NotFound          404  missing, or not yours to see (the two look the same)
-    ├── PermissionDenied  403  you are known, but this action is not for your role
-    ├── ValidationFailed  422  bad input; ``fields`` maps field -> message
-    ├── Conflict          409  a business rule refuses the change (e.g. deleting a read message)
-    ├── Unauthenticated   401  no valid session
-    └── TooManyRequests   429  throttled; ``retry_after`` in seconds
+CabinetError
+├── NotFound          404  missing, or not yours to see (the two look the same)
+├── PermissionDenied  403  you are known, but this action is not for your role
+├── ValidationFailed  422  bad input; ``fields`` maps field -> message
+├── Conflict          409  a business rule refuses the change (e.g. deleting a read message)
+├── Unauthenticated   401  no valid session
+└── TooManyRequests   429  throttled; ``retry_after`` in seconds
 """
 
 from __future__ import annotations

@@ -90,7 +90,9 @@ async def deliver_due(limit: int = 20) -> int:
             if settings.smtp_url:
                 await _send_smtp(settings.smtp_url, msg)
             else:
-                log.info("outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text)
+                log.info(
+                    "outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text
+                )
                 print(f"[outbox] to {msg.to}: {msg.subject}\n{msg.body_text}\n", flush=True)
         except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, then reported
             attempts = msg.attempts + 1
@@ -102,6 +104,8 @@ async def deliver_due(limit: int = 20) -> int:
             )
             log.warning("email %s to %s failed (attempt %s): %s", msg.id, msg.to, attempts, exc)
             continue
-        await OutboxMessage.filter(id=msg.id).update(status=OutboxStatus.SENT, sent_at=datetime.now(UTC))
+        await OutboxMessage.filter(id=msg.id).update(
+            status=OutboxStatus.SENT, sent_at=datetime.now(UTC)
+        )
         sent += 1
     return sent

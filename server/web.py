@@ -125,7 +125,9 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _csrf_token_from(scope: Scope, receive: Receive, conn: HTTPConnection) -> tuple[str | None, Receive]:
+async def _csrf_token_from(
+    scope: Scope, receive: Receive, conn: HTTPConnection
+) -> tuple[str | None, Receive]:
     header = conn.headers.get("x-csrf-token")
     if header:
         return header, receive

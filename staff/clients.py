@@ -31,7 +31,9 @@ async def client_list(request: Request) -> Response:
     )
 
 
-async def client_page(request: Request, ctx: dict[str, object] | None = None, status: int = 200) -> Response:
+async def client_page(
+    request: Request, ctx: dict[str, object] | None = None, status: int = 200
+) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, int(request.path_params["client_id"]))
     await record_read(caller, client.id, "file", ip=client_address(request))

@@ -33,7 +33,9 @@ async def home(request: Request) -> Response:
 
 async def team(request: Request) -> Response:
     caller = require_staff(request, OWNER)
-    members = await StaffUser.filter(practice_id=caller.practice_id).order_by("last_name", "first_name")
+    members = await StaffUser.filter(practice_id=caller.practice_id).order_by(
+        "last_name", "first_name"
+    )
     ctx: dict[str, object] = {"members": members, "roles": list(StaffRole), "section": "team"}
     if request.method == "POST":
         try:

@@ -64,7 +64,9 @@ def add_auth_endpoints(api: Api, realm: Realm) -> None:
     @api.route("POST", "/account/password", body=ChangePasswordForm, response=Ok)
     async def change_password(request: Request, body: ChangePasswordForm) -> Ok:
         """Change my password (ends my other sessions)"""
-        await accounts.do_change_password(require_caller(request), body.current_password, body.new_password)
+        await accounts.do_change_password(
+            require_caller(request), body.current_password, body.new_password
+        )
         return Ok()
 
     @api.route("POST", "/password/forgot", body=EmailForm, response=Ok, statuses=(422,))

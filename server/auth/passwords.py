@@ -62,9 +62,7 @@ def _dummy_for(time_cost: int, memory_kib: int) -> str:
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
     path = Path(__file__).with_name("common-passwords.txt")
-    return frozenset(
-        line.strip().lower() for line in path.read_text().splitlines() if line.strip()
-    )
+    return frozenset(line.strip().lower() for line in path.read_text().splitlines() if line.strip())
 
 
 def check_password_policy(password: str, email: str = "") -> None:
@@ -73,10 +71,7 @@ def check_password_policy(password: str, email: str = "") -> None:
     if len(password) < settings.password_min_length:
         raise ValidationFailed(
             _("The password is too short."),
-            {
-                "password": _("Use at least %(n)d characters.")
-                % {"n": settings.password_min_length}
-            },
+            {"password": _("Use at least %(n)d characters.") % {"n": settings.password_min_length}},
         )
     lowered = password.lower()
     local = email.split("@", 1)[0].lower()

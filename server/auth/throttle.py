@@ -46,9 +46,9 @@ async def check_throttle(realm: Realm, email: str, address: str, known_device: b
     since = datetime.now(UTC) - timedelta(minutes=s.throttle_window_minutes)
     failures = LoginAttempt.filter(realm=realm, succeeded=False, created_at__gte=since)
     retry = s.throttle_window_minutes * 60
-    message = _("Too many failed sign-in attempts. Please wait %(minutes)d minutes and try again.") % {
-        "minutes": s.throttle_window_minutes
-    }
+    message = _(
+        "Too many failed sign-in attempts. Please wait %(minutes)d minutes and try again."
+    ) % {"minutes": s.throttle_window_minutes}
     if await failures.filter(email=email, address=address).count() >= s.throttle_pair_limit:
         raise TooManyRequests(message, retry)
     if await failures.filter(address=address).count() >= s.throttle_address_limit:

@@ -93,7 +93,9 @@ class AuthPages:
             Route("/account/locale", self.set_locale, methods=["POST"]),
         ]
 
-    def _page(self, request: Request, template: str, ctx: dict[str, object], status: int = 200) -> Response:
+    def _page(
+        self, request: Request, template: str, ctx: dict[str, object], status: int = 200
+    ) -> Response:
         ctx.update(prefix=self.prefix, realm=self.realm.value)
         return render(request, f"common/{template}", ctx, status)
 

@@ -1,0 +1,384 @@
+"""Test harness: a fresh database per test, factories per role, login helpers, event capture,
+and real uvicorn servers on free ports.
+
+The database is the one named by DATABASE_URL: a SQLite file per test by default, or
+PostgreSQL when DATABASE_URL=postgres://... (CI runs the suite both ways). The realtime
+broker is BROADCAST_URL (memory:// by default, redis://... in the second CI pass).
+Tests needing PostgreSQL, Redis or Chromium call ``require_service``: they skip on a laptop
+without it and fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.clients import Client
+from realtime.events import Event
+from realtime.hub import hub
+from server import db as dbmod
+from server.actions import accounts, clients
+from server.app import create_app
+from server.auth.passwords import hash_password
+from server.settings import Settings, set_settings
+
+CI = os.environ.get("CI", "").lower() == "true"
+PASSWORD = "correct horse battery staple"
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+BROADCAST_URL = os.environ.get("BROADCAST_URL", "memory://")
+IS_POSTGRES = DATABASE_URL.startswith(("postgres://", "postgresql://"))
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+POSTGRES_URL = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+def require_service(available: bool, what: str) -> None:
+    """Skip without the service on a laptop; fail in CI, where every service must be up."""
+    if available:
+        return
+    if CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} not available")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def redis_available() -> bool:
+    return port_open("127.0.0.1", 6379)
+
+
+def postgres_available() -> bool:
+    return port_open("127.0.0.1", 5432)
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- settings and database -----------------------------------------------------------------
+
+_template: dict[str, Path] = {}
+
+
+def _run_in_thread(coro_factory: Callable[[], Any]) -> None:
+    """Run a coroutine on its own loop in its own thread (fresh Tortoise context)."""
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro_factory())
+        except BaseException as exc:  # noqa: BLE001
+            error.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+
+
+async def _reset_postgres(url: str) -> None:
+    """Drop everything and apply the migrations: run once per test session."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+    await dbmod.migrate(url)
+    await dbmod.close_db()
+
+
+async def _migrate_sqlite(url: str) -> None:
+    await dbmod.migrate(url)
+    await dbmod.close_db()
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Apply the migrations once; each test then starts from a copy or a truncation."""
+    if IS_POSTGRES:
+        require_service(postgres_available(), "PostgreSQL")
+        _run_in_thread(lambda: _reset_postgres(DATABASE_URL))
+        return DATABASE_URL
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    _run_in_thread(lambda: _migrate_sqlite(f"sqlite://{path}"))
+    _template["sqlite"] = path
+    return f"sqlite://{path}"
+
+
+def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        env="test",
+        data_dir=tmp,
+        database_url=database_url,
+        broadcast_url=BROADCAST_URL,
+        secret_key="test-secret-key",
+        public_url="http://testserver",
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        embedded_worker=False,
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, migrated: str) -> Settings:
+    if IS_POSTGRES:
+        url = DATABASE_URL
+    else:
+        target = tmp_path / "test.sqlite3"
+        shutil.copy(_template["sqlite"], target)
+        url = f"sqlite://{target}"
+    s = make_settings(tmp_path, url)
+    set_settings(s)
+    return s
+
+
+TABLES_KEEP = {"tortoise_migrations"}
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[None]:
+    """A fresh database for this test."""
+    await dbmod.init_db(settings.database_url)
+    if IS_POSTGRES:
+        conn = dbmod.connection()
+        rows = await conn.execute_query_dict(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        tables = [r["tablename"] for r in rows if r["tablename"] not in TABLES_KEEP]
+        if tables:
+            await conn.execute_script(
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+            )
+    yield
+    await dbmod.close_db()
+
+
+@pytest.fixture
+async def realtime(db: None, settings: Settings) -> AsyncIterator[Any]:
+    if settings.broadcast_url.startswith("redis"):
+        require_service(redis_available(), "Redis")
+    await hub.start(settings.broadcast_url)
+    yield hub
+    await hub.stop()
+
+
+@pytest.fixture
+async def app(realtime: Any, settings: Settings) -> Any:
+    return create_app(settings, manage_db=False)
+
+
+@pytest.fixture
+async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app (no cookies yet): use ``login`` to sign in."""
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def new_http(app: Any) -> Callable[..., httpx.AsyncClient]:
+    """A factory of independent browsers (each its own cookie jar and address)."""
+
+    def make(address: str = "10.0.0.2") -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 5000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    return make
+
+
+# --- factories -------------------------------------------------------------------------------
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.n = 0
+        self._practice: Practice | None = None
+        self._hash: str | None = None
+
+    def _next(self) -> int:
+        self.n += 1
+        return self.n
+
+    async def password_hash(self) -> str:
+        if self._hash is None:
+            self._hash = await hash_password(PASSWORD)
+        return self._hash
+
+    async def practice(self) -> Practice:
+        if self._practice is None:
+            self._practice = await Practice.create(name="Test practice")
+        return self._practice
+
+    async def staff(
+        self, role: StaffRole, *, supervisor: StaffUser | None = None, **kw: Any
+    ) -> StaffUser:
+        i = self._next()
+        return await StaffUser.create(
+            practice=await self.practice(),
+            email=kw.pop("email", f"{role.value}{i}@example.org"),
+            password_hash=await self.password_hash(),
+            first_name=kw.pop("first_name", role.value.title()),
+            last_name=kw.pop("last_name", f"Number{i}"),
+            role=role,
+            supervisor=supervisor,
+            **kw,
+        )
+
+    async def owner(self, **kw: Any) -> StaffUser:
+        return await self.staff(StaffRole.OWNER, **kw)
+
+    async def therapist(self, **kw: Any) -> StaffUser:
+        return await self.staff(StaffRole.THERAPIST, **kw)
+
+    async def office_admin(self, **kw: Any) -> StaffUser:
+        return await self.staff(StaffRole.OFFICE_ADMIN, **kw)
+
+    async def client(
+        self, therapist: StaffUser | None = None, *, portal: bool = True, **kw: Any
+    ) -> Client:
+        i = self._next()
+        client = await clients.do_create_client(
+            None,
+            await self.practice(),
+            first_name=kw.pop("first_name", "Client"),
+            last_name=kw.pop("last_name", f"Number{i}"),
+            email=kw.pop("email", f"client{i}@example.org"),
+            therapist=therapist,
+        )
+        if portal:
+            await clients.do_create_portal_account_with_password(
+                None, client, client.email or f"client{i}@example.org", await self.password_hash()
+            )
+        return client
+
+    async def portal_account(self, client: Client) -> PortalAccount:
+        return await PortalAccount.get(client_id=client.id)
+
+
+@pytest.fixture
+async def make(db: None) -> Factory:
+    return Factory()
+
+
+async def login(
+    http: httpx.AsyncClient, who: StaffUser | Client, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Sign ``who`` in through the JSON API; sets the cookie and the CSRF header on ``http``."""
+    if isinstance(who, StaffUser):
+        url, email = "/api/session", who.email
+    else:
+        account = await PortalAccount.get(client_id=who.id)
+        url, email = "/portal/api/session", account.email
+    response = await http.post(url, json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    me = response.json()
+    http.headers["X-CSRF-Token"] = me["csrf_token"]
+    return me  # type: ignore[no-any-return]
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def of_type(self, type_: str) -> list[Event]:
+        return [e for e in self.events if e.type == type_]
+
+    def recipients(self, type_: str | None = None) -> set[str]:
+        return {e.recipient for e in self.events if type_ is None or e.type == type_}
+
+
+@pytest.fixture
+def capture_events(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Captured]:
+    """``captured = capture_events()``: every event published after commit from now on."""
+
+    def start() -> Captured:
+        captured = Captured()
+        original = hub.publish
+
+        async def spy(events: Any) -> None:
+            batch = list(events)
+            captured.events.extend(batch)
+            await original(batch)
+
+        monkeypatch.setattr(hub, "publish", spy)
+        return captured
+
+    return start
+
+
+# --- real servers ----------------------------------------------------------------------------
+
+
+class LiveServer:
+    def __init__(self, app: Any, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws_per_message_deflate=False,
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve())
+        for _ in range(200):
+            if self.server.started:
+                return
+            await asyncio.sleep(0.02)
+        raise RuntimeError("uvicorn did not start")
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+
+
+@pytest.fixture
+async def live_server(app: Any, settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by a real uvicorn on a free port, in this test's event loop."""
+    port = free_port()
+    set_settings(replace(settings, public_url=f"http://127.0.0.1:{port}"))
+    server = LiveServer(app, port)
+    await server.start()
+    yield server
+    await server.stop()
+    set_settings(settings)
+
+
+__all__ = ["PASSWORD", "login", "require_service", "accounts"]
