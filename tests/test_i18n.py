@@ -1,0 +1,140 @@
+"""Languages: the browser's choice, the user's saved choice, and complete French catalogs."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+
+from server.i18n import DOMAIN, LOCALE_DIR
+from server.settings import ROOT
+from tests.conftest import Factory, login
+
+PLACEHOLDER = re.compile(r"%\(\w+\)[sdif]")
+
+
+def catalog(locale: str) -> Catalog:
+    with (LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as fh:
+        return read_po(fh, locale=locale)
+
+
+def message_ids(cat: Catalog) -> set[str]:
+    return {m.id if isinstance(m.id, str) else m.id[0] for m in cat if m.id}
+
+
+# --- negotiation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["/staff", "/portal"])
+async def test_login_page_follows_a_french_browser(http: httpx.AsyncClient, prefix: str) -> None:
+    page = await http.get(f"{prefix}/login", headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"})
+    assert page.status_code == 200
+    assert '<html lang="fr">' in page.text
+    assert "Mot de passe" in page.text
+    assert "Se connecter" in page.text
+    assert "Password" not in page.text
+
+
+@pytest.mark.parametrize("accept", [None, "en-GB,en;q=0.9", "de-DE,de;q=0.9", "fr;q=0.2,en;q=0.8"])
+async def test_login_page_is_english_otherwise(http: httpx.AsyncClient, accept: str | None) -> None:
+    headers = {"Accept-Language": accept} if accept else {}
+    page = await http.get("/staff/login", headers=headers)
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text
+    assert "Password" in page.text
+    assert "Mot de passe" not in page.text
+
+
+async def test_a_failed_sign_in_is_explained_in_french(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    owner = await make.owner()
+    page = await http.post(
+        "/staff/login",
+        data={"email": owner.email, "password": "not the password"},
+        headers={"Accept-Language": "fr"},
+    )
+    assert "L’adresse e-mail ou le mot de passe est incorrect." in page.text
+
+
+async def test_saved_preference_wins_over_the_browser(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+
+    before = await http.get("/staff/account", headers=english_browser)
+    assert "My account" in before.text
+
+    saved = await http.post("/staff/account/locale", data={"locale": "fr"}, headers=english_browser)
+    assert saved.status_code == 303
+
+    after = await http.get("/staff/account", headers=english_browser)
+    assert '<html lang="fr">' in after.text
+    assert "Mon compte" in after.text
+    home = await http.get("/staff/", headers=english_browser)
+    assert "Accueil" in home.text
+
+
+async def test_a_client_choosing_english_keeps_it_on_a_french_browser(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    client = await make.client(await make.therapist())
+    await login(http, client)
+    french_browser = {"Accept-Language": "fr-FR,fr;q=0.9"}
+
+    assert "Mon compte" in (await http.get("/portal/account", headers=french_browser)).text
+    saved = await http.post("/portal/account/locale", data={"locale": "en"}, headers=french_browser)
+    assert saved.status_code == 303
+    page = await http.get("/portal/account", headers=french_browser)
+    assert '<html lang="en">' in page.text
+    assert "My account" in page.text
+
+
+# --- catalogs --------------------------------------------------------------------------------
+
+
+def test_every_french_message_is_translated() -> None:
+    fr = catalog("fr")
+    untranslated = [
+        m.id for m in fr if m.id and not (m.string if isinstance(m.string, str) else all(m.string))
+    ]
+    fuzzy = [m.id for m in fr if m.id and m.fuzzy]
+    assert not untranslated, f"untranslated in fr/cabinet.po: {untranslated}"
+    assert not fuzzy, f"fuzzy (unchecked) entries in fr/cabinet.po: {fuzzy}"
+
+
+def test_french_translations_keep_their_placeholders() -> None:
+    for message in catalog("fr"):
+        if not message.id:
+            continue
+        ids = [message.id] if isinstance(message.id, str) else list(message.id)
+        strings = [message.string] if isinstance(message.string, str) else list(message.string)
+        expected = sorted(PLACEHOLDER.findall(ids[0]))
+        for translated in strings:
+            assert sorted(PLACEHOLDER.findall(translated)) == expected, (message.id, translated)
+
+
+def test_english_and_french_catalogs_hold_the_same_messages() -> None:
+    assert message_ids(catalog("en")) == message_ids(catalog("fr"))
+
+
+def test_every_string_in_the_code_is_in_the_french_catalog() -> None:
+    """A string wrapped in _() but never extracted would show in English to French users."""
+    with (ROOT / "babel.cfg").open() as fh:
+        method_map, options_map = parse_mapping_cfg(fh)
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy": None}
+    in_code = {
+        msgid if isinstance(msgid, str) else msgid[0]
+        for _file, _line, msgid, _comments, _context in extract_from_dir(
+            ROOT, method_map, options_map, keywords=keywords
+        )
+    }
+    missing = sorted(in_code - message_ids(catalog("fr")))
+    assert not missing, f"run `make messages` and translate these in fr/cabinet.po: {missing}"
