@@ -1,0 +1,101 @@
+"""Sign-in flows in a real browser: Debian's Chromium driven by Playwright, against uvicorn.
+
+Playwright's own browser downloads are never used (no ``playwright install``): the tests
+launch the system Chromium, skip on a laptop without it, and fail in CI (require_service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def sign_in(page: Page, url: str, email: str, password: str) -> None:
+    await page.goto(url)
+    await page.locator("input[name=email]").fill(email)
+    await page.locator("input[name=password]").fill(password)
+    await page.locator("form button[type=submit]").click()
+
+
+async def test_staff_signs_in_and_live_updates_come_on(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    owner = await make.owner(first_name="Hélène")
+    page = await browser.new_page(locale="en-US")
+
+    await sign_in(page, f"{live_server.url}/staff/login", owner.email, PASSWORD)
+
+    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    await expect(page.locator("h1")).to_have_text("Hello, Hélène")
+    status = page.locator("#live-status")
+    await expect(status).to_have_attribute("data-state", "live", timeout=10_000)
+    await expect(status).to_have_text("Live updates: on")
+
+
+async def test_client_signs_in_on_a_phone(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    client = await make.client(await make.therapist(), first_name="Camille")
+    account = await make.portal_account(client)
+    context = await browser.new_context(locale="fr-FR", **PHONE)
+    page = await context.new_page()
+
+    await sign_in(page, f"{live_server.url}/portal/login", account.email, PASSWORD)
+
+    await expect(page).to_have_url(f"{live_server.url}/portal/")
+    await expect(page.locator("h1")).to_have_text("Bonjour Camille")
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    # Nothing wider than the phone: no sideways scrolling to read the page.
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    await context.close()
+
+
+async def test_a_wrong_password_is_refused_with_a_message(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    owner = await make.owner()
+    page = await browser.new_page(locale="en-US")
+
+    await sign_in(page, f"{live_server.url}/staff/login", owner.email, "not my password")
+
+    await expect(page.get_by_role("alert")).to_have_text("The email or password is incorrect.")
+    await expect(page.locator("input[name=email]")).to_have_value(owner.email)
+    assert "/staff/login" in page.url
+    # Still signed out: the home page sends the visitor back to the form.
+    await page.goto(f"{live_server.url}/staff/")
+    await expect(page).to_have_url(f"{live_server.url}/staff/login?next=/staff/")
