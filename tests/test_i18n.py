@@ -129,6 +129,7 @@ def test_every_string_in_the_code_is_in_the_french_catalog() -> None:
     """A string wrapped in _() but never extracted would show in English to French users."""
     with (ROOT / "babel.cfg").open() as fh:
         method_map, options_map = parse_mapping_cfg(fh)
+    # The keywords of `make messages` (pybabel reads them from its command line, not babel.cfg).
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy": None}
     in_code = {
         msgid if isinstance(msgid, str) else msgid[0]
