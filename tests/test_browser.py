@@ -96,6 +96,14 @@ async def test_a_wrong_password_is_refused_with_a_message(
     await expect(page.get_by_role("alert")).to_have_text("The email or password is incorrect.")
     await expect(page.locator("input[name=email]")).to_have_value(owner.email)
     assert "/staff/login" in page.url
-    # Still signed out: the home page sends the visitor back to the form.
+
+
+async def test_a_signed_out_visitor_is_sent_to_the_sign_in_form(
+    browser: Browser, live_server: LiveServer
+) -> None:
+    page = await browser.new_page(locale="en-US")
+
     await page.goto(f"{live_server.url}/staff/")
+
     await expect(page).to_have_url(f"{live_server.url}/staff/login?next=/staff/")
+    await expect(page.locator("input[name=password]")).to_be_visible()
