@@ -5,6 +5,7 @@ from __future__ import annotations
 from models.accounts import Realm
 from server.api import Api
 from server.auth.api import add_auth_endpoints
+from server.auth.sessions import COOKIE_NAMES
 
-api = Api("Cabinet client portal API", "/portal/api")
+api = Api("Cabinet client portal API", "/portal/api", COOKIE_NAMES[Realm.PORTAL])
 add_auth_endpoints(api, Realm.PORTAL)

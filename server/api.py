@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.errors import CabinetError
-from server.web import error_response, parse_body
+from server.web import error_response, parse_body, parse_id
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -44,12 +44,15 @@ class Endpoint:
     statuses: tuple[int, ...]
     response_list: bool = False
     params: list[str] = field(default_factory=list)
+    public: bool = False
 
 
 class Api:
-    def __init__(self, title: str, mount: str) -> None:
+    def __init__(self, title: str, mount: str, cookie: str) -> None:
         self.title = title
         self.mount = mount
+        # The session cookie, named in the OpenAPI security scheme.
+        self.cookie = cookie
         self.endpoints: list[Endpoint] = []
 
     def route(
@@ -62,7 +65,10 @@ class Api:
         response_list: bool = False,
         summary: str = "",
         statuses: tuple[int, ...] = (401, 404, 422),
+        public: bool = False,
     ) -> Callable[[Handler], Handler]:
+        """Register an endpoint; ``public`` ones (sign-in, reset) need no session."""
+
         def decorator(handler: Handler) -> Handler:
             params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
             self.endpoints.append(
@@ -76,6 +82,7 @@ class Api:
                     statuses,
                     response_list,
                     params,
+                    public,
                 )
             )
             return handler
@@ -95,6 +102,9 @@ class Api:
         async def dispatch(request: Request) -> Response:
             ep = methods[request.method]
             try:
+                # Ids arrive as text; a malformed or out-of-range one is a 404, never a 500.
+                for name in ep.params:
+                    request.path_params[name] = parse_id(request.path_params[name])
                 args: list[Any] = [request]
                 if ep.body is not None:
                     args.append(await parse_body(request, ep.body))
@@ -133,6 +143,7 @@ class Api:
                 "summary": ep.summary,
                 "operationId": f"{ep.method.lower()}_{ep.handler.__name__}",
                 "responses": {},
+                "security": [] if ep.public else [{"session": []}],
             }
             if ep.params:
                 op["parameters"] = [
@@ -167,7 +178,7 @@ class Api:
             "components": {
                 "schemas": schemas,
                 "securitySchemes": {
-                    "session": {"type": "apiKey", "in": "cookie", "name": "session"}
+                    "session": {"type": "apiKey", "in": "cookie", "name": self.cookie}
                 },
             },
         }

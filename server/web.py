@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 from jinja2 import Environment, FileSystemLoader, PrefixLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +21,7 @@ from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.errors import (
     CabinetError,
+    NotFound,
     PermissionDenied,
     TooManyRequests,
     Unauthenticated,
@@ -40,6 +43,23 @@ def current_caller(conn: HTTPConnection) -> Caller | None:
 
 def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else ""
+
+
+# Ids are 32-bit integers in every table; anything else names nothing (and would make
+# PostgreSQL raise an out-of-range error, a 500, rather than a 404).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(raw: object) -> int:
+    """A path id as an int, or NotFound when it cannot name a row."""
+    text = str(raw)
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
+        raise NotFound()
+    return int(text)
+
+
+def path_id(conn: HTTPConnection, name: str) -> int:
+    return parse_id(conn.path_params[name])
 
 
 def require_caller(conn: HTTPConnection) -> Caller:
@@ -88,6 +108,11 @@ class SessionMiddleware:
     def __init__(self, app: ASGIApp, realm: Realm) -> None:
         self.app = app
         self.realm = realm
+        if isinstance(app, Starlette):
+            # A mounted Starlette app answers its own errors: without this handler its
+            # ServerErrorMiddleware turns a NotFound or Unauthenticated into a 500 before
+            # the outer app's handler ever sees it.
+            app.add_exception_handler(CabinetError, _cabinet_error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"}:
@@ -112,7 +137,7 @@ class SessionMiddleware:
             if origin and not _same_origin(scope, origin):
                 await _reject(scope, receive, send, i18n.gettext("Cross-site request refused."))
                 return
-            if caller is not None:
+            if caller is not None and not _signs_in(scope):
                 sent, receive = await _csrf_token_from(scope, receive, conn)
                 if sent != caller.session.csrf_token:
                     await _reject(
@@ -123,6 +148,18 @@ class SessionMiddleware:
                     )
                     return
         await self.app(scope, receive, send)
+
+
+# Sign-in forms are served to signed-out visitors, so they carry no session token: a second
+# tab signing in again, or a reset link opened in a signed-in browser, must still work.
+# The Origin check above still applies to them, and they act on no existing session.
+_SIGN_IN_PATH = re.compile(
+    r"/(login|password/forgot|password/reset/[^/]+|invite/[^/]+|api/session|api/password/forgot)$"
+)
+
+
+def _signs_in(scope: Scope) -> bool:
+    return scope["method"] == "POST" and bool(_SIGN_IN_PATH.search(scope["path"]))
 
 
 async def _csrf_token_from(
@@ -154,6 +191,11 @@ async def _csrf_token_from(
         return (values.get("csrf_token") or [None])[0], replay
     # Multipart uploads put the token in the query string.
     return conn.query_params.get("csrf_token"), receive
+
+
+async def _cabinet_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CabinetError)
+    return error_response(request, exc)
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, message: str) -> None:

@@ -14,10 +14,11 @@ from server.access import access_client, access_staff_user
 from server.actions import accounts
 from server.api import Api
 from server.auth.api import add_auth_endpoints
-from server.web import require_staff
+from server.auth.sessions import COOKIE_NAMES
+from server.web import path_id, require_staff
 from staff.pages import OWNER, NewStaffForm
 
-api = Api("Cabinet staff API", "/api")
+api = Api("Cabinet staff API", "/api", COOKIE_NAMES[Realm.STAFF])
 add_auth_endpoints(api, Realm.STAFF)
 
 
@@ -93,7 +94,7 @@ async def create_staff(request: Request, body: NewStaffForm) -> StaffOut:
 async def set_staff_active(request: Request, body: ActiveIn) -> StaffOut:
     """Deactivate or reactivate a staff user (owner only); deactivation ends their sessions"""
     caller = require_staff(request, OWNER)
-    user = await access_staff_user(caller, int(request.path_params["staff_id"]))
+    user = await access_staff_user(caller, path_id(request, "staff_id"))
     return staff_out(await accounts.do_set_staff_active(caller, user, body.active))
 
 
@@ -101,7 +102,7 @@ async def set_staff_active(request: Request, body: ActiveIn) -> StaffOut:
 async def invite_client(request: Request, body: InviteIn) -> InviteOut:
     """Create the client's portal account and email them an invitation link"""
     caller = require_staff(request)
-    client = await access_client(caller, int(request.path_params["client_id"]))
+    client = await access_client(caller, path_id(request, "client_id"))
     return InviteOut(link=await accounts.do_invite_to_portal(caller, client, body.email))
 
 
@@ -109,7 +110,7 @@ async def invite_client(request: Request, body: InviteIn) -> InviteOut:
 async def set_portal_active(request: Request, body: ActiveIn) -> dict[str, bool]:
     """Enable or disable a client's portal access; disabling ends their sessions at once"""
     caller = require_staff(request)
-    client = await access_client(caller, int(request.path_params["client_id"]))
+    client = await access_client(caller, path_id(request, "client_id"))
     account = await accounts.do_set_portal_active(caller, client, body.active)
     return {"active": account.is_active}
 

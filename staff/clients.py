@@ -10,12 +10,19 @@ from models.accounts import PortalAccount
 from server.access import access_client, visible_clients
 from server.actions import accounts
 from server.actions.audit import record_read
-from server.errors import ValidationFailed
-from server.web import client_address, parse_body, render, require_staff
+from server.errors import NotFound, ValidationFailed
+from server.web import client_address, parse_body, path_id, render, require_staff
 
 
 class InviteForm(BaseModel):
     email: str = Field(default="", max_length=254)
+
+
+def _switch(word: str, *, on: str, off: str) -> bool:
+    # Only the two words the page posts: anything else must not silently mean "off".
+    if word not in {on, off}:
+        raise NotFound()
+    return word == on
 
 
 async def client_list(request: Request) -> Response:
@@ -35,7 +42,7 @@ async def client_page(
     request: Request, ctx: dict[str, object] | None = None, status: int = 200
 ) -> Response:
     caller = require_staff(request)
-    client = await access_client(caller, int(request.path_params["client_id"]))
+    client = await access_client(caller, path_id(request, "client_id"))
     await record_read(caller, client.id, "file", ip=client_address(request))
     account = await PortalAccount.get_or_none(client_id=client.id)
     context: dict[str, object] = {"client": client, "account": account, "section": "clients"}
@@ -45,7 +52,7 @@ async def client_page(
 
 async def invite(request: Request) -> Response:
     caller = require_staff(request)
-    client = await access_client(caller, int(request.path_params["client_id"]))
+    client = await access_client(caller, path_id(request, "client_id"))
     try:
         data = await parse_body(request, InviteForm)
         link = await accounts.do_invite_to_portal(caller, client, data.email or None)
@@ -56,7 +63,7 @@ async def invite(request: Request) -> Response:
 
 async def set_portal(request: Request) -> Response:
     caller = require_staff(request)
-    client = await access_client(caller, int(request.path_params["client_id"]))
-    active = request.path_params["state"] == "enable"
+    client = await access_client(caller, path_id(request, "client_id"))
+    active = _switch(request.path_params["state"], on="enable", off="disable")
     await accounts.do_set_portal_active(caller, client, active)
     return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)

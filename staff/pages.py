@@ -10,8 +10,8 @@ from models.accounts import Practice, StaffRole, StaffUser
 from models.audit import AuditEntry
 from server.access import access_staff_user
 from server.actions import accounts
-from server.errors import ValidationFailed
-from server.web import parse_body, render, require_staff
+from server.errors import NotFound, ValidationFailed
+from server.web import parse_body, path_id, render, require_staff
 
 OWNER = (StaffRole.OWNER,)
 
@@ -63,8 +63,12 @@ async def team(request: Request) -> Response:
 
 async def set_staff_active(request: Request) -> Response:
     caller = require_staff(request, OWNER)
-    user = await access_staff_user(caller, int(request.path_params["staff_id"]))
-    active = request.path_params["state"] == "activate"
+    user = await access_staff_user(caller, path_id(request, "staff_id"))
+    state = request.path_params["state"]
+    if state not in {"activate", "deactivate"}:
+        # Only the two words the team page posts: a typo must not mean "deactivate".
+        raise NotFound()
+    active = state == "activate"
     await accounts.do_set_staff_active(caller, user, active)
     return RedirectResponse("/staff/team", status_code=303)
 

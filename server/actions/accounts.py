@@ -93,7 +93,8 @@ async def do_login(
             account.password_hash = new_hash
             await account.save(update_fields=["password_hash"])
         if previous_token:
-            await AuthSession.filter(id=hash_token(previous_token)).update(revoked_at=now)
+            # The browser's earlier session ends with its sockets, not a sweep later.
+            await _revoke({"id": hash_token(previous_token), "realm": realm})
         await AuthSession.create(
             id=hash_token(token),
             realm=realm,

@@ -33,7 +33,7 @@ class Me(BaseModel):
 
 
 def add_auth_endpoints(api: Api, realm: Realm) -> None:
-    @api.route("POST", "/session", body=SessionIn, response=Me, summary="Sign in")
+    @api.route("POST", "/session", body=SessionIn, response=Me, summary="Sign in", public=True)
     async def create_session(request: Request, body: SessionIn) -> Response:
         result = await accounts.do_login(
             realm,
@@ -69,7 +69,9 @@ def add_auth_endpoints(api: Api, realm: Realm) -> None:
         )
         return Ok()
 
-    @api.route("POST", "/password/forgot", body=EmailForm, response=Ok, statuses=(422,))
+    @api.route(
+        "POST", "/password/forgot", body=EmailForm, response=Ok, statuses=(422,), public=True
+    )
     async def forgot_password(request: Request, body: EmailForm) -> Ok:
         """Email a password reset link (the answer never says whether the account exists)"""
         await accounts.do_request_password_reset(realm, body.email, address=client_address(request))
