@@ -1,0 +1,578 @@
+"""Sign-in, sessions, passwords, throttling, reset links, portal invitations, deactivation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import websockets
+from argon2 import PasswordHasher
+from websockets.asyncio.client import ClientConnection
+
+from models.accounts import AccountToken, AuthSession, PortalAccount, Realm, StaffUser
+from models.notifications import OutboxMessage
+from server.auth.passwords import hasher
+from server.auth.sessions import COOKIE_NAMES
+from server.settings import Settings, set_settings
+from tests.conftest import PASSWORD, Factory, LiveServer, login, session_of, session_token
+
+pytestmark = pytest.mark.usefixtures("settled_hub")
+
+NEW_PASSWORD = "a quiet lighthouse at dawn"
+WRONG = "not the password at all"
+
+
+async def sign_in(
+    http: httpx.AsyncClient, email: str, password: str, realm: str = "staff"
+) -> httpx.Response:
+    url = "/api/session" if realm == "staff" else "/portal/api/session"
+    return await http.post(url, json={"email": email, "password": password})
+
+
+async def portal_email(client: object) -> str:
+    return (await PortalAccount.get(client_id=client.id)).email  # type: ignore[attr-defined]
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+async def test_staff_signs_in_through_the_api(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    response = await sign_in(http, therapist.email, PASSWORD)
+    assert response.status_code == 200
+    assert response.json()["email"] == therapist.email
+    assert (await http.get("/api/me")).json()["id"] == therapist.id
+
+
+async def test_email_is_matched_whatever_its_case(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    response = await sign_in(http, f"  {therapist.email.upper()} ", PASSWORD)
+    assert response.status_code == 200
+
+
+async def test_client_signs_in_through_the_portal_api(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    client = await make.client(await make.therapist())
+    response = await sign_in(http, await portal_email(client), PASSWORD, "portal")
+    assert response.status_code == 200
+    me = (await http.get("/portal/api/me")).json()
+    assert me["kind"] == "client" and me["client_id"] == client.id
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_answer(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    for realm, email in (("staff", therapist.email), ("portal", await portal_email(client))):
+        wrong = await sign_in(http, email, WRONG, realm)
+        unknown = await sign_in(http, "nobody@example.org", WRONG, realm)
+        assert wrong.status_code == unknown.status_code == 401
+        assert wrong.json() == unknown.json()
+        assert wrong.json()["error"]["message"] == "The email or password is incorrect."
+        assert COOKIE_NAMES[Realm(realm)] not in http.cookies
+    assert await AuthSession.all().count() == 0
+
+
+async def test_staff_signs_in_with_the_form(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    response = await http.post(
+        "/staff/login", data={"email": therapist.email, "password": PASSWORD, "next": ""}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/staff/"
+    assert (await http.get("/staff/")).status_code == 200
+
+
+async def test_the_form_returns_to_the_page_asked_for_but_never_off_site(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    for target, expected in (("/staff/clients", "/staff/clients"), ("//evil.example/", "/staff/")):
+        async with new_http() as browser:
+            response = await browser.post(
+                "/staff/login",
+                data={"email": therapist.email, "password": PASSWORD, "next": target},
+            )
+            assert response.headers["location"] == expected
+
+
+async def test_the_form_refuses_a_wrong_password_like_an_unknown_email(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    for prefix, email in (("/staff", therapist.email), ("/portal", await portal_email(client))):
+        wrong = await http.post(f"{prefix}/login", data={"email": email, "password": WRONG})
+        unknown = await http.post(
+            f"{prefix}/login", data={"email": "nobody@example.org", "password": WRONG}
+        )
+        assert wrong.status_code == unknown.status_code == 401
+        assert "The email or password is incorrect." in wrong.text
+        assert wrong.text.replace(email, "X") == unknown.text.replace("nobody@example.org", "X")
+    assert (await http.get("/staff/", follow_redirects=False)).status_code == 303
+
+
+async def test_client_signs_in_with_the_portal_form(http: httpx.AsyncClient, make: Factory) -> None:
+    client = await make.client(await make.therapist())
+    response = await http.post(
+        "/portal/login", data={"email": await portal_email(client), "password": PASSWORD}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/portal/"
+    assert (await http.get("/portal/")).status_code == 200
+
+
+async def test_deactivated_staff_cannot_sign_in(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist(is_active=False)
+    response = await sign_in(http, therapist.email, PASSWORD)
+    assert response.status_code == 401
+    assert response.json() == (await sign_in(http, "nobody@example.org", PASSWORD)).json()
+
+
+async def test_client_with_portal_disabled_cannot_sign_in(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    client = await make.client(await make.therapist())
+    await PortalAccount.filter(client_id=client.id).update(is_active=False)
+    response = await sign_in(http, await portal_email(client), PASSWORD, "portal")
+    assert response.status_code == 401
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+async def test_signing_in_issues_a_new_session_id(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    # A cookie planted before sign-in (session fixation) is never the one that gets signed in.
+    http.cookies.set("cabinet_staff", "planted-by-someone-else", domain="testserver.local")
+    await login(http, therapist)
+    assert session_token(http) != "planted-by-someone-else"
+    first = session_token(http)
+    await login(http, therapist)
+    assert session_token(http) != first
+
+
+async def test_signing_in_again_in_the_same_browser_ends_the_previous_session(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    old_token = session_token(http)
+    old = await session_of(http)
+    # The second sign-in uses the form, which carries no CSRF token: it must still work.
+    del http.headers["X-CSRF-Token"]
+    response = await http.post(
+        "/staff/login", data={"email": therapist.email, "password": PASSWORD}
+    )
+    assert response.status_code == 303
+    assert session_token(http) != old_token
+    await old.refresh_from_db()
+    assert old.revoked_at is not None
+    async with new_http() as thief:
+        thief.cookies.set("cabinet_staff", old_token, domain="testserver.local")
+        assert (await thief.get("/api/me")).status_code == 401
+    assert (await http.get("/api/me")).status_code == 200
+
+
+async def test_an_idle_session_ends(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    session = await session_of(http)
+    stale = datetime.now(UTC) - timedelta(seconds=session.idle_seconds + 5)
+    await AuthSession.filter(id=session.id).update(last_seen_at=stale)
+    assert (await http.get("/api/me")).status_code == 401
+    page = await http.get("/staff/")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/staff/login")
+
+
+async def test_a_session_in_use_stays_alive(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    session = await session_of(http)
+    # Seen five minutes ago: the request refreshes last_seen_at.
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    await AuthSession.filter(id=session.id).update(last_seen_at=recent)
+    assert (await http.get("/api/me")).status_code == 200
+    await session.refresh_from_db()
+    assert session.last_seen_at > recent + timedelta(minutes=4)
+
+
+async def test_a_session_ends_at_its_absolute_lifetime(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    client = await make.client(await make.therapist())
+    await login(http, client)
+    session = await session_of(http, Realm.PORTAL)
+    await AuthSession.filter(id=session.id).update(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    assert (await http.get("/portal/api/me")).status_code == 401
+    page = await http.get("/portal/")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/portal/login")
+
+
+async def test_sign_out(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    token = session_token(http)
+    response = await http.delete("/api/session")
+    assert response.status_code == 200
+    assert "cabinet_staff" not in http.cookies
+    http.cookies.set("cabinet_staff", token, domain="testserver.local")
+    assert (await http.get("/api/me")).status_code == 401
+
+
+async def test_sign_out_with_the_form(http: httpx.AsyncClient, make: Factory) -> None:
+    client = await make.client(await make.therapist())
+    me = await login(http, client)
+    token = session_token(http, Realm.PORTAL)
+    del http.headers["X-CSRF-Token"]
+    response = await http.post("/portal/logout", data={"csrf_token": me["csrf_token"]})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/portal/login"
+    http.cookies.set("cabinet_portal", token, domain="testserver.local")
+    assert (await http.get("/portal/api/me")).status_code == 401
+
+
+async def test_sign_out_everywhere_ends_the_other_browsers(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    me = await login(http, therapist)
+    async with new_http() as other:
+        await login(other, therapist)
+        del http.headers["X-CSRF-Token"]
+        response = await http.post(
+            "/staff/account/sessions/revoke", data={"csrf_token": me["csrf_token"]}
+        )
+        assert response.status_code == 303
+        assert (await other.get("/api/me")).status_code == 401
+    assert (await http.get("/api/me")).status_code == 401
+    assert await AuthSession.filter(revoked_at=None).count() == 0
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+async def test_changing_the_password_ends_the_other_sessions_only(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    async with new_http() as other:
+        await login(other, therapist)
+        response = await http.post(
+            "/api/account/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+        assert response.status_code == 200
+        assert (await other.get("/api/me")).status_code == 401
+    assert (await http.get("/api/me")).status_code == 200
+    async with new_http("10.0.0.3") as fresh:
+        assert (await sign_in(fresh, therapist.email, PASSWORD)).status_code == 401
+        assert (await sign_in(fresh, therapist.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_changing_the_password_needs_the_current_one(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await login(http, therapist)
+    response = await http.post(
+        "/api/account/password", json={"current_password": WRONG, "new_password": NEW_PASSWORD}
+    )
+    assert response.status_code == 422
+    assert "current_password" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["short1!", "password1234", "Password2024!", "aaaaaaaaaaaa", "dana.smith is me"],
+    ids=["too-short", "common", "common-decorated", "one-letter", "email-local-part"],
+)
+async def test_weak_passwords_are_refused(
+    http: httpx.AsyncClient, make: Factory, password: str
+) -> None:
+    therapist = await make.therapist(email="dana.smith@example.org")
+    await login(http, therapist)
+    before = (await StaffUser.get(id=therapist.id)).password_hash
+    response = await http.post(
+        "/api/account/password", json={"current_password": PASSWORD, "new_password": password}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid" and "password" in error["fields"]
+    assert (await StaffUser.get(id=therapist.id)).password_hash == before
+
+
+async def test_an_old_hash_is_upgraded_at_sign_in(http: httpx.AsyncClient, make: Factory) -> None:
+    therapist = await make.therapist()
+    old_hash = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1).hash(PASSWORD)
+    await StaffUser.filter(id=therapist.id).update(password_hash=old_hash)
+    assert (await sign_in(http, therapist.email, PASSWORD)).status_code == 200
+    new_hash = (await StaffUser.get(id=therapist.id)).password_hash
+    assert new_hash != old_hash
+    assert not hasher().check_needs_rehash(new_hash)
+    async with httpx.AsyncClient(transport=http._transport, base_url="http://testserver") as again:
+        assert (await sign_in(again, therapist.email, PASSWORD)).status_code == 200
+
+
+# --- throttling ------------------------------------------------------------------------------
+
+
+async def test_five_failures_block_that_address_for_that_account(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    for _ in range(5):
+        assert (await sign_in(http, therapist.email, WRONG)).status_code == 401
+    blocked = await sign_in(http, therapist.email, PASSWORD)
+    assert blocked.status_code == 429
+    assert "Too many failed sign-in attempts" in blocked.json()["error"]["message"]
+    assert int(blocked.headers["retry-after"]) > 0
+    form = await http.post("/staff/login", data={"email": therapist.email, "password": PASSWORD})
+    assert form.status_code == 429 and "Too many failed sign-in attempts" in form.text
+    # The real user, from their own address, is not locked out.
+    async with new_http("10.0.0.7") as elsewhere:
+        assert (await sign_in(elsewhere, therapist.email, PASSWORD)).status_code == 200
+
+
+async def test_one_address_guessing_across_accounts_is_blocked(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    for i in range(30):
+        response = await sign_in(http, f"guess{i}@example.org", WRONG)
+        assert response.status_code == 401
+    assert (await sign_in(http, therapist.email, PASSWORD)).status_code == 429
+    async with new_http("10.0.0.8") as elsewhere:
+        assert (await sign_in(elsewhere, therapist.email, PASSWORD)).status_code == 200
+
+
+async def test_many_addresses_guessing_one_account_do_not_lock_out_a_known_browser(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory, settings: Settings
+) -> None:
+    set_settings(replace(settings, throttle_account_limit=4))
+    therapist = await make.therapist()
+    async with new_http("10.0.1.1") as own_browser:
+        await login(own_browser, therapist)
+        assert own_browser.cookies.get("cabinet_device")
+        for i in range(4):
+            async with new_http(f"10.0.2.{i}") as attacker:
+                assert (await sign_in(attacker, therapist.email, WRONG)).status_code == 401
+        async with new_http("10.0.3.1") as stranger:
+            assert (await sign_in(stranger, therapist.email, PASSWORD)).status_code == 429
+        # The browser that signed in before carries the known-device cookie.
+        assert (await sign_in(own_browser, therapist.email, PASSWORD)).status_code == 200
+
+
+# --- password reset --------------------------------------------------------------------------
+
+
+def link_in(message: OutboxMessage) -> str:
+    match = re.search(r"http://testserver(/\S+)", message.body_text)
+    assert match, message.body_text
+    return match.group(1)
+
+
+async def test_reset_request_answers_the_same_for_unknown_emails(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    known = await http.post("/staff/password/forgot", data={"email": therapist.email})
+    unknown = await http.post("/staff/password/forgot", data={"email": "nobody@example.org"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.text == unknown.text
+    known_api = await http.post("/api/password/forgot", json={"email": therapist.email})
+    unknown_api = await http.post("/api/password/forgot", json={"email": "nobody@example.org"})
+    assert known_api.status_code == unknown_api.status_code == 200
+    assert known_api.json() == unknown_api.json()
+    assert await OutboxMessage.filter(to=therapist.email).count() == 2
+    assert await OutboxMessage.filter(to="nobody@example.org").count() == 0
+
+
+async def test_reset_link_sets_a_new_password_once(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    async with new_http() as signed_in:
+        await login(signed_in, therapist)
+        await http.post("/staff/password/forgot", data={"email": therapist.email})
+        link = link_in(await OutboxMessage.get(to=therapist.email, purpose="password_reset"))
+        assert link.startswith("/staff/password/reset/")
+        form = await http.get(link)
+        assert form.status_code == 200 and therapist.email in form.text
+        done = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == 200 and "Your password is saved" in done.text
+        # Whoever was signed in with the old password is out.
+        assert (await signed_in.get("/api/me")).status_code == 401
+    assert (await sign_in(http, therapist.email, PASSWORD)).status_code == 401
+    assert (await sign_in(http, therapist.email, NEW_PASSWORD)).status_code == 200
+    again = await http.post(link, data={"password": "another fine phrase", "confirm": "x"})
+    assert again.status_code == 404
+    assert "expired or was already used" in again.text
+    assert (await http.get(link)).status_code == 404
+
+
+async def test_reset_link_refuses_a_weak_or_mismatched_password(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await http.post("/api/password/forgot", json={"email": therapist.email})
+    link = link_in(await OutboxMessage.get(to=therapist.email))
+    weak = await http.post(link, data={"password": "password1234", "confirm": "password1234"})
+    assert weak.status_code == 422
+    differ = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"})
+    assert differ.status_code == 422
+    # The link is still good after a refused attempt.
+    ok = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert ok.status_code == 200
+
+
+async def test_an_expired_reset_link_is_refused(http: httpx.AsyncClient, make: Factory) -> None:
+    client = await make.client(await make.therapist())
+    email = await portal_email(client)
+    await http.post("/portal/password/forgot", data={"email": email})
+    link = link_in(await OutboxMessage.get(to=email))
+    assert link.startswith("/portal/password/reset/")
+    await AccountToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    page = await http.get(link)
+    assert page.status_code == 404 and "expired or was already used" in page.text
+    post = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert post.status_code == 404
+    assert (await sign_in(http, email, PASSWORD, "portal")).status_code == 200
+
+
+async def test_a_new_reset_link_supersedes_the_previous_one(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    await http.post("/api/password/forgot", json={"email": therapist.email})
+    await http.post("/api/password/forgot", json={"email": therapist.email})
+    first, second = [
+        link_in(m) for m in await OutboxMessage.filter(to=therapist.email).order_by("id")
+    ]
+    assert (await http.get(first)).status_code == 404
+    assert (await http.get(second)).status_code == 200
+
+
+# --- portal invitations ----------------------------------------------------------------------
+
+
+async def test_client_accepts_a_portal_invitation(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    therapist = await make.therapist()
+    client = await make.client(therapist, portal=False, email="ines@example.org")
+    await login(http, therapist)
+    response = await http.post(f"/api/clients/{client.id}/portal/invite", json={})
+    assert response.status_code == 200
+    message = await OutboxMessage.get(to="ines@example.org", purpose="portal_invitation")
+    link = link_in(message)
+    assert link.startswith("/portal/invite/")
+    assert response.json()["link"].endswith(link)
+    async with new_http("10.0.0.9") as browser:
+        assert (await sign_in(browser, "ines@example.org", PASSWORD, "portal")).status_code == 401
+        page = await browser.get(link)
+        assert page.status_code == 200 and "ines@example.org" in page.text
+        done = await browser.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == 200 and "Your account is ready" in done.text
+        signed_in = await sign_in(browser, "ines@example.org", NEW_PASSWORD, "portal")
+        assert signed_in.status_code == 200
+        assert signed_in.json()["client_id"] == client.id
+        assert (await browser.get(link)).status_code == 404
+    account = await PortalAccount.get(client_id=client.id)
+    assert account.activated_at is not None
+
+
+# --- deactivation closes sessions and sockets ------------------------------------------------
+
+
+async def _open_socket(server: LiveServer, path: str, cookie: str) -> ClientConnection:
+    ws = await websockets.connect(
+        f"{server.ws_url}{path}", additional_headers={"Cookie": cookie}, open_timeout=2
+    )
+    ready = await asyncio.wait_for(ws.recv(), 2)
+    assert '"ready"' in str(ready)
+    return ws
+
+
+async def _closed_code(ws: ClientConnection) -> int | None:
+    async def drain() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _ in ws:
+                pass
+
+    await asyncio.wait_for(drain(), 2)
+    return ws.close_code
+
+
+async def test_deactivating_staff_ends_their_sessions_and_socket(
+    live_server: LiveServer, make: Factory
+) -> None:
+    owner = await make.owner()
+    therapist = await make.therapist()
+    async with (
+        httpx.AsyncClient(base_url=live_server.url) as boss,
+        httpx.AsyncClient(base_url=live_server.url) as desk,
+        httpx.AsyncClient(base_url=live_server.url) as laptop,
+    ):
+        await login(boss, owner)
+        await login(desk, therapist)
+        await login(laptop, therapist)
+        ws = await _open_socket(live_server, "/staff/ws", f"cabinet_staff={session_token(desk)}")
+        try:
+            response = await boss.post(f"/api/staff/{therapist.id}/active", json={"active": False})
+            assert response.status_code == 200 and response.json()["is_active"] is False
+            assert await _closed_code(ws) == 4001
+        finally:
+            await ws.close()
+        assert (await desk.get("/api/me")).status_code == 401
+        assert (await laptop.get("/api/me")).status_code == 401
+        assert (await sign_in(laptop, therapist.email, PASSWORD)).status_code == 401
+        assert (await boss.get("/api/me")).status_code == 200
+
+
+async def test_owner_cannot_deactivate_themselves(http: httpx.AsyncClient, make: Factory) -> None:
+    owner = await make.owner()
+    await login(http, owner)
+    response = await http.post(f"/api/staff/{owner.id}/active", json={"active": False})
+    assert response.status_code == 409
+    assert (await http.get("/api/me")).status_code == 200
+
+
+async def test_disabling_portal_access_ends_the_client_session_and_socket(
+    live_server: LiveServer, make: Factory
+) -> None:
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    async with (
+        httpx.AsyncClient(base_url=live_server.url) as staff,
+        httpx.AsyncClient(base_url=live_server.url) as portal,
+    ):
+        await login(staff, therapist)
+        await login(portal, client)
+        cookie = f"cabinet_portal={session_token(portal, Realm.PORTAL)}"
+        ws = await _open_socket(live_server, "/portal/ws", cookie)
+        try:
+            response = await staff.post(
+                f"/api/clients/{client.id}/portal/active", json={"active": False}
+            )
+            assert response.status_code == 200 and response.json() == {"active": False}
+            assert await _closed_code(ws) == 4001
+        finally:
+            await ws.close()
+        assert (await portal.get("/portal/api/me")).status_code == 401
+        assert (
+            await sign_in(portal, await portal_email(client), PASSWORD, "portal")
+        ).status_code == 401
