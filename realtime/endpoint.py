@@ -47,7 +47,10 @@ class Socket:
         self.recipient = caller.recipient
         self.session_id = caller.session.id
         self.last = after
-        self.queue: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue(QUEUE_LIMIT)
+        # Items: (seq, event or None for "look in the database") or an ephemeral payload.
+        self.queue: asyncio.Queue[tuple[int, Event | None] | dict[str, Any]] = asyncio.Queue(
+            QUEUE_LIMIT
+        )
         self.closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = ""
@@ -62,6 +65,13 @@ class Socket:
             # A reader that stopped reading must not grow our memory: close it; it will
             # resume from its last seq.
             self.kick(CLOSE_RESYNC, "too far behind, resume")
+
+    def offer_ephemeral(self, payload: dict[str, Any]) -> None:
+        if self.closed.is_set():
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            # Typing and presence are disposable: drop them rather than kick the socket.
+            self.queue.put_nowait(payload)
 
     def resync(self) -> None:
         """After a broker outage: look in the database for anything missed."""
@@ -93,10 +103,14 @@ class Socket:
         await self._send({"type": "ready", "seq": self.last})
         while True:
             try:
-                seq, event = await asyncio.wait_for(self.queue.get(), HEARTBEAT_SECONDS)
+                item = await asyncio.wait_for(self.queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
                 await self._send({"type": "heartbeat", "seq": self.last})
                 continue
+            if isinstance(item, dict):
+                await self._send(item)
+                continue
+            seq, event = item
             if seq <= self.last:
                 continue
             if event is not None and seq == self.last + 1:

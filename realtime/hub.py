@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ from realtime.events import Event
 log = logging.getLogger("cabinet.realtime")
 
 CHANNEL = "cabinet.realtime"
+PRESENCE_EVERY = 5.0
+PRESENCE_TTL = 15.0
 
 
 class LocalSocket(Protocol):
@@ -37,6 +40,8 @@ class LocalSocket(Protocol):
     session_id: str
 
     def offer(self, seq: int, event: Event | None) -> None: ...
+
+    def offer_ephemeral(self, payload: dict[str, Any]) -> None: ...
 
     def resync(self) -> None: ...
 
@@ -54,6 +59,11 @@ class Hub:
         self._last_heartbeat = 0.0
         self._stopping = False
         self.reconnects = 0
+        # Presence across processes: each process announces its online staff every few
+        # seconds; an announcement older than PRESENCE_TTL is forgotten.
+        self.process_id = uuid.uuid4().hex[:12]
+        self._remote_presence: dict[str, tuple[float, set[str]]] = {}
+        self._last_presence = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -71,8 +81,9 @@ class Hub:
         for task in (self._task, self._sweeper):
             if task is not None:
                 task.cancel()
+                # A broker client stuck in a socket call must not hold up shutdown.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await asyncio.wait_for(asyncio.shield(task), timeout=3)
         self._task = self._sweeper = None
         for sockets in list(self.sockets.values()):
             for sock in list(sockets):
@@ -99,7 +110,24 @@ class Hub:
         return sum(len(s) for s in self.sockets.values())
 
     def is_online(self, recipient: str) -> bool:
-        return bool(self.sockets.get(recipient))
+        if self.sockets.get(recipient):
+            return True
+        horizon = time.monotonic() - PRESENCE_TTL
+        return any(
+            recipient in online and seen > horizon
+            for seen, online in self._remote_presence.values()
+        )
+
+    async def publish_ephemeral(self, recipients: Iterable[str], payload: dict[str, Any]) -> None:
+        """Push a payload that is not stored and has no seq (typing, presence)."""
+        targets = list(recipients)
+        self._deliver_ephemeral(targets, payload)
+        await self._send({"k": "eph", "r": targets, "m": payload, "p": self.process_id})
+
+    def _deliver_ephemeral(self, recipients: list[str], payload: dict[str, Any]) -> None:
+        for recipient in recipients:
+            for sock in list(self.sockets.get(recipient, ())):
+                sock.offer_ephemeral(payload)
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -147,7 +175,14 @@ class Hub:
         elif kind == "close":
             self._close_local(set(message["s"]))
         elif kind == "hb":
-            self._last_heartbeat = time.monotonic()
+            if message.get("p", self.process_id) == self.process_id:
+                self._last_heartbeat = time.monotonic()
+        elif kind == "eph":
+            if message.get("p") != self.process_id:
+                self._deliver_ephemeral(message["r"], message["m"])
+        elif kind == "pres":
+            if message["p"] != self.process_id:
+                self._remote_presence[message["p"]] = (time.monotonic(), set(message["r"]))
 
     # --- the broker connection, supervised -------------------------------------------------
 
@@ -192,11 +227,17 @@ class Hub:
         """
         loop_started = time.monotonic()
         next_beat = 0.0
-        while True:
+        while not self._stopping:
             now = time.monotonic()
             if now >= next_beat:
-                await bc.publish(CHANNEL, '{"k":"hb"}')
+                await bc.publish(CHANNEL, json.dumps({"k": "hb", "p": self.process_id}))
                 next_beat = now + 0.5
+            if now - self._last_presence >= PRESENCE_EVERY:
+                self._last_presence = now
+                staff_online = [r for r in self.sockets if r.startswith("s:")]
+                await bc.publish(
+                    CHANNEL, json.dumps({"k": "pres", "p": self.process_id, "r": staff_online})
+                )
             if now - max(self._last_heartbeat, loop_started) > 2.0:
                 raise ConnectionError("no heartbeat from the realtime broker")
             try:
