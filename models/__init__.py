@@ -12,7 +12,15 @@ from models.accounts import (
     TokenPurpose,
 )
 from models.audit import AuditEntry
-from models.clients import Client, ClientStatus
+from models.clients import Client, ClientStatus, LinkedAccount, Relationship
+from models.messaging import (
+    Conversation,
+    ConversationKind,
+    Message,
+    MessageRead,
+    Participant,
+    ParticipantRole,
+)
 from models.notifications import OutboxMessage, OutboxStatus
 from models.realtime import RealtimeCursor, RealtimeEvent
 
@@ -22,12 +30,20 @@ __all__ = [
     "AuthSession",
     "Client",
     "ClientStatus",
+    "Conversation",
+    "ConversationKind",
+    "Message",
+    "MessageRead",
+    "Participant",
+    "ParticipantRole",
+    "LinkedAccount",
     "LoginAttempt",
     "OutboxMessage",
     "OutboxStatus",
     "PortalAccount",
     "Practice",
     "Realm",
+    "Relationship",
     "RealtimeCursor",
     "RealtimeEvent",
     "StaffRole",

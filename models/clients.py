@@ -40,3 +40,42 @@ class Client(Timestamped):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+class Relationship(StrEnum):
+    PARENT = "parent"
+    CHILD = "child"
+    SPOUSE = "spouse"
+    SIBLING = "sibling"
+    GUARDIAN = "guardian"
+    WARD = "ward"
+    OTHER = "other"
+
+
+INVERSE_RELATIONSHIP = {
+    Relationship.PARENT: Relationship.CHILD,
+    Relationship.CHILD: Relationship.PARENT,
+    Relationship.SPOUSE: Relationship.SPOUSE,
+    Relationship.SIBLING: Relationship.SIBLING,
+    Relationship.GUARDIAN: Relationship.WARD,
+    Relationship.WARD: Relationship.GUARDIAN,
+    Relationship.OTHER: Relationship.OTHER,
+}
+
+
+class LinkedAccount(Timestamped):
+    # A link from a client to another client of the practice ("linked account" in the circle
+    # of care). Links are stored both ways, each side with its own relationship.
+    id = fields.IntField(primary_key=True)
+    client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="links", on_delete=fields.RESTRICT
+    )
+    linked_client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="linked_from", on_delete=fields.RESTRICT
+    )
+    relationship = fields.CharEnumField(Relationship, max_length=10)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "linked_account"
+        unique_together = (("client", "linked_client"),)

@@ -19,6 +19,7 @@ def build_portal_app() -> ASGIApp:
     auth = AuthPages(Realm.PORTAL, "/portal")
     routes = [
         Route("/", pages.home),
+        Route("/messages", pages.messages),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         WebSocketRoute("/ws", websocket_endpoint),

@@ -13,3 +13,12 @@ async def home(request: Request) -> Response:
     caller = require_client(request)
     practice = await Practice.get(id=caller.practice_id)
     return render(request, "portal/home.html", {"practice": practice, "section": "home"})
+
+
+async def messages(request: Request) -> Response:
+    require_client(request)
+    return render(
+        request,
+        "portal/messages.html",
+        {"section": "messages", "open_id": request.query_params.get("c", "")},
+    )

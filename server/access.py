@@ -11,6 +11,7 @@ from tortoise.queryset import QuerySet
 
 from models.accounts import StaffRole, StaffUser
 from models.clients import Client
+from models.messaging import Conversation, Message, Participant
 from server.auth.sessions import Caller
 from server.errors import NotFound
 
@@ -48,3 +49,51 @@ async def access_staff_user(caller: Caller, staff_id: int) -> StaffUser:
     if user is None:
         raise NotFound()
     return user
+
+
+async def access_conversation(
+    caller: Caller, conversation_id: int
+) -> tuple[Conversation, Participant]:
+    """A conversation the caller takes part in, with the caller's participant row.
+
+    Only participants reach a conversation, whatever their role: an owner who is not in a
+    client conversation does not read it.
+    """
+    me = await my_participant(caller, conversation_id)
+    if me is None:
+        raise NotFound()
+    conversation = await Conversation.get(id=conversation_id)
+    if conversation.practice_id != caller.practice_id:  # type: ignore[attr-defined]
+        raise NotFound()
+    return conversation, me
+
+
+async def my_participant(caller: Caller, conversation_id: int) -> Participant | None:
+    if caller.staff is not None:
+        return await Participant.get_or_none(
+            conversation_id=conversation_id, staff_user_id=caller.staff.id
+        )
+    assert caller.account is not None
+    return await Participant.get_or_none(
+        conversation_id=conversation_id, portal_account_id=caller.account.id
+    )
+
+
+async def access_message(
+    caller: Caller, message_id: int
+) -> tuple[Message, Conversation, Participant]:
+    message = await Message.get_or_none(id=message_id, deleted_at=None)
+    if message is None:
+        raise NotFound()
+    conversation, me = await access_conversation(caller, message.conversation_id)  # type: ignore[attr-defined]
+    return message, conversation, me
+
+
+async def access_practice_staff(caller: Caller, ids: list[int]) -> list[StaffUser]:
+    """Active staff of the caller's practice; any unknown id is a 404 for the whole request."""
+    if not ids:
+        return []
+    users = await StaffUser.filter(id__in=ids, practice_id=caller.practice_id, is_active=True)
+    if len(users) != len(set(ids)):
+        raise NotFound()
+    return users

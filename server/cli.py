@@ -27,7 +27,11 @@ async def _with_db(coro_factory):  # type: ignore[no-untyped-def]
 async def _migrate() -> None:
     from server import db
 
-    await db.migrate(get_settings().database_url)
+    try:
+        await db.migrate(get_settings().database_url)
+    finally:
+        # aiosqlite's thread would keep the process alive otherwise.
+        await db.close_db()
 
 
 async def _demo(force_print: bool = True) -> None:

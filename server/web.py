@@ -268,6 +268,7 @@ def render(
         "csrf_token": caller.session.csrf_token if caller else "",
         "locale": i18n.current_locale(),
         "locales": i18n.LOCALES,
+        "time_zone": get_settings().time_zone,
     }
     ctx.update(context or {})
     html = _env.get_template(template).render(ctx)

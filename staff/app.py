@@ -11,7 +11,7 @@ from models.accounts import Realm
 from realtime.endpoint import websocket_endpoint
 from server.auth.views import AuthPages
 from server.web import SessionMiddleware, static_dir
-from staff import clients, pages
+from staff import clients, messaging, pages
 from staff.api import api
 
 
@@ -23,6 +23,7 @@ def build_staff_app() -> ASGIApp:
         Route("/team", pages.team, methods=["GET", "POST"]),
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
+        Route("/messages", messaging.messaging_page),
         Route("/clients", clients.client_list),
         Route("/clients/{client_id:int}", clients.client_page),
         Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),

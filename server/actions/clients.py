@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models.accounts import PortalAccount, Practice, StaffUser
-from models.clients import Client, ClientStatus
+from models.clients import INVERSE_RELATIONSHIP, Client, ClientStatus, LinkedAccount, Relationship
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
+from server.errors import ValidationFailed
+from server.i18n import gettext as _
 
 
 async def do_create_client(
@@ -65,3 +67,35 @@ async def do_create_portal_account_with_password(
             practice_id=client.practice_id,  # type: ignore[attr-defined]
         )
     return account
+
+
+async def do_link_clients(
+    actor: Caller | None, client: Client, other: Client, relationship: Relationship
+) -> LinkedAccount:
+    """Link two clients of the practice; the link shows from both sides, inverted."""
+    if client.id == other.id:
+        raise ValidationFailed(
+            _("A client cannot be linked to themselves."),
+            {"linked_client_id": _("Choose another client.")},
+        )
+    async with atomic():
+        link, _created = await LinkedAccount.update_or_create(
+            defaults={"relationship": relationship, "deleted_at": None},
+            client=client,
+            linked_client=other,
+        )
+        await LinkedAccount.update_or_create(
+            defaults={"relationship": INVERSE_RELATIONSHIP[relationship], "deleted_at": None},
+            client=other,
+            linked_client=client,
+        )
+        await audit.record(
+            actor,
+            "client.linked",
+            object_type="client",
+            object_id=client.id,
+            client_id=client.id,
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+            detail={"linked_client_id": other.id, "relationship": relationship.value},
+        )
+    return link

@@ -1,0 +1,339 @@
+"""Secure messaging through the API: every rule of the conversation and message lifecycle,
+and access for every kind of caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import PortalAccount, StaffUser
+from models.clients import Client, Relationship
+from models.messaging import Message
+from server.actions.clients import do_link_clients
+from tests.conftest import Factory, login
+
+
+@pytest.fixture
+async def cast(make: Factory) -> dict[str, Any]:
+    """A small practice: an owner, two therapists, an office admin, two clients of Alice."""
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin(portal_enabled=False)
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    other = await make.client(alice, first_name="Other", last_name="Client")
+    bobs = await make.client(bob, first_name="Bobs", last_name="Client")
+    return {
+        "owner": owner,
+        "alice": alice,
+        "bob": bob,
+        "desk": desk,
+        "helene": helene,
+        "other": other,
+        "bobs": bobs,
+    }
+
+
+async def start(http: httpx.AsyncClient, who: Any, **body: Any) -> httpx.Response:
+    await login(http, who)
+    return await http.post("/api/conversations", json=body)
+
+
+async def new_client_conversation(
+    new_http: Callable[..., httpx.AsyncClient], therapist: StaffUser, client: Client, **extra: Any
+) -> tuple[httpx.AsyncClient, int]:
+    staff_http = new_http("10.1.0.1")
+    r = await start(
+        staff_http, therapist, kind="client", subject="Next steps", client_id=client.id, **extra
+    )
+    assert r.status_code == 200, r.text
+    return staff_http, r.json()["id"]
+
+
+async def send(
+    http: httpx.AsyncClient, prefix: str, cid: int, body: str, uid: str
+) -> httpx.Response:
+    return await http.post(
+        f"{prefix}/conversations/{cid}/messages", json={"body": body, "client_uid": uid}
+    )
+
+
+async def test_client_and_therapist_talk(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    assert (await send(staff, "/api", cid, "Bonjour Hélène", "u1")).status_code == 200
+    portal = new_http("10.2.0.1")
+    await login(portal, cast["helene"])
+    listing = (await portal.get("/portal/api/conversations")).json()
+    assert [c["id"] for c in listing["conversations"]] == [cid]
+    assert listing["unread_total"] == 1
+    thread = (await portal.get(f"/portal/api/conversations/{cid}")).json()
+    assert [m["body"] for m in thread["messages"]] == ["Bonjour Hélène"]
+    assert (await portal.post(f"/portal/api/conversations/{cid}/read", json={})).status_code == 200
+    assert (await portal.get("/portal/api/conversations")).json()["unread_total"] == 0
+    # The sender sees it read, by whom and when.
+    mine = (await staff.get(f"/api/conversations/{cid}")).json()["messages"][0]
+    assert [r["name"] for r in mine["reads"]] == ["Hélène Dubois"]
+    r = await send(portal, "/portal/api", cid, "Merci !", "p1")
+    assert r.status_code == 200
+    waiting = (await staff.get("/api/conversations?waiting=1")).json()["conversations"]
+    assert [c["id"] for c in waiting] == [cid]
+
+
+async def test_subject_required_and_group_name_beyond_two(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    http = new_http()
+    r = await start(http, cast["alice"], kind="client", subject="  ", client_id=cast["helene"].id)
+    assert r.status_code == 422 and "subject" in r.json()["error"]["fields"]
+    r = await http.post(
+        "/api/conversations",
+        json={
+            "kind": "client",
+            "subject": "S",
+            "client_id": cast["helene"].id,
+            "staff_ids": [cast["bob"].id],
+        },
+    )
+    assert r.status_code == 422 and "group_name" in r.json()["error"]["fields"]
+    r = await http.post(
+        "/api/conversations",
+        json={
+            "kind": "client",
+            "subject": "S",
+            "group_name": "Team",
+            "client_id": cast["helene"].id,
+            "staff_ids": [cast["bob"].id],
+        },
+    )
+    assert r.status_code == 200
+
+
+async def test_client_without_portal_account_cannot_be_added(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory, cast: dict[str, Any]
+) -> None:
+    no_portal = await make.client(cast["alice"], portal=False, first_name="Nope")
+    http = new_http()
+    r = await start(http, cast["alice"], kind="client", subject="S", client_id=no_portal.id)
+    assert r.status_code == 422 and "client_id" in r.json()["error"]["fields"]
+    picker = (await http.get("/api/messaging/clients?q=Nope")).json()
+    assert picker == [
+        {
+            "id": no_portal.id,
+            "name": "Nope Number" + picker[0]["name"].split("Number")[1],
+            "has_portal": False,
+            "links": [],
+        }
+    ]
+
+
+async def test_therapist_must_be_allowed_on_portal(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory, cast: dict[str, Any]
+) -> None:
+    offline = await make.therapist(portal_enabled=False)
+    client = await make.client(offline)
+    r = await start(new_http(), offline, kind="client", subject="S", client_id=client.id)
+    assert r.status_code == 422 and "staff_ids" in r.json()["error"]["fields"]
+
+
+async def test_office_presets_and_no_clients(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    http = new_http()
+    r = await start(
+        http, cast["desk"], kind="office", subject="Rota", group_name="All", preset="all_therapists"
+    )
+    assert r.status_code == 200
+    thread = (await http.get(f"/api/conversations/{r.json()['id']}")).json()
+    assert {p["staff_id"] for p in thread["participants"]} == {
+        cast["desk"].id,
+        cast["alice"].id,
+        cast["bob"].id,
+    }
+    assert thread["counts"] == {"staff": 3, "clients": 0, "linked": 0}
+    r = await http.post(
+        "/api/conversations",
+        json={
+            "kind": "office",
+            "subject": "x",
+            "client_id": cast["helene"].id,
+            "staff_ids": [cast["bob"].id],
+        },
+    )
+    assert r.status_code in {404, 422}
+
+
+async def test_participants_added_never_removed_and_see_history(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    await send(staff, "/api", cid, "before Bob", "a1")
+    r = await staff.post(
+        f"/api/conversations/{cid}/participants", json={"staff_ids": [cast["bob"].id]}
+    )
+    assert r.status_code == 422 and "group_name" in r.json()["error"]["fields"]
+    r = await staff.post(
+        f"/api/conversations/{cid}/participants",
+        json={"staff_ids": [cast["bob"].id], "group_name": "Care team"},
+    )
+    assert r.status_code == 200
+    bob = new_http("10.1.0.9")
+    await login(bob, cast["bob"])
+    history = (await bob.get(f"/api/conversations/{cid}")).json()["messages"]
+    assert [m["body"] for m in history] == ["before Bob"]
+    # There is no way to remove anyone: no such route.
+    r = await staff.delete(f"/api/conversations/{cid}/participants")
+    assert r.status_code == 405
+
+
+async def test_linked_accounts_join_client_conversations(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory, cast: dict[str, Any]
+) -> None:
+    parent = await make.client(cast["alice"], first_name="Parent")
+    await do_link_clients(None, cast["helene"], parent, Relationship.CHILD)
+    staff, cid = await new_client_conversation(
+        new_http, cast["alice"], cast["helene"], linked_client_ids=[parent.id], group_name="Family"
+    )
+    thread = (await staff.get(f"/api/conversations/{cid}")).json()
+    assert thread["counts"] == {"staff": 1, "clients": 1, "linked": 1}
+    # Someone not linked to this client cannot be slipped in.
+    r = await staff.post(
+        f"/api/conversations/{cid}/participants", json={"linked_client_ids": [cast["other"].id]}
+    )
+    assert r.status_code == 404
+
+
+async def test_idempotent_send(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    first = await send(staff, "/api", cid, "once", "same-uid")
+    again = await send(staff, "/api", cid, "once", "same-uid")
+    assert first.json()["id"] == again.json()["id"] and again.json()["created"] is False
+    responses = await asyncio.gather(
+        *[send(staff, "/api", cid, "race", "race-uid") for _ in range(3)]
+    )
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1 and all(r.status_code == 200 for r in responses)
+    assert await Message.filter(conversation_id=cid).count() == 2
+
+
+async def test_delete_only_while_unread(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    m1 = (await send(staff, "/api", cid, "oops", "d1")).json()["id"]
+    m2 = (await send(staff, "/api", cid, "keep", "d2")).json()["id"]
+    assert (await staff.delete(f"/api/messages/{m1}")).status_code == 200
+    portal = new_http("10.2.0.2")
+    await login(portal, cast["helene"])
+    bodies = [
+        m["body"] for m in (await portal.get(f"/portal/api/conversations/{cid}")).json()["messages"]
+    ]
+    assert bodies == ["keep"]
+    await portal.post(f"/portal/api/conversations/{cid}/read", json={})
+    r = await staff.delete(f"/api/messages/{m2}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert (await Message.get(id=m2)).deleted_at is None
+    # Only the sender may delete: the client cannot delete the therapist's message.
+    m3 = (await send(staff, "/api", cid, "mine", "d3")).json()["id"]
+    assert (await portal.delete(f"/portal/api/messages/{m3}")).status_code == 409
+
+
+async def test_search_by_client_subject_and_text(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    await send(staff, "/api", cid, "about the insomnia diary", "s1")
+    for q, found in [("Dubois", True), ("next steps", True), ("insomnia", True), ("zebra", False)]:
+        got = [
+            c["id"] for c in (await staff.get(f"/api/conversations?q={q}")).json()["conversations"]
+        ]
+        assert (got == [cid]) is found, q
+
+
+async def test_access_every_caller(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    mid = (await send(staff, "/api", cid, "private", "x1")).json()["id"]
+    missing = 999_999
+    outsiders: list[tuple[Any, str]] = [
+        (cast["owner"], "/api"),
+        (cast["bob"], "/api"),
+        (cast["desk"], "/api"),
+        (cast["other"], "/portal/api"),
+        (cast["bobs"], "/portal/api"),
+    ]
+    for i, (who, prefix) in enumerate(outsiders):
+        http = new_http(f"10.3.0.{i}")
+        await login(http, who)
+        listing = (await http.get(f"{prefix}/conversations")).json()
+        assert listing["conversations"] == []
+        for target in (cid, missing):
+            assert (await http.get(f"{prefix}/conversations/{target}")).status_code == 404
+            assert (await send(http, prefix, target, "intrusion", f"i{target}")).status_code == 404
+            assert (
+                await http.post(f"{prefix}/conversations/{target}/read", json={})
+            ).status_code == 404
+            assert (await http.post(f"{prefix}/conversations/{target}/typing")).status_code == 404
+        for target in (mid, missing):
+            assert (await http.delete(f"{prefix}/messages/{target}")).status_code == 404
+    nobody = new_http("10.4.0.1")
+    assert (await nobody.get("/api/conversations")).status_code == 401
+    assert (await nobody.get(f"/portal/api/conversations/{cid}")).status_code == 401
+    # A client cannot reach the staff API at all, even for their own conversation.
+    portal = new_http("10.2.0.3")
+    await login(portal, cast["helene"])
+    assert (await portal.get(f"/api/conversations/{cid}")).status_code == 401
+    assert await Message.filter(conversation_id=cid).count() == 1
+
+
+async def test_events_go_to_participants_only(
+    new_http: Callable[..., httpx.AsyncClient],
+    cast: dict[str, Any],
+    capture_events: Callable[..., Any],
+) -> None:
+    captured = capture_events()
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    await send(staff, "/api", cid, "hello", "e1")
+    account = await PortalAccount.get(client_id=cast["helene"].id)
+    expected = {f"s:{cast['alice'].id}", f"c:{account.id}"}
+    assert captured.recipients("conversation.created") == expected
+    assert captured.recipients("message.created") == expected
+    created = captured.of_type("message.created")
+    assert all(e.payload["body"] == "hello" for e in created) and len(created) == 2
+
+
+async def test_rolled_back_send_publishes_nothing(
+    new_http: Callable[..., httpx.AsyncClient],
+    cast: dict[str, Any],
+    capture_events: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models.messaging import Conversation
+
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    captured = capture_events()
+
+    async def boom(*a: Any, **k: Any) -> None:
+        raise RuntimeError("disk full")
+
+    original = Conversation.filter
+
+    def failing_filter(*a: Any, **k: Any) -> Any:
+        q = original(*a, **k)
+        q.update = boom  # type: ignore[method-assign]
+        return q
+
+    monkeypatch.setattr(Conversation, "filter", failing_filter)
+    with pytest.raises(RuntimeError):
+        await send(staff, "/api", cid, "lost", "rb1")
+    monkeypatch.undo()
+    assert captured.events == []
+    assert await Message.filter(client_uid="rb1").count() == 0
