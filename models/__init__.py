@@ -23,6 +23,7 @@ from models.messaging import (
 )
 from models.notifications import OutboxMessage, OutboxStatus
 from models.realtime import RealtimeCursor, RealtimeEvent
+from models.tasks import Task
 
 __all__ = [
     "AccountToken",
@@ -48,5 +49,6 @@ __all__ = [
     "RealtimeEvent",
     "StaffRole",
     "StaffUser",
+    "Task",
     "TokenPurpose",
 ]

@@ -7,11 +7,13 @@ admins see the whole practice; a client sees only their own records.
 
 from __future__ import annotations
 
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
-from models.accounts import StaffRole, StaffUser
+from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import Client
 from models.messaging import Conversation, Message, Participant
+from models.tasks import Task
 from server.auth.sessions import Caller
 from server.errors import NotFound
 
@@ -97,3 +99,30 @@ async def access_practice_staff(caller: Caller, ids: list[int]) -> list[StaffUse
     if len(users) != len(set(ids)):
         raise NotFound()
     return users
+
+
+async def access_task(caller: Caller, task_id: int) -> Task:
+    """A task on a client file the caller may see (staff only; clients never see tasks)."""
+    if caller.staff is None:
+        raise NotFound()
+    client_ids = Subquery((await visible_clients(caller)).values("id"))
+    task = await Task.get_or_none(
+        id=task_id, practice_id=caller.practice_id, deleted_at=None, client_id__in=client_ids
+    )
+    if task is None:
+        raise NotFound()
+    return task
+
+
+async def client_of_message(caller: Caller, message_id: int) -> tuple[Client, Message]:
+    """The client who wrote this message, for a task made from it.
+
+    The caller must take part in the conversation and may see the writer's file; a staff
+    member's message has no client and answers 404 like any other id the caller can't use.
+    """
+    message, _conversation, _me = await access_message(caller, message_id)
+    sender = await Participant.get(id=message.sender_id)  # type: ignore[attr-defined]
+    if sender.portal_account_id is None:  # type: ignore[attr-defined]
+        raise NotFound()
+    account = await PortalAccount.get(id=sender.portal_account_id)  # type: ignore[attr-defined]
+    return await access_client(caller, account.client_id), message  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -269,6 +270,8 @@ def render(
         "locale": i18n.current_locale(),
         "locales": i18n.LOCALES,
         "time_zone": get_settings().time_zone,
+        # "Today" is the practice's day, not the server's: due dates turn overdue at its midnight.
+        "today": datetime.now(i18n.current_time_zone()).date(),
     }
     ctx.update(context or {})
     html = _env.get_template(template).render(ctx)

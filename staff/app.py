@@ -11,7 +11,7 @@ from models.accounts import Realm
 from realtime.endpoint import websocket_endpoint
 from server.auth.views import AuthPages
 from server.web import SessionMiddleware, static_dir
-from staff import clients, messaging, pages
+from staff import clients, messaging, pages, tasks
 from staff.api import api
 
 
@@ -26,6 +26,9 @@ def build_staff_app() -> ASGIApp:
         Route("/messages", messaging.messaging_page),
         Route("/clients", clients.client_list),
         Route("/clients/{client_id:int}", clients.client_page),
+        Route("/clients/{client_id:int}/tasks", tasks.add_task_form, methods=["POST"]),
+        Route("/tasks", tasks.tasks_page),
+        Route("/tasks/{task_id:int}/{state:str}", tasks.set_done_form, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/{state:str}", clients.set_portal, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),

@@ -6,11 +6,12 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from models.accounts import PortalAccount
+from models.accounts import PortalAccount, StaffUser
 from server.access import access_client, visible_clients
 from server.actions import accounts
 from server.actions.audit import record_read
 from server.errors import NotFound, ValidationFailed
+from server.queries.tasks import client_tasks
 from server.web import client_address, parse_body, path_id, render, require_staff
 
 
@@ -45,7 +46,15 @@ async def client_page(
     client = await access_client(caller, path_id(request, "client_id"))
     await record_read(caller, client.id, "file", ip=client_address(request))
     account = await PortalAccount.get_or_none(client_id=client.id)
-    context: dict[str, object] = {"client": client, "account": account, "section": "clients"}
+    context: dict[str, object] = {
+        "client": client,
+        "account": account,
+        "section": "clients",
+        "tasks": await client_tasks(client.id),
+        "staff_members": await StaffUser.filter(
+            practice_id=caller.practice_id, is_active=True
+        ).order_by("last_name", "first_name"),
+    }
     context.update(ctx or {})
     return render(request, "staff/client.html", context, status=status)
 

@@ -84,7 +84,8 @@
       el("summary", { "aria-label": T.actions, text: "⋯" }),
       el("div", { "class": "menu" }, [
         el("button", { type: "button", onclick: function () { navigator.clipboard && navigator.clipboard.writeText(m.body); this.closest("details").open = false; }, text: T.copy }),
-        mine && !(m.reads || []).length ? el("button", { type: "button", "class": "danger", "data-action": "delete", onclick: function () { deleteMessage(m); }, text: T.delete }) : null
+        mine && !(m.reads || []).length ? el("button", { type: "button", "class": "danger", "data-action": "delete", onclick: function () { deleteMessage(m); }, text: T.delete }) : null,
+        cfg.isStaff && m.sender.role !== "staff" ? el("button", { type: "button", "data-action": "task", onclick: function () { this.closest("details").open = false; openTaskDialog(m); }, text: T.create_task }) : null
       ])
     ]);
     return el("li", { "class": "msg" + (mine ? " mine" : ""), "data-id": m.id }, [
@@ -225,6 +226,31 @@
       ]));
     });
   }
+  /* A task on the file of the client who wrote the message, its note prefilled and editable. */
+  function openTaskDialog(m) {
+    var dlg = $("#task-dialog"); if (!dlg) return;
+    var form = dlg.querySelector("form"); form.reset();
+    form.querySelector(".form-errors").innerHTML = ""; $("#task-done").hidden = true; form.hidden = false;
+    form.note.value = m.body; form.dataset.messageId = m.id;
+    var sel = form.assignee_id; sel.innerHTML = "";
+    call("GET", "/messaging/staff").then(function (users) {
+      users.forEach(function (u) { sel.appendChild(el("option", { value: u.id, selected: u.id === cfg.meId ? "selected" : null, text: u.name })); });
+    });
+    dlg.showModal(); form.note.focus();
+  }
+  function setupTaskDialog() {
+    var dlg = $("#task-dialog"); if (!dlg) return;
+    var form = dlg.querySelector("form");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var body = { note: form.note.value, assignee_id: parseInt(form.assignee_id.value, 10) || null, due_date: form.due_date.value || null };
+      call("POST", "/messages/" + form.dataset.messageId + "/task", body).then(function (t) {
+        form.hidden = true; var done = $("#task-done"); done.hidden = false;
+        done.querySelector("a").href = "/staff/clients/" + t.client_id + "#tasks";
+        done.querySelector("[data-client-name]").textContent = t.client_name;
+      }).catch(function (err) { showErrors(form, err); });
+    });
+  }
   function checked(form, name) { return Array.prototype.map.call(form.querySelectorAll('input[name="' + name + '"]:checked'), function (i) { return parseInt(i.value, 10); }); }
   function setupDialogs() {
     var newDlg = $("#new-dialog"); if (!newDlg) return;
@@ -275,5 +301,6 @@
   if ($("#conv-search")) $("#conv-search").addEventListener("input", function () { clearTimeout(this._t); this._t = setTimeout(loadList, 250); });
   if ($("#conv-waiting")) $("#conv-waiting").addEventListener("change", loadList);
   setupDialogs();
+  setupTaskDialog();
   loadList().then(function () { if (cfg.openId) openThread(parseInt(cfg.openId, 10)); });
 })();

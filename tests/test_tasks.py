@@ -1,0 +1,197 @@
+"""Tasks on client files: by hand, from a client's message (note prefilled, editable), done
+and reopened, the "my tasks" list, and access for every kind of caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import Practice, StaffRole, StaffUser
+from models.audit import AuditEntry
+from models.tasks import Task
+from tests.conftest import login
+from tests.test_messaging import cast, new_client_conversation, send
+
+__all__ = ["cast"]  # the fixture, re-used
+
+
+async def client_message(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], text: str
+) -> tuple[httpx.AsyncClient, int, int]:
+    """Alice and Hélène talk; returns Alice's client, the conversation and Hélène's message."""
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    assert (await send(staff, "/api", cid, "Comment allez-vous ?", "s1")).status_code == 200
+    portal = new_http("10.2.0.9")
+    await login(portal, cast["helene"])
+    r = await send(portal, "/portal/api", cid, text, "c1")
+    assert r.status_code == 200, r.text
+    return staff, cid, r.json()["id"]
+
+
+async def test_task_from_a_client_message(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid, mid = await client_message(new_http, cast, "Pouvez-vous m'envoyer une facture ?")
+    # The dialog prefills the note with the message; staff edit it before saving.
+    r = await staff.post(
+        f"/api/messages/{mid}/task",
+        json={"note": "Envoyer la facture de mars", "due_date": "2026-12-01"},
+    )
+    assert r.status_code == 200, r.text
+    task = r.json()
+    assert task["client_id"] == cast["helene"].id
+    assert task["note"] == "Envoyer la facture de mars"
+    assert task["source_message_id"] == mid
+    assert task["assignee_id"] == cast["alice"].id  # no assignee given: the author
+    assert task["due_date"] == "2026-12-01"
+    listed = (await staff.get(f"/api/clients/{cast['helene'].id}/tasks")).json()
+    assert [t["id"] for t in listed] == [task["id"]]
+    assert await AuditEntry.filter(action="task.created", client_id=cast["helene"].id).exists()
+
+
+async def test_no_task_from_a_staff_message_or_a_foreign_conversation(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, cid, mid = await client_message(new_http, cast, "Bonjour")
+    own = (await staff.get(f"/api/conversations/{cid}")).json()["messages"][0]
+    assert own["sender"]["role"] == "staff"
+    r = await staff.post(f"/api/messages/{own['id']}/task", json={"note": "x"})
+    assert r.status_code == 404
+    # Bob is not in the conversation: the message does not exist for him.
+    bob = new_http("10.1.0.7")
+    await login(bob, cast["bob"])
+    assert (await bob.post(f"/api/messages/{mid}/task", json={"note": "x"})).status_code == 404
+    assert (await bob.post("/api/messages/999999/task", json={"note": "x"})).status_code == 404
+    assert await Task.all().count() == 0
+
+
+async def test_bad_input_changes_nothing(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, _cid, mid = await client_message(new_http, cast, "Bonjour")
+    r = await staff.post(f"/api/messages/{mid}/task", json={"note": "   "})
+    assert r.status_code == 422 and "note" in r.json()["error"]["fields"]
+    r = await staff.post(f"/api/messages/{mid}/task", json={"note": "ok", "due_date": "soon"})
+    assert r.status_code == 422 and "due_date" in r.json()["error"]["fields"]
+    # Staff of another practice cannot be assigned: same answer as an unknown id.
+    elsewhere = await Practice.create(name="Another practice")
+    stranger = await StaffUser.create(
+        practice=elsewhere,
+        email="stranger@example.org",
+        password_hash="x",
+        first_name="S",
+        last_name="Tranger",
+        role=StaffRole.THERAPIST,
+    )
+    r = await staff.post(
+        f"/api/messages/{mid}/task", json={"note": "ok", "assignee_id": stranger.id}
+    )
+    assert r.status_code == 404
+    assert await Task.all().count() == 0
+
+
+async def test_done_reopen_and_my_tasks(http: httpx.AsyncClient, cast: dict[str, Any]) -> None:
+    await login(http, cast["alice"])
+    helene, other = cast["helene"], cast["other"]
+    later = await http.post(
+        f"/api/clients/{helene.id}/tasks", json={"note": "Later", "due_date": "2026-12-20"}
+    )
+    soon = await http.post(
+        f"/api/clients/{other.id}/tasks", json={"note": "Soon", "due_date": "2026-12-02"}
+    )
+    undated = await http.post(f"/api/clients/{helene.id}/tasks", json={"note": "Whenever"})
+    for_bob = await http.post(
+        f"/api/clients/{helene.id}/tasks", json={"note": "Bob's", "assignee_id": cast["bob"].id}
+    )
+    assert all(r.status_code == 200 for r in (later, soon, undated, for_bob))
+    mine = [t["note"] for t in (await http.get("/api/tasks")).json()]
+    assert mine == ["Soon", "Later", "Whenever"]
+    r = await http.post(f"/api/tasks/{soon.json()['id']}/done", json={"done": True})
+    assert r.status_code == 200 and r.json()["done_at"] is not None
+    mine = [t["note"] for t in (await http.get("/api/tasks")).json()]
+    assert mine == ["Later", "Whenever", "Soon"]  # done ones go below the open ones
+    r = await http.post(f"/api/tasks/{soon.json()['id']}/done", json={"done": False})
+    assert r.json()["done_at"] is None
+    task = await Task.get(id=soon.json()["id"])
+    assert task.done_by_id is None  # type: ignore[attr-defined]
+
+
+async def test_access_every_caller(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    alice = new_http("10.1.0.2")
+    await login(alice, cast["alice"])
+    task = (
+        await alice.post(f"/api/clients/{cast['helene'].id}/tasks", json={"note": "Appeler"})
+    ).json()
+    # Bob's caseload does not include Hélène: her file and its tasks are a 404 for him.
+    bob = new_http("10.1.0.3")
+    await login(bob, cast["bob"])
+    missing = await bob.post("/api/tasks/999999/done", json={"done": True})
+    forbidden = await bob.post(f"/api/tasks/{task['id']}/done", json={"done": True})
+    assert forbidden.status_code == missing.status_code == 404
+    assert forbidden.json() == missing.json()
+    assert (await bob.get(f"/api/clients/{cast['helene'].id}/tasks")).status_code == 404
+    assert (
+        await bob.post(f"/api/clients/{cast['helene'].id}/tasks", json={"note": "x"})
+    ).status_code == 404
+    assert (await bob.get("/api/tasks")).json() == []
+    # The front desk sees every file, so every task on it.
+    desk = new_http("10.1.0.4")
+    await login(desk, cast["desk"])
+    assert (
+        await desk.post(f"/api/tasks/{task['id']}/done", json={"done": True})
+    ).status_code == 200
+    # Clients never reach tasks: the staff API refuses a portal session.
+    portal = new_http("10.2.0.4")
+    await login(portal, cast["helene"])
+    assert (await portal.get("/api/tasks")).status_code in (401, 403)
+    assert (await portal.get(f"/api/clients/{cast['helene'].id}/tasks")).status_code in (401, 403)
+
+
+async def test_pages_add_and_complete(http: httpx.AsyncClient, cast: dict[str, Any]) -> None:
+    me = await login(http, cast["alice"])
+    token = me["csrf_token"]
+    helene = cast["helene"]
+    r = await http.post(
+        f"/staff/clients/{helene.id}/tasks",
+        data={
+            "note": "Rappeler pour le rendez-vous",
+            "assignee_id": "",
+            "due_date": "",
+            "csrf_token": token,
+        },
+    )
+    assert r.status_code == 303, r.text
+    page = await http.get(f"/staff/clients/{helene.id}")
+    assert "Rappeler pour le rendez-vous" in page.text
+    task = await Task.get(client_id=helene.id)
+    assert task.assignee_id == cast["alice"].id  # type: ignore[attr-defined]
+    listing = await http.get("/staff/tasks")
+    assert "Rappeler pour le rendez-vous" in listing.text and helene.full_name in listing.text
+    r = await http.post(
+        f"/staff/tasks/{task.id}/done?back=/staff/tasks", data={"csrf_token": token}
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/staff/tasks"
+    await task.refresh_from_db()
+    assert task.done_at is not None
+    # Nowhere else to go back to: an outside address falls back to the client file.
+    r = await http.post(
+        f"/staff/tasks/{task.id}/reopen?back=https://evil.example", data={"csrf_token": token}
+    )
+    assert r.headers["location"] == f"/staff/clients/{helene.id}#tasks"
+    r = await http.post(f"/staff/tasks/{task.id}/finish", data={"csrf_token": token})
+    assert r.status_code == 404
+    empty = await http.post(
+        f"/staff/clients/{helene.id}/tasks", data={"note": " ", "csrf_token": token}
+    )
+    assert empty.status_code == 422 and "Write what to do." in empty.text
+
+
+@pytest.mark.parametrize("path", ["/staff/tasks"])
+async def test_pages_need_sign_in(http: httpx.AsyncClient, path: str) -> None:
+    r = await http.get(path)
+    assert r.status_code in (302, 303)
