@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from models.accounts import Practice, StaffRole, StaffUser
-from models.clients import Client
-from server.actions import accounts, clients
+from uuid import uuid4
+
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.clients import Client, Relationship
+from models.messaging import Conversation, ConversationKind, Message
+from server.access import my_participant
+from server.actions import accounts, clients, messaging, tasks
 from server.auth.passwords import hash_password
+from server.auth.sessions import Caller
 
 DEMO_PASSWORD = "cabinet-demo-2026"
 
@@ -48,7 +53,7 @@ async def create_demo() -> list[tuple[str, str, str]]:
         logins.append((role.value, email, DEMO_PASSWORD))
         return user
 
-    await staff("owner@demo.cabinet", "Claire", "Rousseau", StaffRole.OWNER)
+    owner = await staff("owner@demo.cabinet", "Claire", "Rousseau", StaffRole.OWNER)
     alice = await staff("alice@demo.cabinet", "Alice", "Mercier", StaffRole.THERAPIST)
     bruno = await staff(
         "bruno@demo.cabinet", "Bruno", "Garnier", StaffRole.THERAPIST, supervisor=alice
@@ -58,13 +63,104 @@ async def create_demo() -> list[tuple[str, str, str]]:
     )
 
     password_hash = await hash_password(DEMO_PASSWORD)
+    people: list[tuple[PortalAccount, Client]] = []
     for i, (first, last) in enumerate(CLIENTS):
         email = f"{first.lower().replace('é', 'e').replace('è', 'e')}.{last.lower().replace('è', 'e')}@demo.cabinet"
         therapist = alice if i % 2 == 0 else bruno
         client: Client = await clients.do_create_client(
             None, practice, first_name=first, last_name=last, email=email, therapist=therapist
         )
-        await clients.do_create_portal_account_with_password(None, client, email, password_hash)
+        account = await clients.do_create_portal_account_with_password(
+            None, client, email, password_hash
+        )
+        people.append((account, client))
         if i < 2:
             logins.append(("client", email, DEMO_PASSWORD))
+    await _demo_conversations(owner, alice, bruno, people)
     return logins
+
+
+async def _say(who: Caller, conversation: Conversation, text: str) -> Message:
+    me = await my_participant(who, conversation.id)
+    assert me is not None
+    message, _created = await messaging.do_send_message(who, conversation, me, text, uuid4().hex)
+    return message
+
+
+async def _read(who: Caller, conversation: Conversation) -> None:
+    me = await my_participant(who, conversation.id)
+    assert me is not None
+    await messaging.do_mark_read(who, conversation, me)
+
+
+async def _demo_conversations(
+    owner: StaffUser,
+    alice: StaffUser,
+    bruno: StaffUser,
+    people: list[tuple[PortalAccount, Client]],
+) -> None:
+    """A few conversations in every state: read, waiting for a reply, a family group, the
+    office, and a task made from a client's message."""
+    as_alice, as_bruno = Caller.acting_as(alice), Caller.acting_as(bruno)
+    helene, marc, sophie, chloe = (Caller.acting_as(people[i]) for i in (0, 1, 4, 6))
+    assert helene.client and marc.client and sophie.client and chloe.client
+
+    talk = await messaging.do_create_conversation(
+        as_alice,
+        kind=ConversationKind.CLIENT,
+        subject="Prochain rendez-vous",
+        client=helene.client,
+        first_message="Bonjour Hélène, je vous propose de nous revoir jeudi à 14 h. Cela vous convient-il ?",
+        client_uid=uuid4().hex,
+    )
+    await _read(helene, talk)
+    await _say(helene, talk, "Bonjour, jeudi me va très bien, merci.")
+    await _read(as_alice, talk)
+    await _say(as_alice, talk, "Parfait, à jeudi !")
+    await _read(helene, talk)
+    question = await _say(
+        helene, talk, "Pourriez-vous m'envoyer une attestation pour ma mutuelle ?"
+    )
+    await tasks.do_create_task(
+        as_alice,
+        helene.client,
+        note="Envoyer l'attestation de séances pour la mutuelle d'Hélène",
+        assignee=alice,
+        source_message=question,
+    )
+
+    exercises = await messaging.do_create_conversation(
+        as_bruno,
+        kind=ConversationKind.CLIENT,
+        subject="Exercices de respiration",
+        client=marc.client,
+        first_message="Comme convenu, pratiquez l'exercice 4-7-8 deux fois par jour.",
+        client_uid=uuid4().hex,
+    )
+    await _read(marc, exercises)
+    await _say(marc, exercises, "Merci, je m'y mets ce soir.")
+    await _read(as_bruno, exercises)
+
+    await clients.do_link_clients(None, sophie.client, chloe.client, Relationship.PARENT)
+    family = await messaging.do_create_conversation(
+        as_alice,
+        kind=ConversationKind.CLIENT,
+        subject="Organisation des séances de Chloé",
+        group_name="Famille Martin",
+        client=sophie.client,
+        linked_clients=[chloe.client],
+        first_message="Bonjour à toutes les deux, voici les dates proposées pour le mois prochain.",
+        client_uid=uuid4().hex,
+    )
+    await _say(chloe, family, "Le mercredi après-midi, c'est possible ?")
+
+    team = await messaging.do_create_conversation(
+        Caller.acting_as(owner),
+        kind=ConversationKind.OFFICE,
+        subject="Réunion d'équipe de lundi",
+        group_name="Toute l'équipe",
+        staff=await StaffUser.filter(practice_id=owner.practice_id),  # type: ignore[attr-defined]
+        first_message="Réunion lundi à 9 h en salle 2 : ordre du jour à compléter ici.",
+        client_uid=uuid4().hex,
+    )
+    await _say(as_bruno, team, "J'ajoute un point sur les supervisions.")

@@ -46,6 +46,17 @@ class Caller:
     account: PortalAccount | None = None
     client: Client | None = None
 
+    @classmethod
+    def acting_as(cls, who: StaffUser | tuple[PortalAccount, Client]) -> Caller:
+        """A caller for scripts (the demo practice): the person, with a session that is
+        never saved, so actions record them as the author without anyone signing in."""
+        if isinstance(who, StaffUser):
+            session = AuthSession(id="", realm=Realm.STAFF, staff_user_id=who.id)
+            return cls(realm=Realm.STAFF, session=session, staff=who)
+        account, client = who
+        session = AuthSession(id="", realm=Realm.PORTAL, portal_account_id=account.id)
+        return cls(realm=Realm.PORTAL, session=session, account=account, client=client)
+
     @property
     def is_staff(self) -> bool:
         return self.staff is not None

@@ -1,0 +1,39 @@
+"""The demo practice that `make run` creates: every login works and the messaging section
+has conversations in each state (waiting for a reply, a family group, the office)."""
+
+from __future__ import annotations
+
+import httpx
+
+from models.accounts import StaffUser
+from models.tasks import Task
+from server.demo import create_demo
+
+
+async def test_demo_logins_and_conversations(http: httpx.AsyncClient) -> None:
+    logins = await create_demo()
+    assert {role for role, _email, _pw in logins} >= {
+        "owner",
+        "therapist",
+        "office_admin",
+        "client",
+    }
+    for role, email, password in logins:
+        url = "/portal/api/session" if role == "client" else "/api/session"
+        r = await http.post(url, json={"email": email, "password": password})
+        assert r.status_code == 200, (email, r.text)
+        http.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        if email == "alice@demo.cabinet":
+            listing = (await http.get("/api/conversations")).json()
+            subjects = {c["subject"] for c in listing["conversations"]}
+            assert {"Prochain rendez-vous", "Réunion d'équipe de lundi"} <= subjects
+            waiting = (await http.get("/api/conversations?waiting=1")).json()["conversations"]
+            assert waiting, "a client's question waits for Alice's reply"
+            assert listing["unread_total"] >= 1
+        if email == "helene.dubois@demo.cabinet":
+            listing = (await http.get("/portal/api/conversations")).json()
+            assert [c["subject"] for c in listing["conversations"]] == ["Prochain rendez-vous"]
+        await http.delete("/portal/api/session" if role == "client" else "/api/session")
+        http.cookies.clear()
+    alice = await StaffUser.get(email="alice@demo.cabinet")
+    assert await Task.filter(assignee_id=alice.id, source_message_id__not_isnull=True).exists()
