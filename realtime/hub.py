@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,6 +33,12 @@ log = logging.getLogger("cabinet.realtime")
 CHANNEL = "cabinet.realtime"
 PRESENCE_EVERY = 5.0
 PRESENCE_TTL = 15.0
+# A reload closes a tab's socket and opens a new one: wait this long before saying "offline".
+PRESENCE_GRACE = 3.0
+
+# Who should hear that a staff member came online or left. The server installs it (the
+# people who share a conversation with them); realtime itself knows nothing of conversations.
+PresenceAudience = Callable[[str], Awaitable[list[str]]]
 
 
 class LocalSocket(Protocol):
@@ -64,6 +70,8 @@ class Hub:
         self.process_id = uuid.uuid4().hex[:12]
         self._remote_presence: dict[str, tuple[float, set[str]]] = {}
         self._last_presence = 0.0
+        self.presence_audience: PresenceAudience | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -85,6 +93,8 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(asyncio.shield(task), timeout=3)
         self._task = self._sweeper = None
+        for pending in list(self._background):
+            pending.cancel()
         for sockets in list(self.sockets.values()):
             for sock in list(sockets):
                 sock.kick(1012, "server restarting")
@@ -97,7 +107,10 @@ class Hub:
     # --- local sockets ---------------------------------------------------------------------
 
     def register(self, sock: LocalSocket) -> None:
+        first = not self.sockets.get(sock.recipient)
         self.sockets[sock.recipient].add(sock)
+        if first and sock.recipient.startswith("s:"):
+            self._spawn(self._announce(sock.recipient))
 
     def unregister(self, sock: LocalSocket) -> None:
         group = self.sockets.get(sock.recipient)
@@ -105,6 +118,33 @@ class Hub:
             group.discard(sock)
             if not group:
                 del self.sockets[sock.recipient]
+                if sock.recipient.startswith("s:") and not self._stopping:
+                    self._spawn(self._announce_if_gone(sock.recipient))
+
+    # --- staff presence, pushed ------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _announce(self, recipient: str) -> None:
+        if self.presence_audience is None:
+            return
+        try:
+            audience = [r for r in await self.presence_audience(recipient) if r != recipient]
+            payload = {
+                "type": "presence",
+                "data": {"staff_id": int(recipient[2:]), "online": self.is_online(recipient)},
+            }
+            await self.publish_ephemeral(audience, payload)
+        except Exception as exc:  # noqa: BLE001 - presence is best effort, never fatal
+            log.warning("presence announcement failed: %s", exc)
+
+    async def _announce_if_gone(self, recipient: str) -> None:
+        await asyncio.sleep(PRESENCE_GRACE)
+        if not self.is_online(recipient):
+            await self._announce(recipient)
 
     def connection_count(self) -> int:
         return sum(len(s) for s in self.sockets.values())

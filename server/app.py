@@ -17,6 +17,7 @@ from portal.app import build_portal_app
 from realtime.hub import hub
 from server import db
 from server.errors import CabinetError
+from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
 from server.web import error_response, render
 from server.worker import run_worker
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     if settings is not None:
         set_settings(settings)
     settings = get_settings()
+    hub.presence_audience = presence_audience
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

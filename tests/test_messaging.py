@@ -337,3 +337,61 @@ async def test_rolled_back_send_publishes_nothing(
     monkeypatch.undo()
     assert captured.events == []
     assert await Message.filter(client_uid="rb1").count() == 0
+
+
+class FakeSocket:
+    """A local socket as the hub sees it, recording what it is offered."""
+
+    def __init__(self, recipient: str) -> None:
+        self.recipient, self.session_id = recipient, "fake"
+        self.ephemeral: list[dict[str, Any]] = []
+
+    def offer(self, seq: int, event: Any) -> None:
+        pass
+
+    def offer_ephemeral(self, payload: dict[str, Any]) -> None:
+        self.ephemeral.append(payload)
+
+    def resync(self) -> None:
+        pass
+
+    def kick(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_presence_pushed_to_people_who_share_a_conversation(
+    new_http: Callable[..., httpx.AsyncClient],
+    cast: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from realtime import hub as hub_module
+    from realtime.hub import hub
+
+    monkeypatch.setattr(hub_module, "PRESENCE_GRACE", 0.05)
+    _staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    account = await PortalAccount.get(client_id=cast["helene"].id)
+    client_tab, bob_tab = FakeSocket(f"c:{account.id}"), FakeSocket(f"s:{cast['bob'].id}")
+    alice_tab = FakeSocket(f"s:{cast['alice'].id}")
+    hub.register(client_tab)
+    hub.register(bob_tab)
+    try:
+        hub.register(alice_tab)
+        await asyncio.sleep(0.2)
+        came = {"type": "presence", "data": {"staff_id": cast["alice"].id, "online": True}}
+        assert came in client_tab.ephemeral
+        # Bob shares no conversation with Alice: her comings and goings are none of his.
+        assert bob_tab.ephemeral == []
+        # The thread shows her online, then offline once her last tab is gone.
+        portal = new_http("10.2.0.8")
+        await login(portal, cast["helene"])
+        thread = (await portal.get(f"/portal/api/conversations/{cid}")).json()
+        assert [p["online"] for p in thread["participants"] if p["role"] == "staff"] == [True]
+        hub.unregister(alice_tab)
+        await asyncio.sleep(0.3)
+        left = {"type": "presence", "data": {"staff_id": cast["alice"].id, "online": False}}
+        assert client_tab.ephemeral[-1] == left
+        thread = (await portal.get(f"/portal/api/conversations/{cid}")).json()
+        assert [p["online"] for p in thread["participants"] if p["role"] == "staff"] == [False]
+    finally:
+        hub.unregister(client_tab)
+        hub.unregister(bob_tab)

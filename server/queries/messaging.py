@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.expressions import Subquery
+
 from models.clients import Client
 from models.messaging import Conversation, Message, MessageRead, Participant
 from realtime.hub import hub
@@ -134,3 +136,16 @@ async def thread(caller: Caller, conversation: Conversation, me: Participant) ->
             for m in messages
         ],
     }
+
+
+async def presence_audience(recipient: str) -> list[str]:
+    """Everyone who shares a conversation with this staff member ("s:<id>"): they are the
+    ones whose participant lists show the staff member's online dot."""
+    staff_id = int(recipient.removeprefix("s:"))
+    theirs = Subquery(Participant.filter(staff_user_id=staff_id).values("conversation_id"))
+    rows = (
+        await Participant.filter(conversation_id__in=theirs)
+        .distinct()
+        .values_list("staff_user_id", "portal_account_id")
+    )
+    return sorted({f"s:{s}" if s is not None else f"c:{c}" for s, c in rows} - {recipient})

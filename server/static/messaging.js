@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var cfg = window.CABINET_MESSAGING, T = window.CABINET_I18N;
-  var api = cfg.apiBase, state = { list: [], open: null, thread: null, typingTimer: null, lastTyping: 0 };
+  var api = cfg.apiBase, state = { list: [], total: 0, open: null, thread: null, typingTimer: null, lastTyping: 0, drafts: {} };
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
 
   function el(tag, attrs, children) {
@@ -33,18 +33,27 @@
   function isMe(p) { return cfg.isStaff ? p.staff_id === cfg.meId : p.portal_account_id === cfg.meId; }
 
   /* ---- conversation list ---- */
+  // Unread counts always come from the server: a live event only asks for a fresh list, so a
+  // replayed event (after a reconnect or a reload) can never count a message twice.
+  var listSeq = 0, listTimer = null, baseTitle = document.title;
   function loadList() {
     var q = $("#conv-search") ? $("#conv-search").value : "";
     var waiting = $("#conv-waiting") && $("#conv-waiting").checked ? "1" : "";
+    var n = ++listSeq;
     return call("GET", "/conversations?q=" + encodeURIComponent(q) + (waiting ? "&waiting=1" : "")).then(function (data) {
-      state.list = data.conversations; renderList(data.unread_total);
+      if (n !== listSeq) return; // an older answer arriving late
+      state.list = data.conversations; state.total = data.unread_total; renderList();
+      // The conversation on screen is being read: whatever arrived in it is read now.
+      if (state.thread && !document.hidden && state.list.some(function (c) { return c.id === state.thread.conversation.id && c.unread; })) markRead();
     });
   }
-  function renderList(total) {
+  function refreshList() { clearTimeout(listTimer); listTimer = setTimeout(loadList, 50); }
+  function renderList() {
     var ul = $("#conv-list"); ul.innerHTML = "";
-    if (total === undefined) total = state.list.reduce(function (a, c) { return a + c.unread; }, 0);
+    var total = state.total;
     $("#unread-total").textContent = total ? String(total) : "";
     $("#unread-total").hidden = !total;
+    document.title = (total ? "(" + total + ") " : "") + baseTitle;
     if (!state.list.length) ul.appendChild(el("li", { "class": "empty", text: T.no_conversations }));
     state.list.forEach(function (c) {
       var li = el("li", { "class": "conv" + (state.open === c.id ? " open" : "") + (c.unread ? " unread" : ""), "data-id": c.id }, [
@@ -66,9 +75,20 @@
     history.replaceState(null, "", "?c=" + id);
     document.body.classList.add("thread-open");
     return call("GET", "/conversations/" + id).then(function (t) {
+      if (state.open !== id) return; // another conversation was chosen meanwhile
       state.thread = t; renderThread(); markRead();
       renderList();
-    }).catch(function (e) { if (e.status === 404) { state.open = null; $("#thread").innerHTML = ""; } });
+    }).catch(function (e) { if (e.status === 404 && state.open === id) closeThread(); });
+  }
+  // Back to the list (phones): the conversation is no longer on screen, so nothing arriving in
+  // it may be marked read.
+  var emptyThread = $("#thread").innerHTML;
+  function closeThread() {
+    state.open = null; state.thread = null;
+    document.body.classList.remove("thread-open");
+    history.replaceState(null, "", location.pathname);
+    $("#thread").innerHTML = emptyThread;
+    renderList();
   }
   function statusOf(m) {
     if (!isMe(m.sender)) return null;
@@ -83,29 +103,40 @@
     var menu = el("details", { "class": "msg-menu" }, [
       el("summary", { "aria-label": T.actions, text: "⋯" }),
       el("div", { "class": "menu" }, [
-        el("button", { type: "button", onclick: function () { navigator.clipboard && navigator.clipboard.writeText(m.body); this.closest("details").open = false; }, text: T.copy }),
+        el("button", { type: "button", "data-action": "copy", onclick: function () { copyText(m.body); this.closest("details").open = false; }, text: T.copy }),
         mine && !(m.reads || []).length ? el("button", { type: "button", "class": "danger", "data-action": "delete", onclick: function () { deleteMessage(m); }, text: T.delete }) : null,
         cfg.isStaff && m.sender.role !== "staff" ? el("button", { type: "button", "data-action": "task", onclick: function () { this.closest("details").open = false; openTaskDialog(m); }, text: T.create_task }) : null
       ])
     ]);
+    menu.addEventListener("toggle", placeMenu);
     return el("li", { "class": "msg" + (mine ? " mine" : ""), "data-id": m.id }, [
       el("div", { "class": "msg-head" }, [el("strong", { text: m.sender.name }), el("time", { text: fmtTime(m.created_at) }), menu]),
       el("div", { "class": "msg-body", text: m.body }),
       statusOf(m)
     ]);
   }
+  // A menu opens upwards when there is no room below it in the message list.
+  function placeMenu() {
+    var d = this; d.classList.remove("up"); if (!d.open) return;
+    var box = d.querySelector(".menu"), list = d.closest(".messages"); if (!list) return;
+    var r = box.getBoundingClientRect(), l = list.getBoundingClientRect();
+    if (r.bottom > l.bottom && r.top - l.top > r.height + d.offsetHeight) d.classList.add("up");
+  }
   function renderThread() {
-    var t = state.thread, box = $("#thread"); box.innerHTML = "";
+    var t = state.thread, box = $("#thread");
+    var hadFocus = document.activeElement && document.activeElement.id === "composer-text";
+    box.innerHTML = "";
     var staffN = t.counts.staff, clientN = t.counts.clients + t.counts.linked;
     var head = el("header", { "class": "thread-head" }, [
-      el("button", { type: "button", "class": "back", onclick: function () { document.body.classList.remove("thread-open"); }, text: "←" }),
+      el("button", { type: "button", "class": "back", "aria-label": T.back, title: T.back, onclick: closeThread, text: "←" }),
       el("div", {}, [el("h2", { text: title(t.conversation) }), el("p", { "class": "muted small", text: others({ participants: t.participants }) })]),
       el("details", { "class": "participants" }, [
         el("summary", { text: T.show_participants }),
         el("div", { "class": "panel" }, [
           el("p", { "class": "small", text: T.counts.replace("%(clients)s", clientN).replace("%(staff)s", staffN) }),
           el("ul", {}, t.participants.map(function (p) {
-            return el("li", {}, [p.online === true ? el("span", { "class": "dot on", title: T.online }) : (p.online === false ? el("span", { "class": "dot", title: T.offline }) : null), p.name + " ", el("span", { "class": "muted small", text: T.roles[p.role] })]);
+            var dot = p.online === null || p.online === undefined ? null : el("span", { "class": "dot" + (p.online ? " on" : ""), "data-presence": p.staff_id, title: p.online ? T.online : T.offline });
+            return el("li", {}, [dot, p.name + " ", el("span", { "class": "muted small", text: T.roles[p.role] })]);
           })),
           cfg.isStaff ? el("button", { type: "button", onclick: openAddDialog, text: T.add_participants }) : null
         ])
@@ -113,18 +144,56 @@
     ]);
     var list = el("ol", { "class": "messages", id: "messages" }, t.messages.map(messageNode));
     var typing = el("p", { "class": "typing muted small", id: "typing", "aria-live": "polite" });
+    var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
       el("textarea", { id: "composer-text", rows: "2", placeholder: T.write, "aria-label": T.write, maxlength: "10000" }),
       el("button", { type: "submit", "class": "primary", text: T.send })
     ]);
     composer.addEventListener("submit", function (e) { e.preventDefault(); send(); });
     var ta = composer.querySelector("textarea");
-    ta.addEventListener("keydown", function (e) { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } });
+    // A draft survives a redraw (participants added, reconnect) and a switch of conversation.
+    ta.value = state.drafts[t.conversation.id] || "";
+    // Enter while an input method is composing (accents, Asian scripts) is not a send.
+    ta.addEventListener("keydown", function (e) { if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); send(); } });
     ta.addEventListener("input", function () {
-      if (Date.now() - state.lastTyping > 2500) { state.lastTyping = Date.now(); call("POST", "/conversations/" + t.conversation.id + "/typing").catch(function () {}); }
+      state.drafts[t.conversation.id] = ta.value;
+      if (ta.value.trim() && Date.now() - state.lastTyping > 2500) { state.lastTyping = Date.now(); call("POST", "/conversations/" + t.conversation.id + "/typing").catch(function () {}); }
     });
-    box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(composer);
+    box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(note); box.appendChild(composer);
     list.scrollTop = list.scrollHeight;
+    if (hadFocus) ta.focus();
+  }
+  // Feedback under the thread: a success fades, an error stays until the next action.
+  function notice(text, isError) {
+    var old = $("#thread-notice"); if (!old) { if (isError) alert(text); return; }
+    var n = el("div", { id: "thread-notice", "class": "thread-notice alert " + (isError ? "error" : "ok"), role: isError ? "alert" : "status", text: text });
+    old.replaceWith(n);
+    clearTimeout(state.noticeTimer);
+    if (!isError) state.noticeTimer = setTimeout(function () { n.hidden = true; }, 3000);
+  }
+  function copyText(text) {
+    function done() { notice(T.copied); }
+    function fallback() { if (legacyCopy(text)) done(); else notice(T.copy_failed, true); }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+  }
+  function legacyCopy(text) {
+    var ta = el("textarea", { readonly: "readonly", style: "position:fixed;top:0;opacity:0" }); ta.value = text;
+    document.body.appendChild(ta); ta.select();
+    var ok = false; try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    ta.remove(); return ok;
+  }
+  function appendMessage(m) {
+    var list = $("#messages"); if (!list) return;
+    var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    list.appendChild(messageNode(m));
+    // Someone reading older messages is not pulled down, unless the new message is their own.
+    if (atBottom || isMe(m.sender)) list.scrollTop = list.scrollHeight;
+  }
+  function removeMessage(id) {
+    if (!state.thread) return;
+    state.thread.messages = state.thread.messages.filter(function (m) { return m.id !== id; });
+    var node = document.querySelector('.msg[data-id="' + id + '"]'); if (node) node.remove();
   }
   var pending = null;
   function send() {
@@ -132,43 +201,49 @@
     var conv = state.open;
     // The same uid is reused when retrying this very text: the server stores it once.
     if (!pending || pending.text !== text || pending.conv !== conv) pending = { text: text, uid: uid(), conv: conv };
-    call("POST", "/conversations/" + conv + "/messages", { body: text, client_uid: pending.uid }).then(function () {
-      pending = null; if ($("#composer-text")) $("#composer-text").value = "";
-    }).catch(function (e) { alert(e.message); });
+    call("POST", "/conversations/" + conv + "/messages", { body: text, client_uid: pending.uid }).then(function (r) {
+      pending = null; delete state.drafts[conv];
+      if (!state.thread || state.thread.conversation.id !== conv) return;
+      if ($("#composer-text")) $("#composer-text").value = "";
+      if ($("#thread-notice")) $("#thread-notice").hidden = true;
+      // Shown at once, even before the live event (which is then recognised by its id).
+      if (!state.thread.messages.some(function (x) { return x.id === r.id; })) {
+        var m = { id: r.id, conversation_id: conv, body: r.body, client_uid: r.client_uid, created_at: r.created_at, sender: state.thread.me, reads: [] };
+        state.thread.messages.push(m); appendMessage(m);
+      }
+    }).catch(function (e) { notice(e.message, true); });
   }
   function deleteMessage(m) {
     if (!confirm(T.confirm_delete)) return;
-    call("DELETE", "/messages/" + m.id).catch(function (e) { alert(e.message); });
+    // Refused (409) once someone has read it: the server's message says so.
+    call("DELETE", "/messages/" + m.id).then(function () { removeMessage(m.id); refreshList(); })
+      .catch(function (e) { notice(e.message, true); });
   }
   function markRead() {
     if (!state.thread || document.hidden) return;
     var t = state.thread;
     var unread = t.messages.some(function (m) { return !isMe(m.sender); });
     if (!unread) return;
-    call("POST", "/conversations/" + t.conversation.id + "/read", {}).then(function () {
-      state.list.forEach(function (c) { if (c.id === t.conversation.id) c.unread = 0; }); renderList();
+    call("POST", "/conversations/" + t.conversation.id + "/read", {}).then(function (r) {
+      if (!r.message_ids || !r.message_ids.length) return;
+      state.list.forEach(function (c) { if (c.id === t.conversation.id) { state.total = Math.max(0, state.total - c.unread); c.unread = 0; } });
+      renderList(); refreshList();
     }).catch(function () {});
   }
   document.addEventListener("visibilitychange", markRead);
 
   /* ---- live events ---- */
   CabinetLive.on("message.created", function (m) {
-    var c = state.list.filter(function (x) { return x.id === m.conversation_id; })[0];
-    if (c) {
-      c.last_activity_at = m.created_at; c.awaiting_staff = m.sender.role !== "staff";
-      if (!isMe(m.sender) && !(state.open === c.id && !document.hidden)) c.unread += 1;
-      state.list.sort(function (a, b) { return a.last_activity_at < b.last_activity_at ? 1 : -1; });
-      renderList();
-    } else { loadList(); }
+    refreshList();
     if (state.thread && state.thread.conversation.id === m.conversation_id) {
       if (state.thread.messages.some(function (x) { return x.id === m.id; })) return;
       m.reads = []; state.thread.messages.push(m);
-      var list = $("#messages"); list.appendChild(messageNode(m)); list.scrollTop = list.scrollHeight;
-      $("#typing").textContent = "";
-      if (!isMe(m.sender)) markRead();
+      appendMessage(m);
+      if (!isMe(m.sender)) { $("#typing").textContent = ""; markRead(); }
     }
   });
   CabinetLive.on("message.read", function (d) {
+    if (isMe(d.reader)) refreshList(); // read in another tab or device of mine
     if (!state.thread || state.thread.conversation.id !== d.conversation_id) return;
     state.thread.messages.forEach(function (m) {
       if (d.message_ids.indexOf(m.id) >= 0 && !isMe(d.reader) && !m.reads.some(function (r) { return r.participant_id === d.reader.id; })) {
@@ -178,15 +253,19 @@
     });
   });
   CabinetLive.on("message.deleted", function (d) {
-    if (state.thread && state.thread.conversation.id === d.conversation_id) {
-      state.thread.messages = state.thread.messages.filter(function (m) { return m.id !== d.message_id; });
-      var node = document.querySelector('.msg[data-id="' + d.message_id + '"]'); if (node) node.remove();
-    }
-    loadList();
+    if (state.thread && state.thread.conversation.id === d.conversation_id) removeMessage(d.message_id);
+    refreshList();
   });
-  CabinetLive.on("conversation.created", function () { loadList(); });
+  CabinetLive.on("conversation.created", refreshList);
   CabinetLive.on("conversation.participants_added", function (d) {
-    loadList(); if (state.open === d.conversation.id) openThread(state.open);
+    refreshList(); if (state.open === d.conversation.id) openThread(state.open);
+  });
+  /* A staff member came online or left: update their dot wherever it shows. */
+  CabinetLive.on("presence", function (d) {
+    if (state.thread) state.thread.participants.forEach(function (p) { if (p.staff_id === d.staff_id) p.online = d.online; });
+    Array.prototype.forEach.call(document.querySelectorAll('[data-presence="' + d.staff_id + '"]'), function (n) {
+      n.classList.toggle("on", d.online); n.title = d.online ? T.online : T.offline;
+    });
   });
   CabinetLive.on("typing", function (d) {
     if (!state.thread || state.thread.conversation.id !== d.conversation_id) return;
@@ -297,7 +376,13 @@
   }
 
   /* ---- start ---- */
-  CabinetLive.connect(cfg.wsUrl, { onStatus: function (s) { var n = $("#live-status"); if (n) { n.dataset.state = s; n.textContent = s === "live" ? T.live_on : T.live_off; } if (s === "live" && state.open) openThread(state.open); } });
+  // Back live (first connection or after a drop): the list and the open thread are fetched
+  // again, so nothing that happened before the socket was ready is missing.
+  CabinetLive.connect(cfg.wsUrl, { onStatus: function (s) { var n = $("#live-status"); if (n) { n.dataset.state = s; n.textContent = s === "live" ? T.live_on : T.live_off; } if (s === "live") { refreshList(); if (state.open) openThread(state.open); } } });
+  // A click outside an open menu closes it.
+  document.addEventListener("click", function (e) {
+    Array.prototype.forEach.call(document.querySelectorAll("details.msg-menu[open], details.participants[open]"), function (d) { if (!d.contains(e.target)) d.open = false; });
+  });
   if ($("#conv-search")) $("#conv-search").addEventListener("input", function () { clearTimeout(this._t); this._t = setTimeout(loadList, 250); });
   if ($("#conv-waiting")) $("#conv-waiting").addEventListener("change", loadList);
   setupDialogs();
