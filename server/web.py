@@ -251,7 +251,20 @@ _env = Environment(
     extensions=["jinja2.ext.i18n"],
 )
 _env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+# Role names as people read them; the enum values are for the database.
+ROLE_LABELS = {
+    StaffRole.OWNER: i18n.lazy("Owner"),
+    StaffRole.THERAPIST: i18n.lazy("Therapist"),
+    StaffRole.OFFICE_ADMIN: i18n.lazy("Office admin"),
+}
+
+
+def role_label(role: StaffRole) -> str:
+    return i18n.gettext(ROLE_LABELS[role])
+
+
 _env.filters.update(
+    role=role_label,
     datetime=i18n.format_datetime,
     date=i18n.format_date,
     time=i18n.format_time,
