@@ -284,6 +284,19 @@ async def test_access_every_caller(
             assert (await http.post(f"{prefix}/conversations/{target}/typing")).status_code == 404
         for target in (mid, missing):
             assert (await http.delete(f"{prefix}/messages/{target}")).status_code == 404
+        # Forbidden and missing ids get the very same answer, body included.
+        seen = (await http.get(f"{prefix}/conversations/{cid}")).json()
+        assert seen == (await http.get(f"{prefix}/conversations/{missing}")).json()
+        if prefix == "/api":
+            for target in (cid, missing):
+                r = await http.post(
+                    f"/api/conversations/{target}/participants",
+                    json={"staff_ids": [who.id], "group_name": "Sneaking in"},
+                )
+                assert r.status_code == 404
+                assert (
+                    await http.post(f"/api/messages/{mid}/task", json={"note": "x"})
+                ).status_code == 404
     nobody = new_http("10.4.0.1")
     assert (await nobody.get("/api/conversations")).status_code == 401
     assert (await nobody.get(f"/portal/api/conversations/{cid}")).status_code == 401
