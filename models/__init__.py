@@ -12,7 +12,22 @@ from models.accounts import (
     TokenPurpose,
 )
 from models.audit import AuditEntry
-from models.clients import Client, ClientStatus, LinkedAccount, Relationship
+from models.clients import (
+    AlternateContact,
+    Client,
+    ClientStatus,
+    Contact,
+    ContactKind,
+    Document,
+    EmailAddress,
+    LinkedAccount,
+    PaymentMethod,
+    PaymentMethodKind,
+    PaymentTerms,
+    PhoneNumber,
+    Relationship,
+    Tag,
+)
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -26,6 +41,16 @@ from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "AlternateContact",
+    "Contact",
+    "ContactKind",
+    "Document",
+    "EmailAddress",
+    "PaymentMethod",
+    "PaymentMethodKind",
+    "PaymentTerms",
+    "PhoneNumber",
+    "Tag",
     "AccountToken",
     "AuditEntry",
     "AuthSession",

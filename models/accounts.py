@@ -28,6 +28,8 @@ class Practice(Timestamped):
     time_zone = fields.CharField(max_length=64, default="Europe/Paris")
     locale = fields.CharField(max_length=8, default="en")
     currency = fields.CharField(max_length=3, default="EUR")
+    # Clinical details and notes are for clinicians; the owner may open them to the front desk.
+    office_admins_see_clinical = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "practice"

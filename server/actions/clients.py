@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models.accounts import PortalAccount, Practice, StaffUser
-from models.clients import INVERSE_RELATIONSHIP, Client, ClientStatus, LinkedAccount, Relationship
+from models.clients import (
+    INVERSE_RELATIONSHIP,
+    Client,
+    ClientStatus,
+    LinkedAccount,
+    Relationship,
+    search_key,
+)
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -29,6 +36,7 @@ async def do_create_client(
             practice=practice,
             first_name=first_name.strip(),
             last_name=last_name.strip(),
+            search_name=search_key(first_name, last_name),
             email=(email or "").strip().lower() or None,
             phone=phone,
             therapist=therapist,
