@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.accounts import Realm, StaffRole
+from models.clients import ClientStatus
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.errors import (
@@ -226,6 +227,33 @@ async def parse_body(request: Request, model: type[M]) -> M:
     return validate(model, data)
 
 
+def field_message(err: Any) -> str:
+    """pydantic's error, said in the user's language (its own messages are English only)."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "value_error":
+        # Our validators raise ValueError with a message already translated.
+        return str(ctx.get("error", err["msg"]))
+    if kind == "missing":
+        return i18n.gettext("This field is required.")
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return i18n.gettext("This field is required.")
+        return i18n.gettext("At least %(num)s characters.") % {"num": ctx.get("min_length")}
+    if kind == "string_too_long":
+        return i18n.gettext("At most %(num)s characters.") % {"num": ctx.get("max_length")}
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return i18n.gettext("Enter a whole number.")
+    if kind.startswith("date") or kind.startswith("datetime"):
+        return i18n.gettext("Enter a valid date.")
+    if kind in {"enum", "literal_error"}:
+        return i18n.gettext("Choose one of the options.")
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return i18n.gettext("This value is out of range.")
+    if kind == "string_pattern_mismatch":
+        return i18n.gettext("This value does not have the expected form.")
+    return str(err["msg"])
+
+
 def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
@@ -233,7 +261,7 @@ def validate(model: type[M], data: Any) -> M:
         fields: dict[str, str] = {}
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "body"
-            fields.setdefault(name, err["msg"])
+            fields.setdefault(name, field_message(err))
         raise ValidationFailed(i18n.gettext("Some fields are not valid."), fields) from None
 
 
@@ -263,8 +291,20 @@ def role_label(role: StaffRole) -> str:
     return i18n.gettext(ROLE_LABELS[role])
 
 
+CLIENT_STATUS_LABELS = {
+    ClientStatus.LEAD: i18n.lazy("Lead"),
+    ClientStatus.ACTIVE: i18n.lazy("Active"),
+    ClientStatus.ARCHIVED: i18n.lazy("Inactive"),
+}
+
+
+def client_status_label(status: ClientStatus) -> str:
+    return i18n.gettext(CLIENT_STATUS_LABELS[status])
+
+
 _env.filters.update(
     role=role_label,
+    client_status=client_status_label,
     datetime=i18n.format_datetime,
     date=i18n.format_date,
     time=i18n.format_time,

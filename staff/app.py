@@ -24,7 +24,7 @@ def build_staff_app() -> ASGIApp:
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
         Route("/messages", messaging.messaging_page),
-        Route("/clients", clients.client_list),
+        Route("/clients", clients.client_list, methods=["GET", "POST"]),
         Route("/clients/{client_id:int}", clients.client_page),
         Route("/clients/{client_id:int}/tasks", tasks.add_task_form, methods=["POST"]),
         Route("/tasks", tasks.tasks_page),

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import re
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from models.accounts import PortalAccount, StaffUser
-from server.access import access_client, visible_clients
-from server.actions import accounts
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.clients import Client, ClientStatus, Tag
+from server.access import access_client, caseload_therapist_ids
+from server.actions import accounts, clients
 from server.actions.audit import record_read
+from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
+from server.i18n import gettext as _
+from server.queries.clients import ClientFilters, ClientRow
+from server.queries.clients import client_page as client_page_query
 from server.queries.tasks import client_tasks
-from server.web import client_address, parse_body, path_id, render, require_staff
+from server.web import client_address, parse_body, path_id, render, require_staff, validate
+from staff.api import api
 
 
 class InviteForm(BaseModel):
@@ -26,17 +35,86 @@ def _switch(word: str, *, on: str, off: str) -> bool:
     return word == on
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class NewClientForm(BaseModel):
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    email: str = Field(default="", max_length=254)
+    phone: str = Field(default="", max_length=40)
+    therapist_id: int | None = None
+    status: ClientStatus = ClientStatus.ACTIVE
+
+    @field_validator("therapist_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value and not EMAIL.match(value):
+            raise ValueError(_("Enter an email address such as name@example.org."))
+        return value
+
+
+async def clinicians(caller: Caller) -> list[StaffUser]:
+    """Who a client can be assigned to: a therapist only to themselves or a supervisee (so
+    they never create a file they cannot see); owners and the front desk to any clinician."""
+    query = StaffUser.filter(
+        practice_id=caller.practice_id,
+        is_active=True,
+        role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
+    )
+    if caller.role is StaffRole.THERAPIST:
+        query = query.filter(id__in=await caseload_therapist_ids(caller))
+    return await query.order_by("last_name", "first_name")
+
+
+async def create_client_for(caller: Caller, data: NewClientForm) -> Client:
+    choices = {u.id: u for u in await clinicians(caller)}
+    if data.therapist_id is not None and data.therapist_id not in choices:
+        raise NotFound()
+    therapist = choices.get(data.therapist_id) if data.therapist_id else None
+    if therapist is None and caller.role is StaffRole.THERAPIST:
+        therapist = caller.staff
+    return await clients.do_create_client(
+        caller,
+        await Practice.get(id=caller.practice_id),
+        first_name=data.first_name,
+        last_name=data.last_name,
+        email=data.email or None,
+        phone=data.phone or None,
+        therapist=therapist,
+        status=data.status,
+    )
+
+
 async def client_list(request: Request) -> Response:
     caller = require_staff(request)
-    clients = await (await visible_clients(caller)).order_by("last_name", "first_name").limit(200)
-    portal = set(
-        await PortalAccount.filter(client_id__in=[c.id for c in clients]).values_list(
-            "client_id", flat=True
-        )
+    filters = validate(ClientFilters, dict(request.query_params))
+    ctx: dict[str, object] = {"section": "clients"}
+    if request.method == "POST":
+        try:
+            client = await create_client_for(caller, await parse_body(request, NewClientForm))
+        except ValidationFailed as exc:
+            ctx.update(error=exc.message, fields=exc.fields, show_new=True)
+        else:
+            return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)
+    result = await client_page_query(caller, filters)
+    ctx.update(
+        result=result,
+        filters=filters,
+        statuses=list(ClientStatus),
+        tags=await Tag.filter(practice_id=caller.practice_id).order_by("name"),
+        clinicians=await clinicians(caller),
+        query_without_page=urlencode(
+            {k: v for k, v in request.query_params.items() if k != "page" and v}
+        ),
     )
-    return render(
-        request, "staff/clients.html", {"clients": clients, "portal": portal, "section": "clients"}
-    )
+    return render(request, "staff/clients.html", ctx, status=422 if "error" in ctx else 200)
 
 
 async def client_page(
@@ -76,3 +154,31 @@ async def set_portal(request: Request) -> Response:
     active = _switch(request.path_params["state"], on="enable", off="disable")
     await accounts.do_set_portal_active(caller, client, active)
     return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)
+
+
+class ClientListOut(BaseModel):
+    clients: list[ClientRow]
+    total: int
+    page: int
+    pages: int
+
+
+class ClientCreated(BaseModel):
+    id: int
+
+
+@api.route("GET", "/clients", response=ClientListOut)
+async def list_clients(request: Request) -> ClientListOut:
+    """Clients I may see: q (accent- and case-free name search), status, tag, therapist, page"""
+    caller = require_staff(request)
+    result = await client_page_query(caller, validate(ClientFilters, dict(request.query_params)))
+    return ClientListOut(
+        clients=result.rows, total=result.total, page=result.page, pages=result.pages
+    )
+
+
+@api.route("POST", "/clients", body=NewClientForm, response=ClientCreated)
+async def create_client(request: Request, body: NewClientForm) -> ClientCreated:
+    """Open a new client file"""
+    client = await create_client_for(require_staff(request), body)
+    return ClientCreated(id=client.id)

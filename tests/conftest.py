@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 
 from models.accounts import AuthSession, PortalAccount, Practice, Realm, StaffRole, StaffUser
-from models.clients import Client
+from models.clients import Client, ClientStatus
 from realtime.events import Event
 from realtime.hub import hub
 from server import db as dbmod
@@ -272,6 +272,7 @@ class Factory:
             last_name=kw.pop("last_name", f"Number{i}"),
             email=kw.pop("email", f"client{i}@example.org"),
             therapist=therapist,
+            status=kw.pop("status", ClientStatus.ACTIVE),
         )
         if portal:
             await clients.do_create_portal_account_with_password(

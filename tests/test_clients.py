@@ -1,0 +1,122 @@
+"""The client list and new client files: accent-free search, filters, paging, who may see
+and assign what."""
+
+from __future__ import annotations
+
+import httpx
+
+from models.clients import Client, ClientStatus, Tag
+from tests.conftest import Factory, login
+
+
+async def names(http: httpx.AsyncClient, query: str) -> list[str]:
+    r = await http.get(f"/api/clients?{query}")
+    assert r.status_code == 200, r.text
+    return [f"{c['first_name']} {c['last_name']}" for c in r.json()["clients"]]
+
+
+async def test_search_ignores_accents_and_case(http: httpx.AsyncClient, make: Factory) -> None:
+    alice = await make.therapist()
+    await make.client(alice, first_name="Hélène", last_name="Dubois")
+    await make.client(alice, first_name="Marc", last_name="Lefèvre")
+    await login(http, alice)
+    for q in ("helene", "HELENE", "Hélène", "dub hel", "hélene dubois"):
+        assert await names(http, f"q={q}") == ["Hélène Dubois"], q
+    assert await names(http, "q=lefevre") == ["Marc Lefèvre"]
+    assert await names(http, "q=zebra") == []
+
+
+async def test_filters_by_status_tag_and_therapist(http: httpx.AsyncClient, make: Factory) -> None:
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    lead = await make.client(alice, first_name="Lea", last_name="Lead", status=ClientStatus.LEAD)
+    await make.client(alice, first_name="Ann", last_name="Active")
+    bobs = await make.client(bob, first_name="Bea", last_name="Bobs")
+    couple = await Tag.create(practice=await make.practice(), name="couple")
+    await bobs.tags.add(couple)
+    await login(http, owner)
+    assert await names(http, "status=lead") == ["Lea Lead"]
+    assert await names(http, f"tag={couple.id}") == ["Bea Bobs"]
+    assert await names(http, f"therapist={alice.id}") == ["Ann Active", "Lea Lead"]
+    assert await names(http, f"therapist={alice.id}&status=active") == ["Ann Active"]
+    r = await http.get("/api/clients?status=sleeping")
+    assert r.status_code == 422 and "status" in r.json()["error"]["fields"]
+    assert lead.status is ClientStatus.LEAD
+
+
+async def test_paging(http: httpx.AsyncClient, make: Factory) -> None:
+    alice = await make.therapist()
+    for i in range(120):
+        await make.client(alice, first_name="C", last_name=f"Client{i:03d}", portal=False)
+    await login(http, alice)
+    first = (await http.get("/api/clients")).json()
+    assert (first["total"], first["pages"], len(first["clients"])) == (120, 3, 50)
+    third = (await http.get("/api/clients?page=3")).json()
+    assert [c["last_name"] for c in third["clients"]][-1] == "Client119"
+    assert len(third["clients"]) == 20
+    # Past the end shows the last page rather than an empty one.
+    assert (await http.get("/api/clients?page=9")).json()["page"] == 3
+    page = await http.get("/staff/clients?page=2&q=client")
+    assert "Client050" in page.text and 'rel="next"' in page.text and "q=client" in page.text
+
+
+async def test_therapists_see_their_caseload_only(http: httpx.AsyncClient, make: Factory) -> None:
+    alice = await make.therapist(first_name="Alice")
+    supervisee = await make.therapist(first_name="Sam", supervisor=alice)
+    bob = await make.therapist(first_name="Bob")
+    await make.client(alice, first_name="A", last_name="Mine")
+    await make.client(supervisee, first_name="S", last_name="Supervised")
+    await make.client(bob, first_name="B", last_name="Bobs")
+    await login(http, alice)
+    assert await names(http, "") == ["A Mine", "S Supervised"]
+    assert await names(http, f"therapist={bob.id}") == []
+
+
+async def test_create_client(http: httpx.AsyncClient, make: Factory) -> None:
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    me = await login(http, alice)
+    r = await http.post("/api/clients", json={"first_name": "Zoé", "last_name": "Durand"})
+    assert r.status_code == 200, r.text
+    client = await Client.get(id=r.json()["id"])
+    # A therapist's new client is theirs, so they can see the file they just opened.
+    assert client.therapist_id == alice.id  # type: ignore[attr-defined]
+    assert client.search_name == "zoe durand"
+    # Not to a colleague outside their caseload: same answer as an unknown id.
+    r = await http.post(
+        "/api/clients", json={"first_name": "X", "last_name": "Y", "therapist_id": bob.id}
+    )
+    assert r.status_code == 404
+    r = await http.post("/api/clients", json={"first_name": "", "last_name": "Y", "email": "nope"})
+    assert r.status_code == 422
+    assert set(r.json()["error"]["fields"]) == {"first_name", "email"}
+    assert await Client.all().count() == 1
+    # The page's form: errors shown in place (422), success opens the new file.
+    form = {
+        "first_name": "Paul",
+        "last_name": "Petit",
+        "therapist_id": "",
+        "csrf_token": me["csrf_token"],
+    }
+    r = await http.post("/staff/clients", data=form)
+    assert r.status_code == 303 and r.headers["location"].startswith("/staff/clients/")
+    r = await http.post("/staff/clients", data={**form, "email": "bad", "first_name": ""})
+    assert r.status_code == 422 and "This field is required." in r.text
+
+
+async def test_owner_and_front_desk_assign_any_clinician(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    desk = await make.office_admin()
+    bob = await make.therapist(first_name="Bob")
+    await login(http, desk)
+    r = await http.post(
+        "/api/clients", json={"first_name": "N", "last_name": "New", "therapist_id": bob.id}
+    )
+    assert r.status_code == 200
+    assert (await Client.get(id=r.json()["id"])).therapist_id == bob.id  # type: ignore[attr-defined]
+    r = await http.post(
+        "/api/clients", json={"first_name": "N", "last_name": "New", "therapist_id": desk.id}
+    )
+    assert r.status_code == 404  # the front desk is not a clinician
