@@ -122,7 +122,15 @@ class Socket:
 
     async def reader(self) -> None:
         while True:
-            message = await self.ws.receive_json()
+            frame = await self.ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(frame.get("code", 1000), frame.get("reason"))
+            try:
+                message = json.loads(frame.get("text") or "")
+            except ValueError:
+                # An unreadable frame is ignored like an unknown type: ending the socket
+                # would close it as "normal" (1000) and leave the tab to guess why.
+                continue
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "ping":
                 await self._send({"type": "pong", "seq": self.last})
