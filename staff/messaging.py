@@ -22,7 +22,7 @@ from server.access import (
 from server.actions import messaging
 from server.auth.sessions import Caller
 from server.errors import NotFound
-from server.web import path_id, render, require_staff
+from server.web import parse_id, path_id, render, require_staff
 from staff.api import api
 
 Preset = Literal["all_office_admins", "all_owners", "all_therapists", "all_office"]
@@ -130,10 +130,13 @@ async def add_participants(request: Request, body: ParticipantsIn) -> dict[str, 
 
 @api.route("GET", "/messaging/clients", response=PickableClient, response_list=True)
 async def pick_clients(request: Request) -> list[PickableClient]:
-    """Clients I may start a conversation with, marked when they have no portal account"""
+    """Clients I may start a conversation with, marked when they have no portal account (q, id)"""
     caller = require_staff(request)
     q = request.query_params.get("q", "").strip()[:100]
     query = await visible_clients(caller)
+    # ?id= fetches one client's entry (with its linked accounts) whatever its place by name.
+    if "id" in request.query_params:
+        query = query.filter(id=parse_id(request.query_params["id"]))
     if q:
         query = query.filter(Q(last_name__icontains=q) | Q(first_name__icontains=q))
     clients = await query.order_by("last_name", "first_name").limit(30)

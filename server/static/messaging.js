@@ -276,19 +276,24 @@
   /* ---- staff dialogs ---- */
   function openAddDialog() {
     var dlg = $("#add-dialog"); if (!dlg) return;
-    dlg.querySelector("form").reset(); fillStaff(dlg.querySelector("[data-staff]"));
+    var form = dlg.querySelector("form"); form.reset(); clearErrors(form);
+    form.group_name.value = state.thread.conversation.group_name || "";
+    // Who already takes part is not offered again.
+    var present = state.thread.participants.map(function (p) { return p.staff_id; }).filter(Boolean);
+    fillStaff(dlg.querySelector("[data-staff]"), present);
     var box = dlg.querySelector("[data-linked]"); box.innerHTML = "";
-    if (state.thread.conversation.client_id) {
-      call("GET", "/messaging/clients").then(function (cs) {
-        cs.filter(function (c) { return c.id === state.thread.conversation.client_id; }).forEach(function (c) { fillLinked(box, c); });
+    var clientId = state.thread.conversation.client_id;
+    if (clientId) {
+      call("GET", "/messaging/clients?id=" + clientId).then(function (cs) {
+        cs.filter(function (c) { return c.id === clientId; }).forEach(function (c) { fillLinked(box, c); });
       });
     }
     dlg.showModal();
   }
-  function fillStaff(box) {
-    box.innerHTML = "";
+  function fillStaff(box, exclude) {
+    box.innerHTML = ""; exclude = exclude || [cfg.meId];
     call("GET", "/messaging/staff").then(function (users) {
-      users.filter(function (u) { return u.id !== cfg.meId; }).forEach(function (u) {
+      users.filter(function (u) { return exclude.indexOf(u.id) < 0; }).forEach(function (u) {
         box.appendChild(el("label", { "class": "check" }, [el("input", { type: "checkbox", name: "staff", value: u.id }), u.name + " (" + T.roles_staff[u.role] + ")"]));
       });
     });
@@ -300,7 +305,7 @@
     client.links.forEach(function (l) {
       box.appendChild(el("label", { "class": "check" + (l.has_portal ? "" : " disabled") }, [
         el("input", { type: "checkbox", name: "linked", value: l.id, disabled: l.has_portal ? null : "disabled" }),
-        l.name + " (" + l.relationship + ")",
+        l.name + " (" + (T.relationships[l.relationship] || l.relationship) + ")",
         l.has_portal ? null : el("a", { href: "/staff/clients/" + l.id, "class": "small", text: " " + T.no_portal })
       ]));
     });
@@ -309,7 +314,7 @@
   function openTaskDialog(m) {
     var dlg = $("#task-dialog"); if (!dlg) return;
     var form = dlg.querySelector("form"); form.reset();
-    form.querySelector(".form-errors").innerHTML = ""; $("#task-done").hidden = true; form.hidden = false;
+    clearErrors(form); $("#task-done").hidden = true; form.hidden = false;
     form.note.value = m.body; form.dataset.messageId = m.id;
     var sel = form.assignee_id; sel.innerHTML = "";
     call("GET", "/messaging/staff").then(function (users) {
@@ -333,46 +338,71 @@
   function checked(form, name) { return Array.prototype.map.call(form.querySelectorAll('input[name="' + name + '"]:checked'), function (i) { return parseInt(i.value, 10); }); }
   function setupDialogs() {
     var newDlg = $("#new-dialog"); if (!newDlg) return;
-    var form = newDlg.querySelector("form"), chosen = null;
-    $("#new-conversation").addEventListener("click", function () { form.reset(); chosen = null; $("#client-results").innerHTML = ""; $("#linked-box").innerHTML = ""; $("#chosen-client").textContent = ""; fillStaff($("#staff-box")); syncKind(); newDlg.showModal(); });
+    var form = newDlg.querySelector("form"), chosen = null, pickSeq = 0;
+    $("#new-conversation").addEventListener("click", function () { form.reset(); clearErrors(form); chosen = null; $("#linked-box").innerHTML = ""; $("#chosen-client").textContent = ""; fillStaff($("#staff-box")); syncKind(); searchClients(); newDlg.showModal(); });
     function syncKind() { var office = form.kind.value === "office"; $("#client-part").hidden = office; $("#preset-part").hidden = !office; }
-    form.kind.forEach ? form.kind.forEach(function (r) { r.addEventListener("change", syncKind); }) : null;
     Array.prototype.forEach.call(form.querySelectorAll('input[name="kind"]'), function (r) { r.addEventListener("change", syncKind); });
-    $("#client-search").addEventListener("input", function () {
-      var q = this.value;
-      call("GET", "/messaging/clients?q=" + encodeURIComponent(q)).then(function (cs) {
+    // Clients without a portal account are listed but cannot be chosen: the link opens their
+    // file, where an account can be created.
+    function searchClients() {
+      var n = ++pickSeq;
+      call("GET", "/messaging/clients?q=" + encodeURIComponent($("#client-search").value)).then(function (cs) {
+        if (n !== pickSeq) return; // a later search already answered
         var ul = $("#client-results"); ul.innerHTML = "";
         cs.forEach(function (c) {
-          ul.appendChild(el("li", {}, [
-            el("button", { type: "button", disabled: c.has_portal ? null : "disabled", "data-client": c.id, onclick: function () { chosen = c; $("#chosen-client").textContent = c.name; ul.innerHTML = ""; fillLinked($("#linked-box"), c); }, text: c.name }),
+          ul.appendChild(el("li", { "class": c.has_portal ? null : "no-portal" }, [
+            el("button", { type: "button", disabled: c.has_portal ? null : "disabled", "aria-pressed": chosen && chosen.id === c.id ? "true" : "false", "data-client": c.id, onclick: function () { chosen = c; $("#chosen-client").textContent = c.name; ul.innerHTML = ""; fillLinked($("#linked-box"), c); }, text: c.name }),
             c.has_portal ? null : el("span", { "class": "small muted" }, [T.no_portal_why + " ", el("a", { href: "/staff/clients/" + c.id, text: T.open_file })])
           ]));
         });
       });
-    });
+    }
+    $("#client-search").addEventListener("input", searchClients);
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       var kind = form.querySelector('input[name="kind"]:checked').value;
       var body = { kind: kind, subject: form.subject.value, group_name: form.group_name.value || null, staff_ids: checked(form, "staff"), body: form.body.value || null, client_uid: uid() };
       if (kind === "client") { body.client_id = chosen ? chosen.id : null; body.linked_client_ids = checked(form, "linked"); }
       else if (form.preset.value) body.preset = form.preset.value;
-      call("POST", "/conversations", body).then(function (r) { newDlg.close(); loadList().then(function () { openThread(r.id); }); })
+      busy(form, call("POST", "/conversations", body)).then(function (r) { newDlg.close(); loadList().then(function () { openThread(r.id); }); })
         .catch(function (err) { showErrors(form, err); });
     });
     var addDlg = $("#add-dialog"), addForm = addDlg.querySelector("form");
     addForm.addEventListener("submit", function (e) {
       e.preventDefault();
       if (!confirm(T.confirm_add)) return;
-      call("POST", "/conversations/" + state.open + "/participants", { staff_ids: checked(addForm, "staff"), linked_client_ids: checked(addForm, "linked"), group_name: addForm.group_name.value || null })
+      busy(addForm, call("POST", "/conversations/" + state.open + "/participants", { staff_ids: checked(addForm, "staff"), linked_client_ids: checked(addForm, "linked"), group_name: addForm.group_name.value || null }))
         .then(function () { addDlg.close(); openThread(state.open); }).catch(function (err) { showErrors(addForm, err); });
     });
     Array.prototype.forEach.call(document.querySelectorAll("dialog [data-close]"), function (b) { b.addEventListener("click", function () { b.closest("dialog").close(); }); });
   }
+  // The submit button waits for the answer: a double click starts one conversation, not two.
+  function busy(form, promise) {
+    var btn = form.querySelector('button[type="submit"]'); btn.disabled = true;
+    return promise.then(function (r) { btn.disabled = false; return r; }, function (e) { btn.disabled = false; throw e; });
+  }
+  function clearErrors(form) {
+    form.querySelector(".form-errors").innerHTML = "";
+    Array.prototype.forEach.call(form.querySelectorAll(".field-error[data-field]"), function (n) { n.remove(); });
+    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (n) { n.removeAttribute("aria-invalid"); n.removeAttribute("aria-describedby"); });
+  }
+  // The summary goes by the buttons; each field's own error goes right under that field.
   function showErrors(form, err) {
-    var box = form.querySelector(".form-errors"); box.innerHTML = "";
+    clearErrors(form);
+    var box = form.querySelector(".form-errors");
     var fields = (err.body && err.body.error && err.body.error.fields) || {};
     box.appendChild(el("p", { "class": "alert error", role: "alert", text: err.message }));
-    Object.keys(fields).forEach(function (k) { box.appendChild(el("p", { "class": "field-error", "data-field": k, text: fields[k] })); });
+    var first = null;
+    Object.keys(fields).forEach(function (k) {
+      var msg = el("p", { "class": "field-error", "data-field": k, id: (form.closest("dialog") || form).id + "-error-" + k, text: fields[k] });
+      var target = form.querySelector('[data-field-for="' + k + '"]') || form.querySelector('[name="' + k + '"]');
+      if (!target || target.closest("[hidden]")) { box.appendChild(msg); return; }
+      target.setAttribute("aria-invalid", "true"); target.setAttribute("aria-describedby", msg.id);
+      var after = target.tagName === "FIELDSET" ? null : (target.closest("label") || target);
+      if (after) after.insertAdjacentElement("afterend", msg); else target.appendChild(msg);
+      if (!first && target.focus && target.tagName !== "FIELDSET") first = target;
+    });
+    if (first) first.focus();
   }
 
   /* ---- start ---- */

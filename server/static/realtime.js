@@ -21,6 +21,12 @@
       state.lastSeen = Date.now();
       var msg = JSON.parse(m.data);
       if (msg.type === "ready") { state.backoff = 500; status("live"); }
+      if (typeof msg.seq !== "number" && msg.data !== undefined) {
+        // Ephemeral pushes (typing, presence) carry no seq: shown once, never resumed.
+        var eph = handlers[msg.type] || [];
+        for (var j = 0; j < eph.length; j++) { try { eph[j](msg.data, msg); } catch (e) { console.error(e); } }
+        return;
+      }
       if (typeof msg.seq === "number") {
         if (msg.data !== undefined) {
           if (state.seq !== null && msg.seq <= state.seq) return; // already shown

@@ -1,0 +1,450 @@
+"""Secure messaging in a real browser: a clinician on the staff app and a client on a phone,
+two Chromium pages in separate browser contexts, talking through uvicorn and the live socket.
+
+Nothing is reloaded: every change the other person makes must appear on its own. Like
+test_browser.py, the tests launch Debian's Chromium, skip on a laptop without it and fail in
+CI (require_service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Dialog, Locator, Page, async_playwright, expect
+
+from models.accounts import StaffUser
+from models.clients import Client, Relationship
+from models.messaging import Message, MessageRead
+from server.actions.clients import do_link_clients
+from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, login, require_service
+from tests.test_browser import CHROMIUM_ARGS, PHONE, sign_in
+
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
+
+# A phone whose screen is off, or whose browser is in the background: document.hidden is
+# true until the test "turns the screen on". Headless Chromium always reports visible pages.
+SCREEN_SWITCH = """
+(() => {
+  let hidden = false;
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true, get: () => (hidden ? "hidden" : "visible"),
+  });
+  window.setScreenOff = (off) => {
+    hidden = off;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+})();
+"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def people(make: Factory) -> dict[str, Any]:
+    """Hélène, a therapist allowed on the portal; Bruno, a colleague; Camille, her client with a
+    portal account; Noé, a client without one."""
+    helene = await make.therapist(first_name="Hélène", last_name="Durand")
+    bruno = await make.therapist(first_name="Bruno", last_name="Lefort")
+    camille = await make.client(helene, first_name="Camille", last_name="Martin")
+    noe = await make.client(helene, portal=False, first_name="Noé", last_name="Sansportail")
+    return {"helene": helene, "bruno": bruno, "camille": camille, "noe": noe}
+
+
+async def messages_page(
+    browser: Browser,
+    server: LiveServer,
+    who: StaffUser | Client,
+    *,
+    open_id: int | None = None,
+    phone: bool = False,
+    init_script: str | None = None,
+    **context_options: Any,
+) -> Page:
+    """Sign ``who`` in, in a browser context of their own, and open the messages page live."""
+    context = await browser.new_context(
+        locale="en-US", **(PHONE if phone else DESKTOP), **context_options
+    )
+    if init_script:
+        await context.add_init_script(init_script)
+    page = await context.new_page()
+    if isinstance(who, StaffUser):
+        realm, email = "staff", who.email
+    else:
+        realm, email = "portal", who.email
+    await sign_in(page, f"{server.url}/{realm}/login", email or "", PASSWORD)
+    await expect(page).to_have_url(f"{server.url}/{realm}/")
+    await page.goto(f"{server.url}/{realm}/messages" + (f"?c={open_id}" if open_id else ""))
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    # Cleared by any reload: checked at the end to prove that everything arrived live.
+    await page.evaluate("window.neverReloaded = true")
+    return page
+
+
+async def never_reloaded(*pages: Page) -> None:
+    for page in pages:
+        assert await page.evaluate("window.neverReloaded") is True
+
+
+async def start_conversation(
+    new_http: Callable[..., httpx.AsyncClient], therapist: StaffUser, client: Client, subject: str
+) -> int:
+    """An existing conversation (made through the API), for the tests about what follows."""
+    async with new_http("10.9.0.1") as http:
+        await login(http, therapist)
+        r = await http.post(
+            "/api/conversations",
+            json={"kind": "client", "subject": subject, "client_id": client.id},
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["id"])
+
+
+def message(page: Page, text: str) -> Locator:
+    return page.locator("#messages .msg").filter(has_text=text)
+
+
+def conversation_in_list(page: Page, subject: str) -> Locator:
+    return page.locator("#conv-list .conv").filter(has_text=subject)
+
+
+async def write(page: Page, text: str) -> None:
+    """Type like a person (one key at a time, so the typing indicator goes out)."""
+    await page.locator("#composer-text").press_sequentially(text)
+
+
+async def until(check: Callable[[], Any]) -> None:
+    """Poll ``check`` (a coroutine function) until it is true, for at most five seconds."""
+    for _ in range(100):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("still not true after five seconds")
+
+
+async def test_clinician_and_client_talk_live(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    clinician = await messages_page(browser, live_server, people["helene"])
+    client = await messages_page(browser, live_server, people["camille"], phone=True)
+    await expect(client.locator("#conv-list")).to_have_text("No conversations yet.")
+
+    # The clinician starts the conversation from the dialog: client, subject, first message.
+    await clinician.get_by_role("button", name="New conversation").click()
+    dialog = clinician.locator("#new-dialog")
+    await dialog.locator("#client-search").fill("Mart")
+    await dialog.locator("#client-results").get_by_role("button", name="Camille Martin").click()
+    await expect(dialog.locator("#chosen-client")).to_have_text("Camille Martin")
+    await dialog.get_by_label("Subject", exact=True).fill("Sleep diary")
+    await dialog.get_by_label("First message").fill("How were your nights this week?")
+    await dialog.get_by_role("button", name="Start the conversation").click()
+    await expect(dialog).to_be_hidden()
+    await expect(clinician.locator(".thread-head h2")).to_have_text("Sleep diary")
+    sent = message(clinician, "How were your nights this week?")
+    await expect(sent.locator(".status")).to_have_text("Unread")
+
+    # It appears on the client's phone by itself, counted unread, and opens with a tap.
+    entry = conversation_in_list(client, "Sleep diary")
+    await expect(entry.locator("[data-unread]")).to_have_text("1")
+    await expect(client.locator("#unread-total")).to_have_text("1")
+    await entry.get_by_role("button").click()
+    await expect(message(client, "How were your nights this week?")).to_be_visible()
+    await expect(client.locator("#unread-total")).to_be_hidden()
+
+    # Reading it turns the clinician's receipt to Read, live.
+    await expect(sent.locator(".status")).to_have_text("Read")
+    await expect(sent.locator(".status")).to_have_attribute("data-status", "read")
+
+    # The client types: the clinician sees it; Enter sends, and the reply arrives live.
+    await write(client, "Better, thank you")
+    await expect(clinician.locator("#typing")).to_have_text("Camille Martin is typing…")
+    await client.locator("#composer-text").press("Enter")
+    await expect(message(clinician, "Better, thank you")).to_be_visible()
+    await expect(clinician.locator("#typing")).to_have_text("")
+    await expect(client.locator("#composer-text")).to_have_value("")
+    await expect(message(client, "Better, thank you").locator(".status")).to_have_text("Read")
+
+    # And the other way round.
+    await write(clinician, "Good")
+    await expect(client.locator("#typing")).to_have_text("Hélène Durand is typing…")
+
+    # Everything fits the phone: no sideways scrolling.
+    overflow = await client.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    await never_reloaded(clinician, client)
+
+
+async def test_new_conversation_dialog_explains_what_is_missing(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    clinician = await messages_page(browser, live_server, people["helene"])
+    await clinician.get_by_role("button", name="New conversation").click()
+    dialog = clinician.locator("#new-dialog")
+    results = dialog.locator("#client-results")
+
+    # A client without a portal account is shown, marked, cannot be chosen, and their file is
+    # one click away (that is where an account is created).
+    noe = results.locator("li").filter(has_text="Noé Sansportail")
+    await expect(noe.get_by_role("button", name="Noé Sansportail")).to_be_disabled()
+    await expect(noe).to_contain_text("No portal account, so no secure messages.")
+    link = noe.get_by_role("link", name="Open the client file")
+    await expect(link).to_have_attribute("href", f"/staff/clients/{people['noe'].id}")
+    await expect(results.get_by_role("button", name="Camille Martin")).to_be_enabled()
+
+    await dialog.locator("#client-search").fill("Sans")
+    await expect(results.get_by_role("button")).to_have_count(1)
+    await dialog.locator("#client-search").fill("Cam")
+    await results.get_by_role("button", name="Camille Martin").click()
+
+    # No subject: the error is said next to the subject field, which gets the focus.
+    start = dialog.get_by_role("button", name="Start the conversation")
+    await start.click()
+    subject = dialog.get_by_label("Subject", exact=True)
+    await expect(dialog.locator('.field-error[data-field="subject"]')).to_have_text(
+        "A subject is required."
+    )
+    await expect(subject).to_have_attribute("aria-invalid", "true")
+    await expect(subject).to_be_focused()
+    await expect(dialog.get_by_role("alert")).to_have_text("Some fields are missing.")
+
+    # Three people (a colleague added): a group name is required.
+    await subject.fill("Appointment change")
+    await dialog.get_by_label("Bruno Lefort (therapist)").check()
+    await start.click()
+    group = dialog.get_by_label("Group name (required with more than two participants)")
+    await expect(dialog.locator('.field-error[data-field="group_name"]')).to_have_text(
+        "A group name is required when more than two people take part."
+    )
+    await expect(dialog.locator('.field-error[data-field="subject"]')).to_have_count(0)
+    await expect(group).to_be_focused()
+
+    await group.fill("Care team")
+    await start.click()
+    await expect(dialog).to_be_hidden()
+    await expect(clinician.locator(".thread-head h2")).to_have_text(
+        "Care team · Appointment change"
+    )
+    await expect(conversation_in_list(clinician, "Appointment change")).to_have_count(1)
+
+    # Opened again, the dialog starts clean.
+    await clinician.get_by_role("button", name="New conversation").click()
+    await expect(dialog.locator(".field-error")).to_have_count(0)
+    await expect(dialog.get_by_role("alert")).to_have_count(0)
+
+
+async def test_message_menu_copies_and_deletes_until_read(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Next session")
+    clinician = await messages_page(
+        browser,
+        live_server,
+        people["helene"],
+        open_id=cid,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    client = await messages_page(
+        browser, live_server, people["camille"], open_id=cid, phone=True, init_script=SCREEN_SWITCH
+    )
+    await client.evaluate("setScreenOff(true)")
+
+    # Sent while the client's screen is off: it arrives on the phone but is not read.
+    await write(clinician, "Sent to the wrong person")
+    await clinician.get_by_role("button", name="Send").click()
+    await expect(message(client, "Sent to the wrong person")).to_be_visible()
+    wrong = message(clinician, "Sent to the wrong person")
+    await asyncio.sleep(0.3)
+    await expect(wrong.locator(".status")).to_have_text("Unread")
+    assert not await MessageRead.filter(message__body="Sent to the wrong person").exists()
+
+    # Copy text: in the clipboard, and the page says so.
+    await wrong.get_by_label("Message actions").click()
+    await wrong.get_by_role("button", name="Copy text").click()
+    await expect(clinician.locator("#thread-notice")).to_have_text("Text copied.")
+    assert await clinician.evaluate("navigator.clipboard.readText()") == "Sent to the wrong person"
+
+    # Delete while unread: asked first, then gone from both pages.
+    asked: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    clinician.once("dialog", accept)
+    await wrong.get_by_label("Message actions").click()
+    await wrong.get_by_role("button", name="Delete").click()
+    await expect(wrong).to_have_count(0)
+    await expect(message(client, "Sent to the wrong person")).to_have_count(0)
+    assert asked == ["Delete this message? Nobody has read it yet."]
+    assert await Message.filter(body="Sent to the wrong person", deleted_at=None).count() == 0
+
+    # Delete refused once read: the client reads it while the clinician is confirming.
+    await write(clinician, "Second thoughts")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(message(client, "Second thoughts")).to_be_visible()
+    second = message(clinician, "Second thoughts")
+
+    async def read_then_accept(dialog: Dialog) -> None:
+        await client.evaluate("setScreenOff(false)")
+        await until(lambda: MessageRead.filter(message__body="Second thoughts").exists())
+        await dialog.accept()
+
+    clinician.once("dialog", read_then_accept)
+    await second.get_by_label("Message actions").click()
+    await second.get_by_role("button", name="Delete").click()
+    await expect(clinician.get_by_role("alert")).to_have_text(
+        "This message was already read: it can no longer be deleted."
+    )
+    await expect(second.locator(".status")).to_have_text("Read")
+    await expect(message(client, "Second thoughts")).to_be_visible()
+    # Once read, Delete is no longer offered.
+    await second.get_by_label("Message actions").click()
+    await expect(second.get_by_role("button", name="Copy text")).to_be_visible()
+    await expect(second.get_by_role("button", name="Delete")).to_have_count(0)
+    await never_reloaded(clinician, client)
+
+
+async def test_adding_participants_warns_they_stay_for_good(
+    browser: Browser,
+    live_server: LiveServer,
+    make: Factory,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    lucas = await make.client(people["helene"], first_name="Lucas", last_name="Martin")
+    await do_link_clients(None, people["camille"], lucas, Relationship.PARENT)
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Weekly check-in")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    client = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+
+    for page in (clinician, client):
+        await page.get_by_text("Show participants").click()
+        panel = page.locator(".participants .panel")
+        await expect(panel.locator("p")).to_have_text("1 client(s) and linked account(s), 1 staff")
+        await expect(panel.locator("li")).to_have_count(2)
+    await expect(client.get_by_role("button", name="Add participants")).to_have_count(0)
+    # The client is halfway through a message: adding people must not lose it.
+    await client.get_by_text("Show participants").click()
+    await write(client, "Half-written")
+
+    await clinician.get_by_role("button", name="Add participants").click()
+    dialog = clinician.locator("#add-dialog")
+    await expect(dialog).to_contain_text("Participants can never be removed later")
+    await expect(dialog.get_by_label("Hélène Durand (therapist)")).to_have_count(0)
+    await dialog.get_by_label("Bruno Lefort (therapist)").check()
+    await dialog.get_by_label("Lucas Martin (parent)").check()
+    await dialog.get_by_label("Group name (required with more than two participants)").fill(
+        "Care team"
+    )
+
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog, yes: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if yes else dialog.dismiss())
+
+    # Declining the confirmation adds nobody.
+    clinician.once("dialog", lambda d: answer(d, False))
+    await dialog.get_by_role("button", name="Add", exact=True).click()
+    await expect(dialog).to_be_visible()
+    clinician.once("dialog", lambda d: answer(d, True))
+    await dialog.get_by_role("button", name="Add", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    assert len(asked) == 2
+    assert "can never be removed" in asked[0]
+    assert asked[0] == asked[1]
+
+    for page in (clinician, client):
+        await expect(page.locator(".thread-head h2")).to_have_text("Care team · Weekly check-in")
+        await page.get_by_text("Show participants").click()
+        panel = page.locator(".participants .panel")
+        await expect(panel.locator("p")).to_have_text("2 client(s) and linked account(s), 2 staff")
+        await expect(panel).to_contain_text("Bruno Lefort")
+        await expect(panel).to_contain_text("Lucas Martin")
+    await expect(client.locator("#composer-text")).to_have_value("Half-written")
+    await never_reloaded(clinician, client)
+
+
+async def test_unread_counts_follow_live(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    diary = await start_conversation(new_http, people["helene"], people["camille"], "Sleep diary")
+    await start_conversation(new_http, people["helene"], people["camille"], "Invoice question")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=diary)
+    client = await messages_page(browser, live_server, people["camille"], phone=True)
+    total = client.locator("#unread-total")
+    diary_entry = conversation_in_list(client, "Sleep diary")
+    invoice_entry = conversation_in_list(client, "Invoice question")
+    await expect(total).to_be_hidden()
+
+    for text in ("First note", "Second note"):
+        await write(clinician, text)
+        await clinician.locator("#composer-text").press("Enter")
+        await expect(message(clinician, text)).to_be_visible()
+    await expect(diary_entry.locator("[data-unread]")).to_have_text("2")
+    await expect(total).to_have_text("2")
+    await expect(client).to_have_title("(2) Messages · Cabinet")
+
+    await conversation_in_list(clinician, "Invoice question").get_by_role("button").click()
+    await expect(clinician.locator(".thread-head h2")).to_have_text("Invoice question")
+    await write(clinician, "Your invoice is ready")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(invoice_entry.locator("[data-unread]")).to_have_text("1")
+    await expect(total).to_have_text("3")
+
+    # Reading one conversation takes its messages off the total; back on the list it shows.
+    await diary_entry.get_by_role("button").click()
+    await expect(message(client, "Second note")).to_be_visible()
+    await client.get_by_role("button", name="Back to the conversations").click()
+    await expect(diary_entry.locator("[data-unread]")).to_have_count(0)
+    await expect(invoice_entry.locator("[data-unread]")).to_have_text("1")
+    await expect(total).to_have_text("1")
+
+    # A message deleted before it was read no longer counts.
+    clinician.once("dialog", lambda d: d.accept())
+    invoice = message(clinician, "Your invoice is ready")
+    await invoice.get_by_label("Message actions").click()
+    await invoice.get_by_role("button", name="Delete").click()
+    await expect(invoice_entry.locator("[data-unread]")).to_have_count(0)
+    await expect(total).to_be_hidden()
+    await expect(client).to_have_title("Messages · Cabinet")
+
+    # Back on the list, a new message in a conversation read before counts again.
+    await write(clinician, "One more thing")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(total).to_have_text("1")
+
+    # The client replies: on the clinician's list (another conversation open) it counts.
+    await diary_entry.get_by_role("button").click()
+    await write(client, "Noted")
+    await client.locator("#composer-text").press("Enter")
+    staff_diary = conversation_in_list(clinician, "Sleep diary")
+    await expect(staff_diary.locator("[data-unread]")).to_have_text("1")
+    await expect(clinician.locator("#unread-total")).to_have_text("1")
+    await staff_diary.get_by_role("button").click()
+    await expect(message(clinician, "Noted")).to_be_visible()
+    await expect(staff_diary.locator("[data-unread]")).to_have_count(0)
+    await expect(clinician.locator("#unread-total")).to_be_hidden()
+    await never_reloaded(clinician, client)
