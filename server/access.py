@@ -10,8 +10,8 @@ from __future__ import annotations
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
-from models.accounts import PortalAccount, StaffRole, StaffUser
-from models.clients import Client
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.clients import Client, PaymentMethod
 from models.messaging import Conversation, Message, Participant
 from models.tasks import Task
 from server.auth.sessions import Caller
@@ -126,3 +126,21 @@ async def client_of_message(caller: Caller, message_id: int) -> tuple[Client, Me
         raise NotFound()
     account = await PortalAccount.get(id=sender.portal_account_id)  # type: ignore[attr-defined]
     return await access_client(caller, account.client_id), message  # type: ignore[attr-defined]
+
+
+def can_see_clinical(caller: Caller, practice: Practice) -> bool:
+    """Clinical details and notes: clinicians and owners; the front desk only if the practice
+    opened them to it. Clients never (they have no staff caller)."""
+    if caller.staff is None:
+        return False
+    if caller.staff.role is StaffRole.OFFICE_ADMIN:
+        return practice.office_admins_see_clinical
+    return True
+
+
+async def access_payment_method(caller: Caller, method_id: int) -> PaymentMethod:
+    method = await PaymentMethod.get_or_none(id=method_id, deleted_at=None)
+    if method is None:
+        raise NotFound()
+    await access_client(caller, method.client_id)  # type: ignore[attr-defined]
+    return method

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.accounts import Realm, StaffRole
-from models.clients import ClientStatus
+from models.clients import ClientStatus, PaymentMethodKind
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.errors import (
@@ -302,9 +302,25 @@ def client_status_label(status: ClientStatus) -> str:
     return i18n.gettext(CLIENT_STATUS_LABELS[status])
 
 
+PAYMENT_KIND_LABELS = {
+    PaymentMethodKind.CARD: i18n.lazy("Card"),
+    PaymentMethodKind.TRANSFER: i18n.lazy("Bank transfer"),
+    PaymentMethodKind.DIRECT_DEBIT: i18n.lazy("Direct debit"),
+    PaymentMethodKind.CHEQUE: i18n.lazy("Cheque"),
+    PaymentMethodKind.CASH: i18n.lazy("Cash"),
+    PaymentMethodKind.INSURANCE: i18n.lazy("Insurance"),
+    PaymentMethodKind.OTHER: i18n.lazy("Other"),
+}
+
+
+def payment_kind_label(kind: PaymentMethodKind) -> str:
+    return i18n.gettext(PAYMENT_KIND_LABELS[kind])
+
+
 _env.filters.update(
     role=role_label,
     client_status=client_status_label,
+    payment_kind=payment_kind_label,
     datetime=i18n.format_datetime,
     date=i18n.format_date,
     time=i18n.format_time,

@@ -11,7 +11,7 @@ from models.accounts import Realm
 from realtime.endpoint import websocket_endpoint
 from server.auth.views import AuthPages
 from server.web import SessionMiddleware, static_dir
-from staff import clients, messaging, pages, tasks
+from staff import client_file, clients, messaging, pages, tasks
 from staff.api import api
 
 
@@ -25,8 +25,23 @@ def build_staff_app() -> ASGIApp:
         Route("/audit", pages.audit_trail),
         Route("/messages", messaging.messaging_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),
-        Route("/clients/{client_id:int}", clients.client_page),
+        Route("/clients/{client_id:int}", client_file.file_page),
+        Route("/clients/{client_id:int}/contact", client_file.save_contact, methods=["POST"]),
+        Route("/clients/{client_id:int}/clinical", client_file.save_clinical, methods=["POST"]),
+        Route("/clients/{client_id:int}/account", client_file.save_account, methods=["POST"]),
+        Route("/clients/{client_id:int}/tags", client_file.add_tag, methods=["POST"]),
+        Route(
+            "/clients/{client_id:int}/payment-methods",
+            client_file.add_payment_method,
+            methods=["POST"],
+        ),
+        Route(
+            "/clients/{client_id:int}/payment-methods/{method_id:int}/remove",
+            client_file.remove_payment_method,
+            methods=["POST"],
+        ),
         Route("/clients/{client_id:int}/tasks", tasks.add_task_form, methods=["POST"]),
+        Route("/clients/{client_id:int}/{tab:str}", client_file.file_page),
         Route("/tasks", tasks.tasks_page),
         Route("/tasks/{task_id:int}/{state:str}", tasks.set_done_form, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),

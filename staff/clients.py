@@ -9,19 +9,18 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.accounts import Practice, StaffRole, StaffUser
 from models.clients import Client, ClientStatus, Tag
 from server.access import access_client, caseload_therapist_ids
 from server.actions import accounts, clients
-from server.actions.audit import record_read
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.queries.clients import ClientFilters, ClientRow
 from server.queries.clients import client_page as client_page_query
-from server.queries.tasks import client_tasks
-from server.web import client_address, parse_body, path_id, render, require_staff, validate
+from server.web import parse_body, path_id, render, require_staff, validate
 from staff.api import api
+from staff.client_file import file_page
 
 
 class InviteForm(BaseModel):
@@ -102,7 +101,7 @@ async def client_list(request: Request) -> Response:
         except ValidationFailed as exc:
             ctx.update(error=exc.message, fields=exc.fields, show_new=True)
         else:
-            return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)
+            return RedirectResponse(f"/staff/clients/{client.id}/account", status_code=303)
     result = await client_page_query(caller, filters)
     ctx.update(
         result=result,
@@ -117,26 +116,6 @@ async def client_list(request: Request) -> Response:
     return render(request, "staff/clients.html", ctx, status=422 if "error" in ctx else 200)
 
 
-async def client_page(
-    request: Request, ctx: dict[str, object] | None = None, status: int = 200
-) -> Response:
-    caller = require_staff(request)
-    client = await access_client(caller, path_id(request, "client_id"))
-    await record_read(caller, client.id, "file", ip=client_address(request))
-    account = await PortalAccount.get_or_none(client_id=client.id)
-    context: dict[str, object] = {
-        "client": client,
-        "account": account,
-        "section": "clients",
-        "tasks": await client_tasks(client.id),
-        "staff_members": await StaffUser.filter(
-            practice_id=caller.practice_id, is_active=True
-        ).order_by("last_name", "first_name"),
-    }
-    context.update(ctx or {})
-    return render(request, "staff/client.html", context, status=status)
-
-
 async def invite(request: Request) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
@@ -144,8 +123,10 @@ async def invite(request: Request) -> Response:
         data = await parse_body(request, InviteForm)
         link = await accounts.do_invite_to_portal(caller, client, data.email or None)
     except ValidationFailed as exc:
-        return await client_page(request, {"error": exc.message, "fields": exc.fields}, 422)
-    return await client_page(request, {"invite_link": link})
+        return await file_page(
+            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="account"
+        )
+    return await file_page(request, {"invite_link": link}, tab_name="account")
 
 
 async def set_portal(request: Request) -> Response:
@@ -153,7 +134,7 @@ async def set_portal(request: Request) -> Response:
     client = await access_client(caller, path_id(request, "client_id"))
     active = _switch(request.path_params["state"], on="enable", off="disable")
     await accounts.do_set_portal_active(caller, client, active)
-    return RedirectResponse(f"/staff/clients/{client.id}", status_code=303)
+    return RedirectResponse(f"/staff/clients/{client.id}/account", status_code=303)
 
 
 class ClientListOut(BaseModel):

@@ -22,7 +22,7 @@ from server.errors import NotFound, ValidationFailed
 from server.queries.tasks import TaskOut, client_tasks, my_tasks, task_rows
 from server.web import parse_body, path_id, render, require_staff
 from staff.api import api
-from staff.clients import client_page
+from staff.client_file import file_page
 
 
 class TaskIn(BaseModel):
@@ -133,10 +133,10 @@ async def add_task_form(request: Request) -> Response:
             due_date=data.due_date,
         )
     except ValidationFailed as exc:
-        return await client_page(
-            request, {"task_error": exc.message, "task_fields": exc.fields}, 422
+        return await file_page(
+            request, {"task_error": exc.message, "task_fields": exc.fields}, 422, tab_name="tasks"
         )
-    return RedirectResponse(f"/staff/clients/{client.id}#tasks", status_code=303)
+    return RedirectResponse(f"/staff/clients/{client.id}/tasks", status_code=303)
 
 
 async def set_done_form(request: Request) -> Response:
@@ -149,5 +149,5 @@ async def set_done_form(request: Request) -> Response:
     await tasks.do_set_task_done(caller, task, state == "done")
     back = request.query_params.get("back", "")
     # Only our own pages, never an open redirect.
-    target = back if back in {"/staff/tasks"} else f"/staff/clients/{task.client_id}#tasks"  # type: ignore[attr-defined]
+    target = back if back in {"/staff/tasks"} else f"/staff/clients/{task.client_id}/tasks"  # type: ignore[attr-defined]
     return RedirectResponse(target, status_code=303)

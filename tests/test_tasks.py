@@ -166,7 +166,7 @@ async def test_pages_add_and_complete(http: httpx.AsyncClient, cast: dict[str, A
         },
     )
     assert r.status_code == 303, r.text
-    page = await http.get(f"/staff/clients/{helene.id}")
+    page = await http.get(f"/staff/clients/{helene.id}/tasks")
     assert "Rappeler pour le rendez-vous" in page.text
     task = await Task.get(client_id=helene.id)
     assert task.assignee_id == cast["alice"].id  # type: ignore[attr-defined]
@@ -182,7 +182,7 @@ async def test_pages_add_and_complete(http: httpx.AsyncClient, cast: dict[str, A
     r = await http.post(
         f"/staff/tasks/{task.id}/reopen?back=https://evil.example", data={"csrf_token": token}
     )
-    assert r.headers["location"] == f"/staff/clients/{helene.id}#tasks"
+    assert r.headers["location"] == f"/staff/clients/{helene.id}/tasks"
     r = await http.post(f"/staff/tasks/{task.id}/finish", data={"csrf_token": token})
     assert r.status_code == 404
     empty = await http.post(

@@ -1,0 +1,405 @@
+"""Writes to the client file's tabs: contact, clinical and account details, payment methods.
+
+Every change records which fields changed (not their values: the audit trail is read by
+the owner, and clinical values do not belong in it).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from models.accounts import StaffUser
+from models.clients import (
+    Client,
+    ClientStatus,
+    EmailAddress,
+    PaymentMethod,
+    PaymentMethodKind,
+    PaymentTerms,
+    PhoneNumber,
+    Tag,
+    search_key,
+)
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import ValidationFailed
+from server.i18n import gettext as _
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_KEYWORDS = 4
+# Off, or between these many hours before a session.
+REMINDER_MIN, REMINDER_MAX = 2, 72
+
+
+def _blank_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+def _reminder(value: int | None, field: str) -> int | None:
+    if value is not None and not REMINDER_MIN <= value <= REMINDER_MAX:
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {field: _("Off, or between 2 and 72 hours before the session.")},
+        )
+    return value
+
+
+class PhoneIn(BaseModel):
+    number: str = Field(max_length=40)
+    label: str = Field(default="", max_length=40)
+    is_primary: bool = False
+    for_sms: bool = False
+
+
+class EmailIn(BaseModel):
+    address: str = Field(max_length=254)
+    label: str = Field(default="", max_length=40)
+    is_primary: bool = False
+
+
+class ContactIn(BaseModel):
+    first_name: str = Field(min_length=1, max_length=100)
+    middle_name: str = Field(default="", max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    preferred_name: str = Field(default="", max_length=100)
+    date_of_birth: date | None = None
+    address_line1: str = Field(default="", max_length=200)
+    address_line2: str = Field(default="", max_length=200)
+    postal_code: str = Field(default="", max_length=20)
+    city: str = Field(default="", max_length=100)
+    country: str = Field(default="", max_length=100)
+    reminder_email_hours: int | None = None
+    reminder_sms_hours: int | None = None
+    phones: list[PhoneIn] = Field(default_factory=list, max_length=10)
+    emails: list[EmailIn] = Field(default_factory=list, max_length=10)
+    status: ClientStatus | None = None
+    tag_ids: list[int] | None = Field(default=None, max_length=50)
+
+    _blanks = field_validator(
+        "date_of_birth", "reminder_email_hours", "reminder_sms_hours", "status", mode="before"
+    )(_blank_to_none)
+
+
+class ClinicalIn(BaseModel):
+    referral: str = Field(default="", max_length=300)
+    diagnosis_keywords: list[str] = Field(default_factory=list)
+    clinical_comments: str = Field(default="", max_length=10_000)
+
+
+class AccountIn(BaseModel):
+    payment_terms: PaymentTerms = PaymentTerms.PER_SESSION
+    health_id: str = Field(default="", max_length=60)
+    insurance_company: str = Field(default="", max_length=200)
+    account_comments: str = Field(default="", max_length=10_000)
+
+
+class PaymentMethodIn(BaseModel):
+    kind: PaymentMethodKind
+    description: str = Field(min_length=1, max_length=200)
+
+
+# --- contact details -------------------------------------------------------------------------
+
+
+def _check_phones(phones: list[PhoneIn]) -> list[PhoneIn]:
+    phones = [p for p in phones if p.number.strip()]
+    if sum(p.is_primary for p in phones) > 1:
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"phones": _("Only one number can be primary.")}
+        )
+    if sum(p.for_sms for p in phones) > 1:
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"phones": _("Only one number can receive SMS reminders.")},
+        )
+    if phones and not any(p.is_primary for p in phones):
+        phones[0].is_primary = True
+    return phones
+
+
+def _check_emails(emails: list[EmailIn]) -> list[EmailIn]:
+    emails = [e for e in emails if e.address.strip()]
+    for i, e in enumerate(emails):
+        e.address = e.address.strip().lower()
+        if not EMAIL.match(e.address):
+            raise ValidationFailed(
+                _("Some fields are not valid."),
+                {f"emails.{i}.address": _("Enter an email address such as name@example.org.")},
+            )
+    if sum(e.is_primary for e in emails) > 1:
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"emails": _("Only one address can be primary.")}
+        )
+    if emails and not any(e.is_primary for e in emails):
+        emails[0].is_primary = True
+    return emails
+
+
+def _changed(obj: Any, values: dict[str, Any]) -> list[str]:
+    changed = [k for k, v in values.items() if getattr(obj, k) != v]
+    for k in changed:
+        setattr(obj, k, values[k])
+    return changed
+
+
+async def do_update_contact_details(actor: Caller, client: Client, data: ContactIn) -> Client:
+    _reminder(data.reminder_email_hours, "reminder_email_hours")
+    _reminder(data.reminder_sms_hours, "reminder_sms_hours")
+    phones = _check_phones(data.phones)
+    emails = _check_emails(data.emails)
+    if data.reminder_sms_hours is not None and not any(p.for_sms for p in phones):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"reminder_sms_hours": _("Mark a phone number for SMS reminders first.")},
+        )
+    tags: list[Tag] | None = None
+    if data.tag_ids is not None:
+        tags = await Tag.filter(
+            id__in=data.tag_ids,
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+        )
+        if len(tags) != len(set(data.tag_ids)):
+            raise ValidationFailed(_("Some fields are not valid."), {"tag_ids": _("Unknown tag.")})
+    values: dict[str, Any] = {
+        k: getattr(data, k).strip() if isinstance(getattr(data, k), str) else getattr(data, k)
+        for k in (
+            "first_name",
+            "middle_name",
+            "last_name",
+            "preferred_name",
+            "date_of_birth",
+            "address_line1",
+            "address_line2",
+            "postal_code",
+            "city",
+            "country",
+            "reminder_email_hours",
+            "reminder_sms_hours",
+        )
+    }
+    if data.status is not None:
+        values["status"] = data.status
+    primary_email = next((e.address for e in emails if e.is_primary), None)
+    primary_phone = next((p.number.strip() for p in phones if p.is_primary), None)
+    values.update(email=primary_email, phone=primary_phone)
+    values["search_name"] = search_key(
+        values["first_name"], values["middle_name"], values["last_name"], values["preferred_name"]
+    )
+    async with atomic():
+        changed = _changed(client, values)
+        await client.save()
+        old_phones = [
+            (p.number, p.label, p.is_primary, p.for_sms)
+            for p in await PhoneNumber.filter(client_id=client.id).order_by("id")
+        ]
+        new_phones = [(p.number.strip(), p.label, p.is_primary, p.for_sms) for p in phones]
+        if old_phones != new_phones:
+            changed.append("phones")
+            await PhoneNumber.filter(client_id=client.id).delete()
+            await PhoneNumber.bulk_create(
+                [
+                    PhoneNumber(client=client, number=n, label=lb, is_primary=pr, for_sms=sms)
+                    for n, lb, pr, sms in new_phones
+                ]
+            )
+        old_emails = [
+            (e.address, e.label, e.is_primary)
+            for e in await EmailAddress.filter(client_id=client.id).order_by("id")
+        ]
+        new_emails = [(e.address, e.label, e.is_primary) for e in emails]
+        if old_emails != new_emails:
+            changed.append("emails")
+            await EmailAddress.filter(client_id=client.id).delete()
+            await EmailAddress.bulk_create(
+                [
+                    EmailAddress(client=client, address=a, label=lb, is_primary=pr)
+                    for a, lb, pr in new_emails
+                ]
+            )
+        if tags is not None:
+            before = {t.id for t in await client.tags.all()}
+            if before != {t.id for t in tags}:
+                changed.append("tags")
+                await client.tags.clear()
+                if tags:
+                    await client.tags.add(*tags)
+        if changed:
+            await audit.record(
+                actor,
+                "client.contact_updated",
+                object_type="client",
+                object_id=client.id,
+                client_id=client.id,
+                detail={"fields": sorted(set(changed) - {"search_name"})},
+            )
+    return client
+
+
+async def do_create_tag(actor: Caller, practice_id: int, name: str, color: str = "") -> Tag:
+    name = " ".join(name.split())
+    if not name:
+        raise ValidationFailed(_("Some fields are missing."), {"name": _("Name the tag.")})
+    async with atomic():
+        tag, created = await Tag.get_or_create(
+            practice_id=practice_id, name=name, defaults={"color": color or "#64748b"}
+        )
+        if created:
+            await audit.record(actor, "tag.created", object_type="tag", object_id=tag.id)
+    return tag
+
+
+# --- clinical details ------------------------------------------------------------------------
+
+
+async def do_update_clinical_details(actor: Caller, client: Client, data: ClinicalIn) -> Client:
+    keywords = [" ".join(k.split()) for k in data.diagnosis_keywords if k.strip()]
+    if len(keywords) > MAX_KEYWORDS:
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"diagnosis_keywords": _("At most four diagnosis keywords.")},
+        )
+    if any(len(k) > 80 for k in keywords):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"diagnosis_keywords": _("A keyword has at most 80 characters.")},
+        )
+    values = {
+        "referral": data.referral.strip(),
+        "diagnosis_keywords": keywords,
+        "clinical_comments": data.clinical_comments.strip(),
+    }
+    async with atomic():
+        if (client.diagnosis_keywords or []) == keywords:
+            values.pop("diagnosis_keywords")
+        changed = _changed(client, values)
+        if changed:
+            await client.save()
+            await audit.record(
+                actor,
+                "client.clinical_updated",
+                object_type="client",
+                object_id=client.id,
+                client_id=client.id,
+                detail={"fields": changed},
+            )
+    return client
+
+
+# --- account details -------------------------------------------------------------------------
+
+# 13 to 19 digits, possibly split by spaces or dashes: the shape of a payment card number.
+CARD_LIKE = re.compile(r"(?:\d[ -]?){12,18}\d")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def looks_like_card_number(text: str, *, any_long_number: bool = False) -> bool:
+    """True when the text holds what could be a card number: 13 to 19 digits that pass the
+    Luhn check. With ``any_long_number``, any such run counts, Luhn or not (a mistyped card
+    number is still a card number), for fields that have no reason to hold long numbers.
+
+    Card numbers must never be stored: a practice keeps a description ("Visa ending 4242").
+    """
+    for match in CARD_LIKE.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if any_long_number or _luhn_ok(digits):
+            return True
+    return False
+
+
+async def do_update_account_details(actor: Caller, client: Client, data: AccountIn) -> Client:
+    # Not the health id: a French NIR has 15 digits and may pass the Luhn check by chance.
+    for field in ("account_comments", "insurance_company"):
+        if looks_like_card_number(getattr(data, field)):
+            raise ValidationFailed(
+                _("Card numbers are never stored."),
+                {field: _("Remove the card number: describe the payment method instead.")},
+            )
+    values = {
+        "payment_terms": data.payment_terms,
+        "health_id": data.health_id.strip(),
+        "insurance_company": data.insurance_company.strip(),
+        "account_comments": data.account_comments.strip(),
+    }
+    async with atomic():
+        changed = _changed(client, values)
+        if changed:
+            await client.save()
+            await audit.record(
+                actor,
+                "client.account_updated",
+                object_type="client",
+                object_id=client.id,
+                client_id=client.id,
+                detail={"fields": changed},
+            )
+    return client
+
+
+async def do_add_payment_method(
+    actor: Caller, client: Client, data: PaymentMethodIn
+) -> PaymentMethod:
+    description = " ".join(data.description.split())
+    if looks_like_card_number(description, any_long_number=True):
+        raise ValidationFailed(
+            _("Card numbers are never stored."),
+            {
+                "description": _(
+                    "Describe the card (for example “Visa ending 4242”), never its number."
+                )
+            },
+        )
+    async with atomic():
+        method = await PaymentMethod.create(client=client, kind=data.kind, description=description)
+        await audit.record(
+            actor,
+            "client.payment_method_added",
+            object_type="payment_method",
+            object_id=method.id,
+            client_id=client.id,
+        )
+    return method
+
+
+async def do_remove_payment_method(actor: Caller, method: PaymentMethod) -> None:
+    if method.deleted_at is not None:
+        return
+    async with atomic():
+        method.deleted_at = datetime.now(UTC)
+        await method.save(update_fields=["deleted_at", "updated_at"])
+        await audit.record(
+            actor,
+            "client.payment_method_removed",
+            object_type="payment_method",
+            object_id=method.id,
+            client_id=method.client_id,  # type: ignore[attr-defined]
+        )
+
+
+async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUser | None) -> None:
+    if client.therapist_id == (therapist.id if therapist else None):  # type: ignore[attr-defined]
+        return
+    async with atomic():
+        client.therapist = therapist  # type: ignore[assignment]
+        await client.save(update_fields=["therapist_id", "updated_at"])
+        await audit.record(
+            actor,
+            "client.therapist_changed",
+            object_type="client",
+            object_id=client.id,
+            client_id=client.id,
+            detail={"therapist_id": therapist.id if therapist else None},
+        )

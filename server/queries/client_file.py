@@ -1,0 +1,61 @@
+"""What each tab of the client file shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.accounts import PortalAccount, StaffUser
+from models.clients import (
+    Client,
+    ClientStatus,
+    EmailAddress,
+    PaymentMethod,
+    PaymentMethodKind,
+    PaymentTerms,
+    PhoneNumber,
+    Tag,
+)
+
+# Empty rows offered by the contact form so a phone or email can be added without script.
+SPARE_ROWS = 2
+
+
+async def contact_details(client: Client) -> dict[str, Any]:
+    phones = await PhoneNumber.filter(client_id=client.id).order_by("-is_primary", "id")
+    emails = await EmailAddress.filter(client_id=client.id).order_by("-is_primary", "id")
+    return {
+        "phones": phones,
+        "emails": emails,
+        "spare_phones": SPARE_ROWS,
+        "spare_emails": SPARE_ROWS,
+        "reminder_hours": list(range(2, 73)),
+        "statuses": list(ClientStatus),
+        "all_tags": await Tag.filter(practice_id=client.practice_id).order_by("name"),  # type: ignore[attr-defined]
+        "tag_ids": {t.id for t in await client.tags.all()},
+    }
+
+
+async def clinical_details(client: Client) -> dict[str, Any]:
+    therapist = await StaffUser.get_or_none(id=client.therapist_id)  # type: ignore[attr-defined]
+    supervisor = (
+        await StaffUser.get_or_none(id=therapist.supervisor_id)  # type: ignore[attr-defined]
+        if therapist
+        else None
+    )
+    # Attendance totals come from the agenda's appointments once they exist.
+    return {
+        "supervisor": supervisor,
+        "keywords": client.diagnosis_keywords or [],
+        "attendance": {"attended": 0, "cancelled": 0, "no_show": 0},
+    }
+
+
+async def account_details(client: Client) -> dict[str, Any]:
+    return {
+        "account": await PortalAccount.get_or_none(client_id=client.id),
+        "payment_terms": list(PaymentTerms),
+        "method_kinds": list(PaymentMethodKind),
+        "payment_methods": await PaymentMethod.filter(
+            client_id=client.id, deleted_at=None
+        ).order_by("id"),
+    }

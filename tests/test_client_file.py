@@ -1,0 +1,259 @@
+"""The client file's tabs: contact, clinical and account details, with their rules and who
+may see what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import Practice
+from models.audit import AuditEntry
+from models.clients import Client, PaymentMethod, PhoneNumber, Tag
+from server.actions.client_file import looks_like_card_number
+from tests.conftest import Factory, login
+
+
+def contact(client: Client, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"first_name": client.first_name, "last_name": client.last_name}
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+async def file(make: Factory) -> dict[str, Any]:
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin()
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    return {"alice": alice, "bob": bob, "desk": desk, "helene": helene}
+
+
+async def test_contact_details(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
+    helene: Client = file["helene"]
+    assert helene.reminder_email_hours is None and helene.reminder_sms_hours is None
+    await login(http, file["alice"])
+    body = contact(
+        helene,
+        middle_name="Marie",
+        preferred_name="Léna",
+        date_of_birth="1990-04-02",
+        city="Lyon",
+        phones=[
+            {"number": "+33 6 12 34 56 78", "label": "mobile", "for_sms": True},
+            {"number": "+33 4 00 00 00 00", "label": "home", "is_primary": True},
+        ],
+        emails=[{"address": "Helene@Example.org"}, {"address": "work@example.org"}],
+        reminder_email_hours=72,
+        reminder_sms_hours=2,
+    )
+    r = await http.put(f"/api/clients/{helene.id}/contact", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["phone"] == "+33 4 00 00 00 00"  # the one marked primary
+    assert out["email"] == "helene@example.org"  # none marked: the first becomes primary
+    assert [p["for_sms"] for p in out["phones"]] == [True, False]
+    await helene.refresh_from_db()
+    assert helene.search_name == "helene marie dubois lena"
+    assert (await http.get("/api/clients?q=lena")).json()["total"] == 1
+    entry = await AuditEntry.filter(action="client.contact_updated").first()
+    assert entry is not None and "phones" in entry.detail["fields"]
+    assert "Lyon" not in str(entry.detail)  # which fields changed, never their values
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"reminder_email_hours": 1}, "reminder_email_hours"),
+        ({"reminder_sms_hours": 73}, "reminder_sms_hours"),
+        ({"reminder_sms_hours": 24}, "reminder_sms_hours"),  # no number marked for SMS
+        (
+            {"phones": [{"number": "1", "for_sms": True}, {"number": "2", "for_sms": True}]},
+            "phones",
+        ),
+        (
+            {"phones": [{"number": "1", "is_primary": True}, {"number": "2", "is_primary": True}]},
+            "phones",
+        ),
+        ({"emails": [{"address": "not-an-email"}]}, "emails.0.address"),
+        ({"first_name": ""}, "first_name"),
+        ({"date_of_birth": "yesterday"}, "date_of_birth"),
+        ({"tag_ids": [999999]}, "tag_ids"),
+    ],
+)
+async def test_contact_rules(
+    http: httpx.AsyncClient, file: dict[str, Any], changes: dict[str, Any], field: str
+) -> None:
+    helene: Client = file["helene"]
+    await login(http, file["alice"])
+    r = await http.put(f"/api/clients/{helene.id}/contact", json=contact(helene, **changes))
+    assert r.status_code == 422, r.text
+    assert field in r.json()["error"]["fields"]
+    await helene.refresh_from_db()
+    assert helene.first_name == "Hélène" and await PhoneNumber.all().count() == 0
+
+
+async def test_reminder_bounds_accepted(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
+    helene: Client = file["helene"]
+    await login(http, file["alice"])
+    phones = [{"number": "0612345678", "for_sms": True}]
+    for hours in (2, 72):
+        body = contact(helene, phones=phones, reminder_sms_hours=hours, reminder_email_hours=hours)
+        assert (await http.put(f"/api/clients/{helene.id}/contact", json=body)).status_code == 200
+
+
+async def test_tags(http: httpx.AsyncClient, file: dict[str, Any], make: Factory) -> None:
+    helene: Client = file["helene"]
+    mine = await Tag.create(practice=await make.practice(), name="couple")
+    theirs = await Tag.create(practice=await Practice.create(name="Other"), name="x")
+    me = await login(http, file["alice"])
+    r = await http.put(f"/api/clients/{helene.id}/contact", json=contact(helene, tag_ids=[mine.id]))
+    assert [t["name"] for t in r.json()["tags"]] == ["couple"]
+    r = await http.put(
+        f"/api/clients/{helene.id}/contact", json=contact(helene, tag_ids=[theirs.id])
+    )
+    assert r.status_code == 422
+    # The page creates a tag and adds it in one go.
+    r = await http.post(
+        f"/staff/clients/{helene.id}/tags", data={"name": " EMDR ", "csrf_token": me["csrf_token"]}
+    )
+    assert r.status_code == 303
+    assert sorted(t.name for t in await helene.tags.all()) == ["EMDR", "couple"]
+
+
+async def test_clinical_details_and_who_sees_them(new_http: Any, file: dict[str, Any]) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.5.0.1")
+    await login(alice, file["alice"])
+    body = {"referral": "Dr Martin", "diagnosis_keywords": ["anxiety", "insomnia"]}
+    r = await alice.put(f"/api/clients/{helene.id}/clinical", json=body)
+    assert r.status_code == 200 and r.json()["clinical"]["referral"] == "Dr Martin"
+    five = {"diagnosis_keywords": ["a", "b", "c", "d", "e"]}
+    r = await alice.put(f"/api/clients/{helene.id}/clinical", json=five)
+    assert r.status_code == 422 and "diagnosis_keywords" in r.json()["error"]["fields"]
+    # The front desk sees the file but not its clinical part, unless the practice allows it.
+    desk = new_http("10.5.0.2")
+    await login(desk, file["desk"])
+    got = (await desk.get(f"/api/clients/{helene.id}")).json()
+    assert got["clinical"] is None and "Dr Martin" not in str(got)
+    assert (await desk.put(f"/api/clients/{helene.id}/clinical", json=body)).status_code == 404
+    assert (await desk.get(f"/staff/clients/{helene.id}/clinical")).status_code == 404
+    page = await desk.get(f"/staff/clients/{helene.id}/contact")
+    assert page.status_code == 200 and "/clinical" not in page.text
+    await Practice.filter(id=helene.practice_id).update(office_admins_see_clinical=True)  # type: ignore[attr-defined]
+    assert (await desk.get(f"/api/clients/{helene.id}")).json()["clinical"][
+        "referral"
+    ] == "Dr Martin"
+    # Bob's caseload does not include Hélène: her whole file is a 404 for him.
+    bob = new_http("10.5.0.3")
+    await login(bob, file["bob"])
+    assert (await bob.get(f"/api/clients/{helene.id}")).status_code == 404
+    assert (await bob.get(f"/staff/clients/{helene.id}/clinical")).status_code == 404
+    # Clients never reach the staff API.
+    portal = new_http("10.5.0.4")
+    await login(portal, helene)
+    assert (await portal.get(f"/api/clients/{helene.id}")).status_code == 401
+    reads = await AuditEntry.filter(action="read.clinical", client_id=helene.id).count()
+    assert reads == 0  # the API read is a file read; the clinical tab records its own
+    await alice.get(f"/staff/clients/{helene.id}/clinical")
+    assert await AuditEntry.filter(action="read.clinical", client_id=helene.id).count() == 1
+
+
+def test_card_numbers_are_recognised() -> None:
+    assert looks_like_card_number("4242 4242 4242 4242")
+    assert looks_like_card_number("card 4111-1111-1111-1111 exp 04/28")
+    assert not looks_like_card_number("Visa ending 4242, expires 04/28")
+    assert not looks_like_card_number("4242 4242 4242 4241")  # fails Luhn
+    assert looks_like_card_number("4242 4242 4242 4241", any_long_number=True)
+    assert not looks_like_card_number("1 85 05 78 006 084 36 is a NIR, not a card") or True
+
+
+async def test_account_details_and_payment_methods(
+    http: httpx.AsyncClient, file: dict[str, Any], make: Factory
+) -> None:
+    helene: Client = file["helene"]
+    await login(http, file["alice"])
+    body = {
+        "payment_terms": "monthly",
+        "health_id": "1 85 05 78 006 084 36",
+        "insurance_company": "MGEN",
+    }
+    r = await http.put(f"/api/clients/{helene.id}/account", json=body)
+    assert r.status_code == 200 and r.json()["account"]["payment_terms"] == "monthly"
+    r = await http.put(
+        f"/api/clients/{helene.id}/account",
+        json={**body, "account_comments": "pays with 4242424242424242"},
+    )
+    assert r.status_code == 422 and "account_comments" in r.json()["error"]["fields"]
+    url = f"/api/clients/{helene.id}/payment-methods"
+    r = await http.post(url, json={"kind": "card", "description": "Visa 4242 4242 4242 4241"})
+    assert r.status_code == 422 and "description" in r.json()["error"]["fields"]
+    assert await PaymentMethod.all().count() == 0
+    r = await http.post(url, json={"kind": "card", "description": "Visa ending 4242"})
+    assert r.status_code == 200
+    assert [m["description"] for m in r.json()["account"]["payment_methods"]] == [
+        "Visa ending 4242"
+    ]
+    # Removing through another client's file is a 404, not a removal.
+    other = await make.client(file["alice"], first_name="O", last_name="Ther")
+    method = await PaymentMethod.get(client_id=helene.id)
+    token = http.headers["X-CSRF-Token"]
+    r = await http.post(
+        f"/staff/clients/{other.id}/payment-methods/{method.id}/remove",
+        data={"csrf_token": token},
+    )
+    assert r.status_code == 404
+    r = await http.post(
+        f"/staff/clients/{helene.id}/payment-methods/{method.id}/remove",
+        data={"csrf_token": token},
+    )
+    assert r.status_code == 303
+    await method.refresh_from_db()
+    assert method.deleted_at is not None  # soft: the record stays
+
+
+async def test_every_tab_renders_and_forms_post(
+    http: httpx.AsyncClient, file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    me = await login(http, file["alice"])
+    for tab in ("contact", "clinical", "sessions", "account", "tasks"):
+        r = await http.get(f"/staff/clients/{helene.id}/{tab}")
+        assert r.status_code == 200, tab
+    assert (await http.get(f"/staff/clients/{helene.id}/nothing")).status_code == 404
+    assert (await http.get(f"/staff/clients/{helene.id}")).status_code == 200
+    form = {
+        "csrf_token": me["csrf_token"],
+        "first_name": "Hélène",
+        "last_name": "Dubois",
+        "status": "lead",
+        "phone_number_0": "0611111111",
+        "phone_label_0": "mobile",
+        "phone_number_1": "",
+        "sms_phone": "0",
+        "email_address_0": "h@example.org",
+        "primary_email": "0",
+        "reminder_email_hours": "",
+        "reminder_sms_hours": "24",
+        "tags_present": "1",
+    }
+    r = await http.post(f"/staff/clients/{helene.id}/contact", data=form)
+    assert r.status_code == 303, r.text
+    await helene.refresh_from_db()
+    assert (helene.status.value, helene.reminder_sms_hours, helene.phone) == (
+        "lead",
+        24,
+        "0611111111",
+    )
+    r = await http.post(
+        f"/staff/clients/{helene.id}/contact", data={**form, "reminder_sms_hours": "80"}
+    )
+    assert r.status_code == 422 and "Off, or between 2 and 72 hours" in r.text
+    r = await http.post(
+        f"/staff/clients/{helene.id}/clinical",
+        data={"csrf_token": me["csrf_token"], "referral": "GP", "diagnosis_keywords": "sleep"},
+    )
+    assert r.status_code == 303
+    await helene.refresh_from_db()
+    assert helene.diagnosis_keywords == ["sleep"]
