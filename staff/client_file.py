@@ -39,9 +39,14 @@ class Tab:
     template: str
     load: Loader
     clinical: bool = False  # hidden from office admins unless the practice allows it
+    # Where the tab sits: sessions 10, contact 20, clinical 30, circle of care 40,
+    # account 50, documents 60, logs 70, tasks 80.
+    order: int = 100
 
 
 TABS: dict[str, Tab] = {}
+# What /staff/clients/{id} opens on. The sessions tab takes over once the agenda fills it.
+DEFAULT_TAB = "contact"
 
 
 def register_tab(tab: Tab) -> None:
@@ -49,7 +54,8 @@ def register_tab(tab: Tab) -> None:
 
 
 def visible_tabs(caller: Caller, practice: Practice) -> list[Tab]:
-    return [t for t in TABS.values() if not t.clinical or can_see_clinical(caller, practice)]
+    tabs = [t for t in TABS.values() if not t.clinical or can_see_clinical(caller, practice)]
+    return sorted(tabs, key=lambda t: t.order)
 
 
 async def file_page(
@@ -63,7 +69,7 @@ async def file_page(
     client = await access_client(caller, path_id(request, "client_id"))
     practice = await Practice.get(id=caller.practice_id)
     tabs = visible_tabs(caller, practice)
-    name = tab_name or request.path_params.get("tab") or tabs[0].name
+    name = tab_name or request.path_params.get("tab") or DEFAULT_TAB
     tab = next((t for t in tabs if t.name == name), None)
     if tab is None:
         # An unknown tab and a tab this caller may not open look the same.
@@ -114,13 +120,26 @@ async def _load_clinical(caller: Caller, client: Client, practice: Practice) -> 
     return await clinical_details(client)
 
 
-register_tab(Tab("contact", lazy("Contact details"), "staff/file_contact.html", _load_contact))
 register_tab(
-    Tab("clinical", lazy("Clinical details"), "staff/file_clinical.html", _load_clinical, True)
+    Tab("contact", lazy("Contact details"), "staff/file_contact.html", _load_contact, order=20)
 )
-register_tab(Tab("sessions", lazy("Sessions & notes"), "staff/file_sessions.html", _load_sessions))
-register_tab(Tab("account", lazy("Account details"), "staff/file_account.html", _load_account))
-register_tab(Tab("tasks", lazy("Tasks"), "staff/file_tasks.html", _load_tasks))
+register_tab(
+    Tab(
+        "clinical",
+        lazy("Clinical details"),
+        "staff/file_clinical.html",
+        _load_clinical,
+        clinical=True,
+        order=30,
+    )
+)
+register_tab(
+    Tab("sessions", lazy("Sessions & notes"), "staff/file_sessions.html", _load_sessions, order=10)
+)
+register_tab(
+    Tab("account", lazy("Account details"), "staff/file_account.html", _load_account, order=50)
+)
+register_tab(Tab("tasks", lazy("Tasks"), "staff/file_tasks.html", _load_tasks, order=80))
 
 
 # --- forms -----------------------------------------------------------------------------------
