@@ -408,3 +408,18 @@ async def test_presence_pushed_to_people_who_share_a_conversation(
     finally:
         hub.unregister(client_tab)
         hub.unregister(bob_tab)
+
+
+async def test_deleted_text_is_not_replayed_to_resuming_tabs(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    from models.realtime import RealtimeEvent
+
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    mid = (await send(staff, "/api", cid, "sent to the wrong person", "w1")).json()["id"]
+    assert (await staff.delete(f"/api/messages/{mid}")).status_code == 200
+    stored = await RealtimeEvent.filter(type="message.created")
+    mine = [e for e in stored if e.payload.get("id") == mid]
+    assert len(mine) == 2  # Alice's tabs and Hélène's
+    assert all(e.payload["body"] == "" and e.payload["deleted"] for e in mine)
+    assert "wrong person" not in str([e.payload for e in stored])

@@ -7,13 +7,14 @@ participant; the events are published only once the block has committed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import Client
+from models.realtime import RealtimeEvent
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -367,6 +368,19 @@ async def do_mark_read(
     return unread
 
 
+async def _scrub_stored_event(message: Message, recipients: list[str]) -> None:
+    """Blank the text in the stored ``message.created`` events: a tab resuming from before
+    the deletion replays them, and must not see what its sender took back."""
+    since = message.created_at - timedelta(seconds=5)
+    rows = await RealtimeEvent.filter(
+        type="message.created", recipient__in=recipients, created_at__gte=since
+    )
+    for row in rows:
+        if row.payload.get("id") == message.id:
+            scrubbed = {**row.payload, "body": "", "deleted": True}
+            await RealtimeEvent.filter(id=row.id).update(payload=scrubbed)
+
+
 async def do_delete_message(actor: Caller, message: Message, me: Participant) -> None:
     """Delete my own message while nobody else has read it; once read it stays (409)."""
     if message.sender_id != me.id:  # type: ignore[attr-defined]
@@ -383,8 +397,10 @@ async def do_delete_message(actor: Caller, message: Message, me: Participant) ->
         await Message.filter(id=message.id).update(deleted_at=now)
         message.deleted_at = now
         conversation = await Conversation.get(id=message.conversation_id)  # type: ignore[attr-defined]
+        recipients = await _recipients(conversation)
+        await _scrub_stored_event(message, recipients)
         await emit(
-            await _recipients(conversation),
+            recipients,
             "message.deleted",
             {"conversation_id": conversation.id, "message_id": message.id},
         )

@@ -234,6 +234,8 @@
 
   /* ---- live events ---- */
   CabinetLive.on("message.created", function (m) {
+    // Replayed after its deletion: the server blanked it, and message.deleted follows.
+    if (m.deleted) return;
     refreshList();
     if (state.thread && state.thread.conversation.id === m.conversation_id) {
       if (state.thread.messages.some(function (x) { return x.id === m.id; })) return;
