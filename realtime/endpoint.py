@@ -99,6 +99,11 @@ class Socket:
                 return
 
     async def writer(self) -> None:
+        current = await last_seq(self.recipient)
+        if self.last > current:
+            # The tab remembers a seq this server never gave (a restored database, another
+            # deployment): start from what exists rather than skip events until it is passed.
+            self.last = current
         await self._catch_up()
         await self._send({"type": "ready", "seq": self.last})
         while True:

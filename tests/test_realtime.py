@@ -312,6 +312,29 @@ async def test_reconnecting_with_after_gets_everything_missed_once_in_order(
     await again.ws.close()
 
 
+async def test_a_seq_from_another_history_is_reset_not_skipped(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast
+) -> None:
+    """A tab that remembers seq 500 (say, before a database restore) must not wait for the
+    server to pass 500 again: ready tells it the real seq and events flow at once."""
+    alice = await sign_in(cast.alice)
+    helene = await sign_in(cast.helene)
+    cid = await start_conversation(alice, cast.helene)
+    ws = await websockets.connect(
+        f"{live_server.ws_url}{helene.ws_path}?after=500",
+        additional_headers={"Cookie": helene.cookie},
+        origin=Origin(live_server.url),
+        open_timeout=WAIT,
+    )
+    ready = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+    assert ready == {"type": "ready", "seq": 1}  # conversation.created is seq 1
+    tab = Tab(ws, [], ready["seq"], ready["seq"])
+    mid = await send(alice, cid, "after the restore", "r1")
+    frame = await tab.expect("message.created")
+    assert frame["data"]["id"] == mid and frame["seq"] == 2
+    await ws.close()
+
+
 async def test_reconnecting_while_messages_stream_in_loses_and_repeats_nothing(
     live_server: LiveServer, sign_in: SignIn, cast: Cast
 ) -> None:

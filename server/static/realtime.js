@@ -20,7 +20,11 @@
     ws.onmessage = function (m) {
       state.lastSeen = Date.now();
       var msg = JSON.parse(m.data);
-      if (msg.type === "ready") { state.backoff = 500; status("live"); }
+      if (msg.type === "ready") {
+        // A lower seq than ours means the server's history restarted: take its numbering.
+        if (state.seq !== null && msg.seq < state.seq) { state.seq = msg.seq; sessionStorage.setItem(key(), String(msg.seq)); }
+        state.backoff = 500; status("live");
+      }
       if (typeof msg.seq !== "number" && msg.data !== undefined) {
         // Ephemeral pushes (typing, presence) carry no seq: shown once, never resumed.
         var eph = handlers[msg.type] || [];
