@@ -10,7 +10,7 @@ from starlette.requests import Request
 from server.access import access_conversation, access_message
 from server.actions import messaging
 from server.api import Api, Ok
-from server.queries.messaging import conversation_list, thread
+from server.queries.messaging import conversation_list, thread, unread_counts
 from server.web import path_id, require_caller
 
 
@@ -41,6 +41,10 @@ class ConversationListOut(BaseModel):
     unread_total: int
 
 
+class UnreadOut(BaseModel):
+    total: int
+
+
 class ThreadOut(BaseModel):
     conversation: dict[str, Any]
     me: dict[str, Any]
@@ -60,6 +64,12 @@ def add_messaging_endpoints(api: Api) -> None:
             waiting=request.query_params.get("waiting") == "1",
         )
         return ConversationListOut(**data)
+
+    @api.route("GET", "/unread", response=UnreadOut)
+    async def unread(request: Request) -> UnreadOut:
+        """How many messages wait unread for me, in all my conversations (the nav badge)"""
+        counts = await unread_counts(require_caller(request))
+        return UnreadOut(total=sum(counts.values()))
 
     @api.route("GET", "/conversations/{conversation_id}", response=ThreadOut)
     async def get_thread(request: Request) -> ThreadOut:

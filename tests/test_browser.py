@@ -107,3 +107,41 @@ async def test_a_signed_out_visitor_is_sent_to_the_sign_in_form(
 
     await expect(page).to_have_url(f"{live_server.url}/staff/login?next=/staff/")
     await expect(page.locator("input[name=password]")).to_be_visible()
+
+
+async def test_the_nav_badge_counts_unread_messages_live_on_any_page(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    import httpx
+
+    from tests.conftest import login
+
+    alice = await make.therapist(first_name="Alice")
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    page = await browser.new_page(locale="en-US")
+    await sign_in(page, f"{live_server.url}/staff/login", alice.email, PASSWORD)
+    await page.goto(f"{live_server.url}/staff/clients")
+    badge = page.locator("nav [data-unread-badge]")
+    await expect(page.locator("html")).to_have_attribute("data-live", "live", timeout=10_000)
+    await expect(badge).to_be_hidden()
+    async with (
+        httpx.AsyncClient(base_url=live_server.url) as staff,
+        httpx.AsyncClient(base_url=live_server.url) as portal,
+    ):
+        await login(staff, alice)
+        r = await staff.post(
+            "/api/conversations",
+            json={"kind": "client", "subject": "Hello", "client_id": helene.id},
+        )
+        cid = r.json()["id"]
+        await login(portal, helene)
+        for i in range(2):
+            await portal.post(
+                f"/portal/api/conversations/{cid}/messages",
+                json={"body": f"question {i}", "client_uid": f"q{i}"},
+            )
+        # Counted live on a page that has nothing to do with messaging.
+        await expect(badge).to_have_text("2")
+        # Read from another device: this tab's badge clears too.
+        await staff.post(f"/api/conversations/{cid}/read", json={})
+        await expect(badge).to_be_hidden()

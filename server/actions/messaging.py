@@ -14,7 +14,6 @@ from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import Client
-from models.realtime import RealtimeEvent
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -23,6 +22,7 @@ from models.messaging import (
     Participant,
     ParticipantRole,
 )
+from models.realtime import RealtimeEvent
 from realtime.events import emit
 from realtime.hub import hub
 from server.actions import audit

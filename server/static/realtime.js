@@ -3,12 +3,19 @@
  * asks only for what it missed. Reconnects back off from 0.5 s to 10 s. */
 (function () {
   "use strict";
+  // Pages may include this file more than once (the nav and the page): one socket only.
+  if (window.CabinetLive) return;
   var handlers = {};
   var state = { ws: null, seq: null, url: null, opts: {}, backoff: 500, lastSeen: 0, timer: null };
 
   function key() { return "cabinet.seq:" + state.url; }
 
-  function status(s) { if (state.opts.onStatus) state.opts.onStatus(s); document.documentElement.dataset.live = s; }
+  var statusListeners = [];
+  function status(s) {
+    state.status = s;
+    statusListeners.forEach(function (fn) { try { fn(s); } catch (e) { console.error(e); } });
+    document.documentElement.dataset.live = s;
+  }
 
   function open() {
     var stored = sessionStorage.getItem(key());
@@ -56,8 +63,14 @@
   }
 
   window.CabinetLive = {
+    // Several scripts of one page may ask for the socket (the nav badge, the page itself):
+    // the first call opens it, later ones only add their status listener.
     connect: function (url, opts) {
-      state.url = url; state.opts = opts || {};
+      opts = opts || {};
+      if (opts.onStatus) { statusListeners.push(opts.onStatus); if (state.status) opts.onStatus(state.status); }
+      if (opts.onSignedOut) state.opts.onSignedOut = opts.onSignedOut;
+      if (state.url) return;
+      state.url = url;
       open();
       // The server sends a heartbeat every 20 s: silence for 50 s means a dead link.
       state.timer = setInterval(function () {
