@@ -4,8 +4,10 @@ What travels through broadcaster (and so through Redis in production) is a *noti
 content: ``{"k": "ev", "r": [[recipient, seq], ...]}`` says "these recipients have new
 events", and ``{"k": "close", "s": [session ids]}`` says "close these sessions' sockets".
 A process that holds a socket for a notified recipient reads the events from the database,
-where they were written before the notice was sent. Health information therefore never
-leaves the database connection; see docs/realtime.md.
+where they were written before the notice was sent, so stored content never leaves the
+database connection. The exception is ephemeral pushes (``{"k": "eph", ...}``: typing,
+presence), which are not stored and so travel whole, a typist's name included; see
+docs/realtime.md.
 
 The process that commits an event also hands it straight to its own sockets, so the common
 single-process case costs no round trip and keeps working while Redis is down.
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 
 from broadcaster import Broadcast
 
+from realtime.broker import RedisNoticeBackend, open_broadcast
 from realtime.events import Event
 
 log = logging.getLogger("cabinet.realtime")
@@ -70,6 +73,10 @@ class Hub:
         self.process_id = uuid.uuid4().hex[:12]
         self._remote_presence: dict[str, tuple[float, set[str]]] = {}
         self._last_presence = 0.0
+        # Notices this process could not send (broker down): recipient -> highest seq. Sent
+        # once the broker is back; without them, a process that reconnected *earlier* would
+        # never learn of events committed here meanwhile (its own resync came too soon).
+        self._unsent: dict[str, int] = {}
         self.presence_audience: PresenceAudience | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -110,6 +117,7 @@ class Hub:
         first = not self.sockets.get(sock.recipient)
         self.sockets[sock.recipient].add(sock)
         if first and sock.recipient.startswith("s:"):
+            self._presence_changed()
             self._spawn(self._announce(sock.recipient))
 
     def unregister(self, sock: LocalSocket) -> None:
@@ -119,9 +127,16 @@ class Hub:
             if not group:
                 del self.sockets[sock.recipient]
                 if sock.recipient.startswith("s:") and not self._stopping:
+                    self._presence_changed()
                     self._spawn(self._announce_if_gone(sock.recipient))
 
     # --- staff presence, pushed ------------------------------------------------------------
+
+    def _presence_changed(self) -> None:
+        # Tell the other processes on the pump's next turn, not in up to PRESENCE_EVERY: the
+        # process that decides "gone" after PRESENCE_GRACE asks is_online(), and a stale
+        # "still here" from the process the person just left would swallow the offline push.
+        self._last_presence = 0.0
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -195,15 +210,31 @@ class Hub:
 
     async def _send(self, message: dict[str, Any]) -> None:
         bc = self._broadcast
-        if bc is None:
-            # Broker down: local sockets already have the event; the others resync from the
-            # database when the broker comes back (see _run).
-            return
+        if bc is not None:
+            try:
+                await bc.publish(CHANNEL, json.dumps(message, separators=(",", ":")))
+                return
+            except Exception as exc:  # noqa: BLE001 - any broker failure means "retry later"
+                log.warning("broadcast publish failed: %s", exc)
+                self._connected.clear()
+        # Broker down: local sockets already have the event. Event notices wait in _unsent
+        # (see _flush_unsent); typing and presence are disposable; a missed close is made
+        # good by the session sweep.
+        if message["k"] == "ev":
+            self._remember_unsent(message["r"])
+
+    def _remember_unsent(self, notices: Iterable[list[Any]]) -> None:
+        for recipient, seq in notices:
+            self._unsent[recipient] = max(int(seq), self._unsent.get(recipient, 0))
+
+    async def _flush_unsent(self, bc: Broadcast) -> None:
+        pending = [[recipient, seq] for recipient, seq in self._unsent.items()]
+        self._unsent = {}
         try:
-            await bc.publish(CHANNEL, json.dumps(message, separators=(",", ":")))
-        except Exception as exc:  # noqa: BLE001 - any broker failure means "retry later"
-            log.warning("broadcast publish failed: %s", exc)
-            self._connected.clear()
+            await bc.publish(CHANNEL, json.dumps({"k": "ev", "r": pending}, separators=(",", ":")))
+        except BaseException:
+            self._remember_unsent(pending)
+            raise
 
     def _handle(self, raw: str) -> None:
         message = json.loads(raw)
@@ -230,7 +261,7 @@ class Hub:
         backoff = 0.1
         first = True
         while not self._stopping:
-            bc = Broadcast(self._url)
+            bc, backend = open_broadcast(self._url)
             try:
                 await bc.connect()
                 async with bc.subscribe(CHANNEL) as subscriber:
@@ -243,7 +274,7 @@ class Hub:
                         self._resync_all()
                     first = False
                     backoff = 0.1
-                    await self._pump(bc, subscriber)
+                    await self._pump(bc, subscriber, backend)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -258,16 +289,22 @@ class Hub:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
 
-    async def _pump(self, bc: Broadcast, subscriber: Any) -> None:
+    async def _pump(
+        self, bc: Broadcast, subscriber: Any, backend: RedisNoticeBackend | None
+    ) -> None:
         """Relay notices until the broker stops answering.
 
-        broadcaster's Redis listener dies silently when the connection drops, so liveness is
-        proven by a heartbeat this process sends itself every half second: no heartbeat back
-        within two seconds means the broker is gone and we reconnect.
+        A dropped Redis subscription shows as ``backend.lost``. Liveness is also proven by a
+        heartbeat this process sends itself every half second: no heartbeat back within two
+        seconds means the broker is gone (or wedged) and we reconnect.
         """
         loop_started = time.monotonic()
         next_beat = 0.0
         while not self._stopping:
+            if backend is not None and backend.lost:
+                raise ConnectionError("the Redis subscription was lost")
+            if self._unsent:
+                await self._flush_unsent(bc)
             now = time.monotonic()
             if now >= next_beat:
                 await bc.publish(CHANNEL, json.dumps({"k": "hb", "p": self.process_id}))
