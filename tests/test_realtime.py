@@ -253,7 +253,9 @@ async def test_every_conversation_event_arrives_live(
     assert r.status_code == 200
     typing = await alice_tab.expect("typing")
     assert "seq" not in typing
-    assert typing["data"]["conversation_id"] == cid and typing["data"]["name"] == "Hélène Dubois"
+    # Ids only, no name: typing crosses Redis, and the tab knows the participants' names.
+    assert set(typing["data"]) == {"conversation_id", "participant_id"}
+    assert typing["data"]["conversation_id"] == cid
 
     # Bob joins: he learns of the conversation on his socket, the others see him added.
     r = await alice.http.post(

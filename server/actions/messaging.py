@@ -421,9 +421,9 @@ async def notify_typing(actor: Caller, conversation: Conversation, me: Participa
         {
             "type": "typing",
             "data": {
+                # Ids only: this push crosses Redis, and the tab already knows the names.
                 "conversation_id": conversation.id,
                 "participant_id": me.id,
-                "name": me.display_name,
             },
         },
     )

@@ -271,7 +271,10 @@
   });
   CabinetLive.on("typing", function (d) {
     if (!state.thread || state.thread.conversation.id !== d.conversation_id) return;
-    $("#typing").textContent = T.typing.replace("%(name)s", d.name);
+    // The push carries ids only (it crosses Redis): the name comes from the thread.
+    var who = state.thread.participants.filter(function (p) { return p.id === d.participant_id; })[0];
+    if (!who) return;
+    $("#typing").textContent = T.typing.replace("%(name)s", who.name);
     clearTimeout(state.typingTimer); state.typingTimer = setTimeout(function () { $("#typing").textContent = ""; }, 4000);
   });
 

@@ -52,14 +52,29 @@
       }
     };
     ws.onclose = function (ev) {
-      status(ev.code === 4001 || ev.code === 4003 ? "signed-out" : "reconnecting");
-      if (ev.code === 4001 || ev.code === 4003) {
-        if (state.opts.onSignedOut) state.opts.onSignedOut(); else location.reload();
+      if (ev.code === 4001 || ev.code === 4003) return signedOut();
+      status("reconnecting");
+      if (ev.code === 1006) {
+        // A refused handshake (no session any more) reaches the browser as 1006 too: ask the
+        // API who we are before retrying, so a signed-out tab goes to the sign-in page.
+        var api = state.url.replace(/\/ws$/, "").replace(/^\/staff$/, "") + "/api/me";
+        fetch(api, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+          .then(function (r) { if (r.status === 401) signedOut(); else retry(); })
+          .catch(retry);
         return;
       }
-      setTimeout(open, state.backoff + Math.random() * 250);
-      state.backoff = Math.min(state.backoff * 2, 10000);
+      retry();
     };
+  }
+
+  function retry() {
+    setTimeout(open, state.backoff + Math.random() * 250);
+    state.backoff = Math.min(state.backoff * 2, 10000);
+  }
+
+  function signedOut() {
+    status("signed-out");
+    if (state.opts.onSignedOut) state.opts.onSignedOut(); else location.reload();
   }
 
   window.CabinetLive = {
