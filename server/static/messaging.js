@@ -335,7 +335,7 @@
       var body = { note: form.note.value, assignee_id: parseInt(form.assignee_id.value, 10) || null, due_date: form.due_date.value || null };
       call("POST", "/messages/" + form.dataset.messageId + "/task", body).then(function (t) {
         form.hidden = true; var done = $("#task-done"); done.hidden = false;
-        done.querySelector("a").href = "/staff/clients/" + t.client_id + "#tasks";
+        done.querySelector("a").href = "/staff/clients/" + t.client_id + "/tasks";
         done.querySelector("[data-client-name]").textContent = t.client_name;
       }).catch(function (err) { showErrors(form, err); });
     });
