@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -279,30 +280,14 @@ _env = Environment(
     extensions=["jinja2.ext.i18n"],
 )
 _env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
-# Role names as people read them; the enum values are for the database.
-ROLE_LABELS = {
+# Enum values as people read them; the values themselves are for the database.
+LABELS: dict[StrEnum, str] = {
     StaffRole.OWNER: i18n.lazy("Owner"),
     StaffRole.THERAPIST: i18n.lazy("Therapist"),
     StaffRole.OFFICE_ADMIN: i18n.lazy("Office admin"),
-}
-
-
-def role_label(role: StaffRole) -> str:
-    return i18n.gettext(ROLE_LABELS[role])
-
-
-CLIENT_STATUS_LABELS = {
     ClientStatus.LEAD: i18n.lazy("Lead"),
     ClientStatus.ACTIVE: i18n.lazy("Active"),
     ClientStatus.ARCHIVED: i18n.lazy("Inactive"),
-}
-
-
-def client_status_label(status: ClientStatus) -> str:
-    return i18n.gettext(CLIENT_STATUS_LABELS[status])
-
-
-PAYMENT_KIND_LABELS = {
     PaymentMethodKind.CARD: i18n.lazy("Card"),
     PaymentMethodKind.TRANSFER: i18n.lazy("Bank transfer"),
     PaymentMethodKind.DIRECT_DEBIT: i18n.lazy("Direct debit"),
@@ -313,14 +298,17 @@ PAYMENT_KIND_LABELS = {
 }
 
 
-def payment_kind_label(kind: PaymentMethodKind) -> str:
-    return i18n.gettext(PAYMENT_KIND_LABELS[kind])
+def label(value: StrEnum) -> str:
+    """``{{ client.status | label }}``: the translated name of an enum value."""
+    return i18n.gettext(LABELS[value])
 
 
 _env.filters.update(
-    role=role_label,
-    client_status=client_status_label,
-    payment_kind=payment_kind_label,
+    label=label,
+    # Older names of the same filter, kept so templates read naturally.
+    role=label,
+    client_status=label,
+    payment_kind=label,
     datetime=i18n.format_datetime,
     date=i18n.format_date,
     time=i18n.format_time,

@@ -195,46 +195,68 @@ async def _save(
     return RedirectResponse(f"/staff/clients/{client.id}/{tab}?saved=1", status_code=303)
 
 
-async def save_contact(request: Request) -> Response:
+Prepare = Callable[[dict[str, Any], Any], dict[str, Any]]
+Action = Callable[[Caller, Client, Any], Awaitable[object]]
+
+
+async def _submit(
+    request: Request,
+    tab: str,
+    model: type[BaseModel],
+    action: Action,
+    prepare: Prepare | None = None,
+    clinical: bool = False,
+) -> Response:
+    """A tab's form: validate the posted fields into ``model`` and run ``action`` with it."""
     data, form = await _form(request)
 
     async def work(caller: Caller, client: Client) -> None:
-        body = validate(client_file.ContactIn, contact_from_form(data, form))
-        await client_file.do_update_contact_details(caller, client, body)
+        if clinical:
+            await _require_clinical(caller)
+        body = validate(model, prepare(data, form) if prepare else data)
+        await action(caller, client, body)
 
-    return await _save(request, "contact", work)
+    return await _save(request, tab, work)
+
+
+def _keywords(data: dict[str, Any], form: Any) -> dict[str, Any]:
+    return {
+        **data,
+        "diagnosis_keywords": [k for k in form.getlist("diagnosis_keywords") if k.strip()],
+    }
+
+
+async def save_contact(request: Request) -> Response:
+    return await _submit(
+        request,
+        "contact",
+        client_file.ContactIn,
+        client_file.do_update_contact_details,
+        contact_from_form,
+    )
 
 
 async def save_clinical(request: Request) -> Response:
-    data, form = await _form(request)
-
-    async def work(caller: Caller, client: Client) -> None:
-        await _require_clinical(caller)
-        data["diagnosis_keywords"] = [k for k in form.getlist("diagnosis_keywords") if k.strip()]
-        body = validate(client_file.ClinicalIn, data)
-        await client_file.do_update_clinical_details(caller, client, body)
-
-    return await _save(request, "clinical", work)
+    return await _submit(
+        request,
+        "clinical",
+        client_file.ClinicalIn,
+        client_file.do_update_clinical_details,
+        _keywords,
+        clinical=True,
+    )
 
 
 async def save_account(request: Request) -> Response:
-    data, _form_data = await _form(request)
-
-    async def work(caller: Caller, client: Client) -> None:
-        body = validate(client_file.AccountIn, data)
-        await client_file.do_update_account_details(caller, client, body)
-
-    return await _save(request, "account", work)
+    return await _submit(
+        request, "account", client_file.AccountIn, client_file.do_update_account_details
+    )
 
 
 async def add_payment_method(request: Request) -> Response:
-    data, _form_data = await _form(request)
-
-    async def work(caller: Caller, client: Client) -> None:
-        body = validate(client_file.PaymentMethodIn, data)
-        await client_file.do_add_payment_method(caller, client, body)
-
-    return await _save(request, "account", work)
+    return await _submit(
+        request, "account", client_file.PaymentMethodIn, client_file.do_add_payment_method
+    )
 
 
 async def remove_payment_method(request: Request) -> Response:
