@@ -11,6 +11,16 @@ from models.accounts import (
     StaffUser,
     TokenPurpose,
 )
+from models.agenda import (
+    Appointment,
+    Attendance,
+    Availability,
+    BuiltinCategory,
+    Location,
+    Service,
+    ServiceCategory,
+    TimeOff,
+)
 from models.audit import AuditEntry
 from models.clients import (
     AlternateContact,
@@ -41,6 +51,14 @@ from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "Appointment",
+    "Attendance",
+    "Availability",
+    "BuiltinCategory",
+    "Location",
+    "Service",
+    "ServiceCategory",
+    "TimeOff",
     "AlternateContact",
     "Contact",
     "ContactKind",

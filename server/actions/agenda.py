@@ -1,0 +1,346 @@
+"""Agenda writes: setup (categories, services, locations, availability) and appointments.
+
+Bookings for one practitioner are serialised (a row lock on the practitioner on PostgreSQL;
+SQLite runs one write transaction at a time), so two bookings racing for the same time end
+with one appointment and one clear 409.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from models.accounts import Practice, StaffUser
+from models.agenda import (
+    HOLDS_SLOT,
+    Appointment,
+    Attendance,
+    Availability,
+    BuiltinCategory,
+    Location,
+    Service,
+    ServiceCategory,
+)
+from models.clients import Client
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import Conflict, ValidationFailed
+from server.i18n import format_datetime, lazy
+from server.i18n import gettext as _
+
+BUILTIN_NAMES = {
+    BuiltinCategory.TELECONSULTATION: lazy("Teleconsultation"),
+    BuiltinCategory.HOME_VISIT: lazy("Home visit"),
+    BuiltinCategory.GROUP: lazy("Group"),
+}
+
+
+async def ensure_builtin_categories(practice: Practice) -> dict[BuiltinCategory, ServiceCategory]:
+    """The three built-in categories of a practice, created on first use."""
+    out: dict[BuiltinCategory, ServiceCategory] = {}
+    for kind, name in BUILTIN_NAMES.items():
+        out[kind], _created = await ServiceCategory.get_or_create(
+            practice=practice, builtin=kind, defaults={"name": name}
+        )
+    return out
+
+
+async def do_create_service(
+    actor: Caller | None,
+    practice: Practice,
+    *,
+    name: str,
+    duration_minutes: int,
+    price: Decimal,
+    category: ServiceCategory | None = None,
+) -> Service:
+    if not 5 <= duration_minutes <= 24 * 60:
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"duration_minutes": _("Between 5 minutes and 24 hours.")},
+        )
+    async with atomic():
+        service = await Service.create(
+            practice=practice,
+            name=name.strip(),
+            duration_minutes=duration_minutes,
+            price=price,
+            category=category,
+        )
+        await audit.record(
+            actor,
+            "service.created",
+            object_type="service",
+            object_id=service.id,
+            practice_id=practice.id,
+        )
+    return service
+
+
+async def do_create_location(
+    actor: Caller | None, practice: Practice, *, name: str, address: str = ""
+) -> Location:
+    async with atomic():
+        location = await Location.create(practice=practice, name=name.strip(), address=address)
+        await audit.record(
+            actor,
+            "location.created",
+            object_type="location",
+            object_id=location.id,
+            practice_id=practice.id,
+        )
+    return location
+
+
+async def do_add_availability(
+    actor: Caller | None,
+    practitioner: StaffUser,
+    *,
+    services: Sequence[Service],
+    start_time: time,
+    end_time: time,
+    weekday: int | None = None,
+    on_date: date | None = None,
+    location: Location | None = None,
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+    is_group_slot: bool = False,
+    capacity: int = 1,
+) -> Availability:
+    if (weekday is None) == (on_date is None):
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"weekday": _("Choose a weekday or a date.")}
+        )
+    if end_time <= start_time:
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"end_time": _("The end comes after the start.")}
+        )
+    if is_group_slot and capacity < 2:
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"capacity": _("A group slot has room for at least two people.")},
+        )
+    async with atomic():
+        availability = await Availability.create(
+            practitioner=practitioner,
+            location=location,
+            weekday=weekday,
+            on_date=on_date,
+            start_minute=start_time.hour * 60 + start_time.minute,
+            end_minute=end_time.hour * 60 + end_time.minute,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            is_group_slot=is_group_slot,
+            capacity=capacity if is_group_slot else 1,
+        )
+        await availability.services.add(*services)
+        await audit.record(
+            actor,
+            "availability.added",
+            object_type="availability",
+            object_id=availability.id,
+            practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+        )
+    return availability
+
+
+# --- appointments ----------------------------------------------------------------------------
+
+
+async def _category(service: Service) -> BuiltinCategory | None:
+    if service.category_id is None:  # type: ignore[attr-defined]
+        return None
+    category = await ServiceCategory.get(id=service.category_id)  # type: ignore[attr-defined]
+    return category.builtin
+
+
+async def _group_capacity(practitioner: StaffUser, service: Service, start: datetime) -> int:
+    """The capacity of the group slot this booking falls in, or 0 when there is none."""
+    rows = await Availability.filter(
+        practitioner_id=practitioner.id, is_group_slot=True, deleted_at=None
+    ).prefetch_related("services")
+    return max((a.capacity for a in rows if service in a.services), default=0)
+
+
+async def _check_free(
+    practitioner: StaffUser,
+    service: Service,
+    start: datetime,
+    end: datetime,
+    *,
+    is_group: bool,
+    ignore: int | None = None,
+) -> None:
+    """Refuse a double booking with a 409 that says what it collides with."""
+    query = Appointment.filter(
+        practitioner_id=practitioner.id,
+        deleted_at=None,
+        attendance__in=list(HOLDS_SLOT),
+        starts_at__lt=end,
+        ends_at__gt=start,
+    )
+    if ignore is not None:
+        query = query.exclude(id=ignore)
+    others = await query.prefetch_related("service")
+    shared = [
+        a
+        for a in others
+        if is_group
+        and a.is_group
+        and a.service.id == service.id
+        and (a.starts_at, a.ends_at) == (start, end)
+    ]
+    clash = next((a for a in others if a not in shared), None)
+    if clash is not None:
+        raise Conflict(
+            _("%(name)s already has %(service)s at %(when)s.")
+            % {
+                "name": practitioner.full_name,
+                "service": clash.service.name,
+                "when": format_datetime(clash.starts_at, "short"),
+            }
+        )
+    if is_group:
+        capacity = await _group_capacity(practitioner, service, start)
+        if len(shared) >= capacity:
+            raise Conflict(_("This group slot is full."))
+
+
+async def do_book_appointment(
+    actor: Caller | None,
+    *,
+    practitioner: StaffUser,
+    client: Client,
+    service: Service,
+    starts_at: datetime,
+    location: Location | None = None,
+) -> Appointment:
+    """Book one client. No double booking of the practitioner, except clients sharing a
+    group slot up to its capacity (409 otherwise, naming what it collides with)."""
+    kind = await _category(service)
+    if kind is BuiltinCategory.TELECONSULTATION:
+        location = None  # takes place remotely
+    elif location is None and kind is not BuiltinCategory.HOME_VISIT:
+        raise ValidationFailed(
+            _("Some fields are missing."), {"location_id": _("Choose a location.")}
+        )
+    starts_at = starts_at.astimezone(UTC)
+    ends_at = starts_at + timedelta(minutes=service.duration_minutes)
+    is_group = kind is BuiltinCategory.GROUP
+    async with atomic():
+        # Serialise bookings per practitioner: the check and the insert must not interleave.
+        await StaffUser.filter(id=practitioner.id).select_for_update().first()
+        await _check_free(practitioner, service, starts_at, ends_at, is_group=is_group)
+        appointment = await Appointment.create(
+            practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+            practitioner=practitioner,
+            client=client,
+            service=service,
+            location=location,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            is_group=is_group,
+            video_room=secrets.token_urlsafe(16)
+            if kind is BuiltinCategory.TELECONSULTATION
+            else "",
+            created_by=actor.staff if actor else None,
+        )
+        await audit.record(
+            actor,
+            "appointment.created",
+            object_type="appointment",
+            object_id=appointment.id,
+            client_id=client.id,
+            practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+            detail={"starts_at": starts_at.isoformat(), "service_id": service.id},
+        )
+    return appointment
+
+
+# Which attendance may follow which. "Moved" is final: the new date is a new appointment.
+TRANSITIONS: dict[Attendance, frozenset[Attendance]] = {
+    Attendance.SCHEDULED: frozenset(Attendance) - {Attendance.SCHEDULED},
+    Attendance.ATTENDED: frozenset({Attendance.SCHEDULED, Attendance.NO_SHOW}),
+    Attendance.NO_SHOW: frozenset({Attendance.SCHEDULED, Attendance.ATTENDED}),
+    Attendance.CANCELLED_BY_CLIENT: frozenset({Attendance.SCHEDULED}),
+    Attendance.CANCELLED_BY_PRACTITIONER: frozenset({Attendance.SCHEDULED}),
+    Attendance.MOVED: frozenset(),
+}
+
+
+async def do_set_attendance(
+    actor: Caller | None, appointment: Appointment, attendance: Attendance
+) -> Appointment:
+    if attendance == appointment.attendance:
+        return appointment
+    if attendance not in TRANSITIONS[appointment.attendance]:
+        raise Conflict(
+            _("This attendance cannot follow the current one (%(now)s → %(then)s).")
+            % {"now": appointment.attendance.value, "then": attendance.value}
+        )
+    async with atomic():
+        if attendance in HOLDS_SLOT and appointment.attendance not in HOLDS_SLOT:
+            # Back to scheduled: only if nobody took the freed slot meanwhile.
+            practitioner = await StaffUser.get(id=appointment.practitioner_id)  # type: ignore[attr-defined]
+            service = await Service.get(id=appointment.service_id)  # type: ignore[attr-defined]
+            await StaffUser.filter(id=practitioner.id).select_for_update().first()
+            await _check_free(
+                practitioner,
+                service,
+                appointment.starts_at,
+                appointment.ends_at,
+                is_group=appointment.is_group,
+                ignore=appointment.id,
+            )
+        before = appointment.attendance
+        appointment.attendance = attendance
+        await appointment.save(update_fields=["attendance", "updated_at"])
+        await audit.record(
+            actor,
+            "appointment.attendance",
+            object_type="appointment",
+            object_id=appointment.id,
+            client_id=appointment.client_id,  # type: ignore[attr-defined]
+            detail={"from": before.value, "to": attendance.value},
+        )
+    return appointment
+
+
+async def do_move_appointment(
+    actor: Caller | None, appointment: Appointment, starts_at: datetime
+) -> Appointment:
+    """Move to another date: the old one is marked moved (its slot is free again) and a new
+    appointment holds the new time, so the file keeps both."""
+    if appointment.attendance is not Attendance.SCHEDULED:
+        raise Conflict(_("Only a scheduled appointment can be moved."))
+    practitioner = await StaffUser.get(id=appointment.practitioner_id)  # type: ignore[attr-defined]
+    async with atomic():
+        new = await do_book_appointment(
+            actor,
+            practitioner=practitioner,
+            client=await Client.get(id=appointment.client_id),  # type: ignore[attr-defined]
+            service=await Service.get(id=appointment.service_id),  # type: ignore[attr-defined]
+            starts_at=starts_at,
+            location=await Location.get_or_none(id=appointment.location_id),  # type: ignore[attr-defined]
+        )
+        await do_set_attendance(actor, appointment, Attendance.MOVED)
+    return new
+
+
+async def do_delete_appointment(actor: Caller | None, appointment: Appointment) -> None:
+    """Soft: the appointment leaves the agenda, its record and log stay."""
+    if appointment.deleted_at is not None:
+        return
+    async with atomic():
+        appointment.deleted_at = datetime.now(UTC)
+        await appointment.save(update_fields=["deleted_at", "updated_at"])
+        await audit.record(
+            actor,
+            "appointment.deleted",
+            object_type="appointment",
+            object_id=appointment.id,
+            client_id=appointment.client_id,  # type: ignore[attr-defined]
+        )

@@ -1,0 +1,296 @@
+"""The agenda's rules: free slots from availability (weekly hours, one-off openings, time
+off, durations, group capacity, daylight saving), no double booking, attendance."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from models.agenda import Appointment, Attendance, TimeOff
+from server.actions import agenda
+from server.errors import Conflict, ValidationFailed
+from server.queries.agenda import Busy, Window, free_slots, slots_for
+from tests.conftest import Factory
+
+PARIS = ZoneInfo("Europe/Paris")
+MONDAY = date(2027, 3, 1)  # a Monday, in winter time
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def paris(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), PARIS).astimezone(UTC)
+
+
+@pytest.fixture
+async def setup(make: Factory) -> dict[str, Any]:
+    practice = await make.practice()
+    cats = await agenda.ensure_builtin_categories(practice)
+    alice = await make.therapist(first_name="Alice")
+    office = await agenda.do_create_location(None, practice, name="Cabinet Lyon")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    short = await agenda.do_create_service(
+        None, practice, name="Point", duration_minutes=25, price=Decimal("35")
+    )
+    group = await agenda.do_create_service(
+        None,
+        practice,
+        name="Groupe",
+        duration_minutes=90,
+        price=Decimal("30"),
+        category=cats[agenda.BuiltinCategory.GROUP],
+    )
+    video = await agenda.do_create_service(
+        None,
+        practice,
+        name="Visio",
+        duration_minutes=50,
+        price=Decimal("70"),
+        category=cats[agenda.BuiltinCategory.TELECONSULTATION],
+    )
+    # Mondays 9:00-12:20 at the office: four 50-minute sessions or eight short ones.
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk, short, video],
+        weekday=0,
+        start_time=time(9),
+        end_time=time(12, 20),
+        location=office,
+    )
+    clients = [await make.client(alice, first_name=f"C{i}") for i in range(4)]
+    return {
+        "practice": practice,
+        "alice": alice,
+        "office": office,
+        "talk": talk,
+        "short": short,
+        "group": group,
+        "video": video,
+        "clients": clients,
+    }
+
+
+async def slots(
+    s: dict[str, Any], service: str, first: date = MONDAY, days: int = 0
+) -> list[datetime]:
+    svc = s[service]
+    found = await slots_for(
+        s["alice"].id,
+        svc.id,
+        timedelta(minutes=svc.duration_minutes),
+        PARIS,
+        first,
+        first + timedelta(days=days),
+        now=LONG_AGO,
+    )
+    return [f.start for f in found]
+
+
+async def test_weekly_hours_make_slots_of_the_service_duration(setup: dict[str, Any]) -> None:
+    assert await slots(setup, "talk") == [
+        paris(MONDAY, h, m) for h, m in [(9, 0), (9, 50), (10, 40), (11, 30)]
+    ]
+    assert len(await slots(setup, "short")) == 8
+    # Only Mondays, and only the services offered there.
+    assert await slots(setup, "talk", MONDAY + timedelta(days=1), days=5) == []
+    assert await slots(setup, "group") == []
+
+
+async def test_valid_dates_one_off_openings_and_time_off(setup: dict[str, Any]) -> None:
+    s = setup
+    await agenda.do_add_availability(
+        None,
+        s["alice"],
+        services=[s["talk"]],
+        on_date=MONDAY + timedelta(days=3),
+        start_time=time(14),
+        end_time=time(15),
+        location=s["office"],
+    )
+    week = await slots(s, "talk", days=6)
+    assert paris(MONDAY + timedelta(days=3), 14) in week
+    # A holiday closes the hours it covers.
+    await TimeOff.create(
+        practitioner=s["alice"], starts_at=paris(MONDAY, 9), ends_at=paris(MONDAY, 10, 30)
+    )
+    assert (await slots(s, "talk"))[0] == paris(MONDAY, 10, 40)
+
+
+async def test_daylight_saving_keeps_local_hours(setup: dict[str, Any]) -> None:
+    # 2027-03-28 is the spring change in Paris: 9:00 local is 8:00 UTC before, 7:00 after.
+    before, after = date(2027, 3, 22), date(2027, 3, 29)
+    assert (await slots(setup, "talk", before))[0] == datetime(2027, 3, 22, 8, tzinfo=UTC)
+    assert (await slots(setup, "talk", after))[0] == datetime(2027, 3, 29, 7, tzinfo=UTC)
+
+
+async def test_bookings_take_slots_and_double_booking_is_refused(setup: dict[str, Any]) -> None:
+    s = setup
+    first = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    assert paris(MONDAY, 9) not in await slots(s, "talk")
+    # The short service's slots that overlap 9:00-9:50 are gone too.
+    assert paris(MONDAY, 9, 25) not in await slots(s, "short")
+    with pytest.raises(Conflict) as refused:
+        await agenda.do_book_appointment(
+            None,
+            practitioner=s["alice"],
+            client=s["clients"][1],
+            service=s["short"],
+            starts_at=paris(MONDAY, 9, 25),
+            location=s["office"],
+        )
+    assert "Séance" in refused.value.message  # says what it collides with
+    assert await Appointment.all().count() == 1
+    # Cancelling frees the slot; going back to scheduled is refused once someone took it.
+    await agenda.do_set_attendance(None, first, Attendance.CANCELLED_BY_CLIENT)
+    assert paris(MONDAY, 9) in await slots(s, "talk")
+    await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][1],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    with pytest.raises(Conflict):
+        await agenda.do_set_attendance(None, first, Attendance.SCHEDULED)
+
+
+async def test_attendance_transitions(setup: dict[str, Any]) -> None:
+    s = setup
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    await agenda.do_set_attendance(None, appt, Attendance.ATTENDED)
+    await agenda.do_set_attendance(None, appt, Attendance.NO_SHOW)  # a correction
+    with pytest.raises(Conflict):
+        await agenda.do_set_attendance(None, appt, Attendance.CANCELLED_BY_PRACTITIONER)
+    await agenda.do_set_attendance(None, appt, Attendance.SCHEDULED)
+    moved_to = await agenda.do_move_appointment(None, appt, paris(MONDAY, 11, 30))
+    await appt.refresh_from_db()
+    assert appt.attendance is Attendance.MOVED and moved_to.attendance is Attendance.SCHEDULED
+    assert paris(MONDAY, 9) in await slots(s, "talk")  # the old slot is free again
+    with pytest.raises(Conflict):
+        await agenda.do_set_attendance(None, appt, Attendance.SCHEDULED)  # moved is final
+    await agenda.do_delete_appointment(None, moved_to)
+    assert paris(MONDAY, 11, 30) in await slots(s, "talk")
+    assert await Appointment.filter(id=moved_to.id).exists()  # soft: the record stays
+
+
+async def test_group_slot_capacity(setup: dict[str, Any]) -> None:
+    s = setup
+    await agenda.do_add_availability(
+        None,
+        s["alice"],
+        services=[s["group"]],
+        weekday=2,
+        start_time=time(18),
+        end_time=time(19, 30),
+        location=s["office"],
+        is_group_slot=True,
+        capacity=3,
+    )
+    wednesday = MONDAY + timedelta(days=2)
+    found = await slots_for(
+        s["alice"].id,
+        s["group"].id,
+        timedelta(minutes=90),
+        PARIS,
+        wednesday,
+        wednesday,
+        now=LONG_AGO,
+    )
+    assert [(f.start, f.places_left) for f in found] == [(paris(wednesday, 18), 3)]
+    for client in s["clients"][:3]:
+        await agenda.do_book_appointment(
+            None,
+            practitioner=s["alice"],
+            client=client,
+            service=s["group"],
+            starts_at=paris(wednesday, 18),
+            location=s["office"],
+        )
+    with pytest.raises(Conflict):
+        await agenda.do_book_appointment(
+            None,
+            practitioner=s["alice"],
+            client=s["clients"][3],
+            service=s["group"],
+            starts_at=paris(wednesday, 18),
+            location=s["office"],
+        )
+    assert await slots(s, "group", wednesday) == []
+
+
+async def test_the_last_place_raced_for_goes_to_one(setup: dict[str, Any]) -> None:
+    s = setup
+
+    async def book(client: Any) -> Any:
+        return await agenda.do_book_appointment(
+            None,
+            practitioner=s["alice"],
+            client=client,
+            service=s["talk"],
+            starts_at=paris(MONDAY, 9),
+            location=s["office"],
+        )
+
+    results = await asyncio.gather(*(book(c) for c in s["clients"][:3]), return_exceptions=True)
+    assert sum(isinstance(r, Appointment) for r in results) == 1
+    assert sum(isinstance(r, Conflict) for r in results) == 2
+    assert await Appointment.all().count() == 1
+
+
+async def test_teleconsultation_has_a_room_and_no_location(setup: dict[str, Any]) -> None:
+    s = setup
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["video"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    assert appt.location_id is None and len(appt.video_room) >= 16  # type: ignore[attr-defined]
+    with pytest.raises(ValidationFailed):
+        await agenda.do_book_appointment(
+            None,
+            practitioner=s["alice"],
+            client=s["clients"][1],
+            service=s["talk"],
+            starts_at=paris(MONDAY, 11, 30),
+        )
+
+
+def test_free_slots_is_a_pure_function() -> None:
+    start = datetime(2027, 1, 4, 8, tzinfo=UTC)
+    window = Window(start, start + timedelta(hours=2), 1, frozenset({7}))
+    busy = [Busy(start + timedelta(minutes=30), start + timedelta(minutes=60), 7)]
+    got = free_slots([window], 7, timedelta(minutes=30), busy, [], not_before=start)
+    assert [g.start - start for g in got] == [
+        timedelta(0),
+        timedelta(hours=1),
+        timedelta(hours=1, minutes=30),
+    ]
+    # Nothing in the past.
+    assert free_slots(
+        [window], 7, timedelta(minutes=30), [], [], not_before=start + timedelta(hours=1, minutes=1)
+    )[0].start == start + timedelta(hours=1, minutes=30)
