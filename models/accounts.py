@@ -30,6 +30,10 @@ class Practice(Timestamped):
     currency = fields.CharField(max_length=3, default="EUR")
     # Clinical details and notes are for clinicians; the owner may open them to the front desk.
     office_admins_see_clinical = fields.BooleanField(default=False, db_default=False)
+    # Clients may cancel online until this many hours before an appointment.
+    cancellation_notice_hours = fields.SmallIntField(default=24, db_default=24)
+    # Clients book online on the portal (the practitioners' free slots).
+    online_booking = fields.BooleanField(default=True, db_default=True)
 
     class Meta:
         table = "practice"
@@ -50,9 +54,13 @@ class StaffUser(Timestamped):
     )
     # Portal messaging with clients needs this: not every clinician works online.
     portal_enabled = fields.BooleanField(default=True)
+    # The secret in the practitioner's calendar feed URL; a new one revokes the old URL.
+    calendar_token = fields.CharField(max_length=64, null=True, unique=True)
     is_active = fields.BooleanField(default=True)
     locale = fields.CharField(max_length=8, null=True)
     password_changed_at = fields.DatetimeField(null=True)
+    # The secret in the client's own calendar feed URL.
+    calendar_token = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "staff_user"
