@@ -59,8 +59,6 @@ class StaffUser(Timestamped):
     is_active = fields.BooleanField(default=True)
     locale = fields.CharField(max_length=8, null=True)
     password_changed_at = fields.DatetimeField(null=True)
-    # The secret in the client's own calendar feed URL.
-    calendar_token = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "staff_user"
@@ -85,6 +83,8 @@ class PortalAccount(Timestamped):
     invited_at = fields.DatetimeField(null=True)
     activated_at = fields.DatetimeField(null=True)
     password_changed_at = fields.DatetimeField(null=True)
+    # The secret in the client's own calendar feed URL.
+    calendar_token = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "portal_account"

@@ -9,6 +9,11 @@ class Migration(migrations.Migration):
 
     operations = [
         ops.AddField(
+            model_name='PortalAccount',
+            name='calendar_token',
+            field=fields.CharField(null=True, unique=True, max_length=64),
+        ),
+        ops.AddField(
             model_name='Practice',
             name='cancellation_notice_hours',
             field=fields.SmallIntField(default=24, db_default=24),
