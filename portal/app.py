@@ -8,9 +8,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import pages
+from portal import documents, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
+from server import feeds
 from server.auth.views import AuthPages
 from server.web import SessionMiddleware, static_dir
 
@@ -20,8 +21,12 @@ def build_portal_app() -> ASGIApp:
     routes = [
         Route("/", pages.home),
         Route("/messages", pages.messages),
+        Route("/documents", documents.documents_page),
+        Route("/documents/{document_id:int}", documents.download),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
+        Route("/calendar-feed", feeds.feed_page),
+        Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/api", Starlette(routes=api.routes())),
         Mount("/static", StaticFiles(directory=static_dir("portal"))),

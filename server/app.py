@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from portal.app import build_portal_app
 from realtime.hub import hub
-from server import db
+from server import db, feeds
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         routes=[
             Route("/", landing),
             Route("/healthz", health),
+            Route("/feeds/staff/{token}", feeds.staff_feed),
+            Route("/feeds/client/{token}", feeds.client_feed),
             Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
             Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
             Mount("/staff", build_staff_app()),

@@ -9,10 +9,46 @@ from starlette.types import ASGIApp
 
 from models.accounts import Realm
 from realtime.endpoint import websocket_endpoint
+from server import feeds
 from server.auth.views import AuthPages
 from server.web import SessionMiddleware, static_dir
-from staff import client_file, clients, messaging, pages, tasks
+from staff import (
+    agenda,
+    agenda_setup,
+    circle,
+    client_file,
+    clients,
+    contacts,
+    documents,
+    export,
+    messaging,
+    pages,
+    sessions,
+    tasks,
+)
 from staff.api import api
+
+SETUP_ROUTES = [
+    Route("/setup", agenda_setup.setup_home),
+    Route("/setup/categories", agenda_setup.categories_page, methods=["GET", "POST"]),
+    Route("/setup/categories/{category_id:int}", agenda_setup.category_form, methods=["POST"]),
+    Route("/setup/services", agenda_setup.services_page, methods=["GET", "POST"]),
+    Route("/setup/services/{service_id:int}", agenda_setup.service_form, methods=["POST"]),
+    Route("/setup/locations", agenda_setup.locations_page, methods=["GET", "POST"]),
+    Route("/setup/locations/{location_id:int}", agenda_setup.location_form, methods=["POST"]),
+    Route("/setup/availability", agenda_setup.availability_page, methods=["GET", "POST"]),
+    Route(
+        "/setup/availability/{availability_id:int}/remove",
+        agenda_setup.remove_availability_form,
+        methods=["POST"],
+    ),
+    Route("/setup/time-off", agenda_setup.time_off_page, methods=["GET", "POST"]),
+    Route(
+        "/setup/time-off/{time_off_id:int}/remove",
+        agenda_setup.remove_time_off_form,
+        methods=["POST"],
+    ),
+]
 
 
 def build_staff_app() -> ASGIApp:
@@ -24,7 +60,9 @@ def build_staff_app() -> ASGIApp:
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
         Route("/messages", messaging.messaging_page),
+        Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),
+        *contacts.routes,
         Route("/clients/{client_id:int}", client_file.file_page),
         Route("/clients/{client_id:int}/contact", client_file.save_contact, methods=["POST"]),
         Route("/clients/{client_id:int}/clinical", client_file.save_clinical, methods=["POST"]),
@@ -41,11 +79,29 @@ def build_staff_app() -> ASGIApp:
             methods=["POST"],
         ),
         Route("/clients/{client_id:int}/tasks", tasks.add_task_form, methods=["POST"]),
+        Route("/clients/{client_id:int}/documents", documents.upload_form, methods=["POST"]),
+        Route("/clients/{client_id:int}/documents/{document_id:int}", documents.download),
+        Route(
+            "/clients/{client_id:int}/documents/{document_id:int}/{change:str}",
+            documents.change_form,
+            methods=["POST"],
+        ),
+        Route("/clients/{client_id:int}/export", export.export_page),
+        *circle.routes,
+        Route("/clients/{client_id:int}/sessions", sessions.sessions_tab),
+        Route(
+            "/clients/{client_id:int}/sessions/{appointment_id:int}/attendance",
+            sessions.set_attendance,
+            methods=["POST"],
+        ),
         Route("/clients/{client_id:int}/{tab:str}", client_file.file_page),
         Route("/tasks", tasks.tasks_page),
         Route("/tasks/{task_id:int}/{state:str}", tasks.set_done_form, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/{state:str}", clients.set_portal, methods=["POST"]),
+        *SETUP_ROUTES,
+        Route("/calendar-feed", feeds.feed_page),
+        Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=static_dir("staff"))),
     ]
