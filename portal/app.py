@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import documents, pages
+from portal import booking, documents, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
@@ -25,6 +25,10 @@ def build_portal_app() -> ASGIApp:
         Route("/documents/{document_id:int}", documents.download),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
+        Route("/appointments", booking.appointments_page),
+        Route("/appointments/{appointment_id:int}/cancel", booking.cancel, methods=["POST"]),
+        Route("/book/{practitioner_id:int}", booking.practitioner_page),
+        Route("/book/{practitioner_id:int}", booking.book, methods=["POST"]),
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),

@@ -1,0 +1,259 @@
+"""Online booking and "my appointments" on the portal.
+
+Pages are plain forms (a slot is a button), so booking works on any phone without script.
+A client books only for themselves, only a free slot as computed at the moment of booking:
+two clients racing for the last place get one appointment and one "this slot is gone".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.accounts import Practice, StaffRole, StaffUser
+from models.agenda import Appointment, Attendance, Availability, Location, Service
+from models.clients import Client
+from server.actions import agenda
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import Conflict, NotFound
+from server.i18n import format_datetime
+from server.i18n import gettext as _
+from server.mail import queue_email
+from server.queries.agenda import Slot, slots_for
+from server.web import parse_body, path_id, render, require_client
+
+# How far ahead clients can book online.
+HORIZON_DAYS = 42
+
+
+class BookIn(BaseModel):
+    service_id: int
+    location_id: int | None = None
+    starts_at: datetime
+
+
+async def _practice(caller: Caller) -> Practice:
+    practice = await Practice.get(id=caller.practice_id)
+    if not practice.online_booking:
+        raise NotFound()
+    return practice
+
+
+async def bookable_practitioners(practice_id: int) -> list[StaffUser]:
+    """Clinicians of the practice with some availability, in name order."""
+    ids = await Availability.filter(
+        deleted_at=None, practitioner__practice_id=practice_id
+    ).values_list("practitioner_id", flat=True)
+    return await StaffUser.filter(
+        id__in=set(ids),
+        is_active=True,
+        role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
+    ).order_by("last_name", "first_name")
+
+
+async def _practitioner(caller: Caller, practitioner_id: int) -> StaffUser:
+    for p in await bookable_practitioners(caller.practice_id):
+        if p.id == practitioner_id:
+            return p
+    raise NotFound()
+
+
+async def offer(practitioner: StaffUser) -> dict[int | None, list[Service]]:
+    """The services a practitioner offers online, per location (None: remote only)."""
+    rows = await Availability.filter(
+        practitioner_id=practitioner.id, deleted_at=None
+    ).prefetch_related("services")
+    out: dict[int | None, dict[int, Service]] = {}
+    for a in rows:
+        for s in a.services:
+            if s.is_active:
+                out.setdefault(a.location_id, {})[s.id] = s  # type: ignore[attr-defined]
+    return {loc: sorted(svcs.values(), key=lambda s: s.name) for loc, svcs in out.items()}
+
+
+async def practitioner_page(request: Request, error: str = "", status: int = 200) -> Response:
+    caller = require_client(request)
+    practice = await _practice(caller)
+    practitioner = await _practitioner(caller, path_id(request, "practitioner_id"))
+    offered = await offer(practitioner)
+    locations = {
+        loc.id: loc
+        for loc in await Location.filter(
+            id__in=[i for i in offered if i is not None], is_active=True
+        )
+    }
+    location_ids: list[int | None] = [i for i in offered if i is None or i in locations]
+    chosen_location = _pick(request.query_params.get("location"), location_ids)
+    services = offered.get(chosen_location, [])
+    chosen_service = next(
+        (s for s in services if str(s.id) == request.query_params.get("service")), None
+    )
+    slots: list[Slot] = []
+    if chosen_service is not None:
+        tz = ZoneInfo(practice.time_zone)
+        today = datetime.now(tz).date()
+        slots = await slots_for(
+            practitioner.id,
+            chosen_service.id,
+            timedelta(minutes=chosen_service.duration_minutes),
+            tz,
+            today,
+            today + timedelta(days=HORIZON_DAYS),
+            location_id=chosen_location,
+        )
+    return render(
+        request,
+        "portal/book.html",
+        {
+            "section": "appointments",
+            "practitioner": practitioner,
+            "locations": [(i, locations.get(i) if i is not None else None) for i in location_ids],
+            "location_id": chosen_location,
+            "services": services,
+            "service": chosen_service,
+            "days": _by_day(slots, ZoneInfo(practice.time_zone)),
+            "error": error,
+        },
+        status=status,
+    )
+
+
+def _pick(raw: str | None, choices: list[int | None]) -> int | None:
+    for choice in choices:
+        if str(choice) == raw or (raw in (None, "") and choice == choices[0]):
+            return choice
+    return choices[0] if choices else None
+
+
+def _by_day(slots: list[Slot], tz: ZoneInfo) -> list[tuple[date, list[Slot]]]:
+    days: dict[date, list[Slot]] = {}
+    for slot in slots:
+        days.setdefault(slot.start.astimezone(tz).date(), []).append(slot)
+    return sorted(days.items())
+
+
+async def book(request: Request) -> Response:
+    caller = require_client(request)
+    await _practice(caller)
+    practitioner = await _practitioner(caller, path_id(request, "practitioner_id"))
+    data = await parse_body(request, BookIn)
+    offered = await offer(practitioner)
+    service = next((s for s in offered.get(data.location_id, []) if s.id == data.service_id), None)
+    if service is None:
+        raise NotFound()
+    assert caller.client is not None and caller.account is not None
+    try:
+        appointment = await book_free_slot(caller, practitioner, caller.client, service, data)
+    except Conflict:
+        # Someone else was quicker, or the slot closed meanwhile: show the fresh slots.
+        return await practitioner_page(
+            request, _("Sorry, this slot is no longer free. Please choose another one."), 409
+        )
+    return RedirectResponse(f"/portal/appointments?booked={appointment.id}", status_code=303)
+
+
+async def book_free_slot(
+    caller: Caller, practitioner: StaffUser, client: Client, service: Service, data: BookIn
+) -> Appointment:
+    """Book if the time is one of the free slots right now, and send the confirmation."""
+    practice = await Practice.get(id=caller.practice_id)
+    tz = ZoneInfo(practice.time_zone)
+    start = data.starts_at.astimezone(UTC)
+    day = start.astimezone(tz).date()
+    free = await slots_for(
+        practitioner.id,
+        service.id,
+        timedelta(minutes=service.duration_minutes),
+        tz,
+        day,
+        day,
+        location_id=data.location_id,
+    )
+    if not any(s.start == start for s in free):
+        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+    location = await Location.get_or_none(id=data.location_id) if data.location_id else None
+    async with atomic():
+        appointment = await agenda.do_book_appointment(
+            caller,
+            practitioner=practitioner,
+            client=client,
+            service=service,
+            starts_at=start,
+            location=location,
+        )
+        assert caller.account is not None
+        when = format_datetime(start, "full")
+        await queue_email(
+            caller.account.email,
+            _("Your appointment on %(when)s") % {"when": when},
+            _("Your appointment is booked: %(service)s with %(name)s on %(when)s%(place)s.")
+            % {
+                "service": service.name,
+                "name": practitioner.full_name,
+                "when": when,
+                "place": f", {location.name} ({location.address})" if location else "",
+            },
+            purpose="appointment.confirmation",
+            client_id=client.id,
+            practice_id=practice.id,
+        )
+    return appointment
+
+
+# --- my appointments -------------------------------------------------------------------------
+
+
+def can_cancel(appointment: Appointment, practice: Practice, now: datetime) -> bool:
+    notice = timedelta(hours=practice.cancellation_notice_hours)
+    return appointment.attendance is Attendance.SCHEDULED and appointment.starts_at - now >= notice
+
+
+async def appointments_page(request: Request, error: str = "", status: int = 200) -> Response:
+    caller = require_client(request)
+    assert caller.client is not None
+    practice = await Practice.get(id=caller.practice_id)
+    now = datetime.now(UTC)
+    rows = (
+        await Appointment.filter(client_id=caller.client.id, deleted_at=None)
+        .prefetch_related("service", "practitioner", "location")
+        .order_by("starts_at")
+    )
+    upcoming = [a for a in rows if a.ends_at >= now]
+    past = [a for a in rows if a.ends_at < now][::-1][:20]
+    ctx: dict[str, Any] = {
+        "section": "appointments",
+        "upcoming": [(a, can_cancel(a, practice, now)) for a in upcoming],
+        "past": past,
+        "notice_hours": practice.cancellation_notice_hours,
+        "practitioners": await bookable_practitioners(practice.id)
+        if practice.online_booking
+        else [],
+        "booked": request.query_params.get("booked", ""),
+        "error": error,
+    }
+    return render(request, "portal/appointments.html", ctx, status=status)
+
+
+async def cancel(request: Request) -> Response:
+    caller = require_client(request)
+    assert caller.client is not None
+    appointment = await Appointment.get_or_none(
+        id=path_id(request, "appointment_id"), client_id=caller.client.id, deleted_at=None
+    )
+    if appointment is None:
+        raise NotFound()
+    practice = await Practice.get(id=caller.practice_id)
+    if not can_cancel(appointment, practice, datetime.now(UTC)):
+        return await appointments_page(
+            request,
+            _("This appointment can no longer be cancelled online: please contact the practice."),
+            409,
+        )
+    await agenda.do_set_attendance(caller, appointment, Attendance.CANCELLED_BY_CLIENT)
+    return RedirectResponse("/portal/appointments?cancelled=1", status_code=303)

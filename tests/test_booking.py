@@ -1,0 +1,214 @@
+"""Online booking on the portal: a practitioner's page per location, free slots, booking
+(and the race for the last place), confirmation email, cancellation within the notice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import Practice
+from models.agenda import Appointment, Attendance
+from models.notifications import OutboxMessage
+from server.actions import agenda
+from tests.conftest import Factory, login
+
+
+@pytest.fixture
+async def practice(make: Factory) -> dict[str, Any]:
+    p = await make.practice()
+    cats = await agenda.ensure_builtin_categories(p)
+    alice = await make.therapist(first_name="Alice", last_name="Mercier")
+    lyon = await agenda.do_create_location(None, p, name="Lyon", address="3 rue de la Paix")
+    villeurbanne = await agenda.do_create_location(None, p, name="Villeurbanne")
+    talk = await agenda.do_create_service(
+        None, p, name="Séance", duration_minutes=60, price=Decimal("70")
+    )
+    kids = await agenda.do_create_service(
+        None, p, name="Séance enfant", duration_minutes=45, price=Decimal("60")
+    )
+    group = await agenda.do_create_service(
+        None,
+        p,
+        name="Groupe",
+        duration_minutes=60,
+        price=Decimal("25"),
+        category=cats[agenda.BuiltinCategory.GROUP],
+    )
+    # Three days ahead: the first free slots are beyond the default 24-hour notice.
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    # Lyon offers adults 9-11; Villeurbanne offers children 14-15 and a group at 18.
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk],
+        weekday=day.weekday(),
+        start_time=time(9),
+        end_time=time(11),
+        location=lyon,
+    )
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[kids],
+        weekday=day.weekday(),
+        start_time=time(14),
+        end_time=time(15),
+        location=villeurbanne,
+    )
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[group],
+        weekday=day.weekday(),
+        start_time=time(18),
+        end_time=time(19),
+        location=villeurbanne,
+        is_group_slot=True,
+        capacity=2,
+    )
+    clients = [await make.client(alice, first_name=n, last_name="Client") for n in "ABC"]
+    return {
+        "alice": alice,
+        "lyon": lyon,
+        "villeurbanne": villeurbanne,
+        "talk": talk,
+        "kids": kids,
+        "group": group,
+        "clients": clients,
+        "practice": p,
+    }
+
+
+def slot_times(html: str) -> list[str]:
+    return re.findall(r'data-slot="([^"]+)"', html)
+
+
+async def test_locations_switch_services_and_slots(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    await login(http, practice["clients"][0])
+    alice, lyon, vil = practice["alice"], practice["lyon"], practice["villeurbanne"]
+    assert f"/portal/book/{alice.id}" in (await http.get("/portal/appointments")).text
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}")
+    assert "Séance" in page.text and "Séance enfant" not in page.text
+    page = await http.get(f"/portal/book/{alice.id}?location={vil.id}")
+    assert "Séance enfant" in page.text and ">Séance ·" not in page.text
+    page = await http.get(
+        f"/portal/book/{alice.id}?location={lyon.id}&service={practice['talk'].id}"
+    )
+    assert len(slot_times(page.text)) >= 2  # 9:00 and 10:00 on each such weekday
+    group = await http.get(
+        f"/portal/book/{alice.id}?location={vil.id}&service={practice['group'].id}"
+    )
+    assert "2 places left" in group.text
+
+
+async def book(
+    http: httpx.AsyncClient, pid: int, service: int, location: int, start: str
+) -> httpx.Response:
+    return await http.post(
+        f"/portal/book/{pid}",
+        data={
+            "csrf_token": http.headers["X-CSRF-Token"],
+            "service_id": str(service),
+            "location_id": str(location),
+            "starts_at": start,
+        },
+    )
+
+
+async def test_book_confirm_and_cancel(http: httpx.AsyncClient, practice: dict[str, Any]) -> None:
+    client = practice["clients"][0]
+    await login(http, client)
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    first = slot_times(page.text)[0]
+    r = await book(http, alice.id, talk.id, lyon.id, first)
+    assert r.status_code == 303 and r.headers["location"].startswith("/portal/appointments?booked=")
+    appt = await Appointment.get(client_id=client.id)
+    assert appt.starts_at == datetime.fromisoformat(first)
+    mail = await OutboxMessage.get(purpose="appointment.confirmation")
+    assert mail.to == client.email and "Alice Mercier" in mail.body_text
+    # The slot is gone for everyone.
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    assert first not in slot_times(page.text)
+    again = await book(http, alice.id, talk.id, lyon.id, first)
+    assert again.status_code == 409 and "no longer free" in again.text
+    # Not a time the practitioner offers: refused the same way.
+    odd = (datetime.fromisoformat(first) + timedelta(minutes=7)).isoformat()
+    assert (await book(http, alice.id, talk.id, lyon.id, odd)).status_code == 409
+    # Cancel online: within the notice period (24 h by default) it is refused.
+    listing = await http.get("/portal/appointments")
+    main = listing.text.split("<main", 1)[1]
+    assert "Séance" in main and f"/portal/appointments/{appt.id}/cancel" in main, main
+    r = await http.post(
+        f"/portal/appointments/{appt.id}/cancel", data={"csrf_token": http.headers["X-CSRF-Token"]}
+    )
+    assert r.status_code == 303
+    await appt.refresh_from_db()
+    assert appt.attendance is Attendance.CANCELLED_BY_CLIENT
+
+
+async def test_cancellation_notice_and_other_clients(
+    new_http: Any, practice: dict[str, Any]
+) -> None:
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    soon = datetime.now(UTC) + timedelta(hours=5)
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=alice,
+        client=practice["clients"][0],
+        service=talk,
+        starts_at=soon,
+        location=lyon,
+    )
+    owner = new_http("10.8.0.1")
+    await login(owner, practice["clients"][0])
+    token = {"csrf_token": owner.headers["X-CSRF-Token"]}
+    r = await owner.post(f"/portal/appointments/{appt.id}/cancel", data=token)
+    assert r.status_code == 409 and "contact the practice" in r.text
+    await Practice.filter(id=practice["practice"].id).update(cancellation_notice_hours=2)
+    # Someone else's appointment is a 404, same as a missing one.
+    other = new_http("10.8.0.2")
+    await login(other, practice["clients"][1])
+    r = await other.post(
+        f"/portal/appointments/{appt.id}/cancel", data={"csrf_token": other.headers["X-CSRF-Token"]}
+    )
+    assert r.status_code == 404
+    assert "Séance" not in (await other.get("/portal/appointments")).text
+    assert (
+        await owner.post(f"/portal/appointments/{appt.id}/cancel", data=token)
+    ).status_code == 303
+
+
+async def test_two_clients_race_for_the_last_place(new_http: Any, practice: dict[str, Any]) -> None:
+    alice, vil, group = practice["alice"], practice["villeurbanne"], practice["group"]
+    sessions = []
+    for i, client in enumerate(practice["clients"]):
+        http = new_http(f"10.8.1.{i}")
+        await login(http, client)
+        sessions.append(http)
+    page = await sessions[0].get(f"/portal/book/{alice.id}?location={vil.id}&service={group.id}")
+    start = slot_times(page.text)[0]
+    # Two places, three clients at once: two get in, the third is told the slot is gone.
+    results = await asyncio.gather(*(book(h, alice.id, group.id, vil.id, start) for h in sessions))
+    assert sorted(r.status_code for r in results) == [303, 303, 409]
+    assert await Appointment.filter(service_id=group.id).count() == 2
+
+
+async def test_booking_off_and_unknown_practitioner(
+    http: httpx.AsyncClient, practice: dict[str, Any], make: Factory
+) -> None:
+    await login(http, practice["clients"][0])
+    desk = await make.office_admin()
+    assert (await http.get(f"/portal/book/{desk.id}")).status_code == 404
+    assert (await http.get("/portal/book/999999")).status_code == 404
+    await Practice.filter(id=practice["practice"].id).update(online_booking=False)
+    assert (await http.get(f"/portal/book/{practice['alice'].id}")).status_code == 404
+    assert "Book online" not in (await http.get("/portal/appointments")).text
