@@ -46,11 +46,15 @@ from models.messaging import (
     Participant,
     ParticipantRole,
 )
+from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from models.notifications import OutboxMessage, OutboxStatus
 from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "NoteAddendum",
+    "NoteTemplate",
+    "SessionNote",
     "Appointment",
     "Attendance",
     "Availability",
