@@ -11,7 +11,8 @@ from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
-from models.clients import Client, PaymentMethod
+from models.agenda import Appointment
+from models.clients import Client, Document, PaymentMethod
 from models.messaging import Conversation, Message, Participant
 from models.tasks import Task
 from server.auth.sessions import Caller
@@ -144,3 +145,40 @@ async def access_payment_method(caller: Caller, method_id: int) -> PaymentMethod
         raise NotFound()
     await access_client(caller, method.client_id)  # type: ignore[attr-defined]
     return method
+
+
+async def access_document(caller: Caller, document_id: int) -> Document:
+    """A document on a file the caller may see; a client reaches only their own documents
+    that staff shared with them. Deleted documents are gone for everyone."""
+    document = await Document.get_or_none(id=document_id, deleted_at=None)
+    if document is None:
+        raise NotFound()
+    if caller.staff is None and not document.shared_with_client:
+        raise NotFound()
+    await access_client(caller, document.client_id)  # type: ignore[attr-defined]
+    return document
+
+
+async def access_appointment(caller: Caller, appointment_id: int) -> Appointment:
+    """An appointment of a client whose file the caller may see (staff), or their own
+    (client). Deleted ones stay reachable for staff: the file keeps them."""
+    query = Appointment.filter(id=appointment_id, practice_id=caller.practice_id)
+    if caller.staff is None:
+        assert caller.client is not None
+        query = query.filter(client_id=caller.client.id, deleted_at=None)
+    appointment = await query.first()
+    if appointment is None:
+        raise NotFound()
+    await access_client(caller, appointment.client_id)  # type: ignore[attr-defined]
+    return appointment
+
+
+async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment, Practice]:
+    """The appointment whose note the caller may read or write: staff who may see clinical
+    content, on a file they may see. Anyone else gets the same 404 as a missing id."""
+    if caller.staff is None:
+        raise NotFound()
+    practice = await Practice.get(id=caller.practice_id)
+    if not can_see_clinical(caller, practice):
+        raise NotFound()
+    return await access_appointment(caller, appointment_id), practice

@@ -22,6 +22,7 @@ from staff import (
     documents,
     export,
     messaging,
+    notes,
     pages,
     sessions,
     tasks,
@@ -100,6 +101,16 @@ def build_staff_app() -> ASGIApp:
         Route("/clients/{client_id:int}/portal/invite", clients.invite, methods=["POST"]),
         Route("/clients/{client_id:int}/portal/{state:str}", clients.set_portal, methods=["POST"]),
         *SETUP_ROUTES,
+        Route("/appointments/{appointment_id:int}/note", notes.note_page),
+        Route("/appointments/{appointment_id:int}/note", notes.save_form, methods=["POST"]),
+        Route(
+            "/appointments/{appointment_id:int}/note/addenda",
+            notes.addendum_form,
+            methods=["POST"],
+        ),
+        Route(
+            "/appointments/{appointment_id:int}/note/cosign", notes.cosign_form, methods=["POST"]
+        ),
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),

@@ -1,0 +1,129 @@
+"""Session notes: write drafts, sign (then the note is fixed), add dated addenda, countersign.
+
+A signed note is a clinical record: it is never edited. The author corrects or completes it
+with an addendum, dated and kept beside it; a supervised therapist's note is countersigned
+by their supervisor.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from models.accounts import StaffUser
+from models.agenda import Appointment
+from models.notes import TEMPLATE_SECTIONS, NoteAddendum, NoteTemplate, SessionNote
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import Conflict, ValidationFailed
+from server.i18n import gettext as _
+
+MAX_SECTION = 20_000
+
+
+def _clean(template: NoteTemplate, sections: dict[str, str]) -> dict[str, str]:
+    allowed = TEMPLATE_SECTIONS[template]
+    unknown = set(sections) - set(allowed)
+    if unknown:
+        raise ValidationFailed(_("Some fields are not valid."), {"sections": _("Unknown section.")})
+    if any(len(v) > MAX_SECTION for v in sections.values()):
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"sections": _("A section is too long.")}
+        )
+    return {name: sections.get(name, "").strip() for name in allowed}
+
+
+async def do_save_draft(
+    actor: Caller,
+    appointment: Appointment,
+    template: NoteTemplate,
+    sections: dict[str, str],
+) -> SessionNote:
+    """Create or update the appointment's note while it is a draft (its author only)."""
+    assert actor.staff is not None
+    async with atomic():
+        note = await SessionNote.filter(appointment_id=appointment.id).select_for_update().first()
+        if note is None:
+            note = await SessionNote.create(
+                appointment=appointment,
+                author=actor.staff,
+                template=template,
+                sections=_clean(template, sections),
+            )
+            action = "note.created"
+        else:
+            if note.signed_at is not None:
+                raise Conflict(_("This note is signed: add an addendum instead."))
+            if note.author_id != actor.staff.id:  # type: ignore[attr-defined]
+                raise Conflict(_("Only the author can change a draft note."))
+            note.template = template
+            note.sections = _clean(template, sections)
+            await note.save()
+            action = "note.updated"
+        await audit.record(
+            actor,
+            action,
+            object_type="session_note",
+            object_id=note.id,
+            client_id=appointment.client_id,  # type: ignore[attr-defined]
+        )
+    return note
+
+
+async def do_sign(actor: Caller, note: SessionNote) -> SessionNote:
+    assert actor.staff is not None
+    if note.author_id != actor.staff.id:  # type: ignore[attr-defined]
+        raise Conflict(_("Only the author can sign a note."))
+    if note.signed_at is not None:
+        return note
+    if not any(note.sections.values()):
+        raise ValidationFailed(_("Some fields are missing."), {"sections": _("The note is empty.")})
+    async with atomic():
+        note.signed_at = datetime.now(UTC)
+        await note.save(update_fields=["signed_at", "updated_at"])
+        await _audit(actor, note, "note.signed")
+    return note
+
+
+async def do_add_addendum(actor: Caller, note: SessionNote, text: str) -> NoteAddendum:
+    assert actor.staff is not None
+    if note.signed_at is None:
+        raise Conflict(_("A draft is edited directly; addenda are for signed notes."))
+    if note.author_id != actor.staff.id:  # type: ignore[attr-defined]
+        raise Conflict(_("Only the author can add an addendum."))
+    text = text.strip()
+    if not text:
+        raise ValidationFailed(_("Some fields are missing."), {"text": _("Write the addendum.")})
+    async with atomic():
+        addendum = await NoteAddendum.create(note=note, author=actor.staff, text=text)
+        await _audit(actor, note, "note.addendum")
+    return addendum
+
+
+async def do_cosign(actor: Caller, note: SessionNote) -> SessionNote:
+    """Countersign a supervisee's signed note (the author's supervisor only)."""
+    assert actor.staff is not None
+    author = await StaffUser.get(id=note.author_id)  # type: ignore[attr-defined]
+    if author.supervisor_id != actor.staff.id:  # type: ignore[attr-defined]
+        raise Conflict(_("Only the author's supervisor can countersign."))
+    if note.signed_at is None:
+        raise Conflict(_("The author signs the note first."))
+    if note.cosigned_at is not None:
+        return note
+    async with atomic():
+        note.cosigned_by = actor.staff  # type: ignore[assignment]
+        note.cosigned_at = datetime.now(UTC)
+        await note.save(update_fields=["cosigned_by_id", "cosigned_at", "updated_at"])
+        await _audit(actor, note, "note.cosigned")
+    return note
+
+
+async def _audit(actor: Caller, note: SessionNote, action: str) -> None:
+    appointment = await Appointment.get(id=note.appointment_id)  # type: ignore[attr-defined]
+    await audit.record(
+        actor,
+        action,
+        object_type="session_note",
+        object_id=note.id,
+        client_id=appointment.client_id,  # type: ignore[attr-defined]
+    )

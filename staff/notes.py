@@ -1,0 +1,247 @@
+"""Session notes: the note page of an appointment, and its API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.accounts import StaffUser
+from models.agenda import Appointment
+from models.notes import TEMPLATE_SECTIONS, NoteAddendum, NoteTemplate, SessionNote
+from server.access import access_note
+from server.actions import notes
+from server.actions.audit import record_read
+from server.auth.sessions import Caller
+from server.errors import CabinetError, NotFound
+from server.i18n import lazy
+from server.web import client_address, path_id, render, require_staff, validate
+from staff.api import api
+
+SECTION_LABELS = {
+    "note": lazy("Note"),
+    "subjective": lazy("Subjective"),
+    "objective": lazy("Objective"),
+    "assessment": lazy("Assessment"),
+    "plan": lazy("Plan"),
+    "data": lazy("Data"),
+}
+TEMPLATE_LABELS = {
+    NoteTemplate.BLANK: lazy("Blank note"),
+    NoteTemplate.SOAP: lazy("SOAP (subjective, objective, assessment, plan)"),
+    NoteTemplate.DAP: lazy("DAP (data, assessment, plan)"),
+}
+
+
+class NoteIn(BaseModel):
+    template: NoteTemplate = NoteTemplate.BLANK
+    sections: dict[str, str] = Field(default_factory=dict)
+
+
+class AddendumIn(BaseModel):
+    text: str = Field(max_length=20_000)
+
+
+class NoteOut(BaseModel):
+    appointment_id: int
+    exists: bool
+    template: NoteTemplate | None
+    sections: dict[str, str]
+    author_id: int | None
+    signed_at: datetime | None
+    cosigned_by_id: int | None
+    cosigned_at: datetime | None
+    addenda: list[dict[str, Any]]
+
+
+async def _note(appointment: Appointment) -> SessionNote | None:
+    return await SessionNote.get_or_none(appointment_id=appointment.id)
+
+
+async def note_out(appointment: Appointment) -> NoteOut:
+    note = await _note(appointment)
+    addenda = (
+        await NoteAddendum.filter(note_id=note.id).order_by("id").prefetch_related("author")
+        if note
+        else []
+    )
+    return NoteOut(
+        appointment_id=appointment.id,
+        exists=note is not None,
+        template=note.template if note else None,
+        sections=note.sections if note else {},
+        author_id=note.author_id if note else None,  # type: ignore[attr-defined]
+        signed_at=note.signed_at if note else None,
+        cosigned_by_id=note.cosigned_by_id if note else None,  # type: ignore[attr-defined]
+        cosigned_at=note.cosigned_at if note else None,
+        addenda=[
+            {"author": a.author.full_name, "text": a.text, "created_at": a.created_at.isoformat()}
+            for a in addenda
+        ],
+    )
+
+
+async def _signed_note(appointment: Appointment) -> SessionNote:
+    note = await _note(appointment)
+    if note is None:
+        raise NotFound()
+    return note
+
+
+# --- API -------------------------------------------------------------------------------------
+
+
+@api.route("GET", "/appointments/{appointment_id}/note", response=NoteOut)
+async def get_note(request: Request) -> NoteOut:
+    """A session's note with its addenda (staff who may see clinical content)"""
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
+    return await note_out(appointment)
+
+
+@api.route("PUT", "/appointments/{appointment_id}/note", body=NoteIn, response=NoteOut)
+async def put_note(request: Request, body: NoteIn) -> NoteOut:
+    """Write the draft (409 once signed: add an addendum instead)"""
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await notes.do_save_draft(caller, appointment, body.template, body.sections)
+    return await note_out(appointment)
+
+
+@api.route("POST", "/appointments/{appointment_id}/note/sign", response=NoteOut)
+async def sign_note(request: Request) -> NoteOut:
+    """Sign the note: from then on it cannot change"""
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await notes.do_sign(caller, await _signed_note(appointment))
+    return await note_out(appointment)
+
+
+@api.route("POST", "/appointments/{appointment_id}/note/addenda", body=AddendumIn, response=NoteOut)
+async def add_addendum(request: Request, body: AddendumIn) -> NoteOut:
+    """Add a dated addendum to a signed note (its author only)"""
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await notes.do_add_addendum(caller, await _signed_note(appointment), body.text)
+    return await note_out(appointment)
+
+
+@api.route("POST", "/appointments/{appointment_id}/note/cosign", response=NoteOut)
+async def cosign_note(request: Request) -> NoteOut:
+    """Countersign a supervisee's signed note"""
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await notes.do_cosign(caller, await _signed_note(appointment))
+    return await note_out(appointment)
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+async def note_page(request: Request, error: str = "", status: int = 200) -> Response:
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
+    await appointment.fetch_related("client", "service", "practitioner")
+    note = await _note(appointment)
+    author = await StaffUser.get(id=note.author_id) if note else None  # type: ignore[attr-defined]
+    cosigner = (
+        await StaffUser.get(id=note.cosigned_by_id)  # type: ignore[attr-defined]
+        if note and note.cosigned_by_id  # type: ignore[attr-defined]
+        else None
+    )
+    assert caller.staff is not None
+    template = note.template if note else _template(request)
+    return render(
+        request,
+        "staff/note.html",
+        {
+            "section": "clients",
+            "appointment": appointment,
+            "client": appointment.client,
+            "note": note,
+            "author": author,
+            "cosigner": cosigner,
+            "template": template,
+            "sections": [(name, SECTION_LABELS[name]) for name in TEMPLATE_SECTIONS[template]],
+            "templates": TEMPLATE_LABELS,
+            "addenda": await NoteAddendum.filter(note_id=note.id)
+            .order_by("id")
+            .prefetch_related("author")
+            if note
+            else [],
+            "is_author": note is None or author is not None and author.id == caller.staff.id,
+            "may_cosign": bool(
+                note
+                and note.signed_at
+                and not note.cosigned_at
+                and author
+                and author.supervisor_id == caller.staff.id  # type: ignore[attr-defined]
+            ),
+            "error": error,
+        },
+        status=status,
+    )
+
+
+def _template(request: Request) -> NoteTemplate:
+    try:
+        return NoteTemplate(request.query_params.get("template", "blank"))
+    except ValueError:
+        return NoteTemplate.BLANK
+
+
+async def _form_action(request: Request, act: str) -> Response:
+    caller = require_staff(request)
+    appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
+    form = await request.form()
+    try:
+        await _run(caller, appointment, act, {k: str(v) for k, v in form.items()})
+    except CabinetError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        message = exc.message + " " + " ".join(exc.fields.values())
+        return await note_page(request, message.strip(), exc.status_code)
+    return RedirectResponse(f"/staff/appointments/{appointment.id}/note", status_code=303)
+
+
+async def _run(caller: Caller, appointment: Appointment, act: str, form: dict[str, str]) -> None:
+    if act == "save":
+        body = validate(
+            NoteIn,
+            {
+                "template": form.get("template", "blank"),
+                "sections": {
+                    k.removeprefix("section_"): v
+                    for k, v in form.items()
+                    if k.startswith("section_")
+                },
+            },
+        )
+        note = await notes.do_save_draft(caller, appointment, body.template, body.sections)
+        if form.get("sign") == "1":
+            await notes.do_sign(caller, note)
+    elif act == "addendum":
+        await notes.do_add_addendum(
+            caller, await _signed_note(appointment), validate(AddendumIn, form).text
+        )
+    elif act == "cosign":
+        await notes.do_cosign(caller, await _signed_note(appointment))
+    else:
+        raise NotFound()
+
+
+async def save_form(request: Request) -> Response:
+    return await _form_action(request, "save")
+
+
+async def addendum_form(request: Request) -> Response:
+    return await _form_action(request, "addendum")
+
+
+async def cosign_form(request: Request) -> Response:
+    return await _form_action(request, "cosign")

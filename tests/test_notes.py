@@ -1,0 +1,134 @@
+"""Session notes: drafts, signing makes them immutable, addenda by the author, countersigning
+by the supervisor, and who may read them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import Practice
+from models.audit import AuditEntry
+from models.notes import NoteAddendum, SessionNote
+from server.actions import agenda
+from tests.conftest import Factory, login
+
+
+@pytest.fixture
+async def session(make: Factory) -> dict[str, Any]:
+    practice = await make.practice()
+    alice = await make.therapist(first_name="Alice")
+    sam = await make.therapist(first_name="Sam", supervisor=alice)
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin()
+    client = await make.client(sam, first_name="Chloé")
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=sam,
+        client=client,
+        service=talk,
+        starts_at=datetime.now(UTC) - timedelta(days=1),
+        location=office,
+    )
+    return {"alice": alice, "sam": sam, "bob": bob, "desk": desk, "appt": appt, "client": client}
+
+
+async def test_draft_sign_addendum_cosign(new_http: Any, session: dict[str, Any]) -> None:
+    url = f"/api/appointments/{session['appt'].id}/note"
+    sam = new_http("10.6.0.1")
+    await login(sam, session["sam"])
+    assert (await sam.get(url)).json()["exists"] is False
+    r = await sam.put(url, json={"template": "soap", "sections": {"subjective": "Sleeps badly"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["sections"] == {
+        "subjective": "Sleeps badly",
+        "objective": "",
+        "assessment": "",
+        "plan": "",
+    }
+    r = await sam.put(url, json={"template": "soap", "sections": {"mood": "x"}})
+    assert r.status_code == 422
+    r = await sam.put(
+        url, json={"template": "soap", "sections": {"subjective": "Sleeps badly", "plan": "Diary"}}
+    )
+    assert r.json()["sections"]["plan"] == "Diary"
+    # The supervisor cannot countersign a draft, nor write in it.
+    alice = new_http("10.6.0.2")
+    await login(alice, session["alice"])
+    assert (await alice.post(f"{url}/cosign")).status_code == 409
+    assert (await alice.put(url, json={"template": "soap", "sections": {}})).status_code == 409
+    assert (await sam.post(f"{url}/sign")).status_code == 200
+    # Signed: fixed. Changes are refused with a 409 and change nothing.
+    r = await sam.put(url, json={"template": "soap", "sections": {"plan": "Changed"}})
+    assert r.status_code == 409
+    assert (await SessionNote.get(appointment_id=session["appt"].id)).sections["plan"] == "Diary"
+    assert (await sam.post(f"{url}/addenda", json={"text": "  "})).status_code == 422
+    r = await sam.post(f"{url}/addenda", json={"text": "Forgot: started melatonin"})
+    assert r.status_code == 200 and r.json()["addenda"][0]["text"] == "Forgot: started melatonin"
+    assert (await alice.post(f"{url}/addenda", json={"text": "not mine"})).status_code == 409
+    # Countersigning is for the author's supervisor only.
+    bob = new_http("10.6.0.3")
+    await login(bob, session["bob"])
+    assert (await bob.post(f"{url}/cosign")).status_code == 404  # not his client's file
+    r = await alice.post(f"{url}/cosign")
+    assert r.status_code == 200 and r.json()["cosigned_at"] is not None
+    assert await NoteAddendum.all().count() == 1
+    actions = set(
+        await AuditEntry.filter(object_type="session_note").values_list("action", flat=True)
+    )
+    assert {
+        "note.created",
+        "note.updated",
+        "note.signed",
+        "note.addendum",
+        "note.cosigned",
+    } <= actions
+
+
+async def test_who_may_read_notes(new_http: Any, session: dict[str, Any]) -> None:
+    url = f"/api/appointments/{session['appt'].id}/note"
+    sam = new_http("10.6.1.1")
+    await login(sam, session["sam"])
+    await sam.put(url, json={"template": "blank", "sections": {"note": "Private"}})
+    # The front desk sees the agenda, not the notes, unless the practice allows it.
+    desk = new_http("10.6.1.2")
+    await login(desk, session["desk"])
+    missing = await desk.get("/api/appointments/999999/note")
+    forbidden = await desk.get(url)
+    assert forbidden.status_code == missing.status_code == 404
+    assert forbidden.json() == missing.json()
+    assert (await desk.get(f"/staff/appointments/{session['appt'].id}/note")).status_code == 404
+    await Practice.filter(id=session["client"].practice_id).update(office_admins_see_clinical=True)
+    assert (await desk.get(url)).json()["sections"] == {"note": "Private"}
+    # A client never reaches notes: the staff API refuses portal sessions.
+    portal = new_http("10.6.1.3")
+    await login(portal, session["client"])
+    assert (await portal.get(url)).status_code == 401
+    assert await AuditEntry.filter(action="read.note").count() >= 1
+
+
+async def test_the_note_page(http: httpx.AsyncClient, session: dict[str, Any]) -> None:
+    me = await login(http, session["sam"])
+    page_url = f"/staff/appointments/{session['appt'].id}/note"
+    page = await http.get(page_url + "?template=dap")
+    assert page.status_code == 200 and 'name="section_data"' in page.text
+    form = {
+        "csrf_token": me["csrf_token"],
+        "template": "dap",
+        "section_data": "Calm",
+        "section_plan": "Review",
+    }
+    assert (await http.post(page_url, data=form)).status_code == 303
+    assert 'data-note-state="draft"' in (await http.get(page_url)).text
+    assert (await http.post(page_url, data={**form, "sign": "1"})).status_code == 303
+    signed = await http.get(page_url)
+    assert 'data-note-state="signed"' in signed.text and "Calm" in signed.text
+    again = await http.post(page_url, data={**form, "section_data": "Edited"})
+    assert again.status_code == 409 and "addendum" in again.text
