@@ -21,6 +21,7 @@ from staff import (
     contacts,
     documents,
     export,
+    logs,  # noqa: F401 - importing it registers the file's Logs tab
     messaging,
     notes,
     pages,
