@@ -34,6 +34,12 @@ class Practice(Timestamped):
     cancellation_notice_hours = fields.SmallIntField(default=24, db_default=24)
     # Clients book online on the portal (the practitioners' free slots).
     online_booking = fields.BooleanField(default=True, db_default=True)
+    # Teleconsultation links: {room} becomes the appointment's own unguessable room name.
+    video_url_template = fields.CharField(
+        max_length=300,
+        default="https://meet.jit.si/cabinet-{room}",
+        db_default="https://meet.jit.si/cabinet-{room}",
+    )
 
     class Meta:
         table = "practice"
