@@ -25,7 +25,7 @@ from server.errors import Conflict, NotFound
 from server.i18n import format_datetime
 from server.i18n import gettext as _
 from server.mail import queue_email
-from server.queries.agenda import Slot, slots_for
+from server.queries.agenda import Slot, slots_for, video_link
 from server.web import parse_body, path_id, render, require_client
 
 # How far ahead clients can book online.
@@ -192,18 +192,32 @@ async def book_free_slot(
         await queue_email(
             caller.account.email,
             _("Your appointment on %(when)s") % {"when": when},
-            _("Your appointment is booked: %(service)s with %(name)s on %(when)s%(place)s.")
-            % {
-                "service": service.name,
-                "name": practitioner.full_name,
-                "when": when,
-                "place": f", {location.name} ({location.address})" if location else "",
-            },
+            _("Your appointment is booked: %(service)s with %(name)s on %(when)s.")
+            % {"service": service.name, "name": practitioner.full_name, "when": when}
+            + "\n"
+            + where(appointment, practice, location, client),
             purpose="appointment.confirmation",
             client_id=client.id,
             practice_id=practice.id,
         )
     return appointment
+
+
+def where(
+    appointment: Appointment, practice: Practice, location: Location | None, client: Client
+) -> str:
+    """Where it takes place, as said in confirmations: the video link for a
+    teleconsultation, the client's address for a home visit, else the location."""
+    if appointment.video_room:
+        return _("Join by video: %(link)s") % {
+            "link": video_link(practice.video_url_template, appointment.video_room)
+        }
+    if location is None:
+        address = ", ".join(p for p in (client.address_line1, client.postal_code, client.city) if p)
+        return _("At your address: %(address)s") % {"address": address or "—"}
+    return _("Where: %(place)s") % {
+        "place": f"{location.name}, {location.address}" if location.address else location.name
+    }
 
 
 # --- my appointments -------------------------------------------------------------------------
@@ -229,6 +243,12 @@ async def appointments_page(request: Request, error: str = "", status: int = 200
     ctx: dict[str, Any] = {
         "section": "appointments",
         "upcoming": [(a, can_cancel(a, practice, now)) for a in upcoming],
+        "where": {a.id: where(a, practice, a.location, caller.client) for a in upcoming},
+        "video": {
+            a.id: video_link(practice.video_url_template, a.video_room)
+            for a in upcoming
+            if a.video_room
+        },
         "past": past,
         "notice_hours": practice.cancellation_notice_hours,
         "practitioners": await bookable_practitioners(practice.id)

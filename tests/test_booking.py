@@ -212,3 +212,50 @@ async def test_booking_off_and_unknown_practitioner(
     await Practice.filter(id=practice["practice"].id).update(online_booking=False)
     assert (await http.get(f"/portal/book/{practice['alice'].id}")).status_code == 404
     assert "Book online" not in (await http.get("/portal/appointments")).text
+
+
+async def test_teleconsultation_link_and_home_visit_address(
+    http: httpx.AsyncClient, practice: dict[str, Any], make: Factory
+) -> None:
+    from portal.booking import where
+    from server.queries.agenda import video_link
+
+    cats = await agenda.ensure_builtin_categories(practice["practice"])
+    video = await agenda.do_create_service(
+        None,
+        practice["practice"],
+        name="Visio",
+        duration_minutes=50,
+        price=Decimal("70"),
+        category=cats[agenda.BuiltinCategory.TELECONSULTATION],
+    )
+    home = await agenda.do_create_service(
+        None,
+        practice["practice"],
+        name="À domicile",
+        duration_minutes=60,
+        price=Decimal("90"),
+        category=cats[agenda.BuiltinCategory.HOME_VISIT],
+    )
+    client = practice["clients"][0]
+    client.address_line1, client.city = "12 rue Mercière", "Lyon"
+    await client.save()
+    start = datetime.now(UTC) + timedelta(days=10)
+    remote = await agenda.do_book_appointment(
+        None, practitioner=practice["alice"], client=client, service=video, starts_at=start
+    )
+    visit = await agenda.do_book_appointment(
+        None,
+        practitioner=practice["alice"],
+        client=client,
+        service=home,
+        starts_at=start + timedelta(hours=2),
+    )
+    p = await Practice.get(id=practice["practice"].id)
+    link = video_link(p.video_url_template, remote.video_room)
+    assert link == f"https://meet.jit.si/cabinet-{remote.video_room}"
+    assert link in where(remote, p, None, client)
+    assert "12 rue Mercière" in where(visit, p, None, client)
+    await login(http, client)
+    page = await http.get("/portal/appointments")
+    assert f'href="{link}"' in page.text and "12 rue Mercière" in page.text

@@ -219,3 +219,8 @@ async def slots_for(
         not_before=now or datetime.now(UTC),
         location_id=location_id,
     )
+
+
+def video_link(template: str, room: str) -> str:
+    """A teleconsultation's address: the practice's template with the appointment's room."""
+    return template.replace("{room}", room) if room else ""
