@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.agenda import Attendance, BuiltinCategory, Service
 from models.clients import Client, Relationship
 from models.messaging import Conversation, ConversationKind, Message
 from server.access import my_participant
-from server.actions import accounts, clients, messaging, tasks
+from server.actions import accounts, agenda, clients, messaging, tasks
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
 
@@ -77,6 +81,7 @@ async def create_demo() -> list[tuple[str, str, str]]:
         if i < 2:
             logins.append(("client", email, DEMO_PASSWORD))
     await _demo_conversations(owner, alice, bruno, people)
+    await _demo_agenda(practice, owner, alice, bruno, people)
     return logins
 
 
@@ -164,3 +169,134 @@ async def _demo_conversations(
         client_uid=uuid4().hex,
     )
     await _say(as_bruno, team, "J'ajoute un point sur les supervisions.")
+
+
+async def _demo_agenda(
+    practice: Practice,
+    owner: StaffUser,
+    alice: StaffUser,
+    bruno: StaffUser,
+    people: list[tuple[PortalAccount, Client]],
+) -> None:
+    """Two locations, services in every built-in category, weekly hours for Alice and
+    Bruno, and sessions around today: past ones attended, cancelled or missed, upcoming
+    ones scheduled (a teleconsultation and a group session among them)."""
+    as_owner = Caller.acting_as(owner)
+    cats = await agenda.ensure_builtin_categories(practice)
+    centre = await agenda.do_create_location(
+        as_owner, practice, name="Cabinet Lyon Centre", address="12 rue de la République, Lyon"
+    )
+    annexe = await agenda.do_create_location(
+        as_owner, practice, name="Annexe Croix-Rousse", address="4 place des Tapis, Lyon"
+    )
+
+    async def service(
+        name: str, minutes: int, price: str, kind: BuiltinCategory | None = None
+    ) -> Service:
+        return await agenda.do_create_service(
+            as_owner,
+            practice,
+            name=name,
+            duration_minutes=minutes,
+            price=Decimal(price),
+            category=cats[kind] if kind else None,
+        )
+
+    session = await service("Séance individuelle", 50, "70")
+    first = await service("Premier rendez-vous", 75, "90")
+    video = await service("Téléconsultation", 50, "70", BuiltinCategory.TELECONSULTATION)
+    home = await service("Visite à domicile", 60, "95", BuiltinCategory.HOME_VISIT)
+    group = await service("Groupe gestion du stress", 90, "30", BuiltinCategory.GROUP)
+
+    day = (time(9), time(17))
+    for who, weekdays, place in ((alice, (0, 3), centre), (bruno, (1, 4), annexe)):
+        for weekday in weekdays:
+            await agenda.do_add_availability(
+                Caller.acting_as(who),
+                who,
+                services=[session, first],
+                weekday=weekday,
+                start_time=day[0],
+                end_time=day[1],
+                location=place,
+            )
+        await agenda.do_add_availability(
+            Caller.acting_as(who),
+            who,
+            services=[video, home],
+            weekday=2,
+            start_time=time(14) if who is alice else time(9),
+            end_time=time(18) if who is alice else time(12),
+        )
+    await agenda.do_add_availability(
+        Caller.acting_as(alice),
+        alice,
+        services=[group],
+        weekday=3,
+        start_time=time(18),
+        end_time=time(19, 30),
+        location=annexe,
+        is_group_slot=True,
+        capacity=8,
+    )
+
+    tz = ZoneInfo(practice.time_zone)
+    today = datetime.now(tz).date()
+    monday = today - timedelta(days=today.weekday())
+
+    def at(week: int, weekday: int, hour: int) -> datetime:
+        local = date.fromordinal(monday.toordinal() + 7 * week + weekday)
+        return datetime.combine(local, time(hour), tz).astimezone(UTC)
+
+    outcomes = [
+        Attendance.ATTENDED,
+        Attendance.ATTENDED,
+        Attendance.CANCELLED_BY_CLIENT,
+        Attendance.ATTENDED,
+        Attendance.NO_SHOW,
+        Attendance.CANCELLED_BY_PRACTITIONER,
+    ]
+    hours = [9, 10, 11, 13, 14, 15]
+    for i, (_account, client) in enumerate(people):
+        therapist = alice if i % 2 == 0 else bruno
+        actor = Caller.acting_as(therapist)
+        weekday, place = (0, centre) if therapist is alice else (1, annexe)
+        hour = hours[(i // 2) % len(hours)]
+        for week in (-3, -2, -1):
+            past = await agenda.do_book_appointment(
+                actor,
+                practitioner=therapist,
+                client=client,
+                # A first appointment runs 75 minutes: only where the next hour is free.
+                service=first if week == -3 and hour in (11, 15) else session,
+                starts_at=at(week, weekday, hour),
+                location=place,
+            )
+            await agenda.do_set_attendance(actor, past, outcomes[(i + week) % len(outcomes)])
+        if i < 8:
+            await agenda.do_book_appointment(
+                actor,
+                practitioner=therapist,
+                client=client,
+                service=session,
+                starts_at=at(1, weekday, hour),
+                location=place,
+            )
+
+    helene, amira, sophie = people[0][1], people[2][1], people[4][1]
+    as_alice = Caller.acting_as(alice)
+    await agenda.do_book_appointment(
+        as_alice, practitioner=alice, client=helene, service=video, starts_at=at(1, 2, 15)
+    )
+    await agenda.do_book_appointment(
+        as_alice, practitioner=alice, client=amira, service=home, starts_at=at(1, 2, 16)
+    )
+    for member in (helene, amira, sophie):
+        await agenda.do_book_appointment(
+            as_alice,
+            practitioner=alice,
+            client=member,
+            service=group,
+            starts_at=at(1, 3, 18),
+            location=annexe,
+        )

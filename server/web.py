@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.accounts import Realm, StaffRole
+from models.agenda import Attendance
 from models.clients import ClientStatus, PaymentMethodKind
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
@@ -295,6 +296,12 @@ LABELS: dict[StrEnum, str] = {
     PaymentMethodKind.CASH: i18n.lazy("Cash"),
     PaymentMethodKind.INSURANCE: i18n.lazy("Insurance"),
     PaymentMethodKind.OTHER: i18n.lazy("Other"),
+    Attendance.SCHEDULED: i18n.lazy("Scheduled"),
+    Attendance.ATTENDED: i18n.lazy("Attended"),
+    Attendance.CANCELLED_BY_CLIENT: i18n.lazy("Cancelled by the client"),
+    Attendance.CANCELLED_BY_PRACTITIONER: i18n.lazy("Cancelled by the practitioner"),
+    Attendance.NO_SHOW: i18n.lazy("No-show"),
+    Attendance.MOVED: i18n.lazy("Moved"),
 }
 
 

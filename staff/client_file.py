@@ -25,6 +25,7 @@ from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import lazy
 from server.queries.client_file import account_details, clinical_details, contact_details
+from server.queries.sessions import load_sessions
 from server.queries.tasks import client_tasks
 from server.web import client_address, path_id, render, require_staff, validate
 from staff.api import api
@@ -45,8 +46,8 @@ class Tab:
 
 
 TABS: dict[str, Tab] = {}
-# What /staff/clients/{id} opens on. The sessions tab takes over once the agenda fills it.
-DEFAULT_TAB = "contact"
+# What /staff/clients/{id} opens on: the sessions, filled from the agenda.
+DEFAULT_TAB = "sessions"
 
 
 def register_tab(tab: Tab) -> None:
@@ -99,11 +100,6 @@ async def _staff_members(caller: Caller) -> list[StaffUser]:
     )
 
 
-async def _load_sessions(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    # The agenda fills this tab; until then it says so rather than pretending.
-    return {}
-
-
 async def _load_tasks(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
     return {"tasks": await client_tasks(client.id), "staff_members": await _staff_members(caller)}
 
@@ -134,7 +130,7 @@ register_tab(
     )
 )
 register_tab(
-    Tab("sessions", lazy("Sessions & notes"), "staff/file_sessions.html", _load_sessions, order=10)
+    Tab("sessions", lazy("Sessions & notes"), "staff/file_sessions.html", load_sessions, order=10)
 )
 register_tab(
     Tab("account", lazy("Account details"), "staff/file_account.html", _load_account, order=50)

@@ -22,6 +22,7 @@ from models.agenda import (
     Location,
     Service,
     ServiceCategory,
+    TimeOff,
 )
 from models.clients import Client
 from server.actions import audit
@@ -344,3 +345,217 @@ async def do_delete_appointment(actor: Caller | None, appointment: Appointment) 
             object_id=appointment.id,
             client_id=appointment.client_id,  # type: ignore[attr-defined]
         )
+
+
+# --- setup: categories, services, locations, availability, time off ----------------------------
+# (Edits from the setup pages, /staff/setup and /api/setup. Handlers check who may call.)
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(_("Some fields are not valid."), {field: message})
+
+
+async def do_create_category(
+    actor: Caller | None, practice: Practice, *, name: str, color: str
+) -> ServiceCategory:
+    async with atomic():
+        category = await ServiceCategory.create(practice=practice, name=name.strip(), color=color)
+        await audit.record(
+            actor,
+            "service_category.created",
+            object_type="service_category",
+            object_id=category.id,
+            practice_id=practice.id,
+        )
+    return category
+
+
+async def do_update_category(
+    actor: Caller | None, category: ServiceCategory, *, name: str, color: str
+) -> ServiceCategory:
+    """Rename or recolour one of the practice's own categories (the built-in ones are fixed:
+    their meaning drives how an appointment takes place)."""
+    if category.builtin is not None:
+        raise Conflict(_("The built-in categories cannot be changed."))
+    async with atomic():
+        category.name, category.color = name.strip(), color
+        await category.save(update_fields=["name", "color", "updated_at"])
+        await audit.record(
+            actor,
+            "service_category.updated",
+            object_type="service_category",
+            object_id=category.id,
+            practice_id=category.practice_id,  # type: ignore[attr-defined]
+        )
+    return category
+
+
+async def do_update_service(
+    actor: Caller | None,
+    service: Service,
+    *,
+    name: str,
+    duration_minutes: int,
+    price: Decimal,
+    category: ServiceCategory | None,
+    is_active: bool,
+) -> Service:
+    """Change a service; ``is_active=False`` takes it out of new bookings (never deleted:
+    past appointments keep pointing at it)."""
+    if not 5 <= duration_minutes <= 24 * 60:
+        raise _invalid("duration_minutes", _("Between 5 minutes and 24 hours."))
+    async with atomic():
+        service.name = name.strip()
+        service.duration_minutes = duration_minutes
+        service.price = price
+        service.category = category  # type: ignore[assignment]
+        service.is_active = is_active
+        await service.save()
+        await audit.record(
+            actor,
+            "service.updated",
+            object_type="service",
+            object_id=service.id,
+            practice_id=service.practice_id,  # type: ignore[attr-defined]
+            detail={"is_active": is_active},
+        )
+    return service
+
+
+async def do_update_location(
+    actor: Caller | None, location: Location, *, name: str, address: str, is_active: bool
+) -> Location:
+    """Change a location; deactivated, it is offered no more (past appointments keep it)."""
+    async with atomic():
+        location.name, location.address, location.is_active = name.strip(), address, is_active
+        await location.save(update_fields=["name", "address", "is_active", "updated_at"])
+        await audit.record(
+            actor,
+            "location.updated",
+            object_type="location",
+            object_id=location.id,
+            practice_id=location.practice_id,  # type: ignore[attr-defined]
+            detail={"is_active": is_active},
+        )
+    return location
+
+
+async def do_update_availability(
+    actor: Caller | None,
+    availability: Availability,
+    *,
+    services: Sequence[Service],
+    start_time: time,
+    end_time: time,
+    weekday: int | None = None,
+    on_date: date | None = None,
+    location: Location | None = None,
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+    is_group_slot: bool = False,
+    capacity: int = 1,
+) -> Availability:
+    """Replace an availability's hours and services. Appointments already booked stay."""
+    if (weekday is None) == (on_date is None):
+        raise _invalid("weekday", _("Choose a weekday or a date."))
+    if end_time <= start_time:
+        raise _invalid("end_time", _("The end comes after the start."))
+    if is_group_slot and capacity < 2:
+        raise _invalid("capacity", _("A group slot has room for at least two people."))
+    async with atomic():
+        availability.location = location  # type: ignore[assignment]
+        availability.weekday = weekday
+        availability.on_date = on_date
+        availability.start_minute = start_time.hour * 60 + start_time.minute
+        availability.end_minute = end_time.hour * 60 + end_time.minute
+        availability.valid_from = valid_from
+        availability.valid_until = valid_until
+        availability.is_group_slot = is_group_slot
+        availability.capacity = capacity if is_group_slot else 1
+        await availability.save()
+        await availability.services.clear()
+        await availability.services.add(*services)
+        await audit.record(
+            actor,
+            "availability.updated",
+            object_type="availability",
+            object_id=availability.id,
+        )
+    return availability
+
+
+async def do_remove_availability(actor: Caller | None, availability: Availability) -> None:
+    """Soft: the hours stop being offered; the row stays for the record."""
+    if availability.deleted_at is not None:
+        return
+    async with atomic():
+        availability.deleted_at = datetime.now(UTC)
+        await availability.save(update_fields=["deleted_at", "updated_at"])
+        await audit.record(
+            actor,
+            "availability.removed",
+            object_type="availability",
+            object_id=availability.id,
+        )
+
+
+def _check_time_off(starts_at: datetime, ends_at: datetime) -> None:
+    if ends_at <= starts_at:
+        raise _invalid("ends_at", _("The end comes after the start."))
+
+
+async def do_add_time_off(
+    actor: Caller | None,
+    practitioner: StaffUser,
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str = "",
+) -> TimeOff:
+    """Close a practitioner's hours between two aware datetimes (stored in UTC).
+    Appointments already booked in that time stay: the agenda shows them as they are."""
+    _check_time_off(starts_at, ends_at)
+    async with atomic():
+        time_off = await TimeOff.create(
+            practitioner=practitioner,
+            starts_at=starts_at.astimezone(UTC),
+            ends_at=ends_at.astimezone(UTC),
+            reason=reason.strip(),
+        )
+        await audit.record(
+            actor,
+            "time_off.added",
+            object_type="time_off",
+            object_id=time_off.id,
+            practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+        )
+    return time_off
+
+
+async def do_update_time_off(
+    actor: Caller | None, time_off: TimeOff, *, starts_at: datetime, ends_at: datetime, reason: str
+) -> TimeOff:
+    _check_time_off(starts_at, ends_at)
+    async with atomic():
+        time_off.starts_at = starts_at.astimezone(UTC)
+        time_off.ends_at = ends_at.astimezone(UTC)
+        time_off.reason = reason.strip()
+        await time_off.save(update_fields=["starts_at", "ends_at", "reason", "updated_at"])
+        await audit.record(actor, "time_off.updated", object_type="time_off", object_id=time_off.id)
+    return time_off
+
+
+async def do_remove_time_off(actor: Caller | None, time_off: TimeOff) -> None:
+    """Time off has no history worth keeping beyond the audit entry: the row goes."""
+    async with atomic():
+        await audit.record(
+            actor,
+            "time_off.removed",
+            object_type="time_off",
+            object_id=time_off.id,
+            detail={
+                "starts_at": time_off.starts_at.isoformat(),
+                "ends_at": time_off.ends_at.isoformat(),
+            },
+        )
+        await time_off.delete()

@@ -15,6 +15,7 @@ from models.clients import (
     PhoneNumber,
     Tag,
 )
+from server.queries.sessions import attendance_totals
 
 # Empty rows offered by the contact form so a phone or email can be added without script.
 SPARE_ROWS = 2
@@ -42,11 +43,10 @@ async def clinical_details(client: Client) -> dict[str, Any]:
         if therapist
         else None
     )
-    # Attendance totals come from the agenda's appointments once they exist.
     return {
         "supervisor": supervisor,
         "keywords": client.diagnosis_keywords or [],
-        "attendance": {"attended": 0, "cancelled": 0, "no_show": 0},
+        "attendance": await attendance_totals(client),
     }
 
 

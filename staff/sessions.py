@@ -1,0 +1,53 @@
+"""The sessions tab of a client file: the filtered list, and marking attendance from it."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.agenda import Appointment, Attendance
+from server.access import access_client
+from server.actions import agenda
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.i18n import gettext as _
+from server.queries.sessions import SessionFilter, requested_filter
+from server.web import path_id, require_staff
+from staff import client_file
+
+# The filters a row's form carries back, so the list looks the same after marking.
+FILTER_PARAMS = ("therapist", "status", "service", "amount_min", "amount_max")
+
+
+async def sessions_tab(request: Request) -> Response:
+    """The tab, filtered by the query string (therapist, status, service, amount range)."""
+    requested_filter.set(SessionFilter.from_query(request.query_params))
+    return await client_file.file_page(request, tab_name="sessions")
+
+
+async def set_attendance(request: Request) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    # Reached through the client: an appointment of another file is missing here.
+    appointment = await Appointment.get_or_none(
+        id=path_id(request, "appointment_id"), client_id=client.id, deleted_at=None
+    )
+    if appointment is None:
+        raise NotFound()
+    form = await request.form()
+    value = str(form.get("attendance", ""))
+    if value not in set(Attendance):
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"attendance": _("Choose one of the options.")}
+        )
+    kept = {k: str(form[k]) for k in FILTER_PARAMS if form.get(k)}
+    try:
+        await agenda.do_set_attendance(caller, appointment, Attendance(value))
+    except Conflict as exc:
+        requested_filter.set(SessionFilter.from_query(kept))
+        return await client_file.file_page(
+            request, {"error": exc.message}, status=409, tab_name="sessions"
+        )
+    query = urlencode({**kept, "saved": "1"})
+    return RedirectResponse(f"/staff/clients/{client.id}/sessions?{query}", status_code=303)

@@ -1,0 +1,709 @@
+"""Agenda setup: categories, services, locations, availability and time off, through the
+JSON API and the pages, as each kind of caller."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from models.agenda import Availability, BuiltinCategory, Service, ServiceCategory, TimeOff
+from server.actions import agenda
+from server.queries.agenda import slots_for
+from tests.conftest import Factory, login
+
+PARIS = ZoneInfo("Europe/Paris")
+NEXT_YEAR = date.today().year + 1
+
+
+@pytest.fixture
+async def team(make: Factory) -> dict[str, Any]:
+    practice = await make.practice()
+    cats = await agenda.ensure_builtin_categories(practice)
+    owner = await make.owner(first_name="Olga")
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin(first_name="Denise")
+    client = await make.client(alice)
+    office = await agenda.do_create_location(None, practice, name="Cabinet Lyon")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    group = await agenda.do_create_service(
+        None,
+        practice,
+        name="Groupe",
+        duration_minutes=90,
+        price=Decimal("30"),
+        category=cats[BuiltinCategory.GROUP],
+    )
+    return {
+        "practice": practice,
+        "cats": cats,
+        "owner": owner,
+        "alice": alice,
+        "bob": bob,
+        "desk": desk,
+        "client": client,
+        "office": office,
+        "talk": talk,
+        "group": group,
+    }
+
+
+def hours(practitioner: Any, services: list[Any], **kw: Any) -> dict[str, Any]:
+    body = {
+        "practitioner_id": practitioner.id,
+        "weekday": 0,
+        "start_time": "09:00",
+        "end_time": "12:00",
+        "service_ids": [s.id for s in services],
+    }
+    body.update(kw)
+    return body
+
+
+# --- categories ------------------------------------------------------------------------------
+
+
+async def test_categories(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    await login(http, team["owner"])
+    listed = (await http.get("/api/setup/categories")).json()
+    assert [c["builtin"] for c in listed] == ["teleconsultation", "home_visit", "group"]
+    assert not any(c["editable"] for c in listed)
+
+    r = await http.post("/api/setup/categories", json={"name": " Bilans ", "color": "#aa3300"})
+    assert r.status_code == 200, r.text
+    mine = r.json()
+    assert (mine["name"], mine["color"], mine["editable"]) == ("Bilans", "#aa3300", True)
+    r = await http.put(
+        f"/api/setup/categories/{mine['id']}", json={"name": "Bilans initiaux", "color": "#112233"}
+    )
+    assert r.json()["name"] == "Bilans initiaux" and r.json()["color"] == "#112233"
+
+    builtin = team["cats"][BuiltinCategory.GROUP]
+    r = await http.put(f"/api/setup/categories/{builtin.id}", json={"name": "X"})
+    assert r.status_code == 409
+    assert (await ServiceCategory.get(id=builtin.id)).name == "Group"
+
+    r = await http.post("/api/setup/categories", json={"name": "", "color": "red"})
+    assert r.status_code == 422
+    assert set(r.json()["error"]["fields"]) == {"name", "color"}
+    assert (await http.put("/api/setup/categories/999999", json={"name": "X"})).status_code == 404
+
+
+async def test_category_of_another_practice_is_missing(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    from models.accounts import Practice
+
+    other = await Practice.create(name="Elsewhere")
+    theirs = await agenda.do_create_category(None, other, name="Theirs", color="#000000")
+    await login(http, team["owner"])
+    r = await http.put(f"/api/setup/categories/{theirs.id}", json={"name": "Mine now"})
+    assert r.status_code == 404
+    r = await http.post(
+        "/api/setup/services",
+        json={"name": "S", "duration_minutes": 30, "price": "10", "category_id": theirs.id},
+    )
+    assert r.status_code == 404
+
+
+# --- services and locations --------------------------------------------------------------
+
+
+async def test_services(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    await login(http, team["desk"])  # office admins set up the practice too
+    video = team["cats"][BuiltinCategory.TELECONSULTATION]
+    r = await http.post(
+        "/api/setup/services",
+        json={"name": "Visio", "duration_minutes": 45, "price": "65.50", "category_id": video.id},
+    )
+    assert r.status_code == 200, r.text
+    created = r.json()
+    assert created["price"] == "65.50" and created["category_id"] == video.id
+
+    body = {"name": "Visio longue", "duration_minutes": 60, "price": "80", "is_active": False}
+    r = await http.put(f"/api/setup/services/{created['id']}", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["is_active"] is False and r.json()["category_id"] is None
+    service = await Service.get(id=created["id"])  # deactivated, never deleted
+    assert service.name == "Visio longue" and not service.is_active
+    listed = (await http.get("/api/setup/services")).json()
+    assert listed[-1]["id"] == created["id"]  # inactive ones last
+
+    for bad, field in [
+        ({"duration_minutes": 3}, "duration_minutes"),
+        ({"duration_minutes": 2000}, "duration_minutes"),
+        ({"price": "-1"}, "price"),
+        ({"price": "1.234"}, "price"),
+        ({"name": ""}, "name"),
+    ]:
+        r = await http.post(
+            "/api/setup/services", json={"name": "S", "duration_minutes": 30, "price": "10", **bad}
+        )
+        assert r.status_code == 422, bad
+        assert field in r.json()["error"]["fields"], r.json()
+    assert (await http.put("/api/setup/services/424242", json=body)).status_code == 404
+
+
+async def test_locations(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    await login(http, team["owner"])
+    r = await http.post(
+        "/api/setup/locations", json={"name": "Annexe", "address": "3 rue des Lilas, Lyon"}
+    )
+    assert r.status_code == 200, r.text
+    annexe = r.json()
+    r = await http.put(
+        f"/api/setup/locations/{annexe['id']}",
+        json={"name": "Annexe Nord", "address": "5 rue des Lilas", "is_active": False},
+    )
+    assert r.json() == {
+        **annexe,
+        "name": "Annexe Nord",
+        "address": "5 rue des Lilas",
+        "is_active": False,
+    }
+    names = [loc["name"] for loc in (await http.get("/api/setup/locations")).json()]
+    assert names == ["Cabinet Lyon", "Annexe Nord"]
+    r = await http.post("/api/setup/locations", json={"name": "x" * 121})
+    assert r.status_code == 422 and "name" in r.json()["error"]["fields"]
+    assert (
+        await http.put("/api/setup/locations/999999", json={"name": "Nowhere"})
+    ).status_code == 404
+
+
+async def test_roles_for_practice_setup(
+    http: httpx.AsyncClient, new_http: Any, team: dict[str, Any]
+) -> None:
+    await login(http, team["alice"])
+    # A therapist reads the lists (the agenda needs them) but changes none of them.
+    assert (await http.get("/api/setup/services")).status_code == 200
+    r = await http.post(
+        "/api/setup/services", json={"name": "S", "duration_minutes": 30, "price": "10"}
+    )
+    assert r.status_code == 403
+    r = await http.put(
+        f"/api/setup/services/{team['talk'].id}",
+        json={"name": "S", "duration_minutes": 30, "price": "10"},
+    )
+    assert r.status_code == 403
+    assert (await http.post("/api/setup/locations", json={"name": "L"})).status_code == 403
+    assert (await http.post("/api/setup/categories", json={"name": "C"})).status_code == 403
+
+    portal = new_http()
+    await login(portal, team["client"])
+    nobody = new_http("10.0.0.9")
+    for who in (portal, nobody):
+        for url in (
+            "/api/setup/categories",
+            "/api/setup/services",
+            "/api/setup/locations",
+            "/api/setup/availability",
+            "/api/setup/time-off",
+        ):
+            assert (await who.get(url)).status_code == 401, url
+        r = await who.post(
+            "/api/setup/services", json={"name": "S", "duration_minutes": 30, "price": "10"}
+        )
+        assert r.status_code == 401
+    await portal.aclose()
+    await nobody.aclose()
+
+
+# --- availability ----------------------------------------------------------------------------
+
+
+async def test_availability_by_the_office(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    alice, talk, office = team["alice"], team["talk"], team["office"]
+    await login(http, team["desk"])
+    body = hours(
+        alice,
+        [talk],
+        location_id=office.id,
+        valid_from=f"{NEXT_YEAR}-01-01",
+        valid_until=f"{NEXT_YEAR}-06-30",
+    )
+    r = await http.post("/api/setup/availability", json=body)
+    assert r.status_code == 200, r.text
+    created = r.json()
+    assert created["start_time"] == "09:00" and created["service_ids"] == [talk.id]
+    assert created["valid_until"] == f"{NEXT_YEAR}-06-30"
+
+    # Mondays 9:00-12:00 in Paris: three 50-minute sessions a week.
+    monday = date(NEXT_YEAR, 3, 1)
+    monday += timedelta(days=-monday.weekday())
+    slots = await slots_for(
+        alice.id, talk.id, timedelta(minutes=50), PARIS, monday, monday + timedelta(days=6)
+    )
+    assert [s.start.astimezone(PARIS).strftime("%a %H:%M") for s in slots] == [
+        "Mon 09:00",
+        "Mon 09:50",
+        "Mon 10:40",
+    ]
+    # After the validity, nothing.
+    july = date(NEXT_YEAR, 7, 5)
+    assert not await slots_for(
+        alice.id, talk.id, timedelta(minutes=50), PARIS, july, july + timedelta(days=6)
+    )
+
+    r = await http.put(
+        f"/api/setup/availability/{created['id']}",
+        json=hours(alice, [talk], weekday=2, start_time="14:00", end_time="18:00"),
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["weekday"], r.json()["start_time"], r.json()["location_id"]) == (
+        2,
+        "14:00",
+        None,
+    )
+
+    listed = (await http.get(f"/api/setup/availability?practitioner_id={alice.id}")).json()
+    assert [a["id"] for a in listed] == [created["id"]]
+    assert (await http.delete(f"/api/setup/availability/{created['id']}")).status_code == 200
+    # Soft: no longer offered nor listed, still on record.
+    assert (await http.get(f"/api/setup/availability?practitioner_id={alice.id}")).json() == []
+    row = await Availability.get(id=created["id"])
+    assert row.deleted_at is not None
+    r = await http.put(f"/api/setup/availability/{created['id']}", json=hours(alice, [talk]))
+    assert r.status_code == 404
+
+
+async def test_one_off_opening_and_group_slot(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    alice, group, office = team["alice"], team["group"], team["office"]
+    await login(http, team["owner"])
+    saturday = date(NEXT_YEAR, 5, 1)
+    saturday += timedelta(days=5 - saturday.weekday())
+    r = await http.post(
+        "/api/setup/availability",
+        json=hours(
+            alice,
+            [group],
+            weekday=None,
+            on_date=saturday.isoformat(),
+            start_time="10:00",
+            end_time="11:30",
+            location_id=office.id,
+            is_group_slot=True,
+            capacity=6,
+        ),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["is_group_slot"] and r.json()["capacity"] == 6
+    slots = await slots_for(
+        alice.id, group.id, timedelta(minutes=90), PARIS, saturday, saturday + timedelta(days=7)
+    )
+    assert [(s.start.astimezone(PARIS).date(), s.places_left) for s in slots] == [(saturday, 6)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"on_date": f"{NEXT_YEAR}-02-03"}, "weekday"),  # both a weekday and a date
+        ({"weekday": None}, "weekday"),  # neither
+        ({"weekday": 7}, "weekday"),
+        ({"end_time": "08:00"}, "end_time"),
+        ({"start_time": "25:00"}, "start_time"),
+        ({"service_ids": []}, "service_ids"),
+        ({"valid_from": f"{NEXT_YEAR}-05-01", "valid_until": f"{NEXT_YEAR}-04-01"}, "valid_until"),
+        ({"is_group_slot": True, "capacity": 1, "group": True}, "capacity"),
+        ({"is_group_slot": True, "capacity": 4}, "service_ids"),  # a group slot of a 1:1 service
+        ({"group": True}, "is_group_slot"),  # a group service outside a group slot
+    ],
+)
+async def test_availability_validation(
+    http: httpx.AsyncClient, team: dict[str, Any], changes: dict[str, Any], field: str
+) -> None:
+    await login(http, team["owner"])
+    services = [team["group"]] if changes.pop("group", False) else [team["talk"]]
+    r = await http.post("/api/setup/availability", json=hours(team["alice"], services, **changes))
+    assert r.status_code == 422, r.text
+    assert field in r.json()["error"]["fields"], r.json()
+    assert not await Availability.exists()
+
+
+async def test_availability_refuses_what_is_not_offered(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    owner, alice, talk = team["owner"], team["alice"], team["talk"]
+    await login(http, owner)
+    body = {"name": "Séance", "duration_minutes": 50, "price": "70", "is_active": False}
+    await http.put(
+        f"/api/setup/locations/{team['office'].id}", json={"name": "Closed", "is_active": False}
+    )
+    r = await http.post(
+        "/api/setup/availability", json=hours(alice, [talk], location_id=team["office"].id)
+    )
+    assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"]
+    await http.put(f"/api/setup/services/{talk.id}", json=body)
+    r = await http.post("/api/setup/availability", json=hours(alice, [talk]))
+    assert r.status_code == 422 and "service_ids" in r.json()["error"]["fields"]
+    # Wrong ids are missing, whichever field names them.
+    assert (
+        await http.post("/api/setup/availability", json=hours(alice, [talk], service_ids=[999999]))
+    ).status_code == 404
+    assert (
+        await http.post("/api/setup/availability", json=hours(alice, [talk], location_id=999999))
+    ).status_code == 404
+    assert (
+        await http.post(
+            "/api/setup/availability", json={**hours(alice, [talk]), "practitioner_id": 999999}
+        )
+    ).status_code == 404
+    # An office admin has no hours of their own.
+    assert (
+        await http.post(
+            "/api/setup/availability",
+            json=hours(team["desk"], [team["group"]], is_group_slot=True, capacity=3),
+        )
+    ).status_code == 404
+
+
+async def test_therapist_edits_only_their_own_availability(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    alice, bob, talk = team["alice"], team["bob"], team["talk"]
+    bobs = await agenda.do_add_availability(
+        None,
+        bob,
+        services=[talk],
+        weekday=1,
+        start_time=datetime(2000, 1, 1, 9).time(),
+        end_time=datetime(2000, 1, 1, 12).time(),
+    )
+    await login(http, alice)
+    r = await http.post("/api/setup/availability", json=hours(alice, [talk]))
+    assert r.status_code == 200, r.text
+    mine = r.json()["id"]
+    assert [a["id"] for a in (await http.get("/api/setup/availability")).json()] == [mine]
+
+    assert (await http.post("/api/setup/availability", json=hours(bob, [talk]))).status_code == 404
+    assert (await http.get(f"/api/setup/availability?practitioner_id={bob.id}")).status_code == 404
+    assert (
+        await http.put(f"/api/setup/availability/{bobs.id}", json=hours(bob, [talk]))
+    ).status_code == 404
+    assert (
+        await http.put(f"/api/setup/availability/{bobs.id}", json=hours(alice, [talk]))
+    ).status_code == 404
+    assert (await http.delete(f"/api/setup/availability/{bobs.id}")).status_code == 404
+    # Nor can their own hours be handed over to someone else.
+    r = await http.put(f"/api/setup/availability/{mine}", json=hours(bob, [talk]))
+    assert r.status_code == 404
+    await bobs.refresh_from_db()
+    assert bobs.deleted_at is None and bobs.weekday == 1
+
+    # The office sees and changes everyone's.
+    await login(http, team["desk"])
+    everyone = {a["practitioner_id"] for a in (await http.get("/api/setup/availability")).json()}
+    assert everyone == {alice.id, bob.id}
+    r = await http.put(f"/api/setup/availability/{mine}", json=hours(bob, [talk]))
+    assert r.status_code == 422 and "practitioner_id" in r.json()["error"]["fields"]
+    assert (await http.delete(f"/api/setup/availability/{bobs.id}")).status_code == 200
+
+
+# --- time off --------------------------------------------------------------------------------
+
+
+async def test_time_off_in_local_time(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    alice, bob = team["alice"], team["bob"]
+    await login(http, alice)
+    # 14 July in Paris is summer time (UTC+2), 24 December winter time (UTC+1).
+    r = await http.post(
+        "/api/setup/time-off",
+        json={
+            "practitioner_id": alice.id,
+            "starts_at": f"{NEXT_YEAR}-07-14T09:00",
+            "ends_at": f"{NEXT_YEAR}-07-14T18:00",
+            "reason": "Fête nationale",
+        },
+    )
+    assert r.status_code == 200, r.text
+    off = await TimeOff.get(id=r.json()["id"])
+    assert off.starts_at == datetime(NEXT_YEAR, 7, 14, 7, tzinfo=UTC)
+    assert off.ends_at == datetime(NEXT_YEAR, 7, 14, 16, tzinfo=UTC)
+
+    r = await http.put(
+        f"/api/setup/time-off/{off.id}",
+        json={
+            "practitioner_id": alice.id,
+            "starts_at": f"{NEXT_YEAR}-12-24T00:00",
+            "ends_at": f"{NEXT_YEAR}-12-26T00:00",
+            "reason": "Noël",
+        },
+    )
+    assert r.status_code == 200, r.text
+    await off.refresh_from_db()
+    assert off.starts_at == datetime(NEXT_YEAR, 12, 23, 23, tzinfo=UTC)
+    # An explicit offset is honoured as given.
+    r = await http.post(
+        "/api/setup/time-off",
+        json={
+            "practitioner_id": alice.id,
+            "starts_at": f"{NEXT_YEAR}-03-02T08:00:00Z",
+            "ends_at": f"{NEXT_YEAR}-03-02T09:00:00Z",
+        },
+    )
+    assert r.json()["starts_at"].startswith(f"{NEXT_YEAR}-03-02T08:00:00")
+    assert len((await http.get("/api/setup/time-off")).json()) == 2
+
+    r = await http.post(
+        "/api/setup/time-off",
+        json={
+            "practitioner_id": alice.id,
+            "starts_at": f"{NEXT_YEAR}-07-14T09:00",
+            "ends_at": f"{NEXT_YEAR}-07-14T08:00",
+        },
+    )
+    assert r.status_code == 422 and "ends_at" in r.json()["error"]["fields"]
+    r = await http.post(
+        "/api/setup/time-off",
+        json={"practitioner_id": alice.id, "starts_at": "not a date", "ends_at": "x"},
+    )
+    assert r.status_code == 422 and {"starts_at", "ends_at"} <= set(r.json()["error"]["fields"])
+
+    bobs = await agenda.do_add_time_off(
+        None,
+        bob,
+        starts_at=datetime(NEXT_YEAR, 8, 1, tzinfo=UTC),
+        ends_at=datetime(NEXT_YEAR, 8, 15, tzinfo=UTC),
+    )
+    body = {
+        "practitioner_id": bob.id,
+        "starts_at": f"{NEXT_YEAR}-08-01T00:00",
+        "ends_at": f"{NEXT_YEAR}-08-02T00:00",
+    }
+    assert (await http.post("/api/setup/time-off", json=body)).status_code == 404
+    assert (await http.put(f"/api/setup/time-off/{bobs.id}", json=body)).status_code == 404
+    assert (await http.delete(f"/api/setup/time-off/{bobs.id}")).status_code == 404
+    assert (await http.get(f"/api/setup/time-off?practitioner_id={bob.id}")).status_code == 404
+
+    assert (await http.delete(f"/api/setup/time-off/{off.id}")).status_code == 200
+    assert not await TimeOff.exists(id=off.id)
+    await login(http, team["owner"])
+    assert (await http.delete(f"/api/setup/time-off/{bobs.id}")).status_code == 200
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+async def test_setup_pages_for_the_office(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
+    await login(http, team["desk"])
+    home = (await http.get("/staff/")).text
+    assert 'href="/staff/setup"' in home
+    r = await http.get("/staff/setup")
+    assert r.status_code == 303 and r.headers["location"] == "/staff/setup/services"
+    for page in ("categories", "services", "locations", "availability", "time-off"):
+        r = await http.get(f"/staff/setup/{page}")
+        assert r.status_code == 200, page
+    assert "Teleconsultation" in (await http.get("/staff/setup/categories")).text
+
+    r = await http.post(
+        "/staff/setup/services",
+        data={"name": "Bilan", "duration_minutes": "90", "price": "120,50", "category_id": ""},
+    )
+    assert r.status_code == 303, r.text
+    bilan = await Service.get(name="Bilan")
+    assert bilan.price == Decimal("120.50") and bilan.category_id is None  # type: ignore[attr-defined]
+
+    r = await http.post(
+        "/staff/setup/services", data={"name": "Bilan", "duration_minutes": "2", "price": "1"}
+    )
+    assert r.status_code == 422
+    assert "Between 5 minutes and 24 hours." in r.text or "out of range" in r.text
+
+    # Deactivate from the row (its button sends is_active=false after the hidden true).
+    row = {"name": "Bilan", "duration_minutes": "90", "price": "120.50"}
+    r = await http.post(
+        f"/staff/setup/services/{bilan.id}", data={**row, "is_active": ["true", "false"]}
+    )
+    assert r.status_code == 303
+    await bilan.refresh_from_db()
+    assert not bilan.is_active
+
+    r = await http.post("/staff/setup/locations", data={"name": "Annexe", "address": "Lyon 3e"})
+    assert r.status_code == 303
+    r = await http.post("/staff/setup/categories", data={"name": "Bilans", "color": "#123456"})
+    assert r.status_code == 303
+    mine = await ServiceCategory.get(name="Bilans")
+    r = await http.post(
+        f"/staff/setup/categories/{mine.id}", data={"name": "Bilans", "color": "nope"}
+    )
+    assert r.status_code == 422
+    builtin = team["cats"][BuiltinCategory.HOME_VISIT]
+    r = await http.post(f"/staff/setup/categories/{builtin.id}", data={"name": "Chez moi"})
+    assert r.status_code == 409
+    assert (await http.post("/staff/setup/services/999999", data=row)).status_code == 404
+
+
+async def test_availability_and_time_off_pages(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    alice, bob, talk, office = team["alice"], team["bob"], team["talk"], team["office"]
+    await login(http, alice)
+    assert 'href="/staff/setup"' not in (await http.get("/staff/")).text
+    assert (await http.get("/staff/setup")).headers["location"] == "/staff/setup/availability"
+    assert (await http.get("/staff/setup/services")).status_code == 403
+    page = (await http.get("/staff/setup/availability")).text
+    assert alice.full_name in page and bob.full_name not in page
+
+    form = {
+        "practitioner_id": str(alice.id),
+        "weekday": "3",
+        "on_date": "",
+        "start_time": "14:00",
+        "end_time": "17:30",
+        "location_id": str(office.id),
+        "service_ids": str(talk.id),
+        "capacity": "6",
+    }
+    r = await http.post("/staff/setup/availability", data=form)
+    assert r.status_code == 303, r.text
+    made = await Availability.get(practitioner_id=alice.id)
+    assert (
+        made.weekday,
+        made.start_minute,
+        made.end_minute,
+        made.is_group_slot,
+        made.capacity,
+    ) == (
+        3,
+        14 * 60,
+        17 * 60 + 30,
+        False,
+        1,
+    )
+    page = (await http.get("/staff/setup/availability")).text
+    assert "14:00–17:30" in page and "Cabinet Lyon" in page
+
+    r = await http.post("/staff/setup/availability", data={**form, "end_time": "13:00"})
+    assert r.status_code == 422 and "The end comes after the start." in r.text
+    r = await http.post("/staff/setup/availability", data={**form, "practitioner_id": str(bob.id)})
+    assert r.status_code == 404
+    assert (await http.get(f"/staff/setup/availability?practitioner={bob.id}")).status_code == 404
+
+    r = await http.post(f"/staff/setup/availability/{made.id}/remove")
+    assert r.status_code == 303
+    await made.refresh_from_db()
+    assert made.deleted_at is not None
+
+    r = await http.post(
+        "/staff/setup/time-off",
+        data={
+            "practitioner_id": str(alice.id),
+            "starts_at": f"{NEXT_YEAR}-08-03T00:00",
+            "ends_at": f"{NEXT_YEAR}-08-22T00:00",
+            "reason": "Vacances",
+        },
+    )
+    assert r.status_code == 303, r.text
+    off = await TimeOff.get(practitioner_id=alice.id)
+    assert off.starts_at == datetime(NEXT_YEAR, 8, 2, 22, tzinfo=UTC)
+    assert "Vacances" in (await http.get("/staff/setup/time-off")).text
+    bobs = await agenda.do_add_time_off(
+        None,
+        bob,
+        starts_at=datetime(NEXT_YEAR, 8, 1, tzinfo=UTC),
+        ends_at=datetime(NEXT_YEAR, 8, 2, tzinfo=UTC),
+    )
+    assert (await http.post(f"/staff/setup/time-off/{bobs.id}/remove")).status_code == 404
+    assert (await http.post(f"/staff/setup/time-off/{off.id}/remove")).status_code == 303
+    assert not await TimeOff.exists(id=off.id)
+
+
+async def test_owner_picks_a_practitioner_and_group_slots_by_form(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    owner, bob, group, office = team["owner"], team["bob"], team["group"], team["office"]
+    await login(http, owner)
+    assert 'href="/staff/setup"' in (await http.get("/staff/")).text
+    page = (await http.get(f"/staff/setup/availability?practitioner={bob.id}")).text
+    assert f"Hours of {bob.full_name}" in page
+    r = await http.post(
+        "/staff/setup/availability",
+        data={
+            "practitioner_id": str(bob.id),
+            "on_date": f"{NEXT_YEAR}-05-05",
+            "start_time": "18:00",
+            "end_time": "19:30",
+            "location_id": str(office.id),
+            "service_ids": str(group.id),
+            "is_group_slot": "true",
+            "capacity": "8",
+        },
+    )
+    assert r.status_code == 303, r.text
+    assert f"practitioner={bob.id}" in r.headers["location"]
+    made = await Availability.get(practitioner_id=bob.id)
+    assert made.is_group_slot and made.capacity == 8 and made.on_date == date(NEXT_YEAR, 5, 5)
+    assert "group slot, 8 participants" in (await http.get(r.headers["location"])).text
+
+
+async def test_setup_pages_refuse_outsiders(
+    http: httpx.AsyncClient, new_http: Any, team: dict[str, Any]
+) -> None:
+    portal = new_http()
+    await login(portal, team["client"])
+    for url in ("/staff/setup", "/staff/setup/services", "/staff/setup/availability"):
+        r = await portal.get(url)
+        assert r.status_code == 303 and r.headers["location"].startswith("/staff/login"), url
+        r = await http.get(url)
+        assert r.status_code == 303 and r.headers["location"].startswith("/staff/login"), url
+    await portal.aclose()
+
+
+# --- in a browser ----------------------------------------------------------------------------
+
+
+async def test_setup_in_a_browser(live_server: Any, team: dict[str, Any], tmp_path: Any) -> None:
+    """The owner adds a service from the Setup link, then Bob's Tuesday hours offering it."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.conftest import PASSWORD, chromium_path, require_service
+    from tests.test_browser import CHROMIUM_ARGS, sign_in
+
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    bob = team["bob"]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(
+                locale="en-US", viewport={"width": 1280, "height": 900}
+            )
+            page = await context.new_page()
+            await sign_in(page, f"{live_server.url}/staff/login", team["owner"].email, PASSWORD)
+            await expect(page).to_have_url(f"{live_server.url}/staff/")
+            await page.locator("nav").get_by_role("link", name="Setup").click()
+            await expect(page).to_have_url(f"{live_server.url}/staff/setup/services")
+            add = page.locator("form[action='/staff/setup/services']")
+            await add.locator("input[name=name]").fill("Bilan")
+            await add.locator("input[name=duration_minutes]").fill("90")
+            await add.locator("input[name=price]").fill("120,50")
+            await add.get_by_role("button", name="Add the service").click()
+            await expect(page.get_by_text("Saved.")).to_be_visible()
+            await expect(page.locator("td", has_text="€120.50")).to_be_visible()
+            await page.screenshot(path=str(tmp_path / "services.png"), full_page=True)
+
+            await page.get_by_role("link", name="Availability").click()
+            await page.locator("select[name=practitioner]").select_option(str(bob.id))
+            await page.get_by_role("button", name="Show").click()
+            await expect(page.get_by_text(f"Hours of {bob.full_name}")).to_be_visible()
+            form = page.locator("form[action='/staff/setup/availability']")
+            await form.locator("select[name=weekday]").select_option("1")
+            await form.locator("input[name=start_time]").fill("13:30")
+            await form.locator("input[name=end_time]").fill("18:00")
+            await form.get_by_label("Bilan").check()
+            await form.get_by_role("button", name="Add the hours").click()
+            await expect(page.get_by_text("Saved.")).to_be_visible()
+            await expect(page.locator("tr[data-availability]")).to_contain_text("13:30–18:00")
+            await page.screenshot(path=str(tmp_path / "availability.png"), full_page=True)
+        finally:
+            await browser.close()
+    made = await Availability.get(practitioner_id=bob.id).prefetch_related("services")
+    assert made.weekday == 1 and [s.name for s in made.services] == ["Bilan"]
