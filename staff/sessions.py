@@ -13,7 +13,7 @@ from server.actions import agenda
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.queries.sessions import SessionFilter, requested_filter
-from server.web import path_id, require_staff
+from server.web import label, path_id, require_staff
 from staff import client_file
 
 # The filters a row's form carries back, so the list looks the same after marking.
@@ -42,12 +42,20 @@ async def set_attendance(request: Request) -> Response:
             _("Some fields are not valid."), {"attendance": _("Choose one of the options.")}
         )
     kept = {k: str(form[k]) for k in FILTER_PARAMS if form.get(k)}
+    before, wanted = appointment.attendance, Attendance(value)
     try:
-        await agenda.do_set_attendance(caller, appointment, Attendance(value))
+        await agenda.do_set_attendance(caller, appointment, wanted)
     except Conflict as exc:
+        message = exc.message
+        if wanted not in agenda.TRANSITIONS[before]:
+            # Said with the statuses as the list shows them, not their stored values.
+            message = _("A session marked “%(now)s” cannot be marked “%(then)s”.") % {
+                "now": label(before),
+                "then": label(wanted),
+            }
         requested_filter.set(SessionFilter.from_query(kept))
         return await client_file.file_page(
-            request, {"error": exc.message}, status=409, tab_name="sessions"
+            request, {"error": message}, status=409, tab_name="sessions"
         )
     query = urlencode({**kept, "saved": "1"})
     return RedirectResponse(f"/staff/clients/{client.id}/sessions?{query}", status_code=303)

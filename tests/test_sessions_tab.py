@@ -171,7 +171,8 @@ async def test_mark_attendance(http: httpx.AsyncClient, file: dict[str, Any]) ->
         data={"attendance": "attended"},
     )
     assert r.status_code == 409
-    assert "cannot follow" in r.text and 'role="alert"' in r.text
+    assert 'role="alert"' in r.text
+    assert "A session marked “Moved” cannot be marked “Attended”." in r.text
     await moved.refresh_from_db()
     assert moved.attendance is Attendance.MOVED
 
