@@ -707,3 +707,45 @@ async def test_setup_in_a_browser(live_server: Any, team: dict[str, Any], tmp_pa
             await browser.close()
     made = await Availability.get(practitioner_id=bob.id).prefetch_related("services")
     assert made.weekday == 1 and [s.name for s in made.services] == ["Bilan"]
+
+
+# --- the actions themselves ------------------------------------------------------------------
+
+
+async def test_setup_actions_are_audited(team: dict[str, Any]) -> None:
+    from models.audit import AuditEntry
+    from server.errors import Conflict
+
+    practice, alice, talk = team["practice"], team["alice"], team["talk"]
+    mine = await agenda.do_create_category(None, practice, name=" Bilans ", color="#123456")
+    assert mine.name == "Bilans"
+    await agenda.do_update_category(None, mine, name="Bilans", color="#654321")
+    with pytest.raises(Conflict):
+        await agenda.do_update_category(
+            None, team["cats"][BuiltinCategory.HOME_VISIT], name="X", color="#000000"
+        )
+    hours_ = await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk],
+        weekday=4,
+        start_time=datetime(2000, 1, 1, 9).time(),
+        end_time=datetime(2000, 1, 1, 10).time(),
+    )
+    await agenda.do_remove_availability(None, hours_)
+    await agenda.do_remove_availability(None, hours_)  # twice is once
+    off = await agenda.do_add_time_off(
+        None,
+        alice,
+        starts_at=datetime(NEXT_YEAR, 1, 2, tzinfo=UTC),
+        ends_at=datetime(NEXT_YEAR, 1, 3, tzinfo=UTC),
+    )
+    await agenda.do_remove_time_off(None, off)
+    actions = await AuditEntry.filter(practice_id=practice.id).values_list("action", flat=True)
+    assert actions.count("availability.removed") == 1
+    assert {
+        "service_category.created",
+        "service_category.updated",
+        "time_off.added",
+        "time_off.removed",
+    } <= set(actions)

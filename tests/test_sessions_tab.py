@@ -137,6 +137,30 @@ async def test_filters(
         assert "No session matches these filters." in r.text
 
 
+async def test_sessions_api(http: httpx.AsyncClient, new_http: Any, file: dict[str, Any]) -> None:
+    helene = file["helene"]
+    await login(http, file["alice"])
+    r = await http.get(f"/api/clients/{helene.id}/sessions")
+    assert r.status_code == 200
+    out = r.json()
+    assert [s["id"] for s in out] == [
+        file[k].id for k in ["upcoming", "no_show", "by_bob", "by_client", "attended"]
+    ]
+    assert out[0]["amount"] == "70.00" and out[0]["billed"] is False
+    assert out[0]["attendance"] == "scheduled" and "attended" in out[0]["next_attendances"]
+    r = await http.get(f"/api/clients/{helene.id}/sessions?therapist={file['bob'].id}")
+    assert [s["id"] for s in r.json()] == [file["by_bob"].id]
+    r = await http.get(f"/api/clients/{helene.id}/sessions?amount_max=40")
+    assert [s["service_name"] for s in r.json()] == ["Point"]
+
+    await login(http, file["bob"])
+    assert (await http.get(f"/api/clients/{helene.id}/sessions")).status_code == 404
+    portal = new_http()
+    await login(portal, helene)
+    assert (await portal.get(f"/api/clients/{helene.id}/sessions")).status_code == 401
+    await portal.aclose()
+
+
 async def test_filter_by_therapist(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
     await login(http, file["owner"])
     base = f"/staff/clients/{file['helene'].id}/sessions"

@@ -440,6 +440,11 @@ async def do_update_location(
     return location
 
 
+async def _practice_of(practitioner_id: int) -> int:
+    practitioner = await StaffUser.get(id=practitioner_id)
+    return practitioner.practice_id  # type: ignore[attr-defined,no-any-return]
+
+
 async def do_update_availability(
     actor: Caller | None,
     availability: Availability,
@@ -480,6 +485,7 @@ async def do_update_availability(
             "availability.updated",
             object_type="availability",
             object_id=availability.id,
+            practice_id=await _practice_of(availability.practitioner_id),  # type: ignore[attr-defined]
         )
     return availability
 
@@ -496,6 +502,7 @@ async def do_remove_availability(actor: Caller | None, availability: Availabilit
             "availability.removed",
             object_type="availability",
             object_id=availability.id,
+            practice_id=await _practice_of(availability.practitioner_id),  # type: ignore[attr-defined]
         )
 
 
@@ -541,7 +548,13 @@ async def do_update_time_off(
         time_off.ends_at = ends_at.astimezone(UTC)
         time_off.reason = reason.strip()
         await time_off.save(update_fields=["starts_at", "ends_at", "reason", "updated_at"])
-        await audit.record(actor, "time_off.updated", object_type="time_off", object_id=time_off.id)
+        await audit.record(
+            actor,
+            "time_off.updated",
+            object_type="time_off",
+            object_id=time_off.id,
+            practice_id=await _practice_of(time_off.practitioner_id),  # type: ignore[attr-defined]
+        )
     return time_off
 
 
@@ -553,6 +566,7 @@ async def do_remove_time_off(actor: Caller | None, time_off: TimeOff) -> None:
             "time_off.removed",
             object_type="time_off",
             object_id=time_off.id,
+            practice_id=await _practice_of(time_off.practitioner_id),  # type: ignore[attr-defined]
             detail={
                 "starts_at": time_off.starts_at.isoformat(),
                 "ends_at": time_off.ends_at.isoformat(),
