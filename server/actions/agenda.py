@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from models.accounts import Practice, StaffUser
+from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import (
     HOLDS_SLOT,
     Appointment,
@@ -25,12 +25,14 @@ from models.agenda import (
     TimeOff,
 )
 from models.clients import Client
+from realtime.events import client_recipient, emit, staff_recipient
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime, lazy
 from server.i18n import gettext as _
+from server.queries.agenda_view import appointment_views, client_view
 
 BUILTIN_NAMES = {
     BuiltinCategory.TELECONSULTATION: lazy("Teleconsultation"),
@@ -210,6 +212,31 @@ async def _check_free(
             raise Conflict(_("This group slot is full."))
 
 
+async def notify_appointment_changed(appointment: Appointment) -> None:
+    """Queue ``appointment.changed`` for every active staff member of the practice (it is the
+    practice's agenda) and the client's portal account, with only their own appointment.
+
+    Call inside ``atomic()``, after the write: the event goes out once the block commits.
+    """
+    views = await appointment_views(Appointment.filter(id=appointment.id))
+    view = views[0]
+    staff_ids = await StaffUser.filter(
+        practice_id=appointment.practice_id,  # type: ignore[attr-defined]
+        is_active=True,
+    ).values_list("id", flat=True)
+    await emit(
+        [staff_recipient(int(i)) for i in staff_ids],  # type: ignore[call-overload]
+        "appointment.changed",
+        view,
+    )
+    account = await PortalAccount.get_or_none(
+        client_id=appointment.client_id,  # type: ignore[attr-defined]
+        is_active=True,
+    )
+    if account is not None:
+        await emit([client_recipient(account.id)], "appointment.changed", client_view(view))
+
+
 async def do_book_appointment(
     actor: Caller | None,
     *,
@@ -258,6 +285,7 @@ async def do_book_appointment(
             practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
             detail={"starts_at": starts_at.isoformat(), "service_id": service.id},
         )
+        await notify_appointment_changed(appointment)
     return appointment
 
 
@@ -307,6 +335,7 @@ async def do_set_attendance(
             client_id=appointment.client_id,  # type: ignore[attr-defined]
             detail={"from": before.value, "to": attendance.value},
         )
+        await notify_appointment_changed(appointment)
     return appointment
 
 
@@ -345,6 +374,7 @@ async def do_delete_appointment(actor: Caller | None, appointment: Appointment) 
             object_id=appointment.id,
             client_id=appointment.client_id,  # type: ignore[attr-defined]
         )
+        await notify_appointment_changed(appointment)
 
 
 # --- setup: categories, services, locations, availability, time off ----------------------------

@@ -8,6 +8,7 @@ Availability is in the practice's local time and turned into UTC day by day, so 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -113,6 +114,10 @@ def free_slots(
     group slot, bookings of the same service at the same time share it up to its capacity.
     """
     busy = sorted(busy, key=lambda b: b.start)
+    # Only bookings starting after ``slot start - longest booking`` can overlap a slot: a
+    # bisection finds the first of them, so each slot looks at its neighbours, not at all.
+    starts = [b.start for b in busy]
+    longest = max((b.end - b.start for b in busy), default=timedelta(0))
     out: list[Slot] = []
     for w in open_windows:
         if service_id not in w.service_ids:
@@ -125,7 +130,8 @@ def free_slots(
             places = w.capacity if w.is_group else 1
             ok = start >= not_before and not any(_overlaps(start, end, s, e) for s, e in time_off)
             if ok:
-                for b in busy:
+                for i in range(bisect_left(starts, start - longest), len(busy)):
+                    b = busy[i]
                     if b.start >= end:
                         break
                     if not _overlaps(start, end, b.start, b.end):

@@ -1,0 +1,196 @@
+"""The live agenda in a real browser: the front desk's week and a therapist's day, open side by
+side, follow every booking and attendance change made elsewhere without a reload.
+
+Like test_browser.py, this launches Debian's Chromium, skips on a laptop without it and
+fails in CI (require_service).
+"""
+
+from __future__ import annotations
+
+import time as clock
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from models.accounts import StaffUser
+from models.agenda import Appointment
+from server.actions import agenda
+from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, login, require_service
+from tests.test_browser import CHROMIUM_ARGS, sign_in
+
+pytestmark = pytest.mark.usefixtures("settled_hub")
+
+PARIS = ZoneInfo("Europe/Paris")
+MONDAY = date(2027, 3, 1)
+
+
+def paris(hour: int, minute: int = 0) -> str:
+    moment = datetime.combine(MONDAY, time(hour, minute), PARIS).astimezone(UTC)
+    return moment.isoformat()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def practice(make: Factory) -> dict[str, Any]:
+    p = await make.practice()
+    cats = await agenda.ensure_builtin_categories(p)
+    fanny = await make.office_admin(first_name="Fanny")
+    alice = await make.therapist(first_name="Alice", last_name="Martin")
+    office = await agenda.do_create_location(None, p, name="Cabinet Lyon")
+    talk = await agenda.do_create_service(
+        None, p, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    video = await agenda.do_create_service(
+        None,
+        p,
+        name="Visio",
+        duration_minutes=50,
+        price=Decimal("70"),
+        category=cats[agenda.BuiltinCategory.TELECONSULTATION],
+    )
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk, video],
+        weekday=0,
+        start_time=time(9),
+        end_time=time(12, 20),
+        location=office,
+    )
+    camille = await make.client(alice, first_name="Camille", last_name="Roux")
+    noe = await make.client(alice, first_name="Noé", last_name="Blanc")
+    return {
+        "fanny": fanny,
+        "alice": alice,
+        "office": office,
+        "talk": talk,
+        "video": video,
+        "camille": camille,
+        "noe": noe,
+    }
+
+
+async def agenda_page(browser: Browser, server: LiveServer, who: StaffUser, query: str) -> Page:
+    context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    await sign_in(page, f"{server.url}/staff/login", who.email, PASSWORD)
+    await expect(page).to_have_url(f"{server.url}/staff/")
+    await page.goto(f"{server.url}/staff/agenda?{query}")
+    await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#agenda-grid")).to_have_attribute("aria-busy", "false")
+    await page.evaluate("window.neverReloaded = true")
+    return page
+
+
+async def test_the_agenda_follows_bookings_and_attendance_live(
+    browser: Browser, live_server: LiveServer, practice: dict[str, Any]
+) -> None:
+    s = practice
+    desk = await agenda_page(browser, live_server, s["fanny"], f"date={MONDAY}")
+    day = await agenda_page(
+        browser, live_server, s["alice"], f"date={MONDAY}&view=day&practitioner={s['alice'].id}"
+    )
+    # Alice's open hours are shaded in both; nothing is booked yet.
+    for page in (desk, day):
+        await expect(page.locator(".agenda-open")).to_have_count(1)
+        await expect(page.locator(".appt")).to_have_count(0)
+    await expect(desk.locator("#agenda-label")).to_contain_text("Week of Monday, March 1, 2027")
+    await expect(day.locator(".agenda-col-title")).to_have_text(["Alice Martin"])
+
+    # Someone else books through the API (later, the client on the portal): it appears.
+    async with httpx.AsyncClient(base_url=live_server.url) as other:
+        await login(other, s["alice"])
+        started = clock.monotonic()
+        r = await other.post(
+            "/api/appointments",
+            json={
+                "practitioner_id": s["alice"].id,
+                "client_id": s["camille"].id,
+                "service_id": s["talk"].id,
+                "location_id": s["office"].id,
+                "starts_at": paris(9),
+            },
+        )
+        assert r.status_code == 200, r.text
+        booked = r.json()["id"]
+        for page in (desk, day):
+            block = page.locator(f'[data-appointment-id="{booked}"]')
+            await expect(block).to_contain_text("Camille Roux", timeout=1_000)
+            await expect(block).to_contain_text("09:00")
+            await expect(block).to_have_attribute("data-attendance", "scheduled")
+        assert clock.monotonic() - started < 1.5
+
+        block = desk.locator(f'[data-appointment-id="{booked}"]')
+        scheduled_colour = await block.evaluate("b => getComputedStyle(b).backgroundColor")
+        r = await other.post(
+            f"/api/appointments/{booked}/attendance", json={"attendance": "attended"}
+        )
+        assert r.status_code == 200
+        for page in (desk, day):
+            block = page.locator(f'[data-appointment-id="{booked}"]')
+            await expect(block).to_have_attribute("data-attendance", "attended", timeout=1_000)
+            await expect(block.locator("[data-attendance-label]")).to_have_text("Attended")
+        attended_colour = await desk.locator(f'[data-appointment-id="{booked}"]').evaluate(
+            "b => getComputedStyle(b).backgroundColor"
+        )
+        assert attended_colour != scheduled_colour
+
+    # The front desk books in the free hour after it by clicking the shaded hours.
+    await desk.locator(".agenda-open").click(position={"x": 20, "y": 60 * 1.1 + 2})
+    dialog = desk.locator("#book-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.locator("input[name=time]")).to_have_value("10:00")
+    # The free times of the service that day are offered: 9:50 is the first.
+    await dialog.locator("#book-free button", has_text="09:50").click()
+    await dialog.locator("#book-client-search").fill("noe")
+    await dialog.locator("#book-client-results button", has_text="Noé Blanc").click()
+    await dialog.locator("button[type=submit]").click()
+    await expect(dialog).to_be_hidden()
+    noes = await Appointment.get(client_id=s["noe"].id)
+    for page in (desk, day):
+        await expect(page.locator(f'[data-appointment-id="{noes.id}"]')).to_contain_text(
+            "Noé Blanc", timeout=1_000
+        )
+
+    # Alice marks Noé as a no-show from her day view; the desk's week follows.
+    await day.locator(f'[data-appointment-id="{noes.id}"]').click()
+    await day.locator("#appt-dialog button[data-attendance=no_show]").click()
+    await expect(desk.locator(f'[data-appointment-id="{noes.id}"]')).to_have_attribute(
+        "data-attendance", "no_show", timeout=1_000
+    )
+    await day.locator("#appt-dialog [data-close]").click()
+
+    # A clash is refused with the message that names it.
+    await desk.locator(".agenda-open").click(position={"x": 20, "y": 150})
+    await expect(dialog.locator("input[name=time]")).to_have_value("11:15")
+    await dialog.locator("input[name=time]").fill("09:20")
+    await dialog.locator("#book-client-search").fill("Roux")
+    await dialog.locator("#book-client-results button", has_text="Camille Roux").click()
+    await dialog.locator("button[type=submit]").click()
+    await expect(dialog.locator(".form-errors")).to_contain_text("Alice Martin already has")
+    await dialog.locator("[data-close]").click()
+
+    # Deleting on the desk takes it off Alice's day.
+    desk.on("dialog", lambda d: d.accept())
+    await desk.locator(f'[data-appointment-id="{booked}"]').click()
+    await desk.locator("#appt-delete").click()
+    await expect(day.locator(f'[data-appointment-id="{booked}"]')).to_have_count(0, timeout=1_000)
+    for page in (desk, day):
+        assert await page.evaluate("window.neverReloaded") is True
