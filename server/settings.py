@@ -69,6 +69,8 @@ class Settings:
     throttle_account_limit: int = 50
     reset_token_minutes: int = 60
     invite_token_days: int = 7
+    # Largest document accepted on a client's file, in megabytes.
+    document_max_mb: int = 20
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -104,6 +106,7 @@ class Settings:
             embedded_worker=_bool(os.environ.get("CABINET_EMBEDDED_WORKER"), True),
             argon2_time_cost=_int("ARGON2_TIME_COST", 3),
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
+            document_max_mb=_int("DOCUMENT_MAX_MB", 20),
         )
 
 

@@ -1,0 +1,486 @@
+"""A client's whole record in one zip: ``record.json``, ``fhir.json`` and the documents.
+
+``record.json`` holds everything the file holds, in Cabinet's own words; ``fhir.json`` the
+same record as an HL7 FHIR R4 Bundle (server/fhir.py) for another system to import;
+``documents/`` the documents' bytes. It is what a practice hands over when a client asks
+for their data or moves to another practitioner.
+
+The export shows what the caller may see, and says what it leaves out: clinical details
+only for those who may read them, conversations only those the caller takes part in (the
+messaging rule: nobody reads a conversation they are not in), the audit entries only for
+the owner (who alone reads the audit trail). Producing it is recorded as a read of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.agenda import Appointment
+from models.audit import AuditEntry
+from models.clients import (
+    AlternateContact,
+    Client,
+    Document,
+    EmailAddress,
+    LinkedAccount,
+    PaymentMethod,
+    PhoneNumber,
+)
+from models.messaging import Conversation, Message, Participant
+from models.tasks import Task
+from server import fhir, storage
+from server.access import can_see_clinical
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.i18n import gettext as _
+from server.i18n import ngettext
+from server.settings import get_settings
+
+FORMAT = "cabinet-client-export"
+FORMAT_VERSION = 1
+CHUNK = 64 * 1024
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _person(user: StaffUser | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.id, "name": user.full_name, "role": user.role.value}
+
+
+def _address(obj: Any) -> dict[str, str]:
+    return {
+        "line1": obj.address_line1,
+        "line2": obj.address_line2,
+        "postal_code": obj.postal_code,
+        "city": obj.city,
+        "country": obj.country,
+    }
+
+
+def _phone(p: PhoneNumber) -> dict[str, Any]:
+    return {"number": p.number, "label": p.label, "is_primary": p.is_primary, "for_sms": p.for_sms}
+
+
+def archive_name(document: Document) -> str:
+    # clean_name() already keeps slashes out of names; this guards older rows all the same.
+    safe = document.name.replace("/", "_").replace("\\", "_")
+    return f"documents/{document.id}-{safe}"
+
+
+@dataclass
+class ExportFile:
+    """The zip, already unlinked from the file system: it disappears once closed."""
+
+    file: IO[bytes]
+    size: int
+    filename: str
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            self.file.seek(0)
+            while block := self.file.read(CHUNK):
+                yield block
+        finally:
+            self.file.close()
+
+
+# --- gathering --------------------------------------------------------------------------------
+
+
+async def _client_part(client: Client) -> dict[str, Any]:
+    therapist = await StaffUser.get_or_none(id=client.therapist_id)  # type: ignore[attr-defined]
+    phones = await PhoneNumber.filter(client_id=client.id).order_by("-is_primary", "id")
+    emails = await EmailAddress.filter(client_id=client.id).order_by("-is_primary", "id")
+    return {
+        "id": client.id,
+        "first_name": client.first_name,
+        "middle_name": client.middle_name,
+        "last_name": client.last_name,
+        "preferred_name": client.preferred_name,
+        "date_of_birth": _iso(client.date_of_birth),
+        "status": client.status.value,
+        "locale": client.locale,
+        "email": client.email,
+        "phone": client.phone,
+        "address": _address(client),
+        "phones": [_phone(p) for p in phones],
+        "emails": [
+            {"address": e.address, "label": e.label, "is_primary": e.is_primary} for e in emails
+        ],
+        "reminders": {
+            "email_hours_before": client.reminder_email_hours,
+            "sms_hours_before": client.reminder_sms_hours,
+        },
+        "tags": [t.name for t in await client.tags.all().order_by("name")],
+        "therapist": _person(therapist),
+        "created_at": _iso(client.created_at),
+        "updated_at": _iso(client.updated_at),
+    }
+
+
+async def _clinical_part(client: Client) -> dict[str, Any]:
+    therapist = await StaffUser.get_or_none(id=client.therapist_id)  # type: ignore[attr-defined]
+    supervisor = (
+        await StaffUser.get_or_none(id=therapist.supervisor_id)  # type: ignore[attr-defined]
+        if therapist
+        else None
+    )
+    return {
+        "referral": client.referral,
+        "diagnosis_keywords": client.diagnosis_keywords or [],
+        "comments": client.clinical_comments,
+        "supervisor": _person(supervisor),
+    }
+
+
+async def _account_part(client: Client) -> dict[str, Any]:
+    methods = await PaymentMethod.filter(client_id=client.id, deleted_at=None).order_by("id")
+    account = await PortalAccount.get_or_none(client_id=client.id)
+    return {
+        "payment_terms": client.payment_terms.value,
+        "health_id": client.health_id,
+        "insurance_company": client.insurance_company,
+        "comments": client.account_comments,
+        "payment_methods": [
+            {"kind": m.kind.value, "description": m.description, "added_at": _iso(m.created_at)}
+            for m in methods
+        ],
+        "portal_account": (
+            {
+                "email": account.email,
+                "active": account.is_active,
+                "invited_at": _iso(account.invited_at),
+                "activated_at": _iso(account.activated_at),
+            }
+            if account
+            else None
+        ),
+    }
+
+
+async def _circle_part(client: Client) -> dict[str, Any]:
+    contacts = await AlternateContact.filter(client_id=client.id, deleted_at=None).order_by("id")
+    phones: dict[int, list[PhoneNumber]] = {}
+    for p in await PhoneNumber.filter(alternate_contact_id__in=[c.id for c in contacts]).order_by(
+        "-is_primary", "id"
+    ):
+        phones.setdefault(p.alternate_contact_id, []).append(p)  # type: ignore[attr-defined]
+    links = (
+        await LinkedAccount.filter(client_id=client.id, deleted_at=None)
+        .order_by("id")
+        .prefetch_related("linked_client")
+    )
+    return {
+        "alternate_contacts": [
+            {
+                "id": c.id,
+                "first_name": c.first_name,
+                "middle_name": c.middle_name,
+                "last_name": c.last_name,
+                "relationship": c.relationship,
+                "is_emergency_contact": c.is_emergency,
+                "date_of_birth": _iso(c.date_of_birth),
+                "email": c.email,
+                "phones": [_phone(p) for p in phones.get(c.id, [])],
+                "address": _address(c),
+                "reminders": {
+                    "email_hours_before": c.reminder_email_hours,
+                    "sms_hours_before": c.reminder_sms_hours,
+                },
+                "contact_id": c.contact_id,  # type: ignore[attr-defined]
+            }
+            for c in contacts
+        ],
+        # Another client of the practice; their own details belong to their own file.
+        "linked_accounts": [
+            {
+                "client_id": link.linked_client.id,
+                "first_name": link.linked_client.first_name,
+                "last_name": link.linked_client.last_name,
+                "relationship": link.relationship.value,
+                "linked_at": _iso(link.created_at),
+            }
+            for link in links
+        ],
+    }
+
+
+async def _sessions_part(client: Client) -> list[dict[str, Any]]:
+    appointments = (
+        await Appointment.filter(client_id=client.id, deleted_at=None)
+        .order_by("starts_at", "id")
+        .prefetch_related("practitioner", "service", "location")
+    )
+    return [
+        {
+            "id": a.id,
+            "starts_at": _iso(a.starts_at),
+            "ends_at": _iso(a.ends_at),
+            "attendance": a.attendance.value,
+            "service": {
+                "id": a.service.id,
+                "name": a.service.name,
+                "duration_minutes": a.service.duration_minutes,
+                "price": str(a.service.price),
+            },
+            "practitioner": _person(a.practitioner),
+            "location": (
+                {"id": a.location.id, "name": a.location.name, "address": a.location.address}
+                if a.location
+                else None
+            ),
+            "is_group": a.is_group,
+            "booked_at": _iso(a.created_at),
+        }
+        for a in appointments
+    ]
+
+
+async def _messages_part(caller: Caller, client: Client) -> tuple[list[dict[str, Any]], int]:
+    """The client's conversations the caller takes part in, and how many were left out."""
+    assert caller.staff is not None
+    conversations = await Conversation.filter(client_id=client.id).order_by("id")
+    mine = set(
+        await Participant.filter(
+            conversation_id__in=[c.id for c in conversations], staff_user_id=caller.staff.id
+        ).values_list("conversation_id", flat=True)
+    )
+    shown = [c for c in conversations if c.id in mine]
+    out = []
+    for conversation in shown:
+        participants = await Participant.filter(conversation_id=conversation.id).order_by("id")
+        accounts = {
+            a.id: a.client_id  # type: ignore[attr-defined]
+            for a in await PortalAccount.filter(
+                id__in=[p.portal_account_id for p in participants if p.portal_account_id]  # type: ignore[attr-defined]
+            )
+        }
+        messages = await Message.filter(conversation_id=conversation.id, deleted_at=None).order_by(
+            "id"
+        )
+        out.append(
+            {
+                "id": conversation.id,
+                "subject": conversation.subject,
+                "group_name": conversation.group_name,
+                "created_at": _iso(conversation.created_at),
+                "participants": [
+                    {
+                        "id": p.id,
+                        "name": p.display_name,
+                        "role": p.role.value,
+                        "staff_id": p.staff_user_id,  # type: ignore[attr-defined]
+                        "client_id": accounts.get(p.portal_account_id),  # type: ignore[attr-defined]
+                        "joined_at": _iso(p.created_at),
+                    }
+                    for p in participants
+                ],
+                "messages": [
+                    {
+                        "id": m.id,
+                        "sender_participant_id": m.sender_id,  # type: ignore[attr-defined]
+                        "sent_at": _iso(m.created_at),
+                        "body": m.body,
+                    }
+                    for m in messages
+                ],
+            }
+        )
+    return out, len(conversations) - len(shown)
+
+
+async def _documents_part(client: Client) -> tuple[list[dict[str, Any]], list[Document]]:
+    documents = (
+        await Document.filter(client_id=client.id, deleted_at=None)
+        .order_by("id")
+        .prefetch_related("uploaded_by")
+    )
+    rows = [
+        {
+            "id": d.id,
+            "name": d.name,
+            "content_type": d.content_type,
+            "size": d.size,
+            "sha256": d.sha256,
+            "shared_with_client": d.shared_with_client,
+            "uploaded_by": _person(d.uploaded_by),
+            "uploaded_at": _iso(d.created_at),
+            "path": archive_name(d),
+        }
+        for d in documents
+    ]
+    return rows, list(documents)
+
+
+async def _tasks_part(client: Client) -> list[dict[str, Any]]:
+    tasks = (
+        await Task.filter(client_id=client.id, deleted_at=None)
+        .order_by("id")
+        .prefetch_related("assignee", "created_by", "done_by")
+    )
+    return [
+        {
+            "id": t.id,
+            "note": t.note,
+            "assignee": _person(t.assignee),
+            "due_date": _iso(t.due_date),
+            "created_by": _person(t.created_by),
+            "created_at": _iso(t.created_at),
+            "done_at": _iso(t.done_at),
+            "done_by": _person(t.done_by),
+            "from_message_id": t.source_message_id,  # type: ignore[attr-defined]
+        }
+        for t in tasks
+    ]
+
+
+async def _logs_part(client: Client) -> list[dict[str, Any]]:
+    entries = await AuditEntry.filter(
+        client_id=client.id,
+        practice_id=client.practice_id,  # type: ignore[attr-defined]
+    ).order_by("id")
+    return [
+        {
+            "at": _iso(e.created_at),
+            "actor_kind": e.actor_kind,
+            "actor_id": e.actor_id,
+            "actor": e.actor_label,
+            "action": e.action,
+            "object_type": e.object_type,
+            "object_id": e.object_id,
+            "is_read": e.is_read,
+            "detail": e.detail,
+            "ip": e.ip,
+        }
+        for e in entries
+    ]
+
+
+async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any], list[Document]]:
+    """The record as the caller may see it, and the documents whose bytes go with it.
+
+    Precondition: ``client`` came through access_client for this caller (staff only).
+    """
+    assert caller.staff is not None
+    practice = await Practice.get(id=caller.practice_id)
+    see_clinical = can_see_clinical(caller, practice)
+    is_owner = caller.staff.role is StaffRole.OWNER
+    conversations, left_out = await _messages_part(caller, client)
+    document_rows, documents = await _documents_part(client)
+    remarks = {
+        "session_notes": _("Session notes are not part of Cabinet yet."),
+        "invoices": _("Billing is not part of Cabinet yet: there are no invoices."),
+    }
+    if not see_clinical:
+        remarks["clinical"] = _("Clinical details are left out: your role does not show them.")
+    if left_out:
+        remarks["messages"] = ngettext(
+            "%(num)s conversation with this client is left out: only its participants may read it.",
+            "%(num)s conversations with this client are left out: only their participants "
+            "may read them.",
+            left_out,
+        ) % {"num": left_out}
+    if not is_owner:
+        remarks["logs"] = _("The audit entries are left out: only the owner reads them.")
+    record: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": _iso(datetime.now(UTC)),
+        "exported_by": _person(caller.staff),
+        "practice": {"id": practice.id, "name": practice.name},
+        "remarks": remarks,
+        "client": await _client_part(client),
+        "clinical": await _clinical_part(client) if see_clinical else None,
+        "account": await _account_part(client),
+        "circle_of_care": await _circle_part(client),
+        "sessions": await _sessions_part(client),
+        "session_notes": [] if see_clinical else None,
+        "conversations": conversations,
+        "invoices": [],
+        "documents": document_rows,
+        "tasks": await _tasks_part(client),
+        "logs": await _logs_part(client) if is_owner else None,
+    }
+    return record, documents
+
+
+# --- packaging --------------------------------------------------------------------------------
+
+
+def _sha1_b64(path: Path) -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _write_zip(
+    record: dict[str, Any], documents: list[Document], base_url: str, folder: Path
+) -> tuple[IO[bytes], int]:
+    present: dict[int, Path] = {}
+    for d in documents:
+        path = storage.path_of(d.storage_key)
+        if path.is_file():
+            present[d.id] = path
+    for row in record["documents"]:
+        found = present.get(row["id"])
+        row["missing"] = found is None
+        row["sha1_base64"] = _sha1_b64(found) if found else None
+    bundle = fhir.client_bundle(record, base_url)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # An unnamed temporary file: nothing is left on disk once it is closed, even on a crash.
+    out = tempfile.TemporaryFile(dir=folder)
+    try:
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("record.json", json.dumps(record, ensure_ascii=False, indent=2))
+            archive.writestr("fhir.json", json.dumps(bundle, ensure_ascii=False, indent=2))
+            for d in documents:
+                if d.id in present:
+                    archive.write(present[d.id], archive_name(d))
+        size = out.tell()
+    except BaseException:
+        out.close()
+        raise
+    return out, size
+
+
+async def export_client(caller: Caller, client: Client, ip: str = "") -> ExportFile:
+    """Build the client's export for ``caller`` and record that they took it."""
+    record, documents = await client_record(caller, client)
+    settings = get_settings()
+    out, size = await asyncio.to_thread(
+        _write_zip, record, documents, settings.public_url, settings.data_dir / "exports"
+    )
+    await audit.record(
+        caller,
+        "client.exported",
+        object_type="client",
+        object_id=client.id,
+        client_id=client.id,
+        ip=ip,
+        is_read=True,
+        detail={
+            "clinical": record["clinical"] is not None,
+            "logs": record["logs"] is not None,
+            "documents": len(documents),
+            "conversations": len(record["conversations"]),
+        },
+    )
+    today = datetime.now(UTC).date().isoformat()
+    return ExportFile(out, size, f"cabinet-client-{client.id}-{today}.zip")

@@ -1,0 +1,246 @@
+"""The Documents tab of the client file, its forms, downloads, and the documents API.
+
+Uploads are multipart forms (the CSRF token rides in the query string or the X-CSRF-Token
+header, see server/web.py) read with a cap, so an oversized upload is refused without
+being read to its end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import Message, Receive
+
+from models.accounts import Practice
+from models.clients import Client, Document
+from server import filetypes, storage
+from server.access import access_client, access_document
+from server.actions import documents
+from server.api import Ok
+from server.auth.sessions import Caller
+from server.errors import NotFound, ValidationFailed
+from server.i18n import gettext as _
+from server.i18n import lazy
+from server.queries.documents import DocumentOut, client_documents, document_rows
+from server.settings import get_settings
+from server.web import client_address, path_id, require_staff
+from staff.api import api
+from staff.client_file import Tab, file_page, register_tab
+
+# Room for the multipart envelope and the small fields beside the file.
+FORM_SLACK = 64 * 1024
+# What the file picker offers; the server still decides by content.
+ACCEPT = ",".join(ext for t in filetypes.ACCEPTED for ext in t.extensions)
+
+
+async def _load_documents(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
+    return {
+        "documents": await client_documents(client.id),
+        "max_mb": get_settings().document_max_mb,
+        "max_bytes": documents.max_bytes(),
+        "accept": ACCEPT,
+    }
+
+
+register_tab(
+    Tab("documents", lazy("Documents"), "staff/file_documents.html", _load_documents, order=60)
+)
+
+
+# --- reading an upload -----------------------------------------------------------------------
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise documents.too_large()
+        return message
+
+    return capped
+
+
+async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
+    """The uploaded file's name and bytes, and the form's other fields.
+
+    Refuses (ValidationFailed) a body announced or found to be larger than the limit before
+    reading it all, a body that is not a form with one file, and a file over the limit.
+    """
+    limit = documents.max_bytes()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + FORM_SLACK:
+        raise documents.too_large()
+    no_file = ValidationFailed(_("Choose a file to upload."), {"file": _("Choose a file.")})
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise no_file
+    capped = Request(request.scope, _capped(request.receive, limit + FORM_SLACK))
+    try:
+        form = await capped.form(max_files=1, max_fields=20)
+    except HTTPException:
+        # A malformed body, or more than one file.
+        raise no_file from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or (not upload.filename and not upload.size):
+            raise no_file
+        if upload.size is not None and upload.size > limit:
+            raise documents.too_large()
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+        return upload.filename or "", data, fields
+    finally:
+        await form.close()
+
+
+def _is_on(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "on", "yes"}
+
+
+# --- pages and forms -------------------------------------------------------------------------
+
+
+def _back(client_id: int, saved: bool = True) -> RedirectResponse:
+    return RedirectResponse(
+        f"/staff/clients/{client_id}/documents{'?saved=1' if saved else ''}", status_code=303
+    )
+
+
+async def _document_on_file(request: Request) -> tuple[Caller, Client, Document]:
+    """The document named in the path, which must belong to the client named beside it."""
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    document = await access_document(caller, path_id(request, "document_id"))
+    if document.client_id != client.id:  # type: ignore[attr-defined]
+        raise NotFound()
+    return caller, client, document
+
+
+async def upload_form(request: Request) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    try:
+        name, data, fields = await read_upload(request)
+        await documents.do_upload_document(
+            caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+        )
+    except ValidationFailed as exc:
+        return await file_page(
+            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="documents"
+        )
+    return _back(client.id)
+
+
+async def download(request: Request) -> Response:
+    caller, _client, document = await _document_on_file(request)
+    response = storage.download_response(document.storage_key, document.name, document.content_type)
+    await documents.record_download(caller, document, ip=client_address(request))
+    return response
+
+
+class RenameIn(BaseModel):
+    name: str = Field(min_length=1, max_length=300)
+
+
+class ShareIn(BaseModel):
+    shared: bool
+
+
+async def change_form(request: Request) -> Response:
+    """The row's forms: /rename (name), /share (shared=1 or 0), /delete."""
+    change = request.path_params["change"]
+    if change not in {"rename", "share", "delete"}:
+        raise NotFound()
+    caller, client, document = await _document_on_file(request)
+    form = await request.form()
+    try:
+        if change == "rename":
+            await documents.do_rename_document(caller, document, str(form.get("name") or ""))
+        elif change == "share":
+            shared = _is_on(str(form.get("shared") or ""))
+            await documents.do_share_document(caller, document, shared)
+        else:
+            await documents.do_delete_document(caller, document)
+    except ValidationFailed as exc:
+        return await file_page(
+            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="documents"
+        )
+    return _back(client.id)
+
+
+# --- API -------------------------------------------------------------------------------------
+
+
+async def _one(document: Document) -> DocumentOut:
+    return (await document_rows(Document.filter(id=document.id)))[0]
+
+
+@api.route("GET", "/clients/{client_id}/documents", response=DocumentOut, response_list=True)
+async def list_documents(request: Request) -> list[DocumentOut]:
+    """The documents on a client's file, newest first"""
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    return await client_documents(client.id)
+
+
+@api.route("POST", "/clients/{client_id}/documents", response=DocumentOut)
+async def upload_document(request: Request) -> DocumentOut:
+    """Upload a document: multipart/form-data with a `file` field (and `shared`=1 to show it
+    on the client's portal). Types are told from the content; the size is capped."""
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    name, data, fields = await read_upload(request)
+    document = await documents.do_upload_document(
+        caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+    )
+    return await _one(document)
+
+
+@api.route("GET", "/documents/{document_id}", response=DocumentOut)
+async def get_document(request: Request) -> DocumentOut:
+    """One document's details"""
+    caller = require_staff(request)
+    return await _one(await access_document(caller, path_id(request, "document_id")))
+
+
+@api.route("GET", "/documents/{document_id}/content", response=None)
+async def download_document(request: Request) -> Response:
+    """Download a document's bytes (recorded in the audit trail as a read)"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    response = storage.download_response(document.storage_key, document.name, document.content_type)
+    await documents.record_download(caller, document, ip=client_address(request))
+    return response
+
+
+@api.route("POST", "/documents/{document_id}/name", body=RenameIn, response=DocumentOut)
+async def rename_document(request: Request, body: RenameIn) -> DocumentOut:
+    """Rename a document (the extension of its real type is kept)"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    return await _one(await documents.do_rename_document(caller, document, body.name))
+
+
+@api.route("POST", "/documents/{document_id}/shared", body=ShareIn, response=DocumentOut)
+async def share_document(request: Request, body: ShareIn) -> DocumentOut:
+    """Share a document with the client on the portal, or stop sharing it"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    return await _one(await documents.do_share_document(caller, document, body.shared))
+
+
+@api.route("DELETE", "/documents/{document_id}", response=Ok)
+async def delete_document(request: Request) -> Ok:
+    """Delete a document from the file (kept in the records, gone from every list)"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    await documents.do_delete_document(caller, document)
+    return Ok()

@@ -1,0 +1,92 @@
+"""Documents in a real browser: a therapist uploads a file on the client's Documents tab and
+shares it; the client finds it on the portal, on a phone.
+
+Like test_browser.py, the tests launch Debian's Chromium (never ``playwright install``), skip
+on a laptop without it and fail in CI (require_service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from models.clients import Document
+from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
+from tests.test_browser import CHROMIUM_ARGS, PHONE, sign_in
+from tests.test_documents import EXE, PDF
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    alice = await make.therapist(first_name="Alice")
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    staff = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    page = await staff.new_page()
+    await sign_in(page, f"{live_server.url}/staff/login", alice.email, PASSWORD)
+    await expect(page).to_have_url(f"{live_server.url}/staff/")
+
+    await page.goto(f"{live_server.url}/staff/clients/{helene.id}")
+    await page.get_by_role("link", name="Documents").click()
+    await expect(page).to_have_url(f"{live_server.url}/staff/clients/{helene.id}/documents")
+    await expect(page.get_by_text("No documents on this file yet.")).to_be_visible()
+    await expect(page.get_by_role("link", name="Export client")).to_be_visible()
+
+    # A program dressed as a PDF is turned away with the reason.
+    files = page.locator("input[type=file]")
+    await files.set_input_files(
+        {"name": "facture.pdf", "mimeType": "application/pdf", "buffer": EXE}
+    )
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page.locator(".field-error")).to_contain_text("Upload a PDF, an image")
+
+    await files.set_input_files(
+        {"name": "Exercices de respiration.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    )
+    await page.get_by_label("Share with the client on the portal").check()
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page).to_have_url(f"{live_server.url}/staff/clients/{helene.id}/documents?saved=1")
+    row = page.locator("tr[data-document-id]")
+    await expect(row).to_have_count(1)
+    await expect(row.locator("[data-document-name]")).to_have_text("Exercices de respiration.pdf")
+    await expect(row.locator("[data-shared]")).to_have_text("Shared")
+    document = await Document.get(client_id=helene.id)
+    assert (document.content_type, document.size) == ("application/pdf", len(PDF))
+
+    # The download is the same bytes.
+    async with page.expect_download() as info:
+        await row.locator("[data-document-name]").click()
+    download = await info.value
+    assert download.suggested_filename == "Exercices de respiration.pdf"
+    assert open(await download.path(), "rb").read() == PDF  # noqa: ASYNC230
+    await staff.close()
+
+    account = await make.portal_account(helene)
+    phone = await browser.new_context(locale="en-US", **PHONE)
+    client_page = await phone.new_page()
+    await sign_in(client_page, f"{live_server.url}/portal/login", account.email, PASSWORD)
+    await expect(client_page).to_have_url(f"{live_server.url}/portal/")
+    await client_page.get_by_role("link", name="Documents").first.click()
+    await expect(client_page).to_have_url(f"{live_server.url}/portal/documents")
+    await expect(client_page.locator("[data-document-id] a")).to_have_text(
+        "Exercices de respiration.pdf"
+    )
+    overflow = await client_page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    await phone.close()

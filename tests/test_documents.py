@@ -1,0 +1,504 @@
+"""Documents on the client file: types told by content, the size limit, rename, soft delete,
+sharing on the portal, downloads recorded as reads, and who reaches what."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+
+from models.audit import AuditEntry
+from models.clients import Client, Document
+from server import filetypes, storage
+from server.actions import documents
+from server.auth.sessions import Caller
+from server.errors import ValidationFailed
+from server.settings import Settings, set_settings
+from tests.conftest import Factory, login
+
+# --- sample files ----------------------------------------------------------------------------
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00;"
+WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00"
+TEXT = "Compte rendu de séance\nHélène — 12 mars\n".encode()
+# A Windows program: what a renamed .exe starts with.
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48
+EXE += b"This program cannot be run in DOS mode.\r\r\n$" + b"\x00" * 64
+
+
+def zipped(files: dict[str, bytes], first: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        if first is not None:
+            archive.writestr(zipfile.ZipInfo(first), files[first])  # stored, first: as ODF wants
+        for name, data in files.items():
+            if name != first:
+                archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+CONTENT_TYPES = b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'
+DOCX = zipped({"[Content_Types].xml": CONTENT_TYPES, "word/document.xml": b"<w:document/>"})
+XLSX = zipped({"[Content_Types].xml": CONTENT_TYPES, "xl/workbook.xml": b"<workbook/>"})
+ODT = zipped(
+    {"mimetype": b"application/vnd.oasis.opendocument.text", "content.xml": b"<office/>"},
+    first="mimetype",
+)
+DOCM = zipped(
+    {
+        "[Content_Types].xml": CONTENT_TYPES.replace(
+            b"/>",
+            b"><Override ContentType='application/vnd.ms-word.document.macroEnabled.main+xml'/></Types>",
+        ),
+        "word/document.xml": b"<w:document/>",
+        "word/vbaProject.bin": b"\x00" * 16,
+    }
+)
+JUST_A_ZIP = zipped({"photos/holiday.txt": b"not an office file"})
+ODS = zipped(
+    {"mimetype": b"application/vnd.oasis.opendocument.spreadsheet", "content.xml": b"<x/>"},
+    first="mimetype",
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (PDF, "application/pdf"),
+        (PNG, "image/png"),
+        (JPEG, "image/jpeg"),
+        (GIF, "image/gif"),
+        (WEBP, "image/webp"),
+        (TEXT, "text/plain; charset=utf-8"),
+        (b"\xef\xbb\xbfwith a byte-order mark\r\n", "text/plain; charset=utf-8"),
+        (DOCX, filetypes.DOCX.content_type),
+        (XLSX, filetypes.XLSX.content_type),
+        (ODT, filetypes.ODT.content_type),
+    ],
+)
+def test_accepted_types_are_told_by_their_content(data: bytes, content_type: str) -> None:
+    detected = filetypes.detect(data)
+    assert detected is not None and detected.content_type == content_type
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        EXE,
+        DOCM,  # macros are code
+        JUST_A_ZIP,
+        ODS,  # an OpenDocument, but not a text one
+        b"PK\x03\x04 broken zip",
+        "Compte rendu de séance".encode("latin-1"),  # not UTF-8
+        b"text with a NUL\x00 byte",
+        b"\x7fELF\x02\x01\x01",
+        b"",
+    ],
+)
+def test_other_content_is_refused(data: bytes) -> None:
+    assert filetypes.detect(data) is None
+
+
+def test_names_keep_the_real_type_visible() -> None:
+    assert documents.clean_name("C:\\fakepath\\Bilan.pdf") == "Bilan.pdf"
+    assert documents.clean_name("  ../../etc/passwd ") == "passwd"
+    # A right-to-left override would show "report\u202egpj.exe" as "reportexe.jpg".
+    assert documents.clean_name("report\u202egpj.exe") == "reportgpj.exe"
+    assert len(documents.clean_name("a" * 300 + ".pdf")) == documents.MAX_NAME
+    assert documents.clean_name("a" * 300 + ".pdf").endswith(".pdf")
+    assert filetypes.with_extension("scan", filetypes.PDF) == "scan.pdf"
+    assert filetypes.with_extension("photo.JPG", filetypes.JPEG) == "photo.JPG"
+    assert filetypes.with_extension("letter.exe", filetypes.PDF) == "letter.exe.pdf"
+
+
+# --- the practice ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def file(make: Factory) -> dict[str, Any]:
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin()
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    other = await make.client(bob, first_name="Other", last_name="Client")
+    return {
+        "owner": owner,
+        "alice": alice,
+        "bob": bob,
+        "desk": desk,
+        "helene": helene,
+        "other": other,
+    }
+
+
+async def upload(
+    http: httpx.AsyncClient,
+    client: Client,
+    name: str,
+    data: bytes,
+    *,
+    shared: bool = False,
+    declared: str = "application/pdf",
+) -> httpx.Response:
+    return await http.post(
+        f"/api/clients/{client.id}/documents",
+        files={"file": (name, data, declared)},
+        data={"shared": "1"} if shared else {},
+    )
+
+
+def stored_files(settings: Settings) -> list[str]:
+    folder = settings.data_dir / "documents"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+async def test_upload_list_and_download(
+    http: httpx.AsyncClient, file: dict[str, Any], settings: Settings
+) -> None:
+    helene: Client = file["helene"]
+    await login(http, file["alice"])
+    # The browser's claimed type and the name do not matter: the bytes do.
+    r = await upload(http, helene, "Compte rendu.pdf", PDF, declared="image/png")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["name"] == "Compte rendu.pdf"
+    assert doc["content_type"] == "application/pdf"
+    assert doc["size"] == len(PDF) and doc["shared_with_client"] is False
+    assert doc["uploaded_by_id"] == file["alice"].id
+    listed = (await http.get(f"/api/clients/{helene.id}/documents")).json()
+    assert [d["id"] for d in listed] == [doc["id"]]
+
+    row = await Document.get(id=doc["id"])
+    assert stored_files(settings) == [row.storage_key]
+    assert (settings.data_dir / "documents" / row.storage_key).read_bytes() == PDF
+
+    r = await http.get(f"/api/documents/{doc['id']}/content")
+    assert r.status_code == 200 and r.content == PDF
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert "Compte%20rendu.pdf" in r.headers["content-disposition"]
+    # Downloads are reads of the file; the upload is a write that does not name the document.
+    read = await AuditEntry.get(action="read.document")
+    assert (read.client_id, read.object_id, read.is_read) == (helene.id, str(doc["id"]), True)
+    uploaded = await AuditEntry.get(action="document.uploaded")
+    assert "Compte" not in str(uploaded.detail)
+
+
+async def test_a_renamed_program_is_refused(
+    http: httpx.AsyncClient, file: dict[str, Any], settings: Settings
+) -> None:
+    await login(http, file["alice"])
+    for name, data in (("invoice.pdf", EXE), ("macros.docx", DOCM), ("empty.txt", b"")):
+        r = await upload(http, file["helene"], name, data)
+        assert r.status_code == 422, name
+        assert "file" in r.json()["error"]["fields"]
+    assert await Document.all().count() == 0
+    assert stored_files(settings) == []
+
+
+async def test_the_name_says_the_real_type(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
+    await login(http, file["alice"])
+    r = await upload(http, file["helene"], "scan", PDF)
+    assert r.json()["name"] == "scan.pdf"
+    r = await upload(http, file["helene"], "holiday.pdf", PNG)
+    assert (r.json()["name"], r.json()["content_type"]) == ("holiday.pdf.png", "image/png")
+    r = await upload(http, file["helene"], "notes.txt", TEXT)
+    assert r.json()["content_type"] == "text/plain; charset=utf-8"
+    download = await http.get(f"/api/documents/{r.json()['id']}/content")
+    assert download.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.fixture
+def one_mb(settings: Settings) -> Settings:
+    small = replace(settings, document_max_mb=1)
+    set_settings(small)
+    return small
+
+
+async def test_the_size_limit(
+    http: httpx.AsyncClient, file: dict[str, Any], one_mb: Settings
+) -> None:
+    await login(http, file["alice"])
+    limit = 1024 * 1024
+    exactly = b"a" * limit
+    assert (await upload(http, file["helene"], "a.txt", exactly)).status_code == 200
+    r = await upload(http, file["helene"], "b.txt", exactly + b"a")
+    assert r.status_code == 422
+    assert r.json()["error"]["fields"]["file"] == "The file is larger than 1 MB."
+    # Far over: refused from the announced length, before the body is read.
+    r = await upload(http, file["helene"], "c.txt", b"a" * (3 * limit))
+    assert r.status_code == 422 and "1 MB" in r.json()["error"]["fields"]["file"]
+    assert await Document.all().count() == 1
+    assert len(stored_files(one_mb)) == 1
+
+
+async def test_an_oversized_stream_without_a_length_is_cut_off(
+    http: httpx.AsyncClient, file: dict[str, Any], one_mb: Settings
+) -> None:
+    await login(http, file["alice"])
+    boundary = "cabinet-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode()
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield head
+        for _ in range(64):  # 4 MB, announced by no Content-Length
+            sent += 64 * 1024
+            yield b"a" * (64 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = await http.post(
+        f"/api/clients/{file['helene'].id}/documents",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 422 and "file" in r.json()["error"]["fields"]
+    assert await Document.all().count() == 0 and stored_files(one_mb) == []
+    assert sent < 2 * 1024 * 1024  # the rest was never read
+
+
+async def test_bytes_are_removed_when_the_row_is_not_written(
+    file: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(documents.audit, "record", broken)
+    with pytest.raises(RuntimeError):
+        await documents.do_upload_document(
+            Caller.acting_as(file["alice"]), file["helene"], name="a.pdf", data=PDF
+        )
+    assert await Document.all().count() == 0
+    assert stored_files(settings) == []
+
+
+async def test_bad_uploads_are_422_not_crashes(
+    http: httpx.AsyncClient, file: dict[str, Any]
+) -> None:
+    await login(http, file["alice"])
+    url = f"/api/clients/{file['helene'].id}/documents"
+    assert (await http.post(url, json={"file": "x"})).status_code == 422
+    assert (await http.post(url, data={"shared": "1"}, files={})).status_code == 422
+    two = [("file", ("a.pdf", PDF, "application/pdf")), ("file", ("b.pdf", PDF, "application/pdf"))]
+    assert (await http.post(url, files=two)).status_code == 422
+    with pytest.raises(ValidationFailed):
+        documents.check_upload(b"")
+
+
+async def test_sharing_on_the_portal(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    staff = new_http("10.7.0.1")
+    await login(staff, file["alice"])
+    portal = new_http("10.7.0.2")
+    await login(portal, helene)
+    doc = (await upload(staff, helene, "Exercices.pdf", PDF)).json()
+    assert (await portal.get("/portal/api/documents")).json() == []
+    assert (await portal.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 404
+    assert (await portal.get(f"/portal/documents/{doc['id']}")).status_code == 404
+
+    r = await staff.post(f"/api/documents/{doc['id']}/shared", json={"shared": True})
+    assert r.status_code == 200 and r.json()["shared_with_client"] is True
+    listed = (await portal.get("/portal/api/documents")).json()
+    assert [(d["id"], d["name"]) for d in listed] == [(doc["id"], "Exercices.pdf")]
+    assert "sha256" not in listed[0]  # the portal gets what a client needs, no more
+    page = await portal.get("/portal/documents")
+    assert page.status_code == 200 and "Exercices.pdf" in page.text
+    for url in (f"/portal/api/documents/{doc['id']}/content", f"/portal/documents/{doc['id']}"):
+        got = await portal.get(url)
+        assert got.status_code == 200 and got.content == PDF
+        assert got.headers["content-disposition"].startswith("attachment;")
+        assert got.headers["x-content-type-options"] == "nosniff"
+    by_client = await AuditEntry.filter(action="read.document", actor_kind="client").count()
+    assert by_client == 2
+    assert await AuditEntry.filter(action="document.shared").count() == 1
+
+    r = await staff.post(f"/api/documents/{doc['id']}/shared", json={"shared": False})
+    assert r.json()["shared_with_client"] is False
+    assert (await portal.get("/portal/api/documents")).json() == []
+    assert (await portal.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 404
+    assert "Exercices.pdf" not in (await portal.get("/portal/documents")).text
+
+
+async def test_uploading_shared_at_once(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    staff = new_http("10.7.1.1")
+    await login(staff, file["alice"])
+    doc = (await upload(staff, file["helene"], "Bilan.pdf", PDF, shared=True)).json()
+    assert doc["shared_with_client"] is True
+    portal = new_http("10.7.1.2")
+    await login(portal, file["helene"])
+    assert [d["id"] for d in (await portal.get("/portal/api/documents")).json()] == [doc["id"]]
+    # The portal's home leads to the documents.
+    assert 'href="/portal/documents"' in (await portal.get("/portal/")).text
+
+
+async def test_rename(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
+    await login(http, file["alice"])
+    doc = (await upload(http, file["helene"], "scan_0001.pdf", PDF)).json()
+    r = await http.post(f"/api/documents/{doc['id']}/name", json={"name": "  Bilan   initial "})
+    assert r.status_code == 200 and r.json()["name"] == "Bilan initial.pdf"
+    r = await http.post(f"/api/documents/{doc['id']}/name", json={"name": " / "})
+    assert r.status_code == 422 and "name" in r.json()["error"]["fields"]
+    assert (await Document.get(id=doc["id"])).name == "Bilan initial.pdf"
+    entries = await AuditEntry.filter(action="document.renamed")
+    assert len(entries) == 1 and entries[0].detail == {"fields": ["name"]}
+
+
+async def test_soft_delete(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any], settings: Settings
+) -> None:
+    staff = new_http("10.7.2.1")
+    await login(staff, file["alice"])
+    doc = (await upload(staff, file["helene"], "a.pdf", PDF, shared=True)).json()
+    assert (await staff.delete(f"/api/documents/{doc['id']}")).status_code == 200
+    row = await Document.get(id=doc["id"])
+    assert row.deleted_at is not None
+    assert stored_files(settings) == [row.storage_key]  # the bytes stay
+    assert (await staff.get(f"/api/clients/{file['helene'].id}/documents")).json() == []
+    for url in (f"/api/documents/{doc['id']}", f"/api/documents/{doc['id']}/content"):
+        assert (await staff.get(url)).status_code == 404
+    assert (await staff.delete(f"/api/documents/{doc['id']}")).status_code == 404
+    portal = new_http("10.7.2.2")
+    await login(portal, file["helene"])
+    assert (await portal.get("/portal/api/documents")).json() == []
+    assert (await portal.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 404
+    assert await AuditEntry.filter(action="document.deleted").count() == 1
+
+
+# --- who reaches what ------------------------------------------------------------------------
+
+STAFF_EXPECTED = {"owner": 200, "alice": 200, "desk": 200, "bob": 404}
+
+
+@pytest.mark.parametrize("who", list(STAFF_EXPECTED))
+async def test_staff_access(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any], who: str
+) -> None:
+    alice = new_http("10.7.3.1")
+    await login(alice, file["alice"])
+    doc = (await upload(alice, file["helene"], "a.pdf", PDF)).json()
+    http = new_http("10.7.3.2")
+    await login(http, file[who])
+    expected = STAFF_EXPECTED[who]
+    helene = file["helene"]
+    assert (await http.get(f"/api/clients/{helene.id}/documents")).status_code == expected
+    assert (await http.get(f"/api/documents/{doc['id']}/content")).status_code == expected
+    assert (await http.get(f"/staff/clients/{helene.id}/documents")).status_code == expected
+    assert (
+        await http.get(f"/staff/clients/{helene.id}/documents/{doc['id']}")
+    ).status_code == expected
+    r = await upload(http, helene, "b.pdf", PDF)
+    assert r.status_code == expected
+    r = await http.post(f"/api/documents/{doc['id']}/shared", json={"shared": True})
+    assert r.status_code == expected
+    if expected == 404:
+        missing = await http.post("/api/documents/999999/shared", json={"shared": True})
+        assert r.json() == missing.json()  # indistinguishable from a missing id
+        assert (await Document.get(id=doc["id"])).shared_with_client is False
+        assert await Document.filter(client_id=helene.id).count() == 1
+
+
+async def test_clients_and_strangers(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.7.4.1")
+    await login(alice, file["alice"])
+    doc = (await upload(alice, helene, "a.pdf", PDF, shared=True)).json()
+    bob = new_http("10.7.4.2")
+    await login(bob, file["bob"])
+    theirs = (await upload(bob, file["other"], "b.pdf", PDF, shared=True)).json()
+
+    portal = new_http("10.7.4.3")
+    await login(portal, helene)
+    # Another client's shared document is a 404, like a missing one.
+    for url in (
+        f"/portal/api/documents/{theirs['id']}/content",
+        "/portal/api/documents/999999/content",
+    ):
+        assert (await portal.get(url)).status_code == 404
+    assert (await portal.get(f"/portal/documents/{theirs['id']}")).status_code == 404
+    # Clients cannot upload, nor reach the staff API or pages.
+    r = await portal.post(
+        "/portal/api/documents", files={"file": ("x.pdf", PDF, "application/pdf")}
+    )
+    assert r.status_code == 405
+    r = await portal.post(
+        f"/api/clients/{helene.id}/documents", files={"file": ("x.pdf", PDF, "application/pdf")}
+    )
+    assert r.status_code == 401
+    assert (await portal.get(f"/api/documents/{doc['id']}/content")).status_code == 401
+    assert (
+        await portal.get(f"/staff/clients/{helene.id}/documents/{doc['id']}")
+    ).status_code == 303
+    assert await Document.all().count() == 2
+
+    nobody = new_http("10.7.4.4")
+    assert (await nobody.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 401
+    assert (await nobody.get(f"/api/documents/{doc['id']}/content")).status_code == 401
+    assert (await nobody.get(f"/portal/documents/{doc['id']}")).status_code == 303
+
+
+# --- the tab ---------------------------------------------------------------------------------
+
+
+async def test_the_documents_tab(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
+    helene: Client = file["helene"]
+    me = await login(http, file["alice"])
+    token = me["csrf_token"]
+    del http.headers["X-CSRF-Token"]  # as a browser form would: the token in the URL
+    base = f"/staff/clients/{helene.id}/documents"
+    page = await http.get(base)
+    assert page.status_code == 200 and "No documents on this file yet." in page.text
+    assert f"/staff/clients/{helene.id}/export" in page.text  # the action bar's export
+
+    r = await http.post(f"{base}?csrf_token={token}", files={"file": ("Lettre.pdf", PDF)})
+    assert r.status_code == 303 and r.headers["location"] == f"{base}?saved=1"
+    doc = await Document.get(client_id=helene.id)
+    r = await http.post(f"{base}?csrf_token={token}", files={"file": ("virus.pdf", EXE)})
+    assert r.status_code == 422 and "Upload a PDF, an image" in r.text
+    # Without the token, nothing is stored.
+    r = await http.post(base, files={"file": ("Lettre.pdf", PDF)})
+    assert r.status_code == 403 and await Document.all().count() == 1
+
+    form = {"csrf_token": token}
+    r = await http.post(f"{base}/{doc.id}/share", data={**form, "shared": "1"})
+    assert r.status_code == 303
+    r = await http.post(f"{base}/{doc.id}/rename", data={**form, "name": "Courrier"})
+    assert r.status_code == 303
+    await doc.refresh_from_db()
+    assert (doc.name, doc.shared_with_client) == ("Courrier.pdf", True)
+    page = await http.get(base)
+    assert "Courrier.pdf" in page.text and "Stop sharing" in page.text
+    assert (await http.get(f"{base}/{doc.id}")).content == PDF
+    assert (await http.post(f"{base}/{doc.id}/explode", data=form)).status_code == 404
+    other = await Client.get(id=file["other"].id)
+    assert (
+        await http.post(f"/staff/clients/{other.id}/documents/{doc.id}/delete", data=form)
+    ).status_code == 404
+    r = await http.post(f"{base}/{doc.id}/delete", data=form)
+    assert r.status_code == 303
+    assert "Courrier.pdf" not in (await http.get(base)).text
+
+
+async def test_storage_keys_never_leave_the_folder() -> None:
+    for key in ("../secret_key", "abc", "A" * 32, "0" * 31 + "/"):
+        with pytest.raises(ValueError):
+            storage.path_of(key)
