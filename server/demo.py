@@ -146,7 +146,8 @@ async def _demo_conversations(
     await _say(marc, exercises, "Merci, je m'y mets ce soir.")
     await _read(as_bruno, exercises)
 
-    await clients.do_link_clients(None, sophie.client, chloe.client, Relationship.PARENT)
+    # Read "Chloé is Sophie's child": a link from A to B says what B is to A.
+    await clients.do_link_clients(None, sophie.client, chloe.client, Relationship.CHILD)
     family = await messaging.do_create_conversation(
         as_alice,
         kind=ConversationKind.CLIENT,
