@@ -5,10 +5,12 @@ same record as an HL7 FHIR R4 Bundle (server/fhir.py) for another system to impo
 ``documents/`` the documents' bytes. It is what a practice hands over when a client asks
 for their data or moves to another practitioner.
 
-The export shows what the caller may see, and says what it leaves out: clinical details
-only for those who may read them, conversations only those the caller takes part in (the
-messaging rule: nobody reads a conversation they are not in), the audit entries only for
-the owner (who alone reads the audit trail). Producing it is recorded as a read of the file.
+The export shows what the caller may see, and says what it leaves out: clinical details and
+session notes only for those who may read them, conversations only those the caller takes
+part in (the messaging rule: nobody reads a conversation they are not in). The logs are
+those of the file's Logs tab: what was sent about the client (subjects, never bodies, which
+may hold sign-in links) and the audit entries about them. Producing the export is recorded
+as a read of the file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
 from models.audit import AuditEntry
 from models.clients import (
@@ -38,6 +40,8 @@ from models.clients import (
     PhoneNumber,
 )
 from models.messaging import Conversation, Message, Participant
+from models.notes import NoteAddendum, SessionNote
+from models.notifications import OutboxMessage
 from models.tasks import Task
 from server import fhir, storage
 from server.access import can_see_clinical
@@ -349,26 +353,76 @@ async def _tasks_part(client: Client) -> list[dict[str, Any]]:
     ]
 
 
-async def _logs_part(client: Client) -> list[dict[str, Any]]:
+async def _notes_part(client: Client) -> list[dict[str, Any]]:
+    """Session notes, drafts included (``signed_at`` null), with their addenda."""
+    notes = (
+        await SessionNote.filter(appointment__client_id=client.id, appointment__deleted_at=None)
+        .order_by("appointment__starts_at", "id")
+        .prefetch_related("author", "cosigned_by")
+    )
+    addenda: dict[int, list[NoteAddendum]] = {}
+    for a in (
+        await NoteAddendum.filter(note_id__in=[n.id for n in notes])
+        .order_by("id")
+        .prefetch_related("author")
+    ):
+        addenda.setdefault(a.note_id, []).append(a)  # type: ignore[attr-defined]
+    return [
+        {
+            "id": n.id,
+            "session_id": n.appointment_id,  # type: ignore[attr-defined]
+            "template": n.template.value,
+            "sections": n.sections,
+            "author": _person(n.author),
+            "created_at": _iso(n.created_at),
+            "updated_at": _iso(n.updated_at),
+            "signed_at": _iso(n.signed_at),
+            "cosigned_by": _person(n.cosigned_by),
+            "cosigned_at": _iso(n.cosigned_at),
+            "addenda": [
+                {"author": _person(a.author), "text": a.text, "added_at": _iso(a.created_at)}
+                for a in addenda.get(n.id, [])
+            ],
+        }
+        for n in notes
+    ]
+
+
+async def _logs_part(client: Client) -> dict[str, list[dict[str, Any]]]:
+    sent = await OutboxMessage.filter(client_id=client.id).order_by("id")
     entries = await AuditEntry.filter(
         client_id=client.id,
         practice_id=client.practice_id,  # type: ignore[attr-defined]
     ).order_by("id")
-    return [
-        {
-            "at": _iso(e.created_at),
-            "actor_kind": e.actor_kind,
-            "actor_id": e.actor_id,
-            "actor": e.actor_label,
-            "action": e.action,
-            "object_type": e.object_type,
-            "object_id": e.object_id,
-            "is_read": e.is_read,
-            "detail": e.detail,
-            "ip": e.ip,
-        }
-        for e in entries
-    ]
+    return {
+        "sent": [
+            {
+                "channel": m.channel,
+                "to": m.to,
+                "subject": m.subject,
+                "purpose": m.purpose,
+                "status": m.status.value,
+                "queued_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in sent
+        ],
+        "audit": [
+            {
+                "at": _iso(e.created_at),
+                "actor_kind": e.actor_kind,
+                "actor_id": e.actor_id,
+                "actor": e.actor_label,
+                "action": e.action,
+                "object_type": e.object_type,
+                "object_id": e.object_id,
+                "is_read": e.is_read,
+                "detail": e.detail,
+                "ip": e.ip,
+            }
+            for e in entries
+        ],
+    }
 
 
 async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any], list[Document]]:
@@ -379,15 +433,13 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
     assert caller.staff is not None
     practice = await Practice.get(id=caller.practice_id)
     see_clinical = can_see_clinical(caller, practice)
-    is_owner = caller.staff.role is StaffRole.OWNER
     conversations, left_out = await _messages_part(caller, client)
     document_rows, documents = await _documents_part(client)
-    remarks = {
-        "session_notes": _("Session notes are not part of Cabinet yet."),
-        "invoices": _("Billing is not part of Cabinet yet: there are no invoices."),
-    }
+    remarks = {"invoices": _("Billing is not part of Cabinet yet: there are no invoices.")}
     if not see_clinical:
-        remarks["clinical"] = _("Clinical details are left out: your role does not show them.")
+        remarks["clinical"] = _(
+            "Clinical details and session notes are left out: your role does not show them."
+        )
     if left_out:
         remarks["messages"] = ngettext(
             "%(num)s conversation with this client is left out: only its participants may read it.",
@@ -395,8 +447,6 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
             "may read them.",
             left_out,
         ) % {"num": left_out}
-    if not is_owner:
-        remarks["logs"] = _("The audit entries are left out: only the owner reads them.")
     record: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -409,12 +459,12 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "account": await _account_part(client),
         "circle_of_care": await _circle_part(client),
         "sessions": await _sessions_part(client),
-        "session_notes": [] if see_clinical else None,
+        "session_notes": await _notes_part(client) if see_clinical else None,
         "conversations": conversations,
         "invoices": [],
         "documents": document_rows,
         "tasks": await _tasks_part(client),
-        "logs": await _logs_part(client) if is_owner else None,
+        "logs": await _logs_part(client),
     }
     return record, documents
 
@@ -477,7 +527,7 @@ async def export_client(caller: Caller, client: Client, ip: str = "") -> ExportF
         is_read=True,
         detail={
             "clinical": record["clinical"] is not None,
-            "logs": record["logs"] is not None,
+            "session_notes": len(record["session_notes"] or []),
             "documents": len(documents),
             "conversations": len(record["conversations"]),
         },

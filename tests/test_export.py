@@ -20,7 +20,8 @@ from models.accounts import PortalAccount, Practice
 from models.agenda import Attendance
 from models.audit import AuditEntry
 from models.clients import AlternateContact, Client, PhoneNumber, Relationship
-from server.actions import agenda
+from models.notes import NoteTemplate
+from server.actions import agenda, notes
 from server.actions.clients import do_link_clients
 from server.auth.sessions import Caller
 from tests.conftest import Factory, login
@@ -91,6 +92,11 @@ async def practice(make: Factory, new_http: Callable[..., httpx.AsyncClient]) ->
         as_alice, practitioner=alice, client=helene, service=talk, starts_at=monday, location=office
     )
     await agenda.do_set_attendance(as_alice, first, Attendance.ATTENDED)
+    note = await notes.do_save_draft(
+        as_alice, first, NoteTemplate.BLANK, {"note": "Sommeil en progrès, angoisse nocturne"}
+    )
+    await notes.do_sign(as_alice, note)
+    await notes.do_add_addendum(as_alice, note, "Appel de suivi prévu")
     second = await agenda.do_book_appointment(
         as_alice,
         practitioner=alice,
@@ -191,16 +197,22 @@ async def test_the_therapist_exports_the_whole_file(
     assert sessions[0]["starts_at"] == "2026-03-02T09:00:00+00:00"
     assert sessions[0]["location"]["name"] == "Cabinet de Lyon"
     assert sessions[0]["practitioner"]["name"] == "Alice Martin"
+    [note] = record["session_notes"]
+    assert note["session_id"] == sessions[0]["id"] and note["signed_at"] is not None
+    assert note["sections"] == {"note": "Sommeil en progrès, angoisse nocturne"}
+    assert [a["text"] for a in note["addenda"]] == ["Appel de suivi prévu"]
     # Not there yet, and said so rather than silently missing.
-    assert record["session_notes"] == [] and record["invoices"] == []
-    assert "session_notes" in record["remarks"] and "invoices" in record["remarks"]
+    assert record["invoices"] == [] and "invoices" in record["remarks"]
     [conversation] = record["conversations"]
     assert [m["body"] for m in conversation["messages"]] == ["Bonjour Hélène", "Merci, à jeudi"]
     assert [d["name"] for d in record["documents"]] == ["Courrier.pdf"]  # not the deleted one
     assert record["documents"][0]["shared_with_client"] is True
     assert [t["note"] for t in record["tasks"]] == ["Envoyer le bilan"]
-    # The audit trail is the owner's to read.
-    assert record["logs"] is None and "logs" in record["remarks"]
+    # The file's logs, as its Logs tab shows them to whoever may open the file.
+    actions = [e["action"] for e in record["logs"]["audit"]]
+    assert "client.clinical_updated" in actions and "document.uploaded" in actions
+    assert "note.signed" in actions and "client.created" in actions
+    assert "Dr Secret" not in json.dumps(record["logs"])  # the trail names fields, not values
 
     raw, bundle = validated_bundle(archive)
     assert bundle.type == "collection"
@@ -242,15 +254,13 @@ async def test_the_therapist_exports_the_whole_file(
     )
 
 
-async def test_the_owner_gets_the_logs_but_not_others_conversations(
+async def test_the_owner_does_not_get_others_conversations(
     new_http: Callable[..., httpx.AsyncClient], practice: dict[str, Any]
 ) -> None:
     r, archive = await export_of(new_http, practice["owner"], practice["helene"])
     assert r.status_code == 200 and archive is not None
     record = json.loads(archive.read("record.json"))
-    actions = [e["action"] for e in record["logs"]]
-    assert "client.clinical_updated" in actions and "document.uploaded" in actions
-    assert "Dr Secret" not in json.dumps(record["logs"])  # the trail names fields, not values
+    assert record["session_notes"][0]["sections"]["note"].startswith("Sommeil")
     # Alice's conversation with Hélène is not the owner's to read: left out, and counted.
     assert record["conversations"] == []
     assert record["remarks"]["messages"].startswith("1 conversation with this client is left out")
@@ -267,7 +277,9 @@ async def test_the_front_desk_export_has_no_clinical_details(
     assert record["clinical"] is None and record["session_notes"] is None
     assert "clinical" in record["remarks"]
     for name in archive.namelist():
-        assert b"Dr Secret" not in archive.read(name) and b"insomnia" not in archive.read(name)
+        content = archive.read(name)
+        for secret in ("Dr Secret", "insomnia", "Sommeil", "Appel de suivi"):
+            assert secret.encode() not in content, (name, secret)
     validated_bundle(archive)
     # Once the practice opens clinical details to the front desk, they are in.
     await Practice.filter(id=helene.practice_id).update(office_admins_see_clinical=True)  # type: ignore[attr-defined]
