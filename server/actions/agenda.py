@@ -41,12 +41,20 @@ BUILTIN_NAMES = {
 }
 
 
+# Distinct at a glance on the agenda grid.
+BUILTIN_COLORS = {
+    BuiltinCategory.TELECONSULTATION: "#7c3aed",
+    BuiltinCategory.HOME_VISIT: "#c2410c",
+    BuiltinCategory.GROUP: "#15803d",
+}
+
+
 async def ensure_builtin_categories(practice: Practice) -> dict[BuiltinCategory, ServiceCategory]:
     """The three built-in categories of a practice, created on first use."""
     out: dict[BuiltinCategory, ServiceCategory] = {}
     for kind, name in BUILTIN_NAMES.items():
         out[kind], _created = await ServiceCategory.get_or_create(
-            practice=practice, builtin=kind, defaults={"name": name}
+            practice=practice, builtin=kind, defaults={"name": name, "color": BUILTIN_COLORS[kind]}
         )
     return out
 
