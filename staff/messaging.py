@@ -194,6 +194,9 @@ async def messaging_page(request: Request) -> Response:
         {
             "section": "messages",
             "open_id": request.query_params.get("c", ""),
+            "new_client_id": request.query_params.get("client", "")
+            if request.query_params.get("client", "").isdigit()
+            else "",
             "me_id": caller.staff.id if caller.staff else 0,
         },
     )

@@ -344,7 +344,17 @@
   function setupDialogs() {
     var newDlg = $("#new-dialog"); if (!newDlg) return;
     var form = newDlg.querySelector("form"), chosen = null, pickSeq = 0;
-    $("#new-conversation").addEventListener("click", function () { form.reset(); clearErrors(form); chosen = null; $("#linked-box").innerHTML = ""; $("#chosen-client").textContent = ""; fillStaff($("#staff-box")); syncKind(); searchClients(); newDlg.showModal(); });
+    function openNew() { form.reset(); clearErrors(form); chosen = null; $("#linked-box").innerHTML = ""; $("#chosen-client").textContent = ""; fillStaff($("#staff-box")); syncKind(); searchClients(); newDlg.showModal(); }
+    $("#new-conversation").addEventListener("click", openNew);
+    // "New secure message" on a client file: the dialog opens with that client chosen.
+    if (cfg.newClientId) {
+      openNew();
+      call("GET", "/messaging/clients?id=" + cfg.newClientId).then(function (cs) {
+        var c = cs[0]; if (!c || !c.has_portal) return;
+        chosen = c; $("#chosen-client").textContent = c.name; fillLinked($("#linked-box"), c);
+        form.subject.focus();
+      });
+    }
     function syncKind() { var office = form.kind.value === "office"; $("#client-part").hidden = office; $("#preset-part").hidden = !office; }
     Array.prototype.forEach.call(form.querySelectorAll('input[name="kind"]'), function (r) { r.addEventListener("change", syncKind); });
     // Clients without a portal account are listed but cannot be chosen: the link opens their

@@ -1,0 +1,32 @@
+"""The client file's action bar in the browser: "New secure message" opens the messaging
+dialog with the client already chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import Browser, expect
+
+from tests.conftest import PASSWORD, LiveServer
+from tests.test_browser import sign_in
+from tests.test_browser_messaging import browser, people
+
+__all__ = ["browser", "people"]  # fixtures, re-used
+
+
+async def test_new_secure_message_from_the_file(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    camille = people["camille"]
+    page = await browser.new_page(locale="en-US")
+    await sign_in(page, f"{live_server.url}/staff/login", people["helene"].email, PASSWORD)
+    await page.goto(f"{live_server.url}/staff/clients/{camille.id}/contact")
+    await page.get_by_role("link", name="New secure message").click()
+    dialog = page.locator("#new-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#chosen-client")).to_have_text("Camille Martin")
+    await dialog.locator("input[name=subject]").fill("Your forms")
+    await dialog.locator("textarea[name=body]").fill("Here are the forms we discussed.")
+    await dialog.get_by_role("button", name="Start the conversation").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#messages .msg")).to_contain_text("Here are the forms")
