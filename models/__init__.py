@@ -16,9 +16,11 @@ from models.agenda import (
     Attendance,
     Availability,
     BuiltinCategory,
+    DiscountKind,
     Location,
     Service,
     ServiceCategory,
+    ServiceDiscount,
     TimeOff,
 )
 from models.audit import AuditEntry
@@ -59,6 +61,8 @@ __all__ = [
     "Attendance",
     "Availability",
     "BuiltinCategory",
+    "DiscountKind",
+    "ServiceDiscount",
     "Location",
     "Service",
     "ServiceCategory",

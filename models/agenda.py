@@ -157,3 +157,25 @@ class Appointment(Timestamped):
     class Meta:
         table = "appointment"
         indexes = (("practitioner_id", "starts_at"),)
+
+
+class DiscountKind(StrEnum):
+    PERCENT = "percent"  # this much off the service's price
+    FIXED_PRICE = "fixed_price"  # this price instead of the service's
+
+
+class ServiceDiscount(Timestamped):
+    # A client's own fee for one service (sliding scale, insurer agreement...).
+    id = fields.IntField(primary_key=True)
+    client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="discounts", on_delete=fields.RESTRICT
+    )
+    service: fields.ForeignKeyRelation[Service] = fields.ForeignKeyField(
+        "models.Service", related_name="discounts", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(DiscountKind, max_length=12)
+    value = fields.DecimalField(max_digits=10, decimal_places=2)
+
+    class Meta:
+        table = "service_discount"
+        unique_together = (("client", "service"),)
