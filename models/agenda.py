@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 
 from tortoise import fields
@@ -179,3 +180,12 @@ class ServiceDiscount(Timestamped):
     class Meta:
         table = "service_discount"
         unique_together = (("client", "service"),)
+
+
+def discounted_price(price: Decimal, discount: ServiceDiscount | None) -> Decimal:
+    """What the client pays for a service: its price, less their discount if they have one."""
+    if discount is None:
+        return price
+    if discount.kind is DiscountKind.FIXED_PRICE:
+        return discount.value
+    return (price * (Decimal(100) - discount.value) / Decimal(100)).quantize(Decimal("0.01"))

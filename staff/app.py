@@ -80,6 +80,12 @@ def build_staff_app() -> ASGIApp:
             client_file.remove_payment_method,
             methods=["POST"],
         ),
+        Route("/clients/{client_id:int}/discounts", client_file.set_discount, methods=["POST"]),
+        Route(
+            "/clients/{client_id:int}/discounts/{discount_id:int}/remove",
+            client_file.remove_discount,
+            methods=["POST"],
+        ),
         Route("/clients/{client_id:int}/tasks", tasks.add_task_form, methods=["POST"]),
         Route("/clients/{client_id:int}/documents", documents.upload_form, methods=["POST"]),
         Route("/clients/{client_id:int}/documents/{document_id:int}", documents.download),

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from models.accounts import PortalAccount, Practice, StaffUser
+from models.agenda import Service, ServiceDiscount
 from models.clients import Client, ClientStatus, EmailAddress, PaymentMethod, PhoneNumber
 from server.access import access_client, access_payment_method, can_see_clinical
 from server.actions import client_file
@@ -261,6 +262,30 @@ async def remove_payment_method(request: Request) -> Response:
         if method.client_id != client.id:  # type: ignore[attr-defined]
             raise NotFound()
         await client_file.do_remove_payment_method(caller, method)
+
+    return await _save(request, "account", work)
+
+
+async def set_discount(request: Request) -> Response:
+    async def act(caller: Caller, client: Client, body: client_file.DiscountIn) -> None:
+        service = await Service.get_or_none(
+            id=body.service_id, practice_id=caller.practice_id, is_active=True
+        )
+        if service is None:
+            raise NotFound()
+        await client_file.do_set_discount(caller, client, service, body.kind, body.value)
+
+    return await _submit(request, "account", client_file.DiscountIn, act)
+
+
+async def remove_discount(request: Request) -> Response:
+    async def work(caller: Caller, client: Client) -> None:
+        discount = await ServiceDiscount.get_or_none(
+            id=path_id(request, "discount_id"), client_id=client.id
+        )
+        if discount is None:
+            raise NotFound()
+        await client_file.do_remove_discount(caller, discount)
 
     return await _save(request, "account", work)
 

@@ -256,3 +256,63 @@ async def test_every_tab_renders_and_forms_post(
     assert r.status_code == 303
     await helene.refresh_from_db()
     assert helene.diagnosis_keywords == ["sleep"]
+
+
+async def test_service_fee_discounts(
+    http: httpx.AsyncClient, file: dict[str, Any], make: Factory
+) -> None:
+    from decimal import Decimal
+
+    from models.agenda import DiscountKind, ServiceDiscount, discounted_price
+    from server.actions import agenda
+
+    practice = await make.practice()
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    group = await agenda.do_create_service(
+        None, practice, name="Groupe", duration_minutes=90, price=Decimal("30")
+    )
+    helene: Client = file["helene"]
+    me = await login(http, file["alice"])
+    url = f"/staff/clients/{helene.id}/discounts"
+    token = me["csrf_token"]
+    r = await http.post(
+        url, data={"csrf_token": token, "service_id": talk.id, "kind": "percent", "value": "20"}
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        url,
+        data={"csrf_token": token, "service_id": group.id, "kind": "fixed_price", "value": "15"},
+    )
+    assert r.status_code == 303
+    bad = await http.post(
+        url, data={"csrf_token": token, "service_id": talk.id, "kind": "percent", "value": "120"}
+    )
+    assert bad.status_code == 422 and "between 0 and 100" in bad.text
+    other = await Practice.create(name="Elsewhere")
+    theirs = await agenda.do_create_service(
+        None, other, name="X", duration_minutes=30, price=Decimal("1")
+    )
+    r = await http.post(
+        url, data={"csrf_token": token, "service_id": theirs.id, "kind": "percent", "value": "5"}
+    )
+    assert r.status_code == 404
+    discounts = {d.service_id: d for d in await ServiceDiscount.filter(client_id=helene.id)}  # type: ignore[attr-defined]
+    assert discounted_price(talk.price, discounts[talk.id]) == Decimal("56.00")
+    assert discounted_price(group.price, discounts[group.id]) == Decimal("15")
+    assert discounted_price(talk.price, None) == Decimal("70")
+    page = await http.get(f"/staff/clients/{helene.id}/account")
+    section = page.text.split('id="discounts"', 1)[1].split("</section>", 1)[0]
+    assert "20% off" in section and "€56.00" in section, section
+    # Setting it again replaces it; removing it restores the listed price.
+    await http.post(
+        url, data={"csrf_token": token, "service_id": talk.id, "kind": "percent", "value": "10"}
+    )
+    assert (await ServiceDiscount.get(client_id=helene.id, service_id=talk.id)).value == Decimal(
+        "10"
+    )
+    d = await ServiceDiscount.get(client_id=helene.id, service_id=talk.id)
+    assert d.kind is DiscountKind.PERCENT
+    r = await http.post(f"{url}/{d.id}/remove", data={"csrf_token": token})
+    assert r.status_code == 303 and not await ServiceDiscount.filter(id=d.id).exists()

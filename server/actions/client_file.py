@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from models.accounts import StaffUser
+from models.agenda import DiscountKind, Service, ServiceDiscount
 from models.clients import (
     Client,
     ClientStatus,
@@ -402,4 +404,47 @@ async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUse
             object_id=client.id,
             client_id=client.id,
             detail={"therapist_id": therapist.id if therapist else None},
+        )
+
+
+# --- service fee discounts -------------------------------------------------------------------
+
+
+class DiscountIn(BaseModel):
+    service_id: int
+    kind: DiscountKind
+    value: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
+
+
+async def do_set_discount(
+    actor: Caller, client: Client, service: Service, kind: DiscountKind, value: Decimal
+) -> ServiceDiscount:
+    """Set (or replace) the client's discount on one service."""
+    if kind is DiscountKind.PERCENT and not Decimal(0) < value <= Decimal(100):
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"value": _("A percentage between 0 and 100.")}
+        )
+    async with atomic():
+        discount, _created = await ServiceDiscount.update_or_create(
+            defaults={"kind": kind, "value": value}, client=client, service=service
+        )
+        await audit.record(
+            actor,
+            "client.discount_set",
+            object_type="service_discount",
+            object_id=discount.id,
+            client_id=client.id,
+        )
+    return discount
+
+
+async def do_remove_discount(actor: Caller, discount: ServiceDiscount) -> None:
+    async with atomic():
+        await ServiceDiscount.filter(id=discount.id).delete()
+        await audit.record(
+            actor,
+            "client.discount_removed",
+            object_type="service_discount",
+            object_id=discount.id,
+            client_id=discount.client_id,  # type: ignore[attr-defined]
         )

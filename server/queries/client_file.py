@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.accounts import PortalAccount, StaffUser
+from models.agenda import Service, ServiceDiscount, discounted_price
 from models.clients import (
     Client,
     ClientStatus,
@@ -54,6 +55,16 @@ async def account_details(client: Client) -> dict[str, Any]:
     return {
         "account": await PortalAccount.get_or_none(client_id=client.id),
         "payment_terms": list(PaymentTerms),
+        "discounts": [
+            (d, discounted_price(d.service.price, d))
+            for d in await ServiceDiscount.filter(client_id=client.id)
+            .prefetch_related("service")
+            .order_by("service__name")
+        ],
+        "services": await Service.filter(
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+            is_active=True,
+        ).order_by("name"),
         "method_kinds": list(PaymentMethodKind),
         "payment_methods": await PaymentMethod.filter(
             client_id=client.id, deleted_at=None
