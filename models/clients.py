@@ -96,6 +96,8 @@ class Client(Timestamped):
 
     class Meta:
         table = "client"
+        # The client list's order: paging through 20,000 clients walks this index.
+        indexes = (("practice_id", "last_name", "first_name", "id"),)
 
     @property
     def full_name(self) -> str:
