@@ -42,7 +42,15 @@
   /* ---- dates in the practice's time zone ---- */
   var partsFmt = new Intl.DateTimeFormat("en-US", { timeZone: TZ, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
   // {date: "YYYY-MM-DD", minute: minutes after local midnight} of an instant.
+  // Memoised: a busy week asks for the same few thousand instants on every redraw.
+  var localCache = {}, cached = 0;
   function local(iso) {
+    var hit = localCache[iso];
+    if (hit) return hit;
+    if (++cached > 20000) { localCache = {}; cached = 1; }
+    return (localCache[iso] = localUncached(iso));
+  }
+  function localUncached(iso) {
     var p = {};
     partsFmt.formatToParts(new Date(iso)).forEach(function (x) { p[x.type] = x.value; });
     return { date: p.year + "-" + p.month + "-" + p.day, minute: parseInt(p.hour, 10) * 60 + parseInt(p.minute, 10) };
