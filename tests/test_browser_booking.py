@@ -1,0 +1,65 @@
+"""Booking from the portal in a real browser, with the front desk's agenda open: the new
+appointment appears on the agenda live, and the practice's change appears on the client's
+phone live."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, expect
+
+from models.agenda import Appointment
+from tests.conftest import PASSWORD, LiveServer, login
+from tests.test_browser import PHONE, sign_in
+from tests.test_browser_agenda import PARIS, agenda_page, browser, practice
+
+__all__ = ["browser", "practice"]  # fixtures, re-used
+
+pytestmark = pytest.mark.usefixtures("settled_hub")
+
+
+def next_monday() -> date:
+    today = datetime.now(PARIS).date()
+    return today + timedelta(days=(7 - today.weekday()) or 7)
+
+
+async def test_a_portal_booking_reaches_the_desk_live_and_back(
+    browser: Browser, live_server: LiveServer, practice: dict[str, Any]
+) -> None:
+    s = practice
+    monday = next_monday()
+    desk = await agenda_page(browser, live_server, s["fanny"], f"date={monday}")
+    await expect(desk.locator(".appt")).to_have_count(0)
+
+    phone = await (await browser.new_context(locale="en-US", **PHONE)).new_page()
+    await sign_in(phone, f"{live_server.url}/portal/login", s["camille"].email, PASSWORD)
+    await expect(phone).to_have_url(f"{live_server.url}/portal/")
+    await phone.goto(f"{live_server.url}/portal/appointments")
+    await phone.get_by_role("link", name="Alice Martin").click()
+    await phone.locator("select[name=service]").select_option(label="Séance · 50 minutes · €70.00")
+    first = phone.locator("button.slot").first
+    await expect(first).to_have_text("9:00 AM")
+    await first.click()
+    await expect(phone.locator(".alert.ok")).to_contain_text("Your appointment is booked")
+
+    booked = await Appointment.get(client_id=s["camille"].id)
+    block = desk.locator(f'[data-appointment-id="{booked.id}"]')
+    await expect(block).to_contain_text("Camille Roux", timeout=1_500)
+    await expect(block).to_contain_text("09:00")
+
+    # The practice cancels: the client's page says so without a reload.
+    await phone.evaluate("window.neverReloaded = true")
+    async with httpx.AsyncClient(base_url=live_server.url) as staff:
+        await login(staff, s["fanny"])
+        r = await staff.post(
+            f"/api/appointments/{booked.id}/attendance",
+            json={"attendance": "cancelled_by_practitioner"},
+        )
+        assert r.status_code == 200, r.text
+    row = phone.locator(f'[data-appointment="{booked.id}"]')
+    await expect(row).to_contain_text("Cancelled by the practitioner", timeout=1_500)
+    assert await phone.evaluate("window.neverReloaded") is True
+    await expect(block).to_have_attribute("data-attendance", "cancelled_by_practitioner")
