@@ -20,6 +20,8 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from server import db as dbmod
+from server.actions import agenda
 from server.settings import ROOT, set_settings
 from tests.conftest import (
     DATABASE_URL,
@@ -130,7 +133,15 @@ async def _seed(url: str, tmp: Path) -> dict[str, Any]:
         colleague = await make.therapist(first_name="Bruno", last_name="Petit")
         client = await make.client(clinician, first_name="Hélène", last_name="Dubois")
         account = await make.portal_account(client)
+        # For the agenda: a place, a service and Alice's hours there.
+        practice = await make.practice()
+        office = await agenda.do_create_location(None, practice, name="Lyon")
+        talk = await agenda.do_create_service(
+            None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+        )
         return {
+            "office": office.id,
+            "talk": talk.id,
             "clinician": {"email": clinician.email, "id": clinician.id},
             "colleague": {"email": colleague.email, "id": colleague.id},
             "client": {"email": account.email, "id": client.id, "name": client.full_name},
@@ -730,3 +741,40 @@ async def test_a_process_cut_off_from_redis_tells_the_others_what_they_missed(
             s.assert_exactly_once_in_order()
     finally:
         await link.close()
+
+
+async def test_an_agenda_change_through_one_process_reaches_sockets_on_the_other(
+    start_cluster: StartCluster, cluster_db: ClusterDatabase, listeners: list[Listener]
+) -> None:
+    a, b = await start_cluster()
+    people = cluster_db.people
+    client, clinician = await _people(cluster_db, a, b)
+    colleague = Person("staff", people["colleague"]["email"])
+    await colleague.sign_in(b)
+    desk_ws = Listener(colleague, "colleague's agenda on B")
+    client_ws = Listener(client, "client's portal on B")
+    listeners.extend([desk_ws, client_ws])
+    await asyncio.gather(desk_ws.open(b), client_ws.open(b))
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    r = await clinician.call(
+        a,
+        "POST",
+        "/appointments",
+        {
+            "practitioner_id": people["clinician"]["id"],
+            "client_id": people["client"]["id"],
+            "service_id": people["talk"],
+            "location_id": people["office"],
+            "starts_at": start.isoformat(),
+        },
+    )
+    booked = r.json()["id"]
+    for ws in (desk_ws, client_ws):
+        event = await ws.next_of("appointment.changed")
+        assert event["data"]["id"] == booked
+    await clinician.call(
+        a, "POST", f"/appointments/{booked}/attendance", {"attendance": "attended"}
+    )
+    changed = await desk_ws.next_of("appointment.changed", 2)
+    assert changed["data"]["attendance"] == "attended"
+    desk_ws.assert_exactly_once_in_order()
