@@ -25,6 +25,7 @@ from staff import (
     messaging,
     notes,
     pages,
+    practice,
     sessions,
     tasks,
 )
@@ -61,6 +62,7 @@ def build_staff_app() -> ASGIApp:
         Route("/team", pages.team, methods=["GET", "POST"]),
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
+        Route("/practice", practice.settings_page, methods=["GET", "POST"]),
         Route("/messages", messaging.messaging_page),
         Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),

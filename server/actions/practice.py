@@ -1,0 +1,47 @@
+"""The practice's own settings (owner only)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+from models.accounts import Practice
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.i18n import gettext as _
+
+
+class PracticeSettingsIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    cancellation_notice_hours: int = Field(ge=0, le=14 * 24)
+    online_booking: bool = False
+    office_admins_see_clinical: bool = False
+    video_url_template: str = Field(min_length=8, max_length=300)
+
+    @field_validator("video_url_template")
+    @classmethod
+    def _room_in_link(cls, value: str) -> str:
+        value = value.strip()
+        # Without {room} every teleconsultation would share one room: a privacy breach.
+        if "{room}" not in value or not value.startswith("https://"):
+            raise ValueError(_("An https:// address containing {room}."))
+        return value
+
+
+async def do_update_settings(actor: Caller, practice: Practice, data: PracticeSettingsIn) -> None:
+    values = data.model_dump()
+    values["name"] = values["name"].strip()
+    changed = [k for k, v in values.items() if getattr(practice, k) != v]
+    if not changed:
+        return
+    async with atomic():
+        for k in changed:
+            setattr(practice, k, values[k])
+        await practice.save(update_fields=[*changed, "updated_at"])
+        await audit.record(
+            actor,
+            "practice.settings_changed",
+            object_type="practice",
+            object_id=practice.id,
+            detail={"fields": changed},
+        )

@@ -1,0 +1,31 @@
+"""The practice settings page (owner only)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from models.accounts import Practice
+from server.actions.practice import PracticeSettingsIn, do_update_settings
+from server.errors import ValidationFailed
+from server.web import render, require_staff, validate
+from staff.pages import OWNER
+
+
+async def settings_page(request: Request) -> Response:
+    caller = require_staff(request, OWNER)
+    practice = await Practice.get(id=caller.practice_id)
+    ctx: dict[str, object] = {"practice": practice, "section": "practice"}
+    if request.method == "POST":
+        form = await request.form()
+        data = {k: v for k, v in form.items() if k != "csrf_token"}
+        # Unticked boxes are simply absent from a form post.
+        data.setdefault("online_booking", "false")
+        data.setdefault("office_admins_see_clinical", "false")
+        try:
+            await do_update_settings(caller, practice, validate(PracticeSettingsIn, data))
+        except ValidationFailed as exc:
+            ctx.update(error=exc.message, fields=exc.fields, posted=data)
+            return render(request, "staff/practice.html", ctx, status=422)
+        return RedirectResponse("/staff/practice?saved=1", status_code=303)
+    return render(request, "staff/practice.html", ctx)
