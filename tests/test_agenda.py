@@ -294,3 +294,25 @@ def test_free_slots_is_a_pure_function() -> None:
     assert free_slots(
         [window], 7, timedelta(minutes=30), [], [], not_before=start + timedelta(hours=1, minutes=1)
     )[0].start == start + timedelta(hours=1, minutes=30)
+
+
+async def test_hours_changes_reach_open_agendas(
+    setup: dict[str, Any], capture_events: Any, make: Factory
+) -> None:
+    desk = await make.office_admin()
+    captured = capture_events()
+    s = setup
+    availability = await agenda.do_add_availability(
+        None,
+        s["alice"],
+        services=[s["talk"]],
+        weekday=4,
+        start_time=time(9),
+        end_time=time(12),
+        location=s["office"],
+    )
+    await agenda.do_remove_availability(None, availability)
+    events = captured.of_type("hours.changed")
+    assert {e.recipient for e in events} == {f"s:{s['alice'].id}", f"s:{desk.id}"}
+    assert all(e.payload == {"practitioner_id": s["alice"].id} for e in events)
+    assert len(events) == 4  # two changes, two staff members each

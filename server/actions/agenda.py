@@ -135,6 +135,7 @@ async def do_add_availability(
             {"capacity": _("A group slot has room for at least two people.")},
         )
     async with atomic():
+        await notify_hours_changed(practitioner.id)
         availability = await Availability.create(
             practitioner=practitioner,
             location=location,
@@ -218,6 +219,21 @@ async def _check_free(
         capacity = await _group_capacity(practitioner, service, start)
         if len(shared) >= capacity:
             raise Conflict(_("This group slot is full."))
+
+
+async def notify_hours_changed(practitioner_id: int) -> None:
+    """Queue ``hours.changed`` for the practice's staff: open agendas fetch the shaded hours
+    again. Call inside ``atomic()``; it goes out once the block commits."""
+    practitioner = await StaffUser.get(id=practitioner_id)
+    staff_ids = await StaffUser.filter(
+        practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+        is_active=True,
+    ).values_list("id", flat=True)
+    await emit(
+        [staff_recipient(int(i)) for i in staff_ids],  # type: ignore[call-overload]
+        "hours.changed",
+        {"practitioner_id": practitioner_id},
+    )
 
 
 async def notify_appointment_changed(appointment: Appointment) -> None:
@@ -506,6 +522,7 @@ async def do_update_availability(
     if is_group_slot and capacity < 2:
         raise _invalid("capacity", _("A group slot has room for at least two people."))
     async with atomic():
+        await notify_hours_changed(availability.practitioner_id)  # type: ignore[attr-defined]
         availability.location = location  # type: ignore[assignment]
         availability.weekday = weekday
         availability.on_date = on_date
@@ -533,6 +550,7 @@ async def do_remove_availability(actor: Caller | None, availability: Availabilit
     if availability.deleted_at is not None:
         return
     async with atomic():
+        await notify_hours_changed(availability.practitioner_id)  # type: ignore[attr-defined]
         availability.deleted_at = datetime.now(UTC)
         await availability.save(update_fields=["deleted_at", "updated_at"])
         await audit.record(
@@ -561,6 +579,7 @@ async def do_add_time_off(
     Appointments already booked in that time stay: the agenda shows them as they are."""
     _check_time_off(starts_at, ends_at)
     async with atomic():
+        await notify_hours_changed(practitioner.id)
         time_off = await TimeOff.create(
             practitioner=practitioner,
             starts_at=starts_at.astimezone(UTC),
@@ -582,6 +601,7 @@ async def do_update_time_off(
 ) -> TimeOff:
     _check_time_off(starts_at, ends_at)
     async with atomic():
+        await notify_hours_changed(time_off.practitioner_id)  # type: ignore[attr-defined]
         time_off.starts_at = starts_at.astimezone(UTC)
         time_off.ends_at = ends_at.astimezone(UTC)
         time_off.reason = reason.strip()
@@ -599,6 +619,7 @@ async def do_update_time_off(
 async def do_remove_time_off(actor: Caller | None, time_off: TimeOff) -> None:
     """Time off has no history worth keeping beyond the audit entry: the row goes."""
     async with atomic():
+        await notify_hours_changed(time_off.practitioner_id)  # type: ignore[attr-defined]
         await audit.record(
             actor,
             "time_off.removed",

@@ -121,6 +121,8 @@
     apply(a); render();
     if (state.current && state.current.id === a.id) { if (a.deleted) closeDialog($("#appt-dialog")); else showAppointment(a); }
   });
+  // Someone changed opening hours or time off: the shaded hours come from a fresh fetch.
+  CabinetLive.on("hours.changed", function () { if (!state.loading) load(); });
   CabinetLive.connect("/staff/ws", {
     onStatus: function (s) {
       var n = $("#live-status"); n.dataset.state = s; n.textContent = s === "live" ? T.live_on : T.live_off;
