@@ -40,6 +40,7 @@ from models.clients import (
     Relationship,
     Tag,
 )
+from models.jobs import Job, JobStatus
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -88,6 +89,8 @@ __all__ = [
     "MessageRead",
     "Participant",
     "ParticipantRole",
+    "Job",
+    "JobStatus",
     "LinkedAccount",
     "LoginAttempt",
     "OutboxMessage",

@@ -1,8 +1,9 @@
-"""The background worker: delivers the outbox and prunes old bookkeeping.
+"""The background worker: runs due jobs, delivers the outbox and prunes old bookkeeping.
 
 By default it runs inside the web process (the embedded default); ``cabinet worker`` runs it
-as a process of its own (the Procfile's ``worker:``), and several may run at once: each
-piece of work is claimed with a conditional update before it is done.
+as a process of its own (the Procfile's ``worker:``), and several may run at once: each job
+is claimed with a lease (``server/jobs.py``) and each outbox message with a conditional
+update before it is done.
 """
 
 from __future__ import annotations
@@ -12,10 +13,26 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from models.accounts import AccountToken, AuthSession, LoginAttempt
+from models.jobs import Job, JobStatus
 from models.realtime import RealtimeEvent
+from server import jobs
 from server.mail import deliver_due
 
 log = logging.getLogger("cabinet.worker")
+
+# The modules whose job handlers the worker runs (they register with @jobs.handler on
+# import). A job kind without a handler fails at once, loudly, rather than waiting forever.
+JOB_MODULES: tuple[str, ...] = ()
+
+JOB_BATCH = 50
+
+
+def load_job_handlers() -> None:
+    import importlib
+
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+
 
 # Events older than this are gone; a tab that was away longer reloads instead of resuming.
 EVENT_RETENTION = timedelta(days=7)
@@ -27,19 +44,31 @@ async def prune() -> None:
     await LoginAttempt.filter(created_at__lt=now - timedelta(days=30)).delete()
     await AuthSession.filter(expires_at__lt=now - timedelta(days=30)).delete()
     await AccountToken.filter(expires_at__lt=now - timedelta(days=30)).delete()
+    # Finished jobs are bookkeeping (what was sent is on the client's Logs tab); failed ones
+    # stay for someone to look at.
+    await Job.filter(
+        status__in=[JobStatus.DONE, JobStatus.CANCELLED], updated_at__lt=now - timedelta(days=30)
+    ).delete()
 
 
 async def run_worker(stop: asyncio.Event, interval: float = 1.0) -> None:
+    load_job_handlers()
     last_prune = 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
+        busy = False
         try:
+            # A full batch means more is due: go again at once instead of sleeping, so a
+            # minute's worth of reminders does not trickle out one batch a second.
+            busy = await jobs.run_due(limit=JOB_BATCH) >= JOB_BATCH
             await deliver_due()
             if loop.time() - last_prune > 3600:
                 await prune()
                 last_prune = loop.time()
         except Exception:  # noqa: BLE001 - keep the worker alive; the next tick retries
             log.exception("worker tick failed")
+        if busy:
+            continue
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:

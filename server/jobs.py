@@ -1,0 +1,283 @@
+"""The durable job queue: schedule work in a transaction, run it in a worker, exactly once.
+
+Writing side (actions)::
+
+    async with atomic():
+        appointment = await Appointment.create(...)
+        await jobs.schedule("reminder.send", run_at, {"appointment": appointment.id},
+                            key=f"reminder:{appointment.id}:{client.id}:email")
+
+Running side (``server/worker.py`` calls :func:`run_due` every tick). A handler is an async
+function registered with :func:`handler`; it receives the job and does its writes, and the
+job is marked done **in the same transaction**, so a worker killed mid-job leaves no trace
+of it and the job runs again once its lease runs out, and a job is never done twice.
+Handlers must only write to the database (queue an email in the outbox, create a row);
+talking to the outside world is the outbox's business, retried on its own.
+
+Claiming is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL, so
+several ``cabinet worker`` processes share the queue without waiting on each other; SQLite
+serialises writers, which gives the same guarantee.
+
+::
+
+    pending ──claim──▶ running ──handler ok──▶ done
+       ▲  ▲               │ │
+       │  └─Defer(until)──┘ └─error─▶ pending again (backoff) … failed after max_attempts
+       └── schedule() again with the same key (a moved appointment) ── cancelled ◀── cancel()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from models.jobs import Job, JobStatus
+from server.db import atomic, connection, dialect, in_atomic, placeholders
+
+log = logging.getLogger("cabinet.jobs")
+
+Handler = Callable[[Job], Awaitable[None]]
+
+# How long a claimed job belongs to its worker; past it, another worker may take it over.
+LEASE = timedelta(minutes=2)
+# Retry delays: 30 s, 1 min, 2 min, 4 min … capped at an hour.
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+
+_handlers: dict[str, Handler] = {}
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Defer(Exception):  # noqa: N818 - it is a request, not an error
+    """Raised by a handler to run the job later (quiet hours) without using an attempt.
+
+    Whatever the handler wrote before raising is rolled back."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"deferred until {until.isoformat()}")
+        self.until = until
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``."""
+
+    def register(fn: Handler) -> Handler:
+        if kind in _handlers and _handlers[kind] is not fn:
+            raise RuntimeError(f"two handlers for job kind {kind!r}")
+        _handlers[kind] = fn
+        return fn
+
+    return register
+
+
+def handlers() -> dict[str, Handler]:
+    return dict(_handlers)
+
+
+# --- scheduling (inside an action's transaction) ---------------------------------------------
+
+
+async def schedule(
+    kind: str,
+    run_at: datetime,
+    payload: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    practice_id: int | None = None,
+    max_attempts: int = 6,
+    again_if_done: bool = False,
+) -> Job:
+    """Schedule ``kind`` at ``run_at``. Call inside ``atomic()``: the job exists only if
+    the caller's change commits.
+
+    With a ``key``, scheduling the same work again moves the one job (new time, new payload)
+    instead of adding another, and revives it if it was cancelled. A job that already ran
+    stays done unless ``again_if_done``: a reminder that went out is not sent twice.
+    """
+    if not in_atomic():
+        raise RuntimeError("jobs.schedule() called outside atomic()")
+    payload = payload or {}
+    if key is None:
+        return await Job.create(
+            kind=kind,
+            payload=payload,
+            run_at=run_at,
+            practice_id=practice_id,
+            max_attempts=max_attempts,
+        )
+    existing = await Job.filter(key=key).select_for_update().first()
+    if existing is None:
+        try:
+            # A savepoint, so that losing the race for the key leaves the caller's
+            # transaction usable.
+            async with atomic():
+                return await Job.create(
+                    kind=kind,
+                    key=key,
+                    payload=payload,
+                    run_at=run_at,
+                    practice_id=practice_id,
+                    max_attempts=max_attempts,
+                )
+        except IntegrityError:
+            existing = await Job.filter(key=key).select_for_update().first()
+            if existing is None:  # pragma: no cover - the winner rolled back meanwhile
+                raise
+    if existing.status == JobStatus.DONE and not again_if_done:
+        return existing
+    # A running job moved under its worker: the worker's completion no longer matches
+    # (see _run_one), so its transaction rolls back and the job runs again with this payload.
+    existing.kind = kind
+    existing.payload = payload
+    existing.run_at = run_at
+    existing.practice_id = practice_id
+    existing.status = JobStatus.PENDING
+    existing.attempts = 0
+    existing.max_attempts = max_attempts
+    existing.locked_until = None
+    existing.locked_by = ""
+    existing.finished_at = None
+    existing.last_error = ""
+    await existing.save()
+    return existing
+
+
+async def cancel(keys: str | Iterable[str]) -> int:
+    """Cancel the jobs with these keys that have not run. Call inside ``atomic()``."""
+    if not in_atomic():
+        raise RuntimeError("jobs.cancel() called outside atomic()")
+    wanted = [keys] if isinstance(keys, str) else list(keys)
+    if not wanted:
+        return 0
+    return await Job.filter(
+        key__in=wanted, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+    ).update(status=JobStatus.CANCELLED, locked_by="", locked_until=None)
+
+
+async def cancel_prefix(prefix: str) -> int:
+    """Cancel every job whose key starts with ``prefix`` and has not run (all the
+    reminders of an appointment: ``reminder:12:``). Call inside ``atomic()``."""
+    if not in_atomic():
+        raise RuntimeError("jobs.cancel_prefix() called outside atomic()")
+    return await Job.filter(
+        key__startswith=prefix, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+    ).update(status=JobStatus.CANCELLED, locked_by="", locked_until=None)
+
+
+# --- running (the worker) ----------------------------------------------------------------------
+
+
+async def claim(worker_id: str, now: datetime, limit: int) -> list[int]:
+    """Take up to ``limit`` due jobs (and running ones whose worker's lease ran out)."""
+    conn = connection()
+    p = placeholders(6)
+    lock = " FOR UPDATE SKIP LOCKED" if dialect() == "postgres" else ""
+    sql = (
+        f"UPDATE job SET status = 'running', locked_by = {p[0]}, locked_until = {p[1]}, "
+        f"attempts = attempts + 1, updated_at = {p[2]} "
+        "WHERE id IN ("
+        "SELECT id FROM job WHERE "
+        f"(status = 'pending' AND run_at <= {p[3]}) "
+        f"OR (status = 'running' AND locked_until < {p[4]}) "
+        f"ORDER BY run_at, id LIMIT {p[5]}{lock}"
+        ") RETURNING id"
+    )
+    rows = await conn.execute_query_dict(sql, [worker_id, now + LEASE, now, now, now, limit])
+    return sorted(int(r["id"]) for r in rows)
+
+
+async def run_due(
+    worker_id: str = WORKER_ID, *, now: datetime | None = None, limit: int = 50
+) -> int:
+    """Run the jobs that are due; returns how many were claimed (the worker loops at once
+    while it gets a full batch)."""
+    now = now or datetime.now(UTC)
+    ids = await claim(worker_id, now, limit)
+    for job_id in ids:
+        await _run_one(job_id, worker_id, now)
+    return len(ids)
+
+
+async def _run_one(job_id: int, worker_id: str, now: datetime) -> None:
+    job = await Job.get_or_none(id=job_id)
+    if job is None or job.locked_by != worker_id or job.status != JobStatus.RUNNING:
+        return
+    fn = _handlers.get(job.kind)
+    if fn is None:
+        await _finish_failed(job, worker_id, f"no handler for job kind {job.kind!r}", now)
+        return
+    if job.attempts > job.max_attempts:
+        # Reclaimed after its worker died on the last attempt.
+        await _finish_failed(job, worker_id, job.last_error or "worker lost", now)
+        return
+    try:
+        async with atomic():
+            # Lock the row for the whole run: a schedule() or cancel() of this job waits for
+            # the outcome, and a worker whose lease was taken over finds nothing to do.
+            mine = await (
+                Job.filter(id=job_id, status=JobStatus.RUNNING, locked_by=worker_id)
+                .select_for_update()
+                .first()
+            )
+            if mine is None:
+                return
+            await fn(mine)
+            await Job.filter(id=job_id).update(
+                status=JobStatus.DONE,
+                finished_at=datetime.now(UTC),
+                locked_until=None,
+                last_error="",
+            )
+    except Defer as deferred:
+        await Job.filter(id=job_id, status=JobStatus.RUNNING, locked_by=worker_id).update(
+            status=JobStatus.PENDING,
+            run_at=deferred.until,
+            attempts=max(job.attempts - 1, 0),
+            locked_by="",
+            locked_until=None,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
+        await _retry_or_fail(job, worker_id, exc, now)
+
+
+async def _retry_or_fail(job: Job, worker_id: str, exc: Exception, now: datetime) -> None:
+    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    if job.attempts >= job.max_attempts:
+        log.error("job %s (%s) failed for good after %s attempts", job.id, job.kind, job.attempts)
+        log.error("job %s last error: %s", job.id, reason, exc_info=exc)
+        await _finish_failed(job, worker_id, reason, now)
+        return
+    delay = min(BACKOFF_BASE * 2 ** (job.attempts - 1), BACKOFF_CAP)
+    log.warning(
+        "job %s (%s) attempt %s failed, retrying in %ss: %s",
+        job.id,
+        job.kind,
+        job.attempts,
+        int(delay.total_seconds()),
+        reason,
+    )
+    await Job.filter(id=job.id, status=JobStatus.RUNNING, locked_by=worker_id).update(
+        status=JobStatus.PENDING,
+        run_at=now + delay,
+        last_error=reason,
+        locked_by="",
+        locked_until=None,
+    )
+
+
+async def _finish_failed(job: Job, worker_id: str, reason: str, now: datetime) -> None:
+    await Job.filter(id=job.id, status=JobStatus.RUNNING, locked_by=worker_id).update(
+        status=JobStatus.FAILED,
+        last_error=reason,
+        finished_at=now,
+        locked_by="",
+        locked_until=None,
+    )

@@ -1,0 +1,36 @@
+"""Quiet hours: when a text message may not wake someone up.
+
+SMS (reminders, confirmations, earlier-slot offers) are held back between ``start`` and
+``end`` in the recipient's time zone (21:00 to 08:00 by default) and go out at ``end``.
+Email is not held: it does not ring.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+DEFAULT_START = time(21, 0)
+DEFAULT_END = time(8, 0)
+
+
+def in_quiet_hours(local: time, start: time, end: time) -> bool:
+    if start == end:
+        return False  # no quiet hours
+    if start < end:  # e.g. 13:00-14:00
+        return start <= local < end
+    return local >= start or local < end  # over midnight, e.g. 21:00-08:00
+
+
+def next_allowed(
+    at: datetime, tz: ZoneInfo, start: time = DEFAULT_START, end: time = DEFAULT_END
+) -> datetime:
+    """``at`` if it is outside quiet hours in ``tz``, else the moment they end (aware, in the
+    same time zone as ``at``). Daylight saving is handled by building the local wall time."""
+    local = at.astimezone(tz)
+    if not in_quiet_hours(local.time().replace(tzinfo=None), start, end):
+        return at
+    ends = datetime.combine(local.date(), end, tzinfo=tz)
+    if ends <= local:  # the evening part: they end tomorrow morning
+        ends = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=tz)
+    return ends.astimezone(at.tzinfo)
