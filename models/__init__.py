@@ -40,6 +40,12 @@ from models.clients import (
     Relationship,
     Tag,
 )
+from models.measures import (
+    AdministrationStatus,
+    MeasureAdministration,
+    MeasureKind,
+    MeasureSchedule,
+)
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -54,6 +60,10 @@ from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "AdministrationStatus",
+    "MeasureAdministration",
+    "MeasureKind",
+    "MeasureSchedule",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

@@ -13,6 +13,7 @@ from tortoise.queryset import QuerySet
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, Document, PaymentMethod
+from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
 from models.tasks import Task
 from server.auth.sessions import Caller
@@ -182,3 +183,28 @@ async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment,
     if not can_see_clinical(caller, practice):
         raise NotFound()
     return await access_appointment(caller, appointment_id), practice
+
+
+async def access_administration(caller: Caller, administration_id: int) -> MeasureAdministration:
+    """A measure sent to a client: staff who may open the client's file (what they may read
+    of it is the handler's business, see can_see_clinical); the client only their own, and
+    not one staff withdrew."""
+    administration = await MeasureAdministration.get_or_none(
+        id=administration_id, practice_id=caller.practice_id
+    )
+    if administration is None:
+        raise NotFound()
+    if caller.staff is None and administration.status is AdministrationStatus.CANCELLED:
+        raise NotFound()
+    await access_client(caller, administration.client_id)  # type: ignore[attr-defined]
+    return administration
+
+
+async def access_measure_schedule(caller: Caller, schedule_id: int) -> MeasureSchedule:
+    if caller.staff is None:
+        raise NotFound()
+    schedule = await MeasureSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
+    if schedule is None:
+        raise NotFound()
+    await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
+    return schedule

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from models.accounts import AccountToken, AuthSession, LoginAttempt
 from models.realtime import RealtimeEvent
+from server.actions.measures import send_due_measures
 from server.mail import deliver_due
 
 log = logging.getLogger("cabinet.worker")
@@ -35,6 +36,7 @@ async def run_worker(stop: asyncio.Event, interval: float = 1.0) -> None:
     while not stop.is_set():
         try:
             await deliver_due()
+            await send_due_measures()
             if loop.time() - last_prune > 3600:
                 await prune()
                 last_prune = loop.time()

@@ -22,6 +22,7 @@ from staff import (
     documents,
     export,
     logs,  # noqa: F401 - importing it registers the file's Logs tab
+    measures,
     messaging,
     notes,
     pages,
@@ -97,6 +98,7 @@ def build_staff_app() -> ASGIApp:
             methods=["POST"],
         ),
         Route("/clients/{client_id:int}/export", export.export_page),
+        *measures.routes,
         *circle.routes,
         Route("/clients/{client_id:int}/sessions", sessions.sessions_tab),
         Route(

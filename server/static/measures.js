@@ -1,0 +1,61 @@
+/* Measures, live on every staff page (docs/realtime.md): a short notice when a client's
+ * measure is answered, a banner that stays until dismissed for a safety alert, and, on the
+ * client's Measures tab, the chart and list redrawn from the server without a reload. */
+(function () {
+  "use strict";
+  var cfg = window.CABINET_MEASURES; if (!cfg || !window.CabinetLive) return;
+
+  function region() {
+    var r = document.getElementById("live-notices");
+    if (!r) {
+      r = document.createElement("div");
+      r.id = "live-notices"; r.className = "live-notices";
+      r.setAttribute("aria-live", "polite");
+      document.body.appendChild(r);
+    }
+    return r;
+  }
+
+  function notice(text, href, urgent) {
+    var box = document.createElement("div");
+    box.className = "live-notice" + (urgent ? " urgent" : "");
+    box.setAttribute("role", urgent ? "alert" : "status");
+    var link = document.createElement("a"); link.href = href; link.textContent = text;
+    var close = document.createElement("button");
+    close.type = "button"; close.className = "link"; close.textContent = "×";
+    close.setAttribute("aria-label", cfg.dismiss);
+    close.onclick = function () { box.remove(); };
+    box.appendChild(link); box.appendChild(close);
+    region().appendChild(box);
+    // An alert stays until someone has seen it; a plain notice fades after a while.
+    if (!urgent) setTimeout(function () { box.remove(); }, 12000);
+  }
+
+  function fill(template, d) {
+    return template.replace("%(client)s", d.client_name).replace("%(measure)s", d.measure_name)
+      .replace("%(score)s", d.score).replace("%(max)s", d.max_score).replace("%(band)s", cfg.bands[d.measure + "." + d.band] || d.band);
+  }
+
+  var refreshing = null;
+  function refreshTab(clientId) {
+    var tab = document.querySelector("[data-measures]");
+    if (!tab || tab.dataset.clientId !== String(clientId)) return;
+    clearTimeout(refreshing);
+    refreshing = setTimeout(function () {
+      fetch(location.pathname, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-measures]");
+          if (fresh) tab.innerHTML = fresh.innerHTML;
+        }).catch(function () {});
+    }, 100);
+  }
+
+  var href = function (d) { return "/staff/clients/" + d.client_id + "/measures"; };
+  CabinetLive.on("measure.completed", function (d) {
+    if (!d.safety_alert) notice(fill(cfg.completed, d), href(d), false);
+    refreshTab(d.client_id);
+  });
+  CabinetLive.on("measure.alert", function (d) { notice(fill(cfg.alert, d), href(d), true); });
+})();
