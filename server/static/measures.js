@@ -3,7 +3,8 @@
  * client's Measures tab, the chart and list redrawn from the server without a reload. */
 (function () {
   "use strict";
-  var cfg = window.CABINET_MEASURES; if (!cfg || !window.CabinetLive) return;
+  var cfg = window.CABINET_MEASURES; if (!cfg || !window.CabinetLive || window.CabinetMeasures) return;
+  window.CabinetMeasures = true;
 
   function region() {
     var r = document.getElementById("live-notices");
