@@ -4,13 +4,16 @@ shows the new score on the chart, and the safety alert, without a reload."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 from playwright.async_api import Browser, expect
 
 from models.measures import MeasureAdministration
 from models.notifications import OutboxMessage
 from tests.conftest import PASSWORD, Factory, LiveServer
 from tests.test_browser import PHONE, sign_in
-from tests.test_browser_messaging import DESKTOP, browser
+from tests.test_browser_messaging import DESKTOP, browser, messages_page, start_conversation
 
 __all__ = ["browser"]  # the fixture, re-used
 
@@ -104,3 +107,21 @@ async def test_a_completed_measure_shows_a_notice_on_any_staff_page(
     await expect(notice).to_contain_text("Camille Martin answered the GAD-7: 10 of 21 (Moderate)")
     await expect(page.locator(".live-notice.urgent")).to_have_count(0)
     await ctx.close()
+
+
+async def test_send_a_measure_from_a_conversation(
+    browser: Browser,
+    live_server: LiveServer,
+    make: Factory,
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    helene = await make.therapist(first_name="Hélène", last_name="Durand")
+    camille = await make.client(helene, first_name="Camille", last_name="Martin")
+    cid = await start_conversation(new_http, helene, camille, "How are you?")
+    page = await messages_page(browser, live_server, helene, open_id=cid)
+    await page.locator("#thread [data-send-measure]").click()
+    await expect(page).to_have_url(f"{live_server.url}/staff/clients/{camille.id}/measures#send")
+    await page.locator("#send select[name=measure]").select_option("gad7")
+    await page.locator("#send").get_by_role("button", name="Send").click()
+    await expect(page.locator("[data-administrations] [data-status=sent]")).to_have_count(1)
+    assert (await MeasureAdministration.get(client_id=camille.id)).measure.value == "gad7"
