@@ -577,3 +577,42 @@ async def test_practice_settings_for_measures(
     await practice.refresh_from_db()
     assert practice.clients_see_measure_trend is True
     assert practice.crisis_message == "Call 112."
+
+
+async def test_schedules_on_the_tab(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    await login(http, people["alice"])
+    cid = people["camille"].id
+    r = await http.post(
+        f"/staff/clients/{cid}/measures",
+        data={"measure": "gad7", "repeat": "weeks", "every_weeks": "3", "hours_before": "24"},
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        f"/staff/clients/{cid}/measures",
+        data={"measure": "phq9", "repeat": "sessions", "every_weeks": "2", "hours_before": "48"},
+    )
+    assert r.status_code == 303
+    page = (await http.get(f"/staff/clients/{cid}/measures")).text
+    assert "every 3 weeks" in page and "48 hours before each session" in page
+    weekly = await MeasureSchedule.get(every_weeks=3)
+    # Sent at once for "every 3 weeks"; "before every session" waits for a session.
+    assert await MeasureAdministration.filter(client_id=cid).count() == 1
+    r = await http.post(f"/staff/clients/{cid}/measures/schedules/{weekly.id}/stop")
+    assert r.status_code == 303
+    await weekly.refresh_from_db()
+    assert weekly.stopped_at is not None
+    # Another therapist cannot stop it.
+    async with new_http("10.0.0.8") as bob:
+        await login(bob, people["bob"])
+        other = await MeasureSchedule.get(hours_before=48)
+        r = await bob.post(f"/staff/clients/{cid}/measures/schedules/{other.id}/stop")
+        assert r.status_code == 404
+    await other.refresh_from_db()
+    assert other.stopped_at is None
+    r = await http.post(
+        f"/staff/clients/{cid}/measures",
+        data={"measure": "phq9", "repeat": "weeks", "every_weeks": "99"},
+    )
+    assert r.status_code == 422
