@@ -40,6 +40,14 @@ from models.clients import (
     Relationship,
     Tag,
 )
+from models.forms import (
+    FieldKind,
+    FormAssignment,
+    FormPurpose,
+    FormStatus,
+    FormTemplate,
+    FormVersion,
+)
 from models.measures import (
     AdministrationStatus,
     MeasureAdministration,
@@ -60,6 +68,12 @@ from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "FieldKind",
+    "FormAssignment",
+    "FormPurpose",
+    "FormStatus",
+    "FormTemplate",
+    "FormVersion",
     "AdministrationStatus",
     "MeasureAdministration",
     "MeasureKind",

@@ -337,6 +337,11 @@ def _measure_band_labels() -> dict[str, str]:
 _env.globals["measure_band_labels"] = _measure_band_labels
 
 
+def add_filter(name: str, function: Any) -> None:
+    """A domain's own template filter, registered where the domain's pages are."""
+    _env.filters[name] = function
+
+
 def render(
     request: HTTPConnection, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:

@@ -21,6 +21,7 @@ from staff import (
     contacts,
     documents,
     export,
+    forms,
     logs,  # noqa: F401 - importing it registers the file's Logs tab
     measures,
     messaging,
@@ -99,6 +100,7 @@ def build_staff_app() -> ASGIApp:
         ),
         Route("/clients/{client_id:int}/export", export.export_page),
         *measures.routes,
+        *forms.routes,
         *circle.routes,
         Route("/clients/{client_id:int}/sessions", sessions.sessions_tab),
         Route(

@@ -2,6 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
+from models.forms import FormPurpose, FormStatus
 from models.measures import AdministrationStatus, MeasureKind
 from tortoise.fields.base import OnDelete
 from tortoise import fields
@@ -13,6 +14,56 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
+        ops.CreateModel(
+            name='FormTemplate',
+            fields=[
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('practice', fields.ForeignKeyField('models.Practice', source_field='practice_id', db_constraint=True, to_field='id', related_name='form_templates', on_delete=OnDelete.RESTRICT)),
+                ('name', fields.CharField(max_length=200)),
+                ('purpose', fields.CharEnumField(default=FormPurpose.OTHER, description='INTAKE: intake\nCONSENT: consent\nOTHER: other', enum_type=FormPurpose, max_length=10)),
+                ('created_by', fields.ForeignKeyField('models.StaffUser', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name='form_templates', on_delete=OnDelete.SET_NULL)),
+                ('archived_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'form_template', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Timestamped'],
+        ),
+        ops.CreateModel(
+            name='FormVersion',
+            fields=[
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('template', fields.ForeignKeyField('models.FormTemplate', source_field='template_id', db_constraint=True, to_field='id', related_name='versions', on_delete=OnDelete.RESTRICT)),
+                ('number', fields.SmallIntField()),
+                ('fields_spec', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('created_by', fields.ForeignKeyField('models.StaffUser', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name='form_versions', on_delete=OnDelete.SET_NULL)),
+            ],
+            options={'table': 'form_version', 'app': 'models', 'unique_together': (('template', 'number'),), 'pk_attr': 'id'},
+            bases=['Timestamped'],
+        ),
+        ops.CreateModel(
+            name='FormAssignment',
+            fields=[
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('practice', fields.ForeignKeyField('models.Practice', source_field='practice_id', db_constraint=True, to_field='id', related_name='form_assignments', on_delete=OnDelete.RESTRICT)),
+                ('client', fields.ForeignKeyField('models.Client', source_field='client_id', db_constraint=True, to_field='id', related_name='form_assignments', on_delete=OnDelete.RESTRICT)),
+                ('version', fields.ForeignKeyField('models.FormVersion', source_field='version_id', db_constraint=True, to_field='id', related_name='assignments', on_delete=OnDelete.RESTRICT)),
+                ('status', fields.CharEnumField(default=FormStatus.SENT, description='SENT: sent\nCOMPLETED: completed\nCANCELLED: cancelled', enum_type=FormStatus, max_length=12)),
+                ('sent_by', fields.ForeignKeyField('models.StaffUser', source_field='sent_by_id', null=True, db_constraint=True, to_field='id', related_name='forms_sent', on_delete=OnDelete.SET_NULL)),
+                ('draft', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('draft_saved_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('answers', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('completed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('document', fields.ForeignKeyField('models.Document', source_field='document_id', null=True, db_constraint=True, to_field='id', related_name='form_assignments', on_delete=OnDelete.RESTRICT)),
+                ('reminded_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'form_assignment', 'app': 'models', 'indexes': [Index(fields=['client_id', 'status'])], 'pk_attr': 'id'},
+            bases=['Timestamped'],
+        ),
         ops.CreateModel(
             name='MeasureSchedule',
             fields=[

@@ -58,5 +58,8 @@
     if (!d.safety_alert) notice(fill(cfg.completed, d), href(d), false);
     refreshTab(d.client_id);
   });
+  CabinetLive.on("form.completed", function (d) {
+    notice(cfg.form.replace("%(client)s", d.client_name).replace("%(form)s", d.form_name), "/staff/clients/" + d.client_id + "/forms", false);
+  });
   CabinetLive.on("measure.alert", function (d) { notice(fill(cfg.alert, d), href(d), true); });
 })();
