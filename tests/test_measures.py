@@ -616,3 +616,19 @@ async def test_schedules_on_the_tab(
         data={"measure": "phq9", "repeat": "weeks", "every_weeks": "99"},
     )
     assert r.status_code == 422
+
+
+async def test_an_inactive_client_gets_nothing_more(people: dict[str, Any]) -> None:
+    from models.clients import Client, ClientStatus
+
+    _first, schedule = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), people["camille"], MeasureKind.PHQ9, every_weeks=1
+    )
+    assert schedule is not None
+    await Client.filter(id=people["camille"].id).update(status=ClientStatus.ARCHIVED)
+    assert await measures.send_due_measures(datetime.now(UTC) + timedelta(weeks=1, hours=1)) == 0
+    await schedule.refresh_from_db()
+    # The schedule moved on, so reactivating the client does not send a backlog.
+    assert schedule.next_due_at is not None
+    assert schedule.next_due_at > datetime.now(UTC) + timedelta(weeks=1, hours=1)
+    assert await MeasureAdministration.filter(client_id=people["camille"].id).count() == 1

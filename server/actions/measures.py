@@ -22,7 +22,7 @@ from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance
-from models.clients import Client
+from models.clients import Client, ClientStatus
 from models.measures import (
     AdministrationStatus,
     MeasureAdministration,
@@ -491,7 +491,8 @@ async def send_due_measures(now: datetime | None = None) -> int:
             claimed = await MeasureSchedule.filter(
                 id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
             ).update(next_due_at=following, updated_at=now)
-            if not claimed or client is None:
+            # An inactive client's schedule moves on without sending: nothing piles up.
+            if not claimed or client is None or client.status is ClientStatus.ARCHIVED:
                 continue
             if await PortalAccount.filter(client_id=client.id, is_active=True).exists():
                 await _send(None, client, schedule.measure, sent_by=None, schedule=schedule)
@@ -499,7 +500,7 @@ async def send_due_measures(now: datetime | None = None) -> int:
     before = await MeasureSchedule.filter(stopped_at=None, hours_before__not_isnull=True)
     for schedule in before:
         client = await Client.get_or_none(id=schedule.client_id, deleted_at=None)  # type: ignore[attr-defined]
-        if client is None:
+        if client is None or client.status is ClientStatus.ARCHIVED:
             continue
         if not await PortalAccount.filter(client_id=client.id, is_active=True).exists():
             continue
