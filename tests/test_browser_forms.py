@@ -68,6 +68,7 @@ async def test_build_send_draft_and_submit_a_form(
     await expect(phone.locator("[data-submitted]")).to_contain_text("your form was sent")
     await expect(phone.get_by_label("Remarques")).to_be_disabled()
 
+    await expect(staff.locator("[data-sent-forms] [data-status=completed]")).to_have_count(1)
     notice = staff.locator(".live-notice")
     await expect(notice).to_contain_text(
         "Camille Martin submitted the form “Consentement aux soins”"

@@ -118,6 +118,13 @@ async def test_send_a_measure_from_a_conversation(
     helene = await make.therapist(first_name="Hélène", last_name="Durand")
     camille = await make.client(helene, first_name="Camille", last_name="Martin")
     cid = await start_conversation(new_http, helene, camille, "How are you?")
+    # The client has the portal's questionnaires open on a phone: what is sent appears there.
+    phone = await (await browser.new_context(locale="en-US", **PHONE)).new_page()
+    await sign_in(phone, f"{live_server.url}/portal/login", camille.email or "", PASSWORD)
+    await expect(phone).to_have_url(f"{live_server.url}/portal/")
+    await phone.goto(f"{live_server.url}/portal/measures")
+    await expect(phone.locator("html[data-live=live]")).to_have_count(1)
+    await expect(phone.locator("[data-waiting]")).to_contain_text("Nothing to fill in")
     page = await messages_page(browser, live_server, helene, open_id=cid)
     await page.locator("#thread [data-send-measure]").click()
     await expect(page).to_have_url(f"{live_server.url}/staff/clients/{camille.id}/measures#send")
@@ -125,3 +132,4 @@ async def test_send_a_measure_from_a_conversation(
     await page.locator("#send").get_by_role("button", name="Send").click()
     await expect(page.locator("[data-administrations] [data-status=sent]")).to_have_count(1)
     assert (await MeasureAdministration.get(client_id=camille.id)).measure.value == "gad7"
+    await expect(phone.locator("[data-waiting]")).to_contain_text("GAD-7")

@@ -1,6 +1,6 @@
 /* Measures, live on every staff page (docs/realtime.md): a short notice when a client's
- * measure is answered, a banner that stays until dismissed for a safety alert, and, on the
- * client's Measures tab, the chart and list redrawn from the server without a reload. */
+ * measure is answered or a form submitted, and a banner that stays until dismissed for a
+ * safety alert. (Open lists and charts redraw themselves through live_regions.js.) */
 (function () {
   "use strict";
   var cfg = window.CABINET_MEASURES; if (!cfg || !window.CabinetLive || window.CabinetMeasures) return;
@@ -37,26 +37,9 @@
       .replace("%(score)s", d.score).replace("%(max)s", d.max_score).replace("%(band)s", cfg.bands[d.measure + "." + d.band] || d.band);
   }
 
-  var refreshing = null;
-  function refreshTab(clientId) {
-    var tab = document.querySelector("[data-measures]");
-    if (!tab || tab.dataset.clientId !== String(clientId)) return;
-    clearTimeout(refreshing);
-    refreshing = setTimeout(function () {
-      fetch(location.pathname, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (!html) return;
-          var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-measures]");
-          if (fresh) tab.innerHTML = fresh.innerHTML;
-        }).catch(function () {});
-    }, 100);
-  }
-
   var href = function (d) { return "/staff/clients/" + d.client_id + "/measures"; };
   CabinetLive.on("measure.completed", function (d) {
     if (!d.safety_alert) notice(fill(cfg.completed, d), href(d), false);
-    refreshTab(d.client_id);
   });
   CabinetLive.on("form.completed", function (d) {
     notice(cfg.form.replace("%(client)s", d.client_name).replace("%(form)s", d.form_name), "/staff/clients/" + d.client_id + "/forms", false);
