@@ -126,6 +126,10 @@ async def test_send_a_measure_from_a_conversation(
     await expect(phone.locator("html[data-live=live]")).to_have_count(1)
     await expect(phone.locator("[data-waiting]")).to_contain_text("Nothing to fill in")
     page = await messages_page(browser, live_server, helene, open_id=cid)
+    # A form can be sent the same way.
+    await expect(page.locator("#thread [data-send-form]")).to_have_attribute(
+        "href", f"/staff/clients/{camille.id}/forms#send-form"
+    )
     await page.locator("#thread [data-send-measure]").click()
     await expect(page).to_have_url(f"{live_server.url}/staff/clients/{camille.id}/measures#send")
     await page.locator("#send select[name=measure]").select_option("gad7")

@@ -632,3 +632,30 @@ async def test_an_inactive_client_gets_nothing_more(people: dict[str, Any]) -> N
     assert schedule.next_due_at is not None
     assert schedule.next_due_at > datetime.now(UTC) + timedelta(weeks=1, hours=1)
     assert await MeasureAdministration.filter(client_id=people["camille"].id).count() == 1
+
+
+async def test_the_export_has_measures_and_forms_as_the_caller_may_see_them(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    import json
+
+    from tests.test_export import export_of
+    from tests.test_forms import full_answers, intake
+
+    actor = Caller.acting_as(people["alice"])
+    await measures.do_record_in_session(actor, people["camille"], MeasureKind.PHQ9, form(PHQ9, 13))
+    from server.actions import forms
+
+    sent = await forms.do_send_form(actor, people["camille"], await intake(people))
+    account = await PortalAccountOf.of(people["camille"])
+    await forms.do_submit_form(account, sent, full_answers())
+    _r, archive = await export_of(new_http, people["alice"], people["camille"])
+    assert archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert record["measures"][0]["score"] == 13 and record["measures"][0]["measure"] == "PHQ-9"
+    assert record["forms"][0]["answers"]["f3"] == "Sleep, mostly."
+    _r, archive = await export_of(new_http, people["desk"], people["camille"])
+    assert archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert record["measures"][0]["status"] == "completed"
+    assert "score" not in record["measures"][0] and "answers" not in record["forms"][0]
