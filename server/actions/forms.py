@@ -16,7 +16,7 @@ from models.forms import FormAssignment, FormPurpose, FormStatus, FormTemplate, 
 from realtime.events import client_recipient, emit, staff_recipient
 from server import i18n, storage
 from server.actions import audit
-from server.actions.measures import _speaking, _url, clinicians_to_tell
+from server.actions.measures import absolute_url, clinicians_to_tell, writing_in
 from server.auth.sessions import Caller
 from server.db import atomic, in_atomic
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -189,7 +189,7 @@ async def do_send_form(actor: Caller, client: Client, template: FormTemplate) ->
         assignment = await FormAssignment.create(
             practice_id=practice.id, client=client, version=version, sent_by=actor.staff
         )
-        with _speaking(account.locale or practice.locale):
+        with writing_in(account.locale or practice.locale):
             await queue_email(
                 account.email,
                 _("A form is waiting for you"),
@@ -197,7 +197,10 @@ async def do_send_form(actor: Caller, client: Client, template: FormTemplate) ->
                     "%(practice)s asks you to fill in a form on your portal. You can save it "
                     "and finish it later. Sign in to open it:\n%(link)s"
                 )
-                % {"practice": practice.name, "link": _url(f"/portal/forms/{assignment.id}")},
+                % {
+                    "practice": practice.name,
+                    "link": absolute_url(f"/portal/forms/{assignment.id}"),
+                },
                 purpose="form_sent",
                 client_id=client.id,
                 practice_id=practice.id,
@@ -227,7 +230,7 @@ async def do_remind_form(actor: Caller, assignment: FormAssignment) -> None:
     async with atomic():
         assignment.reminded_at = datetime.now(UTC)
         await assignment.save(update_fields=["reminded_at", "updated_at"])
-        with _speaking(account.locale or practice.locale):
+        with writing_in(account.locale or practice.locale):
             await queue_email(
                 account.email,
                 _("Reminder: a form is waiting for you"),
@@ -235,7 +238,10 @@ async def do_remind_form(actor: Caller, assignment: FormAssignment) -> None:
                     "%(practice)s is still waiting for a form from you. Sign in to finish "
                     "it:\n%(link)s"
                 )
-                % {"practice": practice.name, "link": _url(f"/portal/forms/{assignment.id}")},
+                % {
+                    "practice": practice.name,
+                    "link": absolute_url(f"/portal/forms/{assignment.id}"),
+                },
                 purpose="form_reminder",
                 client_id=assignment.client_id,  # type: ignore[attr-defined]
                 practice_id=practice.id,

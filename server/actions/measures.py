@@ -48,7 +48,7 @@ MAX_HOURS_BEFORE = 14 * 24
 
 
 @contextmanager
-def _speaking(locale: str | None) -> Iterator[None]:
+def writing_in(locale: str | None) -> Iterator[None]:
     """Write an email in its reader's language, whatever the request's."""
     previous = i18n.current_locale()
     i18n.set_locale(locale or previous)
@@ -58,7 +58,7 @@ def _speaking(locale: str | None) -> Iterator[None]:
         i18n.set_locale(previous)
 
 
-def _url(path: str) -> str:
+def absolute_url(path: str) -> str:
     return get_settings().public_url.rstrip("/") + path
 
 
@@ -98,7 +98,7 @@ async def _send(
     account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
     if account is not None:
         practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
-        with _speaking(account.locale or practice.locale):
+        with writing_in(account.locale or practice.locale):
             await queue_email(
                 account.email,
                 _("A questionnaire is waiting for you"),
@@ -108,7 +108,7 @@ async def _send(
                 )
                 % {
                     "practice": practice.name,
-                    "link": _url(f"/portal/measures/{administration.id}"),
+                    "link": absolute_url(f"/portal/measures/{administration.id}"),
                 },
                 purpose="measure_sent",
                 client_id=client.id,
@@ -257,7 +257,7 @@ async def do_remind(actor: Caller, administration: MeasureAdministration) -> Non
     async with atomic():
         administration.reminded_at = datetime.now(UTC)
         await administration.save(update_fields=["reminded_at", "updated_at"])
-        with _speaking(account.locale or practice.locale):
+        with writing_in(account.locale or practice.locale):
             await queue_email(
                 account.email,
                 _("Reminder: a questionnaire is waiting for you"),
@@ -267,7 +267,7 @@ async def do_remind(actor: Caller, administration: MeasureAdministration) -> Non
                 )
                 % {
                     "practice": practice.name,
-                    "link": _url(f"/portal/measures/{administration.id}"),
+                    "link": absolute_url(f"/portal/measures/{administration.id}"),
                 },
                 purpose="measure_reminder",
                 client_id=administration.client_id,  # type: ignore[attr-defined]
@@ -392,7 +392,7 @@ async def _raise_alert(
     """Item 9 answered above "not at all": a task due today, an email, a live alert."""
     answer = administration.answers["9"]  # type: ignore[index]
     for clinician in clinicians:
-        with _speaking(clinician.locale or practice.locale):
+        with writing_in(clinician.locale or practice.locale):
             note = _(
                 "Safety: PHQ-9 item 9 (thoughts of self-harm) answered “%(answer)s”. "
                 "Contact the client and assess the risk."
@@ -411,7 +411,7 @@ async def _raise_alert(
                     "A questionnaire one of your clients just answered suggests they may be at "
                     "risk. A task was added to your list. Open the client's file:\n%(link)s"
                 )
-                % {"link": _url(f"/staff/clients/{client.id}/measures")},
+                % {"link": absolute_url(f"/staff/clients/{client.id}/measures")},
                 purpose="measure_alert",
                 client_id=client.id,
                 practice_id=practice.id,
