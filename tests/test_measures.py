@@ -659,3 +659,24 @@ async def test_the_export_has_measures_and_forms_as_the_caller_may_see_them(
     record = json.loads(archive.read("record.json"))
     assert record["measures"][0]["status"] == "completed"
     assert "score" not in record["measures"][0] and "answers" not in record["forms"][0]
+
+
+async def test_the_worker_sends_what_is_due_on_its_tick(people: dict[str, Any]) -> None:
+    from server.worker import run_worker
+
+    _first, schedule = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), people["camille"], MeasureKind.GAD7, every_weeks=4
+    )
+    assert schedule is not None
+    await MeasureSchedule.filter(id=schedule.id).update(
+        next_due_at=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(stop, interval=0.05))
+    for _ in range(100):
+        if await MeasureAdministration.filter(schedule_id=schedule.id).count() == 2:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    assert await MeasureAdministration.filter(schedule_id=schedule.id).count() == 2
