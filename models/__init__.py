@@ -40,7 +40,21 @@ from models.clients import (
     Relationship,
     Tag,
 )
+from models.forms import (
+    FieldKind,
+    FormAssignment,
+    FormPurpose,
+    FormStatus,
+    FormTemplate,
+    FormVersion,
+)
 from models.jobs import Job, JobStatus
+from models.measures import (
+    AdministrationStatus,
+    MeasureAdministration,
+    MeasureKind,
+    MeasureSchedule,
+)
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -55,6 +69,16 @@ from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "FieldKind",
+    "FormAssignment",
+    "FormPurpose",
+    "FormStatus",
+    "FormTemplate",
+    "FormVersion",
+    "AdministrationStatus",
+    "MeasureAdministration",
+    "MeasureKind",
+    "MeasureSchedule",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

@@ -40,6 +40,10 @@ class Practice(Timestamped):
         default="https://meet.jit.si/cabinet-{room}",
         db_default="https://meet.jit.si/cabinet-{room}",
     )
+    # Clients see their own measure scores over time on the portal.
+    clients_see_measure_trend = fields.BooleanField(default=False, db_default=False)
+    # Shown to a client whose answers suggest they may be at risk; empty: the built-in text.
+    crisis_message = fields.TextField(default="", db_default="")
 
     class Meta:
         table = "practice"

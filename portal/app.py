@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import booking, documents, pages
+from portal import booking, documents, forms, measures, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
@@ -23,6 +23,10 @@ def build_portal_app() -> ASGIApp:
         Route("/messages", pages.messages),
         Route("/documents", documents.documents_page),
         Route("/documents/{document_id:int}", documents.download),
+        Route("/measures", measures.measures_page),
+        Route("/forms", forms.forms_page),
+        Route("/forms/{assignment_id:int}", forms.form_page, methods=["GET", "POST"]),
+        Route("/measures/{administration_id:int}", measures.measure_page, methods=["GET", "POST"]),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         Route("/appointments", booking.appointments_page),

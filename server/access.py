@@ -13,6 +13,8 @@ from tortoise.queryset import QuerySet
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, Document, PaymentMethod
+from models.forms import FormAssignment, FormStatus, FormTemplate
+from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
 from models.tasks import Task
 from server.auth.sessions import Caller
@@ -182,3 +184,50 @@ async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment,
     if not can_see_clinical(caller, practice):
         raise NotFound()
     return await access_appointment(caller, appointment_id), practice
+
+
+async def access_administration(caller: Caller, administration_id: int) -> MeasureAdministration:
+    """A measure sent to a client: staff who may open the client's file (what they may read
+    of it is the handler's business, see can_see_clinical); the client only their own, and
+    not one staff withdrew."""
+    administration = await MeasureAdministration.get_or_none(
+        id=administration_id, practice_id=caller.practice_id
+    )
+    if administration is None:
+        raise NotFound()
+    if caller.staff is None and administration.status is AdministrationStatus.CANCELLED:
+        raise NotFound()
+    await access_client(caller, administration.client_id)  # type: ignore[attr-defined]
+    return administration
+
+
+async def access_measure_schedule(caller: Caller, schedule_id: int) -> MeasureSchedule:
+    if caller.staff is None:
+        raise NotFound()
+    schedule = await MeasureSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
+    if schedule is None:
+        raise NotFound()
+    await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
+    return schedule
+
+
+async def access_form_template(caller: Caller, template_id: int) -> FormTemplate:
+    """A form of the caller's practice (staff only: clients see only forms sent to them)."""
+    if caller.staff is None:
+        raise NotFound()
+    template = await FormTemplate.get_or_none(id=template_id, practice_id=caller.practice_id)
+    if template is None:
+        raise NotFound()
+    return template
+
+
+async def access_form_assignment(caller: Caller, assignment_id: int) -> FormAssignment:
+    """A form sent to a client: staff who may open the client's file; the client only their
+    own, and not one staff withdrew."""
+    assignment = await FormAssignment.get_or_none(id=assignment_id, practice_id=caller.practice_id)
+    if assignment is None:
+        raise NotFound()
+    if caller.staff is None and assignment.status is FormStatus.CANCELLED:
+        raise NotFound()
+    await access_client(caller, assignment.client_id)  # type: ignore[attr-defined]
+    return assignment

@@ -49,6 +49,7 @@ from server.actions import audit
 from server.auth.sessions import Caller
 from server.i18n import gettext as _
 from server.i18n import ngettext
+from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
 
 FORMAT = "cabinet-client-export"
@@ -464,6 +465,8 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "invoices": [],
         "documents": document_rows,
         "tasks": await _tasks_part(client),
+        "measures": await measures_part(client, see_clinical),
+        "forms": await forms_part(client, see_clinical),
         "logs": await _logs_part(client),
     }
     return record, documents

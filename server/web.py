@@ -323,6 +323,25 @@ _env.filters.update(
 )
 
 
+def _measure_band_labels() -> dict[str, str]:
+    """ "phq9.mild" -> "Mild", in the reader's language, for the pages' live notices."""
+    from server.instruments import INSTRUMENTS
+
+    return {
+        f"{kind.value}.{band.key}": i18n.gettext(band.label)
+        for kind, inst in INSTRUMENTS.items()
+        for band in inst.bands
+    }
+
+
+_env.globals["measure_band_labels"] = _measure_band_labels
+
+
+def add_filter(name: str, function: Any) -> None:
+    """A domain's own template filter, registered where the domain's pages are."""
+    _env.filters[name] = function
+
+
 def render(
     request: HTTPConnection, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:

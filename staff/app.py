@@ -21,7 +21,9 @@ from staff import (
     contacts,
     documents,
     export,
+    forms,
     logs,  # noqa: F401 - importing it registers the file's Logs tab
+    measures,
     messaging,
     notes,
     pages,
@@ -97,6 +99,8 @@ def build_staff_app() -> ASGIApp:
             methods=["POST"],
         ),
         Route("/clients/{client_id:int}/export", export.export_page),
+        *measures.routes,
+        *forms.routes,
         *circle.routes,
         Route("/clients/{client_id:int}/sessions", sessions.sessions_tab),
         Route(

@@ -17,6 +17,9 @@ class PracticeSettingsIn(BaseModel):
     online_booking: bool = False
     office_admins_see_clinical: bool = False
     video_url_template: str = Field(min_length=8, max_length=300)
+    clients_see_measure_trend: bool = False
+    # What a client at risk reads (local emergency numbers); empty: the built-in text.
+    crisis_message: str = Field(default="", max_length=2000)
 
     @field_validator("video_url_template")
     @classmethod
@@ -31,6 +34,7 @@ class PracticeSettingsIn(BaseModel):
 async def do_update_settings(actor: Caller, practice: Practice, data: PracticeSettingsIn) -> None:
     values = data.model_dump()
     values["name"] = values["name"].strip()
+    values["crisis_message"] = values["crisis_message"].strip()
     changed = [k for k, v in values.items() if getattr(practice, k) != v]
     if not changed:
         return

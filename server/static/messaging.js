@@ -130,6 +130,9 @@
     var head = el("header", { "class": "thread-head" }, [
       el("button", { type: "button", "class": "back", "aria-label": T.back, title: T.back, onclick: closeThread, text: "←" }),
       el("div", {}, [el("h2", { text: title(t.conversation) }), el("p", { "class": "muted small", text: others({ participants: t.participants }) })]),
+      // A questionnaire for the client of this conversation, sent from their file.
+      cfg.isStaff && t.conversation.client_id ? el("a", { "class": "button small", "data-send-measure": "", href: "/staff/clients/" + t.conversation.client_id + "/measures#send", text: T.send_measure }) : null,
+      cfg.isStaff && t.conversation.client_id ? el("a", { "class": "button small", "data-send-form": "", href: "/staff/clients/" + t.conversation.client_id + "/forms#send-form", text: T.send_form }) : null,
       el("details", { "class": "participants" }, [
         el("summary", { text: T.show_participants }),
         el("div", { "class": "panel" }, [

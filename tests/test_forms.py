@@ -1,0 +1,333 @@
+"""Forms: the builder and its versions (a sent version never changes, old answers keep
+theirs), sending, drafts, required fields, submitting (answers and a PDF on the file, fixed
+afterwards), reminders, the live notice, and who may see what."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+
+from models.accounts import PortalAccount, Practice
+from models.clients import Document
+from models.forms import FieldKind, FormAssignment, FormPurpose, FormStatus, FormVersion
+from models.notifications import OutboxMessage
+from server import storage
+from server.actions import forms
+from server.auth.sessions import Caller
+from server.errors import Conflict, ValidationFailed
+from server.form_fields import FieldIn, check_answers
+from tests.conftest import Factory, login
+
+
+def field(kind: FieldKind, label: str, **kw: Any) -> FieldIn:
+    return FieldIn(kind=kind, label=label, **kw)
+
+
+@pytest.fixture
+async def people(make: Factory) -> dict[str, Any]:
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin()
+    camille = await make.client(alice, first_name="Camille", last_name="Martin")
+    other = await make.client(bob, first_name="Other", last_name="Client")
+    return {
+        "owner": owner,
+        "alice": alice,
+        "bob": bob,
+        "desk": desk,
+        "camille": camille,
+        "other": other,
+        "practice": await make.practice(),
+    }
+
+
+async def intake(people: dict[str, Any]) -> Any:
+    actor = Caller.acting_as(people["alice"])
+    template = await forms.do_create_form(actor, "Intake", FormPurpose.INTAKE)
+    for f in (
+        field(FieldKind.SECTION, "About you", help="So we can reach you"),
+        field(FieldKind.SHORT_TEXT, "Full name", required=True),
+        field(FieldKind.LONG_TEXT, "What brings you here?", help="A few words"),
+        field(FieldKind.SINGLE_CHOICE, "Preferred contact", choices=["Phone", "Email"]),
+        field(FieldKind.MULTIPLE_CHOICE, "Days you can come", choices=["Mon", "Tue", "Wed"]),
+        field(FieldKind.DATE, "Date of birth"),
+        field(FieldKind.NUMBER, "Sessions before"),
+        field(FieldKind.YES_NO, "Seen a therapist before?", required=True),
+        field(FieldKind.SIGNATURE, "Signature", required=True),
+    ):
+        await forms.do_edit_form(actor, template, add=f)
+    return template
+
+
+def full_answers() -> dict[str, Any]:
+    return {
+        "f2": "Camille Martin",
+        "f3": "Sleep, mostly.",
+        "f4": "Email",
+        "f5": ["Mon", "Wed"],
+        "f6": "1990-04-02",
+        "f7": "3",
+        "f8": "no",
+        "f9": "Camille Martin",
+    }
+
+
+def test_answers_are_checked_by_kind_and_required_only_when_submitting() -> None:
+    specs = [
+        field(FieldKind.SHORT_TEXT, "Name", required=True).spec("f1"),
+        field(FieldKind.SINGLE_CHOICE, "Pick", choices=["A", "B"]).spec("f2"),
+        field(FieldKind.MULTIPLE_CHOICE, "Many", choices=["A", "B"]).spec("f3"),
+        field(FieldKind.DATE, "When").spec("f4"),
+        field(FieldKind.NUMBER, "How many").spec("f5"),
+        field(FieldKind.YES_NO, "Ok?", required=True).spec("f6"),
+        field(FieldKind.SIGNATURE, "Sign", required=True).spec("f7"),
+        field(FieldKind.SECTION, "Part", required=True).spec("f8"),
+    ]
+    today = date(2026, 12, 1)
+    answers, errors = check_answers(specs, {}, final=False, today=today)
+    assert (answers, errors) == ({}, {})
+    _, errors = check_answers(specs, {}, final=True, today=today)
+    assert set(errors) == {"f1", "f6", "f7"}  # a section is never required
+    _, errors = check_answers(
+        specs,
+        {"f2": "C", "f3": ["A", "Z"], "f4": "31/02/2026", "f5": "lots", "f6": "maybe"},
+        final=False,
+        today=today,
+    )
+    assert set(errors) == {"f2", "f3", "f4", "f5", "f6"}
+    answers, errors = check_answers(
+        specs,
+        {"f1": " Ana ", "f3": ["B", "A"], "f5": "2,5", "f6": "yes", "f7": "Ana Diaz"},
+        final=True,
+        today=today,
+    )
+    assert errors == {}
+    assert answers == {
+        "f1": "Ana",
+        "f3": ["A", "B"],
+        "f5": "2.5",
+        "f6": "yes",
+        "f7": {"name": "Ana Diaz", "date": "2026-12-01"},
+    }
+    with pytest.raises(ValidationFailed):
+        field(FieldKind.SINGLE_CHOICE, "One choice only", choices=["A"]).spec("f9")
+
+
+async def test_editing_a_sent_form_makes_a_new_version_and_old_answers_keep_theirs(
+    people: dict[str, Any],
+) -> None:
+    actor = Caller.acting_as(people["alice"])
+    template = await intake(people)
+    # Never sent: edits change version 1 in place.
+    assert await FormVersion.filter(template_id=template.id).count() == 1
+    first = await forms.do_send_form(actor, people["camille"], template)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    await forms.do_submit_form(client, first, full_answers())
+    # Now edit: rename a question, drop one, add one.
+    v2 = await forms.do_edit_form(
+        actor,
+        template,
+        update=("f2", field(FieldKind.SHORT_TEXT, "Name and surname", required=True)),
+    )
+    assert v2.number == 2
+    v2 = await forms.do_edit_form(actor, template, remove="f3")
+    assert v2.number == 2  # version 2 was not sent yet: changed in place
+    v2 = await forms.do_edit_form(actor, template, add=field(FieldKind.SHORT_TEXT, "Pronouns"))
+    keys = [f["key"] for f in v2.fields_spec]
+    assert "f3" not in keys and keys[-1] == "f10"  # a new key, never a reused one
+    await forms.do_edit_form(actor, template, move=("f10", "up"))
+    v2 = await FormVersion.get(id=v2.id)
+    assert [f["key"] for f in v2.fields_spec][-2:] == ["f10", "f9"]
+    # The first submission still reads against version 1.
+    await first.refresh_from_db()
+    v1 = await FormVersion.get(id=first.version_id)  # type: ignore[attr-defined]
+    assert v1.number == 1
+    assert [f["label"] for f in v1.fields_spec][1:3] == ["Full name", "What brings you here?"]
+    assert first.answers is not None and first.answers["f3"] == "Sleep, mostly."
+    second = await forms.do_send_form(actor, people["camille"], template)
+    assert second.version_id == v2.id  # type: ignore[attr-defined]
+    # Editing after that second sending makes version 3, leaving 2 as sent.
+    v3 = await forms.do_edit_form(actor, template, remove="f10")
+    assert v3.number == 3
+    assert "f10" in [f["key"] for f in (await FormVersion.get(id=v2.id)).fields_spec]
+
+
+async def test_the_client_saves_a_draft_then_submits_and_it_is_fixed(
+    new_http: Callable[..., httpx.AsyncClient],
+    people: dict[str, Any],
+    capture_events: Callable[[], Any],
+) -> None:
+    template = await intake(people)
+    async with new_http() as staff:
+        await login(staff, people["alice"])
+        r = await staff.post(
+            f"/staff/clients/{people['camille'].id}/forms", data={"form_id": str(template.id)}
+        )
+        assert r.status_code == 303
+    assignment = await FormAssignment.get(client_id=people["camille"].id)
+    mail = await OutboxMessage.get(purpose="form_sent")
+    assert f"/portal/forms/{assignment.id}" in mail.body_text
+    url = f"/portal/forms/{assignment.id}"
+    captured = capture_events()
+    async with new_http("10.0.0.3") as portal:
+        await login(portal, people["camille"])
+        page = await portal.get(url)
+        assert "What brings you here?" in page.text and "A few words" in page.text
+        # A draft keeps what is there, required or not.
+        r = await portal.post(url, data={"action": "draft", "f2": "Camille", "f5": ["Mon", "Tue"]})
+        assert r.status_code == 303 and "draft=1" in r.headers["location"]
+        again = await portal.get(url)
+        assert 'value="Camille"' in again.text
+        await assignment.refresh_from_db()
+        assert assignment.draft == {"f2": "Camille", "f5": ["Mon", "Tue"]}
+        assert assignment.status is FormStatus.SENT
+        # Submitting without the required fields: 422, they are named, nothing changes.
+        r = await portal.post(url, data={"action": "submit", "f2": "Camille"})
+        assert r.status_code == 422
+        assert r.text.count("field-error") == 2  # yes/no and signature
+        assert not await Document.exists()
+        data = {k: v for k, v in full_answers().items()}
+        r = await portal.post(url, data={"action": "submit", **data})
+        assert r.status_code == 303
+        done = await portal.get(r.headers["location"])
+        assert "your form was sent" in done.text
+        # Fixed: neither a draft nor a second submission changes it.
+        assert (await portal.post(url, data={"action": "draft", "f2": "X"})).status_code == 409
+        assert (await portal.post(url, data={"action": "submit", **data})).status_code == 409
+        # The client keeps a copy among their documents.
+        await assignment.refresh_from_db()
+        pdf = await portal.get(f"/portal/documents/{assignment.document_id}")  # type: ignore[attr-defined]
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert assignment.status is FormStatus.COMPLETED
+    assert assignment.answers is not None
+    assert assignment.answers["f9"]["name"] == "Camille Martin"
+    document = await Document.get(id=assignment.document_id)  # type: ignore[attr-defined]
+    assert document.client_id == people["camille"].id  # type: ignore[attr-defined]
+    assert document.content_type == "application/pdf"
+    assert (await storage.read(document.storage_key)).startswith(b"%PDF")
+    events = captured.of_type("form.completed")
+    assert [e.recipient for e in events] == [f"s:{people['alice'].id}"]
+    assert events[0].payload["form_name"] == "Intake"
+
+
+async def test_staff_see_what_was_sent_remind_and_withdraw(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    await login(http, people["desk"])
+    tab = await http.get(f"/staff/clients/{people['camille'].id}/forms")
+    assert 'data-status="sent"' in tab.text and "Waiting for the client" in tab.text
+    base = f"/staff/clients/{people['camille'].id}/forms/{sent.id}"
+    assert (await http.post(f"{base}/remind")).status_code == 303
+    assert await OutboxMessage.filter(purpose="form_reminder").count() == 1
+    assert (await http.post(f"{base}/cancel")).status_code == 303
+    await sent.refresh_from_db()
+    assert sent.status is FormStatus.CANCELLED
+    assert (await http.post(f"{base}/remind")).status_code == 409
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    with pytest.raises(Conflict):
+        await forms.do_submit_form(client, sent, full_answers())
+
+
+async def test_the_builder_through_the_pages(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    await login(http, people["bob"])
+    r = await http.post("/staff/forms", data={"name": "Consent", "purpose": "consent"})
+    assert r.status_code == 303
+    url = r.headers["location"]
+    r = await http.post(
+        f"{url}/fields",
+        data={
+            "kind": "single_choice",
+            "label": "Recording",
+            "choices": "Yes\nNo\n",
+            "required": "1",
+        },
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        f"{url}/fields", data={"kind": "single_choice", "label": "Bad", "choices": "Only"}
+    )
+    assert r.status_code == 422 and "at least two choices" in r.text
+    r = await http.post(f"{url}/fields", data={"kind": "signature", "label": "Signature"})
+    page = await http.get(url)
+    assert "Recording" in page.text and "Signature (typed name and date)" in page.text
+    assert 'data-version="1"' in page.text
+    listing = await http.get("/staff/forms")
+    assert "Consent" in listing.text
+    # Bob's colleague cannot reach a form of another practice's... but one of his own, yes;
+    # a client never reaches the builder.
+    assert (await http.get("/staff/forms/999")).status_code == 404
+
+
+async def test_who_sees_what(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    await forms.do_submit_form(client, sent, full_answers())
+    tab = f"/staff/clients/{people['camille'].id}/forms"
+
+    async def staff_tab(who: str) -> httpx.Response:
+        async with new_http() as h:
+            await login(h, people[who])
+            return await h.get(tab)
+
+    for who in ("owner", "alice"):
+        r = await staff_tab(who)
+        assert r.status_code == 200 and "Sleep, mostly." in r.text
+    assert (await staff_tab("bob")).status_code == 404
+    r = await staff_tab("desk")
+    assert r.status_code == 200 and 'data-status="completed"' in r.text
+    assert "Sleep, mostly." not in r.text
+    practice: Practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert "Sleep, mostly." in (await staff_tab("desk")).text
+
+    async with new_http("10.0.0.5") as h:
+        await login(h, people["camille"])
+        assert (await h.get(f"/portal/forms/{sent.id}")).status_code == 200
+        listed = (await h.get("/portal/api/forms")).json()
+        assert [f["id"] for f in listed] == [sent.id]
+        assert (await h.get("/staff/forms")).status_code in (303, 401)
+    async with new_http("10.0.0.6") as h:
+        await login(h, people["other"])
+        assert (await h.get(f"/portal/forms/{sent.id}")).status_code == 404
+        assert (await h.get("/portal/api/forms")).json() == []
+        r = await h.post(f"/portal/api/forms/{sent.id}", json={"answers": {}, "submit": False})
+        assert r.status_code == 404
+    async with new_http("10.0.0.7") as h:
+        assert (await h.get(f"/portal/forms/{sent.id}")).status_code == 303
+        assert (await h.get("/portal/api/forms")).status_code == 401
+
+
+async def test_the_api_saves_drafts_and_enforces_required_fields(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    await login(http, people["camille"])
+    url = f"/portal/api/forms/{sent.id}"
+    r = await http.post(url, json={"answers": {"f2": "Camille"}, "submit": False})
+    assert r.status_code == 200 and r.json()["answers"] == {"f2": "Camille"}
+    r = await http.post(url, json={"answers": {"f2": "Camille"}, "submit": True})
+    assert r.status_code == 422
+    assert set(r.json()["error"]["fields"]) == {"f8", "f9"}
+    r = await http.post(url, json={"answers": full_answers(), "submit": True})
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert r.json()["document_id"] is not None
