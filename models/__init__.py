@@ -51,10 +51,16 @@ from models.messaging import (
 )
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from models.notifications import OutboxMessage, OutboxStatus
+from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
 from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "EarlierSlotOffer",
+    "FreedSlot",
+    "OfferStatus",
+    "SlotStatus",
+    "WaitlistEntry",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

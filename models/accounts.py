@@ -40,6 +40,10 @@ class Practice(Timestamped):
         default="https://meet.jit.si/cabinet-{room}",
         db_default="https://meet.jit.si/cabinet-{room}",
     )
+    # Earlier-slot alerts (server/actions/offers.py): off until the owner turns them on; an
+    # appointment may join the waiting list only if it is at least this many days away.
+    earlier_slot_alerts = fields.BooleanField(default=False, db_default=False)
+    earlier_slot_min_days = fields.SmallIntField(default=10, db_default=10)
 
     class Meta:
         table = "practice"

@@ -14,6 +14,7 @@ from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, Document, PaymentMethod
 from models.messaging import Conversation, Message, Participant
+from models.offers import EarlierSlotOffer
 from models.tasks import Task
 from server.auth.sessions import Caller
 from server.errors import NotFound
@@ -182,3 +183,17 @@ async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment,
     if not can_see_clinical(caller, practice):
         raise NotFound()
     return await access_appointment(caller, appointment_id), practice
+
+
+async def access_offer(caller: Caller, offer_id: int) -> EarlierSlotOffer:
+    """An earlier-slot offer: a client reaches only their own; staff those of clients whose
+    file they may see. Anything else is the same 404 as a missing id."""
+    query = EarlierSlotOffer.filter(id=offer_id, slot__practice_id=caller.practice_id)
+    if caller.staff is None:
+        assert caller.client is not None
+        query = query.filter(client_id=caller.client.id)
+    offer = await query.first()
+    if offer is None:
+        raise NotFound()
+    await access_client(caller, offer.client_id)  # type: ignore[attr-defined]
+    return offer
