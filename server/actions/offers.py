@@ -217,7 +217,7 @@ async def _slot_taken(appointment: Appointment) -> None:
         practitioner_id=appointment.practitioner_id,  # type: ignore[attr-defined]
         starts_at__lt=appointment.ends_at,
         ends_at__gt=appointment.starts_at,
-    ).exclude(appointment_id=appointment.id)
+    )
     if not overlapping:
         return
     now = _now()

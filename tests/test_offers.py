@@ -1,0 +1,566 @@
+"""Earlier-slot alerts: who a freed slot is offered to, the round as a job, accept (first
+wins, also under real concurrency), decline, expiry, the cascade, and who may see what."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from models.accounts import PortalAccount, StaffUser
+from models.agenda import Appointment, Attendance, Location, Service
+from models.audit import AuditEntry
+from models.clients import Client
+from models.jobs import Job, JobStatus
+from models.notifications import OutboxMessage
+from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
+from server import jobs
+from server.actions import agenda, offers
+from server.auth.sessions import Caller
+from server.errors import Conflict, ValidationFailed
+from tests.conftest import Factory, LiveServer, login
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def at(days: int, hour: int, minute: int = 0) -> datetime:
+    """``days`` from today at ``hour`` in the practice's time zone."""
+    day = datetime.now(PARIS).date() + timedelta(days=days)
+    return datetime.combine(day, time(hour, minute), tzinfo=PARIS)
+
+
+@pytest.fixture
+async def world(make: Factory) -> dict[str, Any]:
+    practice = await make.practice()
+    practice.earlier_slot_alerts = True
+    await practice.save()
+    alice = await make.therapist(first_name="Alice", last_name="Mercier")
+    bob = await make.therapist(first_name="Bob", last_name="Durand")
+    lyon = await agenda.do_create_location(None, practice, name="Lyon")
+    vil = await agenda.do_create_location(None, practice, name="Villeurbanne")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=60, price=Decimal("70")
+    )
+    couple = await agenda.do_create_service(
+        None, practice, name="Couple", duration_minutes=60, price=Decimal("90")
+    )
+    kids = await agenda.do_create_service(
+        None, practice, name="Enfant", duration_minutes=45, price=Decimal("60")
+    )
+    other = await agenda.do_create_service(
+        None, practice, name="Bilan", duration_minutes=60, price=Decimal("80")
+    )
+    for weekday in range(7):
+        for who in (alice, bob):
+            await agenda.do_add_availability(
+                None,
+                who,
+                services=[talk, couple, kids],
+                weekday=weekday,
+                start_time=time(8),
+                end_time=time(18),
+                location=lyon,
+            )
+        await agenda.do_add_availability(
+            None,
+            alice,
+            services=[talk, other],
+            weekday=weekday,
+            start_time=time(18),
+            end_time=time(20),
+            location=vil,
+        )
+    return {
+        "practice": practice,
+        "alice": alice,
+        "bob": bob,
+        "lyon": lyon,
+        "vil": vil,
+        "talk": talk,
+        "couple": couple,
+        "kids": kids,
+        "other": other,
+        "make": make,
+    }
+
+
+async def book(
+    w: dict[str, Any],
+    client: Client,
+    start: datetime,
+    *,
+    service: Service | None = None,
+    practitioner: StaffUser | None = None,
+    location: Location | None = None,
+    flag: bool = False,
+) -> Appointment:
+    appointment = await agenda.do_book_appointment(
+        None,
+        practitioner=practitioner or w["alice"],
+        client=client,
+        service=service or w["talk"],
+        starts_at=start,
+        location=location or w["lyon"],
+    )
+    if flag:
+        await offers.do_set_earlier_alert(None, appointment, True)
+    return appointment
+
+
+async def run_jobs(minutes: int = 10) -> None:
+    """The worker, a few minutes later (past the offer delay)."""
+    await jobs.run_due(now=datetime.now(UTC) + timedelta(minutes=minutes))
+
+
+async def free(appointment: Appointment, how: Attendance = Attendance.CANCELLED_BY_CLIENT) -> None:
+    await agenda.do_set_attendance(None, appointment, how)
+    await run_jobs()
+
+
+async def offered_clients(appointment: Appointment) -> list[int]:
+    slot = await FreedSlot.get(appointment_id=appointment.id)
+    rows = await EarlierSlotOffer.filter(slot_id=slot.id).order_by("id")
+    return [r.client_id for r in rows]  # type: ignore[attr-defined]
+
+
+# --- the matching rules ------------------------------------------------------------------------
+
+# Each case changes one thing about the waiting client's flagged appointment (the freed slot
+# is with Alice in Lyon in 20 days at 10:00, a 60-minute "Séance"), and says whether it is
+# offered the slot.
+CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("later, same everything", {}, True),
+    ("earlier than the slot", {"days": 15}, False),
+    ("same day, later hour", {"days": 20, "hour": 14}, True),
+    ("same day, earlier hour", {"days": 20, "hour": 8}, False),
+    ("another practitioner", {"practitioner": "bob"}, False),
+    ("another location", {"location": "vil", "hour": 18}, False),
+    ("another service the slot's hours offer", {"service": "couple"}, True),
+    (
+        "a service the slot's hours do not offer",
+        {"service": "other", "location": "vil", "hour": 18},
+        False,
+    ),
+    ("a different duration", {"service": "kids"}, False),
+    ("not on the waiting list", {"flag": False}, False),
+    ("left the waiting list", {"leave": True}, False),
+    ("an offer still awaiting an answer", {"pending": True}, False),
+    ("the pending offer's slot was taken since", {"pending": True, "taken": True}, True),
+    ("the pending offer expired", {"pending": True, "expired": True}, True),
+    ("no portal account to answer with", {"portal": False}, False),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "offered"), CASES, ids=[c[0] for c in CASES])
+async def test_matching_rules(
+    world: dict[str, Any], case: str, change: dict[str, Any], offered: bool
+) -> None:
+    w, make = world, world["make"]
+    cancelling = await make.client(w["alice"])
+    waiting = await make.client(w["alice"], portal=change.get("portal", True))
+    freed = await book(w, cancelling, at(20, 10))
+    if change.get("pending"):
+        # An earlier round offered the waiting client another slot (in 19 days).
+        other = await make.client(w["alice"])
+        earlier = await book(w, other, at(19, 9))
+        await book(w, waiting, at(30, 9), flag=True)
+        await free(earlier)
+        assert await offered_clients(earlier) == [waiting.id]
+        if change.get("taken"):
+            await book(w, await make.client(w["alice"]), at(19, 9))  # the front desk books it
+        if change.get("expired"):
+            await EarlierSlotOffer.filter(client_id=waiting.id).update(
+                expires_at=datetime.now(UTC) - timedelta(seconds=1)
+            )
+    days, hour = change.get("days", 25), change.get("hour", 10)
+    flagged = await book(
+        w,
+        waiting,
+        at(days, hour),
+        service=w[change.get("service", "talk")],
+        practitioner=w[change.get("practitioner", "alice")],
+        location=w[change.get("location", "lyon")],
+        flag=change.get("flag", True),
+    )
+    if change.get("leave"):
+        await offers.do_set_earlier_alert(None, flagged, False)
+    await free(freed)
+    got = await EarlierSlotOffer.filter(slot__appointment_id=freed.id, client_id=waiting.id)
+    assert bool(got) is offered, case
+    if offered and not change.get("pending"):
+        assert got[0].appointment_id == flagged.id  # type: ignore[attr-defined]
+
+
+async def test_the_first_five_in_the_order_they_joined(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    waiting = [await make.client(w["alice"]) for _ in range(7)]
+    appointments = [await book(w, c, at(20 + i, 10), flag=True) for i, c in enumerate(waiting)]
+    # They joined the list in another order than their appointments were booked.
+    order = [5, 2, 6, 0, 3, 1, 4]
+    base = datetime.now(UTC) - timedelta(days=1)
+    for rank, i in enumerate(order):
+        await WaitlistEntry.filter(appointment_id=appointments[i].id).update(
+            joined_at=base + timedelta(minutes=rank)
+        )
+    await free(freed, Attendance.CANCELLED_BY_PRACTITIONER)
+    assert await offered_clients(freed) == [waiting[i].id for i in order[:5]]
+    mails = await OutboxMessage.filter(purpose="offer.sent").order_by("id")
+    assert [m.to for m in mails] == [waiting[i].email for i in order[:5]]
+    assert "/portal/offers/" in mails[0].body_text
+    slot = await FreedSlot.get(appointment_id=freed.id)
+    assert slot.status is SlotStatus.OFFERED
+
+
+@pytest.mark.parametrize(
+    "how",
+    [Attendance.CANCELLED_BY_CLIENT, Attendance.CANCELLED_BY_PRACTITIONER, Attendance.NO_SHOW],
+)
+async def test_what_frees_a_slot(world: dict[str, Any], how: Attendance) -> None:
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed, how)
+    assert await offered_clients(freed) == [waiting.id]
+
+
+async def test_a_move_frees_the_old_date(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    moving = await book(w, await make.client(w["alice"]), at(12, 10))
+    await agenda.do_move_appointment(None, moving, at(13, 10))
+    await run_jobs()
+    assert await offered_clients(moving) == [waiting.id]
+
+
+async def test_deletion_and_new_hours_free_nothing(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    gone = await book(w, await make.client(w["alice"]), at(12, 10))
+    await agenda.do_delete_appointment(None, gone)
+    await agenda.do_add_availability(
+        None,
+        w["alice"],
+        services=[w["talk"]],
+        on_date=at(11, 7).date(),
+        start_time=time(6),
+        end_time=time(8),
+        location=w["lyon"],
+    )
+    await run_jobs()
+    assert await FreedSlot.all().count() == 0
+    assert await EarlierSlotOffer.all().count() == 0
+    assert await Job.filter(kind="offers.round").count() == 0
+
+
+async def test_feature_off_frees_nothing_and_refuses_the_flag(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    w["practice"].earlier_slot_alerts = False
+    await w["practice"].save()
+    appointment = await book(w, await make.client(w["alice"]), at(25, 10))
+    with pytest.raises(ValidationFailed) as refused:
+        await offers.do_set_earlier_alert(None, appointment, True)
+    assert "alert_earlier" in refused.value.fields
+    await free(appointment)
+    assert await FreedSlot.all().count() == 0
+
+
+async def test_the_flag_needs_the_minimum_delay(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    soon = await book(w, client, at(9, 10))
+    with pytest.raises(ValidationFailed):
+        await offers.do_set_earlier_alert(None, soon, True)
+    w["practice"].earlier_slot_min_days = 5
+    await w["practice"].save()
+    assert await offers.do_set_earlier_alert(None, soon, True) is not None
+
+
+async def test_the_round_waits_a_few_minutes_and_a_quick_undo_calls_it_off(
+    world: dict[str, Any],
+) -> None:
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await agenda.do_set_attendance(None, freed, Attendance.CANCELLED_BY_CLIENT)
+    job = await Job.get(kind="offers.round")
+    assert job.run_at > datetime.now(UTC) + timedelta(minutes=2)
+    await jobs.run_due()  # now: not due yet
+    assert await EarlierSlotOffer.all().count() == 0
+    # A mistaken cancellation, undone: the slot is held again and nobody hears of it.
+    await agenda.do_set_attendance(None, freed, Attendance.SCHEDULED)
+    await run_jobs()
+    assert await EarlierSlotOffer.all().count() == 0
+    assert (await Job.get(id=job.id)).status is JobStatus.CANCELLED
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+async def caller_of(client: Client) -> Any:
+    """The client as the portal sees them (for calling actions directly)."""
+    account = await PortalAccount.get(client_id=client.id)
+    return Caller.acting_as((account, client))
+
+
+async def test_accept_moves_the_appointment_and_withdraws_the_others(
+    world: dict[str, Any],
+) -> None:
+    w, make = world, world["make"]
+    first, second = await make.client(w["alice"]), await make.client(w["alice"])
+    mine = await book(w, first, at(25, 10), flag=True)
+    await book(w, second, at(26, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=first.id)
+    other = await EarlierSlotOffer.get(client_id=second.id)
+    new = await offers.do_accept_offer(await caller_of(first), offer)
+    assert new.starts_at == at(12, 10) and new.service_id == mine.service_id  # type: ignore[attr-defined]
+    assert (await Appointment.get(id=mine.id)).attendance is Attendance.MOVED
+    assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.ACCEPTED
+    assert (await EarlierSlotOffer.get(id=other.id)).status is OfferStatus.WITHDRAWN
+    slot = await FreedSlot.get(appointment_id=freed.id)
+    assert slot.status is SlotStatus.TAKEN and slot.refilled_by_offer
+    assert await OutboxMessage.filter(purpose="offer.accepted", to=first.email).count() == 1
+    # Too late for the second one: the slot is gone, their appointment stays.
+    with pytest.raises(Conflict):
+        await offers.do_accept_offer(await caller_of(second), other)
+    # The new appointment waits for nothing more.
+    assert not await WaitlistEntry.filter(appointment_id=new.id, is_active=True).exists()
+    # All of it is on the client's log.
+    actions = set(await AuditEntry.filter(client_id=first.id).values_list("action", flat=True))
+    assert {"offer.waitlist_joined", "offer.sent", "offer.accepted"} <= actions
+    assert {"appointment.created", "appointment.attendance"} <= actions
+
+
+async def test_decline_keeps_the_appointment_on_the_list(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    mine = await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=client.id)
+    await offers.do_decline_offer(await caller_of(client), offer)
+    assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.DECLINED
+    assert (await Appointment.get(id=mine.id)).attendance is Attendance.SCHEDULED
+    with pytest.raises(Conflict):
+        await offers.do_accept_offer(
+            await caller_of(client), await EarlierSlotOffer.get(id=offer.id)
+        )
+    # Still waiting: the next freed slot is offered again.
+    freed2 = await book(w, await make.client(w["alice"]), at(13, 10))
+    await free(freed2)
+    assert await offered_clients(freed2) == [client.id]
+
+
+async def test_an_offer_is_valid_fifteen_days(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    await book(w, client, at(40, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(30, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=client.id)
+    assert offer.expires_at - offer.sent_at == timedelta(days=15)
+    later = offer.sent_at + timedelta(days=15)
+    assert offers.effective_status(offer, later - timedelta(seconds=1)) is OfferStatus.SENT
+    assert offers.effective_status(offer, later) is OfferStatus.EXPIRED
+    monkeypatch.setattr(offers, "_now", lambda: later + timedelta(seconds=1))
+    with pytest.raises(Conflict, match="expired"):
+        await offers.do_accept_offer(await caller_of(client), offer)
+    # An expired offer no longer counts as pending: the client can be offered another slot.
+    assert not await offers.has_pending_offer(client.id, later)
+
+
+async def test_an_offer_never_outlives_its_slot(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(3, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=client.id)
+    assert offer.expires_at == at(3, 10)
+
+
+async def test_cascade_over_three_levels(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    a, b, c = [await make.client(w["alice"]) for _ in range(3)]
+    a1 = await book(w, a, at(14, 10), flag=True)
+    b1 = await book(w, b, at(16, 10), flag=True)
+    c1 = await book(w, c, at(18, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    assert set(await offered_clients(freed)) == {a.id, b.id, c.id}
+    # A takes 12 days: A's 14 days is freed and offered to B and C (later than it).
+    await offers.do_accept_offer(await caller_of(a), await EarlierSlotOffer.get(client_id=a.id))
+    await run_jobs()
+    assert set(await offered_clients(a1)) == {b.id, c.id}
+    offer_b = await EarlierSlotOffer.get(client_id=b.id, slot__appointment_id=a1.id)
+    await offers.do_accept_offer(await caller_of(b), offer_b)
+    await run_jobs()
+    assert await offered_clients(b1) == [c.id]
+    offer_c = await EarlierSlotOffer.get(client_id=c.id, slot__appointment_id=b1.id)
+    await offers.do_accept_offer(await caller_of(c), offer_c)
+    await run_jobs()
+    # C's old date is freed too, with nobody left to offer it to.
+    assert (await FreedSlot.get(appointment_id=c1.id)).status is SlotStatus.UNMATCHED
+    now = {
+        x.id: (await Appointment.get(client_id=x.id, attendance=Attendance.SCHEDULED)).starts_at
+        for x in (a, b, c)
+    }
+    assert now == {a.id: at(12, 10), b.id: at(14, 10), c.id: at(16, 10)}
+
+
+async def test_staff_booking_the_slot_withdraws_its_offers(
+    world: dict[str, Any], capture_events: Any
+) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    captured = capture_events()
+    await book(w, await make.client(w["alice"]), at(12, 10))
+    assert (await EarlierSlotOffer.get(client_id=client.id)).status is OfferStatus.WITHDRAWN
+    account = await w["make"].portal_account(client)
+    changed = captured.of_type("offer.changed")
+    assert [(e.recipient, e.payload["status"]) for e in changed] == [
+        (f"c:{account.id}", "withdrawn")
+    ]
+
+
+# --- two clients accept the same slot at the same moment ---------------------------------------
+
+
+async def test_two_clients_accept_at_once_exactly_one_wins(
+    world: dict[str, Any], live_server: LiveServer
+) -> None:
+    w, make = world, world["make"]
+    clients = [await make.client(w["alice"]) for _ in range(2)]
+    for i, c in enumerate(clients):
+        await book(w, c, at(25 + i, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    browsers = [httpx.AsyncClient(base_url=live_server.url) for _ in clients]
+    try:
+        for http, c in zip(browsers, clients, strict=True):
+            await login(http, c)
+        ids = [(await EarlierSlotOffer.get(client_id=c.id)).id for c in clients]
+
+        async def accept(http: httpx.AsyncClient, offer_id: int) -> int:
+            r = await http.post(
+                f"/portal/offers/{offer_id}/accept",
+                data={"csrf_token": http.headers["X-CSRF-Token"]},
+            )
+            return r.status_code
+
+        statuses = await asyncio.gather(*(accept(h, i) for h, i in zip(browsers, ids, strict=True)))
+    finally:
+        for http in browsers:
+            await http.aclose()
+    assert sorted(statuses) == [303, 409]
+    assert (
+        await Appointment.filter(
+            starts_at=at(12, 10).astimezone(UTC), attendance=Attendance.SCHEDULED
+        ).count()
+        == 1
+    )
+    statuses_after = sorted([o.status.value for o in await EarlierSlotOffer.filter(id__in=ids)])
+    assert statuses_after == ["accepted", "withdrawn"]
+
+
+# --- who may see and answer an offer -----------------------------------------------------------
+
+
+async def test_a_client_sees_and_answers_only_their_own_offers(
+    world: dict[str, Any], new_http: Any
+) -> None:
+    w, make = world, world["make"]
+    mine, theirs = await make.client(w["alice"]), await make.client(w["alice"])
+    await book(w, mine, at(25, 10), flag=True)
+    freed = await book(w, theirs, at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=mine.id)
+    nobody = new_http()
+    r = await nobody.get(f"/portal/offers/{offer.id}")
+    assert r.status_code in (302, 303, 401)
+    other = new_http()
+    await login(other, theirs)
+    assert (await other.get(f"/portal/offers/{offer.id}")).status_code == 404
+    r = await other.post(
+        f"/portal/offers/{offer.id}/accept", data={"csrf_token": other.headers["X-CSRF-Token"]}
+    )
+    assert r.status_code == 404
+    assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.SENT
+    me = new_http()
+    await login(me, mine)
+    page = await me.get(f"/portal/offers/{offer.id}")
+    assert page.status_code == 200 and "Accept and move my appointment" in page.text
+    assert (await me.get(f"/portal/offers/{offer.id + 999}")).status_code == 404
+    listing = await me.get("/portal/appointments")
+    assert f'data-offer="{offer.id}"' in listing.text
+    r = await me.post(
+        f"/portal/offers/{offer.id}/decline", data={"csrf_token": me.headers["X-CSRF-Token"]}
+    )
+    assert r.status_code == 303
+    page = await me.get(f"/portal/offers/{offer.id}")
+    assert "You declined" in page.text
+
+
+async def test_an_expired_link_says_so(world: dict[str, Any], http: httpx.AsyncClient) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=client.id)
+    await EarlierSlotOffer.filter(id=offer.id).update(
+        expires_at=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    await login(http, client)
+    page = await http.get(f"/portal/offers/{offer.id}")
+    assert "This offer has expired." in page.text
+    r = await http.post(
+        f"/portal/offers/{offer.id}/accept", data={"csrf_token": http.headers["X-CSRF-Token"]}
+    )
+    assert r.status_code == 409 and "expired" in r.text
+
+
+async def test_the_client_sets_the_flag_on_the_portal(
+    world: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    far = await book(w, client, at(25, 10))
+    soon = await book(w, client, at(5, 10))
+    await login(http, client)
+    page = await http.get("/portal/appointments")
+    assert f'action="/portal/appointments/{far.id}/earlier-alert"' in page.text
+    assert f'action="/portal/appointments/{soon.id}/earlier-alert"' not in page.text
+    csrf = http.headers["X-CSRF-Token"]
+    r = await http.post(
+        f"/portal/appointments/{far.id}/earlier-alert", data={"csrf_token": csrf, "on": "true"}
+    )
+    assert r.status_code == 303
+    assert await WaitlistEntry.filter(appointment_id=far.id, is_active=True).exists()
+    r = await http.post(
+        f"/portal/appointments/{soon.id}/earlier-alert", data={"csrf_token": csrf, "on": "true"}
+    )
+    assert r.status_code == 422
+    assert not await WaitlistEntry.filter(appointment_id=soon.id).exists()
+    other = await book(w, await make.client(w["alice"]), at(26, 10))
+    r = await http.post(
+        f"/portal/appointments/{other.id}/earlier-alert", data={"csrf_token": csrf, "on": "true"}
+    )
+    assert r.status_code == 404
