@@ -24,6 +24,7 @@ from staff import (
     logs,  # noqa: F401 - importing it registers the file's Logs tab
     messaging,
     notes,
+    offers,
     pages,
     practice,
     sessions,
@@ -63,6 +64,7 @@ def build_staff_app() -> ASGIApp:
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
         Route("/practice", practice.settings_page, methods=["GET", "POST"]),
+        Route("/practice/fill-rate", offers.fill_rate_page),
         Route("/messages", messaging.messaging_page),
         Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),

@@ -564,3 +564,218 @@ async def test_the_client_sets_the_flag_on_the_portal(
         f"/portal/appointments/{other.id}/earlier-alert", data={"csrf_token": csrf, "on": "true"}
     )
     assert r.status_code == 404
+
+
+# --- staff: settings, the flag in the agenda, to whom a slot was offered, the fill rate ---------
+
+
+async def test_the_owner_turns_alerts_on_with_a_minimum_delay(new_http: Any, make: Factory) -> None:
+    owner = await make.owner()
+    practice = await make.practice()
+    assert practice.earlier_slot_alerts is False and practice.earlier_slot_min_days == 10
+    http = new_http("10.9.3.1")
+    me = await login(http, owner)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "name": practice.name,
+        "cancellation_notice_hours": "24",
+        "video_url_template": practice.video_url_template,
+        "earlier_slot_alerts": "true",
+        "earlier_slot_min_days": "7",
+    }
+    page = await http.get("/staff/practice")
+    assert 'name="earlier_slot_alerts"' in page.text
+    assert (await http.post("/staff/practice", data=form)).status_code == 303
+    await practice.refresh_from_db()
+    assert practice.earlier_slot_alerts is True and practice.earlier_slot_min_days == 7
+    bad = await http.post("/staff/practice", data={**form, "earlier_slot_min_days": "0"})
+    assert bad.status_code == 422
+    # Unticked: off again.
+    del form["earlier_slot_alerts"]
+    assert (await http.post("/staff/practice", data=form)).status_code == 303
+    await practice.refresh_from_db()
+    assert practice.earlier_slot_alerts is False
+    therapist = await make.therapist()
+    other = new_http("10.9.3.2")
+    await login(other, therapist)
+    assert (await other.get("/staff/practice")).status_code in (403, 404)
+    assert (await other.get("/staff/practice/fill-rate")).status_code in (403, 404)
+
+
+async def test_staff_flag_an_appointment_when_booking_and_later(
+    world: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    w, make = world, world["make"]
+    owner = await make.owner()
+    client = await make.client(w["alice"])
+    await login(http, owner)
+    body = {
+        "practitioner_id": w["alice"].id,
+        "client_id": client.id,
+        "service_id": w["talk"].id,
+        "location_id": w["lyon"].id,
+        "starts_at": at(25, 10).isoformat(),
+        "alert_earlier": True,
+    }
+    r = await http.post("/api/appointments", json=body)
+    assert r.status_code == 200 and r.json()["alert_earlier"] is True
+    # Too soon for the waiting list: refused, and nothing is booked.
+    r = await http.post("/api/appointments", json={**body, "starts_at": at(5, 10).isoformat()})
+    assert r.status_code == 422 and "alert_earlier" in r.json()["error"]["fields"]
+    assert await Appointment.filter(client_id=client.id).count() == 1
+    later = await book(w, client, at(26, 11))
+    r = await http.post(f"/api/appointments/{later.id}/earlier-alert", json={"on": True})
+    assert r.status_code == 200 and r.json() == {"id": later.id, "alert_earlier": True}
+    r = await http.post(f"/api/appointments/{later.id}/earlier-alert", json={"on": False})
+    assert r.json()["alert_earlier"] is False
+    assert (
+        await http.post("/api/appointments/99999/earlier-alert", json={"on": True})
+    ).status_code == 404
+    page = await http.get("/staff/agenda")
+    assert 'name="alert_earlier"' in page.text
+
+
+async def test_staff_see_to_whom_a_slot_was_offered(world: dict[str, Any], new_http: Any) -> None:
+    w, make = world, world["make"]
+    owner, admin = await make.owner(), await make.office_admin()
+    carol = await make.therapist()
+    first = await make.client(w["alice"], first_name="Zoé", last_name="Premier")
+    second = await make.client(carol, first_name="Yann", last_name="Second")
+    await book(w, first, at(25, 10), flag=True)
+    await book(w, second, at(26, 10), flag=True)
+    # The slot is made twice: booked, cancelled, booked again by another, cancelled again.
+    one = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(one)
+    await offers.do_decline_offer(
+        await caller_of(first), await EarlierSlotOffer.get(client_id=first.id)
+    )
+    await offers.do_accept_offer(
+        await caller_of(second), await EarlierSlotOffer.get(client_id=second.id)
+    )
+    taken = await Appointment.get(client_id=second.id, attendance=Attendance.SCHEDULED)
+    await free(taken, Attendance.CANCELLED_BY_PRACTITIONER)
+    for who in (owner, admin):
+        http = new_http()
+        await login(http, who)
+        r = await http.get(f"/api/appointments/{one.id}/offers")
+        assert r.status_code == 200
+        rows = r.json()
+        assert [row["appointment_id"] for row in rows] == [one.id, taken.id]
+        assert [(o["client_name"], o["status"]) for o in rows[0]["offers"]] == [
+            ("Zoé Premier", "declined"),
+            ("Yann Second", "accepted"),
+        ]
+        assert all(o["sent_at"] and o["answered_at"] for o in rows[0]["offers"])
+        # The second cancellation offered it to Zoé again (she declined, so is waiting).
+        assert [(o["client_name"], o["status"]) for o in rows[1]["offers"]] == [
+            ("Zoé Premier", "sent")
+        ]
+    # Alice sees her own clients by name; Carol's client stays unnamed for her.
+    http = new_http()
+    await login(http, w["alice"])
+    rows = (await http.get(f"/api/appointments/{one.id}/offers")).json()
+    assert [o["client_name"] for o in rows[0]["offers"]] == ["Zoé Premier", ""]
+    # Every member of staff sees the practice's agenda, but names in this list only for
+    # clients whose file they may see.
+    http = new_http()
+    await login(http, carol)
+    rows = (await http.get(f"/api/appointments/{one.id}/offers")).json()
+    assert rows[0]["client_name"] == ""
+    assert [o["client_name"] for o in rows[0]["offers"]] == ["", "Yann Second"]
+    assert (await http.get("/api/appointments/99999/offers")).status_code == 404
+    # The client may not use the staff API.
+    http = new_http()
+    await login(http, first)
+    assert (await http.get(f"/api/appointments/{one.id}/offers")).status_code in (401, 403, 404)
+
+
+async def test_the_agenda_shows_the_slot_offered_then_booked(
+    world: dict[str, Any], http: httpx.AsyncClient, capture_events: Any
+) -> None:
+    w, make = world, world["make"]
+    owner = await make.owner()
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await agenda.do_set_attendance(None, freed, Attendance.CANCELLED_BY_CLIENT)
+    captured = capture_events()
+    await run_jobs()
+    staff_views = [
+        e.payload
+        for e in captured.of_type("appointment.changed")
+        if e.recipient == f"s:{owner.id}" and e.payload["id"] == freed.id
+    ]
+    assert [v["slot_offer"] for v in staff_views] == ["offered"]
+    # The client's own view of their cancelled appointment says nothing of it.
+    assert all(
+        "slot_offer" not in e.payload
+        for e in captured.events
+        if e.recipient.startswith("c:") and e.type == "appointment.changed"
+    )
+    await login(http, owner)
+    day = at(12, 10).date().isoformat()
+    data = (await http.get(f"/api/agenda?start={day}&days=1")).json()
+    block = next(a for a in data["appointments"] if a["id"] == freed.id)
+    assert block["slot_offer"] == "offered"
+    captured = capture_events()
+    await offers.do_accept_offer(
+        await caller_of(waiting), await EarlierSlotOffer.get(client_id=waiting.id)
+    )
+    views = [
+        e.payload for e in captured.of_type("appointment.changed") if e.recipient == f"s:{owner.id}"
+    ]
+    assert any(v["id"] == freed.id and v["slot_offer"] == "taken" for v in views)
+    assert any(
+        v["starts_at"].startswith(at(12, 10).astimezone(UTC).isoformat()[:16])
+        and v["attendance"] == "scheduled"
+        for v in views
+    )
+
+
+async def test_fill_rate_counts_freed_offered_refilled(
+    world: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    w, make = world, world["make"]
+    owner = await make.owner()
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    refilled = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(refilled)
+    await offers.do_accept_offer(
+        await caller_of(waiting), await EarlierSlotOffer.get(client_id=waiting.id)
+    )
+    await run_jobs()  # the moved-from slot (25 days) is freed and offered to nobody
+    unoffered = await book(w, await make.client(w["alice"]), at(13, 10))
+    await free(unoffered)
+    await login(http, owner)
+    page = await http.get("/staff/practice/fill-rate?days=30")
+    assert page.status_code == 200 and "<svg" in page.text
+    assert 'data-figure="freed">3<' in page.text
+    assert 'data-figure="offered">1<' in page.text
+    assert 'data-figure="refilled">1<' in page.text
+    assert 'data-figure="rate">33 %<' in page.text
+
+
+async def test_offers_answers_and_moves_are_on_the_clients_log(
+    world: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    w, make = world, world["make"]
+    owner = await make.owner()
+    client = await make.client(w["alice"])
+    await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    await offers.do_accept_offer(
+        await caller_of(client), await EarlierSlotOffer.get(client_id=client.id)
+    )
+    await login(http, owner)
+    page = await http.get(f"/staff/clients/{client.id}/logs")
+    assert page.status_code == 200
+    for text in (
+        "asked to be alerted of an earlier slot",
+        "was offered an earlier slot",
+        "accepted an earlier slot",
+        "An earlier slot is free",  # the email
+        "Your appointment is moved",  # the confirmation
+    ):
+        assert text in page.text, text

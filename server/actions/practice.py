@@ -17,6 +17,9 @@ class PracticeSettingsIn(BaseModel):
     online_booking: bool = False
     office_admins_see_clinical: bool = False
     video_url_template: str = Field(min_length=8, max_length=300)
+    # Earlier-slot alerts (server/actions/offers.py).
+    earlier_slot_alerts: bool = False
+    earlier_slot_min_days: int = Field(default=10, ge=1, le=365)
 
     @field_validator("video_url_template")
     @classmethod

@@ -17,7 +17,6 @@ from models.offers import (
     WaitlistEntry,
     effective_status,
 )
-from server.auth.sessions import Caller
 
 
 async def annotate(views: list[dict[str, Any]]) -> None:
@@ -80,9 +79,7 @@ class SlotHistory:
     lines: list[OfferLine]
 
 
-async def offered_to(
-    caller: Caller, appointment: Appointment, visible_client_ids: set[int]
-) -> list[SlotHistory]:
+async def offered_to(appointment: Appointment, visible_client_ids: set[int]) -> list[SlotHistory]:
     """For each appointment ever made in this slot (same practitioner, start and end), the
     offers its cancellation caused. Clients outside the caller's caseload stay unnamed."""
     now = datetime.now(UTC)
