@@ -779,3 +779,76 @@ async def test_offers_answers_and_moves_are_on_the_clients_log(
         "Your appointment is moved",  # the confirmation
     ):
         assert text in page.text, text
+
+
+async def test_cancelling_the_waiting_appointment_voids_its_offer(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    mine = await book(w, client, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    await agenda.do_set_attendance(None, mine, Attendance.CANCELLED_BY_CLIENT)
+    offer = await EarlierSlotOffer.get(client_id=client.id)
+    assert offer.status is OfferStatus.WITHDRAWN
+    assert not await WaitlistEntry.filter(appointment_id=mine.id, is_active=True).exists()
+
+
+async def test_a_deleted_waiting_appointment_blocks_nothing(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    mine = await book(w, client, at(25, 10), flag=True)
+    await book(w, client, at(27, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    await agenda.do_delete_appointment(None, mine)
+    assert not await offers.has_pending_offer(client.id, datetime.now(UTC))
+    freed2 = await book(w, await make.client(w["alice"]), at(13, 10))
+    await free(freed2)
+    assert await offered_clients(freed2) == [client.id]
+
+
+async def test_the_client_asks_for_alerts_when_booking_online(
+    world: dict[str, Any], http: httpx.AsyncClient
+) -> None:
+    w, make = world, world["make"]
+    client = await make.client(w["alice"])
+    await login(http, client)
+    page = await http.get(
+        f"/portal/book/{w['alice'].id}?location={w['lyon'].id}&service={w['talk'].id}&alert=1"
+    )
+    assert 'name="alert" value="1" checked' in page.text
+    assert 'name="alert_earlier" value="true"' in page.text
+
+    async def post(start: datetime) -> httpx.Response:
+        return await http.post(
+            f"/portal/book/{w['alice'].id}",
+            data={
+                "csrf_token": http.headers["X-CSRF-Token"],
+                "service_id": str(w["talk"].id),
+                "location_id": str(w["lyon"].id),
+                "starts_at": start.astimezone(UTC).isoformat(),
+                "alert_earlier": "true",
+            },
+        )
+
+    r = await post(at(30, 9))
+    assert r.status_code == 303, r.text
+    booked = await Appointment.get(client_id=client.id)
+    assert await WaitlistEntry.filter(appointment_id=booked.id, is_active=True).exists()
+    # Too soon to wait for an earlier slot: refused, and not booked either.
+    r = await post(at(3, 9))
+    assert r.status_code == 422
+    assert await Appointment.filter(client_id=client.id).count() == 1
+
+
+async def test_staff_endpoints_need_a_staff_session(world: dict[str, Any], new_http: Any) -> None:
+    w, make = world, world["make"]
+    appointment = await book(w, await make.client(w["alice"]), at(25, 10))
+    nobody = new_http()
+    assert (await nobody.get(f"/api/appointments/{appointment.id}/offers")).status_code == 401
+    r = await nobody.post(f"/api/appointments/{appointment.id}/earlier-alert", json={"on": True})
+    assert r.status_code in (401, 403)
+    admin = new_http()
+    await login(admin, await make.office_admin())
+    r = await admin.post(f"/api/appointments/{appointment.id}/earlier-alert", json={"on": True})
+    assert r.status_code == 200 and r.json()["alert_earlier"] is True

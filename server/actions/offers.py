@@ -151,6 +151,7 @@ async def on_attendance_changed(
     to scheduled takes it again."""
     now_holds = appointment.attendance in HOLDS_SLOT
     if appointment.attendance in FREES_SLOT and before in HOLDS_SLOT:
+        await _withdraw_offers_for(appointment)
         if appointment.attendance is not Attendance.MOVED:
             # The appointment no longer waits for anything (a move carries its place in the
             # list to the new date: on_appointment_moved).
@@ -160,6 +161,21 @@ async def on_attendance_changed(
         await _free_slot(appointment)
     elif now_holds and before not in HOLDS_SLOT:
         await _slot_taken(appointment)
+
+
+async def _withdraw_offers_for(appointment: Appointment) -> None:
+    """The client's own appointment was cancelled or moved: offers to move it are void."""
+    open_offers = await EarlierSlotOffer.filter(
+        appointment_id=appointment.id, status=OfferStatus.SENT
+    )
+    if not open_offers:
+        return
+    await EarlierSlotOffer.filter(id__in=[o.id for o in open_offers]).update(
+        status=OfferStatus.WITHDRAWN, answered_at=_now()
+    )
+    for offer in open_offers:
+        offer.status = OfferStatus.WITHDRAWN
+        await _notify_offer(offer)
 
 
 async def on_appointment_booked(appointment: Appointment) -> None:
@@ -334,6 +350,9 @@ async def has_pending_offer(client_id: int, now: datetime) -> bool:
         status=OfferStatus.SENT,
         expires_at__gt=now,
         slot__status=SlotStatus.OFFERED,
+        # An offer to move an appointment that is gone (deleted) awaits nothing.
+        appointment__deleted_at=None,
+        appointment__attendance=Attendance.SCHEDULED,
     ).exists()
 
 
