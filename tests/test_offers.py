@@ -852,3 +852,37 @@ async def test_staff_endpoints_need_a_staff_session(world: dict[str, Any], new_h
     await login(admin, await make.office_admin())
     r = await admin.post(f"/api/appointments/{appointment.id}/earlier-alert", json={"on": True})
     assert r.status_code == 200 and r.json()["alert_earlier"] is True
+
+
+async def test_two_accepts_in_parallel_transactions_one_wins(world: dict[str, Any]) -> None:
+    """The same race without HTTP: two tasks, each in its own transaction (its own
+    connection on PostgreSQL), started together."""
+    w, make = world, world["make"]
+    clients = [await make.client(w["alice"]) for _ in range(3)]
+    for i, c in enumerate(clients):
+        await book(w, c, at(25 + i, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    callers = [await caller_of(c) for c in clients]
+    pending = [await EarlierSlotOffer.get(client_id=c.id) for c in clients]
+
+    async def accept(i: int) -> str:
+        try:
+            await offers.do_accept_offer(callers[i], pending[i])
+        except Conflict:
+            return "gone"
+        return "won"
+
+    results = await asyncio.gather(*(accept(i) for i in range(3)))
+    assert sorted(results) == ["gone", "gone", "won"]
+    winner = clients[results.index("won")]
+    held = await Appointment.filter(
+        starts_at=at(12, 10).astimezone(UTC), attendance=Attendance.SCHEDULED
+    )
+    assert [a.client_id for a in held] == [winner.id]  # type: ignore[attr-defined]
+    for c in clients:
+        if c is not winner:
+            assert (
+                await Appointment.filter(client_id=c.id, attendance=Attendance.SCHEDULED).count()
+                == 1
+            )
