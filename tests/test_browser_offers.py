@@ -4,6 +4,7 @@ the moment it goes out and accepts it, while the front desk's agenda shows the s
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from playwright.async_api import Browser, expect
 
 from models.accounts import Practice
 from models.agenda import Appointment, Attendance
+from models.offers import WaitlistEntry
 from server import jobs
 from server.actions import agenda, offers
 from tests.conftest import PASSWORD, LiveServer, login
@@ -101,3 +103,15 @@ async def test_a_client_sees_an_offer_live_and_accepts_it_while_the_desk_follows
     await expect(new_block).to_contain_text("Camille Roux", timeout=2_000)
     await expect(noe_block.locator("[data-slot-offered]")).to_have_count(0)
     assert await desk.evaluate("window.neverReloaded") is True
+
+    # The front desk puts Camille's new appointment back on the waiting list from the agenda.
+    await new_block.click()
+    alert = desk.locator("#appt-alert")
+    await expect(alert).to_be_visible()
+    await expect(alert.locator("input")).not_to_be_checked()
+    await alert.locator("input").check()
+    for _ in range(50):
+        if await WaitlistEntry.filter(appointment_id=moved.id, is_active=True).exists():
+            break
+        await asyncio.sleep(0.05)
+    assert await WaitlistEntry.filter(appointment_id=moved.id, is_active=True).exists()
