@@ -18,7 +18,7 @@ from models.agenda import Appointment
 from models.offers import EarlierSlotOffer, FreedSlot, effective_status
 from server.access import access_appointment, access_offer
 from server.actions import offers
-from server.errors import Conflict
+from server.errors import Conflict, ValidationFailed
 from server.queries.offers import client_offers
 from server.web import parse_body, path_id, render, require_client
 
@@ -48,7 +48,7 @@ async def offers_context(practice: Practice, client_id: int) -> dict[str, Any]:
 def _can_flag(practice: Practice, appointment: Appointment, now: datetime) -> bool:
     try:
         offers.check_can_join(practice, appointment, now)
-    except Exception:  # noqa: BLE001 - a refusal simply hides the switch
+    except ValidationFailed:  # not eligible: the switch is not shown
         return False
     return True
 
