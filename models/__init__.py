@@ -65,6 +65,7 @@ from models.messaging import (
 )
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from models.notifications import OutboxMessage, OutboxStatus
+from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
 from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
@@ -79,6 +80,11 @@ __all__ = [
     "MeasureAdministration",
     "MeasureKind",
     "MeasureSchedule",
+    "EarlierSlotOffer",
+    "FreedSlot",
+    "OfferStatus",
+    "SlotStatus",
+    "WaitlistEntry",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

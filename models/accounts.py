@@ -44,6 +44,10 @@ class Practice(Timestamped):
     clients_see_measure_trend = fields.BooleanField(default=False, db_default=False)
     # Shown to a client whose answers suggest they may be at risk; empty: the built-in text.
     crisis_message = fields.TextField(default="", db_default="")
+    # Earlier-slot alerts (server/actions/offers.py): off until the owner turns them on; an
+    # appointment may join the waiting list only if it is at least this many days away.
+    earlier_slot_alerts = fields.BooleanField(default=False, db_default=False)
+    earlier_slot_min_days = fields.SmallIntField(default=10, db_default=10)
 
     class Meta:
         table = "practice"

@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import booking, documents, forms, measures, pages
+from portal import booking, documents, forms, measures, offers, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
@@ -31,6 +31,12 @@ def build_portal_app() -> ASGIApp:
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         Route("/appointments", booking.appointments_page),
         Route("/appointments/{appointment_id:int}/cancel", booking.cancel, methods=["POST"]),
+        Route(
+            "/appointments/{appointment_id:int}/earlier-alert", offers.set_alert, methods=["POST"]
+        ),
+        Route("/offers/{offer_id:int}", offers.offer_page),
+        Route("/offers/{offer_id:int}/accept", offers.accept, methods=["POST"]),
+        Route("/offers/{offer_id:int}/decline", offers.decline, methods=["POST"]),
         Route("/book/{practitioner_id:int}", booking.practitioner_page),
         Route("/book/{practitioner_id:int}", booking.book, methods=["POST"]),
         Route("/calendar-feed", feeds.feed_page),

@@ -18,7 +18,8 @@ from starlette.responses import RedirectResponse, Response
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
 from models.clients import Client
-from server.actions import agenda
+from portal.offers import offers_context
+from server.actions import agenda, offers
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, NotFound
@@ -36,6 +37,8 @@ class BookIn(BaseModel):
     service_id: int
     location_id: int | None = None
     starts_at: datetime
+    # "Alert me of an earlier slot" (earlier-slot alerts, server/actions/offers.py).
+    alert_earlier: bool = False
 
 
 async def _practice(caller: Caller) -> Practice:
@@ -119,6 +122,9 @@ async def practitioner_page(request: Request, error: str = "", status: int = 200
             "service": chosen_service,
             "days": _by_day(slots, ZoneInfo(practice.time_zone)),
             "error": error,
+            "alerts_on": practice.earlier_slot_alerts,
+            "alert_min_days": practice.earlier_slot_min_days,
+            "alert_earlier": request.query_params.get("alert") == "1",
         },
         status=status,
     )
@@ -187,6 +193,8 @@ async def book_free_slot(
             starts_at=start,
             location=location,
         )
+        if data.alert_earlier:
+            await offers.do_set_earlier_alert(caller, appointment, True)
         assert caller.account is not None
         when = format_datetime(start, "full")
         await queue_email(
@@ -257,6 +265,7 @@ async def appointments_page(request: Request, error: str = "", status: int = 200
         "booked": request.query_params.get("booked", ""),
         "error": error,
     }
+    ctx.update(await offers_context(practice, caller.client.id))
     return render(request, "portal/appointments.html", ctx, status=status)
 
 

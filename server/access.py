@@ -16,6 +16,7 @@ from models.clients import Client, Document, PaymentMethod
 from models.forms import FormAssignment, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
+from models.offers import EarlierSlotOffer
 from models.tasks import Task
 from server.auth.sessions import Caller
 from server.errors import NotFound
@@ -231,3 +232,17 @@ async def access_form_assignment(caller: Caller, assignment_id: int) -> FormAssi
         raise NotFound()
     await access_client(caller, assignment.client_id)  # type: ignore[attr-defined]
     return assignment
+
+
+async def access_offer(caller: Caller, offer_id: int) -> EarlierSlotOffer:
+    """An earlier-slot offer: a client reaches only their own; staff those of clients whose
+    file they may see. Anything else is the same 404 as a missing id."""
+    query = EarlierSlotOffer.filter(id=offer_id, slot__practice_id=caller.practice_id)
+    if caller.staff is None:
+        assert caller.client is not None
+        query = query.filter(client_id=caller.client.id)
+    offer = await query.first()
+    if offer is None:
+        raise NotFound()
+    await access_client(caller, offer.client_id)  # type: ignore[attr-defined]
+    return offer

@@ -12,7 +12,7 @@ from models.agenda import Attendance, BuiltinCategory, Service
 from models.clients import Client, Relationship
 from models.messaging import Conversation, ConversationKind, Message
 from server.access import my_participant
-from server.actions import accounts, agenda, clients, messaging, tasks
+from server.actions import accounts, agenda, clients, messaging, offers, tasks
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
 from server.demo_measures import create_demo_measures
@@ -303,3 +303,18 @@ async def _demo_agenda(
             starts_at=at(1, 3, 18),
             location=annexe,
         )
+
+    # Earlier-slot alerts are on, and two of Alice's clients wait for an earlier Monday:
+    # cancel one of her Monday appointments next week to see the offers go out.
+    practice.earlier_slot_alerts = True
+    await practice.save(update_fields=["earlier_slot_alerts", "updated_at"])
+    for week, (_account, client) in ((4, people[0]), (5, people[2])):
+        later = await agenda.do_book_appointment(
+            as_alice,
+            practitioner=alice,
+            client=client,
+            service=session,
+            starts_at=at(week, 0, hours[0]),
+            location=centre,
+        )
+        await offers.do_set_earlier_alert(as_alice, later, True)

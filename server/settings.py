@@ -71,6 +71,9 @@ class Settings:
     invite_token_days: int = 7
     # Largest document accepted on a client's file, in megabytes.
     document_max_mb: int = 20
+    # Earlier-slot alerts: how long after a slot is freed its offers go out. A short wait lets
+    # a mistaken cancellation be undone before five clients hear of the slot.
+    offer_delay_seconds: int = 180
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -107,6 +110,7 @@ class Settings:
             argon2_time_cost=_int("ARGON2_TIME_COST", 3),
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
             document_max_mb=_int("DOCUMENT_MAX_MB", 20),
+            offer_delay_seconds=_int("OFFER_DELAY_SECONDS", 180),
         )
 
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from models.accounts import Realm, StaffRole
 from models.agenda import Attendance
 from models.clients import ClientStatus, PaymentMethodKind
+from models.offers import OfferStatus
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.errors import (
@@ -302,6 +303,11 @@ LABELS: dict[StrEnum, str] = {
     Attendance.CANCELLED_BY_PRACTITIONER: i18n.lazy("Cancelled by the practitioner"),
     Attendance.NO_SHOW: i18n.lazy("No-show"),
     Attendance.MOVED: i18n.lazy("Moved"),
+    OfferStatus.SENT: i18n.lazy("Sent"),
+    OfferStatus.DECLINED: i18n.lazy("Declined"),
+    OfferStatus.ACCEPTED: i18n.lazy("Accepted"),
+    OfferStatus.EXPIRED: i18n.lazy("Expired"),
+    OfferStatus.WITHDRAWN: i18n.lazy("Withdrawn"),
 }
 
 

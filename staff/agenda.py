@@ -13,9 +13,10 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from models.accounts import Practice
 from models.agenda import Appointment, Attendance, Location, Service, ServiceCategory
 from server.access import access_client
-from server.actions import agenda
+from server.actions import agenda, offers
 from server.api import Ok
 from server.i18n import current_time_zone
 from server.queries.agenda import slots_for
@@ -57,6 +58,9 @@ class AppointmentOut(BaseModel):
     attendance: Attendance
     is_group: bool
     deleted: bool
+    # Earlier-slot alerts: on the waiting list; what became of the slot it freed.
+    alert_earlier: bool = False
+    slot_offer: str | None = None
 
 
 class WindowOut(BaseModel):
@@ -125,6 +129,7 @@ class BookIn(BaseModel):
     service_id: int = Field(ge=1)
     location_id: int | None = Field(default=None, ge=1)
     starts_at: AwareDatetime
+    alert_earlier: bool = False
 
     @field_validator("location_id", mode="before")
     @classmethod
@@ -252,8 +257,9 @@ async def book(request: Request, body: BookIn) -> AppointmentOut:
     client = await access_client(caller, body.client_id)
     service = await access_agenda_service(caller, body.service_id)
     location = await access_agenda_location(caller, body.location_id) if body.location_id else None
-    appointment = await agenda.do_book_appointment(
+    appointment = await offers.do_book_with_alert(
         caller,
+        alert_earlier=body.alert_earlier,
         practitioner=practitioner,
         client=client,
         service=service,
@@ -336,5 +342,6 @@ async def agenda_page(request: Request) -> Response:
         "categories": [{"id": c["id"], "name": c["name"], "color": c["color"]} for c in categories],
         "locations": list(locations),
         "me": caller.staff.id if caller.staff else None,
+        "earlier_slot_alerts": (await Practice.get(id=caller.practice_id)).earlier_slot_alerts,
     }
     return render(request, "staff/agenda.html", {"section": "agenda", "agenda": config})

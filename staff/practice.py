@@ -23,6 +23,7 @@ async def settings_page(request: Request) -> Response:
         data.setdefault("online_booking", "false")
         data.setdefault("office_admins_see_clinical", "false")
         data.setdefault("clients_see_measure_trend", "false")
+        data.setdefault("earlier_slot_alerts", "false")
         try:
             await do_update_settings(caller, practice, validate(PracticeSettingsIn, data))
         except ValidationFailed as exc:

@@ -20,6 +20,9 @@ class PracticeSettingsIn(BaseModel):
     clients_see_measure_trend: bool = False
     # What a client at risk reads (local emergency numbers); empty: the built-in text.
     crisis_message: str = Field(default="", max_length=2000)
+    # Earlier-slot alerts (server/actions/offers.py).
+    earlier_slot_alerts: bool = False
+    earlier_slot_min_days: int = Field(default=10, ge=1, le=365)
 
     @field_validator("video_url_template")
     @classmethod

@@ -19,6 +19,7 @@ from models.agenda import Appointment, Availability, Location, Service, TimeOff
 from server.auth.sessions import Caller
 from server.db import connection, placeholders
 from server.errors import NotFound
+from server.queries import offers
 from server.queries.agenda import WeeklyHours, Window, minute_time, windows
 
 _FIELDS = (
@@ -81,7 +82,9 @@ async def appointment_views(query: QuerySet[Appointment]) -> list[dict[str, Any]
     values._choose_db_if_not_chosen()
     values._make_query()
     rows = await values._db.execute_query_dict(*values.query.get_parameterized_sql())
-    return [_view(r) for r in rows]
+    views = [_view(r) for r in rows]
+    await offers.annotate(views)  # the waiting-list flag and the freed slot's state
+    return views
 
 
 def _moment(value: datetime | str | None) -> datetime | None:

@@ -241,7 +241,9 @@
       el("span", { "class": "appt-time", text: hhmm(sp.from) }),
       el("span", { "class": "appt-client", text: a.client_name }),
       el("span", { "class": "appt-service", text: a.service_name + (who ? " · " + who : "") }),
-      a.attendance !== "scheduled" ? el("span", { "class": "appt-att", "data-attendance-label": "", text: label }) : null
+      a.attendance !== "scheduled" ? el("span", { "class": "appt-att", "data-attendance-label": "", text: label }) : null,
+      // Earlier-slot alerts: the freed slot is out to the waiting list (then booked, live).
+      a.slot_offer === "offered" ? el("span", { "class": "appt-offer", "data-slot-offered": "", text: T.slot_offered }) : null
     ]);
     return b;
   }
@@ -322,7 +324,8 @@
     var body = {
       practitioner_id: Number(bookForm.practitioner_id.value), client_id: state.chosenClient,
       service_id: Number(bookForm.service_id.value), location_id: bookForm.location_id.value ? Number(bookForm.location_id.value) : null,
-      starts_at: toUtc(bookForm.date.value, bookForm.time.value)
+      starts_at: toUtc(bookForm.date.value, bookForm.time.value),
+      alert_earlier: !!(bookForm.alert_earlier && bookForm.alert_earlier.checked)
     };
     call("POST", "/appointments", body).then(function (a) { apply(a); render(); closeDialog(book); })
       .catch(function (err) { showErrors(bookForm, err); });
@@ -341,6 +344,7 @@
       b.hidden = b.dataset.attendance === a.attendance || a.attendance === "moved" || (b.dataset.attendance !== "scheduled" && a.attendance !== "scheduled" && !(a.attendance === "attended" && b.dataset.attendance === "no_show") && !(a.attendance === "no_show" && b.dataset.attendance === "attended"));
     });
     moveForm.hidden = a.attendance !== "scheduled";
+    showEarlierSlot(a);
     moveForm.date.value = l.date; moveForm.time.value = hhmm(l.minute);
     openDialog(appt);
   }
@@ -351,6 +355,41 @@
         .then(function (res) { apply(res); render(); showAppointment(res); })
         .catch(function (err) { showErrors($(".stack", appt), err); });
     });
+  });
+  // Earlier-slot alerts: the waiting-list switch of a scheduled appointment, and for a freed
+  // one, to whom its slot was offered (GET /api/appointments/{id}/offers).
+  var alertBox = $("#appt-alert"), offersBox = $("#appt-offers");
+  function showEarlierSlot(a) {
+    if (alertBox) {
+      alertBox.hidden = !cfg.earlier_slot_alerts || a.attendance !== "scheduled" || a.is_group;
+      $("input", alertBox).checked = !!a.alert_earlier;
+    }
+    if (!offersBox) return;
+    offersBox.innerHTML = "";
+    if (a.attendance === "scheduled" || a.attendance === "attended") return;
+    call("GET", "/appointments/" + a.id + "/offers").then(function (rows) {
+      if (!state.current || state.current.id !== a.id) return;
+      offersBox.innerHTML = "";
+      var any = rows.some(function (r) { return r.offers.length; });
+      offersBox.appendChild(el("h3", { text: T.offered_to }));
+      if (!any) { offersBox.appendChild(el("p", { "class": "muted small", text: a.slot_offer === "waiting" ? T.offer_waiting : T.offered_nobody })); return; }
+      rows.forEach(function (r) {
+        if (!r.offers.length) return;
+        offersBox.appendChild(el("p", { "class": "small", text: (r.client_name || T.another_client) + " · " + (T.attendance[r.attendance] || r.attendance) }));
+        offersBox.appendChild(el("ul", { "class": "offer-list", "data-offers-of": r.appointment_id }, r.offers.map(function (o) {
+          var when = dayLabel(local(o.sent_at).date) + " " + timeLabel(o.sent_at);
+          var answered = o.answered_at ? " → " + dayLabel(local(o.answered_at).date) + " " + timeLabel(o.answered_at) : "";
+          return el("li", { "data-offer-status": o.status }, [(o.client_name || T.another_client) + " · " + (T.offer_status[o.status] || o.status) + " · " + when + answered]);
+        })));
+      });
+    }).catch(function () {});
+  }
+  if (alertBox) $("input", alertBox).addEventListener("change", function () {
+    var a = state.current, box = $(".stack", appt); if (!a) return;
+    var input = this;
+    call("POST", "/appointments/" + a.id + "/earlier-alert", { on: input.checked })
+      .then(function (res) { a.alert_earlier = res.alert_earlier; showErrors(box, null); })
+      .catch(function (err) { input.checked = !input.checked; showErrors(box, err); });
   });
   moveForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
