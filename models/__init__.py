@@ -24,6 +24,21 @@ from models.agenda import (
     TimeOff,
 )
 from models.audit import AuditEntry
+from models.billing import (
+    BillingProfile,
+    Consultation,
+    DefaultService,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    InvoiceTemplate,
+    PayerKind,
+    Payment,
+    PaymentKind,
+    PaymentMethodUsed,
+)
 from models.clients import (
     AlternateContact,
     Client,
@@ -49,11 +64,25 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
-from models.notifications import OutboxMessage, OutboxStatus
+from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
 from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
 
 __all__ = [
+    "BillingProfile",
+    "Consultation",
+    "DefaultService",
+    "Invoice",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceSequence",
+    "InvoiceStatus",
+    "InvoiceTemplate",
+    "OutboxAttachment",
+    "PayerKind",
+    "Payment",
+    "PaymentKind",
+    "PaymentMethodUsed",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",
