@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import booking, documents, pages
+from portal import billing, booking, documents, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
@@ -23,6 +23,9 @@ def build_portal_app() -> ASGIApp:
         Route("/messages", pages.messages),
         Route("/documents", documents.documents_page),
         Route("/documents/{document_id:int}", documents.download),
+        Route("/invoices", billing.invoices_page),
+        Route("/invoices/{invoice_id:int}.pdf", billing.invoice_pdf_view),
+        Route("/receipts/{payment_id:int}.pdf", billing.receipt_view),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         Route("/appointments", booking.appointments_page),

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fpdf import FPDF
+from starlette.responses import Response
 
 from models.accounts import Practice
 from models.billing import (
@@ -28,6 +29,19 @@ from server.i18n import format_date, format_money
 from server.i18n import gettext as _
 
 FONTS = Path(__file__).parent / "fonts"
+
+
+def pdf_response(data: bytes, filename: str) -> Response:
+    """A PDF shown in the browser (inline), never cached: it is someone's bill."""
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="{filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @dataclass

@@ -23,6 +23,7 @@ from models.agenda import Attendance
 from models.clients import ClientStatus, PaymentMethodKind
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
+from server.billing_labels import BILLING_LABELS
 from server.errors import (
     CabinetError,
     NotFound,
@@ -303,6 +304,9 @@ LABELS: dict[StrEnum, str] = {
     Attendance.NO_SHOW: i18n.lazy("No-show"),
     Attendance.MOVED: i18n.lazy("Moved"),
 }
+
+
+LABELS.update(BILLING_LABELS)
 
 
 def label(value: StrEnum) -> str:

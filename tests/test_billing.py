@@ -22,6 +22,7 @@ from pypdf import PdfReader
 from models.accounts import Practice, StaffUser
 from models.agenda import Appointment, Attendance, DiscountKind, Service, ServiceDiscount
 from models.billing import (
+    BillingProfile,
     Consultation,
     DefaultService,
     Invoice,
@@ -38,7 +39,7 @@ from server.actions import billing
 from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
-from tests.conftest import Factory
+from tests.conftest import Factory, login
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,11 +94,10 @@ async def bill(
     finalize: bool = False,
 ) -> list[Invoice]:
     practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
-    profile = await billing.profile_for(practice, None)
     return await billing.do_bill(
         caller_of(owner),
         practice,
-        profile,
+        None,
         consultations,
         method=method,
         payer=payer or Payer(),
@@ -408,7 +408,7 @@ async def test_numbering_per_issuer_prefix_and_no_yearly_reset(make: Factory) ->
     first = await billing.do_bill(
         caller_of(therapist),
         practice,
-        own,
+        therapist,
         consultations[:2],
         method=BillingMethod.PER_CONSULTATION,
         payer=Payer(),
@@ -675,3 +675,187 @@ async def test_who_sees_which_invoice(make: Factory) -> None:
         await access_invoice(await as_client(other_client), invoice.id)
     with pytest.raises(NotFound):  # drafts are not for clients
         await access_invoice(await as_client(other_client), draft.id)
+
+
+# --- through HTTP ---------------------------------------------------------------------------
+
+
+async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service("Psychotherapy", "70.00")
+    await appointment(therapist, client, svc, 3)
+    await appointment(therapist, client, svc, 10)
+    await login(http, owner)
+    r = await http.post(f"/staff/clients/{client.id}/bill")
+    assert (
+        r.status_code == 303 and r.headers["location"] == f"/staff/billing/new?client={client.id}"
+    )
+    r = await http.get(r.headers["location"])
+    assert r.status_code == 200 and "from the agenda" in r.text
+    ids = [c.id for c in await Consultation.filter(client_id=client.id)]
+    params: list[tuple[str, str | int]] = [("consultation", i) for i in ids]
+    params += [("issuer", "practice"), ("method", "single"), ("payer_kind", "client")]
+    r = await http.get("/staff/billing/preview", params=params)
+    assert r.status_code == 200 and "€140.00" in r.text
+    r = await http.get("/staff/billing/preview.pdf", params=[*params, ("n", 0)])
+    assert r.headers["content-type"] == "application/pdf"
+    assert "€140.00" in PdfReader(io.BytesIO(r.content)).pages[0].extract_text()
+    assert not await Invoice.exists()  # a preview writes nothing
+    r = await http.post("/staff/billing/create", data=dict(params) | {"consultation": ids})  # type: ignore[arg-type]
+    assert r.status_code == 303
+    invoice = await Invoice.get()
+    assert r.headers["location"] == f"/staff/billing/invoices/{invoice.id}"
+    assert (invoice.total, invoice.status) == (Decimal("140.00"), InvoiceStatus.DRAFT)
+    base = f"/staff/billing/invoices/{invoice.id}"
+    r = await http.post(f"{base}/lines", data={"description": "Report", "unit_price": "abc"})
+    assert r.status_code == 422 and await InvoiceLine.filter(invoice_id=invoice.id).count() == 2
+    r = await http.post(
+        f"{base}/lines", data={"description": "Report", "unit_price": "25", "quantity": "2"}
+    )
+    assert r.status_code == 303
+    assert (await Invoice.get(id=invoice.id)).total == Decimal("190.00")
+    assert (await http.post(f"{base}/finalize")).status_code == 303
+    assert (await http.post(f"{base}/finalize")).status_code == 409
+    assert (
+        await http.post(f"{base}/lines", data={"description": "x", "unit_price": "1"})
+    ).status_code == 409
+    r = await http.post(
+        f"{base}/payments",
+        data={"amount": "90", "method": "card", "paid_on": date.today().isoformat()},
+    )
+    assert r.status_code == 303
+    r = await http.get(base)
+    assert r.status_code == 200 and "€100.00" in r.text and "Not sent yet" in r.text
+    payment = await Payment.get(invoice_id=invoice.id)
+    r = await http.get(f"/staff/billing/payments/{payment.id}/receipt.pdf")
+    assert r.headers["content-type"] == "application/pdf"
+    r = await http.post(f"{base}/send", data={"to": "helene@example.org"})
+    assert r.status_code == 303
+    r = await http.get(base)
+    assert "Sent to helene@example.org" in r.text and "Waiting in the outbox" in r.text
+    r = await http.get("/staff/billing")
+    assert r.status_code == 200 and "<svg" in r.text and "€100.00" in r.text
+    r = await http.get(f"/staff/clients/{client.id}/billing")
+    assert r.status_code == 200 and (await Invoice.get()).number in r.text  # type: ignore[operator]
+    r = await http.get(f"/staff/clients/{client.id}/statement")
+    assert r.status_code == 200 and "€190.00" in r.text and "€100.00" in r.text
+    r = await http.get(f"/staff/clients/{client.id}/statement", params={"format": "pdf"})
+    assert r.headers["content-type"] == "application/pdf"
+    r = await http.get(f"/staff/clients/{client.id}/statement", params={"start": "nope"})
+    assert r.status_code == 422
+
+
+async def test_batch_billing_from_the_consultation_list(make: Factory, http: Any) -> None:
+    owner, client, other, consultations = await _three_consultations(make)
+    await login(http, owner)
+    r = await http.get("/staff/billing/consultations")
+    assert r.status_code == 200 and "Marc Petit" in r.text and "Hélène Dubois" in r.text
+    ids = [c.id for c in consultations]
+    r = await http.get(
+        "/staff/billing/new", params=[("consultation", i) for i in ids] + [("method", "per_client")]
+    )
+    assert r.status_code == 200 and "One invoice per client" in r.text
+    data = {"consultation": ids, "method": "per_client", "payer_kind": "client", "finalize": "1"}
+    r = await http.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
+    assert r.status_code == 303 and r.headers["location"] == "/staff/billing?created=2"
+    numbers = sorted(await Invoice.all().values_list("number", flat=True))
+    assert numbers == [f"F-{date.today().year}-0001", f"F-{date.today().year}-0002"]
+    assert client and other
+
+
+async def test_each_caller_reaches_only_the_invoices_they_may(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    practice, owner, therapist, client = await setup(make)
+    other_therapist = await make.therapist()
+    admin = await make.office_admin()
+    other_client = await make.client(other_therapist)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    (invoice,) = await bill(
+        owner, await billing.do_ensure_consultations(None, client), finalize=True
+    )
+    payment = await billing.do_record_payment(
+        caller_of(owner), invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+    )
+    staff_urls = [
+        f"/staff/billing/invoices/{invoice.id}",
+        f"/staff/billing/invoices/{invoice.id}.pdf",
+        f"/staff/billing/payments/{payment.id}/receipt.pdf",
+    ]
+    for who, expected in ((owner, 200), (admin, 200), (therapist, 200), (other_therapist, 404)):
+        browser = new_http()
+        await login(browser, who)
+        for url in staff_urls:
+            assert (await browser.get(url)).status_code == expected, (who.email, url)
+        r = await browser.get("/staff/billing")
+        assert r.status_code == 200 and ((invoice.number in r.text) == (expected == 200))  # type: ignore[operator]
+        # Writes follow the same rule.
+        r = await browser.post(
+            f"/staff/billing/invoices/{invoice.id}/send", data={"to": "a@b.example"}
+        )
+        assert r.status_code == (303 if expected == 200 else 404)
+    # The clients, on the portal.
+    portal_urls = [f"/portal/invoices/{invoice.id}.pdf", f"/portal/receipts/{payment.id}.pdf"]
+    browser = new_http()
+    await login(browser, client)
+    r = await browser.get("/portal/invoices")
+    assert r.status_code == 200 and invoice.number in r.text  # type: ignore[operator]
+    for url in portal_urls:
+        r = await browser.get(url)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert (await browser.get(staff_urls[0])).status_code in (303, 401)  # not staff
+    stranger = new_http()
+    await login(stranger, other_client)
+    r = await stranger.get("/portal/invoices")
+    assert r.status_code == 200 and invoice.number not in r.text  # type: ignore[operator]
+    for url in portal_urls:
+        assert (await stranger.get(url)).status_code == 404
+    nobody = new_http()
+    for url in portal_urls + staff_urls:
+        assert (await nobody.get(url)).status_code in (303, 401)
+    # A draft never reaches the portal.
+    await appointment(therapist, client, svc, 5)
+    (draft,) = await bill(owner, await billing.do_ensure_consultations(None, client))
+    assert (await browser.get(f"/portal/invoices/{draft.id}.pdf")).status_code == 404
+
+
+async def test_billing_settings_and_default_services(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service("Default", "55.00")
+    await login(http, owner)
+    r = await http.post(
+        "/staff/billing/settings?issuer=practice",
+        data={
+            "legal_name": "Cabinet Dubois",
+            "prefix": "CAB-",
+            "yearly_reset": "true",
+            "tax_rate": "0",
+            "tax_exemption": "Exonéré de TVA",
+            "payment_days": "15",
+        },
+    )
+    assert r.status_code == 303
+    profile = await BillingProfile.get(practice_id=practice.id, practitioner_id=None)
+    assert (profile.legal_name, profile.prefix, profile.payment_days) == (
+        "Cabinet Dubois",
+        "CAB-",
+        15,
+    )
+    r = await http.post(
+        "/staff/billing/settings?issuer=practice", data={"legal_name": "X", "tax_rate": "120"}
+    )
+    assert r.status_code == 422
+    mine = new_http()
+    await login(mine, therapist)
+    r = await mine.post(
+        f"/staff/billing/settings?issuer={therapist.id}",
+        data={"what": "defaults", "service": str(svc.id)},
+    )
+    assert r.status_code == 303
+    assert await DefaultService.filter(practitioner_id=therapist.id).count() == 1
+    assert (await mine.get("/staff/billing/settings?issuer=practice")).status_code == 404
+    colleague = await make.therapist()
+    assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404

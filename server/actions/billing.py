@@ -80,8 +80,26 @@ def practice_today(practice: Practice) -> date:
 # --- billing profiles ---------------------------------------------------------------------
 
 
+def default_profile(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
+    """An issuer's profile before anyone filled it in (not saved)."""
+    return BillingProfile(
+        practice_id=practice.id,
+        practitioner_id=practitioner.id if practitioner else None,
+        legal_name=practitioner.full_name if practitioner else practice.name,
+        prefix=f"{practitioner.last_name[:3].upper()}-" if practitioner else "F-",
+    )
+
+
+async def find_profile(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
+    """The issuer's profile, or its defaults (unsaved) if it has none yet: for reading."""
+    profile = await BillingProfile.get_or_none(
+        practice_id=practice.id, practitioner_id=practitioner.id if practitioner else None
+    )
+    return profile or default_profile(practice, practitioner)
+
+
 async def profile_for(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
-    """The issuer's profile, made with sensible defaults the first time it is needed."""
+    """The issuer's profile, made with the defaults the first time it is needed."""
     profile = await BillingProfile.get_or_none(
         practice_id=practice.id, practitioner_id=practitioner.id if practitioner else None
     )
@@ -114,12 +132,15 @@ class ProfileChanges:
 
 
 async def do_update_profile(
-    actor: Caller, profile: BillingProfile, changes: ProfileChanges
+    actor: Caller, practice: Practice, practitioner: StaffUser | None, changes: ProfileChanges
 ) -> BillingProfile:
     if not Decimal(0) <= changes.tax_rate < Decimal(100):
         raise _invalid("tax_rate", _("Between 0 and 100."))
     if not 0 <= changes.payment_days <= 365:
         raise _invalid("payment_days", _("Between 0 and 365 days."))
+    if not changes.legal_name.strip():
+        raise _invalid("legal_name", _("The name printed on invoices."))
+    profile = await profile_for(practice, practitioner)
     async with atomic():
         for name, value in vars(changes).items():
             setattr(profile, name, value)
@@ -556,7 +577,7 @@ async def notify_invoices_changed(practice_id: int, invoices: Sequence[Invoice])
 async def do_bill(
     actor: Caller | None,
     practice: Practice,
-    profile: BillingProfile,
+    issuer: StaffUser | None,
     consultations: Sequence[Consultation],
     *,
     method: BillingMethod,
@@ -565,7 +586,9 @@ async def do_bill(
     finalize: bool = False,
 ) -> list[Invoice]:
     """Bill these consultations (those billable and not yet billed) as ``method`` says.
-    A consultation billed meanwhile by someone else makes the whole batch a 409."""
+    A consultation billed meanwhile by someone else makes the whole batch a 409.
+    ``issuer``: the practitioner billing in their own name, or None for the practice."""
+    profile = await profile_for(practice, issuer)
     plans = await plan_invoices(practice, profile, consultations, method, payer)
     if finalize:
         await ensure_sequence(profile, practice_today(practice).year)

@@ -341,6 +341,7 @@
       b.hidden = b.dataset.attendance === a.attendance || a.attendance === "moved" || (b.dataset.attendance !== "scheduled" && a.attendance !== "scheduled" && !(a.attendance === "attended" && b.dataset.attendance === "no_show") && !(a.attendance === "no_show" && b.dataset.attendance === "attended"));
     });
     moveForm.hidden = a.attendance !== "scheduled";
+    $("#appt-bill").action = "/staff/clients/" + a.client_id + "/bill";
     moveForm.date.value = l.date; moveForm.time.value = hhmm(l.minute);
     openDialog(appt);
   }
