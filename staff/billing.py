@@ -540,6 +540,9 @@ async def _load_billing_tab(caller: Caller, client: Client, practice: Practice) 
         .order_by("-paid_on", "-id")
         .limit(50),
         "methods": [m for m in PaymentMethodUsed if m is not PaymentMethodUsed.CREDIT],
+        "practitioners": await StaffUser.filter(practice_id=practice.id, is_active=True)
+        .exclude(role=StaffRole.OFFICE_ADMIN)
+        .order_by("last_name"),
         "currency": practice.currency,
         "today": billing.practice_today(practice),
     }
@@ -548,6 +551,36 @@ async def _load_billing_tab(caller: Caller, client: Client, practice: Practice) 
 register_tab(
     Tab("billing", lazy("Billing"), "staff/file_billing.html", _load_billing_tab, order=55)
 )
+
+
+class ConsultationForm(BaseModel):
+    practitioner_id: int
+    on_date: date
+    title: str = Field(min_length=1, max_length=200)
+    billable: bool = True
+
+
+async def add_consultation(request: Request) -> Response:
+    """A consultation without an appointment (a phone session, a report...)."""
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    form = _clean(await request.form())
+    form.setdefault("billable", "false")
+    try:
+        body = validate(ConsultationForm, form)
+        practitioner = await access_staff_user(caller, body.practitioner_id)
+        await billing.do_create_consultation(
+            caller,
+            client,
+            practitioner,
+            on_date=body.on_date,
+            title=body.title,
+            billable=body.billable,
+        )
+    except ValidationFailed as exc:
+        ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": form}
+        return await file_page(request, ctx, status=422, tab_name="billing")
+    return RedirectResponse(f"/staff/clients/{client.id}/billing?saved=1", status_code=303)
 
 
 async def refund_form(request: Request) -> Response:
@@ -709,5 +742,6 @@ routes = [
     Route("/billing/payments/{payment_id:int}/receipt.pdf", receipt_view),
     Route("/clients/{client_id:int}/bill", bill_client, methods=["POST"]),
     Route("/clients/{client_id:int}/refund", refund_form, methods=["POST"]),
+    Route("/clients/{client_id:int}/consultations", add_consultation, methods=["POST"]),
     Route("/clients/{client_id:int}/statement", statement_view),
 ]

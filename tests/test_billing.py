@@ -859,3 +859,44 @@ async def test_billing_settings_and_default_services(
     assert (await mine.get("/staff/billing/settings?issuer=practice")).status_code == 404
     colleague = await make.therapist()
     assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
+
+
+async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    first = await service("First", "45.00")
+    await login(http, owner)
+    r = await http.post(
+        f"/staff/clients/{client.id}/consultations",
+        data={
+            "practitioner_id": therapist.id,
+            "on_date": "2026-11-02",
+            "title": "Phone call",
+            "billable": "true",
+        },
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        f"/staff/clients/{client.id}/consultations",
+        data={"practitioner_id": therapist.id, "on_date": "2026-11-02", "title": ""},
+    )
+    assert r.status_code == 422
+    consultation = await Consultation.get(client_id=client.id)
+    r = await http.get(f"/staff/clients/{client.id}/billing")
+    assert r.status_code == 200 and "Phone call" in r.text
+    r = await http.post(
+        f"/staff/billing/consultations/{consultation.id}/billable", data={"billable": "false"}
+    )
+    assert r.status_code == 303
+    await consultation.refresh_from_db()
+    assert consultation.billable is False
+    with pytest.raises(ValidationFailed):
+        await bill(owner, [consultation])
+    consultation.billable = True
+    await consultation.save()
+    (invoice,) = await bill(owner, [consultation])
+    (line,) = await InvoiceLine.filter(invoice_id=invoice.id)
+    assert line.service_id == first.id and line.description == "First — Phone call"  # type: ignore[attr-defined]
+    r = await http.post(
+        f"/staff/billing/consultations/{consultation.id}/billable", data={"billable": "false"}
+    )
+    assert r.status_code == 409  # billed already
