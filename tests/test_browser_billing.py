@@ -99,7 +99,7 @@ async def test_bill_a_client_from_the_agenda_and_preview_the_pdf(
     assert "Camille Roux" in text and "€70.00" in text and "Séance" in text
     assert not await Invoice.exists()
 
-    await page.locator("button", has_text="Create the invoice").click()
+    await page.locator("button", has_text="Create 1 invoice").click()
     invoice = await Invoice.get(client_id=camille.id)
     await expect(page).to_have_url(f"{live_server.url}/staff/billing/invoices/{invoice.id}")
     await expect(page.locator("[data-total]")).to_have_text("€70.00")
