@@ -200,7 +200,8 @@ async def new_page(request: Request) -> Response:
         method = BillingMethod.SINGLE
     else:
         selected = _ids(params.getlist("consultation"))
-        method = BillingMethod(params.get("method", BillingMethod.PER_CLIENT.value))
+        raw = params.get("method", "")
+        method = BillingMethod(raw) if raw in set(BillingMethod) else BillingMethod.PER_CLIENT
     ctx = await _form_context(caller, selected)
     ctx.update(method=method, posted={})
     return render(request, "staff/billing_new.html", ctx)
@@ -245,7 +246,8 @@ async def preview_pdf(request: Request) -> Response:
     form, consultations, issuer, payer = await _parsed(caller, request.query_params)
     profile = await billing.find_profile(practice, issuer)
     plans = await billing.plan_invoices(practice, profile, consultations, form.method, payer)
-    n = int(request.query_params.get("n", "0") or 0)
+    raw = request.query_params.get("n", "0")
+    n = int(raw) if raw.isascii() and raw.isdigit() else -1
     if not 0 <= n < len(plans):
         raise NotFound()
     return pdf_response(render_invoice(_plan_doc(plans[n], profile, practice, form)), "preview.pdf")

@@ -900,3 +900,45 @@ async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -
         f"/staff/billing/consultations/{consultation.id}/billable", data={"billable": "false"}
     )
     assert r.status_code == 409  # billed already
+
+
+async def test_bad_input_is_a_clear_error_and_changes_nothing(make: Factory, http: Any) -> None:
+    owner, client, invoice = await _draft(make)
+    await login(http, owner)
+    loose = await Consultation.create(
+        practice_id=owner.practice_id,  # type: ignore[attr-defined]
+        client=client,
+        practitioner=owner,
+        on_date=date.today(),
+        title="Report",
+    )
+    ids = [loose.id]
+    assert (await http.get("/staff/billing/new", params={"method": "nope"})).status_code == 200
+    r = await http.get("/staff/billing/preview.pdf", params={"consultation": ids, "n": "x"})
+    assert r.status_code == 404
+    r = await http.get("/staff/billing/preview", params={"consultation": "abc"})
+    assert r.status_code in (404, 422)
+    r = await http.get("/staff/billing/preview", params={"consultation": ids, "method": "weird"})
+    assert r.status_code == 422
+    r = await http.post(
+        "/staff/billing/create", data={"consultation": "999999", "method": "single"}
+    )
+    assert r.status_code == 404
+    base = f"/staff/billing/invoices/{invoice.id}"
+    r = await http.post(f"{base}/details", data={"payer_name": ""})
+    assert r.status_code == 422
+    r = await http.post(f"{base}/finalize")
+    r = await http.post(
+        f"{base}/payments", data={"amount": "-5", "method": "cash", "paid_on": "2026-01-01"}
+    )
+    assert r.status_code == 422
+    r = await http.post(
+        f"{base}/payments", data={"amount": "5", "method": "bitcoin", "paid_on": "2026-01-01"}
+    )
+    assert r.status_code == 422
+    r = await http.post(f"{base}/send", data={"to": "nobody"})
+    assert r.status_code == 422
+    assert (await http.post(f"{base}/whatever")).status_code == 404
+    fresh = await Invoice.get(id=invoice.id)
+    assert (fresh.paid, fresh.sent_at) == (Decimal("0.00"), None)
+    assert await Payment.all().count() == 0
