@@ -225,7 +225,7 @@ def render_invoice(doc: InvoiceDoc) -> bytes:
     rows.append((_("Total"), doc.total))
     if doc.kind is InvoiceKind.INVOICE and doc.status is InvoiceStatus.FINALIZED:
         if doc.paid:
-            rows.append((_("Paid"), -doc.paid))
+            rows.append((_("Already paid"), -doc.paid))
         if doc.credited:
             rows.append((_("Credited"), -doc.credited))
         rows.append((_("Balance due"), doc.total - doc.paid - doc.credited))
@@ -370,12 +370,23 @@ async def receipt_pdf(payment: Payment) -> bytes:
     address = invoice.payer_address if invoice else ""
     _payer_box(pdf, _("Received from"), payer, address)
     pdf.set_font("DejaVu", "", 10)
+    # What was handed over: this row and the part of it kept as credit (an overpayment).
+    kept = sum(
+        (
+            Decimal(p.amount)
+            for p in await Payment.filter(parent_id=payment.id, invoice_id=None, amount__gt=0)
+            if p.method == payment.method
+        ),
+        Decimal("0.00"),
+    )
     rows = [
-        (_("Amount received"), _money(Decimal(payment.amount), currency)),
+        (_("Amount received"), _money(Decimal(payment.amount) + kept, currency)),
         (_("Method"), label(payment.method)),
         (_("Reference"), payment.reference or "—"),
         (_("For invoice"), invoice.number or "" if invoice else _("Credit on account")),
     ]
+    if kept:
+        rows.append((_("Kept as credit"), _money(kept, currency)))
     if invoice is not None:
         rows.append((_("Balance still due"), _money(invoice.balance, currency)))
     for label_text, value in rows:
@@ -421,7 +432,7 @@ def render_statement(
         [(_("From"), format_date(start)), (_("To"), format_date(end))],
     )
     _payer_box(pdf, _("Account of"), client_name, client_address)
-    widths = (26, 80, 25, 25, 26)
+    widths = (24, 76, 24, 24, 26)  # the 174 mm between the margins
     heads = (_("Date"), _("Description"), _("Charges"), _("Payments"), _("Balance"))
     pdf.set_font("DejaVu", "B", 8.5)
     pdf.set_fill_color(37, 99, 235)
@@ -431,8 +442,8 @@ def render_statement(
     pdf.ln()
     pdf.set_text_color(20, 20, 20)
     pdf.set_font("DejaVu", "", 8.5)
-    pdf.cell(106, 6, _("Opening balance"))
-    pdf.cell(76, 6, _money(opening, currency), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(100, 6, _("Opening balance"))
+    pdf.cell(74, 6, _money(opening, currency), align="R", new_x="LMARGIN", new_y="NEXT")
     for row in rows:
         cells = (
             format_date(row.on, "short"),
@@ -445,8 +456,8 @@ def render_statement(
             pdf.cell(w, 6, text, align="L" if j < 2 else "R")
         pdf.ln()
     pdf.set_font("DejaVu", "B", 9.5)
-    pdf.cell(106, 8, _("Closing balance"))
-    pdf.cell(76, 8, _money(closing, currency), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(100, 8, _("Closing balance"))
+    pdf.cell(74, 8, _money(closing, currency), align="R", new_x="LMARGIN", new_y="NEXT")
     if credit:
         pdf.set_font("DejaVu", "", 9)
         pdf.cell(

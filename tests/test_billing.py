@@ -583,6 +583,12 @@ async def test_pdfs_are_real_documents(make: Factory) -> None:
     assert "€60.00" in text and "PARTLY PAID" in text and "€35.00" in text
     receipt = PdfReader(io.BytesIO(await receipt_pdf(payment))).pages[0].extract_text()
     assert "RECEIPT" in receipt and "€25.00" in receipt and "CHQ 12" in receipt
+    # An overpayment: the receipt shows all that was handed over, and what became credit.
+    rest = await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("50"), PaymentMethodUsed.CASH, date.today())
+    )
+    receipt = PdfReader(io.BytesIO(await receipt_pdf(rest))).pages[0].extract_text()
+    assert "€50.00" in receipt and "Kept as credit" in receipt and "€15.00" in receipt
 
 
 # --- sending ----------------------------------------------------------------------------------
