@@ -125,7 +125,7 @@ class PayerKind(StrEnum):
 
 class InvoiceTemplate(StrEnum):
     STANDARD = "standard"
-    DETAILED = "detailed"  # also prints each session's practitioner and the client's health id
+    DETAILED = "detailed"  # also prints the client's health id (for their insurer)
 
 
 class Invoice(Timestamped):

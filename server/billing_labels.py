@@ -14,7 +14,7 @@ BILLING_LABELS: dict[StrEnum, str] = {
     InvoiceKind.INVOICE: lazy("Invoice"),
     InvoiceKind.CREDIT_NOTE: lazy("Credit note"),
     InvoiceTemplate.STANDARD: lazy("Standard"),
-    InvoiceTemplate.DETAILED: lazy("Detailed (practitioner, health id)"),
+    InvoiceTemplate.DETAILED: lazy("With the health id (for insurers)"),
     PayerKind.CLIENT: lazy("A client"),
     PayerKind.CONTACT: lazy("A contact"),
     PayerKind.OTHER: lazy("Another person"),

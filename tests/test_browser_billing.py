@@ -103,8 +103,25 @@ async def test_bill_a_client_from_the_agenda_and_preview_the_pdf(
     invoice = await Invoice.get(client_id=camille.id)
     await expect(page).to_have_url(f"{live_server.url}/staff/billing/invoices/{invoice.id}")
     await expect(page.locator("[data-total]")).to_have_text("€70.00")
+
+    # Camille has the portal's Invoices page open: a draft is not for her.
+    portal_context = await browser.new_context(locale="en-US")
+    portal = await portal_context.new_page()
+    account = await make.portal_account(camille)
+    await sign_in(portal, f"{live_server.url}/portal/login", account.email, PASSWORD)
+    await expect(portal).to_have_url(f"{live_server.url}/portal/")
+    await portal.locator("nav a", has_text="Invoices").click()
+    await expect(portal.locator("main")).to_contain_text("No invoices yet.")
+
     await page.locator("button", has_text="Finalize").click()
-    await expect(page.locator("h1")).to_contain_text(f"F-{datetime.now(PARIS).year}-0001")
+    number = f"F-{datetime.now(PARIS).year}-0001"
+    await expect(page.locator("h1")).to_contain_text(number)
     await invoice.refresh_from_db()
     assert invoice.status is InvoiceStatus.FINALIZED
+    # It reaches her page without a reload, and its PDF is hers to open.
+    await expect(portal.locator("[data-invoices]")).to_contain_text(number, timeout=3_000)
+    href = await portal.locator("[data-invoices] a").first.get_attribute("href")
+    response = await portal.request.get(f"{live_server.url}{href}")
+    assert response.headers["content-type"] == "application/pdf"
+    await portal_context.close()
     await context.close()
