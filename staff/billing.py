@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, QueryParams
@@ -98,6 +97,14 @@ def _form_data(source: QueryParams | FormData) -> dict[str, Any]:
             data.pop(key, None)
     data["finalize"] = source.get("finalize") in ("1", "on", "true")
     return data
+
+
+async def _params(request: Request) -> QueryParams | FormData:
+    """The billing form's fields: posted (a selection of a thousand consultations does not
+    fit in an address), or in the query string."""
+    if request.method == "POST":
+        return await request.form()
+    return request.query_params
 
 
 async def _issuer(caller: Caller, raw: str) -> StaffUser | None:
@@ -190,9 +197,9 @@ async def bill_client(request: Request) -> Response:
 async def new_page(request: Request) -> Response:
     """The billing form for a client's unbilled consultations or a chosen selection."""
     caller = require_staff(request)
-    params = request.query_params
+    params = await _params(request)
     if params.get("client"):
-        client = await access_client(caller, parse_id(params["client"]))
+        client = await access_client(caller, parse_id(params.get("client")))
         ids = await Consultation.filter(
             client_id=client.id, invoice_id=None, billable=True
         ).values_list("id", flat=True)
@@ -200,7 +207,7 @@ async def new_page(request: Request) -> Response:
         method = BillingMethod.SINGLE
     else:
         selected = _ids(params.getlist("consultation"))
-        raw = params.get("method", "")
+        raw = str(params.get("method", ""))
         method = BillingMethod(raw) if raw in set(BillingMethod) else BillingMethod.PER_CLIENT
     ctx = await _form_context(caller, selected)
     ctx.update(method=method, posted={})
@@ -211,20 +218,21 @@ async def preview_page(request: Request) -> Response:
     """What would be billed: each invoice's summary and its PDF as the payer gets it."""
     caller = require_staff(request)
     practice = await _practice(caller)
+    params = await _params(request)
     try:
-        form, consultations, issuer, payer = await _parsed(caller, request.query_params)
+        form, consultations, issuer, payer = await _parsed(caller, params)
         profile = await billing.find_profile(practice, issuer)
         plans = await billing.plan_invoices(practice, profile, consultations, form.method, payer)
     except ValidationFailed as exc:
-        ctx = await _form_context(caller, _ids(request.query_params.getlist("consultation")))
+        ctx = await _form_context(caller, _ids(params.getlist("consultation")))
         ctx.update(
             error=exc.message,
             fields=exc.fields,
-            posted=dict(request.query_params),
-            method=request.query_params.get("method"),
+            posted={k: v for k, v in params.items() if k != "csrf_token"},
+            method=params.get("method"),
         )
         return render(request, "staff/billing_new.html", ctx, status=422)
-    query = urlencode(list(request.query_params.multi_items()))
+    hidden = [(k, v) for k, v in params.multi_items() if k not in ("csrf_token", "n")]
     return render(
         request,
         "staff/billing_preview.html",
@@ -232,8 +240,7 @@ async def preview_page(request: Request) -> Response:
             "plans": plans,
             "profile": profile,
             "form": form,
-            "query": query,
-            "hidden": list(request.query_params.multi_items()),
+            "hidden": hidden,
             "currency": practice.currency,
             "section": "billing",
         },
@@ -243,10 +250,11 @@ async def preview_page(request: Request) -> Response:
 async def preview_pdf(request: Request) -> Response:
     caller = require_staff(request)
     practice = await _practice(caller)
-    form, consultations, issuer, payer = await _parsed(caller, request.query_params)
+    params = await _params(request)
+    form, consultations, issuer, payer = await _parsed(caller, params)
     profile = await billing.find_profile(practice, issuer)
     plans = await billing.plan_invoices(practice, profile, consultations, form.method, payer)
-    raw = request.query_params.get("n", "0")
+    raw = str(params.get("n", "0"))
     n = int(raw) if raw.isascii() and raw.isdigit() else -1
     if not 0 <= n < len(plans):
         raise NotFound()
@@ -726,9 +734,10 @@ async def _defaults(issuer: StaffUser | None) -> set[int]:
 
 routes = [
     Route("/billing", billing_home),
-    Route("/billing/new", new_page),
-    Route("/billing/preview", preview_page),
-    Route("/billing/preview.pdf", preview_pdf),
+    # Read-only, but also POST: the selection can be a thousand consultations long.
+    Route("/billing/new", new_page, methods=["GET", "POST"]),
+    Route("/billing/preview", preview_page, methods=["GET", "POST"]),
+    Route("/billing/preview.pdf", preview_pdf, methods=["GET", "POST"]),
     Route("/billing/create", create_invoices, methods=["POST"]),
     Route("/billing/consultations", consultations_page),
     Route("/billing/consultations/{consultation_id:int}/billable", set_billable, methods=["POST"]),

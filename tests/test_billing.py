@@ -703,6 +703,8 @@ async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None
     params += [("issuer", "practice"), ("method", "single"), ("payer_kind", "client")]
     r = await http.get("/staff/billing/preview", params=params)
     assert r.status_code == 200 and "€140.00" in r.text
+    r = await http.post("/staff/billing/preview", data=dict(params) | {"consultation": ids})  # type: ignore[arg-type]
+    assert r.status_code == 200 and "€140.00" in r.text
     r = await http.get("/staff/billing/preview.pdf", params=[*params, ("n", 0)])
     assert r.headers["content-type"] == "application/pdf"
     assert "€140.00" in PdfReader(io.BytesIO(r.content)).pages[0].extract_text()
