@@ -99,11 +99,15 @@ def _form_data(source: QueryParams | FormData) -> dict[str, Any]:
     return data
 
 
+# A batch may select every consultation the list shows (2,000) plus the form's own fields.
+MAX_FIELDS = 2_100
+
+
 async def _params(request: Request) -> QueryParams | FormData:
     """The billing form's fields: posted (a selection of a thousand consultations does not
     fit in an address), or in the query string."""
     if request.method == "POST":
-        return await request.form()
+        return await request.form(max_fields=MAX_FIELDS)
     return request.query_params
 
 
@@ -308,7 +312,7 @@ def _plan_doc(
 async def create_invoices(request: Request) -> Response:
     caller = require_staff(request)
     practice = await _practice(caller)
-    form_data = await request.form()
+    form_data = await request.form(max_fields=MAX_FIELDS)
     form, consultations, issuer, payer = await _parsed(caller, form_data)
     invoices = await billing.do_bill(
         caller,

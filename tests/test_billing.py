@@ -950,3 +950,35 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(make: Factory, htt
     fresh = await Invoice.get(id=invoice.id)
     assert (fresh.paid, fresh.sent_at) == (Decimal("0.00"), None)
     assert await Payment.all().count() == 0
+
+
+async def test_a_batch_of_a_thousand_through_the_page(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    other = await make.client(therapist)
+    await service()
+    await Consultation.bulk_create(
+        [
+            Consultation(
+                practice=practice,
+                client=client if i % 2 else other,
+                practitioner=therapist,
+                on_date=date.today() - timedelta(days=i),
+                title=f"Session {i}",
+            )
+            for i in range(1_100)
+        ]
+    )
+    ids = [c.id for c in await Consultation.all()]
+    await login(http, owner)
+    r = await http.post("/staff/billing/new", data={"consultation": ids, "method": "per_client"})  # type: ignore[arg-type]
+    assert r.status_code == 200
+    data = {
+        "consultation": ids,
+        "method": "per_client",
+        "payer_kind": "client",
+        "issuer": "practice",
+    }
+    r = await http.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
+    assert r.status_code == 303, r.text
+    assert await Invoice.all().count() == 2
+    assert await InvoiceLine.all().count() == 1_100
