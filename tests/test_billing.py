@@ -982,3 +982,38 @@ async def test_a_batch_of_a_thousand_through_the_page(make: Factory, http: Any) 
     assert r.status_code == 303, r.text
     assert await Invoice.all().count() == 2
     assert await InvoiceLine.all().count() == 1_100
+
+
+async def test_a_therapist_bills_their_own_caseload_only(make: Factory, new_http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    colleague = await make.therapist()
+    theirs = await make.client(colleague)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    await appointment(colleague, theirs, svc, 2)
+    mine = await billing.do_ensure_consultations(None, client)
+    other = await billing.do_ensure_consultations(None, theirs)
+    browser = new_http()
+    await login(browser, therapist)
+    assert (await browser.post(f"/staff/clients/{theirs.id}/bill")).status_code == 404
+    base = {"method": "single", "payer_kind": "client"}
+    r = await browser.post("/staff/billing/create", data=base | {"consultation": other[0].id})
+    assert r.status_code == 404
+    r = await browser.post(
+        "/staff/billing/create",
+        data=base | {"consultation": mine[0].id, "issuer": str(colleague.id)},
+    )
+    assert r.status_code == 404
+    assert not await Invoice.exists()
+    r = await browser.post(
+        "/staff/billing/create",
+        data=base | {"consultation": mine[0].id, "issuer": str(therapist.id), "finalize": "1"},
+    )
+    assert r.status_code == 303
+    invoice = await Invoice.get()
+    assert invoice.number == f"{therapist.last_name[:3].upper()}-{date.today().year}-0001"
+    # The front desk bills anyone's, in the practice's name.
+    desk = new_http("10.0.0.3")
+    await login(desk, await make.office_admin())
+    r = await desk.post("/staff/billing/create", data=base | {"consultation": other[0].id})
+    assert r.status_code == 303
