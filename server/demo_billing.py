@@ -16,7 +16,7 @@ async def create_demo_billing(
     practice: Practice, owner: StaffUser, people: list[tuple[PortalAccount, Client]]
 ) -> None:
     """Hélène: a finalized invoice partly paid; Marc: paid with an overpayment kept as
-    credit; Amira: a draft; the others' sessions are waiting in "To bill"."""
+    credit; Amira: a draft; the others' sessions wait in "To bill"."""
     actor = Caller.acting_as(owner)
     await billing.do_update_profile(
         actor,
@@ -36,8 +36,9 @@ async def create_demo_billing(
         ),
     )
     today = billing.practice_today(practice)
-    for i, (_account, client) in enumerate(people[:3]):
+    for _account, client in people:
         await billing.do_ensure_consultations(actor, client)
+    for i, (_account, client) in enumerate(people[:3]):
         consultations = await Consultation.filter(client_id=client.id, invoice_id=None)
         if not consultations:
             continue
