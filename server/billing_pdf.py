@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from fpdf import FPDF
 from starlette.responses import Response
 
 from models.accounts import Practice
@@ -88,32 +89,40 @@ class InvoiceDoc:
     payments: list[tuple[date, str, Decimal]] = field(default_factory=list)
 
 
-class _Pdf(FPDF):
-    def __init__(self) -> None:
-        super().__init__(format="A4")
-        self.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
-        self.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
-        self.set_auto_page_break(True, margin=20)
-        self.set_margins(18, 18, 18)
-        self.footer_text = ""
+@cache
+def _pdf_class() -> Any:
+    """fpdf2's document class with Cabinet's fonts and footer. Imported on first use: it
+    weighs half a second on every process's start-up otherwise."""
+    from fpdf import FPDF
 
-    def footer(self) -> None:
-        self.set_y(-15)
-        self.set_font("DejaVu", "", 7)
-        self.set_text_color(110, 110, 110)
-        text = f"{self.footer_text}   {self.page_no()}/{{nb}}".strip()
-        self.cell(0, 5, text, align="C")
+    class _Pdf(FPDF):
+        def __init__(self) -> None:
+            super().__init__(format="A4")
+            self.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
+            self.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
+            self.set_auto_page_break(True, margin=20)
+            self.set_margins(18, 18, 18)
+            self.footer_text = ""
 
-    def text_block(self, text: str, size: float = 9, bold: bool = False, h: float = 4.5) -> None:
-        self.set_font("DejaVu", "B" if bold else "", size)
-        self.multi_cell(80, h, text, new_x="LMARGIN", new_y="NEXT")
+        def footer(self) -> None:
+            self.set_y(-15)
+            self.set_font("DejaVu", "", 7)
+            self.set_text_color(110, 110, 110)
+            text = f"{self.footer_text}   {self.page_no()}/{{nb}}".strip()
+            self.cell(0, 5, text, align="C")
+
+    return _Pdf
+
+
+def _new_pdf() -> Any:
+    return _pdf_class()()
 
 
 def _money(amount: Decimal, currency: str) -> str:
     return format_money(Decimal(amount), currency)
 
 
-def _header(pdf: _Pdf, title: str, issuer: list[str], right: list[tuple[str, str]]) -> None:
+def _header(pdf: Any, title: str, issuer: list[str], right: list[tuple[str, str]]) -> None:
     pdf.set_text_color(20, 20, 20)
     pdf.set_font("DejaVu", "B", 14)
     pdf.cell(100, 8, issuer[0])
@@ -136,7 +145,7 @@ def _header(pdf: _Pdf, title: str, issuer: list[str], right: list[tuple[str, str
     pdf.set_text_color(20, 20, 20)
 
 
-def _payer_box(pdf: _Pdf, heading: str, name: str, address: str, extra: str = "") -> None:
+def _payer_box(pdf: Any, heading: str, name: str, address: str, extra: str = "") -> None:
     y = pdf.get_y()
     pdf.set_fill_color(243, 244, 246)
     pdf.rect(110, y, 82, 28, style="F")
@@ -157,7 +166,7 @@ def _payer_box(pdf: _Pdf, heading: str, name: str, address: str, extra: str = ""
 
 
 def render_invoice(doc: InvoiceDoc) -> bytes:
-    pdf = _Pdf()
+    pdf = _new_pdf()
     pdf.footer_text = doc.footer
     pdf.alias_nb_pages()
     pdf.add_page()
@@ -351,7 +360,7 @@ async def receipt_pdf(payment: Payment) -> bytes:
     )
     client = await Client.get_or_none(id=payment.client_id) if payment.client_id else None  # type: ignore[attr-defined]
     currency = invoice.currency if invoice else practice.currency
-    pdf = _Pdf()
+    pdf = _new_pdf()
     pdf.footer_text = profile.footer if profile else ""
     pdf.alias_nb_pages()
     pdf.add_page()
@@ -422,7 +431,7 @@ def render_statement(
     credit: Decimal,
     currency: str,
 ) -> bytes:
-    pdf = _Pdf()
+    pdf = _new_pdf()
     pdf.alias_nb_pages()
     pdf.add_page()
     _header(

@@ -33,7 +33,7 @@ from models.billing import (
     Payment,
     PaymentMethodUsed,
 )
-from models.clients import Client
+from models.clients import Client, Contact
 from models.notifications import OutboxMessage
 from server.access import (
     access_client,
@@ -41,6 +41,7 @@ from server.access import (
     access_invoice,
     access_payment,
     access_staff_user,
+    visible_clients,
     visible_consultations,
     visible_invoices,
 )
@@ -163,9 +164,7 @@ async def _form_context(caller: Caller, consultation_ids: list[int]) -> dict[str
     if caller.staff.role is StaffRole.THERAPIST:
         practitioners = practitioners.filter(id=caller.staff.id)
     client_ids = {c.client_id for c in consultations}  # type: ignore[attr-defined]
-    clients = await (await _visible_client_query(caller)).order_by("last_name").limit(500)
-    from models.clients import Contact
-
+    clients = await (await visible_clients(caller)).order_by("last_name").limit(500)
     contacts = (
         await Contact.filter(practice_id=caller.practice_id, deleted_at=None)
         .order_by("last_name")
@@ -181,12 +180,6 @@ async def _form_context(caller: Caller, consultation_ids: list[int]) -> dict[str
         "methods": list(BillingMethod),
         "section": "billing",
     }
-
-
-async def _visible_client_query(caller: Caller) -> Any:
-    from server.access import visible_clients
-
-    return await visible_clients(caller)
 
 
 async def bill_client(request: Request) -> Response:
