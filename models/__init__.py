@@ -24,6 +24,21 @@ from models.agenda import (
     TimeOff,
 )
 from models.audit import AuditEntry
+from models.billing import (
+    BillingProfile,
+    Consultation,
+    DefaultService,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    InvoiceTemplate,
+    PayerKind,
+    Payment,
+    PaymentKind,
+    PaymentMethodUsed,
+)
 from models.clients import (
     AlternateContact,
     Client,
@@ -64,7 +79,7 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
-from models.notifications import OutboxMessage, OutboxStatus
+from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
 from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
 from models.realtime import RealtimeCursor, RealtimeEvent
 from models.tasks import Task
@@ -85,6 +100,20 @@ __all__ = [
     "OfferStatus",
     "SlotStatus",
     "WaitlistEntry",
+    "BillingProfile",
+    "Consultation",
+    "DefaultService",
+    "Invoice",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceSequence",
+    "InvoiceStatus",
+    "InvoiceTemplate",
+    "OutboxAttachment",
+    "PayerKind",
+    "Payment",
+    "PaymentKind",
+    "PaymentMethodUsed",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

@@ -33,3 +33,18 @@ class OutboxMessage(Timestamped):
 
     class Meta:
         table = "outbox_message"
+
+
+class OutboxAttachment(Timestamped):
+    # A file sent with a queued email (an invoice's PDF), stored with it so the worker sends
+    # exactly what was queued.
+    id = fields.BigIntField(primary_key=True)
+    message: fields.ForeignKeyRelation[OutboxMessage] = fields.ForeignKeyField(
+        "models.OutboxMessage", related_name="attachments", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=200)
+    content_type = fields.CharField(max_length=100)
+    data = fields.BinaryField()
+
+    class Meta:
+        table = "outbox_attachment"

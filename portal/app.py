@@ -8,7 +8,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from portal import booking, documents, forms, measures, offers, pages
+from portal import billing, booking, documents, forms, measures, offers, pages
 from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
@@ -27,6 +27,9 @@ def build_portal_app() -> ASGIApp:
         Route("/forms", forms.forms_page),
         Route("/forms/{assignment_id:int}", forms.form_page, methods=["GET", "POST"]),
         Route("/measures/{administration_id:int}", measures.measure_page, methods=["GET", "POST"]),
+        Route("/invoices", billing.invoices_page),
+        Route("/invoices/{invoice_id:int}.pdf", billing.invoice_pdf_view),
+        Route("/receipts/{payment_id:int}.pdf", billing.receipt_view),
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         Route("/appointments", booking.appointments_page),

@@ -7,11 +7,12 @@ admins see the whole practice; a client sees only their own records.
 
 from __future__ import annotations
 
-from tortoise.expressions import Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
+from models.billing import BillingProfile, Consultation, Invoice, InvoiceStatus, Payment
 from models.clients import Client, Document, PaymentMethod
 from models.forms import FormAssignment, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
@@ -246,3 +247,77 @@ async def access_offer(caller: Caller, offer_id: int) -> EarlierSlotOffer:
         raise NotFound()
     await access_client(caller, offer.client_id)  # type: ignore[attr-defined]
     return offer
+
+
+# --- billing -------------------------------------------------------------------------------
+# Owners and the front desk bill for the whole practice; a therapist bills their own
+# caseload (and sees what is issued in their own name); a client sees the finalized
+# invoices on their account or addressed to them, never drafts.
+
+
+async def visible_invoices(caller: Caller) -> QuerySet[Invoice]:
+    if caller.staff is None:
+        assert caller.client is not None
+        me = caller.client.id
+        return Invoice.filter(
+            Q(client_id=me) | Q(payer_client_id=me),
+            practice_id=caller.practice_id,
+            status=InvoiceStatus.FINALIZED,
+        )
+    query = Invoice.filter(practice_id=caller.practice_id)
+    if caller.staff.role is StaffRole.THERAPIST:
+        client_ids = Subquery((await visible_clients(caller)).values("id"))
+        own = Subquery(BillingProfile.filter(practitioner_id=caller.staff.id).values("id"))
+        query = query.filter(Q(client_id__in=client_ids) | Q(profile_id__in=own))
+    return query
+
+
+async def access_invoice(caller: Caller, invoice_id: int) -> Invoice:
+    invoice = await (await visible_invoices(caller)).get_or_none(id=invoice_id)
+    if invoice is None:
+        raise NotFound()
+    return invoice
+
+
+async def visible_consultations(caller: Caller) -> QuerySet[Consultation]:
+    """Consultations of the clients the caller may see (staff only)."""
+    if caller.staff is None:
+        raise NotFound()
+    client_ids = Subquery((await visible_clients(caller)).values("id"))
+    return Consultation.filter(practice_id=caller.practice_id, client_id__in=client_ids)
+
+
+async def access_consultations(caller: Caller, ids: list[int]) -> list[Consultation]:
+    """All of them or a 404 for the whole request."""
+    found = await (await visible_consultations(caller)).filter(id__in=ids)
+    if len(found) != len(set(ids)):
+        raise NotFound()
+    return found
+
+
+async def access_payment(caller: Caller, payment_id: int) -> Payment:
+    """A payment of an invoice the caller may see, or on the account of a client they may
+    see (credit, refunds)."""
+    payment = await Payment.get_or_none(id=payment_id, practice_id=caller.practice_id)
+    if payment is None:
+        raise NotFound()
+    if payment.invoice_id is not None:  # type: ignore[attr-defined]
+        await access_invoice(caller, payment.invoice_id)  # type: ignore[attr-defined]
+    elif payment.client_id is not None:  # type: ignore[attr-defined]
+        await access_client(caller, payment.client_id)  # type: ignore[attr-defined]
+    else:
+        raise NotFound()
+    return payment
+
+
+async def access_billing_profile(caller: Caller, profile_id: int) -> BillingProfile:
+    """Profiles a member of staff may edit: owners any of the practice's, a practitioner
+    their own."""
+    if caller.staff is None:
+        raise NotFound()
+    profile = await BillingProfile.get_or_none(id=profile_id, practice_id=caller.practice_id)
+    if profile is None:
+        raise NotFound()
+    if caller.staff.role is not StaffRole.OWNER and profile.practitioner_id != caller.staff.id:  # type: ignore[attr-defined]
+        raise NotFound()
+    return profile

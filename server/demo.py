@@ -15,6 +15,7 @@ from server.access import my_participant
 from server.actions import accounts, agenda, clients, messaging, offers, tasks
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
+from server.demo_billing import create_demo_billing
 from server.demo_measures import create_demo_measures
 
 DEMO_PASSWORD = "cabinet-demo-2026"
@@ -84,6 +85,7 @@ async def create_demo() -> list[tuple[str, str, str]]:
     await _demo_conversations(owner, alice, bruno, people)
     await _demo_agenda(practice, owner, alice, bruno, people)
     await create_demo_measures(alice, people[0][1])
+    await create_demo_billing(practice, owner, people)
     return logins
 
 

@@ -7,13 +7,14 @@ the outbox, so the embedded default shows what would have been sent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosmtplib
 
-from models.notifications import OutboxMessage, OutboxStatus
+from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
 from server.settings import get_settings
 
 log = logging.getLogger("cabinet.mail")
@@ -31,9 +32,13 @@ async def queue_email(
     purpose: str = "",
     client_id: int | None = None,
     practice_id: int | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> OutboxMessage:
-    """Queue an email. Call inside ``atomic()``: a rolled-back change sends nothing."""
-    return await OutboxMessage.create(
+    """Queue an email. Call inside ``atomic()``: a rolled-back change sends nothing.
+
+    ``attachments``: (filename, content type, bytes), stored with the message.
+    """
+    message = await OutboxMessage.create(
         to=to,
         subject=subject,
         body_text=body_text,
@@ -43,6 +48,11 @@ async def queue_email(
         practice_id=practice_id,
         next_attempt_at=datetime.now(UTC),
     )
+    for filename, content_type, data in attachments:
+        await OutboxAttachment.create(
+            message=message, filename=filename, content_type=content_type, data=data
+        )
+    return message
 
 
 async def _send_smtp(url: str, msg: OutboxMessage) -> None:
@@ -55,6 +65,11 @@ async def _send_smtp(url: str, msg: OutboxMessage) -> None:
     email.set_content(msg.body_text)
     if msg.body_html:
         email.add_alternative(msg.body_html, subtype="html")
+    for attachment in await OutboxAttachment.filter(message_id=msg.id).order_by("id"):
+        maintype, _slash, subtype = attachment.content_type.partition("/")
+        email.add_attachment(
+            bytes(attachment.data), maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     await aiosmtplib.send(
         email,
         hostname=parsed.hostname or "localhost",

@@ -24,6 +24,7 @@ from models.clients import ClientStatus, PaymentMethodKind
 from models.offers import OfferStatus
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
+from server.billing_labels import BILLING_LABELS
 from server.errors import (
     CabinetError,
     NotFound,
@@ -309,6 +310,9 @@ LABELS: dict[StrEnum, str] = {
     OfferStatus.EXPIRED: i18n.lazy("Expired"),
     OfferStatus.WITHDRAWN: i18n.lazy("Withdrawn"),
 }
+
+
+LABELS.update(BILLING_LABELS)
 
 
 def label(value: StrEnum) -> str:

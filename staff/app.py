@@ -15,6 +15,7 @@ from server.web import SessionMiddleware, static_dir
 from staff import (
     agenda,
     agenda_setup,
+    billing,
     circle,
     client_file,
     clients,
@@ -70,6 +71,8 @@ def build_staff_app() -> ASGIApp:
         Route("/messages", messaging.messaging_page),
         Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),
+        # Before the file's /clients/{id}/{tab} catch-all (its statement page, its forms).
+        *billing.routes,
         *contacts.routes,
         Route("/clients/{client_id:int}", client_file.file_page),
         Route("/clients/{client_id:int}/contact", client_file.save_contact, methods=["POST"]),

@@ -9,7 +9,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0013_offers')]
+    dependencies = [('models', '0014_billing')]
 
     initial = False
 

@@ -345,6 +345,7 @@
     });
     moveForm.hidden = a.attendance !== "scheduled";
     showEarlierSlot(a);
+    $("#appt-bill").action = "/staff/clients/" + a.client_id + "/bill";
     moveForm.date.value = l.date; moveForm.time.value = hhmm(l.minute);
     openDialog(appt);
   }

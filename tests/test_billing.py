@@ -1,0 +1,1019 @@
+"""Billing: consultations, the service rules, billing methods, discounts, totals, numbering
+(also under real concurrency), drafts and finalized invoices, credit notes, payments,
+sending, and who may see what."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from models.accounts import Practice, StaffUser
+from models.agenda import Appointment, Attendance, DiscountKind, Service, ServiceDiscount
+from models.billing import (
+    BillingProfile,
+    Consultation,
+    DefaultService,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    PayerKind,
+    Payment,
+    PaymentMethodUsed,
+)
+from models.clients import Client, Contact
+from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
+from server.actions import billing
+from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn
+from server.auth.sessions import Caller
+from server.errors import Conflict, ValidationFailed
+from tests.conftest import Factory, login
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def caller_of(staff: StaffUser) -> Caller:
+    return Caller.acting_as(staff)
+
+
+async def service(name: str = "Session", price: str = "60.00") -> Service:
+    practice = await Practice.first()
+    assert practice is not None
+    return await Service.create(
+        practice=practice, name=name, duration_minutes=50, price=Decimal(price)
+    )
+
+
+async def appointment(
+    practitioner: StaffUser,
+    client: Client,
+    svc: Service,
+    days_ago: int,
+    attendance: Attendance = Attendance.ATTENDED,
+    deleted: bool = False,
+) -> Appointment:
+    start = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) - timedelta(
+        days=days_ago
+    )
+    return await Appointment.create(
+        practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
+        practitioner=practitioner,
+        client=client,
+        service=svc,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=50),
+        attendance=attendance,
+        deleted_at=datetime.now(UTC) if deleted else None,
+    )
+
+
+async def setup(make: Factory) -> tuple[Practice, StaffUser, StaffUser, Client]:
+    owner = await make.owner()
+    therapist = await make.therapist()
+    client = await make.client(therapist, first_name="Hélène", last_name="Dubois")
+    return await make.practice(), owner, therapist, client
+
+
+async def bill(
+    owner: StaffUser,
+    consultations: list[Consultation],
+    method: BillingMethod = BillingMethod.PER_CLIENT,
+    payer: Payer | None = None,
+    finalize: bool = False,
+) -> list[Invoice]:
+    practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
+    return await billing.do_bill(
+        caller_of(owner),
+        practice,
+        None,
+        consultations,
+        method=method,
+        payer=payer or Payer(),
+        finalize=finalize,
+    )
+
+
+# --- consultations ------------------------------------------------------------------------
+
+
+async def test_consultations_created_only_where_missing_and_not_for_what_did_not_happen(
+    make: Factory,
+) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    held = await appointment(therapist, client, svc, 3)
+    await appointment(therapist, client, svc, 5, Attendance.SCHEDULED)  # past, not marked
+    await appointment(therapist, client, svc, 7, Attendance.NO_SHOW)
+    await appointment(therapist, client, svc, 8, Attendance.CANCELLED_BY_CLIENT)
+    await appointment(therapist, client, svc, 9, Attendance.CANCELLED_BY_PRACTITIONER)
+    await appointment(therapist, client, svc, 10, deleted=True)
+    await appointment(therapist, client, svc, -2, Attendance.SCHEDULED)  # future
+    # One already written by hand the day of the first appointment: not duplicated.
+    await Consultation.create(
+        practice=practice,
+        client=client,
+        practitioner=therapist,
+        on_date=held.starts_at.astimezone(billing.ZoneInfo(practice.time_zone)).date(),
+        title="Written by hand",
+    )
+    created = await billing.do_ensure_consultations(caller_of(owner), client)
+    assert len(created) == 1
+    assert "from the agenda" in created[0].title and "Session" in created[0].title
+    assert await Consultation.filter(client_id=client.id).count() == 2
+    # Idempotent.
+    assert await billing.do_ensure_consultations(caller_of(owner), client) == []
+
+
+async def test_line_service_rules(make: Factory) -> None:
+    practice, owner, therapist, client = await setup(make)
+    first = await service("First service", "50.00")
+    booked = await service("Booked service", "70.00")
+    default_a = await service("Default A", "40.00")
+    default_b = await service("Default B", "10.00")
+    appt = await appointment(therapist, client, booked, 2)
+    (from_appointment,) = await billing.do_ensure_consultations(caller_of(owner), client)
+    assert from_appointment.appointment_id == appt.id  # type: ignore[attr-defined]
+    other = await make.therapist()
+    loose_default = await Consultation.create(
+        practice=practice,
+        client=client,
+        practitioner=therapist,
+        on_date=date.today() - timedelta(days=20),
+        title="Phone session",
+    )
+    loose_first = await Consultation.create(
+        practice=practice,
+        client=client,
+        practitioner=other,
+        on_date=date.today() - timedelta(days=21),
+        title="Report",
+    )
+    await DefaultService.create(practitioner=therapist, service=default_a)
+    await DefaultService.create(practitioner=therapist, service=default_b)
+    rules = await billing.ServiceRules.load(
+        practice.id, [from_appointment, loose_default, loose_first]
+    )
+    # 1. the appointment's service
+    assert [s.name for s in rules.services_for(from_appointment)] == ["Booked service"]
+    # 2. the practitioner's default services
+    assert [s.name for s in rules.services_for(loose_default)] == ["Default A", "Default B"]
+    # 3. the practice's first service
+    assert [s.name for s in rules.services_for(loose_first)] == [first.name]
+    # A consultation on the day of an appointment, without the link, still matches it.
+    same_day = await Consultation.create(
+        practice=practice,
+        client=client,
+        practitioner=therapist,
+        on_date=from_appointment.on_date,
+        title="Same day",
+    )
+    rules = await billing.ServiceRules.load(practice.id, [same_day])
+    assert [s.name for s in rules.services_for(same_day)] == ["Booked service"]
+
+
+# --- billing methods ------------------------------------------------------------------------
+
+
+async def _three_consultations(
+    make: Factory,
+) -> tuple[StaffUser, Client, Client, list[Consultation]]:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    other = await make.client(therapist, first_name="Marc", last_name="Petit")
+    await appointment(therapist, client, svc, 2)
+    await appointment(therapist, client, svc, 4)
+    await appointment(therapist, other, svc, 3)
+    consultations = await billing.do_ensure_consultations(None, client)
+    consultations += await billing.do_ensure_consultations(None, other)
+    return owner, client, other, consultations
+
+
+async def test_one_invoice_per_consultation(make: Factory) -> None:
+    owner, client, _other, consultations = await _three_consultations(make)
+    mine = [c for c in consultations if c.client_id == client.id]  # type: ignore[attr-defined]
+    invoices = await bill(owner, mine, BillingMethod.PER_CONSULTATION)
+    assert len(invoices) == 2
+    assert all(i.client_id == client.id and i.payer_name == "Hélène Dubois" for i in invoices)  # type: ignore[attr-defined]
+    assert all(i.status is InvoiceStatus.DRAFT and i.number is None for i in invoices)
+    assert await Consultation.filter(invoice_id=None).count() == 1
+
+
+async def test_one_invoice_for_all(make: Factory) -> None:
+    owner, client, _other, consultations = await _three_consultations(make)
+    mine = [c for c in consultations if c.client_id == client.id]  # type: ignore[attr-defined]
+    (invoice,) = await bill(owner, mine, BillingMethod.SINGLE)
+    assert await InvoiceLine.filter(invoice_id=invoice.id).count() == 2
+    assert invoice.total == Decimal("120.00")
+
+
+async def test_one_invoice_per_client(make: Factory) -> None:
+    owner, client, other, consultations = await _three_consultations(make)
+    invoices = await bill(owner, consultations, BillingMethod.PER_CLIENT)
+    assert sorted((i.client_id, i.total) for i in invoices) == sorted(  # type: ignore[attr-defined]
+        [(client.id, Decimal("120.00")), (other.id, Decimal("60.00"))]
+    )
+
+
+async def test_single_invoice_to_one_recipient(make: Factory) -> None:
+    owner, _client, _other, consultations = await _three_consultations(make)
+    contact = await Contact.create(
+        practice_id=owner.practice_id,  # type: ignore[attr-defined]
+        first_name="Anne",
+        last_name="Martin",
+        organisation="Hôpital Nord",
+        address="1 rue de la Paix\n75001 Paris",
+        email="billing@hopital.example",
+    )
+    (invoice,) = await bill(
+        owner, consultations, BillingMethod.SINGLE, Payer(kind=PayerKind.CONTACT, contact=contact)
+    )
+    assert invoice.client_id is None  # several clients  # type: ignore[attr-defined]
+    assert invoice.payer_name == "Anne Martin (Hôpital Nord)"
+    assert invoice.payer_email == "billing@hopital.example"
+    assert invoice.total == Decimal("180.00")
+    # Someone typed in, for one client.
+    owner2, client2, _o, cons2 = owner, _client, _other, consultations
+    assert await Consultation.filter(invoice_id=None).count() == 0
+    with pytest.raises(ValidationFailed):  # nothing left to bill
+        await bill(owner2, cons2, BillingMethod.SINGLE)
+    assert client2
+
+
+async def test_another_person_pays_and_several_clients_need_one_payer(make: Factory) -> None:
+    owner, _client, _other, consultations = await _three_consultations(make)
+    with pytest.raises(ValidationFailed):
+        await bill(owner, consultations, BillingMethod.SINGLE)  # payer: "the client" of whom?
+    with pytest.raises(ValidationFailed):
+        await bill(owner, consultations, BillingMethod.SINGLE, Payer(kind=PayerKind.OTHER))
+    (invoice,) = await bill(
+        owner,
+        consultations,
+        BillingMethod.SINGLE,
+        Payer(kind=PayerKind.OTHER, name="Jean Dubois", address="3 place du Marché"),
+    )
+    assert (invoice.payer_kind, invoice.payer_name) == (PayerKind.OTHER, "Jean Dubois")
+
+
+async def test_billed_at_most_once_and_not_billable_skipped(make: Factory) -> None:
+    owner, client, _other, consultations = await _three_consultations(make)
+    consultations[0].billable = False
+    await consultations[0].save()
+    invoices = await bill(owner, consultations, BillingMethod.PER_CONSULTATION)
+    assert len(invoices) == 2
+    # A stale selection (already billed meanwhile) is refused as a whole.
+    stale = await Consultation.filter(id__in=[c.id for c in consultations[1:]])
+    for c in stale:
+        c.invoice_id = None  # type: ignore[attr-defined]  # what a stale page still thinks
+    with pytest.raises(Conflict):
+        await bill(owner, stale, BillingMethod.PER_CONSULTATION)
+    assert await Invoice.all().count() == 2
+    assert client
+
+
+# --- discounts and totals -----------------------------------------------------------------
+
+
+async def test_client_discounts_apply(make: Factory) -> None:
+    practice, owner, therapist, client = await setup(make)
+    percent = await service("Individual", "80.00")
+    fixed = await service("Couple", "100.00")
+    await ServiceDiscount.create(
+        client=client, service=percent, kind=DiscountKind.PERCENT, value=Decimal("25")
+    )
+    await ServiceDiscount.create(
+        client=client, service=fixed, kind=DiscountKind.FIXED_PRICE, value=Decimal("45.50")
+    )
+    await appointment(therapist, client, percent, 2)
+    await appointment(therapist, client, fixed, 3)
+    consultations = await billing.do_ensure_consultations(None, client)
+    (invoice,) = await bill(owner, consultations, BillingMethod.SINGLE)
+    lines = {line.description: line for line in await InvoiceLine.filter(invoice_id=invoice.id)}
+    assert lines["Individual"].discount == Decimal("20.00")
+    assert lines["Individual"].amount == Decimal("60.00")
+    assert lines["Couple"].discount == Decimal("54.50")
+    assert lines["Couple"].amount == Decimal("45.50")
+    assert (invoice.subtotal, invoice.discount_total, invoice.total) == (
+        Decimal("180.00"),
+        Decimal("74.50"),
+        Decimal("105.50"),
+    )
+
+
+async def test_totals_are_decimal_with_tax_and_exemption(make: Factory) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service("Workshop", "33.33")
+    for d in (2, 3, 4):
+        await appointment(therapist, client, svc, d)
+    profile = await billing.profile_for(practice, None)
+    profile.tax_rate = Decimal("20.00")
+    profile.tax_exemption = "TVA non applicable, art. 261-4-1° du CGI"
+    await profile.save()
+    consultations = await billing.do_ensure_consultations(None, client)
+    (invoice,) = await bill(owner, consultations, BillingMethod.SINGLE)
+    await invoice.refresh_from_db()
+    assert isinstance(invoice.total, Decimal)
+    assert invoice.subtotal == Decimal("99.99")
+    assert invoice.tax_total == Decimal("20.01")  # 6.666 rounded per line: 6.67 x 3
+    assert invoice.total == Decimal("120.00")
+    assert invoice.tax_exemption == ""  # tax is charged: no exemption mention
+    profile.tax_rate = Decimal("0")
+    await profile.save()
+    await billing.do_add_line(
+        caller_of(owner), invoice, LineIn("Report", Decimal("0.10"), Decimal("3"))
+    )
+    await invoice.refresh_from_db()
+    assert invoice.total == Decimal("120.30")
+
+
+# --- drafts, finalizing, numbering ---------------------------------------------------------
+
+
+async def _draft(make: Factory) -> tuple[StaffUser, Client, Invoice]:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    consultations = await billing.do_ensure_consultations(None, client)
+    (invoice,) = await bill(owner, consultations, BillingMethod.SINGLE)
+    return owner, client, invoice
+
+
+async def test_drafts_are_editable_and_finalized_invoices_are_not(make: Factory) -> None:
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    line = await billing.do_add_line(actor, invoice, LineIn("Missed session fee", Decimal("30")))
+    assert invoice.total == Decimal("90.00")
+    await billing.do_update_draft(
+        actor,
+        invoice,
+        payer_name="Hélène Dubois",
+        payer_address="2 rue Neuve",
+        payer_email="",
+        notes="Thanks",
+    )
+    await billing.do_remove_line(actor, invoice, line)
+    assert invoice.total == Decimal("60.00")
+    await billing.do_finalize(actor, invoice)
+    assert invoice.number == f"F-{date.today().year}-0001"
+    with pytest.raises(Conflict):
+        await billing.do_add_line(actor, invoice, LineIn("More", Decimal("1")))
+    with pytest.raises(Conflict):
+        await billing.do_update_draft(
+            actor, invoice, payer_name="X", payer_address="", payer_email="", notes=""
+        )
+    with pytest.raises(Conflict):
+        await billing.do_delete_draft(actor, invoice)
+    with pytest.raises(Conflict):
+        await billing.do_finalize(actor, invoice)
+    # A stale copy of the invoice (another tab) cannot edit it either.
+    stale = await Invoice.get(id=invoice.id)
+    stale.status = InvoiceStatus.DRAFT
+    with pytest.raises(Conflict):
+        await billing.do_add_line(actor, stale, LineIn("More", Decimal("1")))
+    fresh = await Invoice.get(id=invoice.id)
+    assert (fresh.total, fresh.number) == (Decimal("60.00"), invoice.number)
+
+
+async def test_deleting_a_draft_frees_its_consultations_and_leaves_no_gap(make: Factory) -> None:
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    await billing.do_delete_draft(actor, invoice)
+    assert not await Invoice.exists(id=invoice.id)
+    consultations = await Consultation.filter(client_id=client.id)
+    assert all(c.invoice_id is None for c in consultations)  # type: ignore[attr-defined]
+    (again,) = await bill(owner, consultations, BillingMethod.SINGLE, finalize=True)
+    assert again.number == f"F-{date.today().year}-0001"
+
+
+async def test_numbering_per_issuer_prefix_and_no_yearly_reset(make: Factory) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    for d in (2, 3, 4):
+        await appointment(therapist, client, svc, d)
+    consultations = await billing.do_ensure_consultations(None, client)
+    own = await billing.profile_for(practice, therapist)
+    own.prefix, own.yearly_reset = "DR-", False
+    await own.save()
+    first = await billing.do_bill(
+        caller_of(therapist),
+        practice,
+        therapist,
+        consultations[:2],
+        method=BillingMethod.PER_CONSULTATION,
+        payer=Payer(),
+        finalize=True,
+    )
+    assert [i.number for i in first] == ["DR-00001", "DR-00002"]
+    (practice_invoice,) = await bill(owner, consultations[2:], finalize=True)
+    assert practice_invoice.number == f"F-{date.today().year}-0001"
+
+
+CONCURRENT_FINALIZER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from server import db
+    from server.actions import billing
+    from models.billing import Invoice
+
+    async def main(url, ids, start_at):
+        await db.init_db(url)
+        import time
+        while time.time() < start_at:
+            await asyncio.sleep(0.005)
+        for i in ids:
+            await billing.do_finalize(None, await Invoice.get(id=i))
+        await db.close_db()
+
+    url, start_at, *ids = sys.argv[1:]
+    asyncio.run(main(url, [int(i) for i in ids], float(start_at)))
+    """
+)
+
+
+async def test_gapless_numbers_under_concurrent_finalization(make: Factory, settings: Any) -> None:
+    """Three processes finalize 30 drafts of one issuer at the same moment: numbers 1 to 30,
+    each once. Runs on SQLite and, with DATABASE_URL=postgres://..., on PostgreSQL."""
+    import time
+
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    for d in range(1, 31):
+        await appointment(therapist, client, svc, d)
+    consultations = await billing.do_ensure_consultations(None, client)
+    invoices = await bill(owner, consultations, BillingMethod.PER_CONSULTATION)
+    ids = [i.id for i in invoices]
+    start_at = time.time() + 3.0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CONCURRENT_FINALIZER,
+            settings.database_url,
+            str(start_at),
+            *[str(i) for i in ids[k::3]],
+            env=env,
+            cwd=str(ROOT),
+            stderr=subprocess.PIPE,
+        )
+        for k in range(3)
+    ]
+    results = [await p.communicate() for p in procs]
+    for p, (_out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+    numbers = sorted(
+        await Invoice.filter(status=InvoiceStatus.FINALIZED).values_list("number", flat=True)
+    )
+    year = date.today().year
+    assert numbers == [f"F-{year}-{n:04d}" for n in range(1, 31)]
+
+
+# --- credit notes ---------------------------------------------------------------------------
+
+
+async def test_credit_note_cancels_a_finalized_invoice(make: Factory) -> None:
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    await billing.do_finalize(actor, invoice)
+    await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+    )
+    note = await billing.do_credit_note(actor, invoice, reason="Billed by mistake")
+    year = date.today().year
+    assert (note.kind, note.number, note.total) == (
+        InvoiceKind.CREDIT_NOTE,
+        f"F-{year}-0002",
+        Decimal("-60.00"),
+    )
+    assert note.credited_invoice_id == invoice.id  # type: ignore[attr-defined]
+    await invoice.refresh_from_db()
+    assert invoice.credited == Decimal("60.00") and invoice.balance == Decimal("0.00")
+    # What was paid is now the client's credit; the consultation may be billed again.
+    assert await billing.client_credit(client.id) == Decimal("60.00")
+    assert await Consultation.filter(client_id=client.id, invoice_id=None).count() == 1
+    with pytest.raises(Conflict):
+        await billing.do_credit_note(actor, invoice)
+    with pytest.raises(Conflict):
+        await billing.do_credit_note(actor, note)
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+async def test_partial_payments_balance_overpayment_credit_and_refund(make: Factory) -> None:
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    with pytest.raises(Conflict):  # a draft is not paid
+        await billing.do_record_payment(
+            actor, invoice, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, date.today())
+        )
+    await billing.do_finalize(actor, invoice)
+    await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("20.50"), PaymentMethodUsed.CASH, date.today(), "box 3")
+    )
+    assert invoice.balance == Decimal("39.50")
+    with pytest.raises(ValidationFailed):
+        await billing.do_record_payment(
+            actor, invoice, PaymentIn(Decimal("0"), PaymentMethodUsed.CASH, date.today())
+        )
+    await billing.do_record_payment(
+        actor,
+        invoice,
+        PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, date.today(), "VIR 991"),
+    )
+    await invoice.refresh_from_db()
+    assert (invoice.paid, invoice.balance) == (Decimal("60.00"), Decimal("0.00"))
+    assert await billing.client_credit(client.id) == Decimal("10.50")
+    # The credit pays part of the next invoice.
+    svc = await Service.first()
+    therapist = await StaffUser.get(id=client.therapist_id)  # type: ignore[attr-defined]
+    assert svc is not None
+    await appointment(therapist, client, svc, 1)
+    consultations = await billing.do_ensure_consultations(None, client)
+    (second,) = await bill(owner, consultations, BillingMethod.SINGLE, finalize=True)
+    with pytest.raises(ValidationFailed):
+        await billing.do_record_payment(
+            actor, second, PaymentIn(Decimal("11"), PaymentMethodUsed.CREDIT, date.today())
+        )
+    await billing.do_record_payment(
+        actor, second, PaymentIn(Decimal("10.50"), PaymentMethodUsed.CREDIT, date.today())
+    )
+    assert second.balance == Decimal("49.50")
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+    # Refunds come out of credit only.
+    with pytest.raises(ValidationFailed):
+        await billing.do_refund(
+            actor, client, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, date.today())
+        )
+    await billing.do_record_payment(
+        actor, second, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+    )
+    assert await billing.client_credit(client.id) == Decimal("10.50")
+    await billing.do_refund(
+        actor, client, PaymentIn(Decimal("10.50"), PaymentMethodUsed.TRANSFER, date.today())
+    )
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+    assert await Payment.filter(client_id=client.id).count() == 8
+
+
+async def test_pdfs_are_real_documents(make: Factory) -> None:
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    from server.billing_pdf import invoice_pdf, receipt_pdf
+
+    draft_text = PdfReader(io.BytesIO(await invoice_pdf(invoice))).pages[0].extract_text()
+    assert "Draft" in draft_text and "Hélène Dubois" in draft_text
+    await billing.do_finalize(actor, invoice)
+    payment = await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("25"), PaymentMethodUsed.CHEQUE, date.today(), "CHQ 12")
+    )
+    text = PdfReader(io.BytesIO(await invoice_pdf(invoice))).pages[0].extract_text()
+    assert invoice.number and invoice.number in text
+    assert "€60.00" in text and "PARTLY PAID" in text and "€35.00" in text
+    receipt = PdfReader(io.BytesIO(await receipt_pdf(payment))).pages[0].extract_text()
+    assert "RECEIPT" in receipt and "€25.00" in receipt and "CHQ 12" in receipt
+    # An overpayment: the receipt shows all that was handed over, and what became credit.
+    rest = await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("50"), PaymentMethodUsed.CASH, date.today())
+    )
+    receipt = PdfReader(io.BytesIO(await receipt_pdf(rest))).pages[0].extract_text()
+    assert "€50.00" in receipt and "Kept as credit" in receipt and "€15.00" in receipt
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+async def test_send_by_email_with_the_pdf_and_tracking(make: Factory, settings: Any) -> None:
+    from dataclasses import replace
+
+    from aiosmtpd.controller import Controller
+
+    from server import mail
+    from server.settings import set_settings
+    from tests.conftest import free_port
+
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    with pytest.raises(Conflict):
+        await billing.do_send_invoice(actor, invoice, "helene@example.org")
+    await billing.do_finalize(actor, invoice)
+    with pytest.raises(ValidationFailed):
+        await billing.do_send_invoice(actor, invoice, "not an address")
+    await billing.do_send_invoice(actor, invoice, "helene@example.org")
+    assert invoice.sent_to == "helene@example.org" and invoice.sent_at is not None
+    message = await OutboxMessage.get(id=invoice.outbox_id)
+    assert message.status is OutboxStatus.QUEUED
+    assert await OutboxAttachment.filter(message_id=message.id).count() == 1
+
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.content)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        set_settings(replace(settings, smtp_url=f"smtp://127.0.0.1:{port}"))
+        assert await mail.deliver_due() == 1
+    finally:
+        controller.stop()
+        set_settings(settings)
+    await message.refresh_from_db()
+    assert message.status is OutboxStatus.SENT and message.sent_at is not None
+    email = message_from_bytes(received[0])
+    assert email["To"] == "helene@example.org"
+    parts = [p for p in email.walk() if p.get_content_type() == "application/pdf"]
+    assert len(parts) == 1 and parts[0].get_filename() == f"invoice-{invoice.number}.pdf"
+    pdf = PdfReader(io.BytesIO(parts[0].get_payload(decode=True)))
+    assert invoice.number in pdf.pages[0].extract_text()
+
+
+# --- access -------------------------------------------------------------------------------------
+
+
+async def test_who_sees_which_invoice(make: Factory) -> None:
+    from server.access import access_invoice
+    from server.errors import NotFound
+
+    practice, owner, therapist, client = await setup(make)
+    other_therapist = await make.therapist()
+    admin = await make.office_admin()
+    other_client = await make.client(other_therapist)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    await appointment(other_therapist, other_client, svc, 2)
+    mine = await billing.do_ensure_consultations(None, client)
+    theirs = await billing.do_ensure_consultations(None, other_client)
+    (invoice,) = await bill(owner, mine, finalize=True)
+    (draft,) = await bill(owner, theirs)
+
+    async def as_client(c: Client) -> Caller:
+        return Caller.acting_as((await make.portal_account(c), c))
+
+    for who, sees in (
+        (caller_of(owner), {invoice.id, draft.id}),
+        (caller_of(admin), {invoice.id, draft.id}),
+        (caller_of(therapist), {invoice.id}),
+        (caller_of(other_therapist), {draft.id}),
+    ):
+        for inv in (invoice, draft):
+            if inv.id in sees:
+                assert (await access_invoice(who, inv.id)).id == inv.id
+            else:
+                with pytest.raises(NotFound):
+                    await access_invoice(who, inv.id)
+    assert (await access_invoice(await as_client(client), invoice.id)).id == invoice.id
+    with pytest.raises(NotFound):
+        await access_invoice(await as_client(other_client), invoice.id)
+    with pytest.raises(NotFound):  # drafts are not for clients
+        await access_invoice(await as_client(other_client), draft.id)
+
+
+# --- through HTTP ---------------------------------------------------------------------------
+
+
+async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service("Psychotherapy", "70.00")
+    await appointment(therapist, client, svc, 3)
+    await appointment(therapist, client, svc, 10)
+    await login(http, owner)
+    r = await http.post(f"/staff/clients/{client.id}/bill")
+    assert (
+        r.status_code == 303 and r.headers["location"] == f"/staff/billing/new?client={client.id}"
+    )
+    r = await http.get(r.headers["location"])
+    assert r.status_code == 200 and "from the agenda" in r.text
+    ids = [c.id for c in await Consultation.filter(client_id=client.id)]
+    params: list[tuple[str, str | int]] = [("consultation", i) for i in ids]
+    params += [("issuer", "practice"), ("method", "single"), ("payer_kind", "client")]
+    r = await http.get("/staff/billing/preview", params=params)
+    assert r.status_code == 200 and "€140.00" in r.text
+    r = await http.post("/staff/billing/preview", data=dict(params) | {"consultation": ids})  # type: ignore[arg-type]
+    assert r.status_code == 200 and "€140.00" in r.text
+    r = await http.get("/staff/billing/preview.pdf", params=[*params, ("n", 0)])
+    assert r.headers["content-type"] == "application/pdf"
+    assert "€140.00" in PdfReader(io.BytesIO(r.content)).pages[0].extract_text()
+    assert not await Invoice.exists()  # a preview writes nothing
+    r = await http.post("/staff/billing/create", data=dict(params) | {"consultation": ids})  # type: ignore[arg-type]
+    assert r.status_code == 303
+    invoice = await Invoice.get()
+    assert r.headers["location"] == f"/staff/billing/invoices/{invoice.id}"
+    assert (invoice.total, invoice.status) == (Decimal("140.00"), InvoiceStatus.DRAFT)
+    base = f"/staff/billing/invoices/{invoice.id}"
+    r = await http.post(f"{base}/lines", data={"description": "Report", "unit_price": "abc"})
+    assert r.status_code == 422 and await InvoiceLine.filter(invoice_id=invoice.id).count() == 2
+    r = await http.post(
+        f"{base}/lines", data={"description": "Report", "unit_price": "25", "quantity": "2"}
+    )
+    assert r.status_code == 303
+    assert (await Invoice.get(id=invoice.id)).total == Decimal("190.00")
+    assert (await http.post(f"{base}/finalize")).status_code == 303
+    assert (await http.post(f"{base}/finalize")).status_code == 409
+    assert (
+        await http.post(f"{base}/lines", data={"description": "x", "unit_price": "1"})
+    ).status_code == 409
+    r = await http.post(
+        f"{base}/payments",
+        data={"amount": "90", "method": "card", "paid_on": date.today().isoformat()},
+    )
+    assert r.status_code == 303
+    r = await http.get(base)
+    assert r.status_code == 200 and "€100.00" in r.text and "Not sent yet" in r.text
+    payment = await Payment.get(invoice_id=invoice.id)
+    r = await http.get(f"/staff/billing/payments/{payment.id}/receipt.pdf")
+    assert r.headers["content-type"] == "application/pdf"
+    r = await http.post(f"{base}/send", data={"to": "helene@example.org"})
+    assert r.status_code == 303
+    r = await http.get(base)
+    assert "Sent to helene@example.org" in r.text and "Waiting in the outbox" in r.text
+    r = await http.get("/staff/billing")
+    assert r.status_code == 200 and "<svg" in r.text and "€100.00" in r.text
+    r = await http.get(f"/staff/clients/{client.id}/billing")
+    assert r.status_code == 200 and (await Invoice.get()).number in r.text  # type: ignore[operator]
+    r = await http.get(f"/staff/clients/{client.id}/statement")
+    assert r.status_code == 200 and "€190.00" in r.text and "€100.00" in r.text
+    r = await http.get(f"/staff/clients/{client.id}/statement", params={"format": "pdf"})
+    assert r.headers["content-type"] == "application/pdf"
+    r = await http.get(f"/staff/clients/{client.id}/statement", params={"start": "nope"})
+    assert r.status_code == 422
+
+
+async def test_batch_billing_from_the_consultation_list(make: Factory, http: Any) -> None:
+    owner, client, other, consultations = await _three_consultations(make)
+    await login(http, owner)
+    r = await http.get("/staff/billing/consultations")
+    assert r.status_code == 200 and "Marc Petit" in r.text and "Hélène Dubois" in r.text
+    ids = [c.id for c in consultations]
+    r = await http.get(
+        "/staff/billing/new", params=[("consultation", i) for i in ids] + [("method", "per_client")]
+    )
+    assert r.status_code == 200 and "One invoice per client" in r.text
+    data = {"consultation": ids, "method": "per_client", "payer_kind": "client", "finalize": "1"}
+    r = await http.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
+    assert r.status_code == 303 and r.headers["location"] == "/staff/billing?created=2"
+    numbers = sorted(await Invoice.all().values_list("number", flat=True))
+    assert numbers == [f"F-{date.today().year}-0001", f"F-{date.today().year}-0002"]
+    assert client and other
+
+
+async def test_each_caller_reaches_only_the_invoices_they_may(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    practice, owner, therapist, client = await setup(make)
+    other_therapist = await make.therapist()
+    admin = await make.office_admin()
+    other_client = await make.client(other_therapist)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    (invoice,) = await bill(
+        owner, await billing.do_ensure_consultations(None, client), finalize=True
+    )
+    payment = await billing.do_record_payment(
+        caller_of(owner), invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+    )
+    staff_urls = [
+        f"/staff/billing/invoices/{invoice.id}",
+        f"/staff/billing/invoices/{invoice.id}.pdf",
+        f"/staff/billing/payments/{payment.id}/receipt.pdf",
+    ]
+    for who, expected in ((owner, 200), (admin, 200), (therapist, 200), (other_therapist, 404)):
+        browser = new_http()
+        await login(browser, who)
+        for url in staff_urls:
+            assert (await browser.get(url)).status_code == expected, (who.email, url)
+        r = await browser.get("/staff/billing")
+        assert r.status_code == 200 and ((invoice.number in r.text) == (expected == 200))  # type: ignore[operator]
+        # Writes follow the same rule.
+        r = await browser.post(
+            f"/staff/billing/invoices/{invoice.id}/send", data={"to": "a@b.example"}
+        )
+        assert r.status_code == (303 if expected == 200 else 404)
+    # The clients, on the portal.
+    portal_urls = [f"/portal/invoices/{invoice.id}.pdf", f"/portal/receipts/{payment.id}.pdf"]
+    browser = new_http()
+    await login(browser, client)
+    r = await browser.get("/portal/invoices")
+    assert r.status_code == 200 and invoice.number in r.text  # type: ignore[operator]
+    for url in portal_urls:
+        r = await browser.get(url)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert (await browser.get(staff_urls[0])).status_code in (303, 401)  # not staff
+    stranger = new_http()
+    await login(stranger, other_client)
+    r = await stranger.get("/portal/invoices")
+    assert r.status_code == 200 and invoice.number not in r.text  # type: ignore[operator]
+    for url in portal_urls:
+        assert (await stranger.get(url)).status_code == 404
+    nobody = new_http()
+    for url in portal_urls + staff_urls:
+        assert (await nobody.get(url)).status_code in (303, 401)
+    # A draft never reaches the portal.
+    await appointment(therapist, client, svc, 5)
+    (draft,) = await bill(owner, await billing.do_ensure_consultations(None, client))
+    assert (await browser.get(f"/portal/invoices/{draft.id}.pdf")).status_code == 404
+
+
+async def test_billing_settings_and_default_services(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    practice, owner, therapist, client = await setup(make)
+    svc = await service("Default", "55.00")
+    await login(http, owner)
+    r = await http.post(
+        "/staff/billing/settings?issuer=practice",
+        data={
+            "legal_name": "Cabinet Dubois",
+            "prefix": "CAB-",
+            "yearly_reset": "true",
+            "tax_rate": "0",
+            "tax_exemption": "Exonéré de TVA",
+            "payment_days": "15",
+        },
+    )
+    assert r.status_code == 303
+    profile = await BillingProfile.get(practice_id=practice.id, practitioner_id=None)
+    assert (profile.legal_name, profile.prefix, profile.payment_days) == (
+        "Cabinet Dubois",
+        "CAB-",
+        15,
+    )
+    r = await http.post(
+        "/staff/billing/settings?issuer=practice", data={"legal_name": "X", "tax_rate": "120"}
+    )
+    assert r.status_code == 422
+    mine = new_http()
+    await login(mine, therapist)
+    r = await mine.post(
+        f"/staff/billing/settings?issuer={therapist.id}",
+        data={"what": "defaults", "service": str(svc.id)},
+    )
+    assert r.status_code == 303
+    assert await DefaultService.filter(practitioner_id=therapist.id).count() == 1
+    assert (await mine.get("/staff/billing/settings?issuer=practice")).status_code == 404
+    colleague = await make.therapist()
+    assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
+
+
+async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    first = await service("First", "45.00")
+    await login(http, owner)
+    r = await http.post(
+        f"/staff/clients/{client.id}/consultations",
+        data={
+            "practitioner_id": therapist.id,
+            "on_date": "2026-11-02",
+            "title": "Phone call",
+            "billable": "true",
+        },
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        f"/staff/clients/{client.id}/consultations",
+        data={"practitioner_id": therapist.id, "on_date": "2026-11-02", "title": ""},
+    )
+    assert r.status_code == 422
+    consultation = await Consultation.get(client_id=client.id)
+    r = await http.get(f"/staff/clients/{client.id}/billing")
+    assert r.status_code == 200 and "Phone call" in r.text
+    r = await http.post(
+        f"/staff/billing/consultations/{consultation.id}/billable", data={"billable": "false"}
+    )
+    assert r.status_code == 303
+    await consultation.refresh_from_db()
+    assert consultation.billable is False
+    with pytest.raises(ValidationFailed):
+        await bill(owner, [consultation])
+    consultation.billable = True
+    await consultation.save()
+    (invoice,) = await bill(owner, [consultation])
+    (line,) = await InvoiceLine.filter(invoice_id=invoice.id)
+    assert line.service_id == first.id and line.description == "First — Phone call"  # type: ignore[attr-defined]
+    r = await http.post(
+        f"/staff/billing/consultations/{consultation.id}/billable", data={"billable": "false"}
+    )
+    assert r.status_code == 409  # billed already
+
+
+async def test_bad_input_is_a_clear_error_and_changes_nothing(make: Factory, http: Any) -> None:
+    owner, client, invoice = await _draft(make)
+    await login(http, owner)
+    loose = await Consultation.create(
+        practice_id=owner.practice_id,  # type: ignore[attr-defined]
+        client=client,
+        practitioner=owner,
+        on_date=date.today(),
+        title="Report",
+    )
+    ids = [loose.id]
+    assert (await http.get("/staff/billing/new", params={"method": "nope"})).status_code == 200
+    r = await http.get("/staff/billing/preview.pdf", params={"consultation": ids, "n": "x"})
+    assert r.status_code == 404
+    r = await http.get("/staff/billing/preview", params={"consultation": "abc"})
+    assert r.status_code in (404, 422)
+    r = await http.get("/staff/billing/preview", params={"consultation": ids, "method": "weird"})
+    assert r.status_code == 422
+    r = await http.post(
+        "/staff/billing/create", data={"consultation": "999999", "method": "single"}
+    )
+    assert r.status_code == 404
+    base = f"/staff/billing/invoices/{invoice.id}"
+    r = await http.post(f"{base}/details", data={"payer_name": ""})
+    assert r.status_code == 422
+    r = await http.post(f"{base}/finalize")
+    r = await http.post(
+        f"{base}/payments", data={"amount": "-5", "method": "cash", "paid_on": "2026-01-01"}
+    )
+    assert r.status_code == 422
+    r = await http.post(
+        f"{base}/payments", data={"amount": "5", "method": "bitcoin", "paid_on": "2026-01-01"}
+    )
+    assert r.status_code == 422
+    r = await http.post(f"{base}/send", data={"to": "nobody"})
+    assert r.status_code == 422
+    assert (await http.post(f"{base}/whatever")).status_code == 404
+    fresh = await Invoice.get(id=invoice.id)
+    assert (fresh.paid, fresh.sent_at) == (Decimal("0.00"), None)
+    assert await Payment.all().count() == 0
+
+
+async def test_a_batch_of_a_thousand_through_the_page(make: Factory, http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    other = await make.client(therapist)
+    await service()
+    await Consultation.bulk_create(
+        [
+            Consultation(
+                practice=practice,
+                client=client if i % 2 else other,
+                practitioner=therapist,
+                on_date=date.today() - timedelta(days=i),
+                title=f"Session {i}",
+            )
+            for i in range(1_100)
+        ]
+    )
+    ids = [c.id for c in await Consultation.all()]
+    await login(http, owner)
+    r = await http.post("/staff/billing/new", data={"consultation": ids, "method": "per_client"})  # type: ignore[arg-type]
+    assert r.status_code == 200
+    data = {
+        "consultation": ids,
+        "method": "per_client",
+        "payer_kind": "client",
+        "issuer": "practice",
+    }
+    r = await http.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
+    assert r.status_code == 303, r.text
+    assert await Invoice.all().count() == 2
+    assert await InvoiceLine.all().count() == 1_100
+
+
+async def test_a_therapist_bills_their_own_caseload_only(make: Factory, new_http: Any) -> None:
+    practice, owner, therapist, client = await setup(make)
+    colleague = await make.therapist()
+    theirs = await make.client(colleague)
+    svc = await service()
+    await appointment(therapist, client, svc, 2)
+    await appointment(colleague, theirs, svc, 2)
+    mine = await billing.do_ensure_consultations(None, client)
+    other = await billing.do_ensure_consultations(None, theirs)
+    browser = new_http()
+    await login(browser, therapist)
+    assert (await browser.post(f"/staff/clients/{theirs.id}/bill")).status_code == 404
+    base = {"method": "single", "payer_kind": "client"}
+    r = await browser.post("/staff/billing/create", data=base | {"consultation": other[0].id})
+    assert r.status_code == 404
+    r = await browser.post(
+        "/staff/billing/create",
+        data=base | {"consultation": mine[0].id, "issuer": str(colleague.id)},
+    )
+    assert r.status_code == 404
+    assert not await Invoice.exists()
+    r = await browser.post(
+        "/staff/billing/create",
+        data=base | {"consultation": mine[0].id, "issuer": str(therapist.id), "finalize": "1"},
+    )
+    assert r.status_code == 303
+    invoice = await Invoice.get()
+    assert invoice.number == f"{therapist.last_name[:3].upper()}-{date.today().year}-0001"
+    # The front desk bills anyone's, in the practice's name.
+    desk = new_http("10.0.0.3")
+    await login(desk, await make.office_admin())
+    r = await desk.post("/staff/billing/create", data=base | {"consultation": other[0].id})
+    assert r.status_code == 303
