@@ -52,9 +52,21 @@ from models.messaging import (
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from models.notifications import OutboxMessage, OutboxStatus
 from models.realtime import RealtimeCursor, RealtimeEvent
+from models.reminders import (
+    Channel,
+    MessagingSettings,
+    PractitionerSms,
+    ReminderTemplate,
+    SmsTemplate,
+)
 from models.tasks import Task
 
 __all__ = [
+    "Channel",
+    "MessagingSettings",
+    "PractitionerSms",
+    "ReminderTemplate",
+    "SmsTemplate",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
 from models.clients import Client
-from server.actions import agenda
+from server.actions import agenda, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, NotFound
@@ -200,6 +200,7 @@ async def book_free_slot(
             client_id=client.id,
             practice_id=practice.id,
         )
+        await reminders.on_online_booking(appointment)
     return appointment
 
 

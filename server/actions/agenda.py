@@ -26,7 +26,7 @@ from models.agenda import (
 )
 from models.clients import Client
 from realtime.events import client_recipient, emit, staff_recipient
-from server.actions import audit
+from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -310,6 +310,7 @@ async def do_book_appointment(
             detail={"starts_at": starts_at.isoformat(), "service_id": service.id},
         )
         await notify_appointment_changed(appointment)
+        await reminders.sync_appointment(appointment)
     return appointment
 
 
@@ -360,6 +361,7 @@ async def do_set_attendance(
             detail={"from": before.value, "to": attendance.value},
         )
         await notify_appointment_changed(appointment)
+        await reminders.sync_appointment(appointment)
     return appointment
 
 
@@ -381,6 +383,7 @@ async def do_move_appointment(
             location=await Location.get_or_none(id=appointment.location_id),  # type: ignore[attr-defined]
         )
         await do_set_attendance(actor, appointment, Attendance.MOVED)
+        await reminders.on_moved(appointment, new)
     return new
 
 
@@ -399,6 +402,7 @@ async def do_delete_appointment(actor: Caller | None, appointment: Appointment) 
             client_id=appointment.client_id,  # type: ignore[attr-defined]
         )
         await notify_appointment_changed(appointment)
+        await reminders.sync_appointment(appointment)
 
 
 # --- setup: categories, services, locations, availability, time off ----------------------------
