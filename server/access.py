@@ -14,6 +14,7 @@ from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, Document, PaymentMethod
 from models.messaging import Conversation, Message, Participant
+from models.reminders import SmsTemplate
 from models.tasks import Task
 from server.auth.sessions import Caller
 from server.errors import NotFound
@@ -182,3 +183,15 @@ async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment,
     if not can_see_clinical(caller, practice):
         raise NotFound()
     return await access_appointment(caller, appointment_id), practice
+
+
+async def access_sms_template(caller: Caller, template_id: int) -> SmsTemplate:
+    """A confirmation template of the caller's practice (any staff may pick one)."""
+    if caller.staff is None:
+        raise NotFound()
+    template = await SmsTemplate.get_or_none(
+        id=template_id, practice_id=caller.practice_id, deleted_at=None
+    )
+    if template is None:
+        raise NotFound()
+    return template

@@ -62,8 +62,18 @@ def count_segments(text: str) -> Segments:
 # Look-alikes that would turn a whole text into UCS-2 (half the characters per segment):
 # babel's narrow no-break space in "9:00 AM", typographic quotes and dashes.
 _LOOKALIKES = str.maketrans(
-    {"\u202f": " ", "\xa0": " ", "\u2009": " ", "’": "'", "‘": "'", "“": '"', "”": '"',
-     "–": "-", "—": "-", "…": "..."}
+    {
+        "\u202f": " ",
+        "\xa0": " ",
+        "\u2009": " ",
+        "’": "'",
+        "‘": "'",
+        "“": '"',
+        "”": '"',
+        "–": "-",
+        "—": "-",
+        "…": "...",
+    }
 )
 
 

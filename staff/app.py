@@ -26,6 +26,7 @@ from staff import (
     notes,
     pages,
     practice,
+    reminders,
     sessions,
     tasks,
 )
@@ -63,6 +64,7 @@ def build_staff_app() -> ASGIApp:
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
         Route("/practice", practice.settings_page, methods=["GET", "POST"]),
+        *reminders.routes,
         Route("/messages", messaging.messaging_page),
         Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),

@@ -184,7 +184,9 @@ async def test_circle_of_care_members_get_reminders_for_every_session(
         f"reminder:{appt.id}:contact-{mum.id}:email",
         f"reminder:{appt.id}:contact-{mum.id}:sms",
     }
-    assert await run_all(start - timedelta(hours=1)) >= 2, [(j.key, j.status) for j in await Job.all()]
+    assert await run_all(start - timedelta(hours=1)) >= 2, [
+        (j.key, j.status) for j in await Job.all()
+    ]
     assert {j.status for j in await Job.all()} == {JobStatus.DONE}
     sent = await OutboxMessage.filter(client_id=client.id, purpose="reminder").order_by("channel")
     assert [(m.channel, m.to) for m in sent] == [
@@ -427,7 +429,9 @@ async def test_online_booking_confirms_by_sms_and_tells_the_practitioner(
     s = setup
     owner = Caller.acting_as(s["owner"])
     await set_prefs(s["client"], None, None, phone="+33633333333")
-    await reminders.do_update_messaging_settings(owner, s["practice"], {"sms_on_online_booking": True})
+    await reminders.do_update_messaging_settings(
+        owner, s["practice"], {"sms_on_online_booking": True}
+    )
     await reminders.do_set_practitioner_sms(
         owner,
         s["alice"],
@@ -456,6 +460,7 @@ async def test_logs_show_each_message_with_purpose_status_and_reason(
     await set_prefs(s["client"], 24, 24)
     start = in_days(2)
     await book(s, start)
+    await reminders.messaging_settings(s["practice"].id)
     await MessagingSettings.filter(practice_id=s["practice"].id).update(sms_credits=0)
     await run_all(start - timedelta(hours=23))
     logs = await client_logs(s["client"].id)
@@ -510,7 +515,9 @@ async def test_sent_reminders_reach_a_real_smtp_server_as_text_and_html(
     assert (await OutboxMessage.get(purpose="reminder")).status == OutboxStatus.SENT
 
 
-async def test_settings_pages_are_the_owners(setup: dict[str, Any], make: Factory, new_http: Any) -> None:
+async def test_settings_pages_are_the_owners(
+    setup: dict[str, Any], make: Factory, new_http: Any
+) -> None:
     s = setup
     admin = await make.office_admin()
     for who, status in ((s["owner"], 200), (s["alice"], 403), (admin, 403)):

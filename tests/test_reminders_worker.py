@@ -138,8 +138,7 @@ async def test_two_worker_processes_share_the_reminders_without_duplicates(
 
         async def both_running() -> bool:
             return all(
-                "Cabinet worker running." in (tmp_path / f"w{i}.log").read_text()
-                for i in range(2)
+                "Cabinet worker running." in (tmp_path / f"w{i}.log").read_text() for i in range(2)
             )
 
         await wait_for(both_running)

@@ -43,7 +43,7 @@ from server import jobs
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
-from server.errors import NotFound, ValidationFailed
+from server.errors import ValidationFailed
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.queries.agenda import video_link
@@ -713,6 +713,18 @@ async def do_save_reminder_templates(
         await audit.record(actor, "reminders.templates_updated", practice_id=practice.id)
 
 
+async def do_save_reminder_settings(
+    actor: Caller,
+    practice: Practice,
+    texts: dict[tuple[Channel, str], Text],
+    values: dict[str, Any],
+) -> None:
+    """Settings > Reminders in one go: the wording and the sending settings, or nothing."""
+    async with atomic():
+        await do_save_reminder_templates(actor, practice, texts)
+        await do_update_messaging_settings(actor, practice, values)
+
+
 async def do_update_messaging_settings(
     actor: Caller, practice: Practice, values: dict[str, Any]
 ) -> MessagingSettings:
@@ -892,12 +904,3 @@ async def do_record_sms_status(provider_ref: str, status: str, error_code: str =
             )
         await OutboxMessage.filter(id=msg.id).update(**changes)
     return True
-
-
-async def access_sms_template(caller: Caller, template_id: int) -> SmsTemplate:
-    template = await SmsTemplate.get_or_none(
-        id=template_id, practice_id=caller.practice_id, deleted_at=None
-    )
-    if template is None:
-        raise NotFound()
-    return template
