@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from models.agenda import Appointment, Attendance, Location, Service, ServiceCategory
-from server.access import access_client
-from server.actions import agenda
+from server.access import access_client, access_sms_template
+from server.actions import agenda, reminders
 from server.api import Ok
 from server.i18n import current_time_zone
 from server.queries.agenda import slots_for
@@ -31,6 +31,7 @@ from server.queries.agenda_view import (
     time_off,
     utc_iso,
 )
+from server.queries.reminders import agenda_sms_config
 from server.web import path_id, render, require_staff, validate
 from staff.api import api
 
@@ -125,8 +126,11 @@ class BookIn(BaseModel):
     service_id: int = Field(ge=1)
     location_id: int | None = Field(default=None, ge=1)
     starts_at: AwareDatetime
+    # "Confirm by SMS": sent after the practice's delay, with this template (None: built-in).
+    confirm_sms: bool = False
+    sms_template_id: int | None = Field(default=None, ge=1)
 
-    @field_validator("location_id", mode="before")
+    @field_validator("location_id", "sms_template_id", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -252,14 +256,24 @@ async def book(request: Request, body: BookIn) -> AppointmentOut:
     client = await access_client(caller, body.client_id)
     service = await access_agenda_service(caller, body.service_id)
     location = await access_agenda_location(caller, body.location_id) if body.location_id else None
-    appointment = await agenda.do_book_appointment(
-        caller,
-        practitioner=practitioner,
-        client=client,
-        service=service,
-        starts_at=body.starts_at,
-        location=location,
-    )
+    booking: dict[str, Any] = {
+        "practitioner": practitioner,
+        "client": client,
+        "service": service,
+        "starts_at": body.starts_at,
+        "location": location,
+    }
+    if body.confirm_sms:
+        template = (
+            await access_sms_template(caller, body.sms_template_id)
+            if body.sms_template_id
+            else None
+        )
+        appointment = await reminders.do_book_with_confirmation(
+            caller, template=template, **booking
+        )
+    else:
+        appointment = await agenda.do_book_appointment(caller, **booking)
     return await _one(appointment.id)
 
 
@@ -336,5 +350,6 @@ async def agenda_page(request: Request) -> Response:
         "categories": [{"id": c["id"], "name": c["name"], "color": c["color"]} for c in categories],
         "locations": list(locations),
         "me": caller.staff.id if caller.staff else None,
+        **await agenda_sms_config(caller.practice_id),
     }
     return render(request, "staff/agenda.html", {"section": "agenda", "agenda": config})

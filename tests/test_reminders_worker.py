@@ -101,8 +101,8 @@ def start_worker(settings: Settings, tmp: Path, name: str) -> subprocess.Popen[b
     return subprocess.Popen([CABINET, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def wait_for(predicate: Any, timeout: float = 90) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Any, within: float = 90) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         if await predicate():
             return
