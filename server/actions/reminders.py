@@ -811,7 +811,7 @@ async def do_save_sms_template(
     body: str,
 ) -> SmsTemplate:
     check_sms_template(title, body, sender_name)
-    values = {
+    values: dict[str, Any] = {
         "title": title.strip(),
         "description": description.strip(),
         "sender_name": sender_name.strip(),
