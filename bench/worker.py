@@ -5,7 +5,9 @@
 a practice of 20 practitioners and 10,000 appointments spread over the next four weeks,
 each client with an email reminder and one in four with an SMS reminder too, then:
 
-1. schedules every reminder through ``sync_appointment`` (as the agenda does on booking);
+1. schedules the reminders of ``--scheduled`` appointments through ``sync_appointment``, one
+   transaction each as the agenda does on booking (timed), and inserts the same job rows
+   for the others in bulk;
 2. finds the busiest minute (the most reminders falling due in one minute);
 3. makes ``--jobs`` reminders due at once and runs ``jobs.run_due`` in batches as the worker
    does, timing it: each job loads the appointment, client, circle, template, renders and
@@ -115,7 +117,7 @@ async def seed() -> int:
     return practice.id
 
 
-async def run(url: str, jobs_due: int, workers: int) -> None:
+async def run(url: str, jobs_due: int, workers: int, scheduled: int) -> None:
     set_settings(Settings(env="bench", database_url=url, secret_key="bench", public_url="http://b"))
     if url.startswith("postgres"):
         import asyncpg
@@ -131,17 +133,45 @@ async def run(url: str, jobs_due: int, workers: int) -> None:
         practice_id = await seed()
         print(f"seeded {APPOINTMENTS:,} appointments in {clock.perf_counter() - t0:.1f} s")
         t0 = clock.perf_counter()
-        appointments = await Appointment.filter(practice_id=practice_id)
-        for i in range(0, len(appointments), 200):
-            async with atomic():
-                for a in appointments[i : i + 200]:
-                    await reminders.sync_appointment(a)
+        appointments = await Appointment.filter(practice_id=practice_id).order_by("id")
+        through, rest = appointments[:scheduled], appointments[scheduled:]
+        for a in through:
+            async with atomic():  # one transaction per booking, as in the agenda
+                await reminders.sync_appointment(a)
         elapsed = clock.perf_counter() - t0
-        total = await Job.filter(status=JobStatus.PENDING).count()
         print(
-            f"scheduled {total:,} reminder jobs in {elapsed:.1f} s "
-            f"({len(appointments) / elapsed:,.0f} appointments/s)"
+            f"scheduled the reminders of {len(through):,} appointments through "
+            f"sync_appointment in {elapsed:.1f} s ({len(through) / elapsed:,.0f} appointments/s)"
         )
+        # The others get the very rows sync_appointment writes, inserted in bulk so that
+        # seeding stays short.
+        sms = set(
+            await Client.filter(practice_id=practice_id, reminder_sms_hours=2).values_list(
+                "id", flat=True
+            )
+        )
+        rows = []
+        for a in rest:
+            cid = a.client_id  # type: ignore[attr-defined]
+            for channel, hours in (("email", 24), ("sms", 2)):
+                if channel == "sms" and cid not in sms:
+                    continue
+                rows.append(
+                    Job(
+                        kind=reminders.REMINDER,
+                        key=f"reminder:{a.id}:client-{cid}:{channel}",
+                        payload={
+                            "appointment": a.id,
+                            "recipient": f"client-{cid}",
+                            "channel": channel,
+                        },
+                        run_at=a.starts_at - timedelta(hours=hours),
+                        practice_id=practice_id,
+                    )
+                )
+        await Job.bulk_create(rows, batch_size=1000)
+        total = await Job.filter(status=JobStatus.PENDING).count()
+        print(f"{total:,} reminder jobs pending for {len(appointments):,} appointments")
         minutes = Counter(
             r.replace(second=0, microsecond=0)
             for r in await Job.filter(status=JobStatus.PENDING).values_list("run_at", flat=True)
@@ -186,13 +216,19 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--jobs", type=int, default=2000, help="reminders made due at once")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--scheduled",
+        type=int,
+        default=500,
+        help="appointments whose reminders are scheduled through the action (timed)",
+    )
     args = parser.parse_args()
     url = args.database_url
     if not url:
         tmp = Path(tempfile.mkdtemp(prefix="cabinet-bench-worker-"))
         url = f"sqlite://{tmp / 'bench.sqlite3'}"
     print(f"database: {url.split('@')[-1]}")
-    asyncio.run(run(url, args.jobs, args.workers))
+    asyncio.run(run(url, args.jobs, args.workers, args.scheduled))
 
 
 if __name__ == "__main__":
