@@ -525,6 +525,8 @@ async def test_settings_pages_are_the_owners(
         await login(http, who)
         for url in ("/staff/settings/reminders", "/staff/settings/sms"):
             assert (await http.get(url)).status_code == status, (who.role, url)
+        outbox = await http.get("/staff/outbox")
+        assert outbox.status_code == (403 if who is s["alice"] else 200)
         await http.aclose()
     client_http = new_http()
     await login(client_http, s["client"])
