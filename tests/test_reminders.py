@@ -583,3 +583,39 @@ async def test_owner_edits_templates_and_sms_settings_in_the_browser_forms(
     assert "Standard" in sms_page.text and "segment" in sms_page.text
     practice = await Practice.get(id=s["practice"].id)
     assert practice is not None
+
+
+async def test_booking_with_confirm_by_sms_through_the_api(
+    setup: dict[str, Any], http: Any
+) -> None:
+    from models.reminders import SmsTemplate
+
+    s = setup
+    await set_prefs(s["client"], None, None, phone="+33644444444")
+    elsewhere = await Practice.create(name="Another practice")
+    foreign = await SmsTemplate.create(practice=elsewhere, title="Theirs", body="x")
+    mine = await SmsTemplate.create(practice=s["practice"], title="Ours", body="Booked {time}")
+    await login(http, s["alice"])
+    body = {
+        "practitioner_id": s["alice"].id,
+        "client_id": s["client"].id,
+        "service_id": s["talk"].id,
+        "location_id": s["office"].id,
+        "starts_at": in_days(3).isoformat(),
+        "confirm_sms": True,
+        "sms_template_id": foreign.id,
+    }
+    # Another practice's template is not found, and nothing is booked.
+    assert (await http.post("/api/appointments", json=body)).status_code == 404
+    assert await Appointment.all().count() == 0
+    booked = await http.post("/api/appointments", json={**body, "sms_template_id": mine.id})
+    assert booked.status_code == 200, booked.text
+    job = await Job.get(key=f"confirmation:{booked.json()['id']}")
+    assert job.payload["template"] == mine.id
+    # Without "confirm by SMS": no confirmation job.
+    plain = await http.post(
+        "/api/appointments",
+        json={**body, "confirm_sms": False, "starts_at": in_days(4).isoformat()},
+    )
+    assert plain.status_code == 200
+    assert await Job.filter(key=f"confirmation:{plain.json()['id']}").count() == 0
