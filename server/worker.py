@@ -23,7 +23,7 @@ log = logging.getLogger("cabinet.worker")
 
 # The modules whose job handlers the worker runs (they register with @jobs.handler on
 # import). A job kind without a handler fails at once, loudly, rather than waiting forever.
-JOB_MODULES: tuple[str, ...] = ("server.actions.reminders",)
+JOB_MODULES: tuple[str, ...] = ("server.actions.reminder_jobs",)
 
 JOB_BATCH = 50
 

@@ -15,7 +15,10 @@ from models.clients import Client, PhoneNumber
 from models.jobs import Job
 from models.notifications import OutboxMessage
 from server import jobs
-from server.actions import reminders
+from server.actions import (
+    reminder_jobs,  # noqa: F401 - registers the job handlers
+    reminders,
+)
 from server.auth.sessions import Caller
 from tests.conftest import LiveServer
 from tests.test_browser_agenda import MONDAY, agenda_page, browser, practice  # noqa: F401

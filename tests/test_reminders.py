@@ -19,7 +19,14 @@ from models.messaging import ConversationKind, Participant
 from models.notifications import OutboxMessage, OutboxStatus
 from models.reminders import Channel, MessagingSettings
 from server import jobs
-from server.actions import agenda, circle, client_file, messaging, reminders
+from server.actions import (
+    agenda,
+    circle,
+    client_file,
+    messaging,
+    reminder_jobs,  # noqa: F401 - registers the job handlers
+    reminders,
+)
 from server.actions.client_file import ContactIn, EmailIn, PhoneIn
 from server.auth.sessions import Caller
 from server.db import atomic
