@@ -15,6 +15,7 @@ from server.access import my_participant
 from server.actions import accounts, agenda, clients, messaging, tasks
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
+from server.demo_reminders import demo_reminders
 
 DEMO_PASSWORD = "cabinet-demo-2026"
 
@@ -82,6 +83,7 @@ async def create_demo() -> list[tuple[str, str, str]]:
             logins.append(("client", email, DEMO_PASSWORD))
     await _demo_conversations(owner, alice, bruno, people)
     await _demo_agenda(practice, owner, alice, bruno, people)
+    await demo_reminders(practice, owner, [alice, bruno], [c for _a, c in people])
     return logins
 
 

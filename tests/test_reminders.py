@@ -626,3 +626,16 @@ async def test_booking_with_confirm_by_sms_through_the_api(
     )
     assert plain.status_code == 200
     assert await Job.filter(key=f"confirmation:{plain.json()['id']}").count() == 0
+
+
+async def test_the_demo_practice_has_reminders_scheduled(db: None) -> None:
+    from server.demo import create_demo
+
+    await create_demo()
+    keys = [
+        str(k) for k in await Job.filter(status=JobStatus.PENDING).values_list("key", flat=True)
+    ]
+    mine = [k for k in keys if k.startswith("reminder:")]
+    assert any(k.endswith(":email") for k in mine) and any(k.endswith(":sms") for k in mine)
+    # The demo's unread messages wait for their notices too.
+    assert all(k.startswith(("reminder:", "notice:")) for k in keys)
