@@ -82,6 +82,13 @@ from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
 from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
 from models.realtime import RealtimeCursor, RealtimeEvent
+from models.reminders import (
+    Channel,
+    MessagingSettings,
+    PractitionerSms,
+    ReminderTemplate,
+    SmsTemplate,
+)
 from models.tasks import Task
 
 __all__ = [
@@ -114,6 +121,11 @@ __all__ = [
     "Payment",
     "PaymentKind",
     "PaymentMethodUsed",
+    "Channel",
+    "MessagingSettings",
+    "PractitionerSms",
+    "ReminderTemplate",
+    "SmsTemplate",
     "NoteAddendum",
     "NoteTemplate",
     "SessionNote",

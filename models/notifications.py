@@ -12,6 +12,8 @@ from models.base import Timestamped
 class OutboxStatus(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
+    # The provider reported it reached the phone (SMS status callbacks).
+    DELIVERED = "delivered"
     FAILED = "failed"
 
 
@@ -30,6 +32,11 @@ class OutboxMessage(Timestamped):
     next_attempt_at = fields.DatetimeField(null=True)
     sent_at = fields.DatetimeField(null=True)
     error = fields.TextField(default="")
+    # SMS: segments it uses (each costs a credit), the sender name, the provider's id for it.
+    segments = fields.SmallIntField(default=0, db_default=0)
+    sender = fields.CharField(max_length=20, default="", db_default="")
+    provider_ref = fields.CharField(max_length=64, default="", db_default="", db_index=True)
+    delivered_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "outbox_message"

@@ -19,7 +19,7 @@ from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
 from models.clients import Client
 from portal.offers import offers_context
-from server.actions import agenda, offers
+from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, NotFound
@@ -208,6 +208,7 @@ async def book_free_slot(
             client_id=client.id,
             practice_id=practice.id,
         )
+        await reminders.on_online_booking(appointment)
     return appointment
 
 

@@ -18,6 +18,7 @@ from models.forms import FormAssignment, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
 from models.offers import EarlierSlotOffer
+from models.reminders import SmsTemplate
 from models.tasks import Task
 from server.auth.sessions import Caller
 from server.errors import NotFound
@@ -321,3 +322,15 @@ async def access_billing_profile(caller: Caller, profile_id: int) -> BillingProf
     if caller.staff.role is not StaffRole.OWNER and profile.practitioner_id != caller.staff.id:  # type: ignore[attr-defined]
         raise NotFound()
     return profile
+
+
+async def access_sms_template(caller: Caller, template_id: int) -> SmsTemplate:
+    """A confirmation template of the caller's practice (any staff may pick one)."""
+    if caller.staff is None:
+        raise NotFound()
+    template = await SmsTemplate.get_or_none(
+        id=template_id, practice_id=caller.practice_id, deleted_at=None
+    )
+    if template is None:
+        raise NotFound()
+    return template

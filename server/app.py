@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from portal.app import build_portal_app
 from realtime.hub import hub
-from server import db, feeds
+from server import db, feeds, sms_hooks
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/healthz", health),
             Route("/feeds/staff/{token}", feeds.staff_feed),
             Route("/feeds/client/{token}", feeds.client_feed),
+            Route("/hooks/sms/twilio", sms_hooks.twilio_status, methods=["POST"]),
             Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
             Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
             Mount("/staff", build_staff_app()),

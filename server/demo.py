@@ -17,6 +17,7 @@ from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
 from server.demo_billing import create_demo_billing
 from server.demo_measures import create_demo_measures
+from server.demo_reminders import demo_reminders
 
 DEMO_PASSWORD = "cabinet-demo-2026"
 
@@ -86,6 +87,7 @@ async def create_demo() -> list[tuple[str, str, str]]:
     await _demo_agenda(practice, owner, alice, bruno, people)
     await create_demo_measures(alice, people[0][1])
     await create_demo_billing(practice, owner, people)
+    await demo_reminders(practice, owner, [alice, bruno], [c for _a, c in people])
     return logins
 
 

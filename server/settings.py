@@ -74,11 +74,20 @@ class Settings:
     # Earlier-slot alerts: how long after a slot is freed its offers go out. A short wait lets
     # a mistaken cancellation be undone before five clients hear of the slot.
     offer_delay_seconds: int = 180
+    # SMS through Twilio when all three are set; otherwise the outbox (console) default.
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def sms_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
 
     @property
     def uses_https(self) -> bool:
@@ -111,6 +120,10 @@ class Settings:
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
             document_max_mb=_int("DOCUMENT_MAX_MB", 20),
             offer_delay_seconds=_int("OFFER_DELAY_SECONDS", 180),
+            twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", ""),
+            twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", ""),
+            twilio_from=os.environ.get("TWILIO_FROM", ""),
+            twilio_api_url=os.environ.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
         )
 
 

@@ -18,12 +18,13 @@ from models.realtime import RealtimeEvent
 from server import jobs
 from server.actions.measures import send_due_measures
 from server.mail import deliver_due
+from server.sms import deliver_due_sms
 
 log = logging.getLogger("cabinet.worker")
 
 # The modules whose job handlers the worker runs (they register with @jobs.handler on
 # import). A job kind without a handler fails at once, loudly, rather than waiting forever.
-JOB_MODULES: tuple[str, ...] = ("server.actions.offers",)
+JOB_MODULES: tuple[str, ...] = ("server.actions.offers", "server.actions.reminder_jobs")
 
 JOB_BATCH = 50
 
@@ -64,6 +65,7 @@ async def run_worker(stop: asyncio.Event, interval: float = 1.0) -> None:
             busy = await jobs.run_due(limit=JOB_BATCH) >= JOB_BATCH
             await deliver_due()
             await send_due_measures()
+            await deliver_due_sms()
             if loop.time() - last_prune > 3600:
                 await prune()
                 last_prune = loop.time()

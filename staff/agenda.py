@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 
 from models.accounts import Practice
 from models.agenda import Appointment, Attendance, Location, Service, ServiceCategory
-from server.access import access_client
-from server.actions import agenda, offers
+from server.access import access_client, access_sms_template
+from server.actions import agenda
 from server.api import Ok
 from server.i18n import current_time_zone
 from server.queries.agenda import slots_for
@@ -32,6 +32,7 @@ from server.queries.agenda_view import (
     time_off,
     utc_iso,
 )
+from server.queries.reminders import agenda_sms_config
 from server.web import path_id, render, require_staff, validate
 from staff.api import api
 
@@ -130,8 +131,11 @@ class BookIn(BaseModel):
     location_id: int | None = Field(default=None, ge=1)
     starts_at: AwareDatetime
     alert_earlier: bool = False
+    # "Confirm by SMS": sent after the practice's delay, with this template (None: built-in).
+    confirm_sms: bool = False
+    sms_template_id: int | None = Field(default=None, ge=1)
 
-    @field_validator("location_id", mode="before")
+    @field_validator("location_id", "sms_template_id", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -257,9 +261,16 @@ async def book(request: Request, body: BookIn) -> AppointmentOut:
     client = await access_client(caller, body.client_id)
     service = await access_agenda_service(caller, body.service_id)
     location = await access_agenda_location(caller, body.location_id) if body.location_id else None
-    appointment = await offers.do_book_with_alert(
+    template = (
+        await access_sms_template(caller, body.sms_template_id)
+        if body.confirm_sms and body.sms_template_id
+        else None
+    )
+    appointment = await agenda.do_book_with_options(
         caller,
         alert_earlier=body.alert_earlier,
+        confirm_sms=body.confirm_sms,
+        sms_template=template,
         practitioner=practitioner,
         client=client,
         service=service,
@@ -343,5 +354,6 @@ async def agenda_page(request: Request) -> Response:
         "locations": list(locations),
         "me": caller.staff.id if caller.staff else None,
         "earlier_slot_alerts": (await Practice.get(id=caller.practice_id)).earlier_slot_alerts,
+        **await agenda_sms_config(caller.practice_id),
     }
     return render(request, "staff/agenda.html", {"section": "agenda", "agenda": config})

@@ -30,6 +30,7 @@ from staff import (
     offers,
     pages,
     practice,
+    reminders,
     sessions,
     tasks,
 )
@@ -68,6 +69,7 @@ def build_staff_app() -> ASGIApp:
         Route("/audit", pages.audit_trail),
         Route("/practice", practice.settings_page, methods=["GET", "POST"]),
         Route("/practice/fill-rate", offers.fill_rate_page),
+        *reminders.routes,
         Route("/messages", messaging.messaging_page),
         Route("/agenda", agenda.agenda_page),
         Route("/clients", clients.client_list, methods=["GET", "POST"]),

@@ -25,8 +25,9 @@ from models.agenda import (
     TimeOff,
 )
 from models.clients import Client
+from models.reminders import SmsTemplate
 from realtime.events import client_recipient, emit, staff_recipient
-from server.actions import audit, offers
+from server.actions import audit, offers, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -311,6 +312,7 @@ async def do_book_appointment(
         )
         await notify_appointment_changed(appointment)
         await offers.on_appointment_booked(appointment)
+        await reminders.sync_appointment(appointment)
     return appointment
 
 
@@ -323,6 +325,39 @@ TRANSITIONS: dict[Attendance, frozenset[Attendance]] = {
     Attendance.CANCELLED_BY_PRACTITIONER: frozenset({Attendance.SCHEDULED}),
     Attendance.MOVED: frozenset(),
 }
+
+
+async def do_book_with_options(
+    actor: Caller | None,
+    *,
+    alert_earlier: bool = False,
+    confirm_sms: bool = False,
+    sms_template: SmsTemplate | None = None,
+    practitioner: StaffUser,
+    client: Client,
+    service: Service,
+    starts_at: datetime,
+    location: Location | None = None,
+) -> Appointment:
+    """The agenda's booking dialog: book and, in the same transaction, put the appointment on
+    the earlier-slot waiting list and schedule its SMS confirmation. All or nothing: a refused
+    option (422 on ``alert_earlier`` or ``confirm_sms``) books nothing."""
+    if confirm_sms:
+        await reminders.check_can_confirm(client)
+    async with atomic():
+        appointment = await do_book_appointment(
+            actor,
+            practitioner=practitioner,
+            client=client,
+            service=service,
+            starts_at=starts_at,
+            location=location,
+        )
+        if alert_earlier:
+            await offers.do_set_earlier_alert(actor, appointment, True)
+        if confirm_sms:
+            await reminders.schedule_confirmation(appointment, sms_template)
+    return appointment
 
 
 async def do_set_attendance(
@@ -362,6 +397,7 @@ async def do_set_attendance(
         )
         await notify_appointment_changed(appointment)
         await offers.on_attendance_changed(actor, appointment, before)
+        await reminders.sync_appointment(appointment)
     return appointment
 
 
@@ -384,6 +420,7 @@ async def do_move_appointment(
         )
         await do_set_attendance(actor, appointment, Attendance.MOVED)
         await offers.on_appointment_moved(appointment, new)
+        await reminders.on_moved(appointment, new)
     return new
 
 
@@ -402,6 +439,7 @@ async def do_delete_appointment(actor: Caller | None, appointment: Appointment) 
             client_id=appointment.client_id,  # type: ignore[attr-defined]
         )
         await notify_appointment_changed(appointment)
+        await reminders.sync_appointment(appointment)
 
 
 # --- setup: categories, services, locations, availability, time off ----------------------------

@@ -27,7 +27,7 @@ from models.clients import (
     LinkedAccount,
     PhoneNumber,
 )
-from server.actions import audit
+from server.actions import audit, reminders
 from server.actions.client_file import (
     EMAIL,
     PhoneIn,
@@ -209,6 +209,7 @@ async def do_add_circle_contact(
             client_id=client.id,
             practice_id=client.practice_id,  # type: ignore[attr-defined]
         )
+        await reminders.sync_client(client)
     return alternate
 
 
@@ -248,6 +249,7 @@ async def do_update_circle_contact(
                 practice_id=client.practice_id,  # type: ignore[attr-defined]
                 detail={"fields": sorted(changed)},
             )
+        await reminders.sync_client(client)
     return alternate
 
 
@@ -265,6 +267,7 @@ async def do_remove_circle_contact(actor: Caller | None, alternate: AlternateCon
             object_id=alternate.id,
             client_id=alternate.client_id,  # type: ignore[attr-defined]
         )
+        await reminders.sync_client_of(alternate)
 
 
 async def do_unlink_clients(actor: Caller | None, client: Client, other: Client) -> None:

@@ -26,7 +26,7 @@ from models.clients import (
     Tag,
     search_key,
 )
-from server.actions import audit
+from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import ValidationFailed
@@ -239,6 +239,7 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
                 client_id=client.id,
                 detail={"fields": sorted(set(changed) - {"search_name"})},
             )
+        await reminders.sync_client(client)
     return client
 
 

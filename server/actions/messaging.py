@@ -25,7 +25,7 @@ from models.messaging import (
 from models.realtime import RealtimeEvent
 from realtime.events import emit
 from realtime.hub import hub
-from server.actions import audit
+from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -298,6 +298,7 @@ async def _send(conversation: Conversation, me: Participant, body: str, client_u
         last_activity_at=message.created_at, awaiting_staff=conversation.awaiting_staff
     )
     await emit(await _recipients(conversation), "message.created", message_payload(message, me))
+    await reminders.on_message_sent(conversation, me)
     return message
 
 
@@ -355,6 +356,7 @@ async def do_mark_read(
             [MessageRead(message_id=i, participant_id=me.id) for i in unread],
             ignore_conflicts=True,
         )
+        await reminders.on_messages_read(conversation, me)
         await emit(
             await _recipients(conversation),
             "message.read",

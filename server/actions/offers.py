@@ -129,18 +129,6 @@ async def do_set_earlier_alert(
     return entry
 
 
-async def do_book_with_alert(
-    actor: Caller | None, *, alert_earlier: bool, **booking: object
-) -> Appointment:
-    """Book (``agenda.do_book_appointment``) and, if asked, put the new appointment on the
-    waiting list, all or nothing: a refused alert books nothing."""
-    async with atomic():
-        appointment = await agenda.do_book_appointment(actor, **booking)  # type: ignore[arg-type]
-        if alert_earlier:
-            await do_set_earlier_alert(actor, appointment, True)
-    return appointment
-
-
 # --- hooks called by the agenda actions (inside their transactions) ---------------------------
 
 

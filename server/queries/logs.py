@@ -60,6 +60,18 @@ ACTION_LABELS: dict[str, str] = {
 }
 
 
+# What an email or SMS was for, as the Logs tab says it.
+PURPOSE_LABELS: dict[str, str] = {
+    "reminder": lazy("Reminder"),
+    "confirmation": lazy("Confirmation"),
+    "appointment.confirmation": lazy("Confirmation"),
+    "booking.practitioner": lazy("Online booking (to the practitioner)"),
+    "message.notice": lazy("New message notice"),
+    "invoice": lazy("Invoice"),
+    "offer": lazy("Offer"),
+}
+
+
 def describe(entry: AuditEntry) -> str:
     label = ACTION_LABELS.get(entry.action)
     text = gettext(label) if label else entry.action
@@ -78,6 +90,7 @@ async def client_logs(client_id: int, *, reads: bool = True) -> dict[str, Any]:
     activity = [e for e in entries if e.object_type != "appointment" and (reads or not e.is_read)]
     return {
         "sent": sent,
+        "purposes": {k: gettext(v) for k, v in PURPOSE_LABELS.items()},
         "session_log": [(e, describe(e)) for e in sessions[:LIMIT]],
         "activity": [(e, describe(e)) for e in activity[:LIMIT]],
         "show_reads": reads,

@@ -277,6 +277,7 @@
     var offered = cfg.services.filter(function (s) { return w.service_ids.indexOf(s.id) >= 0; });
     if (offered.length) bookForm.service_id.value = String(offered[0].id);
     bookForm.date.value = dateStr; bookForm.time.value = hhmm(minute);
+    bookForm.confirm_sms.checked = false; smsDefault();
     openDialog(book);
     freeTimes();
     $("#book-client-search").focus();
@@ -318,6 +319,9 @@
     }).catch(function () {});
   }
   ["practitioner_id", "service_id", "date", "location_id"].forEach(function (f) { bookForm[f].addEventListener("change", freeTimes); });
+  // "Confirm by SMS": the practitioner's default template preselected.
+  function smsDefault() { bookForm.sms_template_id.value = String((cfg.sms_defaults || {})[bookForm.practitioner_id.value] || ""); }
+  bookForm.practitioner_id.addEventListener("change", smsDefault);
   bookForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
     if (!state.chosenClient) { showErrors(bookForm, { message: T.choose_client, body: { error: { fields: { client_id: T.choose_client } } } }); return; }
@@ -325,7 +329,9 @@
       practitioner_id: Number(bookForm.practitioner_id.value), client_id: state.chosenClient,
       service_id: Number(bookForm.service_id.value), location_id: bookForm.location_id.value ? Number(bookForm.location_id.value) : null,
       starts_at: toUtc(bookForm.date.value, bookForm.time.value),
-      alert_earlier: !!(bookForm.alert_earlier && bookForm.alert_earlier.checked)
+      alert_earlier: !!(bookForm.alert_earlier && bookForm.alert_earlier.checked),
+      confirm_sms: bookForm.confirm_sms.checked,
+      sms_template_id: bookForm.confirm_sms.checked && bookForm.sms_template_id.value ? Number(bookForm.sms_template_id.value) : null
     };
     call("POST", "/appointments", body).then(function (a) { apply(a); render(); closeDialog(book); })
       .catch(function (err) { showErrors(bookForm, err); });

@@ -1,0 +1,663 @@
+"""Reminders, SMS confirmations and unread-message notices: scheduled, sent once, logged.
+
+Scheduling side: the agenda, client-file, circle and messaging actions call one function
+here inside their transaction (``sync_appointment``, ``sync_client``, ``on_moved``,
+``on_message_sent``, ``on_messages_read``); each writes or cancels jobs keyed by the work
+itself, ``reminder:<appointment>:<recipient>:<channel>``, so there are never two.
+
+Running side: the job handlers are in ``server/actions/reminder_jobs.py``; what they share
+with the scheduling side (the recipients, ``queue_sms`` with its credits, the quiet hours)
+is here. Credits are taken per segment in the job's transaction, under a row lock, so two
+workers cannot overspend them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.agenda import Appointment, Attendance
+from models.clients import AlternateContact, Client, PhoneNumber
+from models.jobs import Job, JobStatus
+from models.messaging import (
+    Conversation,
+    ConversationKind,
+    Participant,
+    ParticipantRole,
+)
+from models.notifications import OutboxMessage, OutboxStatus
+from models.reminders import (
+    Channel,
+    MessagingSettings,
+    PractitionerSms,
+    ReminderTemplate,
+    SmsTemplate,
+)
+from server import jobs
+from server.actions import audit
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import ValidationFailed
+from server.i18n import gettext as _
+from server.mail import queue_email
+from server.quiet_hours import next_allowed
+from server.reminder_texts import (
+    DEFAULT_REMINDERS,
+    Text,
+    check_template,
+    language,
+)
+from server.settings import get_settings
+from server.sms import count_segments, gsm_friendly
+
+REMINDER = "reminder.send"
+CONFIRMATION = "confirmation.send"
+BOOKING_NOTICE = "booking.practitioner_sms"
+UNREAD = "notice.unread"
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+async def messaging_settings(practice_id: int) -> MessagingSettings:
+    found = await MessagingSettings.get_or_none(practice_id=practice_id)
+    if found is not None:
+        return found
+    row, _created = await MessagingSettings.get_or_create(practice_id=practice_id)
+    return row
+
+
+def _minute_time(minute: int) -> time:
+    return time(minute // 60, minute % 60)
+
+
+async def sms_allowed_from(practice: Practice, at: datetime) -> datetime:
+    """``at``, or the end of the practice's quiet hours if ``at`` falls in them. Everyone is
+    taken to live in the practice's time zone (people have no time zone of their own)."""
+    s = await messaging_settings(practice.id)
+    return next_allowed(
+        at,
+        ZoneInfo(practice.time_zone),
+        _minute_time(s.quiet_start_minute),
+        _minute_time(s.quiet_end_minute),
+    )
+
+
+# --- recipients -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # "client-7" or "contact-3"
+    channel: Channel
+    hours: int
+    address: str
+    locale: str
+
+
+async def client_locale(client: Client, practice: Practice) -> str:
+    account = await PortalAccount.get_or_none(client_id=client.id)
+    return language(account.locale if account else None, client.locale, practice.locale)
+
+
+async def sms_number(*, client_id: int | None = None, alternate_id: int | None = None) -> str:
+    query = PhoneNumber.filter(for_sms=True)
+    query = (
+        query.filter(client_id=client_id)
+        if client_id is not None
+        else query.filter(alternate_contact_id=alternate_id)
+    )
+    phone = await query.first()
+    return phone.number.strip() if phone else ""
+
+
+async def reminder_recipients(client: Client, practice: Practice) -> list[Recipient]:
+    """The client and each circle-of-care contact with reminders on, per channel. SMS only
+    to a number marked for reminders, email only to an address on file."""
+    locale = await client_locale(client, practice)
+    out: list[Recipient] = []
+    if client.reminder_email_hours and client.email:
+        out.append(
+            Recipient(
+                f"client-{client.id}",
+                Channel.EMAIL,
+                client.reminder_email_hours,
+                client.email,
+                locale,
+            )
+        )
+    if client.reminder_sms_hours:
+        number = await sms_number(client_id=client.id)
+        if number:
+            out.append(
+                Recipient(
+                    f"client-{client.id}", Channel.SMS, client.reminder_sms_hours, number, locale
+                )
+            )
+    for contact in await AlternateContact.filter(client_id=client.id, deleted_at=None):
+        # A contact has no language of their own: they get the client's.
+        if contact.reminder_email_hours and contact.email:
+            out.append(
+                Recipient(
+                    f"contact-{contact.id}",
+                    Channel.EMAIL,
+                    contact.reminder_email_hours,
+                    contact.email,
+                    locale,
+                )
+            )
+        if contact.reminder_sms_hours:
+            number = await sms_number(alternate_id=contact.id)
+            if number:
+                out.append(
+                    Recipient(
+                        f"contact-{contact.id}",
+                        Channel.SMS,
+                        contact.reminder_sms_hours,
+                        number,
+                        locale,
+                    )
+                )
+    return out
+
+
+# --- scheduling (called inside the caller's transaction) ------------------------------------
+
+
+def is_upcoming(appointment: Appointment, now: datetime) -> bool:
+    return (
+        appointment.deleted_at is None
+        and appointment.attendance is Attendance.SCHEDULED
+        and appointment.starts_at > now
+    )
+
+
+async def sync_appointment(appointment: Appointment) -> None:
+    """Make the appointment's reminder jobs match it: one per recipient and channel for an
+    upcoming session, none for a cancelled, moved or deleted one. Call inside ``atomic()``.
+
+    A reminder whose time has already passed (a session booked at short notice) is not
+    sent: it would arrive as a second confirmation, not a reminder."""
+    now = datetime.now(UTC)
+    prefix = f"reminder:{appointment.id}:"
+    if not is_upcoming(appointment, now):
+        await jobs.cancel_prefix(prefix)
+        await jobs.cancel(f"confirmation:{appointment.id}")
+        return
+    client = await Client.get(id=appointment.client_id)  # type: ignore[attr-defined]
+    practice = await Practice.get(id=appointment.practice_id)  # type: ignore[attr-defined]
+    keep: list[str] = []
+    for r in await reminder_recipients(client, practice):
+        run_at = appointment.starts_at - timedelta(hours=r.hours)
+        if run_at <= now:
+            continue
+        key = f"{prefix}{r.key}:{r.channel.value}"
+        keep.append(key)
+        await jobs.schedule(
+            REMINDER,
+            run_at,
+            {"appointment": appointment.id, "recipient": r.key, "channel": r.channel.value},
+            key=key,
+            practice_id=practice.id,
+        )
+    stale = (
+        Job.filter(key__startswith=prefix, status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+        .exclude(key__in=keep or [""])
+        .values_list("key", flat=True)
+    )
+    await jobs.cancel([str(k) for k in await stale])
+
+
+async def sync_client(client: Client) -> None:
+    """A reminder preference of the client or of their circle changed: apply it to every
+    upcoming session. Call inside ``atomic()``."""
+    now = datetime.now(UTC)
+    for appointment in await Appointment.filter(
+        client_id=client.id, deleted_at=None, attendance=Attendance.SCHEDULED, starts_at__gt=now
+    ):
+        await sync_appointment(appointment)
+
+
+async def sync_client_of(alternate: AlternateContact) -> None:
+    await sync_client(await Client.get(id=alternate.client_id))  # type: ignore[attr-defined]
+
+
+async def on_moved(old: Appointment, new: Appointment) -> None:
+    """A pending "confirm by SMS" follows the appointment to its new time (the client gets
+    the corrected details, once). Call inside ``atomic()``, after the move."""
+    # The old appointment's own sync has just cancelled it (it is no longer upcoming).
+    job = await Job.get_or_none(
+        key=f"confirmation:{old.id}",
+        status__in=[JobStatus.PENDING, JobStatus.CANCELLED],
+        run_at__gt=datetime.now(UTC),
+    )
+    if job is None:
+        return
+    await jobs.cancel(f"confirmation:{old.id}")
+    await jobs.schedule(
+        CONFIRMATION,
+        job.run_at,
+        {**job.payload, "appointment": new.id},
+        key=f"confirmation:{new.id}",
+        practice_id=job.practice_id,
+    )
+
+
+async def schedule_confirmation(
+    appointment: Appointment, template: SmsTemplate | None, *, delay: timedelta | None = None
+) -> None:
+    """Send an SMS confirmation after the practice's delay. Call inside ``atomic()``."""
+    settings = await messaging_settings(appointment.practice_id)  # type: ignore[attr-defined]
+    wait = delay if delay is not None else timedelta(minutes=settings.confirmation_delay_minutes)
+    await jobs.schedule(
+        CONFIRMATION,
+        datetime.now(UTC) + wait,
+        {"appointment": appointment.id, "template": template.id if template else None},
+        key=f"confirmation:{appointment.id}",
+        practice_id=appointment.practice_id,  # type: ignore[attr-defined]
+    )
+
+
+async def on_online_booking(appointment: Appointment) -> None:
+    """A client booked on the portal: an SMS confirmation if the practice turned them on,
+    and a text to the practitioner if they asked for one. Call inside ``atomic()``."""
+    settings = await messaging_settings(appointment.practice_id)  # type: ignore[attr-defined]
+    prefs = await PractitionerSms.get_or_none(
+        practitioner_id=appointment.practitioner_id  # type: ignore[attr-defined]
+    )
+    if settings.sms_on_online_booking:
+        template = None
+        if prefs is not None and prefs.default_template_id is not None:  # type: ignore[attr-defined]
+            template = await SmsTemplate.get_or_none(
+                id=prefs.default_template_id,  # type: ignore[attr-defined]
+                deleted_at=None,
+            )
+        await schedule_confirmation(appointment, template, delay=timedelta(0))
+    if prefs is not None and prefs.notify_online_bookings and prefs.mobile:
+        await jobs.schedule(
+            BOOKING_NOTICE,
+            datetime.now(UTC),
+            {"appointment": appointment.id},
+            key=f"booking-notice:{appointment.id}",
+            practice_id=appointment.practice_id,  # type: ignore[attr-defined]
+        )
+
+
+# --- unread-message notices -------------------------------------------------------------------
+
+
+def _notice_key(conversation: Conversation, participant: Participant | None) -> str:
+    side = f"p{participant.id}" if participant is not None else "staff"
+    return f"notice:{conversation.id}:{side}"
+
+
+async def on_message_sent(conversation: Conversation, sender: Participant) -> None:
+    """Schedule the "a message is waiting" notice for the other side, unless one is already
+    waiting or went out and has not been read since. Call inside ``atomic()``."""
+    if conversation.kind is not ConversationKind.CLIENT:
+        return
+    settings = await messaging_settings(conversation.practice_id)  # type: ignore[attr-defined]
+    run_at = datetime.now(UTC) + timedelta(minutes=settings.unread_notice_minutes)
+    if sender.role is ParticipantRole.STAFF:
+        targets: list[Participant | None] = list(
+            await Participant.filter(
+                conversation_id=conversation.id,
+                role__in=[ParticipantRole.CLIENT, ParticipantRole.LINKED],
+            )
+        )
+    else:
+        targets = [None]  # the staff of the conversation, as one
+    for target in targets:
+        key = _notice_key(conversation, target)
+        existing = await Job.get_or_none(key=key)
+        if existing is not None and existing.status is not JobStatus.CANCELLED:
+            continue  # one notice per conversation until the person has read it
+        await jobs.schedule(
+            UNREAD,
+            run_at,
+            {"conversation": conversation.id, "participant": target.id if target else None},
+            key=key,
+            practice_id=conversation.practice_id,  # type: ignore[attr-defined]
+        )
+
+
+async def on_messages_read(conversation: Conversation, reader: Participant) -> None:
+    """The reader caught up: cancel their pending notice, and let the next message bring a
+    new one. Call inside ``atomic()``."""
+    key = _notice_key(conversation, None if reader.role is ParticipantRole.STAFF else reader)
+    await jobs.cancel(key)
+    # Free the key of a notice that went out, so the next unread message gets its own.
+    await Job.filter(key=key, status=JobStatus.DONE).update(key=None)
+
+
+# --- queueing what goes out (inside a job's or an action's transaction) ----------------------
+
+
+async def queue_sms(
+    practice: Practice,
+    to: str,
+    body: str,
+    *,
+    purpose: str,
+    client_id: int | None,
+    sender: str = "",
+) -> OutboxMessage:
+    """Queue one SMS, paying its segments from the practice's credits. With too few credits
+    it is recorded as failed (so the Logs tab says why) and the owner is told, once."""
+    body = gsm_friendly(body)
+    segments = count_segments(body).count
+    settings = (
+        await MessagingSettings.filter(practice_id=practice.id).select_for_update().first()
+    ) or await messaging_settings(practice.id)
+    common: dict[str, Any] = {
+        "channel": "sms",
+        "to": to,
+        "body_text": body,
+        "purpose": purpose,
+        "client_id": client_id,
+        "practice_id": practice.id,
+        "segments": segments,
+        "sender": sender,
+    }
+    if settings.sms_credits < segments:
+        if settings.credits_exhausted_at is None:
+            await _tell_owners_credits_ran_out(practice)
+            await MessagingSettings.filter(id=settings.id).update(
+                credits_exhausted_at=datetime.now(UTC)
+            )
+        return await OutboxMessage.create(
+            **common, status=OutboxStatus.FAILED, error="No SMS credits left."
+        )
+    await MessagingSettings.filter(id=settings.id).update(
+        sms_credits=settings.sms_credits - segments
+    )
+    return await OutboxMessage.create(**common, next_attempt_at=datetime.now(UTC))
+
+
+async def _tell_owners_credits_ran_out(practice: Practice) -> None:
+    url = f"{get_settings().public_url}/staff/settings/sms"
+    for owner in await StaffUser.filter(
+        practice_id=practice.id, role=StaffRole.OWNER, is_active=True
+    ):
+        if language(owner.locale, practice.locale) == "fr":
+            subject = "Plus de crédits SMS"
+            body = (
+                f"Le cabinet {practice.name} n'a plus de crédits SMS : les rappels et "
+                f"confirmations par SMS ne partent plus. Ajoutez des crédits : {url}\n"
+            )
+        else:
+            subject = "No SMS credits left"
+            body = (
+                f"{practice.name} has no SMS credits left: SMS reminders and confirmations "
+                f"are not being sent. Add credits: {url}\n"
+            )
+        await queue_email(
+            owner.email, subject, body, purpose="sms.credits", practice_id=practice.id
+        )
+
+
+# --- what a reminder says, where a confirmation goes ------------------------------------------
+
+
+async def reminder_text(practice_id: int, channel: Channel, locale: str) -> Text:
+    own = await ReminderTemplate.get_or_none(
+        practice_id=practice_id, channel=channel, locale=locale
+    )
+    if own is not None:
+        return Text(own.subject, own.body)
+    return DEFAULT_REMINDERS[(channel, locale)]
+
+
+async def confirmation_number(client: Client) -> str:
+    """Where a confirmation SMS goes: the number marked for SMS, else the primary phone."""
+    return await sms_number(client_id=client.id) or (client.phone or "").strip()
+
+
+# --- actions: booking with a confirmation, settings, templates, credits, provider status ----
+
+
+async def check_can_confirm(client: Client) -> None:
+    """422 on ``confirm_sms`` when the client has no number a confirmation could go to."""
+    if not await confirmation_number(client):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"confirm_sms": _("This client has no phone number for SMS.")},
+        )
+
+
+async def do_book_with_confirmation(
+    actor: Caller,
+    *,
+    template: SmsTemplate | None,
+    **booking: Any,
+) -> Appointment:
+    """Book (as the agenda does) and send an SMS confirmation after the practice's delay."""
+    from server.actions import agenda
+
+    return await agenda.do_book_with_options(
+        actor, confirm_sms=True, sms_template=template, **booking
+    )
+
+
+async def do_save_reminder_templates(
+    actor: Caller, practice: Practice, texts: dict[tuple[Channel, str], Text]
+) -> None:
+    """Save the practice's reminder wording; a text equal to the built-in one is stored as
+    "use the built-in" so later improvements to it reach the practice."""
+    for (channel, locale), text in texts.items():
+        check_template(text.body, f"{channel.value}_{locale}_body")
+        check_template(text.subject, f"{channel.value}_{locale}_subject")
+        if not text.body.strip():
+            raise ValidationFailed(
+                _("Some fields are missing."), {f"{channel.value}_{locale}_body": _("Required.")}
+            )
+    async with atomic():
+        for (channel, locale), text in texts.items():
+            if text == DEFAULT_REMINDERS[(channel, locale)]:
+                await ReminderTemplate.filter(
+                    practice_id=practice.id, channel=channel, locale=locale
+                ).delete()
+                continue
+            await ReminderTemplate.update_or_create(
+                practice_id=practice.id,
+                channel=channel,
+                locale=locale,
+                defaults={"subject": text.subject, "body": text.body},
+            )
+        await audit.record(actor, "reminders.templates_updated", practice_id=practice.id)
+
+
+async def do_save_reminder_settings(
+    actor: Caller,
+    practice: Practice,
+    texts: dict[tuple[Channel, str], Text],
+    values: dict[str, Any],
+) -> None:
+    """Settings > Reminders in one go: the wording and the sending settings, or nothing."""
+    async with atomic():
+        await do_save_reminder_templates(actor, practice, texts)
+        await do_update_messaging_settings(actor, practice, values)
+
+
+async def do_update_messaging_settings(
+    actor: Caller, practice: Practice, values: dict[str, Any]
+) -> MessagingSettings:
+    allowed = {
+        "quiet_start_minute",
+        "quiet_end_minute",
+        "confirmation_delay_minutes",
+        "sms_on_online_booking",
+        "unread_notice_minutes",
+    }
+    for k in ("quiet_start_minute", "quiet_end_minute"):
+        if k in values and not 0 <= int(values[k]) < 24 * 60:
+            raise ValidationFailed(_("Some fields are not valid."), {k: _("Choose a time.")})
+    if (
+        "confirmation_delay_minutes" in values
+        and not 0 <= values["confirmation_delay_minutes"] <= 120
+    ):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"confirmation_delay_minutes": _("Between 0 and 120 minutes.")},
+        )
+    if (
+        "unread_notice_minutes" in values
+        and not 5 <= values["unread_notice_minutes"] <= 7 * 24 * 60
+    ):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"unread_notice_minutes": _("Between 5 minutes and a week.")},
+        )
+    async with atomic():
+        settings = await messaging_settings(practice.id)
+        changes = {k: v for k, v in values.items() if k in allowed}
+        await MessagingSettings.filter(id=settings.id).update(**changes)
+        await audit.record(
+            actor,
+            "reminders.settings_updated",
+            practice_id=practice.id,
+            detail={"fields": sorted(changes)},
+        )
+    return await MessagingSettings.get(id=settings.id)
+
+
+async def do_add_sms_credits(actor: Caller, practice: Practice, credits: int) -> int:
+    """Record credits bought from the provider; SMS resume at once."""
+    if not 1 <= credits <= 100_000:
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"credits": _("Between 1 and 100,000.")}
+        )
+    async with atomic():
+        settings = await messaging_settings(practice.id)
+        locked = await MessagingSettings.filter(id=settings.id).select_for_update().first()
+        assert locked is not None
+        balance = locked.sms_credits + credits
+        await MessagingSettings.filter(id=settings.id).update(
+            sms_credits=balance, credits_exhausted_at=None
+        )
+        await audit.record(
+            actor, "sms.credits_added", practice_id=practice.id, detail={"credits": credits}
+        )
+    return balance
+
+
+def check_sms_template(title: str, body: str, sender_name: str) -> None:
+    if not title.strip():
+        raise ValidationFailed(_("Some fields are missing."), {"title": _("Give it a title.")})
+    if not body.strip():
+        raise ValidationFailed(_("Some fields are missing."), {"body": _("Write the text.")})
+    check_template(body, "body")
+    if sender_name and (len(sender_name) > 11 or not sender_name.replace(" ", "").isalnum()):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"sender_name": _("Up to 11 letters or digits.")},
+        )
+
+
+async def do_save_sms_template(
+    actor: Caller,
+    practice: Practice,
+    template: SmsTemplate | None,
+    *,
+    title: str,
+    description: str,
+    sender_name: str,
+    body: str,
+) -> SmsTemplate:
+    check_sms_template(title, body, sender_name)
+    values: dict[str, Any] = {
+        "title": title.strip(),
+        "description": description.strip(),
+        "sender_name": sender_name.strip(),
+        "body": body.strip(),
+    }
+    async with atomic():
+        if template is None:
+            template = await SmsTemplate.create(practice_id=practice.id, **values)
+        else:
+            template.update_from_dict(values)
+            await template.save()
+        await audit.record(
+            actor,
+            "sms.template_saved",
+            object_type="sms_template",
+            object_id=template.id,
+            practice_id=practice.id,
+        )
+    return template
+
+
+async def do_delete_sms_template(actor: Caller, template: SmsTemplate) -> None:
+    async with atomic():
+        template.deleted_at = datetime.now(UTC)
+        await template.save(update_fields=["deleted_at", "updated_at"])
+        await PractitionerSms.filter(default_template_id=template.id).update(
+            default_template_id=None
+        )
+        await audit.record(
+            actor, "sms.template_deleted", object_type="sms_template", object_id=template.id
+        )
+
+
+async def do_set_practitioner_sms(
+    actor: Caller,
+    practitioner: StaffUser,
+    *,
+    default_template: SmsTemplate | None,
+    mobile: str,
+    notify_online_bookings: bool,
+    notices_by_sms: bool,
+) -> PractitionerSms:
+    mobile = mobile.strip()
+    if (notify_online_bookings or notices_by_sms) and not mobile:
+        raise ValidationFailed(
+            _("Some fields are missing."), {"mobile": _("Add a mobile number for texts.")}
+        )
+    async with atomic():
+        prefs, _created = await PractitionerSms.get_or_create(practitioner_id=practitioner.id)
+        prefs.default_template = default_template  # type: ignore[assignment]
+        prefs.mobile = mobile
+        prefs.notify_online_bookings = notify_online_bookings
+        prefs.notices_by_sms = notices_by_sms
+        await prefs.save()
+        await audit.record(
+            actor,
+            "sms.practitioner_updated",
+            object_type="staff_user",
+            object_id=practitioner.id,
+        )
+    return prefs
+
+
+# Twilio's statuses, as ours: the others (accepted, queued, sending) change nothing.
+PROVIDER_STATUS = {
+    "sent": OutboxStatus.SENT,
+    "delivered": OutboxStatus.DELIVERED,
+    "undelivered": OutboxStatus.FAILED,
+    "failed": OutboxStatus.FAILED,
+}
+
+
+async def do_record_sms_status(provider_ref: str, status: str, error_code: str = "") -> bool:
+    """The provider told us what became of an SMS. Returns whether we knew the message."""
+    mapped = PROVIDER_STATUS.get(status)
+    if not provider_ref:
+        return False
+    async with atomic():
+        msg = await OutboxMessage.filter(provider_ref=provider_ref, channel="sms").first()
+        if msg is None:
+            return False
+        if mapped is None or msg.status is OutboxStatus.DELIVERED:
+            return True  # a late "sent" never undoes "delivered"
+        changes: dict[str, Any] = {"status": mapped}
+        if mapped is OutboxStatus.DELIVERED:
+            changes["delivered_at"] = datetime.now(UTC)
+        if mapped is OutboxStatus.FAILED:
+            changes["error"] = f"The provider reports it {status}" + (
+                f" (error {error_code})" if error_code else ""
+            )
+        await OutboxMessage.filter(id=msg.id).update(**changes)
+    return True
