@@ -37,6 +37,8 @@ class MessagingSettings(Timestamped):
     confirmation_delay_minutes = fields.SmallIntField(default=5)
     # Online bookings from the portal also get an SMS confirmation.
     sms_on_online_booking = fields.BooleanField(default=False)
+    # Earlier-slot offers also go by SMS (to the number marked for reminders), within quiet hours.
+    sms_on_earlier_slot_offers = fields.BooleanField(default=False)
     # A secure message unread for this long sends one "you have a message" notice.
     unread_notice_minutes = fields.SmallIntField(default=60)
 

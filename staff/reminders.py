@@ -51,6 +51,7 @@ class ReminderSettingsIn(BaseModel):
     confirmation_delay_minutes: int = Field(default=5, ge=0, le=120)
     unread_notice_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
     sms_on_online_booking: bool = False
+    sms_on_earlier_slot_offers: bool = False
 
 
 async def _texts(practice_id: int) -> dict[tuple[Channel, str], Text]:
@@ -95,6 +96,7 @@ async def reminders_page(request: Request) -> Response:
                 form.get(f"{name}_body", current.body).replace("\r\n", "\n").strip(),
             )
         form.setdefault("sms_on_online_booking", "false")
+        form.setdefault("sms_on_earlier_slot_offers", "false")
         try:
             data = validate(ReminderSettingsIn, form)
             values = {
@@ -103,6 +105,7 @@ async def reminders_page(request: Request) -> Response:
                 "confirmation_delay_minutes": data.confirmation_delay_minutes,
                 "unread_notice_minutes": data.unread_notice_minutes,
                 "sms_on_online_booking": data.sms_on_online_booking,
+                "sms_on_earlier_slot_offers": data.sms_on_earlier_slot_offers,
             }
             await reminders.do_save_reminder_settings(caller, practice, posted, values)
         except ValidationFailed as exc:

@@ -15,12 +15,13 @@ import pytest
 from models.accounts import PortalAccount, StaffUser
 from models.agenda import Appointment, Attendance, Location, Service
 from models.audit import AuditEntry
-from models.clients import Client
+from models.clients import Client, PhoneNumber
 from models.jobs import Job, JobStatus
 from models.notifications import OutboxMessage
 from models.offers import EarlierSlotOffer, FreedSlot, OfferStatus, SlotStatus, WaitlistEntry
+from models.reminders import MessagingSettings
 from server import jobs
-from server.actions import agenda, offers
+from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
 from tests.conftest import Factory, LiveServer, login
@@ -886,3 +887,70 @@ async def test_two_accepts_in_parallel_transactions_one_wins(world: dict[str, An
                 await Appointment.filter(client_id=c.id, attendance=Attendance.SCHEDULED).count()
                 == 1
             )
+
+
+# --- SMS ----------------------------------------------------------------------------------------
+
+
+async def _quiet(practice_id: int, start: int, end: int, *, sms: bool = True) -> None:
+    settings = await reminders.messaging_settings(practice_id)
+    await MessagingSettings.filter(id=settings.id).update(
+        sms_on_earlier_slot_offers=sms, quiet_start_minute=start, quiet_end_minute=end
+    )
+
+
+async def test_offers_go_by_sms_too_when_the_practice_says_so(world: dict[str, Any]) -> None:
+    w, make = world, world["make"]
+    texted = await make.client(w["alice"])
+    await PhoneNumber.create(client=texted, number="+33612345678", for_sms=True)
+    no_number = await make.client(w["alice"])
+    await book(w, texted, at(30, 10), flag=True)
+    await book(w, no_number, at(31, 10), flag=True)
+    # Off by default: email only.
+    await free(await book(w, await make.client(w["alice"]), at(12, 10)))
+    assert await OutboxMessage.filter(purpose="offer.sent", channel="sms").count() == 0
+    assert await OutboxMessage.filter(purpose="offer.sent", channel="email").count() == 2
+
+    # Both decline (an offer awaiting an answer would keep them out of the next round).
+    for client in (texted, no_number):
+        offer = await EarlierSlotOffer.get(client_id=client.id)
+        await offers.do_decline_offer(await caller_of(client), offer)
+
+    await _quiet(w["practice"].id, 0, 0)  # on, no quiet hours
+    await free(await book(w, await make.client(w["alice"]), at(13, 10)))
+    await run_jobs()
+    assert await OutboxMessage.filter(purpose="offer.sent", channel="email").count() == 4
+    texts = await OutboxMessage.filter(purpose="offer.sent", channel="sms")
+    # Only the client with a number marked for reminders gets a text.
+    assert [t.to for t in texts] == ["+33612345678"]
+    assert "/portal/offers/" in texts[0].body_text
+    assert texts[0].client_id == texted.id
+
+
+async def test_an_offer_sms_waits_for_the_morning_and_not_for_a_gone_offer(
+    world: dict[str, Any],
+) -> None:
+    w, make = world, world["make"]
+    texted = await make.client(w["alice"])
+    await PhoneNumber.create(client=texted, number="+33612345678", for_sms=True)
+    await book(w, texted, at(30, 10), flag=True)
+    # Quiet hours around the present moment, whatever the time the test runs.
+    local = datetime.now(PARIS)
+    minute = local.hour * 60 + local.minute
+    start, end = (minute - 60) % (24 * 60), (minute + 60) % (24 * 60)
+    await _quiet(w["practice"].id, start, end)
+    await free(await book(w, await make.client(w["alice"]), at(12, 10)))
+    job = await Job.get(key__startswith="offer-sms:")
+    assert job.status is JobStatus.PENDING
+    expected_end = (local + timedelta(minutes=60)).replace(second=0, microsecond=0)
+    assert abs((job.run_at - expected_end).total_seconds()) < 61
+    assert await OutboxMessage.filter(channel="sms").count() == 0  # the email went at once
+    assert await OutboxMessage.filter(purpose="offer.sent", channel="email").count() == 1
+
+    # The client accepts from the email before the morning: no text at all afterwards.
+    offer = await EarlierSlotOffer.get(client_id=texted.id)
+    await offers.do_accept_offer(await caller_of(texted), offer)
+    await _quiet(w["practice"].id, 0, 0)
+    await jobs.run_due(now=job.run_at + timedelta(minutes=1))
+    assert await OutboxMessage.filter(channel="sms").count() == 0
+    assert (await Job.get(id=job.id)).status is JobStatus.DONE

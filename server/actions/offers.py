@@ -35,7 +35,7 @@ from models.offers import (
 )
 from realtime.events import client_recipient, emit
 from server import jobs
-from server.actions import agenda, audit
+from server.actions import agenda, audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -344,6 +344,9 @@ async def has_pending_offer(client_id: int, now: datetime) -> bool:
     ).exists()
 
 
+SMS_JOB = "offers.sms"
+
+
 @jobs.handler(ROUND_JOB)
 async def run_round(job: Job) -> None:
     await offer_slot(int(job.payload["slot"]))
@@ -442,6 +445,56 @@ async def send_offer(offer: EarlierSlotOffer) -> None:
         detail={"slot_starts_at": slot.starts_at.isoformat(), "appointment_id": current.id},
     )
     await _notify_offer(offer)
+    settings = await reminders.messaging_settings(practice.id)
+    if settings.sms_on_earlier_slot_offers and await reminders.sms_number(client_id=client.id):
+        # Its own job, so quiet hours hold the text (never the email) until the morning.
+        await jobs.schedule(
+            SMS_JOB,
+            await reminders.sms_allowed_from(practice, datetime.now(UTC)),
+            {"offer": offer.id},
+            key=f"offer-sms:{offer.id}",
+            practice_id=practice.id,
+        )
+
+
+@jobs.handler(SMS_JOB)
+async def send_offer_sms(job: Job) -> None:
+    """The SMS of an offer, once quiet hours are over, and only while the offer still stands
+    (not answered, not expired, its slot still free)."""
+    offer = await EarlierSlotOffer.get_or_none(id=job.payload["offer"])
+    if offer is None or effective_status(offer) is not OfferStatus.SENT:
+        return
+    slot = await FreedSlot.get(id=offer.slot_id)  # type: ignore[attr-defined]
+    if slot.status is not SlotStatus.OFFERED:
+        return
+    practice = await Practice.get(id=slot.practice_id)  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    allowed = await reminders.sms_allowed_from(practice, now)
+    if allowed > now:
+        raise jobs.Defer(allowed)
+    client = await Client.get(id=offer.client_id)  # type: ignore[attr-defined]
+    number = await reminders.sms_number(client_id=client.id)
+    if not number:
+        return
+    practitioner = await StaffUser.get(id=slot.practitioner_id)  # type: ignore[attr-defined]
+    account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
+    was_locale, was_zone = current_locale(), current_time_zone().key
+    set_locale((account.locale if account else None) or client.locale or practice.locale)
+    set_time_zone(practice.time_zone)
+    try:
+        # No health detail beyond what a reminder says: who, when, and the link.
+        body = _(
+            "%(practice)s: an earlier slot is free with %(name)s on %(when)s. Answer: %(link)s"
+        ) % {
+            "practice": practice.name,
+            "name": practitioner.full_name,
+            "when": format_datetime(slot.starts_at, "short"),
+            "link": f"{get_settings().public_url}/portal/offers/{offer.id}",
+        }
+    finally:
+        set_locale(was_locale)
+        set_time_zone(was_zone)
+    await reminders.queue_sms(practice, number, body, purpose="offer.sent", client_id=client.id)
 
 
 async def _notify_offer(offer: EarlierSlotOffer) -> None:

@@ -490,6 +490,7 @@ async def do_update_messaging_settings(
         "quiet_end_minute",
         "confirmation_delay_minutes",
         "sms_on_online_booking",
+        "sms_on_earlier_slot_offers",
         "unread_notice_minutes",
     }
     for k in ("quiet_start_minute", "quiet_end_minute"):
