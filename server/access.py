@@ -151,12 +151,17 @@ async def access_payment_method(caller: Caller, method_id: int) -> PaymentMethod
 
 async def access_document(caller: Caller, document_id: int) -> Document:
     """A document on a file the caller may see; a client reaches only their own documents
-    that staff shared with them. Deleted documents are gone for everyone."""
+    that staff shared with them. A clinical document is hidden from staff who may not read
+    clinical details. Deleted documents are gone for everyone."""
     document = await Document.get_or_none(id=document_id, deleted_at=None)
     if document is None:
         raise NotFound()
     if caller.staff is None and not document.shared_with_client:
         raise NotFound()
+    if caller.staff is not None and document.clinical:
+        practice = await Practice.get(id=caller.practice_id)
+        if not can_see_clinical(caller, practice):
+            raise NotFound()
     await access_client(caller, document.client_id)  # type: ignore[attr-defined]
     return document
 

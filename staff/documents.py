@@ -19,7 +19,7 @@ from starlette.types import Message, Receive
 from models.accounts import Practice
 from models.clients import Client, Document
 from server import filetypes, storage
-from server.access import access_client, access_document
+from server.access import access_client, access_document, can_see_clinical
 from server.actions import documents
 from server.api import Ok
 from server.auth.sessions import Caller
@@ -40,7 +40,7 @@ ACCEPT = ",".join(ext for t in filetypes.ACCEPTED for ext in t.extensions)
 
 async def _load_documents(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
     return {
-        "documents": await client_documents(client.id),
+        "documents": await client_documents(client.id, clinical=can_see_clinical(caller, practice)),
         "max_mb": get_settings().document_max_mb,
         "max_bytes": documents.max_bytes(),
         "accept": ACCEPT,
@@ -130,7 +130,12 @@ async def upload_form(request: Request) -> Response:
     try:
         name, data, fields = await read_upload(request)
         await documents.do_upload_document(
-            caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+            caller,
+            client,
+            name=name,
+            data=data,
+            shared=_is_on(fields.get("shared")),
+            clinical=_is_on(fields.get("clinical")),
         )
     except ValidationFailed as exc:
         return await file_page(
@@ -185,21 +190,29 @@ async def _one(document: Document) -> DocumentOut:
 
 @api.route("GET", "/clients/{client_id}/documents", response=DocumentOut, response_list=True)
 async def list_documents(request: Request) -> list[DocumentOut]:
-    """The documents on a client's file, newest first"""
+    """The documents on a client's file, newest first (clinical ones only for those who may
+    read clinical details)"""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
-    return await client_documents(client.id)
+    practice = await Practice.get(id=caller.practice_id)
+    return await client_documents(client.id, clinical=can_see_clinical(caller, practice))
 
 
 @api.route("POST", "/clients/{client_id}/documents", response=DocumentOut)
 async def upload_document(request: Request) -> DocumentOut:
-    """Upload a document: multipart/form-data with a `file` field (and `shared`=1 to show it
-    on the client's portal). Types are told from the content; the size is capped."""
+    """Upload a document: multipart/form-data with a `file` field (`shared`=1 to show it
+    on the client's portal, `clinical`=1 to keep it from staff who may not read clinical
+    details). Types are told from the content; the size is capped."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     name, data, fields = await read_upload(request)
     document = await documents.do_upload_document(
-        caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+        caller,
+        client,
+        name=name,
+        data=data,
+        shared=_is_on(fields.get("shared")),
+        clinical=_is_on(fields.get("clinical")),
     )
     return await _one(document)
 

@@ -4,6 +4,8 @@ afterwards), reminders, the live notice, and who may see what."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -331,3 +333,48 @@ async def test_the_api_saves_drafts_and_enforces_required_fields(
     r = await http.post(url, json={"answers": full_answers(), "submit": True})
     assert r.status_code == 200 and r.json()["status"] == "completed"
     assert r.json()["document_id"] is not None
+
+
+async def test_the_submitted_pdf_is_a_clinical_document(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    await forms.do_submit_form(client, sent, full_answers())
+    await sent.refresh_from_db()
+    document = await Document.get(id=sent.document_id)  # type: ignore[attr-defined]
+    assert document.clinical is True and document.shared_with_client is True
+    cid = people["camille"].id
+
+    async def reach(who: str) -> tuple[int, int, bool, bool]:
+        async with new_http() as h:
+            await login(h, people[who])
+            one = await h.get(f"/api/documents/{document.id}/content")
+            page = await h.get(f"/staff/clients/{cid}/documents/{document.id}")
+            listed = await h.get(f"/api/clients/{cid}/documents")
+            listed_ids = [d["id"] for d in listed.json()] if listed.status_code == 200 else []
+            export = await h.get(f"/api/clients/{cid}/export")
+            in_export = export.status_code == 200 and any(
+                n.startswith(f"documents/{document.id}-")
+                for n in zipfile.ZipFile(io.BytesIO(export.content)).namelist()
+            )
+            return one.status_code, page.status_code, document.id in listed_ids, in_export
+
+    assert await reach("owner") == (200, 200, True, True)
+    assert await reach("alice") == (200, 200, True, True)
+    assert await reach("bob") == (404, 404, False, False)
+    assert await reach("desk") == (404, 404, False, False)
+    practice: Practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert await reach("desk") == (200, 200, True, True)
+    # The client keeps their copy; another client does not reach it.
+    async with new_http("10.0.0.8") as h:
+        await login(h, people["camille"])
+        assert (await h.get(f"/portal/documents/{document.id}")).status_code == 200
+    async with new_http("10.0.0.9") as h:
+        await login(h, people["other"])
+        assert (await h.get(f"/portal/documents/{document.id}")).status_code == 404

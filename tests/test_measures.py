@@ -680,3 +680,63 @@ async def test_the_worker_sends_what_is_due_on_its_tick(people: dict[str, Any]) 
     stop.set()
     await worker
     assert await MeasureAdministration.filter(schedule_id=schedule.id).count() == 2
+
+
+async def test_a_moved_session_is_asked_once_and_a_cancelled_one_is_withdrawn(
+    people: dict[str, Any],
+) -> None:
+    from models.agenda import Attendance
+
+    practice = people["practice"]
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    now = datetime.now(UTC)
+
+    async def book(at: datetime) -> Any:
+        return await agenda.do_book_appointment(
+            None,
+            practitioner=people["alice"],
+            client=people["camille"],
+            service=service,
+            starts_at=at,
+            location=office,
+        )
+
+    first = await book(now + timedelta(hours=30))
+    second = await book(now + timedelta(days=5, hours=30))
+    actor = Caller.acting_as(people["alice"])
+    _none, schedule = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.PHQ9, hours_before=24
+    )
+    assert schedule is not None
+    assert await measures.send_due_measures(now + timedelta(hours=7)) == 1
+    asked = await MeasureAdministration.get(schedule_id=schedule.id)
+    assert asked.appointment_id == first.id  # type: ignore[attr-defined]
+    # Moved two hours later: the same session, no second questionnaire; the waiting one
+    # follows it to its new date.
+    moved = await agenda.do_move_appointment(None, first, now + timedelta(hours=32))
+    assert await measures.send_due_measures(now + timedelta(hours=9)) == 0
+    await asked.refresh_from_db()
+    assert asked.appointment_id == moved.id  # type: ignore[attr-defined]
+    assert asked.status is AdministrationStatus.SENT
+    assert await MeasureAdministration.filter(schedule_id=schedule.id).count() == 1
+    # The moved session is then cancelled: the unanswered questionnaire is withdrawn.
+    await agenda.do_set_attendance(None, moved, Attendance.CANCELLED_BY_CLIENT)
+    assert await measures.send_due_measures(now + timedelta(hours=10)) == 0
+    await asked.refresh_from_db()
+    assert asked.status is AdministrationStatus.CANCELLED
+    entry = await AuditEntry.get(action="measure.cancelled", object_id=str(asked.id))
+    assert entry.detail["reason"] == "session_cancelled"
+
+    # An answered one stays when its session is cancelled afterwards.
+    tick = now + timedelta(days=5, hours=7)
+    assert await measures.send_due_measures(tick) == 1
+    answered = await MeasureAdministration.get(appointment_id=second.id)
+    account = await PortalAccountOf.of(people["camille"])
+    await measures.do_complete_measure(account, answered, form(PHQ9, 4))
+    await agenda.do_set_attendance(None, second, Attendance.CANCELLED_BY_PRACTITIONER)
+    await measures.send_due_measures(tick + timedelta(hours=1))
+    await answered.refresh_from_db()
+    assert answered.status is AdministrationStatus.COMPLETED and answered.score == 4

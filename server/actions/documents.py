@@ -77,7 +77,13 @@ def check_upload(data: bytes) -> FileType:
 
 
 async def do_upload_document(
-    actor: Caller, client: Client, *, name: str, data: bytes, shared: bool = False
+    actor: Caller,
+    client: Client,
+    *,
+    name: str,
+    data: bytes,
+    shared: bool = False,
+    clinical: bool = False,
 ) -> Document:
     """Store a document on the client's file.
 
@@ -98,6 +104,7 @@ async def do_upload_document(
             sha256=hashlib.sha256(data).hexdigest(),
             storage_key=key,
             shared_with_client=shared,
+            clinical=clinical,
             uploaded_by=actor.staff,
         )
         await audit.record(
@@ -110,6 +117,7 @@ async def do_upload_document(
                 "content_type": file_type.content_type,
                 "size": len(data),
                 "shared_with_client": shared,
+                "clinical": clinical,
             },
         )
     return document

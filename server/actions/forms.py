@@ -347,6 +347,9 @@ async def do_submit_form(
             storage_key=key,
             # The client keeps a copy of what they signed.
             shared_with_client=True,
+            # Their answers are clinical content: the front desk sees the PDF only where
+            # the practice opens clinical details to it.
+            clinical=True,
         )
         await FormAssignment.filter(id=assignment.id).update(document_id=document.id)
         await assignment.refresh_from_db()
