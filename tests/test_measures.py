@@ -740,3 +740,47 @@ async def test_a_moved_session_is_asked_once_and_a_cancelled_one_is_withdrawn(
     await measures.send_due_measures(tick + timedelta(hours=1))
     await answered.refresh_from_db()
     assert answered.status is AdministrationStatus.COMPLETED and answered.score == 4
+
+
+async def test_the_fhir_export_has_completed_measures_for_who_may_read_them(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    from tests.test_export import export_of, validated_bundle
+
+    actor = Caller.acting_as(people["alice"])
+    done = await measures.do_record_in_session(
+        actor, people["camille"], MeasureKind.PHQ9, form(PHQ9, 13)
+    )
+    await send(people, MeasureKind.GAD7)  # still waiting: not a response yet
+
+    async def resources(who: str) -> list[dict[str, Any]]:
+        r, archive = await export_of(new_http, people[who], people["camille"])
+        assert r.status_code == 200 and archive is not None
+        raw, _bundle = validated_bundle(archive)  # R4B, each resource on its own too
+        kinds = {"QuestionnaireResponse", "Observation"}
+        return [e["resource"] for e in raw["entry"] if e["resource"]["resourceType"] in kinds]
+
+    for who in ("alice", "owner"):
+        response, score = await resources(who)
+        assert response["resourceType"] == "QuestionnaireResponse"
+        assert response["questionnaire"] == "http://loinc.org/q/44249-1"
+        assert response["status"] == "completed"
+        assert [i["linkId"] for i in response["item"]][:9] == [str(n) for n in range(1, 10)]
+        values = [int(i["answer"][0]["valueCoding"]["code"]) for i in response["item"][:9]]
+        assert sum(values) == 13 == done.score
+        assert response["item"][0]["text"].startswith("Little interest")
+        assert score["resourceType"] == "Observation"
+        assert score["code"]["coding"][0] == {
+            "system": "http://loinc.org",
+            "code": "44261-6",
+            "display": "Patient Health Questionnaire 9 item (PHQ-9) total score",
+        }
+        assert score["valueInteger"] == 13 and score["interpretation"][0]["text"]
+        assert score["derivedFrom"][0]["reference"].endswith(response["id"])
+    assert await resources("desk") == []
+    practice: Practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert len(await resources("desk")) == 2
+    r, _archive = await export_of(new_http, people["bob"], people["camille"])
+    assert r.status_code == 404
