@@ -13,7 +13,7 @@ from tortoise.queryset import QuerySet
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, Document, PaymentMethod
-from models.forms import FormAssignment, FormStatus, FormTemplate
+from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
 from models.tasks import Task
@@ -236,3 +236,14 @@ async def access_form_assignment(caller: Caller, assignment_id: int) -> FormAssi
         raise NotFound()
     await access_client(caller, assignment.client_id)  # type: ignore[attr-defined]
     return assignment
+
+
+async def access_form_schedule(caller: Caller, schedule_id: int) -> FormSchedule:
+    """A form schedule on a file the caller may see (staff only)."""
+    if caller.staff is None:
+        raise NotFound()
+    schedule = await FormSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
+    if schedule is None:
+        raise NotFound()
+    await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
+    return schedule
