@@ -159,10 +159,15 @@ class ShareIn(BaseModel):
     shared: bool
 
 
+class ClinicalIn(BaseModel):
+    clinical: bool
+
+
 async def change_form(request: Request) -> Response:
-    """The row's forms: /rename (name), /share (shared=1 or 0), /delete."""
+    """The row's forms: /rename (name), /share (shared=1 or 0), /clinical (clinical=1 or 0),
+    /delete."""
     change = request.path_params["change"]
-    if change not in {"rename", "share", "delete"}:
+    if change not in {"rename", "share", "clinical", "delete"}:
         raise NotFound()
     caller, client, document = await _document_on_file(request)
     form = await request.form()
@@ -172,6 +177,9 @@ async def change_form(request: Request) -> Response:
         elif change == "share":
             shared = _is_on(str(form.get("shared") or ""))
             await documents.do_share_document(caller, document, shared)
+        elif change == "clinical":
+            clinical = _is_on(str(form.get("clinical") or ""))
+            await documents.do_mark_clinical(caller, document, clinical)
         else:
             await documents.do_delete_document(caller, document)
     except ValidationFailed as exc:
@@ -248,6 +256,15 @@ async def share_document(request: Request, body: ShareIn) -> DocumentOut:
     caller = require_staff(request)
     document = await access_document(caller, path_id(request, "document_id"))
     return await _one(await documents.do_share_document(caller, document, body.shared))
+
+
+@api.route("POST", "/documents/{document_id}/clinical", body=ClinicalIn, response=DocumentOut)
+async def mark_clinical(request: Request, body: ClinicalIn) -> DocumentOut:
+    """Mark a document as clinical content (seen only by those who may read clinical
+    details) or not"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    return await _one(await documents.do_mark_clinical(caller, document, body.clinical))
 
 
 @api.route("DELETE", "/documents/{document_id}", response=Ok)

@@ -626,3 +626,38 @@ async def test_the_tab_marks_an_upload_clinical(
     assert "data-clinical" in (await http.get(base)).text
     entry = await AuditEntry.get(action="document.uploaded")
     assert entry.detail["clinical"] is True
+
+
+async def test_marking_a_document_clinical_or_not(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.7.7.1")
+    me = await login(alice, file["alice"])
+    doc = (await upload(alice, helene, "Compte rendu.pdf", PDF)).json()
+    desk = new_http("10.7.7.2")
+    await login(desk, file["desk"])
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 200
+    # The therapist marks it clinical from the tab: the front desk loses it.
+    base = f"/staff/clients/{helene.id}/documents/{doc['id']}"
+    r = await alice.post(f"{base}/clinical", data={"csrf_token": me["csrf_token"], "clinical": "1"})
+    assert r.status_code == 303
+    assert (await Document.get(id=doc["id"])).clinical is True
+    assert "Not clinical" in (await alice.get(f"/staff/clients/{helene.id}/documents")).text
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 404
+    r = await desk.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 404 and (await Document.get(id=doc["id"])).clinical is True
+    # Back to not clinical through the API: the front desk sees it again.
+    r = await alice.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 200 and r.json()["clinical"] is False
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 200
+    # The front desk may seal one too, and then no longer reaches it.
+    r = await desk.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": True})
+    assert r.status_code == 200 and r.json()["clinical"] is True
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 404
+    actions = [e.action for e in await AuditEntry.filter(object_id=str(doc["id"])).order_by("id")]
+    assert actions.count("document.clinical") == 2 and "document.not_clinical" in actions
+    bob = new_http("10.7.7.3")
+    await login(bob, file["bob"])
+    r = await bob.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 404

@@ -169,6 +169,24 @@ async def do_share_document(actor: Caller, document: Document, shared: bool) -> 
     return document
 
 
+async def do_mark_clinical(actor: Caller, document: Document, clinical: bool) -> Document:
+    """Mark the document as clinical content (then only those who may read clinical details
+    see it) or not. Whoever marks it clinical without that right no longer sees it."""
+    if document.clinical == clinical:
+        return document
+    async with atomic():
+        document.clinical = clinical
+        await document.save(update_fields=["clinical", "updated_at"])
+        await audit.record(
+            actor,
+            "document.clinical" if clinical else "document.not_clinical",
+            object_type="document",
+            object_id=document.id,
+            client_id=document.client_id,  # type: ignore[attr-defined]
+        )
+    return document
+
+
 async def do_delete_document(actor: Caller, document: Document) -> None:
     """Take the document off the file (and off the portal). The row and the bytes stay."""
     if document.deleted_at is not None:
