@@ -243,6 +243,9 @@ class Document(Timestamped):
     sha256 = fields.CharField(max_length=64)
     storage_key = fields.CharField(max_length=200, unique=True)
     shared_with_client = fields.BooleanField(default=False)
+    # Clinical content (a submitted intake form, a report): shown only to those who may read
+    # clinical details (server/access.py can_see_clinical), like the clinical tab.
+    clinical = fields.BooleanField(default=False)
     uploaded_by: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
         "models.StaffUser", related_name="documents", null=True, on_delete=fields.SET_NULL
     )

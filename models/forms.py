@@ -13,6 +13,7 @@ from enum import StrEnum
 from tortoise import fields
 
 from models.accounts import Practice, StaffUser
+from models.agenda import Appointment
 from models.base import Timestamped
 from models.clients import Client, Document
 
@@ -75,6 +76,32 @@ class FormVersion(Timestamped):
         unique_together = (("template", "number"),)
 
 
+class FormSchedule(Timestamped):
+    # A form sent again every N weeks, or before each session, like a MeasureSchedule
+    # (models/measures.py): exactly one of every_weeks and hours_before is set. Each send
+    # takes the form's latest version at that time.
+    id = fields.IntField(primary_key=True)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="form_schedules", on_delete=fields.RESTRICT
+    )
+    client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
+        "models.Client", related_name="form_schedules", on_delete=fields.RESTRICT
+    )
+    template: fields.ForeignKeyRelation[FormTemplate] = fields.ForeignKeyField(
+        "models.FormTemplate", related_name="schedules", on_delete=fields.RESTRICT
+    )
+    every_weeks = fields.SmallIntField(null=True)
+    next_due_at = fields.DatetimeField(null=True, db_index=True)
+    hours_before = fields.SmallIntField(null=True)
+    created_by: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
+        "models.StaffUser", related_name="form_schedules", null=True, on_delete=fields.SET_NULL
+    )
+    stopped_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "form_schedule"
+
+
 class FormAssignment(Timestamped):
     # One form sent to one client: the draft they are writing, then their submitted answers.
     id = fields.IntField(primary_key=True)
@@ -100,7 +127,19 @@ class FormAssignment(Timestamped):
         "models.Document", related_name="form_assignments", null=True, on_delete=fields.RESTRICT
     )
     reminded_at = fields.DatetimeField(null=True)
+    schedule: fields.ForeignKeyNullableRelation[FormSchedule] = fields.ForeignKeyField(
+        "models.FormSchedule", related_name="assignments", null=True, on_delete=fields.RESTRICT
+    )
+    # The session a "before each session" send was for.
+    appointment: fields.ForeignKeyNullableRelation[Appointment] = fields.ForeignKeyField(
+        "models.Appointment",
+        related_name="form_assignments",
+        null=True,
+        on_delete=fields.RESTRICT,
+    )
 
     class Meta:
         table = "form_assignment"
         indexes = (("client_id", "status"),)
+        # One send per session per schedule, even with several workers.
+        unique_together = (("schedule", "appointment"),)

@@ -14,7 +14,7 @@ from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.billing import BillingProfile, Consultation, Invoice, InvoiceStatus, Payment
 from models.clients import Client, Document, PaymentMethod
-from models.forms import FormAssignment, FormStatus, FormTemplate
+from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
 from models.offers import EarlierSlotOffer
@@ -154,12 +154,17 @@ async def access_payment_method(caller: Caller, method_id: int) -> PaymentMethod
 
 async def access_document(caller: Caller, document_id: int) -> Document:
     """A document on a file the caller may see; a client reaches only their own documents
-    that staff shared with them. Deleted documents are gone for everyone."""
+    that staff shared with them. A clinical document is hidden from staff who may not read
+    clinical details. Deleted documents are gone for everyone."""
     document = await Document.get_or_none(id=document_id, deleted_at=None)
     if document is None:
         raise NotFound()
     if caller.staff is None and not document.shared_with_client:
         raise NotFound()
+    if caller.staff is not None and document.clinical:
+        practice = await Practice.get(id=caller.practice_id)
+        if not can_see_clinical(caller, practice):
+            raise NotFound()
     await access_client(caller, document.client_id)  # type: ignore[attr-defined]
     return document
 
@@ -334,3 +339,14 @@ async def access_sms_template(caller: Caller, template_id: int) -> SmsTemplate:
     if template is None:
         raise NotFound()
     return template
+
+
+async def access_form_schedule(caller: Caller, schedule_id: int) -> FormSchedule:
+    """A form schedule on a file the caller may see (staff only)."""
+    if caller.staff is None:
+        raise NotFound()
+    schedule = await FormSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
+    if schedule is None:
+        raise NotFound()
+    await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
+    return schedule

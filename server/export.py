@@ -49,6 +49,7 @@ from server.actions import audit
 from server.auth.sessions import Caller
 from server.i18n import gettext as _
 from server.i18n import ngettext
+from server.queries.documents import visible_documents
 from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
 
@@ -309,9 +310,11 @@ async def _messages_part(caller: Caller, client: Client) -> tuple[list[dict[str,
     return out, len(conversations) - len(shown)
 
 
-async def _documents_part(client: Client) -> tuple[list[dict[str, Any]], list[Document]]:
+async def _documents_part(
+    client: Client, see_clinical: bool
+) -> tuple[list[dict[str, Any]], list[Document]]:
     documents = (
-        await Document.filter(client_id=client.id, deleted_at=None)
+        await visible_documents(client.id, clinical=see_clinical)
         .order_by("id")
         .prefetch_related("uploaded_by")
     )
@@ -323,6 +326,7 @@ async def _documents_part(client: Client) -> tuple[list[dict[str, Any]], list[Do
             "size": d.size,
             "sha256": d.sha256,
             "shared_with_client": d.shared_with_client,
+            "clinical": d.clinical,
             "uploaded_by": _person(d.uploaded_by),
             "uploaded_at": _iso(d.created_at),
             "path": archive_name(d),
@@ -435,11 +439,12 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
     practice = await Practice.get(id=caller.practice_id)
     see_clinical = can_see_clinical(caller, practice)
     conversations, left_out = await _messages_part(caller, client)
-    document_rows, documents = await _documents_part(client)
+    document_rows, documents = await _documents_part(client, see_clinical)
     remarks = {"invoices": _("Billing is not part of Cabinet yet: there are no invoices.")}
     if not see_clinical:
         remarks["clinical"] = _(
-            "Clinical details and session notes are left out: your role does not show them."
+            "Clinical details, session notes and clinical documents are left out: your role "
+            "does not show them."
         )
     if left_out:
         remarks["messages"] = ngettext(

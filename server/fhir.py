@@ -4,7 +4,9 @@
 Resources: the client as a Patient; alternate contacts and linked accounts as
 RelatedPerson; sessions as Appointment; messages as Communication; documents as
 DocumentReference, their bytes beside the bundle in the zip (``attachment.url`` is the path
-inside it). Invoice joins once billing exists. Clinical details have no resource here:
+inside it); completed measures (PHQ-9, GAD-7) as QuestionnaireResponse with an Observation
+of the total score, coded in LOINC, only when the record holds their answers (the caller may
+read clinical details). Invoice joins once billing exists. Clinical details have no resource here:
 diagnosis keywords are free words, not coded conditions, and stay in record.json.
 
 Resource ids are UUIDs derived from the practice's address and Cabinet's ids, so two exports
@@ -16,6 +18,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from server.instruments import INSTRUMENTS, Instrument
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 V2_0131 = "http://terminology.hl7.org/CodeSystem/v2-0131"
@@ -36,6 +40,13 @@ APPOINTMENT_STATUS = {
     "cancelled_by_practitioner": "cancelled",
     "moved": "cancelled",
     "no_show": "noshow",
+}
+LOINC = "http://loinc.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+# Each measure's LOINC panel (the questionnaire) and total score codes.
+MEASURE_LOINC = {
+    "PHQ-9": ("44249-1", "44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score"),
+    "GAD-7": ("69737-5", "70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score"),
 }
 PHONE_USES = {"home": "home", "work": "work", "mobile": "mobile", "cell": "mobile"}
 
@@ -303,6 +314,74 @@ def _document_reference(
     }
 
 
+def _measure_resources(
+    m: dict[str, Any], patient: dict[str, str], ids: Ids
+) -> list[tuple[str, dict[str, Any]]]:
+    """A completed measure as its QuestionnaireResponse and the Observation of its score."""
+    inst: Instrument = next(i for i in INSTRUMENTS.values() if i.name == m["measure"])
+    panel, total_code, total_name = MEASURE_LOINC[inst.name]
+    answers: dict[str, int] = m["answers"]
+    items = [
+        {
+            "linkId": str(n),
+            "text": str(text),
+            "answer": [
+                {
+                    "valueCoding": {
+                        "code": str(answers[str(n)]),
+                        "display": str(inst.choices[answers[str(n)]]),
+                    }
+                }
+            ],
+        }
+        for n, text in enumerate(inst.items, start=1)
+        if str(n) in answers
+    ]
+    if inst.extra is not None and "extra" in answers:
+        items.append(
+            {
+                "linkId": "extra",
+                "text": str(inst.extra),
+                "answer": [
+                    {
+                        "valueCoding": {
+                            "code": str(answers["extra"]),
+                            "display": str(inst.extra_choices[answers["extra"]]),
+                        }
+                    }
+                ],
+            }
+        )
+    response_url = ids.url("measures", m["id"])
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "id": ids.id("measures", m["id"]),
+        "identifier": {"system": ids.system("measures"), "value": str(m["id"])},
+        "questionnaire": f"{LOINC}/q/{panel}",
+        "status": "completed",
+        "subject": patient,
+        "authored": m["completed_at"],
+        "item": items,
+    }
+    band = inst.band(m["band"]) if m.get("band") else None
+    observation = {
+        "resourceType": "Observation",
+        "id": ids.id("measure-scores", m["id"]),
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+        "code": {
+            "coding": [{"system": LOINC, "code": total_code, "display": total_name}],
+            "text": f"{inst.name} total score",
+        },
+        "subject": patient,
+        "effectiveDateTime": m["completed_at"],
+        "valueInteger": m["score"],
+        "interpretation": [{"text": str(band.label)}] if band else None,
+        "derivedFrom": [{"reference": response_url}],
+    }
+    return [(response_url, response), (ids.url("measure-scores", m["id"]), observation)]
+
+
 def client_bundle(record: dict[str, Any], base_url: str) -> dict[str, Any]:
     """The FHIR R4 Bundle for an export's record (see server/export.py)."""
     ids = Ids(base_url, record["practice"]["id"])
@@ -315,6 +394,10 @@ def client_bundle(record: dict[str, Any], base_url: str) -> dict[str, Any]:
     entries += [_appointment(session, patient, ids) for session in record["sessions"]]
     entries += _communications(record, patient, ids)
     entries += [_document_reference(d, patient, ids) for d in record["documents"]]
+    for m in record.get("measures", []):
+        # Answers are in the record only for those who may read clinical details.
+        if m["status"] == "completed" and m.get("answers") is not None:
+            entries += _measure_resources(m, patient, ids)
     return clean(
         {
             "resourceType": "Bundle",

@@ -16,6 +16,7 @@ from models.accounts import AccountToken, AuthSession, LoginAttempt
 from models.jobs import Job, JobStatus
 from models.realtime import RealtimeEvent
 from server import jobs
+from server.actions.form_schedules import send_due_forms
 from server.actions.measures import send_due_measures
 from server.mail import deliver_due
 from server.sms import deliver_due_sms
@@ -66,6 +67,7 @@ async def run_worker(stop: asyncio.Event, interval: float = 1.0) -> None:
             await deliver_due()
             await send_due_measures()
             await deliver_due_sms()
+            await send_due_forms()
             if loop.time() - last_prune > 3600:
                 await prune()
                 last_prune = loop.time()

@@ -19,7 +19,7 @@ from starlette.types import Message, Receive
 from models.accounts import Practice
 from models.clients import Client, Document
 from server import filetypes, storage
-from server.access import access_client, access_document
+from server.access import access_client, access_document, can_see_clinical
 from server.actions import documents
 from server.api import Ok
 from server.auth.sessions import Caller
@@ -40,7 +40,7 @@ ACCEPT = ",".join(ext for t in filetypes.ACCEPTED for ext in t.extensions)
 
 async def _load_documents(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
     return {
-        "documents": await client_documents(client.id),
+        "documents": await client_documents(client.id, clinical=can_see_clinical(caller, practice)),
         "max_mb": get_settings().document_max_mb,
         "max_bytes": documents.max_bytes(),
         "accept": ACCEPT,
@@ -130,7 +130,12 @@ async def upload_form(request: Request) -> Response:
     try:
         name, data, fields = await read_upload(request)
         await documents.do_upload_document(
-            caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+            caller,
+            client,
+            name=name,
+            data=data,
+            shared=_is_on(fields.get("shared")),
+            clinical=_is_on(fields.get("clinical")),
         )
     except ValidationFailed as exc:
         return await file_page(
@@ -154,10 +159,15 @@ class ShareIn(BaseModel):
     shared: bool
 
 
+class ClinicalIn(BaseModel):
+    clinical: bool
+
+
 async def change_form(request: Request) -> Response:
-    """The row's forms: /rename (name), /share (shared=1 or 0), /delete."""
+    """The row's forms: /rename (name), /share (shared=1 or 0), /clinical (clinical=1 or 0),
+    /delete."""
     change = request.path_params["change"]
-    if change not in {"rename", "share", "delete"}:
+    if change not in {"rename", "share", "clinical", "delete"}:
         raise NotFound()
     caller, client, document = await _document_on_file(request)
     form = await request.form()
@@ -167,6 +177,9 @@ async def change_form(request: Request) -> Response:
         elif change == "share":
             shared = _is_on(str(form.get("shared") or ""))
             await documents.do_share_document(caller, document, shared)
+        elif change == "clinical":
+            clinical = _is_on(str(form.get("clinical") or ""))
+            await documents.do_mark_clinical(caller, document, clinical)
         else:
             await documents.do_delete_document(caller, document)
     except ValidationFailed as exc:
@@ -185,21 +198,29 @@ async def _one(document: Document) -> DocumentOut:
 
 @api.route("GET", "/clients/{client_id}/documents", response=DocumentOut, response_list=True)
 async def list_documents(request: Request) -> list[DocumentOut]:
-    """The documents on a client's file, newest first"""
+    """The documents on a client's file, newest first (clinical ones only for those who may
+    read clinical details)"""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
-    return await client_documents(client.id)
+    practice = await Practice.get(id=caller.practice_id)
+    return await client_documents(client.id, clinical=can_see_clinical(caller, practice))
 
 
 @api.route("POST", "/clients/{client_id}/documents", response=DocumentOut)
 async def upload_document(request: Request) -> DocumentOut:
-    """Upload a document: multipart/form-data with a `file` field (and `shared`=1 to show it
-    on the client's portal). Types are told from the content; the size is capped."""
+    """Upload a document: multipart/form-data with a `file` field (`shared`=1 to show it
+    on the client's portal, `clinical`=1 to keep it from staff who may not read clinical
+    details). Types are told from the content; the size is capped."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     name, data, fields = await read_upload(request)
     document = await documents.do_upload_document(
-        caller, client, name=name, data=data, shared=_is_on(fields.get("shared"))
+        caller,
+        client,
+        name=name,
+        data=data,
+        shared=_is_on(fields.get("shared")),
+        clinical=_is_on(fields.get("clinical")),
     )
     return await _one(document)
 
@@ -235,6 +256,15 @@ async def share_document(request: Request, body: ShareIn) -> DocumentOut:
     caller = require_staff(request)
     document = await access_document(caller, path_id(request, "document_id"))
     return await _one(await documents.do_share_document(caller, document, body.shared))
+
+
+@api.route("POST", "/documents/{document_id}/clinical", body=ClinicalIn, response=DocumentOut)
+async def mark_clinical(request: Request, body: ClinicalIn) -> DocumentOut:
+    """Mark a document as clinical content (seen only by those who may read clinical
+    details) or not"""
+    caller = require_staff(request)
+    document = await access_document(caller, path_id(request, "document_id"))
+    return await _one(await documents.do_mark_clinical(caller, document, body.clinical))
 
 
 @api.route("DELETE", "/documents/{document_id}", response=Ok)

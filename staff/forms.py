@@ -7,7 +7,7 @@ submitted, and what it says only if the practice opened clinical details to it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -16,14 +16,22 @@ from starlette.routing import Route
 
 from models.accounts import Practice
 from models.clients import Client
-from models.forms import FieldKind, FormAssignment, FormPurpose, FormTemplate, FormVersion
+from models.forms import (
+    FieldKind,
+    FormAssignment,
+    FormPurpose,
+    FormSchedule,
+    FormTemplate,
+    FormVersion,
+)
 from server.access import (
     access_client,
     access_form_assignment,
+    access_form_schedule,
     access_form_template,
     can_see_clinical,
 )
-from server.actions import forms
+from server.actions import form_schedules, forms, measures
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.form_fields import FieldIn, shown
@@ -71,6 +79,9 @@ async def _load_tab(caller: Caller, client: Client, practice: Practice) -> dict[
         "templates": await FormTemplate.filter(practice_id=practice.id, archived_at=None).order_by(
             "name"
         ),
+        "form_schedules": await FormSchedule.filter(client_id=client.id, stopped_at=None)
+        .prefetch_related("template")
+        .order_by("id"),
     }
 
 
@@ -79,6 +90,10 @@ register_tab(Tab("forms", lazy("Forms"), "staff/file_forms.html", _load_tab, ord
 
 class SendIn(BaseModel):
     form_id: int = Field(ge=1, le=2**31 - 1)
+    # As for measures: once, now then every N weeks, or before every session.
+    repeat: Literal["once", "weeks", "sessions"] = "once"
+    every_weeks: int | None = Field(default=None, ge=1, le=measures.MAX_EVERY_WEEKS)
+    hours_before: int | None = Field(default=None, ge=1, le=measures.MAX_HOURS_BEFORE)
 
 
 def _back_to_file(client_id: int) -> RedirectResponse:
@@ -92,7 +107,16 @@ async def send_form(request: Request) -> Response:
     try:
         body = validate(SendIn, {k: v for k, v in form.items() if k != "csrf_token"})
         template = await access_form_template(caller, body.form_id)
-        await forms.do_send_form(caller, client, template)
+        if body.repeat == "weeks":
+            await form_schedules.do_schedule_form(
+                caller, client, template, every_weeks=body.every_weeks or 2
+            )
+        elif body.repeat == "sessions":
+            await form_schedules.do_schedule_form(
+                caller, client, template, hours_before=body.hours_before or 24
+            )
+        else:
+            await forms.do_send_form(caller, client, template)
     except ValidationFailed as exc:
         return await file_page(
             request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="forms"
@@ -113,6 +137,16 @@ async def change_sent_form(request: Request) -> Response:
         await forms.do_remind_form(caller, assignment)
     else:
         await forms.do_cancel_form(caller, assignment)
+    return _back_to_file(client.id)
+
+
+async def stop_schedule(request: Request) -> Response:
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    schedule = await access_form_schedule(caller, path_id(request, "schedule_id"))
+    if schedule.client_id != client.id:  # type: ignore[attr-defined]
+        raise NotFound()
+    await form_schedules.do_stop_form_schedule(caller, schedule)
     return _back_to_file(client.id)
 
 
@@ -250,6 +284,11 @@ routes = [
     Route("/forms/{form_id:int}/fields", add_field, methods=["POST"]),
     Route("/forms/{form_id:int}/fields/{key:str}/{op:str}", change_field, methods=["POST"]),
     Route("/clients/{client_id:int}/forms", send_form, methods=["POST"]),
+    Route(
+        "/clients/{client_id:int}/forms/schedules/{schedule_id:int}/stop",
+        stop_schedule,
+        methods=["POST"],
+    ),
     Route(
         "/clients/{client_id:int}/forms/{assignment_id:int}/{change:str}",
         change_sent_form,

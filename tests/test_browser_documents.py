@@ -90,3 +90,43 @@ async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(
     )
     assert overflow <= 0
     await phone.close()
+
+
+async def test_a_clinical_upload_is_kept_from_the_front_desk(
+    browser: Browser, live_server: LiveServer, make: Factory
+) -> None:
+    alice = await make.therapist(first_name="Alice")
+    desk = await make.office_admin()
+    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
+    staff = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    page = await staff.new_page()
+    await sign_in(page, f"{live_server.url}/staff/login", alice.email, PASSWORD)
+    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    await page.goto(f"{live_server.url}/staff/clients/{helene.id}/documents")
+    files = page.locator("input[type=file]")
+    await files.set_input_files(
+        {"name": "Bilan psychologique.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    )
+    await page.get_by_label("Clinical content").check()
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await expect(page).to_have_url(f"{live_server.url}/staff/clients/{helene.id}/documents?saved=1")
+    await files.set_input_files(
+        {"name": "Facture.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    )
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    clinical_row = page.locator("tr[data-document-id]", has_text="Bilan psychologique.pdf")
+    await expect(clinical_row.locator("[data-clinical]")).to_have_text("Clinical")
+    secret = await Document.get(name="Bilan psychologique.pdf")
+    assert secret.clinical is True
+    await staff.close()
+
+    front = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    page = await front.new_page()
+    await sign_in(page, f"{live_server.url}/staff/login", desk.email, PASSWORD)
+    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    await page.goto(f"{live_server.url}/staff/clients/{helene.id}/documents")
+    await expect(page.locator("tr[data-document-id]")).to_have_count(1)
+    await expect(page.locator("[data-document-name]")).to_have_text("Facture.pdf")
+    response = await page.goto(f"{live_server.url}/staff/clients/{helene.id}/documents/{secret.id}")
+    assert response is not None and response.status == 404
+    await front.close()

@@ -81,5 +81,18 @@ async def test_build_send_draft_and_submit_a_form(
     await expect(staff.locator("[data-sent-forms]")).to_contain_text("Je préfère le matin.")
     await staff.goto(f"{live_server.url}/staff/clients/{camille.id}/documents")
     await expect(staff.locator("[data-documents]")).to_contain_text("Consentement aux soins")
+    # The submitted PDF is clinical content.
+    await expect(staff.locator("[data-documents] [data-clinical]")).to_have_count(1)
+    # Sent on a schedule: now, then every four weeks; listed, then stopped.
+    await staff.goto(f"{live_server.url}/staff/clients/{camille.id}/forms")
+    send = staff.locator("#send-form")
+    await send.get_by_label("Now, then every").check()
+    await send.get_by_label("Number of weeks").fill("4")
+    await send.get_by_role("button", name="Send").click()
+    schedules = staff.locator("#form-schedules")
+    await expect(schedules).to_contain_text("Consentement aux soins: every 4 weeks")
+    await expect(staff.locator("[data-sent-forms] [data-status=sent]")).to_have_count(1)
+    await schedules.get_by_role("button", name="Stop").click()
+    await expect(staff.locator("#form-schedules")).to_have_count(0)
     await staff_ctx.close()
     await phone_ctx.close()

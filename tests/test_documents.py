@@ -502,3 +502,162 @@ async def test_storage_keys_never_leave_the_folder() -> None:
     for key in ("../secret_key", "abc", "A" * 32, "0" * 31 + "/"):
         with pytest.raises(ValueError):
             storage.path_of(key)
+
+
+# --- clinical documents ----------------------------------------------------------------------
+
+# Who reaches a clinical document on Hélène's file (Alice's client), by whether the practice
+# opens clinical details to the front desk.
+CLINICAL_EXPECTED = {
+    ("owner", False): 200,
+    ("alice", False): 200,
+    ("bob", False): 404,
+    ("desk", False): 404,
+    ("desk", True): 200,
+}
+
+
+@pytest.mark.parametrize(("who", "desk_sees_clinical"), list(CLINICAL_EXPECTED))
+async def test_clinical_documents_only_for_who_may_read_clinical_details(
+    new_http: Callable[..., httpx.AsyncClient],
+    file: dict[str, Any],
+    who: str,
+    desk_sees_clinical: bool,
+) -> None:
+    from models.accounts import Practice
+
+    helene: Client = file["helene"]
+    await Practice.filter(id=helene.practice_id).update(  # type: ignore[attr-defined]
+        office_admins_see_clinical=desk_sees_clinical
+    )
+    alice = new_http("10.7.5.1")
+    await login(alice, file["alice"])
+    r = await alice.post(
+        f"/api/clients/{helene.id}/documents",
+        files={"file": ("Bilan.pdf", PDF, "application/pdf")},
+        data={"clinical": "1", "shared": "1"},
+    )
+    assert r.status_code == 200 and r.json()["clinical"] is True
+    secret = r.json()["id"]
+    plain = (await upload(alice, helene, "Facture.pdf", PDF)).json()
+    assert plain["clinical"] is False
+
+    http = new_http("10.7.5.2")
+    await login(http, file[who])
+    expected = CLINICAL_EXPECTED[(who, desk_sees_clinical)]
+    missing = (await http.get("/api/documents/999999")).json()
+    listed = await http.get(f"/api/clients/{helene.id}/documents")
+    page = await http.get(f"/staff/clients/{helene.id}/documents")
+    if who == "bob":
+        assert listed.status_code == 404 and page.status_code == 404
+    else:
+        ids = [d["id"] for d in listed.json()]
+        assert (secret in ids) is (expected == 200) and plain["id"] in ids
+        assert ("Bilan.pdf" in page.text) is (expected == 200) and "Facture.pdf" in page.text
+    base = f"/staff/clients/{helene.id}/documents/{secret}"
+    token = {"csrf_token": http.headers["X-CSRF-Token"]}
+    statuses = [
+        (await http.get(f"/api/documents/{secret}")).status_code,
+        (await http.get(f"/api/documents/{secret}/content")).status_code,
+        (await http.get(base)).status_code,
+        (await http.post(f"/api/documents/{secret}/name", json={"name": "X"})).status_code,
+        (await http.post(f"/api/documents/{secret}/shared", json={"shared": False})).status_code,
+        (await http.post(f"{base}/rename", data={**token, "name": "Y"})).status_code,
+        (await http.post(f"{base}/share", data={**token, "shared": "0"})).status_code,
+    ]
+    if expected == 404:
+        assert statuses == [404] * len(statuses)
+        assert (await http.get(f"/api/documents/{secret}")).json() == missing
+        assert (await http.delete(f"/api/documents/{secret}")).status_code == 404
+        assert (await http.post(f"{base}/delete", data=token)).status_code == 404
+        row = await Document.get(id=secret)
+        assert (row.name, row.shared_with_client, row.deleted_at) == ("Bilan.pdf", True, None)
+        assert not await AuditEntry.filter(action="read.document", object_id=str(secret))
+    else:
+        assert all(s in {200, 303} for s in statuses), statuses
+        assert (await http.delete(f"/api/documents/{secret}")).status_code == 200
+
+
+async def test_the_client_sees_their_clinical_document_on_the_portal(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.7.6.1")
+    await login(alice, file["alice"])
+    r = await alice.post(
+        f"/api/clients/{helene.id}/documents",
+        files={"file": ("Bilan.pdf", PDF, "application/pdf")},
+        data={"clinical": "1", "shared": "1"},
+    )
+    secret = r.json()["id"]
+    unshared = (
+        await alice.post(
+            f"/api/clients/{helene.id}/documents",
+            files={"file": ("Notes.pdf", PDF, "application/pdf")},
+            data={"clinical": "1"},
+        )
+    ).json()["id"]
+    portal = new_http("10.7.6.2")
+    await login(portal, helene)
+    assert [d["id"] for d in (await portal.get("/portal/api/documents")).json()] == [secret]
+    assert (await portal.get(f"/portal/api/documents/{secret}/content")).content == PDF
+    assert (await portal.get(f"/portal/api/documents/{unshared}/content")).status_code == 404
+    other = new_http("10.7.6.3")
+    await login(other, file["other"])
+    assert (await other.get(f"/portal/api/documents/{secret}/content")).status_code == 404
+    assert (await other.get("/portal/api/documents")).json() == []
+
+
+async def test_the_tab_marks_an_upload_clinical(
+    http: httpx.AsyncClient, file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    me = await login(http, file["alice"])
+    base = f"/staff/clients/{helene.id}/documents"
+    page = await http.get(base)
+    assert 'name="clinical"' in page.text and "Clinical content" in page.text
+    r = await http.post(
+        f"{base}?csrf_token={me['csrf_token']}",
+        files={"file": ("Bilan.pdf", PDF)},
+        data={"clinical": "1"},
+    )
+    assert r.status_code == 303
+    assert (await Document.get(client_id=helene.id)).clinical is True
+    assert "data-clinical" in (await http.get(base)).text
+    entry = await AuditEntry.get(action="document.uploaded")
+    assert entry.detail["clinical"] is True
+
+
+async def test_marking_a_document_clinical_or_not(
+    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.7.7.1")
+    me = await login(alice, file["alice"])
+    doc = (await upload(alice, helene, "Compte rendu.pdf", PDF)).json()
+    desk = new_http("10.7.7.2")
+    await login(desk, file["desk"])
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 200
+    # The therapist marks it clinical from the tab: the front desk loses it.
+    base = f"/staff/clients/{helene.id}/documents/{doc['id']}"
+    r = await alice.post(f"{base}/clinical", data={"csrf_token": me["csrf_token"], "clinical": "1"})
+    assert r.status_code == 303
+    assert (await Document.get(id=doc["id"])).clinical is True
+    assert "Not clinical" in (await alice.get(f"/staff/clients/{helene.id}/documents")).text
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 404
+    r = await desk.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 404 and (await Document.get(id=doc["id"])).clinical is True
+    # Back to not clinical through the API: the front desk sees it again.
+    r = await alice.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 200 and r.json()["clinical"] is False
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 200
+    # The front desk may seal one too, and then no longer reaches it.
+    r = await desk.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": True})
+    assert r.status_code == 200 and r.json()["clinical"] is True
+    assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 404
+    actions = [e.action for e in await AuditEntry.filter(object_id=str(doc["id"])).order_by("id")]
+    assert actions.count("document.clinical") == 2 and "document.not_clinical" in actions
+    bob = new_http("10.7.7.3")
+    await login(bob, file["bob"])
+    r = await bob.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
+    assert r.status_code == 404

@@ -325,3 +325,39 @@ async def test_an_empty_file_exports_too(
     raw, _bundle = validated_bundle(archive)
     assert [e["resource"]["resourceType"] for e in raw["entry"]] == ["Patient"]
     assert date.fromisoformat(record["exported_at"][:10])
+
+
+async def test_clinical_documents_leave_the_export_with_clinical_details(
+    new_http: Callable[..., httpx.AsyncClient], practice: dict[str, Any]
+) -> None:
+    helene: Client = practice["helene"]
+    alice = new_http("10.8.3.1")
+    await login(alice, practice["alice"])
+    secret_pdf = PDF.replace(b"%%EOF", b"% bilan confidentiel\n%%EOF")
+    r = await alice.post(
+        f"/api/clients/{helene.id}/documents",
+        files={"file": ("Bilan psychologique.pdf", secret_pdf, "application/pdf")},
+        data={"clinical": "1"},
+    )
+    assert r.status_code == 200, r.text
+    secret_id = r.json()["id"]
+
+    def holds_secret(archive: zipfile.ZipFile) -> bool:
+        names = archive.namelist()
+        contents = b"".join(archive.read(n) for n in names)
+        return b"Bilan psychologique" in contents or b"bilan confidentiel" in contents
+
+    for who, sees in (("alice", True), ("owner", True), ("desk", False)):
+        r, archive = await export_of(new_http, practice[who], helene)
+        assert r.status_code == 200 and archive is not None
+        record = json.loads(archive.read("record.json"))
+        assert (secret_id in [d["id"] for d in record["documents"]]) is sees, who
+        assert holds_secret(archive) is sees, who
+        raw, _bundle = validated_bundle(archive)
+        refs = [e for e in raw["entry"] if e["resource"]["resourceType"] == "DocumentReference"]
+        assert any("Bilan" in e["resource"]["description"] for e in refs) is sees, who
+        # The letter is not clinical: everyone who may export gets it.
+        assert practice["letter"]["id"] in [d["id"] for d in record["documents"]]
+    await Practice.filter(id=helene.practice_id).update(office_admins_see_clinical=True)  # type: ignore[attr-defined]
+    _r, archive = await export_of(new_http, practice["desk"], helene)
+    assert archive is not None and holds_secret(archive)

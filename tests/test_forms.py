@@ -4,6 +4,8 @@ afterwards), reminders, the live notice, and who may see what."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -331,3 +333,161 @@ async def test_the_api_saves_drafts_and_enforces_required_fields(
     r = await http.post(url, json={"answers": full_answers(), "submit": True})
     assert r.status_code == 200 and r.json()["status"] == "completed"
     assert r.json()["document_id"] is not None
+
+
+async def test_the_submitted_pdf_is_a_clinical_document(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    await forms.do_submit_form(client, sent, full_answers())
+    await sent.refresh_from_db()
+    document = await Document.get(id=sent.document_id)  # type: ignore[attr-defined]
+    assert document.clinical is True and document.shared_with_client is True
+    cid = people["camille"].id
+
+    async def reach(who: str) -> tuple[int, int, bool, bool]:
+        async with new_http() as h:
+            await login(h, people[who])
+            one = await h.get(f"/api/documents/{document.id}/content")
+            page = await h.get(f"/staff/clients/{cid}/documents/{document.id}")
+            listed = await h.get(f"/api/clients/{cid}/documents")
+            listed_ids = [d["id"] for d in listed.json()] if listed.status_code == 200 else []
+            export = await h.get(f"/api/clients/{cid}/export")
+            in_export = export.status_code == 200 and any(
+                n.startswith(f"documents/{document.id}-")
+                for n in zipfile.ZipFile(io.BytesIO(export.content)).namelist()
+            )
+            return one.status_code, page.status_code, document.id in listed_ids, in_export
+
+    assert await reach("owner") == (200, 200, True, True)
+    assert await reach("alice") == (200, 200, True, True)
+    assert await reach("bob") == (404, 404, False, False)
+    assert await reach("desk") == (404, 404, False, False)
+    practice: Practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert await reach("desk") == (200, 200, True, True)
+    # The client keeps their copy; another client does not reach it.
+    async with new_http("10.0.0.8") as h:
+        await login(h, people["camille"])
+        assert (await h.get(f"/portal/documents/{document.id}")).status_code == 200
+    async with new_http("10.0.0.9") as h:
+        await login(h, people["other"])
+        assert (await h.get(f"/portal/documents/{document.id}")).status_code == 404
+
+
+# --- on a schedule ---------------------------------------------------------------------------
+
+
+async def test_a_form_every_n_weeks_from_the_tab_then_stopped(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from models.forms import FormSchedule
+    from server.actions import form_schedules
+
+    template = await intake(people)
+    cid = people["camille"].id
+    async with new_http() as staff:
+        await login(staff, people["alice"])
+        r = await staff.post(
+            f"/staff/clients/{cid}/forms",
+            data={"form_id": str(template.id), "repeat": "weeks", "every_weeks": "3"},
+        )
+        assert r.status_code == 303
+        schedule = await FormSchedule.get(client_id=cid)
+        assert schedule.every_weeks == 3 and schedule.hours_before is None
+        assert await FormAssignment.filter(client_id=cid, schedule_id=schedule.id).count() == 1
+        page = await staff.get(f"/staff/clients/{cid}/forms")
+        assert f'data-form-schedule-id="{schedule.id}"' in page.text
+        assert "every 3 weeks" in page.text
+        # Out-of-range choices: 422, nothing scheduled.
+        r = await staff.post(
+            f"/staff/clients/{cid}/forms",
+            data={"form_id": str(template.id), "repeat": "weeks", "every_weeks": "99"},
+        )
+        assert r.status_code == 422 and await FormSchedule.all().count() == 1
+        later = datetime.now(UTC) + timedelta(weeks=3, hours=1)
+        assert await form_schedules.send_due_forms(later) == 1
+        assert await form_schedules.send_due_forms(later) == 0
+        assert await OutboxMessage.filter(purpose="form_sent").count() == 2
+        # Bob does not reach Camille's schedule; another client's path neither.
+        async with new_http("10.0.1.2") as bob:
+            await login(bob, people["bob"])
+            stop = f"/staff/clients/{cid}/forms/schedules/{schedule.id}/stop"
+            assert (await bob.post(stop)).status_code == 404
+        other = people["other"].id
+        r = await staff.post(f"/staff/clients/{other}/forms/schedules/{schedule.id}/stop")
+        assert r.status_code == 404
+        r = await staff.post(f"/staff/clients/{cid}/forms/schedules/{schedule.id}/stop")
+        assert r.status_code == 303
+    await schedule.refresh_from_db()
+    assert schedule.stopped_at is not None
+    assert await form_schedules.send_due_forms(later + timedelta(weeks=3)) == 0
+    async with new_http("10.0.1.3") as portal:
+        await login(portal, people["camille"])
+        stop = f"/staff/clients/{cid}/forms/schedules/{schedule.id}/stop"
+        assert (await portal.post(stop)).status_code in (303, 401)
+
+
+async def test_a_form_before_each_session_moved_and_cancelled(people: dict[str, Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from models.agenda import Attendance
+    from server.actions import agenda, form_schedules
+
+    template = await intake(people)
+    practice = people["practice"]
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    now = datetime.now(UTC)
+
+    async def book(at: datetime) -> Any:
+        return await agenda.do_book_appointment(
+            None,
+            practitioner=people["alice"],
+            client=people["camille"],
+            service=service,
+            starts_at=at,
+            location=office,
+        )
+
+    first = await book(now + timedelta(hours=30))
+    second = await book(now + timedelta(days=5, hours=30))
+    actor = Caller.acting_as(people["alice"])
+    none_yet, schedule = await form_schedules.do_schedule_form(
+        actor, people["camille"], template, hours_before=24
+    )
+    assert none_yet is None and not await FormAssignment.exists()
+    assert await form_schedules.send_due_forms(now + timedelta(hours=7)) == 1
+    asked = await FormAssignment.get(schedule_id=schedule.id)
+    assert asked.appointment_id == first.id  # type: ignore[attr-defined]
+    moved = await agenda.do_move_appointment(None, first, now + timedelta(hours=32))
+    assert await form_schedules.send_due_forms(now + timedelta(hours=9)) == 0
+    await asked.refresh_from_db()
+    assert asked.appointment_id == moved.id  # type: ignore[attr-defined]
+    await agenda.do_set_attendance(None, moved, Attendance.CANCELLED_BY_CLIENT)
+    await form_schedules.send_due_forms(now + timedelta(hours=10))
+    await asked.refresh_from_db()
+    assert asked.status is FormStatus.CANCELLED
+
+    # One the client has started stays when its session is cancelled.
+    tick = now + timedelta(days=5, hours=7)
+    assert await form_schedules.send_due_forms(tick) == 1
+    started = await FormAssignment.get(appointment_id=second.id)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    await forms.do_save_draft(client, started, {"f2": "Camille"})
+    await agenda.do_set_attendance(None, second, Attendance.CANCELLED_BY_PRACTITIONER)
+    await form_schedules.send_due_forms(tick + timedelta(hours=1))
+    await started.refresh_from_db()
+    assert started.status is FormStatus.SENT

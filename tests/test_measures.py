@@ -680,3 +680,107 @@ async def test_the_worker_sends_what_is_due_on_its_tick(people: dict[str, Any]) 
     stop.set()
     await worker
     assert await MeasureAdministration.filter(schedule_id=schedule.id).count() == 2
+
+
+async def test_a_moved_session_is_asked_once_and_a_cancelled_one_is_withdrawn(
+    people: dict[str, Any],
+) -> None:
+    from models.agenda import Attendance
+
+    practice = people["practice"]
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    now = datetime.now(UTC)
+
+    async def book(at: datetime) -> Any:
+        return await agenda.do_book_appointment(
+            None,
+            practitioner=people["alice"],
+            client=people["camille"],
+            service=service,
+            starts_at=at,
+            location=office,
+        )
+
+    first = await book(now + timedelta(hours=30))
+    second = await book(now + timedelta(days=5, hours=30))
+    actor = Caller.acting_as(people["alice"])
+    _none, schedule = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.PHQ9, hours_before=24
+    )
+    assert schedule is not None
+    assert await measures.send_due_measures(now + timedelta(hours=7)) == 1
+    asked = await MeasureAdministration.get(schedule_id=schedule.id)
+    assert asked.appointment_id == first.id  # type: ignore[attr-defined]
+    # Moved two hours later: the same session, no second questionnaire; the waiting one
+    # follows it to its new date.
+    moved = await agenda.do_move_appointment(None, first, now + timedelta(hours=32))
+    assert await measures.send_due_measures(now + timedelta(hours=9)) == 0
+    await asked.refresh_from_db()
+    assert asked.appointment_id == moved.id  # type: ignore[attr-defined]
+    assert asked.status is AdministrationStatus.SENT
+    assert await MeasureAdministration.filter(schedule_id=schedule.id).count() == 1
+    # The moved session is then cancelled: the unanswered questionnaire is withdrawn.
+    await agenda.do_set_attendance(None, moved, Attendance.CANCELLED_BY_CLIENT)
+    assert await measures.send_due_measures(now + timedelta(hours=10)) == 0
+    await asked.refresh_from_db()
+    assert asked.status is AdministrationStatus.CANCELLED
+    entry = await AuditEntry.get(action="measure.cancelled", object_id=str(asked.id))
+    assert entry.detail["reason"] == "session_cancelled"
+
+    # An answered one stays when its session is cancelled afterwards.
+    tick = now + timedelta(days=5, hours=7)
+    assert await measures.send_due_measures(tick) == 1
+    answered = await MeasureAdministration.get(appointment_id=second.id)
+    account = await PortalAccountOf.of(people["camille"])
+    await measures.do_complete_measure(account, answered, form(PHQ9, 4))
+    await agenda.do_set_attendance(None, second, Attendance.CANCELLED_BY_PRACTITIONER)
+    await measures.send_due_measures(tick + timedelta(hours=1))
+    await answered.refresh_from_db()
+    assert answered.status is AdministrationStatus.COMPLETED and answered.score == 4
+
+
+async def test_the_fhir_export_has_completed_measures_for_who_may_read_them(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    from tests.test_export import export_of, validated_bundle
+
+    actor = Caller.acting_as(people["alice"])
+    done = await measures.do_record_in_session(
+        actor, people["camille"], MeasureKind.PHQ9, form(PHQ9, 13)
+    )
+    await send(people, MeasureKind.GAD7)  # still waiting: not a response yet
+
+    async def resources(who: str) -> list[dict[str, Any]]:
+        r, archive = await export_of(new_http, people[who], people["camille"])
+        assert r.status_code == 200 and archive is not None
+        raw, _bundle = validated_bundle(archive)  # R4B, each resource on its own too
+        kinds = {"QuestionnaireResponse", "Observation"}
+        return [e["resource"] for e in raw["entry"] if e["resource"]["resourceType"] in kinds]
+
+    for who in ("alice", "owner"):
+        response, score = await resources(who)
+        assert response["resourceType"] == "QuestionnaireResponse"
+        assert response["questionnaire"] == "http://loinc.org/q/44249-1"
+        assert response["status"] == "completed"
+        assert [i["linkId"] for i in response["item"]][:9] == [str(n) for n in range(1, 10)]
+        values = [int(i["answer"][0]["valueCoding"]["code"]) for i in response["item"][:9]]
+        assert sum(values) == 13 == done.score
+        assert response["item"][0]["text"].startswith("Little interest")
+        assert score["resourceType"] == "Observation"
+        assert score["code"]["coding"][0] == {
+            "system": "http://loinc.org",
+            "code": "44261-6",
+            "display": "Patient Health Questionnaire 9 item (PHQ-9) total score",
+        }
+        assert score["valueInteger"] == 13 and score["interpretation"][0]["text"]
+        assert score["derivedFrom"][0]["reference"].endswith(response["id"])
+    assert await resources("desk") == []
+    practice: Practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert len(await resources("desk")) == 2
+    r, _archive = await export_of(new_http, people["bob"], people["camille"])
+    assert r.status_code == 404

@@ -77,7 +77,13 @@ def check_upload(data: bytes) -> FileType:
 
 
 async def do_upload_document(
-    actor: Caller, client: Client, *, name: str, data: bytes, shared: bool = False
+    actor: Caller,
+    client: Client,
+    *,
+    name: str,
+    data: bytes,
+    shared: bool = False,
+    clinical: bool = False,
 ) -> Document:
     """Store a document on the client's file.
 
@@ -98,6 +104,7 @@ async def do_upload_document(
             sha256=hashlib.sha256(data).hexdigest(),
             storage_key=key,
             shared_with_client=shared,
+            clinical=clinical,
             uploaded_by=actor.staff,
         )
         await audit.record(
@@ -110,6 +117,7 @@ async def do_upload_document(
                 "content_type": file_type.content_type,
                 "size": len(data),
                 "shared_with_client": shared,
+                "clinical": clinical,
             },
         )
     return document
@@ -154,6 +162,24 @@ async def do_share_document(actor: Caller, document: Document, shared: bool) -> 
         await audit.record(
             actor,
             "document.shared" if shared else "document.unshared",
+            object_type="document",
+            object_id=document.id,
+            client_id=document.client_id,  # type: ignore[attr-defined]
+        )
+    return document
+
+
+async def do_mark_clinical(actor: Caller, document: Document, clinical: bool) -> Document:
+    """Mark the document as clinical content (then only those who may read clinical details
+    see it) or not. Whoever marks it clinical without that right no longer sees it."""
+    if document.clinical == clinical:
+        return document
+    async with atomic():
+        document.clinical = clinical
+        await document.save(update_fields=["clinical", "updated_at"])
+        await audit.record(
+            actor,
+            "document.clinical" if clinical else "document.not_clinical",
             object_type="document",
             object_id=document.id,
             client_id=document.client_id,  # type: ignore[attr-defined]

@@ -11,8 +11,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from models.accounts import PortalAccount, Practice, StaffUser
+from models.agenda import Appointment
 from models.clients import Client, Document
-from models.forms import FormAssignment, FormPurpose, FormStatus, FormTemplate, FormVersion
+from models.forms import (
+    FormAssignment,
+    FormPurpose,
+    FormSchedule,
+    FormStatus,
+    FormTemplate,
+    FormVersion,
+)
 from realtime.events import client_recipient, emit, staff_recipient
 from server import i18n, storage
 from server.actions import audit
@@ -166,10 +174,9 @@ async def do_edit_form(
 # --- sending ---------------------------------------------------------------------------------
 
 
-async def do_send_form(actor: Caller, client: Client, template: FormTemplate) -> FormAssignment:
-    """Send the form's latest version to the client's portal (an email asks them to sign
-    in). The version is fixed from now on: later edits make a new one."""
-    assert actor.staff is not None
+async def check_sendable(template: FormTemplate, client: Client) -> None:
+    """Refuse (409/422) a form that is archived or asks nothing, or a client without an
+    active portal account."""
     if template.archived_at is not None:
         raise Conflict(_("This form is archived."))
     version = await latest_version(template)
@@ -178,42 +185,79 @@ async def do_send_form(actor: Caller, client: Client, template: FormTemplate) ->
             _("This form asks nothing yet: add fields first."),
             {"form_id": _("This form asks nothing yet.")},
         )
-    account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
-    if account is None:
+    if not await PortalAccount.filter(client_id=client.id, is_active=True).exists():
         raise ValidationFailed(
             _("This client has no portal account."),
             {"form_id": _("The client has no portal account.")},
         )
-    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+
+
+async def do_send_form(actor: Caller, client: Client, template: FormTemplate) -> FormAssignment:
+    """Send the form's latest version to the client's portal (an email asks them to sign
+    in). The version is fixed from now on: later edits make a new one."""
+    assert actor.staff is not None
+    await check_sendable(template, client)
     async with atomic():
-        assignment = await FormAssignment.create(
-            practice_id=practice.id, client=client, version=version, sent_by=actor.staff
-        )
-        with writing_in(account.locale or practice.locale):
-            await queue_email(
-                account.email,
-                _("A form is waiting for you"),
-                _(
-                    "%(practice)s asks you to fill in a form on your portal. You can save it "
-                    "and finish it later. Sign in to open it:\n%(link)s"
-                )
-                % {
-                    "practice": practice.name,
-                    "link": absolute_url(f"/portal/forms/{assignment.id}"),
-                },
-                purpose="form_sent",
-                client_id=client.id,
-                practice_id=practice.id,
+        assignment = await send_form_now(actor, client, template, sent_by=actor.staff)
+        assert assignment is not None
+    return assignment
+
+
+async def send_form_now(
+    actor: Caller | None,
+    client: Client,
+    template: FormTemplate,
+    *,
+    sent_by: StaffUser | None,
+    schedule: FormSchedule | None = None,
+    appointment: Appointment | None = None,
+) -> FormAssignment | None:
+    """Create one assignment of the form's latest version and tell the client (email with a
+    sign-in link, their open portal tabs). Call inside atomic(). None, sending nothing, when
+    the client has no active portal account or the form asks nothing (a schedule's send)."""
+    version = await latest_version(template)
+    account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
+    if account is None or not any(asks(f) for f in version.fields_spec):
+        return None
+    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+    assignment = await FormAssignment.create(
+        practice_id=practice.id,
+        client=client,
+        version=version,
+        sent_by=sent_by,
+        schedule=schedule,
+        appointment=appointment,
+    )
+    with writing_in(account.locale or practice.locale):
+        await queue_email(
+            account.email,
+            _("A form is waiting for you"),
+            _(
+                "%(practice)s asks you to fill in a form on your portal. You can save it "
+                "and finish it later. Sign in to open it:\n%(link)s"
             )
-        await emit([client_recipient(account.id)], "form.sent", {"id": assignment.id})
-        await audit.record(
-            actor,
-            "form.sent",
-            object_type="form_assignment",
-            object_id=assignment.id,
+            % {
+                "practice": practice.name,
+                "link": absolute_url(f"/portal/forms/{assignment.id}"),
+            },
+            purpose="form_sent",
             client_id=client.id,
-            detail={"template_id": template.id, "version": version.number},
+            practice_id=practice.id,
         )
+    await emit([client_recipient(account.id)], "form.sent", {"id": assignment.id})
+    await audit.record(
+        actor,
+        "form.sent",
+        object_type="form_assignment",
+        object_id=assignment.id,
+        client_id=client.id,
+        detail={
+            "template_id": template.id,
+            "version": version.number,
+            "schedule_id": schedule.id if schedule else None,
+            "appointment_id": appointment.id if appointment else None,
+        },
+    )
     return assignment
 
 
@@ -347,6 +391,9 @@ async def do_submit_form(
             storage_key=key,
             # The client keeps a copy of what they signed.
             shared_with_client=True,
+            # Their answers are clinical content: the front desk sees the PDF only where
+            # the practice opens clinical details to it.
+            clinical=True,
         )
         await FormAssignment.filter(id=assignment.id).update(document_id=document.id)
         await assignment.refresh_from_db()

@@ -435,6 +435,88 @@ async def _raise_alert(
 # --- schedules: the worker's tick ------------------------------------------------------------
 
 
+# How long after a moved appointment's replacement was booked the old one is marked moved
+# (server/actions/agenda.py do_move_appointment does both in one transaction).
+MOVE_WINDOW = timedelta(seconds=60)
+# A session that will not happen: a questionnaire sent before it is withdrawn.
+CALLED_OFF = (Attendance.CANCELLED_BY_CLIENT, Attendance.CANCELLED_BY_PRACTITIONER)
+
+
+async def moved_from(appointment: Appointment) -> Appointment | None:
+    """The appointment this one replaced when it was moved, if any.
+
+    The agenda keeps no link: a move books the new appointment and then marks the old one
+    MOVED in the same transaction, for the same client, practitioner and service. So the
+    predecessor is the MOVED one of theirs marked within MOVE_WINDOW after this was booked.
+    """
+    return (
+        await Appointment.filter(
+            client_id=appointment.client_id,  # type: ignore[attr-defined]
+            practitioner_id=appointment.practitioner_id,  # type: ignore[attr-defined]
+            service_id=appointment.service_id,  # type: ignore[attr-defined]
+            attendance=Attendance.MOVED,
+            updated_at__gte=appointment.created_at,
+            updated_at__lte=appointment.created_at + MOVE_WINDOW,
+        )
+        .exclude(id=appointment.id)
+        .order_by("updated_at")
+        .first()
+    )
+
+
+async def _already_asked(schedule: MeasureSchedule, appointment: Appointment) -> bool:
+    """Whether this session, under an earlier date it was moved from, already had its
+    questionnaire. A waiting one follows the session to its new date, so that cancelling
+    the moved session withdraws it."""
+    earlier: Appointment | None = appointment
+    for _step in range(20):  # a session moved again and again; bounded all the same
+        earlier = await moved_from(earlier)  # type: ignore[arg-type]
+        if earlier is None:
+            return False
+        sent = await MeasureAdministration.get_or_none(
+            schedule_id=schedule.id, appointment_id=earlier.id
+        )
+        if sent is not None:
+            if sent.status is AdministrationStatus.SENT:
+                await MeasureAdministration.filter(id=sent.id).update(
+                    appointment_id=appointment.id, updated_at=datetime.now(UTC)
+                )
+            return True
+    return False
+
+
+async def withdraw_for_called_off_sessions() -> int:
+    """Withdraw the questionnaires sent before a session that was then cancelled (or
+    deleted), which the client has not answered: don't ask about a session that will not
+    happen. Answered ones stay. Returns how many were withdrawn."""
+    waiting = await MeasureAdministration.filter(
+        status=AdministrationStatus.SENT,
+        schedule__hours_before__not_isnull=True,
+        appointment_id__not_isnull=True,
+    ).prefetch_related("appointment")
+    withdrawn = 0
+    for administration in waiting:
+        session: Appointment = administration.appointment  # type: ignore[assignment]
+        if session.deleted_at is None and session.attendance not in CALLED_OFF:
+            continue
+        async with atomic():
+            updated = await MeasureAdministration.filter(
+                id=administration.id, status=AdministrationStatus.SENT
+            ).update(status=AdministrationStatus.CANCELLED, updated_at=datetime.now(UTC))
+            if not updated:
+                continue  # answered meanwhile: it stays
+            await audit.record(
+                None,
+                "measure.cancelled",
+                object_type="measure_administration",
+                object_id=administration.id,
+                client_id=administration.client_id,  # type: ignore[attr-defined]
+                detail={"reason": "session_cancelled", "appointment_id": session.id},
+            )
+            withdrawn += 1
+    return withdrawn
+
+
 async def _send_before_sessions(schedule: MeasureSchedule, client: Client, now: datetime) -> int:
     """For a "before every session" schedule: one administration per upcoming appointment
     that is now within ``hours_before``. Call inside atomic(). The (schedule, appointment)
@@ -457,7 +539,7 @@ async def _send_before_sessions(schedule: MeasureSchedule, client: Client, now: 
     )
     sent = 0
     for appointment in appointments:
-        if appointment.id in done:
+        if appointment.id in done or await _already_asked(schedule, appointment):
             continue
         await _send(
             None,
@@ -510,4 +592,5 @@ async def send_due_measures(now: datetime | None = None) -> int:
         except IntegrityError:
             # Another worker sent it first: nothing lost, nothing doubled.
             log.info("schedule %s: another worker sent it", schedule.id)
+    await withdraw_for_called_off_sessions()
     return sent

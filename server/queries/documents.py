@@ -23,6 +23,7 @@ class DocumentOut(BaseModel):
     size_label: str
     sha256: str
     shared_with_client: bool
+    clinical: bool
     uploaded_by_id: int | None
     uploaded_by_name: str | None
     created_at: datetime
@@ -69,6 +70,7 @@ async def document_rows(query: Any) -> list[DocumentOut]:
             size_label=format_size(d.size),
             sha256=d.sha256,
             shared_with_client=d.shared_with_client,
+            clinical=d.clinical,
             uploaded_by_id=d.uploaded_by.id if d.uploaded_by else None,
             uploaded_by_name=d.uploaded_by.full_name if d.uploaded_by else None,
             created_at=d.created_at,
@@ -78,8 +80,15 @@ async def document_rows(query: Any) -> list[DocumentOut]:
     ]
 
 
-async def client_documents(client_id: int) -> list[DocumentOut]:
-    return await document_rows(Document.filter(client_id=client_id, deleted_at=None))
+def visible_documents(client_id: int, *, clinical: bool) -> Any:
+    """The client's documents (not deleted); clinical ones only when ``clinical`` (the
+    caller may read clinical details, see server/access.py can_see_clinical)."""
+    query = Document.filter(client_id=client_id, deleted_at=None)
+    return query if clinical else query.filter(clinical=False)
+
+
+async def client_documents(client_id: int, *, clinical: bool) -> list[DocumentOut]:
+    return await document_rows(visible_documents(client_id, clinical=clinical))
 
 
 async def shared_documents(client_id: int) -> list[PortalDocumentOut]:

@@ -32,6 +32,8 @@ ACTION_LABELS: dict[str, str] = {
     "document.uploaded": lazy("uploaded a document"),
     "document.renamed": lazy("renamed a document"),
     "document.shared": lazy("changed a document's sharing"),
+    "document.clinical": lazy("marked a document clinical"),
+    "document.not_clinical": lazy("marked a document not clinical"),
     "document.deleted": lazy("deleted a document"),
     "task.created": lazy("created a task"),
     "task.done": lazy("completed a task"),

@@ -57,9 +57,13 @@ async def forms_part(client: Client, clinical: bool) -> list[dict[str, Any]]:
             "status": a.status.value,
             "sent_at": _iso(a.created_at),
             "completed_at": _iso(a.completed_at),
-            "document_id": a.document_id,  # type: ignore[attr-defined]
         }
         if clinical:
-            row.update(fields=a.version.fields_spec, answers=a.answers)
+            # The PDF is a clinical document, left out of the export for the others.
+            row.update(
+                fields=a.version.fields_spec,
+                answers=a.answers,
+                document_id=a.document_id,  # type: ignore[attr-defined]
+            )
         out.append(row)
     return out
