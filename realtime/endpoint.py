@@ -46,6 +46,7 @@ class Socket:
         self.caller = caller
         self.recipient = caller.recipient
         self.session_id = caller.session.id
+        self.idle_seconds = caller.session.idle_seconds
         self.last = after
         # Items: (seq, event or None for "look in the database") or an ephemeral payload.
         self.queue: asyncio.Queue[tuple[int, Event | None] | dict[str, Any]] = asyncio.Queue(

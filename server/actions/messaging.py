@@ -23,7 +23,7 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeEvent
-from realtime.events import emit
+from realtime.events import emit, lock_cursors
 from realtime.hub import hub
 from server.actions import audit
 from server.auth.sessions import Caller
@@ -289,6 +289,9 @@ async def do_add_participants(
 
 
 async def _send(conversation: Conversation, me: Participant, body: str, client_uid: str) -> Message:
+    recipients = await _recipients(conversation)
+    # Before the insert: message ids then follow the order the recipients receive them.
+    await lock_cursors(recipients)
     message = await Message.create(
         conversation=conversation, sender=me, body=body, client_uid=client_uid
     )
@@ -297,7 +300,7 @@ async def _send(conversation: Conversation, me: Participant, body: str, client_u
     await Conversation.filter(id=conversation.id).update(
         last_activity_at=message.created_at, awaiting_staff=conversation.awaiting_staff
     )
-    await emit(await _recipients(conversation), "message.created", message_payload(message, me))
+    await emit(recipients, "message.created", message_payload(message, me))
     return message
 
 
