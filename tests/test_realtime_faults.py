@@ -471,7 +471,7 @@ async def test_postgres_restarted_mid_burst_loses_no_acknowledged_message(
         started = asyncio.Event()
 
         async def burst(who: Person, key: str) -> None:
-            for i in range(80):
+            for i in range(40):
                 uid = f"{key}-{i}"
                 deadline = time.monotonic() + 30
                 # The page retries a failed send with the same client id until it lands.
@@ -483,7 +483,7 @@ async def test_postgres_restarted_mid_burst_loses_no_acknowledged_message(
                     refused.append(status)
                     assert time.monotonic() < deadline, f"{uid} never landed: {refused[-5:]}"
                     await asyncio.sleep(0.2)
-                if len(acknowledged) >= 40:
+                if len(acknowledged) >= 20:
                     started.set()
 
         async def restart() -> None:

@@ -288,8 +288,15 @@ async def do_add_participants(
 # --- messages ------------------------------------------------------------------------------
 
 
-async def _send(conversation: Conversation, me: Participant, body: str, client_uid: str) -> Message:
-    recipients = await _recipients(conversation)
+async def _send(
+    conversation: Conversation,
+    me: Participant,
+    body: str,
+    client_uid: str,
+    recipients: list[str] | None = None,
+) -> Message:
+    if recipients is None:
+        recipients = await _recipients(conversation)
     # Before the insert: message ids then follow the order the recipients receive them.
     await lock_cursors(recipients)
     message = await Message.create(
@@ -324,9 +331,12 @@ async def do_send_message(
     existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
     if existing is not None:
         return existing, False
+    # Read before the transaction: on SQLite a transaction that reads first and writes
+    # second cannot wait for another process's write lock (it fails "database is locked").
+    recipients = await _recipients(conversation)
     try:
         async with atomic():
-            message = await _send(conversation, me, text, client_uid)
+            message = await _send(conversation, me, text, client_uid, recipients)
     except IntegrityError:
         # Two identical sends raced: the other one won, and that is the message.
         existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
