@@ -272,7 +272,7 @@ def validate(model: type[M], data: Any) -> M:
             name = ".".join(str(p) for p in err["loc"]) or "body"
             fields.setdefault(name, field_message(err))
         raise ValidationFailed(i18n.gettext("Some fields are not valid."), fields) from None
-    wild = _ids_beyond_columns(parsed)
+    wild = _unstorable(parsed)
     if wild:
         message = i18n.gettext("This value is out of range.")
         raise ValidationFailed(
@@ -281,23 +281,29 @@ def validate(model: type[M], data: Any) -> M:
     return parsed
 
 
-def _ids_beyond_columns(model: BaseModel, prefix: str = "") -> list[str]:
-    """Fields named ``*_id``/``*_ids`` holding a number no id column can store.
-
-    Such a number cannot name a row, but handed to the database it is an error there
-    (SQLite: too large for INTEGER; PostgreSQL: out of range for integer), i.e. a 500.
+def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
+    """Fields whose value no database column can hold: text with a NUL character
+    (PostgreSQL refuses it), or a ``*_id``/``*_ids`` number beyond any id column (SQLite:
+    too large for INTEGER; PostgreSQL: out of range for integer). Stored as is, either would
+    be an error in the database, i.e. a 500, for what is only bad input.
     """
     wild: list[str] = []
     for name, value in model:
         path = f"{prefix}{name}"
-        values = value if isinstance(value, list | tuple | set) else [value]
-        if name.endswith(("_id", "_ids")) and any(
-            isinstance(v, int) and not -MAX_ID - 1 <= v <= MAX_ID for v in values
+        values = list(value) if isinstance(value, list | tuple | set) else [value]
+        if isinstance(value, dict):
+            values = [*value.keys(), *value.values()]
+        if any(isinstance(v, str) and "\x00" in v for v in values) or (
+            name.endswith(("_id", "_ids"))
+            and any(
+                isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
+                for v in values
+            )
         ):
             wild.append(path)
         for v in values:
             if isinstance(v, BaseModel):
-                wild += _ids_beyond_columns(v, f"{path}.")
+                wild += _unstorable(v, f"{path}.")
     return wild
 
 
