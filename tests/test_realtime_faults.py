@@ -168,7 +168,7 @@ async def test_redis_killed_during_a_1000_message_burst_and_back_5_s_later(
     await asyncio.gather(*(s.open(via) for s, via in sockets))
 
     total = 1000
-    workers = 10  # each owns two conversations and sends to them in turn
+    workers = 20  # one per conversation: each conversation has one sending order
     sent: dict[int, list[int]] = {cid: [] for cid in conversations}
     failures: list[tuple[int, str]] = []
     progress = asyncio.Event()
