@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.settings import ROOT
 from tests import test_realtime_cluster as cluster
 from tests.conftest import free_port, require_service
 from tests.test_realtime_cluster import (
@@ -34,7 +37,6 @@ from tests.test_realtime_cluster import (
     WebProcess,
     _conversation,
     _people,
-    _seed,
 )
 
 # The cluster harness's fixtures, used here by name.
@@ -442,8 +444,24 @@ async def private_db(
         await admin.execute('CREATE DATABASE "cabinet"')
     finally:
         await admin.close()
-    loop = asyncio.get_running_loop()
-    people = await loop.run_in_executor(None, asyncio.run, _seed(private_postgres.url, tmp_path))
+    # Seeded in a process of its own: this one's Tortoise may be bound to SQLite (the suite's
+    # database), and its models would then speak SQLite's dialect to PostgreSQL.
+    seed = (
+        "import asyncio, json, sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_realtime_cluster import _seed\n"
+        "print(json.dumps(asyncio.run(_seed(sys.argv[1], Path(sys.argv[2])))))\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", seed, private_postgres.url, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    people = json.loads(done.stdout.strip().splitlines()[-1])
     yield ClusterDatabase(private_postgres.url, people)
 
 
