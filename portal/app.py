@@ -13,7 +13,7 @@ from portal.api import api
 from realtime.endpoint import websocket_endpoint
 from server import feeds
 from server.auth.views import AuthPages
-from server.web import SessionMiddleware, static_dir
+from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
 
 
 def build_portal_app() -> ASGIApp:
@@ -45,7 +45,9 @@ def build_portal_app() -> ASGIApp:
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
-        Mount("/api", Starlette(routes=api.routes())),
+        Mount("/api", Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS)),
         Mount("/static", StaticFiles(directory=static_dir("portal"))),
     ]
-    return SessionMiddleware(Starlette(routes=routes), Realm.PORTAL)
+    return SessionMiddleware(
+        Starlette(routes=routes, exception_handlers=SERVER_ERRORS), Realm.PORTAL
+    )

@@ -32,6 +32,8 @@ HEARTBEAT_SECONDS = 20.0
 CLOSE_SESSION_ENDED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_RESYNC = 4008
+# Queued by the heartbeat timer: "send a heartbeat now".
+HEARTBEAT = None
 
 # Client -> server messages other than ping are handled by domain modules (typing...).
 ClientHandler = Callable[[Caller, dict[str, Any]], Awaitable[None]]
@@ -46,14 +48,21 @@ class Socket:
         self.caller = caller
         self.recipient = caller.recipient
         self.session_id = caller.session.id
+        self.idle_seconds = caller.session.idle_seconds
         self.last = after
         # Items: (seq, event or None for "look in the database") or an ephemeral payload.
-        self.queue: asyncio.Queue[tuple[int, Event | None] | dict[str, Any]] = asyncio.Queue(
+        self.queue: asyncio.Queue[tuple[int, Event | None] | dict[str, Any] | None] = asyncio.Queue(
             QUEUE_LIMIT
         )
         self.closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = ""
+        # Per socket, as little as will do (thousands sit idle in one process): no task
+        # waits for the close (kick cancels the writer) and no task waits out the heartbeat
+        # (a timer queues one when the socket has been quiet for HEARTBEAT_SECONDS).
+        self.writer_task: asyncio.Task[None] | None = None
+        self._beat: asyncio.TimerHandle | None = None
+        self._last_sent = 0.0
 
     # Called by the hub, never blocking.
     def offer(self, seq: int, event: Event | None) -> None:
@@ -82,9 +91,21 @@ class Socket:
             self.close_code = code
             self.close_reason = reason
             self.closed.set()
+            if self.writer_task is not None:
+                self.writer_task.cancel()
+
+    def _heartbeat_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._last_sent
+        if quiet >= HEARTBEAT_SECONDS * 0.99:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(HEARTBEAT)
+            quiet = 0.0
+        self._beat = loop.call_later(HEARTBEAT_SECONDS - quiet, self._heartbeat_due)
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, separators=(",", ":"), default=str))
+        self._last_sent = asyncio.get_running_loop().time()
 
     async def _send_event(self, event: Event) -> None:
         await self._send(event.envelope())
@@ -106,10 +127,17 @@ class Socket:
             self.last = current
         await self._catch_up()
         await self._send({"type": "ready", "seq": self.last})
+        self._beat = asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, self._heartbeat_due)
+        try:
+            await self._write()
+        finally:
+            if self._beat is not None:
+                self._beat.cancel()
+
+    async def _write(self) -> None:
         while True:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), HEARTBEAT_SECONDS)
-            except TimeoutError:
+            item = await self.queue.get()
+            if item is HEARTBEAT:
                 await self._send({"type": "heartbeat", "seq": self.last})
                 continue
             if isinstance(item, dict):
@@ -170,11 +198,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     await ws.accept()
     sock = Socket(ws, caller, after)
     hub.register(sock)
-    tasks = [
-        asyncio.create_task(sock.writer()),
-        asyncio.create_task(sock.reader()),
-        asyncio.create_task(sock.closed.wait()),
-    ]
+    sock.writer_task = asyncio.create_task(sock.writer())
+    tasks = [sock.writer_task, asyncio.create_task(sock.reader())]
+    if sock.closed.is_set():  # kicked before the writer existed
+        sock.writer_task.cancel()
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -47,6 +47,35 @@ async def _next_seq(recipient: str) -> int:
     return int(rows[0]["last_seq"])
 
 
+async def lock_cursors(recipients: Iterable[str]) -> None:
+    """Take the recipients' cursor locks now, before the write whose events will follow.
+
+    Call inside ``server.db.atomic()``, first thing. A write that numbers its rows (a
+    message id) after this call numbers them in the order its events reach the recipients:
+    two messages sent at once to one conversation get ids in the order everyone receives
+    them, so the history (by id) and the live stream agree. SQLite needs nothing: its
+    writers take turns for the whole transaction.
+    """
+    if dialect() != "postgres":
+        return
+    keys = sorted(set(recipients))
+    if not keys:
+        return
+    conn = connection()
+    # New recipients get their row (locked by the insert); existing rows are locked in
+    # sorted order, as emit() locks them, so two senders cannot deadlock.
+    await conn.execute_query(
+        "INSERT INTO realtime_cursor (recipient, last_seq) SELECT unnest($1::text[]), 0 "
+        "ON CONFLICT (recipient) DO NOTHING",
+        [keys],
+    )
+    await conn.execute_query(
+        "SELECT recipient FROM realtime_cursor WHERE recipient = ANY($1::text[]) "
+        "ORDER BY recipient FOR UPDATE",
+        [keys],
+    )
+
+
 async def emit(recipients: Iterable[str], type: str, payload: dict[str, Any]) -> list[Event]:
     """Store ``type``/``payload`` for each recipient and publish once committed.
 
@@ -93,4 +122,4 @@ async def last_seq(recipient: str) -> int:
     return int(rows[0]["last_seq"]) if rows else 0
 
 
-__all__ = ["Event", "emit", "events_after", "last_seq", "dialect"]
+__all__ = ["Event", "emit", "events_after", "last_seq", "lock_cursors", "dialect"]

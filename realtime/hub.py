@@ -47,6 +47,7 @@ PresenceAudience = Callable[[str], Awaitable[list[str]]]
 class LocalSocket(Protocol):
     recipient: str
     session_id: str
+    idle_seconds: int  # the session's idle timeout, for the sweep
 
     def offer(self, seq: int, event: Event | None) -> None: ...
 
@@ -336,32 +337,51 @@ class Hub:
         Sign-out and deactivation also close sockets at once through ``close_sessions``; this
         sweep is what still holds when the broker is down or a notice was missed.
         """
-        from models.accounts import AuthSession
-
         while not self._stopping:
             await asyncio.sleep(1.0)
             try:
                 by_session: dict[str, list[LocalSocket]] = defaultdict(list)
+                idle_of: dict[int, list[str]] = defaultdict(list)
                 for sockets in list(self.sockets.values()):
                     for sock in sockets:
+                        if sock.session_id not in by_session:
+                            idle_of[sock.idle_seconds].append(sock.session_id)
                         by_session[sock.session_id].append(sock)
-                ids = list(by_session)
                 now = datetime.now(UTC)
-                alive: set[str] = set()
-                for i in range(0, len(ids), 500):
-                    rows = await AuthSession.filter(
-                        id__in=ids[i : i + 500], revoked_at=None, expires_at__gt=now
-                    ).values("id", "last_seen_at", "idle_seconds")
-                    for row in rows:
-                        if row["last_seen_at"] + timedelta(seconds=row["idle_seconds"]) > now:
-                            alive.add(row["id"])
-                for session_id in set(ids) - alive:
+                dead: set[str] = set()
+                # Ask only for the sessions that ended: a second's sweep of thousands of
+                # live ones then reads no rows (reading and parsing them all was a fifth of
+                # a busy process's time).
+                for idle, ids in idle_of.items():
+                    for i in range(0, len(ids), 500):
+                        dead |= await _ended_sessions(ids[i : i + 500], idle, now)
+                for session_id in dead:
                     for sock in by_session[session_id]:
                         sock.kick(4001, "session ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database may be restarting
                 log.warning("session sweep failed: %s", exc)
+
+
+async def _ended_sessions(ids: list[str], idle_seconds: int, now: datetime) -> set[str]:
+    """Which of these sessions (all with this idle timeout) are revoked, expired, idled out
+    or gone."""
+    from tortoise.expressions import Q
+
+    from models.accounts import AuthSession
+
+    over = (
+        Q(revoked_at__isnull=False)
+        | Q(expires_at__lte=now)
+        | Q(last_seen_at__lte=now - timedelta(seconds=idle_seconds))
+    )
+    rows = await AuthSession.filter(Q(id__in=ids) & over).values_list("id", flat=True)
+    ended = {str(i) for i in rows}
+    if await AuthSession.filter(id__in=ids).count() < len(ids):
+        present = await AuthSession.filter(id__in=ids).values_list("id", flat=True)
+        ended |= set(ids) - {str(i) for i in present}
+    return ended
 
 
 hub = Hub()

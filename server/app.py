@@ -19,7 +19,7 @@ from server import db, feeds, sms_hooks
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
-from server.web import error_response, render
+from server.web import SERVER_ERRORS, error_response, render
 from server.worker import run_worker
 from staff.app import build_staff_api, build_staff_app
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await hub.stop()
                 await db.close_db()
 
-    handlers = {CabinetError: cabinet_error}
+    handlers = {CabinetError: cabinet_error, **SERVER_ERRORS}
     app = Starlette(
         routes=[
             Route("/", landing),

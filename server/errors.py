@@ -6,7 +6,9 @@ CabinetError
 ├── ValidationFailed  422  bad input; ``fields`` maps field -> message
 ├── Conflict          409  a business rule refuses the change (e.g. deleting a read message)
 ├── Unauthenticated   401  no valid session
-└── TooManyRequests   429  throttled; ``retry_after`` in seconds
+├── TooManyRequests   429  throttled; ``retry_after`` in seconds
+└── ServiceUnavailable 503  the database cannot be reached right now (restart, failover);
+                           nothing was changed, try again after ``retry_after`` seconds
 """
 
 from __future__ import annotations
@@ -58,5 +60,14 @@ class TooManyRequests(CabinetError):
     code = "throttled"
 
     def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(CabinetError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
         super().__init__(message)
         self.retry_after = retry_after

@@ -15,7 +15,13 @@ from jinja2 import Environment, FileSystemLoader, PrefixLoader, select_autoescap
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.accounts import Realm, StaffRole
@@ -29,6 +35,7 @@ from server.errors import (
     CabinetError,
     NotFound,
     PermissionDenied,
+    ServiceUnavailable,
     TooManyRequests,
     Unauthenticated,
     ValidationFailed,
@@ -260,13 +267,46 @@ def field_message(err: Any) -> str:
 
 def validate(model: type[M], data: Any) -> M:
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         fields: dict[str, str] = {}
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "body"
             fields.setdefault(name, field_message(err))
         raise ValidationFailed(i18n.gettext("Some fields are not valid."), fields) from None
+    wild = _unstorable(parsed)
+    if wild:
+        message = i18n.gettext("This value is out of range.")
+        raise ValidationFailed(
+            i18n.gettext("Some fields are not valid."), dict.fromkeys(wild, message)
+        )
+    return parsed
+
+
+def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
+    """Fields whose value no database column can hold: text with a NUL character
+    (PostgreSQL refuses it), or a ``*_id``/``*_ids`` number beyond any id column (SQLite:
+    too large for INTEGER; PostgreSQL: out of range for integer). Stored as is, either would
+    be an error in the database, i.e. a 500, for what is only bad input.
+    """
+    wild: list[str] = []
+    for name, value in model:
+        path = f"{prefix}{name}"
+        values = list(value) if isinstance(value, list | tuple | set) else [value]
+        if isinstance(value, dict):
+            values = [*value.keys(), *value.values()]
+        if any(isinstance(v, str) and "\x00" in v for v in values) or (
+            name.endswith(("_id", "_ids"))
+            and any(
+                isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
+                for v in values
+            )
+        ):
+            wild.append(path)
+        for v in values:
+            if isinstance(v, BaseModel):
+                wild += _unstorable(v, f"{path}.")
+    return wild
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -384,7 +424,7 @@ def wants_json(request: HTTPConnection) -> bool:
 def error_response(request: HTTPConnection, exc: CabinetError) -> Response:
     if wants_json(request):
         headers = {}
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, TooManyRequests | ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
     if isinstance(exc, Unauthenticated):
@@ -398,6 +438,47 @@ def error_response(request: HTTPConnection, exc: CabinetError) -> Response:
         {"error": exc, "home": "/staff/" if realm is Realm.STAFF else "/portal/"},
         status=exc.status_code,
     )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached right now (restarting, failing
+    over, refusing connections), as opposed to a query that is wrong."""
+    import asyncpg
+    from tortoise.exceptions import DBConnectionError
+
+    outage = (
+        ConnectionError,
+        DBConnectionError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
+    )
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        # asyncpg says "connection is closed" with a bare InterfaceError (its subclasses are
+        # about bad arguments or features, not outages).
+        if isinstance(seen, outage) or type(seen) is asyncpg.InterfaceError:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The last resort of every app: a 503 the page can retry on when the database is
+    away (the write did not happen: sends retry with the same client id), else a 500."""
+    if database_unavailable(exc):
+        unavailable = ServiceUnavailable(
+            i18n.gettext("Cabinet is briefly unavailable. Please try again in a moment.")
+        )
+        return error_response(request, unavailable)
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
+# Passed to every Starlette app: each has its own last-resort handler for unhandled errors.
+SERVER_ERRORS: dict[Any, Any] = {Exception: server_error}
 
 
 def static_dir(app: str) -> Path:

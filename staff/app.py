@@ -11,7 +11,7 @@ from models.accounts import Realm
 from realtime.endpoint import websocket_endpoint
 from server import feeds
 from server.auth.views import AuthPages
-from server.web import SessionMiddleware, static_dir
+from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
 from staff import (
     agenda,
     agenda_setup,
@@ -136,8 +136,12 @@ def build_staff_app() -> ASGIApp:
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=static_dir("staff"))),
     ]
-    return SessionMiddleware(Starlette(routes=routes), Realm.STAFF)
+    return SessionMiddleware(
+        Starlette(routes=routes, exception_handlers=SERVER_ERRORS), Realm.STAFF
+    )
 
 
 def build_staff_api() -> ASGIApp:
-    return SessionMiddleware(Starlette(routes=api.routes()), Realm.STAFF)
+    return SessionMiddleware(
+        Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS), Realm.STAFF
+    )

@@ -23,7 +23,7 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeEvent
-from realtime.events import emit
+from realtime.events import emit, lock_cursors
 from realtime.hub import hub
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
@@ -288,7 +288,17 @@ async def do_add_participants(
 # --- messages ------------------------------------------------------------------------------
 
 
-async def _send(conversation: Conversation, me: Participant, body: str, client_uid: str) -> Message:
+async def _send(
+    conversation: Conversation,
+    me: Participant,
+    body: str,
+    client_uid: str,
+    recipients: list[str] | None = None,
+) -> Message:
+    if recipients is None:
+        recipients = await _recipients(conversation)
+    # Before the insert: message ids then follow the order the recipients receive them.
+    await lock_cursors(recipients)
     message = await Message.create(
         conversation=conversation, sender=me, body=body, client_uid=client_uid
     )
@@ -297,7 +307,7 @@ async def _send(conversation: Conversation, me: Participant, body: str, client_u
     await Conversation.filter(id=conversation.id).update(
         last_activity_at=message.created_at, awaiting_staff=conversation.awaiting_staff
     )
-    await emit(await _recipients(conversation), "message.created", message_payload(message, me))
+    await emit(recipients, "message.created", message_payload(message, me))
     await reminders.on_message_sent(conversation, me)
     return message
 
@@ -322,9 +332,12 @@ async def do_send_message(
     existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
     if existing is not None:
         return existing, False
+    # Read before the transaction: on SQLite a transaction that reads first and writes
+    # second cannot wait for another process's write lock (it fails "database is locked").
+    recipients = await _recipients(conversation)
     try:
         async with atomic():
-            message = await _send(conversation, me, text, client_uid)
+            message = await _send(conversation, me, text, client_uid, recipients)
     except IntegrityError:
         # Two identical sends raced: the other one won, and that is the message.
         existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
