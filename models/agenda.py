@@ -154,6 +154,11 @@ class Appointment(Timestamped):
     )
     # Soft deletion keeps the record (and the log of it).
     deleted_at = fields.DatetimeField(null=True)
+    # A move books a new appointment and marks this one MOVED; the new one points back, so
+    # whatever followed the session (a questionnaire, an offer) can follow it to its new date.
+    moved_from: fields.ForeignKeyNullableRelation[Appointment] = fields.ForeignKeyField(
+        "models.Appointment", related_name="moved_to", null=True, on_delete=fields.SET_NULL
+    )
 
     class Meta:
         table = "appointment"

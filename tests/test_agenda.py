@@ -187,6 +187,8 @@ async def test_attendance_transitions(setup: dict[str, Any]) -> None:
     moved_to = await agenda.do_move_appointment(None, appt, paris(MONDAY, 11, 30))
     await appt.refresh_from_db()
     assert appt.attendance is Attendance.MOVED and moved_to.attendance is Attendance.SCHEDULED
+    # The new appointment remembers the one it replaced (questionnaires follow the session).
+    assert (await Appointment.get(id=moved_to.id)).moved_from_id == appt.id  # type: ignore[attr-defined]
     assert paris(MONDAY, 9) in await slots(s, "talk")  # the old slot is free again
     with pytest.raises(Conflict):
         await agenda.do_set_attendance(None, appt, Attendance.SCHEDULED)  # moved is final

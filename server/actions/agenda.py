@@ -418,6 +418,8 @@ async def do_move_appointment(
             starts_at=starts_at,
             location=await Location.get_or_none(id=appointment.location_id),  # type: ignore[attr-defined]
         )
+        await Appointment.filter(id=new.id).update(moved_from_id=appointment.id)
+        new.moved_from_id = appointment.id  # type: ignore[attr-defined]
         await do_set_attendance(actor, appointment, Attendance.MOVED)
         await offers.on_appointment_moved(appointment, new)
         await reminders.on_moved(appointment, new)

@@ -445,10 +445,13 @@ CALLED_OFF = (Attendance.CANCELLED_BY_CLIENT, Attendance.CANCELLED_BY_PRACTITION
 async def moved_from(appointment: Appointment) -> Appointment | None:
     """The appointment this one replaced when it was moved, if any.
 
-    The agenda keeps no link: a move books the new appointment and then marks the old one
-    MOVED in the same transaction, for the same client, practitioner and service. So the
-    predecessor is the MOVED one of theirs marked within MOVE_WINDOW after this was booked.
+    A move records the link (``moved_from``). Appointments moved before the link existed are
+    told by the data: a move books the new appointment and marks the old one MOVED in the same
+    transaction, for the same client, practitioner and service, so the predecessor is the
+    MOVED one of theirs marked within MOVE_WINDOW after this was booked.
     """
+    if appointment.moved_from_id is not None:  # type: ignore[attr-defined]
+        return await Appointment.get_or_none(id=appointment.moved_from_id)  # type: ignore[attr-defined]
     return (
         await Appointment.filter(
             client_id=appointment.client_id,  # type: ignore[attr-defined]
