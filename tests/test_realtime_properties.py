@@ -66,7 +66,9 @@ async def database_view(cids: list[int]) -> tuple[dict[int, list[int]], dict[int
     messages: dict[int, list[int]] = {}
     members: dict[int, set[str]] = {}
     for cid in cids:
-        ids = await Message.filter(conversation_id=cid).order_by("id").values_list("id", flat=True)
+        ids: list[Any] = (
+            await Message.filter(conversation_id=cid).order_by("id").values_list("id", flat=True)
+        )
         messages[cid] = [int(i) for i in ids]
         rows = await Participant.filter(conversation_id=cid).values_list(
             "staff_user_id", "portal_account_id"
