@@ -10,24 +10,30 @@ conversation's order, and only for the conversation's participants.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 
-from server.settings import ROOT
+from server import db as dbmod
+from server.settings import ROOT, set_settings
 from tests import test_realtime_cluster as cluster
-from tests.conftest import free_port, require_service
+from tests.conftest import free_port, make_settings, require_service
 from tests.test_realtime_cluster import (
     ClusterDatabase,
     Listener,
@@ -534,5 +540,261 @@ async def test_postgres_restarted_mid_burst_loses_no_acknowledged_message(
         await resume_until_complete()
         assert_saw_exactly(tab, stored)
     finally:
+        web.terminate()
+        web.wait_stopped()
+
+
+# --- a reader that stops reading while 10,000 messages flow ----------------------------------
+
+STALL_TOTAL = 10_000
+# Sent in transactions of this many messages: one send is a dozen statements and a commit,
+# about 130 a second through HTTP on this machine (docs/performance.md), so 10,000 of them
+# one by one would take over a minute. Batched through the action itself (``_send`` inside
+# one ``atomic()``, emitted after commit exactly as a send through the API is), they flow
+# as fast as the database takes them, and the server sees a notice per batch.
+STALL_BATCH = 10
+# A letter of a message each (about 1.3 KiB a frame, 13 MiB in all): the kernel's send buffer
+# grows to 4 MiB (net.ipv4.tcp_wmem) and with short messages it would swallow the whole flood
+# without the server ever noticing that nobody reads.
+STALL_TEXT = "Bonjour, je voulais vous dire que la semaine a été difficile. " * 16
+
+
+def _flood_script(url: str, redis_url: str, tmp: str, cid: int, total: int, batch: int) -> str:
+    return (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_realtime_faults import _flood\n"
+        f"asyncio.run(_flood({url!r}, {redis_url!r}, Path({tmp!r}), {cid}, {total}, {batch}))\n"
+    )
+
+
+async def _flood(url: str, redis_url: str, tmp: Path, cid: int, total: int, batch: int) -> None:
+    """In a process of its own: the clinician sends ``total`` messages to the conversation,
+    ``batch`` per transaction; the web process hears of them through Redis, as it hears of
+    what another web process commits."""
+    from models.messaging import Conversation, Participant
+    from realtime.hub import hub
+    from server.actions import messaging
+    from server.db import atomic
+
+    set_settings(make_settings(tmp, url, broadcast_url=redis_url))
+    await dbmod.init_db(url)
+    await hub.start(redis_url)
+    try:
+        conversation = await Conversation.get(id=cid)
+        me = await Participant.get(conversation_id=cid, staff_user_id__isnull=False)
+        recipients = await messaging._recipients(conversation)
+        for start in range(0, total, batch):
+            async with atomic():
+                for i in range(start, min(start + batch, total)):
+                    body = f"flood {i} " + STALL_TEXT
+                    await messaging._send(conversation, me, body, f"flood-{i}", recipients)
+    finally:
+        await hub.stop()
+        await dbmod.close_db()
+
+
+class StalledSocket:
+    """A websocket client that shakes hands and then never reads: a raw TCP socket with a
+    4 KiB receive buffer, so the server's writes back up at once."""
+
+    def __init__(self, port: int, path: str, cookie: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):  # byte by byte: not one frame is read here
+            chunk = self.sock.recv(1)
+            assert chunk, head
+            head += chunk
+        assert head.split(b"\r\n")[0].split()[1] == b"101", head
+
+    def drain(self) -> tuple[list[dict[str, Any]], int | None, bool]:
+        """Read, at last, everything until the server ends the connection: (the text frames,
+        the close code if a close frame came, whether the connection ended)."""
+        data = bytearray()
+        ended = False
+        self.sock.settimeout(15)
+        try:
+            while chunk := self.sock.recv(1 << 20):
+                data += chunk
+            ended = True
+        except ConnectionError:
+            ended = True
+        except TimeoutError:
+            pass
+        frames: list[dict[str, Any]] = []
+        code: int | None = None
+        at = 0
+        while at + 2 <= len(data):
+            opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
+            at += 2
+            if length == 126:
+                length, at = int.from_bytes(data[at : at + 2]), at + 2
+            elif length == 127:
+                length, at = int.from_bytes(data[at : at + 8]), at + 8
+            if at + length > len(data):
+                break  # cut short when the server gave up on the connection
+            payload = bytes(data[at : at + length])
+            at += length
+            if opcode == 1:
+                frames.append(json.loads(payload))
+            elif opcode == 8 and length >= 2:
+                code = int.from_bytes(payload[:2])
+        return frames, code, ended
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class TimedListener(Listener):
+    """A Listener that also notes, for each message, how long after it was stored it came."""
+
+    def __init__(self, person: Person, label: str) -> None:
+        super().__init__(person, label)
+        self.latencies: list[float] = []
+
+    async def _read(self, ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                now = time.time()
+                message = json.loads(raw)
+                if message["type"] == "ready":
+                    self.readies += 1
+                    if self.start_seq is None:
+                        self.start_seq = message["seq"]
+                    continue
+                if message["type"] == "message.created":
+                    stored = datetime.fromisoformat(message["data"]["created_at"]).timestamp()
+                    self.latencies.append(now - stored)
+                self.received.append(message)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def test_a_reader_that_stops_reading_is_dropped_and_nobody_else_waits(
+    cluster_db: ClusterDatabase,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    listeners: list[Listener],
+) -> None:
+    # One web process. Its Redis is private even on SQLite: the flood is committed by
+    # another process, and Redis is how a web process hears of that.
+    web = WebProcess("A", cluster_db.url, redis_server.url, tmp_path)
+    web.start()
+    stalled: StalledSocket | None = None
+    try:
+        await web.wait_broker()
+        assert web.proc is not None
+        client = Person("portal", cluster_db.people["client"]["email"])
+        clinician = Person("staff", cluster_db.people["clinician"]["email"])
+        await asyncio.gather(client.sign_in(web), clinician.sign_in(web))
+        # The others: the clinician's tab (the sender's), and the client's other tab (the
+        # same recipient as the stalled one: its sibling must not suffer either).
+        readers = [TimedListener(clinician, "clinician"), TimedListener(client, "client tab 2")]
+        listeners += readers
+        await asyncio.gather(*(r.open(web) for r in readers))
+        cid = await _conversation(clinician, web, cluster_db, "Flood")
+        for r in readers:
+            await r.next_of("conversation.created")
+        stalled = await asyncio.to_thread(StalledSocket, web.port, "/portal/ws", client.cookie)
+        await asyncio.sleep(0.5)  # its writer is past the backlog and "ready"
+
+        flood_log = tmp_path / "flood.log"
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _flood_script(
+                cluster_db.url, redis_server.url, str(tmp_path), cid, STALL_TOTAL, STALL_BATCH
+            ),
+            cwd=ROOT,
+            # A file, not a pipe: a chatty flood must never block on a full pipe.
+            stdout=flood_log.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        # Memory from the point where the flood is under way (the first thousand delivered:
+        # caches, the allocator's arenas and the stalled socket's buffers are all in use).
+        samples: list[int] = []
+        baseline: int | None = None
+        started = time.monotonic()
+        while flood.returncode is None or len(readers[0].created_ids()) < STALL_TOTAL:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flood.wait(), 0.25)
+            if flood.returncode not in (None, 0):
+                break
+            rss = _rss_kib(web.proc.pid)
+            if baseline is None and len(readers[0].created_ids()) >= 1000:
+                baseline = rss
+            elif baseline is not None:
+                samples.append(rss)
+            assert time.monotonic() - started < 90, len(readers[0].created_ids())
+        assert flood.returncode == 0, flood_log.read_text()[-3000:]
+        await wait_all(list[Listener](readers), STALL_TOTAL, within=20)
+
+        stored = await stored_messages(cluster_db.url, [cid])
+        assert len(stored[cid]) == STALL_TOTAL
+        for r in readers:
+            assert_saw_exactly(r, stored)
+        # Nobody else waited on the stalled reader: p99 from commit to socket.
+        worst = {r.label: p99(r.latencies) for r in readers}
+        assert all(v < 0.2 for v in worst.values()), worst
+
+        # The server gave up on the stalled socket long before the end: reading it now finds
+        # a part of the flood, in order, then the end of the connection. Its queue filled
+        # (512 behind) and it was kicked with 4008; the close frame itself gets through only
+        # if there is room in the buffers, which for a reader that never reads there is not
+        # (the endpoint gives the close two seconds, then drops the connection).
+        frames, code, ended = await asyncio.to_thread(stalled.drain)
+        got = [f for f in frames if f.get("type") == "message.created"]
+        assert ended, "the stalled socket was never closed"
+        assert code in (4008, None), code
+        assert len(got) < STALL_TOTAL // 2, len(got)
+        seqs = [int(f["seq"]) for f in frames if "seq" in f and "data" in f]
+        ready = next(f for f in frames if f["type"] == "ready")
+        assert seqs == list(range(ready["seq"] + 1, ready["seq"] + 1 + len(seqs)))
+        assert [int(f["data"]["id"]) for f in got] == stored[cid][: len(got)]
+
+        # And the server's memory stays flat (28 KiB of growth measured on SQLite). After the
+        # baseline, 9,000 frames of 1.3 KiB (11 MiB) were due to the stalled socket; the
+        # kernel holds at most its 4 MiB send buffer, so a server that kept queueing them
+        # (frames in the transport, or events in an unbounded queue) would grow by 7 MiB or
+        # more. 4 MiB leaves room for the allocator's noise and still catches that.
+        assert baseline is not None and samples
+        growth = max(samples) - baseline
+        assert growth < 4 * 1024, f"RSS grew {growth} KiB (from {baseline} KiB)"
+
+        # The tab resumes with ?after= its last seq and gets everything else, once, in order.
+        resumed = Listener(client, "stalled tab, resumed")
+        resumed.start_seq = seqs[-1] if seqs else ready["seq"]
+        listeners.append(resumed)
+        await resumed.open(web, resume=True)
+        await resumed.wait(
+            lambda: len(got) + len(resumed.created_ids()) >= STALL_TOTAL, "the rest", 30
+        )
+        assert [int(f["data"]["id"]) for f in got] + resumed.created_ids() == stored[cid]
+        resumed.assert_exactly_once_in_order()
+    finally:
+        if stalled is not None:
+            stalled.close()
         web.terminate()
         web.wait_stopped()

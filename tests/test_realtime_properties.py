@@ -1,10 +1,17 @@
 """Realtime delivery as a Hypothesis state machine, against a real server and real sockets.
 
 Rules, in any order: send, read, add a participant, a tab disconnects, a tab reconnects (with
-``?after=`` its last seq, as the page does), the broker connection restarts (the hub stops,
-which closes every socket with 1012, and starts again). Invariants: nobody ever receives an
-event of a conversation they are not in; at the end every participant's tab holds exactly
-the conversation's messages (since they joined), each once, in order, with gapless seqs.
+``?after=`` its last seq, as the page does), the broker restarts. On ``memory://`` that is
+the hub itself (it stops, which closes every socket with 1012, and starts again); when the
+suite runs with Redis (``BROADCAST_URL=redis://...``) the hub is moved to a private
+redis-server of the test's own, which "restart broker" really kills (SIGKILL) and starts
+again, with a message sent while it is down: the sockets stay open and must resync.
+
+Invariants, checked against the database after every step: nobody ever receives an event
+of a conversation the database does not list them in; what each tab holds of a conversation
+is a prefix of that conversation's messages in the database (since they joined), in order.
+At the end, every participant's tab holds exactly those messages, each once, with gapless
+seqs, and the database holds exactly the messages the sends were acknowledged with.
 
 Hypothesis runs the machine in a worker thread; each step runs its coroutine on the test's
 event loop, where the live server, the database and the hub live.
@@ -17,6 +24,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import json
+import shutil
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -35,10 +43,12 @@ from hypothesis.stateful import (
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Origin
 
+from models.messaging import Message, Participant
 from realtime.hub import hub
 from tests import test_realtime as protocol
-from tests.conftest import BROADCAST_URL, LiveServer
+from tests.conftest import BROADCAST_URL, LiveServer, free_port, require_service
 from tests.test_realtime import Cast, Person, SignIn, send, start_conversation
+from tests.test_realtime_cluster import RedisServer
 
 pytestmark = [pytest.mark.usefixtures("settled_hub"), pytest.mark.timeout(240)]
 # The protocol tests' fixtures, used here by name.
@@ -47,6 +57,31 @@ cast = protocol.cast
 
 EXAMPLES = 8
 STEPS = 14
+REDIS = BROADCAST_URL.startswith("redis")
+
+
+async def database_view(cids: list[int]) -> tuple[dict[int, list[int]], dict[int, set[str]]]:
+    """Per conversation: its message ids in the database's order, and its participants as
+    recipients (``s:<staff id>``, ``c:<portal account id>``)."""
+    messages: dict[int, list[int]] = {}
+    members: dict[int, set[str]] = {}
+    for cid in cids:
+        ids: list[Any] = (
+            await Message.filter(conversation_id=cid).order_by("id").values_list("id", flat=True)
+        )
+        messages[cid] = [int(i) for i in ids]
+        rows = await Participant.filter(conversation_id=cid).values_list(
+            "staff_user_id", "portal_account_id"
+        )
+        members[cid] = {f"s:{s}" if s is not None else f"c:{c}" for s, c in rows}
+    return messages, members
+
+
+async def wait_hub(connected: bool, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while hub.connected != connected:
+        assert time.monotonic() < deadline, f"the hub never became {connected=}"
+        await asyncio.sleep(0.02)
 
 
 def conversation_of(frame: dict[str, Any]) -> int | None:
@@ -129,6 +164,28 @@ class Tab:
 
 
 async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, cast: Cast) -> None:
+    broker: RedisServer | None = None
+    if REDIS:
+        require_service(shutil.which("redis-server") is not None, "redis-server")
+        # A Redis of the test's own, so that it can be killed: the suite's is shared.
+        broker = RedisServer(free_port())
+        broker.start()
+        await hub.stop()
+        await hub.start(broker.url)
+        await wait_hub(True)
+    try:
+        await _run_machine(live_server, sign_in, cast, broker)
+    finally:
+        if broker is not None:
+            # Back on the suite's broker, so the fixtures stop the hub they started.
+            await hub.stop()
+            broker.kill()
+            await hub.start(BROADCAST_URL)
+
+
+async def _run_machine(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, broker: RedisServer | None
+) -> None:
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     # Signed in once; each example starts conversations and tabs of its own.
@@ -167,6 +224,9 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
             self.members: dict[int, set[str]] = {}
             self.owed: dict[int, dict[str, list[int]]] = {}
             self.conversations: list[int] = []
+            # Per conversation and late joiner: the last message id before they joined.
+            self.joined_after: dict[int, dict[str, int]] = {}
+            self.broker_up = True
             run(self._start())
 
         async def _start(self) -> None:
@@ -177,6 +237,12 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
                 self.conversations.append(cid)
                 self.members[cid] = {"alice", name}
                 self.owed[cid] = {"alice": [], name: []}
+                self.joined_after[cid] = {}
+
+        def due(self, name: str, cid: int, stored: list[int]) -> list[int]:
+            """The conversation's messages in the database that this member must get."""
+            after = self.joined_after[cid].get(name, 0)
+            return [m for m in stored if m > after]
 
         @rule(data=st.data(), which=st.integers(0, 1))
         def send_message(self, data: st.DataObject, which: int) -> None:
@@ -208,6 +274,8 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
             self.owed[cid]["bob"] = []
 
             async def add() -> None:
+                last = await Message.filter(conversation_id=cid).order_by("-id").first()
+                self.joined_after[cid]["bob"] = int(last.id) if last is not None else 0
                 r = await people["alice"].http.post(
                     f"/api/conversations/{cid}/participants",
                     json={"staff_ids": [cast.bob.id], "group_name": "Care team"},
@@ -234,11 +302,25 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
                     await tab.closed_by_server()
                 await hub.start(BROADCAST_URL)
 
-            run(restart())
+            async def kill_and_restart(redis: RedisServer) -> None:
+                redis.kill()
+                await wait_hub(False)
+                # Sending keeps working while Redis is away (this process hands its own
+                # sockets what it commits); the tabs stay open.
+                cid = self.conversations[0]
+                uid = f"outage-{cid}-{time.monotonic()}"
+                mid = await send(people["alice"], cid, "while Redis is down", uid)
+                for member in self.members[cid]:
+                    self.owed[cid][member].append(mid)
+                redis.start()
+                await wait_hub(True)
+
+            run(restart() if broker is None else kill_and_restart(broker))
 
         @invariant()
         def nobody_hears_of_conversations_they_are_not_in(self) -> None:
             mine = set(self.conversations)
+            _, in_database = run(database_view(self.conversations))
             for name, tab in self.tabs.items():
                 for frame in list(tab.frames):
                     cid = conversation_of(frame)
@@ -247,6 +329,18 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
                         assert cid is None, (name, frame)
                         continue
                     assert name in self.members[cid], (name, frame)
+                    assert people[name].recipient in in_database[cid], (name, frame)
+
+        @invariant()
+        def every_tab_holds_a_prefix_of_the_database(self) -> None:
+            stored, _ = run(database_view(self.conversations))
+            for cid in self.conversations:
+                # What was acknowledged is what is stored.
+                assert self.owed[cid]["alice"] == stored[cid], (cid, stored[cid])
+                for name in self.tabs:
+                    got = self.tabs[name].messages(cid)
+                    due = self.due(name, cid, stored[cid]) if name in self.members[cid] else []
+                    assert got == due[: len(got)], (name, cid, got, due)
 
         def teardown(self) -> None:
             run(self._finish(), timeout=30)
@@ -256,16 +350,21 @@ async def test_delivery_state_machine(live_server: LiveServer, sign_in: SignIn, 
                 for tab in self.tabs.values():
                     if not tab.open:
                         await tab.connect()
+                stored, in_database = await database_view(self.conversations)
                 for cid in self.conversations:
+                    # Exactly the members the database lists, and exactly what it holds.
+                    assert {people[n].recipient for n in self.members[cid]} == in_database[cid]
                     for name, owed in self.owed[cid].items():
+                        due = self.due(name, cid, stored[cid])
+                        assert owed == due, (name, cid, owed, due)
                         tab = self.tabs[name]
                         # Wait while frames still arrive (half a second of quiet ends it).
                         count, quiet = len(tab.frames), 0
-                        while tab.messages(cid) != owed and quiet < 25:
+                        while tab.messages(cid) != due and quiet < 25:
                             await asyncio.sleep(0.02)
                             quiet = quiet + 1 if len(tab.frames) == count else 0
                             count = len(tab.frames)
-                        assert tab.messages(cid) == owed, (name, cid, tab.messages(cid), owed)
+                        assert tab.messages(cid) == due, (name, cid, tab.messages(cid), due)
             finally:
                 for tab in self.tabs.values():
                     await tab.disconnect()
