@@ -755,9 +755,14 @@ async def test_a_reader_that_stops_reading_is_dropped_and_nobody_else_waits(
         assert len(stored[cid]) == STALL_TOTAL
         for r in readers:
             assert_saw_exactly(r, stored)
-        # Nobody else waited on the stalled reader: p99 from commit to socket.
+        # Nobody else waited on the stalled reader: p99 from storing to socket. Waiting on it
+        # costs seconds, not milliseconds: a fan-out that awaited its send would stall once
+        # the kernel's 4 MiB buffer filled (about 3,000 frames in) until the kick and the
+        # close's two seconds of grace. Healthy delivery on a quiet machine is well under
+        # 50 ms; CI's shared two cores, with the flood and this test on them too, have shown
+        # 330 ms. One second tells the two apart on either.
         worst = {r.label: p99(r.latencies) for r in readers}
-        assert all(v < 0.2 for v in worst.values()), worst
+        assert all(v < 1.0 for v in worst.values()), worst
 
         # The server gave up on the stalled socket long before the end: reading it now finds
         # a part of the flood, in order, then the end of the connection. Its queue filled
