@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -584,11 +583,21 @@ async def _flood(url: str, redis_url: str, tmp: Path, cid: int, total: int, batc
         conversation = await Conversation.get(id=cid)
         me = await Participant.get(conversation_id=cid, staff_user_id__isnull=False)
         recipients = await messaging._recipients(conversation)
+        # When each message was committed, for the latency of the others' delivery: a batch's
+        # first message is stored a whole batch of inserts before the commit that makes it
+        # visible, and that wait is the flood's, not the server's.
+        committed: dict[int, float] = {}
         for start in range(0, total, batch):
+            ids = []
             async with atomic():
                 for i in range(start, min(start + batch, total)):
                     body = f"flood {i} " + STALL_TEXT
-                    await messaging._send(conversation, me, body, f"flood-{i}", recipients)
+                    sent = await messaging._send(conversation, me, body, f"flood-{i}", recipients)
+                    ids.append(sent.id)
+                # Before the commit, not after: the commit and the publish count as delivery.
+                now = time.time()
+            committed.update((mid, now) for mid in ids)
+        (tmp / "committed.json").write_text(json.dumps(committed))
     finally:
         await hub.stop()
         await dbmod.close_db()
@@ -665,11 +674,11 @@ def _rss_kib(pid: int) -> int:
 
 
 class TimedListener(Listener):
-    """A Listener that also notes, for each message, how long after it was stored it came."""
+    """A Listener that also notes when each message came (wall clock, by message id)."""
 
     def __init__(self, person: Person, label: str) -> None:
         super().__init__(person, label)
-        self.latencies: list[float] = []
+        self.arrivals: dict[int, float] = {}
 
     async def _read(self, ws: Any) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -682,8 +691,7 @@ class TimedListener(Listener):
                         self.start_seq = message["seq"]
                     continue
                 if message["type"] == "message.created":
-                    stored = datetime.fromisoformat(message["data"]["created_at"]).timestamp()
-                    self.latencies.append(now - stored)
+                    self.arrivals[int(message["data"]["id"])] = now
                 self.received.append(message)
 
 
@@ -755,14 +763,16 @@ async def test_a_reader_that_stops_reading_is_dropped_and_nobody_else_waits(
         assert len(stored[cid]) == STALL_TOTAL
         for r in readers:
             assert_saw_exactly(r, stored)
-        # Nobody else waited on the stalled reader: p99 from storing to socket. Waiting on it
-        # costs seconds, not milliseconds: a fan-out that awaited its send would stall once
-        # the kernel's 4 MiB buffer filled (about 3,000 frames in) until the kick and the
-        # close's two seconds of grace. Healthy delivery on a quiet machine is well under
-        # 50 ms; CI's shared two cores, with the flood and this test on them too, have shown
-        # 330 ms. One second tells the two apart on either.
-        worst = {r.label: p99(r.latencies) for r in readers}
-        assert all(v < 1.0 for v in worst.values()), worst
+        # Nobody else waited on the stalled reader: p99 from each message's commit (noted by
+        # the flood as it begins) to the socket, under the issue's 200 ms. Timed from the message's own
+        # created_at instead, a batch's first message carried the batch's other inserts too
+        # (CI measured 330 ms that way, most of it the flood's own batching).
+        committed = json.loads((tmp_path / "committed.json").read_text())
+        worst = {
+            r.label: p99([r.arrivals[int(mid)] - at for mid, at in committed.items()])
+            for r in readers
+        }
+        assert all(v < 0.2 for v in worst.values()), worst
 
         # The server gave up on the stalled socket long before the end: reading it now finds
         # a part of the flood, in order, then the end of the connection. Its queue filled
