@@ -17,15 +17,11 @@ from starlette.responses import RedirectResponse, Response
 
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
-from models.clients import Client
 from portal.offers import offers_context
-from server.actions import agenda, offers, reminders
+from server.actions import agenda, booking
 from server.auth.sessions import Caller
-from server.db import atomic
 from server.errors import Conflict, NotFound
-from server.i18n import format_datetime
 from server.i18n import gettext as _
-from server.mail import queue_email
 from server.queries.agenda import Slot, slots_for, video_link
 from server.web import parse_body, path_id, render, require_client
 
@@ -155,78 +151,21 @@ async def book(request: Request) -> Response:
         raise NotFound()
     assert caller.client is not None and caller.account is not None
     try:
-        appointment = await book_free_slot(caller, practitioner, caller.client, service, data)
+        appointment = await booking.do_book_online(
+            caller,
+            practitioner,
+            caller.client,
+            service,
+            starts_at=data.starts_at,
+            location_id=data.location_id,
+            alert_earlier=data.alert_earlier,
+        )
     except Conflict:
         # Someone else was quicker, or the slot closed meanwhile: show the fresh slots.
         return await practitioner_page(
             request, _("Sorry, this slot is no longer free. Please choose another one."), 409
         )
     return RedirectResponse(f"/portal/appointments?booked={appointment.id}", status_code=303)
-
-
-async def book_free_slot(
-    caller: Caller, practitioner: StaffUser, client: Client, service: Service, data: BookIn
-) -> Appointment:
-    """Book if the time is one of the free slots right now, and send the confirmation."""
-    practice = await Practice.get(id=caller.practice_id)
-    tz = ZoneInfo(practice.time_zone)
-    start = data.starts_at.astimezone(UTC)
-    day = start.astimezone(tz).date()
-    free = await slots_for(
-        practitioner.id,
-        service.id,
-        timedelta(minutes=service.duration_minutes),
-        tz,
-        day,
-        day,
-        location_id=data.location_id,
-    )
-    if not any(s.start == start for s in free):
-        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
-    location = await Location.get_or_none(id=data.location_id) if data.location_id else None
-    async with atomic():
-        appointment = await agenda.do_book_appointment(
-            caller,
-            practitioner=practitioner,
-            client=client,
-            service=service,
-            starts_at=start,
-            location=location,
-        )
-        if data.alert_earlier:
-            await offers.do_set_earlier_alert(caller, appointment, True)
-        assert caller.account is not None
-        when = format_datetime(start, "full")
-        await queue_email(
-            caller.account.email,
-            _("Your appointment on %(when)s") % {"when": when},
-            _("Your appointment is booked: %(service)s with %(name)s on %(when)s.")
-            % {"service": service.name, "name": practitioner.full_name, "when": when}
-            + "\n"
-            + where(appointment, practice, location, client),
-            purpose="appointment.confirmation",
-            client_id=client.id,
-            practice_id=practice.id,
-        )
-        await reminders.on_online_booking(appointment)
-    return appointment
-
-
-def where(
-    appointment: Appointment, practice: Practice, location: Location | None, client: Client
-) -> str:
-    """Where it takes place, as said in confirmations: the video link for a
-    teleconsultation, the client's address for a home visit, else the location."""
-    if appointment.video_room:
-        return _("Join by video: %(link)s") % {
-            "link": video_link(practice.video_url_template, appointment.video_room)
-        }
-    if location is None:
-        address = ", ".join(p for p in (client.address_line1, client.postal_code, client.city) if p)
-        return _("At your address: %(address)s") % {"address": address or "—"}
-    return _("Where: %(place)s") % {
-        "place": f"{location.name}, {location.address}" if location.address else location.name
-    }
 
 
 # --- my appointments -------------------------------------------------------------------------
@@ -252,7 +191,7 @@ async def appointments_page(request: Request, error: str = "", status: int = 200
     ctx: dict[str, Any] = {
         "section": "appointments",
         "upcoming": [(a, can_cancel(a, practice, now)) for a in upcoming],
-        "where": {a.id: where(a, practice, a.location, caller.client) for a in upcoming},
+        "where": {a.id: booking.where(a, practice, a.location, caller.client) for a in upcoming},
         "video": {
             a.id: video_link(practice.video_url_template, a.video_room)
             for a in upcoming

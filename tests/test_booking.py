@@ -217,7 +217,7 @@ async def test_booking_off_and_unknown_practitioner(
 async def test_teleconsultation_link_and_home_visit_address(
     http: httpx.AsyncClient, practice: dict[str, Any], make: Factory
 ) -> None:
-    from portal.booking import where
+    from server.actions.booking import where
     from server.queries.agenda import video_link
 
     cats = await agenda.ensure_builtin_categories(practice["practice"])

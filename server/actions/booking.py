@@ -1,0 +1,99 @@
+"""Online booking by a client on the portal: the slot check, the appointment, the waiting-list
+flag, the confirmation email and the SMS hooks, in one transaction.
+
+The free-slot check runs before the transaction (it reads many rows); the booking itself
+re-checks inside it (``agenda.do_book_appointment`` serialises bookings per practitioner),
+so two clients racing for the last place get one appointment and one Conflict.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from models.accounts import Practice, StaffUser
+from models.agenda import Appointment, Location, Service
+from models.clients import Client
+from server.actions import agenda, offers, reminders
+from server.auth.sessions import Caller
+from server.db import atomic
+from server.errors import Conflict
+from server.i18n import format_datetime
+from server.i18n import gettext as _
+from server.mail import queue_email
+from server.queries.agenda import slots_for, video_link
+
+
+async def do_book_online(
+    caller: Caller,
+    practitioner: StaffUser,
+    client: Client,
+    service: Service,
+    *,
+    starts_at: datetime,
+    location_id: int | None,
+    alert_earlier: bool,
+) -> Appointment:
+    """Book if the time is one of the free slots right now, and send the confirmation.
+
+    The caller has already checked that the practitioner offers ``service`` at
+    ``location_id`` to this client. Raises Conflict when the slot is not free (any more)."""
+    practice = await Practice.get(id=caller.practice_id)
+    tz = ZoneInfo(practice.time_zone)
+    start = starts_at.astimezone(UTC)
+    day = start.astimezone(tz).date()
+    free = await slots_for(
+        practitioner.id,
+        service.id,
+        timedelta(minutes=service.duration_minutes),
+        tz,
+        day,
+        day,
+        location_id=location_id,
+    )
+    if not any(s.start == start for s in free):
+        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+    location = await Location.get_or_none(id=location_id) if location_id else None
+    async with atomic():
+        appointment = await agenda.do_book_appointment(
+            caller,
+            practitioner=practitioner,
+            client=client,
+            service=service,
+            starts_at=start,
+            location=location,
+        )
+        if alert_earlier:
+            await offers.do_set_earlier_alert(caller, appointment, True)
+        assert caller.account is not None
+        when = format_datetime(start, "full")
+        await queue_email(
+            caller.account.email,
+            _("Your appointment on %(when)s") % {"when": when},
+            _("Your appointment is booked: %(service)s with %(name)s on %(when)s.")
+            % {"service": service.name, "name": practitioner.full_name, "when": when}
+            + "\n"
+            + where(appointment, practice, location, client),
+            purpose="appointment.confirmation",
+            client_id=client.id,
+            practice_id=practice.id,
+        )
+        await reminders.on_online_booking(appointment)
+    return appointment
+
+
+def where(
+    appointment: Appointment, practice: Practice, location: Location | None, client: Client
+) -> str:
+    """Where it takes place, as said in confirmations: the video link for a
+    teleconsultation, the client's address for a home visit, else the location."""
+    if appointment.video_room:
+        return _("Join by video: %(link)s") % {
+            "link": video_link(practice.video_url_template, appointment.video_room)
+        }
+    if location is None:
+        address = ", ".join(p for p in (client.address_line1, client.postal_code, client.city) if p)
+        return _("At your address: %(address)s") % {"address": address or "—"}
+    return _("Where: %(place)s") % {
+        "place": f"{location.name}, {location.address}" if location.address else location.name
+    }
