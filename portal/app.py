@@ -33,6 +33,7 @@ def build_portal_app() -> ASGIApp:
         *auth.routes(),
         Route("/invite/{token}", auth.invite, methods=["GET", "POST"]),
         Route("/appointments", booking.appointments_page),
+        Route("/reminders", booking.set_reminders, methods=["POST"]),
         Route("/appointments/{appointment_id:int}/cancel", booking.cancel, methods=["POST"]),
         Route(
             "/appointments/{appointment_id:int}/earlier-alert", offers.set_alert, methods=["POST"]

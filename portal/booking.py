@@ -17,10 +17,11 @@ from starlette.responses import RedirectResponse, Response
 
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
+from models.clients import PhoneNumber
 from portal.offers import offers_context
-from server.actions import agenda, booking
+from server.actions import agenda, booking, client_file
 from server.auth.sessions import Caller
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.queries.agenda import Slot, slots_for, video_link
 from server.web import parse_body, path_id, render, require_client
@@ -176,7 +177,13 @@ def can_cancel(appointment: Appointment, practice: Practice, now: datetime) -> b
     return appointment.attendance is Attendance.SCHEDULED and appointment.starts_at - now >= notice
 
 
-async def appointments_page(request: Request, error: str = "", status: int = 200) -> Response:
+async def appointments_page(
+    request: Request,
+    error: str = "",
+    status: int = 200,
+    reminders: client_file.OwnRemindersIn | None = None,
+    reminder_errors: dict[str, str] | None = None,
+) -> Response:
     caller = require_client(request)
     assert caller.client is not None
     practice = await Practice.get(id=caller.practice_id)
@@ -204,6 +211,16 @@ async def appointments_page(request: Request, error: str = "", status: int = 200
         else [],
         "booked": request.query_params.get("booked", ""),
         "error": error,
+        "reminders": reminders
+        or client_file.OwnRemindersIn(
+            reminder_email_hours=caller.client.reminder_email_hours,
+            reminder_sms_hours=caller.client.reminder_sms_hours,
+        ),
+        "reminder_errors": reminder_errors or {},
+        "reminder_hours": list(range(client_file.REMINDER_MIN, client_file.REMINDER_MAX + 1)),
+        "has_sms_number": await PhoneNumber.filter(
+            client_id=caller.client.id, for_sms=True
+        ).exists(),
     }
     ctx.update(await offers_context(practice, caller.client.id))
     return render(request, "portal/appointments.html", ctx, status=status)
@@ -226,3 +243,17 @@ async def cancel(request: Request) -> Response:
         )
     await agenda.do_set_attendance(caller, appointment, Attendance.CANCELLED_BY_CLIENT)
     return RedirectResponse("/portal/appointments?cancelled=1", status_code=303)
+
+
+async def set_reminders(request: Request) -> Response:
+    """The client's own reminders (email and SMS, off or hours before)."""
+    caller = require_client(request)
+    assert caller.client is not None
+    data = await parse_body(request, client_file.OwnRemindersIn)
+    try:
+        await client_file.do_set_own_reminders(caller, caller.client, data)
+    except ValidationFailed as e:
+        return await appointments_page(
+            request, e.message, 422, reminders=data, reminder_errors=e.fields
+        )
+    return RedirectResponse("/portal/appointments?reminders=1#reminders", status_code=303)

@@ -259,3 +259,73 @@ async def test_teleconsultation_link_and_home_visit_address(
     await login(http, client)
     page = await http.get("/portal/appointments")
     assert f'href="{link}"' in page.text and "12 rue Mercière" in page.text
+
+
+async def test_clients_set_their_own_reminders_on_the_portal(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    from models.audit import AuditEntry
+    from models.clients import Client, PhoneNumber
+    from models.jobs import Job, JobStatus
+
+    client, other = practice["clients"][0], practice["clients"][1]
+    start = datetime.combine(
+        (datetime.now(UTC) + timedelta(days=3)).date(), time(9), tzinfo=UTC
+    ).replace(minute=0)
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=practice["alice"],
+        client=client,
+        service=practice["talk"],
+        starts_at=start,
+        location=practice["lyon"],
+    )
+    await login(http, client)
+
+    async def save(email: str, sms: str) -> httpx.Response:
+        return await http.post(
+            "/portal/reminders",
+            data={
+                "csrf_token": http.headers["X-CSRF-Token"],
+                "reminder_email_hours": email,
+                "reminder_sms_hours": sms,
+            },
+        )
+
+    async def pending() -> dict[str, datetime]:
+        rows = await Job.filter(key__startswith="reminder:", status=JobStatus.PENDING)
+        return {str(j.key): j.run_at for j in rows}
+
+    page = await http.get("/portal/appointments")
+    assert "data-reminders-form" in page.text and "there is none yet" in page.text
+    # SMS without a number marked for them: refused, said next to the field, nothing changes.
+    r = await save("24", "2")
+    assert r.status_code == 422 and "no mobile number of yours" in r.text
+    assert (await Client.get(id=client.id)).reminder_email_hours is None
+    assert await pending() == {}
+    # Out of range: refused too.
+    r = await save("1", "")
+    assert r.status_code == 422 and "between 2 and 72 hours" in r.text
+    assert await pending() == {}
+
+    await PhoneNumber.create(client=client, number="+33612345678", for_sms=True)
+    r = await save("24", "2")
+    assert r.status_code == 303 and r.headers["location"].endswith("reminders=1#reminders")
+    fresh = await Client.get(id=client.id)
+    assert (fresh.reminder_email_hours, fresh.reminder_sms_hours) == (24, 2)
+    assert await pending() == {
+        f"reminder:{appt.id}:client-{client.id}:email": start - timedelta(hours=24),
+        f"reminder:{appt.id}:client-{client.id}:sms": start - timedelta(hours=2),
+    }
+    entry = await AuditEntry.get(action="client.reminders_updated", client_id=client.id)
+    assert entry.detail == {"reminder_email_hours": 24, "reminder_sms_hours": 2}
+    page = await http.get("/portal/appointments?reminders=1")
+    assert "Your reminders are saved." in page.text
+    assert '<option value="24" selected>' in page.text
+    # Nobody else's reminders moved.
+    assert (await Client.get(id=other.id)).reminder_email_hours is None
+
+    # Off again: the reminders of every upcoming session go.
+    assert (await save("", "")).status_code == 303
+    assert await pending() == {}
+    assert await AuditEntry.filter(action="client.reminders_updated").count() == 2

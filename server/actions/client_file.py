@@ -243,6 +243,56 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
     return client
 
 
+class OwnRemindersIn(BaseModel):
+    """A client's own choice on the portal: each channel off, or hours before."""
+
+    reminder_email_hours: int | None = None
+    reminder_sms_hours: int | None = None
+
+    _blanks = field_validator("reminder_email_hours", "reminder_sms_hours", mode="before")(
+        _blank_to_none
+    )
+
+
+async def do_set_own_reminders(actor: Caller, client: Client, data: OwnRemindersIn) -> Client:
+    """The client sets their own reminders (the same fields staff set on the contact tab).
+    SMS need the number the practice marked for reminders: a client cannot add one here,
+    since numbers on the file are the practice's to check."""
+    _reminder(data.reminder_email_hours, "reminder_email_hours")
+    _reminder(data.reminder_sms_hours, "reminder_sms_hours")
+    if (
+        data.reminder_sms_hours is not None
+        and not await PhoneNumber.filter(client_id=client.id, for_sms=True).exists()
+    ):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {
+                "reminder_sms_hours": _(
+                    "The practice has no mobile number of yours for SMS: ask them to add one."
+                )
+            },
+        )
+    values = {
+        "reminder_email_hours": data.reminder_email_hours,
+        "reminder_sms_hours": data.reminder_sms_hours,
+    }
+    async with atomic():
+        changed = _changed(client, values)
+        if not changed:
+            return client
+        await client.save(update_fields=changed)
+        await audit.record(
+            actor,
+            "client.reminders_updated",
+            object_type="client",
+            object_id=client.id,
+            client_id=client.id,
+            detail=values,
+        )
+        await reminders.sync_client(client)
+    return client
+
+
 async def do_create_tag(actor: Caller, practice_id: int, name: str, color: str = "") -> Tag:
     name = " ".join(name.split())
     if not name:

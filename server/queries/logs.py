@@ -17,6 +17,7 @@ ACTION_LABELS: dict[str, str] = {
     "client.contact_updated": lazy("changed contact details"),
     "client.clinical_updated": lazy("changed clinical details"),
     "client.account_updated": lazy("changed account details"),
+    "client.reminders_updated": lazy("changed their reminders"),
     "client.therapist_changed": lazy("changed the therapist"),
     "client.linked": lazy("linked an account"),
     "client.unlinked": lazy("unlinked an account"),
