@@ -15,6 +15,7 @@ from server.actions import accounts
 from server.api import Api
 from server.auth.api import add_auth_endpoints
 from server.auth.sessions import COOKIE_NAMES
+from server.billing_api import add_billing_endpoints
 from server.messaging_api import add_messaging_endpoints
 from server.web import path_id, require_staff
 from staff.pages import OWNER, NewStaffForm
@@ -22,6 +23,7 @@ from staff.pages import OWNER, NewStaffForm
 api = Api("Cabinet staff API", "/api", COOKIE_NAMES[Realm.STAFF])
 add_auth_endpoints(api, Realm.STAFF)
 add_messaging_endpoints(api)
+add_billing_endpoints(api, "staff")
 
 
 class StaffOut(BaseModel):
