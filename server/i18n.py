@@ -105,11 +105,28 @@ def _babel_locale() -> Locale:
         return Locale.parse("en")
 
 
+NAMED_FORMATS = ("full", "long", "medium", "short")
+
+
 def format_datetime(value: datetime | None, fmt: str = "medium") -> str:
-    """A UTC datetime shown in the practice's time zone and the user's locale."""
+    """A UTC datetime shown in the practice's time zone and the user's locale.
+
+    The named formats set how the date is written; the time is always hours and minutes
+    ("lundi 7 décembre 2026, 09:00", "Monday, December 7, 2026, 9:00 AM"): CLDR's own full and medium
+    times add seconds and the zone's long name, which no appointment needs. Any other
+    ``fmt`` is a CLDR pattern, used as it is."""
     if value is None:
         return ""
-    return _format_datetime(value, fmt, tzinfo=current_time_zone(), locale=_babel_locale())
+    locale = _babel_locale()
+    tz = current_time_zone()
+    if fmt not in NAMED_FORMATS:
+        return _format_datetime(value, fmt, tzinfo=tz, locale=locale)
+    local = value.astimezone(tz)
+    # How Babel itself joins a date and a time: the locale's pattern for this length.
+    joined = locale.datetime_formats[fmt].replace("'", "")
+    return joined.replace("{0}", _format_time(local, "short", locale=locale)).replace(
+        "{1}", _format_date(local.date(), fmt, locale=locale)
+    )
 
 
 def format_time(value: datetime | None, fmt: str = "short") -> str:
