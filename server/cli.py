@@ -43,7 +43,7 @@ async def _demo(force_print: bool = True) -> None:
                 print("The database already holds a practice; no demo data added.")
             return
         logins = await create_demo()
-        print("\nDemo practice created. Sign in at http://127.0.0.1:8000 with:")
+        print(f"\nDemo practice created. Sign in at {get_settings().public_url} with:")
         for role, email, password in logins:
             print(f"  {role:<13} {email:<32} {password}")
         print()
@@ -64,10 +64,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     import uvicorn
 
+    port = int(args.port or os.environ.get("PORT", "8000"))
+    if not os.environ.get("PUBLIC_URL"):
+        # Links in emails, the demo's banner and the Origin checks follow where this
+        # server listens (--port 8123 must not send people to :8000).
+        shown = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
+        os.environ["PUBLIC_URL"] = f"http://{shown}:{port}"
     asyncio.run(_migrate())
     if not args.no_demo:
         asyncio.run(_demo(force_print=False))
-    port = int(args.port or os.environ.get("PORT", "8000"))
     uvicorn.run(
         "server.app:create_app",
         factory=True,
