@@ -26,6 +26,7 @@ from server.queries.agenda_view import (
     access_appointment,
     access_practitioner,
     appointment_views,
+    category_label,
     in_range,
     open_windows,
     practitioners,
@@ -350,7 +351,10 @@ async def agenda_page(request: Request) -> Response:
             }
             for s in services
         ],
-        "categories": [{"id": c["id"], "name": c["name"], "color": c["color"]} for c in categories],
+        "categories": [
+            {"id": c["id"], "name": category_label(c["name"], c["builtin"]), "color": c["color"]}
+            for c in categories
+        ],
         "locations": list(locations),
         "me": caller.staff.id if caller.staff else None,
         "earlier_slot_alerts": (await Practice.get(id=caller.practice_id)).earlier_slot_alerts,

@@ -395,3 +395,16 @@ async def test_an_open_agenda_socket_hears_a_booking_made_elsewhere(
     assert frame["data"]["client_name"] == "Camille Roux"
     assert frame["data"]["attendance"] == "scheduled"
     await tab.ws.close()
+
+
+async def test_built_in_categories_read_in_the_readers_language(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    owner = await make.owner()
+    await agenda.ensure_builtin_categories(await make.practice())
+    await login(http, owner)
+    french = (await http.get("/staff/agenda", headers={"Accept-Language": "fr"})).text
+    assert "Téléconsultation" in french and "Visite à domicile" in french
+    assert ">Teleconsultation<" not in french and ">Home visit<" not in french
+    english = (await http.get("/staff/agenda", headers={"Accept-Language": "en"})).text
+    assert ">Teleconsultation<" in english

@@ -19,6 +19,7 @@ from models.agenda import Appointment, Availability, Location, Service, TimeOff
 from server.auth.sessions import Caller
 from server.db import connection, placeholders
 from server.errors import NotFound
+from server.i18n import gettext
 from server.queries import offers
 from server.queries.agenda import WeeklyHours, Window, minute_time, windows
 
@@ -49,6 +50,12 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def category_label(name: str | None, builtin: object) -> str | None:
+    """A category as the reader says it: the built-in ones (stored under their English
+    name, and not renamable) in the reader's language, the practice's own as typed."""
+    return gettext(name) if builtin and name else name
+
+
 def _view(row: dict[str, Any]) -> dict[str, Any]:
     builtin = row["service__category__builtin"]
     starts_at, ends_at = _moment(row["starts_at"]), _moment(row["ends_at"])
@@ -62,7 +69,7 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "service_name": row["service__name"],
         "category_id": row["service__category_id"],
         "category": getattr(builtin, "value", builtin),
-        "category_name": row["service__category__name"],
+        "category_name": category_label(row["service__category__name"], builtin),
         "color": row["service__category__color"] or DEFAULT_COLOR,
         "location_id": row["location_id"],
         "starts_at": utc_iso(starts_at),
