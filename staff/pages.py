@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from models.accounts import Practice, StaffRole, StaffUser
+from models.agenda import Appointment
 from models.audit import AuditEntry
+from models.tasks import Task
 from server.access import access_staff_user
 from server.actions import accounts
 from server.errors import NotFound, ValidationFailed
@@ -27,8 +32,34 @@ class NewStaffForm(BaseModel):
 
 async def home(request: Request) -> Response:
     caller = require_staff(request)
+    assert caller.staff is not None
     practice = await Practice.get(id=caller.practice_id)
-    return render(request, "staff/home.html", {"practice": practice, "section": "home"})
+    # Today, in the practice's time zone: a clinician's own sessions; the front desk's
+    # whole practice (it runs the day's agenda).
+    tz = ZoneInfo(practice.time_zone)
+    day = datetime.now(tz).date()
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    today = Appointment.filter(
+        practice_id=practice.id,
+        deleted_at=None,
+        starts_at__gte=start,
+        starts_at__lt=start + timedelta(days=1),
+    )
+    desk = caller.staff.role is StaffRole.OFFICE_ADMIN
+    if not desk:
+        today = today.filter(practitioner_id=caller.staff.id)
+    open_tasks = Task.filter(assignee_id=caller.staff.id, deleted_at=None, done_at=None)
+    ctx = {
+        "practice": practice,
+        "section": "home",
+        "today": await today.prefetch_related("client", "service", "practitioner").order_by(
+            "starts_at", "id"
+        ),
+        "desk": desk,
+        "open_tasks": await open_tasks.count(),
+        "late_tasks": await open_tasks.filter(due_date__lt=day).count(),
+    }
+    return render(request, "staff/home.html", ctx)
 
 
 async def team(request: Request) -> Response:
