@@ -68,22 +68,34 @@ async def access_conversation(
     Only participants reach a conversation, whatever their role: an owner who is not in a
     client conversation does not read it.
     """
-    # One statement for both rows: every message send runs this.
-    if caller.staff is not None:
-        column, who = "staff_user_id", caller.staff.id
-    else:
-        assert caller.account is not None
-        column, who = "portal_account_id", caller.account.id
-    p = placeholders(3)
+    conversation, me, _everyone = await access_conversation_with_participants(
+        caller, conversation_id
+    )
+    return conversation, me
+
+
+async def access_conversation_with_participants(
+    caller: Caller, conversation_id: int
+) -> tuple[Conversation, Participant, list[Participant]]:
+    """``access_conversation``, with every participant too (a send's recipients), all in
+    one statement: every message send runs this."""
+    p = placeholders(2)
     rows = await connection().execute_query_dict(
         f"SELECT {select_columns(Conversation, 'c')}, {select_columns(Participant, 'p')} "
-        "FROM conversation_participant p JOIN conversation c ON c.id = p.conversation_id "
-        f"WHERE p.conversation_id = {p[0]} AND p.{column} = {p[1]} AND c.practice_id = {p[2]}",
-        [conversation_id, who, caller.practice_id],
+        "FROM conversation c JOIN conversation_participant p ON p.conversation_id = c.id "
+        f"WHERE c.id = {p[0]} AND c.practice_id = {p[1]} ORDER BY p.id",
+        [conversation_id, caller.practice_id],
     )
-    if not rows:
+    if caller.staff is not None:
+        column, who = "p__staff_user_id", caller.staff.id
+    else:
+        assert caller.account is not None
+        column, who = "p__portal_account_id", caller.account.id
+    if not any(row[column] == who for row in rows):
         raise NotFound()
-    return from_row(Conversation, rows[0], "c"), from_row(Participant, rows[0], "p")
+    everyone = [from_row(Participant, row, "p") for row in rows]
+    me = next(x for x, row in zip(everyone, rows, strict=True) if row[column] == who)
+    return from_row(Conversation, rows[0], "c"), me, everyone
 
 
 async def my_participant(caller: Caller, conversation_id: int) -> Participant | None:

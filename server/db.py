@@ -12,10 +12,12 @@ import contextvars
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -104,12 +106,29 @@ def select_columns(model: type[Model], alias: str) -> str:
     )
 
 
+@functools.cache
+def _datetime_columns(model: type[Model]) -> frozenset[str]:
+    return frozenset(
+        model._meta.fields_db_projection[name]
+        for name, field in model._meta.fields_map.items()
+        if isinstance(field, DatetimeField) and name in model._meta.fields_db_projection
+    )
+
+
 def from_row(model: type[M], row: dict[str, Any], alias: str) -> M:
     """The ``model`` instance whose columns ``select_columns(model, alias)`` selected."""
     prefix = f"{alias}__"
-    return model._init_from_db(
-        **{key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
-    )
+    values = {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+    # SQLite hands datetimes back as ISO text: the C parser reads what Tortoise wrote
+    # (isoformat(" ")) many times faster than Tortoise's own, a dozen per request.
+    for column in _datetime_columns(model):
+        value = values.get(column)
+        if isinstance(value, str):
+            try:
+                values[column] = datetime.fromisoformat(value)
+            except ValueError:
+                pass  # left to Tortoise's parser
+    return model._init_from_db(**values)
 
 
 # --- publish after commit ---------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,12 +306,17 @@ class PendingSend:
     me: Participant
     body: str
     client_uid: str
+    # Everyone in the conversation, when the caller read them with the access check.
+    participants: Sequence[Participant] | None = None
 
 
-async def _participants_of(conversation_ids: Iterable[int]) -> dict[int, list[Participant]]:
-    found: dict[int, list[Participant]] = {}
-    for p in await Participant.filter(conversation_id__in=sorted(set(conversation_ids))):
-        found.setdefault(p.conversation_id, []).append(p)  # type: ignore[attr-defined]
+async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Participant]]:
+    """Each conversation's participants: as the sends carry them, or read."""
+    found = {s.conversation.id: list(s.participants) for s in sends if s.participants}
+    missing = {s.conversation.id for s in sends} - found.keys()
+    if missing:
+        for p in await Participant.filter(conversation_id__in=sorted(missing)):
+            found.setdefault(p.conversation_id, []).append(p)  # type: ignore[attr-defined]
     return found
 
 
@@ -351,12 +356,11 @@ async def _write_sends(
         if (item.me.id, item.client_uid) not in first:
             first[(item.me.id, item.client_uid)] = len(unique)
             unique.append(item)
-    conversation_ids = {item.conversation.id for item in unique}
     postgres = dialect() == "postgres"
     participants: dict[int, list[Participant]] = {}
     if postgres:
         # Before the insert: message ids then follow the order the recipients receive them.
-        participants = await _participants_of(conversation_ids)
+        participants = await _participants_of(unique)
         everyone = [p.recipient for parts in participants.values() for p in parts]
         await lock_cursors(everyone if recipients is None else everyone + recipients)
     # SQLite writes first: a transaction that reads first and writes second cannot wait
@@ -365,7 +369,7 @@ async def _write_sends(
     now = datetime.now(UTC)
     ids = await _insert_messages(unique, now)
     if not postgres:
-        participants = await _participants_of(conversation_ids)
+        participants = await _participants_of(unique)
     stored: list[Message | None] = [None] * len(unique)
     for i, item in enumerate(unique):
         if i in ids:
@@ -521,15 +525,22 @@ def check_body(body: str) -> str:
 
 
 async def do_send_message(
-    actor: Caller, conversation: Conversation, me: Participant, body: str, client_uid: str
+    actor: Caller,
+    conversation: Conversation,
+    me: Participant,
+    body: str,
+    client_uid: str,
+    *,
+    participants: Sequence[Participant] | None = None,
 ) -> tuple[Message, bool]:
     """Send a message; returns (message, created). Idempotent on ``client_uid``: a retry of
     the same send returns the message already stored, and publishes nothing new.
 
     Outside a transaction the message joins the process's group commit (``batcher``);
-    inside one it is written in that transaction.
+    inside one it is written in that transaction. ``participants``: everyone in the
+    conversation, when the access check read them (else they are read here).
     """
-    item = PendingSend(conversation, me, check_body(body), client_uid)
+    item = PendingSend(conversation, me, check_body(body), client_uid, participants)
     if in_atomic():
         [result] = await _write_sends([item])
         return result
