@@ -67,17 +67,13 @@ async def lock_cursors(recipients: Iterable[str]) -> None:
     keys = sorted(set(recipients))
     if not keys:
         return
-    conn = connection()
-    # New recipients get their row (locked by the insert); existing rows are locked in
-    # sorted order, as emit() locks them, so two senders cannot deadlock.
-    await conn.execute_query(
-        "INSERT INTO realtime_cursor (recipient, last_seq) SELECT unnest($1::text[]), 0 "
-        "ON CONFLICT (recipient) DO NOTHING",
-        [keys],
-    )
-    await conn.execute_query(
-        "SELECT recipient FROM realtime_cursor WHERE recipient = ANY($1::text[]) "
-        "ORDER BY recipient FOR UPDATE",
+    # One statement: new recipients get their row (locked by the insert), existing rows
+    # are locked by the no-op update, in sorted order as emit() advances them, so two
+    # senders cannot deadlock.
+    await connection().execute_query(
+        "INSERT INTO realtime_cursor (recipient, last_seq) "
+        "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
+        "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq",
         [keys],
     )
 
