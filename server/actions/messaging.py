@@ -474,11 +474,24 @@ class SendBatcher:
         return await future
 
     async def _drain(self) -> None:
+        batch: list[tuple[PendingSend, asyncio.Future[tuple[Message, bool]]]] = []
         try:
             while self._pending:
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
                 await self._commit(batch)
+        except BaseException as exc:
+            # Never leave a sender waiting: whatever stopped the loop answers them all.
+            for _item, future in batch + self._pending:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            self._pending = []
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._task = None
 
