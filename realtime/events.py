@@ -8,12 +8,12 @@ recipient's events by commit, so a socket that has seen seq N has seen everythin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from models.realtime import RealtimeEvent
-from server.db import connection, dialect, on_commit, placeholders
+from server.db import connection, dialect, on_commit, placeholders, values_rows
 
 
 def staff_recipient(staff_id: int) -> str:
@@ -36,15 +36,21 @@ class Event:
         return {"seq": self.seq, "type": self.type, "data": self.payload}
 
 
-async def _next_seq(recipient: str) -> int:
-    p = placeholders(1)
+async def _take_seqs(counts: dict[str, int]) -> dict[str, int]:
+    """Advance each recipient's cursor by its count, in one statement; returns the new
+    last seq of each. Call inside ``atomic()``: the cursor rows stay locked until commit."""
+    keys = sorted(counts)
     sql = (
-        f"INSERT INTO realtime_cursor (recipient, last_seq) VALUES ({p[0]}, 1) "
-        "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq + 1 "
-        "RETURNING last_seq"
+        f"INSERT INTO realtime_cursor (recipient, last_seq) VALUES {values_rows(len(keys), 2)} "
+        "ON CONFLICT (recipient) DO UPDATE "
+        "SET last_seq = realtime_cursor.last_seq + excluded.last_seq "
+        "RETURNING recipient, last_seq"
     )
-    rows = await connection().execute_query_dict(sql, [recipient])
-    return int(rows[0]["last_seq"])
+    params: list[Any] = []
+    for key in keys:
+        params += [key, counts[key]]
+    rows = await connection().execute_query_dict(sql, params)
+    return {str(r["recipient"]): int(r["last_seq"]) for r in rows}
 
 
 async def lock_cursors(recipients: Iterable[str]) -> None:
@@ -61,17 +67,13 @@ async def lock_cursors(recipients: Iterable[str]) -> None:
     keys = sorted(set(recipients))
     if not keys:
         return
-    conn = connection()
-    # New recipients get their row (locked by the insert); existing rows are locked in
-    # sorted order, as emit() locks them, so two senders cannot deadlock.
-    await conn.execute_query(
-        "INSERT INTO realtime_cursor (recipient, last_seq) SELECT unnest($1::text[]), 0 "
-        "ON CONFLICT (recipient) DO NOTHING",
-        [keys],
-    )
-    await conn.execute_query(
-        "SELECT recipient FROM realtime_cursor WHERE recipient = ANY($1::text[]) "
-        "ORDER BY recipient FOR UPDATE",
+    # One statement: new recipients get their row (locked by the insert), existing rows
+    # are locked by the no-op update, in sorted order as emit() advances them, so two
+    # senders cannot deadlock.
+    await connection().execute_query(
+        "INSERT INTO realtime_cursor (recipient, last_seq) "
+        "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
+        "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq",
         [keys],
     )
 
@@ -79,15 +81,35 @@ async def lock_cursors(recipients: Iterable[str]) -> None:
 async def emit(recipients: Iterable[str], type: str, payload: dict[str, Any]) -> list[Event]:
     """Store ``type``/``payload`` for each recipient and publish once committed.
 
-    Call inside ``server.db.atomic()``. Recipients are sorted so that two transactions
-    touching the same people lock their cursors in the same order (no deadlock).
+    Call inside ``server.db.atomic()``.
     """
+    return await emit_many([(recipients, type, payload)])
+
+
+async def emit_many(
+    notices: Sequence[tuple[Iterable[str], str, dict[str, Any]]],
+) -> list[Event]:
+    """``emit()`` for several events at once: one cursor statement and one insert for all.
+
+    Call inside ``server.db.atomic()``. A recipient's events get consecutive seqs in the
+    order of ``notices``. Cursors are advanced in sorted order, so two transactions touching
+    the same people lock their cursor rows in the same order (no deadlock).
+    """
+    planned: list[tuple[str, str, dict[str, Any]]] = []
+    counts: dict[str, int] = {}
+    for recipients, type_, payload in notices:
+        for recipient in sorted(set(recipients)):
+            planned.append((recipient, type_, payload))
+            counts[recipient] = counts.get(recipient, 0) + 1
+    if not planned:
+        return []
+    last = await _take_seqs(counts)
+    # The first seq of each recipient in this call, then one more per event.
+    nxt = {r: last[r] - n + 1 for r, n in counts.items()}
     events: list[Event] = []
-    for recipient in sorted(set(recipients)):
-        seq = await _next_seq(recipient)
-        events.append(Event(recipient, seq, type, payload))
-    if not events:
-        return events
+    for recipient, type_, payload in planned:
+        events.append(Event(recipient, nxt[recipient], type_, payload))
+        nxt[recipient] += 1
     await RealtimeEvent.bulk_create(
         [
             RealtimeEvent(recipient=e.recipient, seq=e.seq, type=e.type, payload=e.payload)
@@ -122,4 +144,4 @@ async def last_seq(recipient: str) -> int:
     return int(rows[0]["last_seq"]) if rows else 0
 
 
-__all__ = ["Event", "emit", "events_after", "last_seq", "lock_cursors", "dialect"]
+__all__ = ["Event", "emit", "emit_many", "events_after", "last_seq", "lock_cursors", "dialect"]

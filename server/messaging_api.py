@@ -7,7 +7,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from server.access import access_conversation, access_message
+from server.access import (
+    access_conversation,
+    access_conversation_with_participants,
+    access_message,
+)
 from server.actions import messaging
 from server.api import Api, Ok
 from server.queries.messaging import conversation_list, thread, unread_counts
@@ -84,9 +88,11 @@ def add_messaging_endpoints(api: Api) -> None:
     async def send_message(request: Request, body: MessageIn) -> MessageOut:
         """Send a message (idempotent on client_uid)"""
         caller = require_caller(request)
-        conversation, me = await access_conversation(caller, path_id(request, "conversation_id"))
+        conversation, me, everyone = await access_conversation_with_participants(
+            caller, path_id(request, "conversation_id")
+        )
         message, created = await messaging.do_send_message(
-            caller, conversation, me, body.body, body.client_uid
+            caller, conversation, me, body.body, body.client_uid, participants=everyone
         )
         return MessageOut(
             id=message.id,

@@ -329,7 +329,7 @@ async def test_rolled_back_send_publishes_nothing(
     capture_events: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from models.messaging import Conversation
+    from server.actions import reminders
 
     staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
     captured = capture_events()
@@ -337,14 +337,8 @@ async def test_rolled_back_send_publishes_nothing(
     async def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("disk full")
 
-    original = Conversation.filter
-
-    def failing_filter(*a: Any, **k: Any) -> Any:
-        q = original(*a, **k)
-        q.update = boom  # type: ignore[method-assign]
-        return q
-
-    monkeypatch.setattr(Conversation, "filter", failing_filter)
+    # The last write of the send's transaction fails, after the message and its events.
+    monkeypatch.setattr(reminders, "on_messages_sent", boom)
     with pytest.raises(RuntimeError):
         await send(staff, "/api", cid, "lost", "rb1")
     monkeypatch.undo()

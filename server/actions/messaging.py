@@ -6,11 +6,12 @@ participant; the events are published only once the block has committed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import Client
@@ -23,15 +24,24 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeEvent
-from realtime.events import emit, lock_cursors
+from realtime.events import emit, emit_many, lock_cursors
 from realtime.hub import hub
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
-from server.db import atomic
+from server.db import (
+    AfterCommit,
+    atomic,
+    connection,
+    dialect,
+    in_atomic,
+    placeholders,
+    values_rows,
+)
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 
 MAX_BODY = 10_000
+log = logging.getLogger(__name__)
 
 
 # --- payloads (what screens need, never more) ----------------------------------------------
@@ -288,6 +298,140 @@ async def do_add_participants(
 # --- messages ------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class PendingSend:
+    """One message on its way into a group commit."""
+
+    conversation: Conversation
+    me: Participant
+    body: str
+    client_uid: str
+    # Everyone in the conversation, when the caller read them with the access check.
+    participants: Sequence[Participant] | None = None
+
+
+async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Participant]]:
+    """Each conversation's participants: as the sends carry them, or read."""
+    found = {s.conversation.id: list(s.participants) for s in sends if s.participants}
+    missing = {s.conversation.id for s in sends} - found.keys()
+    if missing:
+        for p in await Participant.filter(conversation_id__in=sorted(missing)):
+            found.setdefault(p.conversation_id, []).append(p)  # type: ignore[attr-defined]
+    return found
+
+
+async def _insert_messages(sends: Sequence[PendingSend], now: datetime) -> dict[int, int]:
+    """Insert the messages not stored yet, in one statement: {index in ``sends``: id}.
+
+    A (sender, client_uid) already stored, by an earlier send or a racing one in another
+    process, is skipped rather than failing the statement.
+    """
+    params: list[Any] = []
+    for item in sends:
+        params += [item.conversation.id, item.me.id, item.body, item.client_uid, now, now]
+    rows = await connection().execute_query_dict(
+        "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
+        f"updated_at) VALUES {values_rows(len(sends), 6)} "
+        "ON CONFLICT (sender_id, client_uid) DO NOTHING "
+        "RETURNING id, sender_id, client_uid",
+        params,
+    )
+    index = {(item.me.id, item.client_uid): i for i, item in enumerate(sends)}
+    return {index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"]) for r in rows}
+
+
+async def _write_sends(
+    sends: Sequence[PendingSend], recipients: list[str] | None = None
+) -> list[tuple[Message, bool]]:
+    """Store messages and their events in the caller's transaction; (message, created) each.
+
+    Call inside ``atomic()``. Idempotent on (sender, client_uid): a send already stored,
+    or the same one twice in ``sends``, gives the stored message, ``created`` False, and
+    no event. Messages get ids in the order their events reach every recipient.
+    """
+    # The first send of each (sender, client_uid) writes; the others take its result.
+    first: dict[tuple[int, str], int] = {}
+    unique: list[PendingSend] = []
+    for item in sends:
+        if (item.me.id, item.client_uid) not in first:
+            first[(item.me.id, item.client_uid)] = len(unique)
+            unique.append(item)
+    postgres = dialect() == "postgres"
+    participants: dict[int, list[Participant]] = {}
+    if postgres:
+        # Before the insert: message ids then follow the order the recipients receive them.
+        participants = await _participants_of(unique)
+        everyone = [p.recipient for parts in participants.values() for p in parts]
+        await lock_cursors(everyone if recipients is None else everyone + recipients)
+    # SQLite writes first: a transaction that reads first and writes second cannot wait
+    # for another connection's write lock. Its writers take turns for the whole
+    # transaction, which orders ids and seqs alike.
+    now = datetime.now(UTC)
+    ids = await _insert_messages(unique, now)
+    if not postgres:
+        participants = await _participants_of(unique)
+    stored: list[Message | None] = [None] * len(unique)
+    for i, item in enumerate(unique):
+        if i in ids:
+            stored[i] = Message._init_from_db(
+                id=ids[i],
+                conversation_id=item.conversation.id,
+                sender_id=item.me.id,
+                body=item.body,
+                client_uid=item.client_uid,
+                deleted_at=None,
+                created_at=now,
+                updated_at=now,
+            )
+        else:
+            stored[i] = await Message.get(sender_id=item.me.id, client_uid=item.client_uid)
+    created = sorted(ids, key=ids.__getitem__)  # indexes in `unique`, by message id
+    # Each conversation's activity is its last new message's.
+    last: dict[int, PendingSend] = {unique[i].conversation.id: unique[i] for i in created}
+    if last:
+        p = placeholders(3)
+        await connection().execute_many(
+            f"UPDATE conversation SET last_activity_at = {p[0]}, awaiting_staff = {p[1]} "
+            f"WHERE id = {p[2]}",
+            [
+                [now, item.me.role is not ParticipantRole.STAFF, cid]
+                for cid, item in sorted(last.items())
+            ],
+        )
+    for item in unique:
+        if item.conversation.id in last:
+            item.conversation.last_activity_at = now
+            item.conversation.awaiting_staff = (
+                last[item.conversation.id].me.role is not ParticipantRole.STAFF
+            )
+    notices = []
+    for i in created:
+        item, message = unique[i], stored[i]
+        assert message is not None
+        who = (
+            recipients
+            if recipients is not None
+            else [p.recipient for p in participants.get(item.conversation.id, [])]
+        )
+        notices.append((who, "message.created", message_payload(message, item.me)))
+    await emit_many(notices)
+    await reminders.on_messages_sent(
+        [
+            (unique[i].conversation, unique[i].me, participants.get(unique[i].conversation.id, []))
+            for i in created
+        ]
+    )
+    results: list[tuple[Message, bool]] = []
+    answered: set[int] = set()
+    for item in sends:
+        i = first[(item.me.id, item.client_uid)]
+        message = stored[i]
+        assert message is not None
+        results.append((message, i in ids and i not in answered))
+        answered.add(i)
+    return results
+
+
 async def _send(
     conversation: Conversation,
     me: Participant,
@@ -295,21 +439,91 @@ async def _send(
     client_uid: str,
     recipients: list[str] | None = None,
 ) -> Message:
-    if recipients is None:
-        recipients = await _recipients(conversation)
-    # Before the insert: message ids then follow the order the recipients receive them.
-    await lock_cursors(recipients)
-    message = await Message.create(
-        conversation=conversation, sender=me, body=body, client_uid=client_uid
+    """Send one message in the caller's transaction (call inside ``atomic()``)."""
+    [(message, _created)] = await _write_sends(
+        [PendingSend(conversation, me, body, client_uid)], recipients
     )
-    conversation.last_activity_at = message.created_at
-    conversation.awaiting_staff = me.role is not ParticipantRole.STAFF
-    await Conversation.filter(id=conversation.id).update(
-        last_activity_at=message.created_at, awaiting_staff=conversation.awaiting_staff
-    )
-    await emit(recipients, "message.created", message_payload(message, me))
-    await reminders.on_message_sent(conversation, me)
     return message
+
+
+class SendBatcher:
+    """Group commit: the sends that arrive while a transaction commits share the next one.
+
+    The first send of a quiet moment commits alone, at once; the ones that arrive while it
+    commits wait and then go together, in one transaction and one commit (one fsync on
+    SQLite), and so on. Each sender is answered only once its message is committed. When
+    a batch fails, its sends are tried again one by one, so one bad message fails only
+    itself. Events are published after the commit, before the senders are answered.
+    """
+
+    MAX_BATCH = 200
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[PendingSend, asyncio.Future[tuple[Message, bool]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def send(self, item: PendingSend) -> tuple[Message, bool]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests, a restarted server)
+            self._loop, self._pending, self._task = loop, [], None
+        future: asyncio.Future[tuple[Message, bool]] = loop.create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[tuple[PendingSend, asyncio.Future[tuple[Message, bool]]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+                await self._commit(batch)
+        except BaseException as exc:
+            # Never leave a sender waiting: whatever stopped the loop answers them all.
+            for _item, future in batch + self._pending:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            self._pending = []
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._task = None
+
+    async def _commit(
+        self, batch: list[tuple[PendingSend, asyncio.Future[tuple[Message, bool]]]]
+    ) -> None:
+        publish: list[AfterCommit] = []
+        try:
+            async with atomic(deferred=publish):
+                results = await _write_sends([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning(
+                    "a group commit of %d messages failed (%r): one by one", len(batch), exc
+                )
+                for one in batch:
+                    await self._commit([one])
+                return
+            if not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+            return
+        for callback in publish:
+            try:
+                await callback()
+            except Exception:  # committed: the tabs catch up from the stored events
+                log.exception("publishing committed messages failed")
+        for (_item, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+batcher = SendBatcher()
 
 
 def check_body(body: str) -> str:
@@ -324,27 +538,26 @@ def check_body(body: str) -> str:
 
 
 async def do_send_message(
-    actor: Caller, conversation: Conversation, me: Participant, body: str, client_uid: str
+    actor: Caller,
+    conversation: Conversation,
+    me: Participant,
+    body: str,
+    client_uid: str,
+    *,
+    participants: Sequence[Participant] | None = None,
 ) -> tuple[Message, bool]:
     """Send a message; returns (message, created). Idempotent on ``client_uid``: a retry of
-    the same send returns the message already stored, and publishes nothing new."""
-    text = check_body(body)
-    existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
-    if existing is not None:
-        return existing, False
-    # Read before the transaction: on SQLite a transaction that reads first and writes
-    # second cannot wait for another process's write lock (it fails "database is locked").
-    recipients = await _recipients(conversation)
-    try:
-        async with atomic():
-            message = await _send(conversation, me, text, client_uid, recipients)
-    except IntegrityError:
-        # Two identical sends raced: the other one won, and that is the message.
-        existing = await Message.get_or_none(sender_id=me.id, client_uid=client_uid)
-        if existing is None:
-            raise
-        return existing, False
-    return message, True
+    the same send returns the message already stored, and publishes nothing new.
+
+    Outside a transaction the message joins the process's group commit (``batcher``);
+    inside one it is written in that transaction. ``participants``: everyone in the
+    conversation, when the access check read them (else they are read here).
+    """
+    item = PendingSend(conversation, me, check_body(body), client_uid, participants)
+    if in_atomic():
+        [result] = await _write_sends([item])
+        return result
+    return await batcher.send(item)
 
 
 async def do_mark_read(

@@ -13,6 +13,7 @@ workers cannot overspend them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -294,33 +295,63 @@ def _notice_key(conversation: Conversation, participant: Participant | None) -> 
     return f"notice:{conversation.id}:{side}"
 
 
-async def on_message_sent(conversation: Conversation, sender: Participant) -> None:
+async def on_message_sent(
+    conversation: Conversation,
+    sender: Participant,
+    participants: Sequence[Participant] | None = None,
+) -> None:
     """Schedule the "a message is waiting" notice for the other side, unless one is already
     waiting or went out and has not been read since. Call inside ``atomic()``."""
     if conversation.kind is not ConversationKind.CLIENT:
         return
-    settings = await messaging_settings(conversation.practice_id)  # type: ignore[attr-defined]
-    run_at = datetime.now(UTC) + timedelta(minutes=settings.unread_notice_minutes)
-    if sender.role is ParticipantRole.STAFF:
-        targets: list[Participant | None] = list(
-            await Participant.filter(
-                conversation_id=conversation.id,
-                role__in=[ParticipantRole.CLIENT, ParticipantRole.LINKED],
-            )
-        )
-    else:
-        targets = [None]  # the staff of the conversation, as one
-    for target in targets:
-        key = _notice_key(conversation, target)
-        existing = await Job.get_or_none(key=key)
-        if existing is not None and existing.status is not JobStatus.CANCELLED:
+    if participants is None:
+        participants = await Participant.filter(conversation_id=conversation.id)
+    await on_messages_sent([(conversation, sender, participants)])
+
+
+async def on_messages_sent(
+    sent: Sequence[tuple[Conversation, Participant, Sequence[Participant]]],
+) -> None:
+    """``on_message_sent`` for the messages of one group commit: (conversation, sender,
+    the conversation's participants) each. One read of the notices already waiting for all
+    of them; a notice is scheduled only where none waits. Call inside ``atomic()``."""
+    wanted: dict[str, tuple[Conversation, Participant | None]] = {}
+    for conversation, sender, participants in sent:
+        if conversation.kind is not ConversationKind.CLIENT:
+            continue
+        if sender.role is ParticipantRole.STAFF:
+            targets: list[Participant | None] = [
+                p
+                for p in participants
+                if p.role in (ParticipantRole.CLIENT, ParticipantRole.LINKED)
+            ]
+        else:
+            targets = [None]  # the staff of the conversation, as one
+        for target in targets:
+            wanted.setdefault(_notice_key(conversation, target), (conversation, target))
+    if not wanted:
+        return
+    waiting = {
+        str(key)
+        for key, status in await Job.filter(key__in=list(wanted)).values_list("key", "status")
+        if JobStatus(status) is not JobStatus.CANCELLED
+    }
+    run_at: dict[int, datetime] = {}
+    for key, (conversation, target) in wanted.items():
+        if key in waiting:
             continue  # one notice per conversation until the person has read it
+        practice_id: int = conversation.practice_id  # type: ignore[attr-defined]
+        if practice_id not in run_at:
+            settings = await messaging_settings(practice_id)
+            run_at[practice_id] = datetime.now(UTC) + timedelta(
+                minutes=settings.unread_notice_minutes
+            )
         await jobs.schedule(
             UNREAD,
-            run_at,
+            run_at[practice_id],
             {"conversation": conversation.id, "participant": target.id if target else None},
             key=key,
-            practice_id=conversation.practice_id,  # type: ignore[attr-defined]
+            practice_id=practice_id,
         )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from models.accounts import AuthSession, PortalAccount, Realm, StaffRole, StaffUser
 from models.clients import Client
+from server.db import connection, from_row, placeholders, select_columns
 from server.settings import Settings, get_settings
 
 COOKIE_NAMES = {Realm.STAFF: "cabinet_staff", Realm.PORTAL: "cabinet_portal"}
@@ -103,24 +104,42 @@ async def load_caller(realm: Realm, token: str | None) -> Caller | None:
     """The caller behind a cookie token, or None when the session is missing or over."""
     if not token:
         return None
-    session = await AuthSession.get_or_none(id=hash_token(token), realm=realm)
+    # One statement for the session and the person: every request runs this.
+    p = placeholders(2)
+    if realm is Realm.STAFF:
+        sql = (
+            f"SELECT {select_columns(AuthSession, 's')}, {select_columns(StaffUser, 'u')} "
+            "FROM auth_session s JOIN staff_user u ON u.id = s.staff_user_id "
+            f"WHERE s.id = {p[0]} AND s.realm = {p[1]}"
+        )
+    else:
+        sql = (
+            f"SELECT {select_columns(AuthSession, 's')}, {select_columns(PortalAccount, 'a')}, "
+            f"{select_columns(Client, 'k')} "
+            "FROM auth_session s JOIN portal_account a ON a.id = s.portal_account_id "
+            f"JOIN client k ON k.id = a.client_id WHERE s.id = {p[0]} AND s.realm = {p[1]}"
+        )
+    rows = await connection().execute_query_dict(sql, [hash_token(token), realm.value])
     now = datetime.now(UTC)
-    if session is None or not session_is_live(session, now):
+    if not rows:
+        return None
+    session = from_row(AuthSession, rows[0], "s")
+    if not session_is_live(session, now):
         return None
     caller = Caller(realm=realm, session=session)
     if realm is Realm.STAFF:
-        staff = await StaffUser.get_or_none(id=session.staff_user_id)  # type: ignore[attr-defined]
-        if staff is None or not staff.is_active:
+        staff = from_row(StaffUser, rows[0], "u")
+        if not staff.is_active:
             return None
         caller.staff = staff
     else:
-        account = await PortalAccount.get_or_none(
-            id=session.portal_account_id  # type: ignore[attr-defined]
-        ).prefetch_related("client")
-        if account is None or not account.is_active or account.client.deleted_at is not None:
+        account = from_row(PortalAccount, rows[0], "a")
+        client = from_row(Client, rows[0], "k")
+        if not account.is_active or client.deleted_at is not None:
             return None
+        account.client = client
         caller.account = account
-        caller.client = account.client
+        caller.client = client
     if now - session.last_seen_at > TOUCH_EVERY:
         session.last_seen_at = now
         await AuthSession.filter(id=session.id).update(last_seen_at=now)

@@ -1,0 +1,182 @@
+"""Group commit of messages: the sends that arrive together share one transaction, and
+none of them is lost, repeated, reordered or announced before it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from tortoise.exceptions import IntegrityError
+
+from models.accounts import PortalAccount
+from models.messaging import (
+    Conversation,
+    ConversationKind,
+    Message,
+    Participant,
+    ParticipantRole,
+)
+from realtime.events import events_after
+from server import db as dbmod
+from server.actions import messaging
+from server.auth.sessions import Caller
+from tests.conftest import Factory
+
+pytestmark = pytest.mark.usefixtures("settled_hub")
+
+
+@pytest.fixture
+async def chat(make: Factory, realtime: Any) -> dict[str, Any]:
+    """Alice (therapist) and her client Hélène in one conversation, both as callers."""
+    alice = await make.therapist(first_name="Alice")
+    helene = await make.client(alice, first_name="Hélène")
+    account = await PortalAccount.get(client_id=helene.id)
+    staff_caller = Caller.acting_as(alice)
+    conversation = await messaging.do_create_conversation(
+        staff_caller, kind=ConversationKind.CLIENT, subject="Monday", client=helene
+    )
+    parts = await Participant.filter(conversation_id=conversation.id)
+    return {
+        "conversation": conversation,
+        "staff": (staff_caller, next(p for p in parts if p.role is ParticipantRole.STAFF)),
+        "client": (
+            Caller.acting_as((account, helene)),
+            next(p for p in parts if p.role is ParticipantRole.CLIENT),
+        ),
+        "recipients": sorted(p.recipient for p in parts),
+    }
+
+
+def count_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many outermost transactions the batcher opens, from now on."""
+    opened: list[int] = []
+    original = messaging.atomic
+
+    @asynccontextmanager
+    async def counting(*a: Any, **k: Any) -> AsyncIterator[Any]:
+        opened.append(1)
+        async with original(*a, **k) as conn:
+            yield conn
+
+    monkeypatch.setattr(messaging, "atomic", counting)
+    return opened
+
+
+async def test_concurrent_sends_share_a_commit_and_arrive_once_in_order(
+    chat: dict[str, Any],
+    capture_events: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conversation: Conversation = chat["conversation"]
+    captured = capture_events()
+    opened = count_transactions(monkeypatch)
+    sends = []
+    for i in range(30):
+        caller, me = chat["staff"] if i % 3 else chat["client"]
+        sends.append(messaging.do_send_message(caller, conversation, me, f"m{i}", f"u{i}"))
+    results = await asyncio.gather(*sends)
+
+    assert len(opened) < len(sends)  # they did not commit one by one
+    assert all(created for _m, created in results)
+    stored = await Message.filter(conversation_id=conversation.id).order_by("id")
+    assert sorted(m.body for m in stored) == sorted(f"m{i}" for i in range(30))
+    assert {m.id for m, _ in results} == {m.id for m in stored}
+    history = [m.id for m in stored]
+    for recipient in chat["recipients"]:
+        live = [e for e in captured.of_type("message.created") if e.recipient == recipient]
+        # Each participant got every message once, in the history's order, with gapless seqs.
+        assert [e.payload["id"] for e in live] == history
+        assert [e.seq for e in live] == list(range(live[0].seq, live[0].seq + len(live)))
+        replay = [e for e in await events_after(recipient, 0) if e.type == "message.created"]
+        assert [(e.seq, e.payload["id"]) for e in replay] == [
+            (e.seq, e.payload["id"]) for e in live
+        ]
+    reloaded = await Conversation.get(id=conversation.id)
+    assert reloaded.last_activity_at == stored[-1].created_at
+    assert reloaded.awaiting_staff is (stored[-1].body in {f"m{i}" for i in range(0, 30, 3)})
+
+
+async def test_same_client_uid_twice_in_one_batch_is_one_message(
+    chat: dict[str, Any], capture_events: Callable[..., Any]
+) -> None:
+    conversation: Conversation = chat["conversation"]
+    caller, me = chat["client"]
+    captured = capture_events()
+    results = await asyncio.gather(
+        messaging.do_send_message(caller, conversation, me, "once", "dup"),
+        messaging.do_send_message(caller, conversation, me, "once", "dup"),
+        messaging.do_send_message(caller, conversation, me, "other", "not-dup"),
+    )
+    (first, c1), (second, c2), (_other, c3) = results
+    assert first.id == second.id and sorted([c1, c2]) == [False, True] and c3
+    assert await Message.filter(conversation_id=conversation.id, client_uid="dup").count() == 1
+    announced = [e.payload["id"] for e in captured.of_type("message.created")]
+    assert announced.count(first.id) == len(chat["recipients"])
+    # And a retry after the batch committed gets the same message, announced no more.
+    again, created = await messaging.do_send_message(caller, conversation, me, "once", "dup")
+    assert again.id == first.id and not created
+    assert [e.payload["id"] for e in captured.of_type("message.created")] == announced
+
+
+async def test_one_failing_message_leaves_the_others_of_its_batch_stored(
+    chat: dict[str, Any], capture_events: Callable[..., Any]
+) -> None:
+    conversation: Conversation = chat["conversation"]
+    caller, me = chat["staff"]
+    captured = capture_events()
+    # A sender row that does not exist: its insert breaks the foreign key.
+    ghost = Participant(
+        id=999_999,
+        conversation_id=conversation.id,
+        role=ParticipantRole.STAFF,
+        staff_user_id=me.staff_user_id,  # type: ignore[attr-defined]
+        display_name="Ghost",
+    )
+    sends = [
+        messaging.do_send_message(caller, conversation, me, f"ok{i}", f"ok{i}") for i in range(4)
+    ]
+    sends.insert(2, messaging.do_send_message(caller, conversation, ghost, "bad", "bad"))
+    results = await asyncio.gather(*sends, return_exceptions=True)
+
+    assert isinstance(results[2], IntegrityError)
+    good = [r for i, r in enumerate(results) if i != 2]
+    assert all(isinstance(r, tuple) and r[1] for r in good)
+    stored = await Message.filter(conversation_id=conversation.id).order_by("id")
+    assert [m.body for m in stored] == ["ok0", "ok1", "ok2", "ok3"]
+    announced = {e.payload["body"] for e in captured.of_type("message.created")}
+    assert announced == {"ok0", "ok1", "ok2", "ok3"}
+
+
+async def test_nothing_is_published_or_kept_when_the_commit_fails(
+    chat: dict[str, Any],
+    capture_events: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conversation: Conversation = chat["conversation"]
+    captured = capture_events()
+    async with dbmod.atomic() as conn:
+        wrapper = type(conn)
+
+    async def failing_commit(self: Any) -> None:
+        await self.rollback()
+        raise OSError("disk I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wrapper, "commit", failing_commit)
+        sends = []
+        for i in range(6):
+            caller, me = chat["staff"] if i % 2 else chat["client"]
+            sends.append(messaging.do_send_message(caller, conversation, me, f"lost{i}", f"l{i}"))
+        results = await asyncio.gather(*sends, return_exceptions=True)
+
+    assert all(isinstance(r, OSError) for r in results)
+    assert captured.events == []
+    assert await Message.filter(conversation_id=conversation.id).count() == 0
+    # The next sends go through: the batcher is not stuck on the failure.
+    caller, me = chat["staff"]
+    message, created = await messaging.do_send_message(caller, conversation, me, "back", "l1")
+    assert created and await Message.filter(conversation_id=conversation.id).count() == 1
+    assert {e.payload["id"] for e in captured.of_type("message.created")} == {message.id}
