@@ -114,9 +114,10 @@ async def load_caller(realm: Realm, token: str | None) -> Caller | None:
             return None
         caller.staff = staff
     else:
+        # One query with a join: every portal request and socket handshake comes here.
         account = await PortalAccount.get_or_none(
             id=session.portal_account_id  # type: ignore[attr-defined]
-        ).prefetch_related("client")
+        ).select_related("client")
         if account is None or not account.is_active or account.client.deleted_at is not None:
             return None
         caller.account = account
