@@ -115,7 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--office-share", type=float, default=0.15, help="messages in office groups")
     p.add_argument("--staff-share", type=float, default=0.1, help="therapists among people")
     p.add_argument("--group-size", type=int, default=6, help="therapists per office group")
-    p.add_argument("--ws", default="auto", help="uvicorn --ws (auto = websockets-sansio)")
+    p.add_argument(
+        "--ws",
+        default="websockets-sansio",
+        help="uvicorn --ws, as in the Procfile (websockets-sansio); also websockets, wsproto",
+    )
     p.add_argument("--pool", type=int, default=64, help="HTTP connections per web process")
     p.add_argument(
         "--load-procs",

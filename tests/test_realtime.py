@@ -615,8 +615,9 @@ async def test_idle_sockets_hold_no_task_or_queue_of_their_own_and_still_get_eve
     before = _server_tasks()
     tabs = [await open_tab(live_server, helene) for _ in range(10)]
     await asyncio.sleep(0.1)
-    # The ten sockets' own tasks (uvicorn's), and nothing more.
-    assert _server_tasks() - before == 10
+    # The ten sockets' own tasks (uvicorn's), and nothing more (the broker's own tasks
+    # come and go: at most ten more, where three tasks a socket would make thirty).
+    assert _server_tasks() - before <= 10
     held = list(hub.sockets[helene.recipient])
     assert len(held) == 10
     for sock in held:
@@ -626,14 +627,18 @@ async def test_idle_sockets_hold_no_task_or_queue_of_their_own_and_still_get_eve
     # Live events still reach every tab, in order, and the writer goes away again.
     mid = await send(alice, cid, "to ten tabs", "idle-1")
     for tab in tabs:
-        frame = await tab.expect("message.created")
-        assert frame["data"]["id"] == mid
+        frame = await tab.next()
+        while frame["type"] == "presence":  # Alice came online (through Redis: any time)
+            frame = await tab.next()
+        assert frame["type"] == "message.created" and frame["data"]["id"] == mid
     await asyncio.sleep(0.05)
     assert all(s._writer is None and s._pending is None for s in held)  # type: ignore[attr-defined]
 
     # Quiet again: each tab gets a heartbeat with the seq it stands at, and a ping its pong.
     for tab in tabs:
         frame = json.loads(await asyncio.wait_for(tab.ws.recv(), WAIT))
+        while frame["type"] == "presence":
+            frame = json.loads(await asyncio.wait_for(tab.ws.recv(), WAIT))
         assert frame == {"type": "heartbeat", "seq": tab.last}
     await tabs[0].ws.send(json.dumps({"type": "ping"}))
     assert await tabs[0].expect("pong") == {"type": "pong", "seq": tabs[0].last}
