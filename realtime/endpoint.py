@@ -353,8 +353,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             raise
         # A kick woke us: close with its code. (Anyone else's cancel is re-raised.)
         task.uncancel()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - e.g. the database away while reading the backlog
         log.info("socket ended: %r", exc)
+        sock.kick(1011, "server error, resume")
     finally:
         hub.unregister(sock)
         _live.discard(sock)
