@@ -809,6 +809,8 @@ class Swarm:
                 tracker.delivered(uid, key, t)
             else:
                 self._early.append((uid, key, t))
+        # Arrivals of a send no worker reported (yet): unknown messages, as in one process.
+        tracker.unknown = len(self._early)
         for i, a in enumerate(answers):
             self._gaps[i] = (a["gaps"], a["drops"], a["drop_codes"], a["retries"])
         tracker.gaps = sum(g[0] for g in self._gaps.values())
@@ -836,7 +838,6 @@ class Swarm:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.collect()
-            self.tracker.unknown = len(self._early)
             await self._all("stop")
         for proc in self.procs:
             proc.join(5)
