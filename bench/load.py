@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from seed import Chat, Person
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.typing import Origin
 
 # httpcore asks ``import sniffio`` on every lock and timeout; without sniffio installed, each
@@ -210,6 +212,73 @@ def http_client(pool: int) -> httpx.AsyncClient:
     )
 
 
+class SendError(Exception):
+    """A send's connection broke (a keep-alive connection the server had closed)."""
+
+
+class RawPool:
+    """Keep-alive HTTP/1.1 connections to one server, for the sends alone.
+
+    httpx costs the load generator several times what the floor spends answering: at
+    hundreds of requests a second it was the limit. A send is one small JSON POST and a
+    Content-Length answer, which needs no more than this. Sign-in stays on httpx (cookies).
+    """
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.netloc = parts.netloc
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def post(self, path: str, payload: Any, headers: dict[str, str]) -> tuple[int, bytes]:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        head = [f"POST {path} HTTP/1.1", f"Host: {self.netloc}", "Content-Type: application/json"]
+        head += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, used = self._idle.pop()
+            # Under uvicorn's 5 s keep-alive: a connection the server may be closing is not
+            # reused.
+            if now - used < 4.0 and not writer.is_closing():
+                break
+            writer.close()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(request)
+            status_line = await reader.readline()
+            if not status_line:
+                raise SendError("connection closed")
+            status = int(status_line.split(b" ", 2)[1])
+            length, keep = 0, True
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    keep = False
+            data = await reader.readexactly(length) if length else b""
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            writer.close()
+            raise SendError(repr(exc)) from exc
+        if keep:
+            self._idle.append((reader, writer, time.monotonic()))
+        else:
+            writer.close()
+        return status, data
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle = []
+
+
 class Tab:
     """One person, signed in, with one socket (a browser tab)."""
 
@@ -303,7 +372,9 @@ class Target:
 
     def __init__(self, bases: list[str], pool: int) -> None:
         self.bases = bases
+        self.pool = pool
         self.http = [http_client(pool) for _ in bases]
+        self.raw = [RawPool(b) for b in bases]
         # Requests beyond the pool wait here, not in httpcore's pool, whose queue costs
         # O(queued) per request: under an open-loop rate that a slow server lets pile up,
         # the load generator itself would collapse. Latency still runs from the intended
@@ -330,7 +401,7 @@ class Target:
         async with self.slots[tab.server]:
             try:
                 return await self._send(tab, chat, uid, body)
-            except httpx.TransportError:
+            except (httpx.TransportError, SendError):
                 self.retries += 1
                 return await self._send(tab, chat, uid, body)
 
@@ -340,6 +411,8 @@ class Target:
     async def aclose(self) -> None:
         for client in self.http:
             await client.aclose()
+        for raw in self.raw:
+            raw.close()
 
 
 class CabinetTarget(Target):
@@ -379,16 +452,16 @@ class CabinetTarget(Target):
         return {"Cookie": f"{self._cookie(tab)}={tab.token}"}
 
     async def _send(self, tab: Tab, chat: Chat, uid: str, body: str) -> int:
-        response = await self.client_for(tab).post(
-            f"{tab.base}{self._prefix(tab)}/conversations/{chat.id}/messages",
-            json={"body": body, "client_uid": uid},
-            headers={
+        status, _ = await self.raw[tab.server].post(
+            f"{self._prefix(tab)}/conversations/{chat.id}/messages",
+            {"body": body, "client_uid": uid},
+            {
                 "Cookie": f"{self._cookie(tab)}={tab.token}",
                 "X-CSRF-Token": tab.csrf,
                 "Origin": tab.base,
             },
         )
-        return response.status_code
+        return status
 
 
 class FloorTarget(Target):
@@ -417,10 +490,10 @@ class FloorTarget(Target):
                 "created_at": datetime.now(UTC).isoformat(),
             },
         }
-        response = await self.client_for(tab).post(
-            f"{tab.base}/send", json={"to": chat.members, "event": event}
+        status, _ = await self.raw[tab.server].post(
+            "/send", {"to": chat.members, "event": event}, {}
         )
-        return response.status_code
+        return status
 
 
 # --- the traffic ---------------------------------------------------------------------------
@@ -506,3 +579,346 @@ async def bounded(
             return await work(item)
 
     return await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
+
+
+# --- the load generator in several processes -------------------------------------------------
+#
+# One Python process reading thousands of sockets and posting hundreds of requests a second
+# runs out of core before the floor does. With ``--load-procs N`` the tabs are split between
+# N worker processes (each opens the sockets of its share, and sends a share of the load as
+# any participant: every worker knows everyone's session). Each worker records what it sent
+# (uid, start time, who must get it) and what its sockets received (uid, who, when); this
+# process merges them into one Tracker. The clock is ``time.perf_counter``, CLOCK_MONOTONIC
+# on Linux: one clock for every process on the machine, so a latency runs from the start of
+# the send in one process to the moment the last participant's socket had it in another.
+
+
+@dataclass(slots=True)
+class TabSpec:
+    person: Person
+    server: int
+    base: str
+    token: str
+    csrf: str
+
+
+@dataclass
+class SwarmSpec:
+    kind: str  # "floor" or "cabinet"
+    bases: list[str]
+    pool: int
+    tabs: list[TabSpec]  # everyone (senders may be anyone)
+    mine: list[str]  # keys of the tabs whose sockets this worker holds
+    chats: list[Chat]
+    office_share: float
+    seed: int
+
+
+class Recorder(Tracker):
+    """A worker's tracker: keeps raw sends and deliveries for the parent to merge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[tuple[str, float, list[str], str]] = []
+        self.arrivals: list[tuple[str, str, float]] = []
+        self.results: list[tuple[str, int | None, float | None]] = []
+
+    def expect(self, uid: str, members: Iterable[str], phase: str) -> Sent:
+        sent = Sent(time.perf_counter(), set(), 0, phase)
+        self.sends.append((uid, sent.t0, list(members), phase))
+        self.sent[uid] = sent
+        return sent
+
+    def delivered(self, uid: str, key: str, now: float) -> None:
+        self.arrivals.append((uid, key, now))
+
+    def take(self) -> dict[str, Any]:
+        done = [uid for uid, s in self.sent.items() if s.http_ms is not None]
+        results = [(uid, self.sent[uid].status, self.sent[uid].http_ms) for uid in done]
+        for uid in done:
+            del self.sent[uid]
+        out = {
+            "sends": self.sends,
+            "arrivals": self.arrivals,
+            "results": results,
+            "errors": self.errors,
+        }
+        self.sends, self.arrivals, self.errors = [], [], []
+        return out
+
+
+async def _worker_main(conn: Any, spec: SwarmSpec) -> None:
+    target: Target = (FloorTarget if spec.kind == "floor" else CabinetTarget)(spec.bases, spec.pool)
+    tabs: dict[str, Tab] = {}
+    for ts in spec.tabs:
+        tab = Tab(ts.person, ts.server, ts.base)
+        tab.token, tab.csrf = ts.token, ts.csrf
+        tabs[tab.key] = tab
+    recorder = Recorder()
+    local = LocalSwarm(
+        target,
+        [tabs[k] for k in spec.mine],
+        spec.chats,
+        spec.office_share,
+        spec.seed,
+        tracker=recorder,
+        everyone=tabs,
+    )
+    loop = asyncio.get_running_loop()
+
+    async def until(t: float) -> None:
+        delay = t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    try:
+        while True:
+            command, arg = await loop.run_in_executor(None, conn.recv)
+            answer: Any = None
+            if command == "connect":
+                concurrency, resume, t_start = arg
+                await until(t_start)
+                answer = await local.connect(concurrency, resume)
+                answer["t_done"] = time.perf_counter()
+            elif command == "close":
+                await local.close()
+            elif command == "send":
+                phase, mode, value, duration, t_start = arg
+                await until(t_start)
+                answer = {"t_sent": await local.send(phase, mode, value, duration)}
+            elif command == "collect":
+                answer = recorder.take() | await local.collect(arg)
+                answer["gaps"] = recorder.gaps
+                answer["drops"] = recorder.drops
+                answer["drop_codes"] = recorder.drop_codes
+                answer["retries"] = target.retries
+            elif command == "stop":
+                await local.stop()
+                conn.send(None)
+                return
+            conn.send(answer)
+    finally:
+        await local.stop()
+        await target.aclose()
+
+
+def swarm_worker(conn: Any, spec: SwarmSpec) -> None:
+    """A worker process's entry point (multiprocessing, spawn)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_worker_main(conn, spec))
+    else:
+        uvloop.run(_worker_main(conn, spec))
+
+
+class Swarm:
+    """The tabs, held by ``procs`` worker processes; this process merges what they saw."""
+
+    def __init__(
+        self,
+        procs: int,
+        target: Target,
+        tabs: list[Tab],
+        chats: list[Chat],
+        office_share: float,
+        seed: int,
+    ) -> None:
+        import multiprocessing
+
+        self.tracker = Tracker()
+        self.started = 0.0  # when the last send phase began
+        self.target = target
+        self.tabs = tabs
+        self._early: list[tuple[str, str, float]] = []  # arrivals before their send
+        self._gaps: dict[int, tuple[int, int, dict[int, int], int]] = {}
+        ctx = multiprocessing.get_context("spawn")
+        specs = [TabSpec(t.person, t.server, t.base, t.token, t.csrf) for t in tabs]
+        self.conns: list[Any] = []
+        self.procs: list[Any] = []
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            spec = SwarmSpec(
+                kind="floor" if isinstance(target, FloorTarget) else "cabinet",
+                bases=target.bases,
+                pool=target.pool,
+                tabs=specs,
+                mine=[t.key for t in tabs[i::procs]],
+                chats=chats,
+                office_share=office_share,
+                seed=seed * 1000 + i,
+            )
+            proc = ctx.Process(target=swarm_worker, args=(child, spec), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    async def _all(self, command: str, arg: Any = None) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        for conn in self.conns:
+            conn.send((command, arg))
+        return list(await asyncio.gather(*(loop.run_in_executor(None, c.recv) for c in self.conns)))
+
+    async def connect(self, concurrency: int, resume: bool) -> dict[str, Any]:
+        """Open every tab's socket (all at once when ``concurrency`` is 0)."""
+        t0 = time.perf_counter() + 0.2
+        answers = await self._all("connect", (concurrency, resume, t0))
+        times = [t for a in answers for t in a["times"]]
+        return {
+            "times": times,
+            "failures": [f for a in answers for f in a["failures"]],
+            "seconds": max(a["t_done"] for a in answers) - t0,
+            "extensions": answers[0]["extensions"],
+        }
+
+    async def close(self) -> None:
+        await self._all("close")
+
+    async def send(self, phase: str, mode: str, value: float, duration: float) -> float:
+        """Every worker sends its share from the same instant; returns when all have sent."""
+        n = len(self.conns)
+        t0 = time.perf_counter() + 0.2
+        share = value / n if mode == "rate" else max(1, round(value / n))
+        self.started = t0
+        answers = await self._all("send", (phase, mode, share, duration, t0))
+        await self.collect()
+        return max(a["t_sent"] for a in answers)
+
+    async def collect(self, lag: bool = False) -> dict[str, Any]:
+        """Merge what the workers recorded since the last collect into ``tracker``."""
+        answers = await self._all("collect", lag)
+        tracker = self.tracker
+        for a in answers:
+            for uid, t0, members, phase in a["sends"]:
+                sent = tracker.expect(uid, members, phase)
+                sent.t0 = t0
+        for a in answers:
+            for uid, status, http_ms in a["results"]:
+                sent = tracker.sent[uid]
+                sent.status, sent.http_ms = status, http_ms
+            for error in a["errors"]:
+                tracker.note_error(error)
+        arrivals = self._early + [x for a in answers for x in a["arrivals"]]
+        self._early = []
+        for uid, key, t in sorted(arrivals, key=lambda x: x[2]):
+            if uid in tracker.sent:
+                tracker.delivered(uid, key, t)
+            else:
+                self._early.append((uid, key, t))
+        # Arrivals of a send no worker reported (yet): unknown messages, as in one process.
+        tracker.unknown = len(self._early)
+        for i, a in enumerate(answers):
+            self._gaps[i] = (a["gaps"], a["drops"], a["drop_codes"], a["retries"])
+        tracker.gaps = sum(g[0] for g in self._gaps.values())
+        tracker.drops = sum(g[1] for g in self._gaps.values())
+        codes: dict[int, int] = {}
+        for g in self._gaps.values():
+            for code, count in g[2].items():
+                codes[code] = codes.get(code, 0) + count
+        tracker.drop_codes = codes
+        self.target.retries = sum(g[3] for g in self._gaps.values())
+        lags = [a["lag"] for a in answers if a["lag"]]
+        return {
+            "held": sum(a["held"] for a in answers),
+            "lag": max(lags, key=lambda x: x.get("p99") or 0) if lags else None,
+        }
+
+    async def drain(self, phase: str, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while True:
+            await self.collect()
+            if self.tracker.outstanding.get(phase, 0) == 0 or time.perf_counter() > deadline:
+                return
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.collect()
+            await self._all("stop")
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
+
+class LocalSwarm:
+    """The same interface as ``Swarm``, with every tab in this process (``--load-procs 1``)."""
+
+    def __init__(
+        self,
+        target: Target,
+        tabs: list[Tab],
+        chats: list[Chat],
+        office_share: float,
+        seed: int,
+        tracker: Tracker | None = None,
+        everyone: dict[str, Tab] | None = None,
+    ) -> None:
+        """``tabs``: the sockets held here; ``everyone``: who may send (default: ``tabs``)."""
+        self.tracker = tracker or Tracker()
+        self.started = 0.0  # when the last send phase began
+        self.target = target
+        self.tabs = tabs
+        self.traffic = Traffic(chats, everyone or {t.key: t for t in tabs}, office_share, seed)
+        self.lag = LagMonitor()
+        self.lag.start()
+
+    @property
+    def pids(self) -> list[int]:
+        return []
+
+    async def connect(self, concurrency: int, resume: bool) -> dict[str, Any]:
+        target, tracker = self.target, self.tracker
+
+        def after(t: Tab) -> int | None:
+            return t.last_seq if resume and target.stores else None
+
+        t0 = time.perf_counter()
+        if concurrency:
+            results = await bounded(
+                self.tabs, concurrency, lambda t: t.connect(target, tracker, after(t))
+            )
+        else:
+            results = await asyncio.gather(
+                *(t.connect(target, tracker, after(t)) for t in self.tabs),
+                return_exceptions=True,
+            )
+        return {
+            "times": [r for r in results if isinstance(r, float)],
+            "failures": [repr(r) for r in results if isinstance(r, BaseException)],
+            "seconds": time.perf_counter() - t0,
+            "extensions": self.tabs[0].extensions if self.tabs else "",
+        }
+
+    async def close(self) -> None:
+        await asyncio.gather(*(t.close() for t in self.tabs))
+
+    async def send(self, phase: str, mode: str, value: float, duration: float) -> float:
+        self.started = time.perf_counter()
+
+        def make() -> Awaitable[None]:
+            return send_one(self.target, self.tracker, self.traffic, phase)
+
+        if mode == "rate":
+            return await at_rate(value, duration, make)
+        if mode == "closed":
+            return await closed_loop(int(value), duration, make)
+        await bounded(range(int(value)), 32, lambda _: make())
+        return time.perf_counter()
+
+    async def collect(self, lag: bool = False) -> dict[str, Any]:
+        return {
+            "held": sum(1 for t in self.tabs if t.ws is not None and t.ws.state is State.OPEN),
+            "lag": self.lag.take() if lag else None,
+        }
+
+    async def drain(self, phase: str, seconds: float) -> None:
+        await self.tracker.drain(phase, seconds)
+
+    async def stop(self) -> None:
+        await self.close()
+        await self.lag.stop()

@@ -208,7 +208,8 @@ def wait_http(url: str, child: Child, timeout: float = 120.0) -> None:
 
 
 def uvicorn_argv(app: list[str], port: int, ws: str) -> list[str]:
-    """The Procfile's web command (docs/deploy.md), on loopback: deflate off, proxy headers."""
+    """The Procfile's web command (docs/deploy.md), on loopback: ``--ws websockets-sansio``
+    (the default ``ws``), deflate off, proxy headers."""
     return [
         PYTHON,
         "-m",

@@ -45,16 +45,13 @@ from load import (
     PASSWORD,
     CabinetTarget,
     FloorTarget,
-    LagMonitor,
+    LocalSwarm,
+    Swarm,
     Tab,
     Target,
     Tracker,
-    Traffic,
-    at_rate,
     bounded,
-    closed_loop,
     percentiles,
-    send_one,
 )
 from procs import (
     BENCH,
@@ -118,8 +115,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--office-share", type=float, default=0.15, help="messages in office groups")
     p.add_argument("--staff-share", type=float, default=0.1, help="therapists among people")
     p.add_argument("--group-size", type=int, default=6, help="therapists per office group")
-    p.add_argument("--ws", default="auto", help="uvicorn --ws (auto = websockets-sansio)")
+    p.add_argument(
+        "--ws",
+        default="websockets-sansio",
+        help="uvicorn --ws, as in the Procfile (websockets-sansio); also websockets, wsproto",
+    )
     p.add_argument("--pool", type=int, default=64, help="HTTP connections per web process")
+    p.add_argument(
+        "--load-procs",
+        type=int,
+        default=1,
+        help="load generator processes: tabs and senders split between them, deliveries "
+        "timed on the machine's one monotonic clock and merged here (1: this process)",
+    )
     p.add_argument("--signin-concurrency", type=int, default=16)
     p.add_argument("--connect-concurrency", type=int, default=200)
     p.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
@@ -183,6 +191,7 @@ class Bench:
     args: argparse.Namespace
     work: Path
     password_hash: str = ""
+    loadgen_pids: list[int] = field(default_factory=list)
 
     def cabinet_env(self, database_url: str, broadcast_url: str, public_url: str) -> dict[str, str]:
         env = {
@@ -320,7 +329,10 @@ class Bench:
     # --- phases -----------------------------------------------------------------------------
 
     async def meter(self, deployment: Deployment) -> CpuMeter:
-        groups: dict[str, list[int]] = {"web": deployment.web_pids, "loadgen": [os.getpid()]}
+        groups: dict[str, list[int]] = {
+            "web": deployment.web_pids,
+            "loadgen": [os.getpid(), *self.loadgen_pids],
+        }
         for name, child in deployment.others.items():
             groups[name] = [child.pid]
         meter = CpuMeter(groups)
@@ -427,11 +439,12 @@ class Bench:
         tabs = [
             Tab(p, i % len(bases), bases[i % len(bases)]) for i, p in enumerate(population.people)
         ]
-        by_key = {t.key: t for t in tabs}
-        tracker = Tracker()
-        lag = LagMonitor()
-        lag.start()
-        out: dict[str, Any] = {"clients": len(tabs), "web_processes": len(bases)}
+        out: dict[str, Any] = {
+            "clients": len(tabs),
+            "web_processes": len(bases),
+            "load_processes": args.load_procs,
+        }
+        swarm: Swarm | LocalSwarm | None = None
         try:
             t0 = time.perf_counter()
             failed = [r for r in await bounded(tabs, args.signin_concurrency, target.sign_in) if r]
@@ -439,17 +452,22 @@ class Bench:
                 raise RuntimeError(f"{len(failed)} sign-ins failed: {failed[0]!r}")
             if target.stores:
                 out["signins_per_s"] = round(len(tabs) / (time.perf_counter() - t0), 1)
+            if args.load_procs > 1:
+                swarm = Swarm(
+                    args.load_procs, target, tabs, population.chats, args.office_share, args.seed
+                )
+            else:
+                swarm = LocalSwarm(target, tabs, population.chats, args.office_share, args.seed)
+            tracker = swarm.tracker
+            self.loadgen_pids = swarm.pids
             await asyncio.sleep(1)
             rss0 = sum(rss_kib(p) for p in deployment.web_pids)
-            t0 = time.perf_counter()
-            results = await bounded(
-                tabs, args.connect_concurrency, lambda t: t.connect(target, tracker, None)
-            )
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise RuntimeError(f"{len(errors)} sockets did not open: {errors[0]!r}")
-            out["connects_per_s"] = round(len(tabs) / (time.perf_counter() - t0), 1)
-            out["permessage_deflate"] = tabs[0].extensions or "not negotiated"
+            opened = await swarm.connect(args.connect_concurrency, resume=False)
+            if opened["failures"]:
+                failures = opened["failures"]
+                raise RuntimeError(f"{len(failures)} sockets did not open: {failures[0]}")
+            out["connects_per_s"] = round(len(tabs) / opened["seconds"], 1)
+            out["permessage_deflate"] = opened["extensions"] or "not negotiated"
             # Thousands of long-lived objects here: keep the collector from walking them
             # during the measurement (its pauses would show as delivery latency).
             gc.collect()
@@ -461,31 +479,26 @@ class Bench:
             out["kib_per_active_connection"] = round((rss1 - rss0) / len(tabs), 2)
             log(f"  {len(tabs)} signed in and connected ({out['connects_per_s']} sockets/s)")
 
-            traffic = Traffic(population.chats, by_key, args.office_share, args.seed)
-
-            def send(phase: str) -> Any:
-                return lambda: send_one(target, tracker, traffic, phase)
-
             if args.warmup > 0:
-                await at_rate(args.rate, args.warmup, send("warmup"))
-                await tracker.drain("warmup", args.drain)
+                await swarm.send("warmup", "rate", args.rate, args.warmup)
+                await swarm.drain("warmup", args.drain)
 
             # 1. steady load
-            lag.take()
+            await swarm.collect(lag=True)
             meter = await self.meter(deployment)
             meter.start()
             spy = self.profiler("steady", deployment)
             t_start = time.perf_counter()
-            t_sent = await at_rate(args.rate, args.duration, send("steady"))
-            await tracker.drain("steady", args.drain)
+            t_sent = await swarm.send("steady", "rate", args.rate, args.duration)
+            t_start = swarm.started
+            await swarm.drain("steady", args.drain)
             out["profile"] = await self.profile_done(spy) or out.get("profile")
             steady = tracker.phase_stats("steady", t_start, t_sent)
             steady["cpu_percent"] = await self.meter_stop(deployment, meter)
-            steady["loadgen_lag_ms"] = lag.take()
+            collected = await swarm.collect(lag=True)
+            steady["loadgen_lag_ms"] = collected["lag"]
             out["steady"] = steady
-            out["connections_held"] = sum(
-                1 for t in tabs if t.ws is not None and t.ws.state is State.OPEN
-            )
+            out["connections_held"] = collected["held"]
             out["rss_after_load_kib"] = sum(rss_kib(p) for p in deployment.web_pids)
             lat = steady["latency_ms"]
             log(
@@ -496,38 +509,42 @@ class Bench:
 
             # 2. saturation
             if args.saturate_seconds > 0:
-                lag.take()
                 meter = await self.meter(deployment)
                 meter.start()
                 spy = self.profiler("saturate", deployment)
                 t_start = time.perf_counter()
-                t_sent = await closed_loop(
-                    args.saturate_concurrency, args.saturate_seconds, send("saturate")
+                t_sent = await swarm.send(
+                    "saturate", "closed", args.saturate_concurrency, args.saturate_seconds
                 )
-                await tracker.drain("saturate", args.drain)
+                t_start = swarm.started
+                await swarm.drain("saturate", args.drain)
                 out["profile"] = await self.profile_done(spy) or out.get("profile")
                 sat = tracker.phase_stats("saturate", t_start, t_sent)
                 sat["cpu_percent"] = await self.meter_stop(deployment, meter)
-                sat["loadgen_lag_ms"] = lag.take()
+                sat["loadgen_lag_ms"] = (await swarm.collect(lag=True))["lag"]
                 sat["concurrency"] = args.saturate_concurrency
-                # The load generator is one Python process: past ~85% of a core, the limit
-                # measured may be its own.
-                sat["loadgen_bound"] = sat["cpu_percent"].get("loadgen", 0) >= 85
+                # Each load process is one Python process: past ~85% of a core each, the
+                # limit measured may be theirs.
+                sat["loadgen_bound"] = sat["cpu_percent"].get("loadgen", 0) >= 85 * max(
+                    1, args.load_procs
+                )
                 out["saturate"] = sat
                 log(
-                    f"  saturation: {sat['delivered_msgs_per_s']} msg/s delivered, p50 "
-                    f"{sat['latency_ms']['p50']} p99 {sat['latency_ms']['p99']} ms, ratio "
-                    f"{sat['delivery_ratio']}"
+                    f"  saturation: {sat['delivered_msgs_per_s']} msg/s delivered "
+                    f"({sat['offered_msgs_per_s']} offered), p50 {sat['latency_ms']['p50']} "
+                    f"p99 {sat['latency_ms']['p99']} ms, ratio {sat['delivery_ratio']}, "
+                    f"load generator CPU {sat['cpu_percent'].get('loadgen')}%"
                     + (" (load generator at its limit)" if sat["loadgen_bound"] else "")
                 )
 
             # 3. reconnect storm
-            out["storm"] = await self.storm(deployment, target, tracker, traffic, tabs)
+            out["storm"] = await self.storm(deployment, target, swarm)
             storm = out["storm"]
             log(
                 f"  reconnect storm: {storm['handshakes_per_s']} handshakes/s, all ready in "
                 f"{storm['seconds']} s, backlog ratio {storm['backlog']['delivery_ratio']}"
             )
+            await swarm.collect()
             # Deliveries that came after a phase's drain (late, not lost): the storm's resume
             # with ?after= also replays anything still missing then.
             for phase in ("steady", "saturate"):
@@ -543,47 +560,37 @@ class Bench:
             out["errors"] = tracker.errors
             return out
         finally:
-            await asyncio.gather(*(t.close() for t in tabs))
+            if swarm is not None:
+                await swarm.stop()
+            self.loadgen_pids = []
             await target.aclose()
-            await lag.stop()
 
     async def storm(
-        self,
-        deployment: Deployment,
-        target: Target,
-        tracker: Tracker,
-        traffic: Traffic,
-        tabs: list[Tab],
+        self, deployment: Deployment, target: Target, swarm: Swarm | LocalSwarm
     ) -> dict[str, Any]:
-        await asyncio.gather(*(t.close() for t in tabs))
+        await swarm.close()
         await asyncio.sleep(1.0)
         backlog = self.args.storm_backlog if target.stores else 0
         t_start = time.perf_counter()
         if backlog:
-            await bounded(
-                range(backlog), 32, lambda _: send_one(target, tracker, traffic, "resume")
-            )
+            await swarm.send("resume", "count", backlog, 0)
         t_sent = time.perf_counter()
         meter = await self.meter(deployment)
         meter.start()
         spy = self.profiler("storm", deployment)
-        t0 = time.perf_counter()
-        results = await asyncio.gather(
-            *(t.connect(target, tracker, t.last_seq if target.stores else None) for t in tabs),
-            return_exceptions=True,
-        )
-        seconds = time.perf_counter() - t0
+        reconnected = await swarm.connect(0, resume=True)
+        seconds = reconnected["seconds"]
         cpu = await self.meter_stop(deployment, meter)
-        times = [r * 1000 for r in results if isinstance(r, float)]
-        failures = [r for r in results if isinstance(r, BaseException)]
-        await tracker.drain("resume", self.args.drain)
-        resumed = tracker.phase_stats("resume", t_start, t_sent)
+        times = [t * 1000 for t in reconnected["times"]]
+        failures = reconnected["failures"]
+        await swarm.drain("resume", self.args.drain)
+        resumed = swarm.tracker.phase_stats("resume", t_start, t_sent)
         profile = await self.profile_done(spy)
         return {
             "profile": profile,
-            "reconnects": len(tabs),
+            "reconnects": len(swarm.tabs),
             "failed": len(failures),
-            "failures": [repr(f) for f in failures[:5]],
+            "failures": failures[:5],
             "seconds": round(seconds, 2),
             "handshakes_per_s": round(len(times) / seconds, 1),
             "time_to_ready_ms": percentiles(times),

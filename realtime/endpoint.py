@@ -5,6 +5,12 @@ the socket *before* reading what was missed, sends the missed events in order, t
 ones, each exactly once (``seq`` is gapless per recipient, and the socket skips anything at
 or below what it already sent). Close codes: 4001 session ended, 4003 bad origin or not
 signed in, 4008 too far behind (resume with ?after=), 1012 server restarting.
+
+Thousands of sockets sit idle in one process, so an idle one costs as little as will do:
+the ASGI task that uvicorn runs for it reads the client's frames and nothing else waits on
+its behalf. A writer task exists only while there is something to send, the queue of what
+to send only while it is not empty, and heartbeats come from one timer for the whole
+process. The socket keeps the caller's ids, not their database rows.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from realtime.events import Event, events_after, last_seq
+from realtime.events import Event, last_seq
 from realtime.hub import hub
-from server.auth.sessions import Caller
+from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
+from server.db import connection, placeholders
 from server.settings import get_settings
 from server.web import current_caller
 
@@ -29,135 +37,199 @@ log = logging.getLogger("cabinet.realtime")
 
 QUEUE_LIMIT = 512
 HEARTBEAT_SECONDS = 20.0
+CATCH_UP_BATCH = 500
 CLOSE_SESSION_ENDED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_RESYNC = 4008
-# Queued by the heartbeat timer: "send a heartbeat now".
-HEARTBEAT = None
+# Queued markers: "send a heartbeat now", "answer the client's ping now"; the frame is
+# ``{"type": <marker>, "seq": <last sent>}`` with the seq as it stands when it goes out.
+HEARTBEAT = "heartbeat"
+PONG = "pong"
 
-# Client -> server messages other than ping are handled by domain modules (typing...).
+# Client -> server messages other than ping are handled by domain modules (typing...). The
+# handler gets the caller as they are *now* (reloaded from the session cookie): a socket
+# keeps no database rows while it idles.
 ClientHandler = Callable[[Caller, dict[str, Any]], Awaitable[None]]
 client_handlers: dict[str, ClientHandler] = {}
 
+Item = tuple[int, Event | None] | dict[str, Any] | str
+
 
 class Socket:
-    """One open websocket. Pokes arrive through ``offer``; a writer task sends in order."""
+    """One open websocket. Pokes arrive through ``offer``; a writer sends them in order."""
+
+    __slots__ = (
+        "ws",
+        "recipient",
+        "session_id",
+        "idle_seconds",
+        "realm",
+        "last",
+        "closed",
+        "close_code",
+        "close_reason",
+        "ready",
+        "last_sent",
+        "_pending",
+        "_writer",
+        "_task",
+    )
 
     def __init__(self, ws: WebSocket, caller: Caller, after: int) -> None:
         self.ws = ws
-        self.caller = caller
         self.recipient = caller.recipient
         self.session_id = caller.session.id
         self.idle_seconds = caller.session.idle_seconds
+        self.realm = caller.realm
         self.last = after
-        # Items: (seq, event or None for "look in the database") or an ephemeral payload.
-        self.queue: asyncio.Queue[tuple[int, Event | None] | dict[str, Any] | None] = asyncio.Queue(
-            QUEUE_LIMIT
-        )
-        self.closed = asyncio.Event()
+        self.closed = False
         self.close_code = 1000
         self.close_reason = ""
-        # Per socket, as little as will do (thousands sit idle in one process): no task
-        # waits for the close (kick cancels the writer) and no task waits out the heartbeat
-        # (a timer queues one when the socket has been quiet for HEARTBEAT_SECONDS).
-        self.writer_task: asyncio.Task[None] | None = None
-        self._beat: asyncio.TimerHandle | None = None
-        self._last_sent = 0.0
+        # Until the backlog and "ready" are out, live items wait in the queue.
+        self.ready = False
+        self.last_sent = asyncio.get_running_loop().time()
+        # Items: (seq, event or None for "look in the database"), an ephemeral payload, or
+        # a marker (HEARTBEAT, PONG). None while there is nothing to send.
+        self._pending: deque[Item] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # The task serving the socket (uvicorn's), woken by a kick while it reads.
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending) if self._pending is not None else 0
 
     # Called by the hub, never blocking.
     def offer(self, seq: int, event: Event | None) -> None:
-        if self.closed.is_set() or seq <= self.last:
+        if self.closed or seq <= self.last:
             return
-        try:
-            self.queue.put_nowait((seq, event))
-        except asyncio.QueueFull:
+        if self.queued >= QUEUE_LIMIT:
             # A reader that stopped reading must not grow our memory: close it; it will
             # resume from its last seq.
             self.kick(CLOSE_RESYNC, "too far behind, resume")
+            return
+        self._put((seq, event))
 
     def offer_ephemeral(self, payload: dict[str, Any]) -> None:
-        if self.closed.is_set():
-            return
-        with contextlib.suppress(asyncio.QueueFull):
-            # Typing and presence are disposable: drop them rather than kick the socket.
-            self.queue.put_nowait(payload)
+        # Typing and presence are disposable: drop them rather than kick the socket.
+        if not self.closed and self.queued < QUEUE_LIMIT:
+            self._put(payload)
 
     def resync(self) -> None:
         """After a broker outage: look in the database for anything missed."""
         self.offer(self.last + 1, None)
 
-    def kick(self, code: int, reason: str) -> None:
-        if not self.closed.is_set():
-            self.close_code = code
-            self.close_reason = reason
-            self.closed.set()
-            if self.writer_task is not None:
-                self.writer_task.cancel()
+    def beat(self, now: float) -> None:
+        """Called by the process's heartbeat timer: queue a heartbeat if quiet too long."""
+        if self.ready and not self.closed and now - self.last_sent >= HEARTBEAT_SECONDS * 0.99:
+            # Counted as sent now: one heartbeat per quiet period, even if the writer is slow.
+            self.last_sent = now
+            if self.queued < QUEUE_LIMIT:
+                self._put(HEARTBEAT)
 
-    def _heartbeat_due(self) -> None:
-        loop = asyncio.get_running_loop()
-        quiet = loop.time() - self._last_sent
-        if quiet >= HEARTBEAT_SECONDS * 0.99:
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(HEARTBEAT)
-            quiet = 0.0
-        self._beat = loop.call_later(HEARTBEAT_SECONDS - quiet, self._heartbeat_due)
+    def kick(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self.closed = True
+        self._pending = None
+        if self._writer is not None:
+            self._writer.cancel()
+        # Wake the serving task if it waits for the client (not when it kicks itself: it
+        # sees ``closed`` at its next frame).
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    def _put(self, item: Item) -> None:
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(item)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self.ready and self._writer is None and self._pending:
+            self._writer = asyncio.ensure_future(self._write())
+
+    # --- sending ----------------------------------------------------------------------------
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, separators=(",", ":"), default=str))
-        self._last_sent = asyncio.get_running_loop().time()
+        self.last_sent = asyncio.get_running_loop().time()
 
     async def _send_event(self, event: Event) -> None:
         await self._send(event.envelope())
         self.last = event.seq
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self) -> int:
+        """Send what the database holds after ``last``; returns the recipient's last seq."""
         while True:
-            missed = await events_after(self.recipient, self.last, limit=500)
-            for event in missed:
-                await self._send_event(event)
-            if len(missed) < 500:
-                return
+            missed, current = await missed_frames(self.recipient, self.last, CATCH_UP_BATCH)
+            for seq, frame in missed:
+                await self.ws.send_text(frame)
+                self.last = seq
+            if missed:
+                self.last_sent = asyncio.get_running_loop().time()
+            if len(missed) < CATCH_UP_BATCH:
+                return current
 
-    async def writer(self) -> None:
-        current = await last_seq(self.recipient)
-        if self.last > current:
-            # The tab remembers a seq this server never gave (a restored database, another
-            # deployment): start from what exists rather than skip events until it is passed.
-            self.last = current
-        await self._catch_up()
+    async def start(self, fresh: bool) -> None:
+        """Send the backlog and ``ready``, then let live items through. Call registered.
+
+        ``fresh``: a tab without ``?after=`` wants only what happens from now on: the
+        recipient's last seq, read once the socket is registered, is where it starts; any
+        later event reaches the socket live (or as a gap it reads from the database).
+        """
+        if fresh:
+            self.last = await last_seq(self.recipient)
+        else:
+            current = await self._catch_up()
+            if self.last > current:
+                # The tab remembers a seq this server never gave (a restored database,
+                # another deployment): start from what exists rather than skip events until
+                # it is passed.
+                self.last = current
         await self._send({"type": "ready", "seq": self.last})
-        self._beat = asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, self._heartbeat_due)
-        try:
-            await self._write()
-        finally:
-            if self._beat is not None:
-                self._beat.cancel()
+        self.ready = True
+        self._start_writer()
 
     async def _write(self) -> None:
-        while True:
-            item = await self.queue.get()
-            if item is HEARTBEAT:
-                await self._send({"type": "heartbeat", "seq": self.last})
-                continue
-            if isinstance(item, dict):
-                await self._send(item)
-                continue
-            seq, event = item
-            if seq <= self.last:
-                continue
-            if event is not None and seq == self.last + 1:
-                await self._send_event(event)
-            else:
-                # A gap (another process committed first, or we only got a notice): the
-                # database has everything up to seq, in order.
-                await self._catch_up()
+        try:
+            while self._pending:
+                item = self._pending.popleft()
+                if isinstance(item, str):
+                    await self._send({"type": item, "seq": self.last})
+                elif isinstance(item, dict):
+                    await self._send(item)
+                else:
+                    seq, event = item
+                    if seq <= self.last:
+                        continue
+                    if event is not None and seq == self.last + 1:
+                        await self._send_event(event)
+                    else:
+                        # A gap (another process committed first, or we only got a notice):
+                        # the database has everything up to seq, in order.
+                        await self._catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the socket went away, or the database did
+            log.info("socket writer ended: %r", exc)
+            # The tab resumes from what it has; the reader sees the close.
+            self.kick(1011, "server error, resume")
+        finally:
+            self._writer = None
+            if self._pending is not None and not self._pending:
+                self._pending = None
 
-    async def reader(self) -> None:
-        while True:
+    # --- receiving --------------------------------------------------------------------------
+
+    async def read(self) -> None:
+        """Read the client's frames until it goes away."""
+        while not self.closed:
             frame = await self.ws.receive()
             if frame["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(frame.get("code", 1000), frame.get("reason"))
+                return
             try:
                 message = json.loads(frame.get("text") or "")
             except ValueError:
@@ -166,12 +238,82 @@ class Socket:
                 continue
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "ping":
-                await self._send({"type": "pong", "seq": self.last})
+                self._put(PONG)
             elif isinstance(kind, str) and kind in client_handlers:
-                try:
-                    await client_handlers[kind](self.caller, message)
-                except Exception as exc:  # noqa: BLE001 - a bad client message must not kill the socket
-                    log.info("client message %s refused: %s", kind, exc)
+                await self._handle(kind, message)
+
+    async def _handle(self, kind: str, message: dict[str, Any]) -> None:
+        caller = await load_caller(self.realm, self.ws.cookies.get(COOKIE_NAMES[self.realm]))
+        if caller is None or caller.session.id != self.session_id:
+            self.kick(CLOSE_SESSION_ENDED, "session ended")
+            return
+        try:
+            await client_handlers[kind](caller, message)
+        except Exception as exc:  # noqa: BLE001 - a bad client message must not kill the socket
+            log.info("client message %s refused: %s", kind, exc)
+
+
+async def missed_frames(
+    recipient: str, after: int, limit: int
+) -> tuple[list[tuple[int, str]], int]:
+    """The recipient's stored events after ``after``, in order, as the frames to send; and
+    the recipient's last seq. One query: a reconnect storm runs thousands of these at once.
+
+    The payload is stored as JSON text (SQLite) or jsonb (PostgreSQL, where asyncpg hands
+    it back as text): it goes into the frame as it comes, not parsed and written again.
+    """
+    p = placeholders(4)
+    rows = await connection().execute_query_dict(
+        "SELECT seq, type, payload FROM (SELECT seq, type, payload FROM realtime_event "
+        f"WHERE recipient = {p[0]} AND seq > {p[1]} ORDER BY seq LIMIT {p[2]}) AS missed "
+        f"UNION ALL SELECT last_seq, NULL, NULL FROM realtime_cursor WHERE recipient = {p[3]}",
+        [recipient, after, limit, recipient],
+    )
+    frames = []
+    current = 0
+    for row in rows:
+        seq = int(row["seq"])
+        if row["type"] is None:
+            current = seq
+            continue
+        payload = row["payload"]
+        if not isinstance(payload, str):  # a driver that decodes JSON itself
+            payload = json.dumps(payload, separators=(",", ":"), default=str)
+        frames.append((seq, f'{{"seq":{seq},"type":{json.dumps(row["type"])},"data":{payload}}}'))
+    frames.sort()
+    return frames, current
+
+
+# --- heartbeats: one timer for the process ----------------------------------------------------
+
+_live: set[Socket] = set()
+_ticker: asyncio.Task[None] | None = None
+
+
+def _ensure_ticker() -> None:
+    global _ticker
+    loop = asyncio.get_running_loop()
+    if _ticker is None or _ticker.done() or _ticker.get_loop() is not loop:
+        _ticker = loop.create_task(_tick(), name="realtime-heartbeats")
+
+
+async def _tick() -> None:
+    loop = asyncio.get_running_loop()
+    while _live:
+        # Every second (a quarter period when shorter, in tests): a quiet socket hears from
+        # us between 20 and 21 s after its last frame.
+        await asyncio.sleep(min(HEARTBEAT_SECONDS / 4, 1.0))
+        now = loop.time()
+        for sock in list(_live):
+            task = sock._task
+            if task is None or task.get_loop() is not loop:
+                # Ended, or left behind by an event loop that is gone (tests run many).
+                _live.discard(sock)
+            else:
+                sock.beat(now)
+
+
+# --- the endpoint ------------------------------------------------------------------------------
 
 
 def origin_allowed(ws: WebSocket) -> bool:
@@ -188,32 +330,40 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if caller is None or not origin_allowed(ws):
         await ws.close(code=CLOSE_FORBIDDEN)
         return
+    raw_after = ws.query_params.get("after")
     try:
-        after = max(0, int(ws.query_params.get("after", "0")))
+        after = max(0, int(raw_after or "0"))
     except ValueError:
         after = 0
-    if after == 0 and ws.query_params.get("after") is None:
-        # A fresh tab wants only what happens from now on.
-        after = await last_seq(caller.recipient)
     await ws.accept()
     sock = Socket(ws, caller, after)
+    # The rows (session, account, client) are not needed past this point: let them go.
+    ws.scope["state"]["caller"] = None
+    del caller
+    sock._task = asyncio.current_task()
     hub.register(sock)
-    sock.writer_task = asyncio.create_task(sock.writer())
-    tasks = [sock.writer_task, asyncio.create_task(sock.reader())]
-    if sock.closed.is_set():  # kicked before the writer existed
-        sock.writer_task.cancel()
+    _live.add(sock)
+    _ensure_ticker()
     try:
-        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            exc = task.exception() if not task.cancelled() else None
-            if exc is not None and not isinstance(exc, WebSocketDisconnect):
-                log.info("socket ended: %r", exc)
+        await sock.start(fresh=raw_after is None)
+        await sock.read()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not sock.closed or task is None:
+            raise
+        # A kick woke us: close with its code. (Anyone else's cancel is re-raised.)
+        task.uncancel()
+    except Exception as exc:  # noqa: BLE001 - e.g. the database away while reading the backlog
+        log.info("socket ended: %r", exc)
+        sock.kick(1011, "server error, resume")
     finally:
         hub.unregister(sock)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        _live.discard(sock)
+        sock._task = None
+        sock.closed = True
+        if sock._writer is not None:
+            sock._writer.cancel()
             with contextlib.suppress(BaseException):
-                await task
+                await sock._writer
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(code=sock.close_code, reason=sock.close_reason), 2)

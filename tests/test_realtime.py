@@ -418,10 +418,10 @@ async def test_a_stalled_reader_is_cut_off_with_4008_and_resumes_without_loss(
     big = "x" * 8000
     sent: list[int] = []
     buffered: list[int] = []
-    while not server_socket.closed.is_set():
+    while not server_socket.closed:
         assert len(sent) < 400, "the server never gave up on the stalled socket"
         sent.append(await send(alice, cid, big, f"s{len(sent)}"))
-        assert server_socket.queue.qsize() <= endpoint.QUEUE_LIMIT
+        assert server_socket.queued <= endpoint.QUEUE_LIMIT
         buffered.append(conn.transport.get_write_buffer_size())
     assert server_socket.close_code == endpoint.CLOSE_RESYNC
     # What the server holds for this socket is bounded: its queue, plus the transport's
@@ -588,3 +588,85 @@ async def test_ping_gets_pong_and_a_quiet_socket_gets_heartbeats(
     frame = json.loads(await asyncio.wait_for(tab.ws.recv(), WAIT))
     assert frame == {"type": "heartbeat", "seq": 1}
     await tab.ws.close()
+
+
+# --- 6. what an idle socket holds --------------------------------------------------------------
+
+
+def _server_tasks() -> int:
+    """Tasks of this process other than the test's websocket clients' own."""
+    return sum(
+        1
+        for t in asyncio.all_tasks()
+        if "websockets/asyncio/" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    )
+
+
+async def test_idle_sockets_hold_no_task_or_queue_of_their_own_and_still_get_everything(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thousands of sockets idle in one process: each is served by its connection's task
+    # alone (no writer, reader or heartbeat task, no queue), and wakes up when needed.
+    monkeypatch.setattr(endpoint, "HEARTBEAT_SECONDS", 0.4)
+    alice = await sign_in(cast.alice)
+    helene = await sign_in(cast.helene)
+    cid = await start_conversation(alice, cast.helene)
+    await open_tab(live_server, alice)  # the process's heartbeat timer is running now
+    before = _server_tasks()
+    tabs = [await open_tab(live_server, helene) for _ in range(10)]
+    await asyncio.sleep(0.1)
+    # The ten sockets' own tasks (uvicorn's), and nothing more (the broker's own tasks
+    # come and go: at most ten more, where three tasks a socket would make thirty).
+    assert _server_tasks() - before <= 10
+    held = list(hub.sockets[helene.recipient])
+    assert len(held) == 10
+    for sock in held:
+        assert isinstance(sock, endpoint.Socket)
+        assert sock._writer is None and sock._pending is None
+
+    # Live events still reach every tab, in order, and the writer goes away again.
+    mid = await send(alice, cid, "to ten tabs", "idle-1")
+    for tab in tabs:
+        frame = await tab.next()
+        while frame["type"] == "presence":  # Alice came online (through Redis: any time)
+            frame = await tab.next()
+        assert frame["type"] == "message.created" and frame["data"]["id"] == mid
+    await asyncio.sleep(0.05)
+    assert all(s._writer is None and s._pending is None for s in held)  # type: ignore[attr-defined]
+
+    # Quiet again: each tab gets a heartbeat with the seq it stands at, and a ping its pong.
+    for tab in tabs:
+        frame = json.loads(await asyncio.wait_for(tab.ws.recv(), WAIT))
+        while frame["type"] == "presence":
+            frame = json.loads(await asyncio.wait_for(tab.ws.recv(), WAIT))
+        assert frame == {"type": "heartbeat", "seq": tab.last}
+    await tabs[0].ws.send(json.dumps({"type": "ping"}))
+    assert await tabs[0].expect("pong") == {"type": "pong", "seq": tabs[0].last}
+    for tab in tabs:
+        await tab.ws.close()
+
+
+async def test_a_client_message_handler_gets_the_caller_as_they_are_now(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The socket keeps ids, not the caller's rows: a handler gets the caller reloaded from
+    # the session, and a socket whose session ended is closed instead.
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def handler(caller: Any, message: dict[str, Any]) -> None:
+        seen.append((caller.recipient, message))
+
+    monkeypatch.setitem(endpoint.client_handlers, "wave", handler)
+    helene = await sign_in(cast.helene)
+    tab = await open_tab(live_server, helene)
+    await tab.ws.send(json.dumps({"type": "wave", "n": 1}))
+    await tab.ws.send(json.dumps({"type": "ping"}))
+    await tab.expect("pong")
+    assert seen == [(helene.recipient, {"type": "wave", "n": 1})]
+
+    await AuthSession.filter(id=hash_token(helene.cookie.split("=", 1)[1])).update(
+        revoked_at=datetime.now(UTC)
+    )
+    await tab.ws.send(json.dumps({"type": "wave", "n": 2}))
+    assert await tab.until_closed() == endpoint.CLOSE_SESSION_ENDED
+    assert len(seen) == 1
