@@ -47,6 +47,8 @@ from tests.conftest import (
 )
 
 SECRET_KEY = "cluster-test-secret-key"
+# How long a web process may take to start (see WebProcess.wait_started).
+STARTUP_SECONDS = 90
 
 
 # --- a private redis-server ----------------------------------------------------------------
@@ -236,6 +238,12 @@ class WebProcess:
         except (httpx.HTTPError, ValueError):
             return False
 
+    async def wait_started(self) -> None:
+        """Up and listening to its broker. Generous: starting a process that imports the
+        whole app takes 2 s on a quiet machine and has taken over 15 s on a busy one; how
+        fast a broker comes back after a fault is ``wait_broker``'s bound, not this one."""
+        await self.wait_broker(within=STARTUP_SECONDS)
+
     async def wait_broker(self, connected: bool = True, within: float = 15) -> None:
         deadline = time.monotonic() + within
         while await self.broker_connected() != connected:
@@ -281,7 +289,7 @@ async def start_cluster(
         started.extend((a, b))
         a.start()
         b.start()
-        await asyncio.gather(a.wait_broker(), b.wait_broker())
+        await asyncio.gather(a.wait_started(), b.wait_started())
         return a, b
 
     try:

@@ -480,7 +480,7 @@ async def test_postgres_restarted_mid_burst_loses_no_acknowledged_message(
     web = WebProcess("A", private_db.url, redis_server.url, tmp_path)
     web.start()
     try:
-        await web.wait_broker()
+        await web.wait_started()
         client = Person("portal", private_db.people["client"]["email"])
         clinician = Person("staff", private_db.people["clinician"]["email"])
         await asyncio.gather(client.sign_in(web), clinician.sign_in(web))
@@ -712,7 +712,7 @@ async def test_a_reader_that_stops_reading_is_dropped_and_nobody_else_waits(
     web.start()
     stalled: StalledSocket | None = None
     try:
-        await web.wait_broker()
+        await web.wait_started()
         assert web.proc is not None
         client = Person("portal", cluster_db.people["client"]["email"])
         clinician = Person("staff", cluster_db.people["clinician"]["email"])
