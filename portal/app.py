@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
 from portal import billing, booking, documents, forms, measures, offers, pages
 from portal.api import api
-from realtime.endpoint import websocket_endpoint
 from server import feeds
 from server.auth.views import AuthPages
 from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
@@ -45,7 +44,6 @@ def build_portal_app() -> ASGIApp:
         Route("/book/{practitioner_id:int}", booking.book, methods=["POST"]),
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
-        WebSocketRoute("/ws", websocket_endpoint),
         Mount("/api", Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS)),
         Mount("/static", StaticFiles(directory=static_dir("portal"))),
     ]

@@ -10,16 +10,18 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute, websocket_session
 from starlette.staticfiles import StaticFiles
 
+from models.accounts import Realm
 from portal.app import build_portal_app
+from realtime.endpoint import websocket_endpoint
 from realtime.hub import hub
 from server import db, feeds, sms_hooks
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
-from server.web import SERVER_ERRORS, error_response, render
+from server.web import SERVER_ERRORS, SessionMiddleware, error_response, render
 from server.worker import run_worker
 from staff.app import build_staff_api, build_staff_app
 
@@ -39,6 +41,10 @@ async def health(request: Request) -> Response:
     from starlette.responses import JSONResponse
 
     return JSONResponse({"ok": True, "broker": hub.connected})
+
+
+# The realtime endpoint as a bare ASGI app (see the routes below).
+SOCKET = websocket_session(websocket_endpoint)
 
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
@@ -79,6 +85,11 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/hooks/sms/twilio", sms_hooks.twilio_status, methods=["POST"]),
             Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
             Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
+            # The sockets first, each behind its realm's session alone: a socket lives for
+            # hours inside every layer it passed, so the fewer (no mounted app with its own
+            # middleware stack), the less memory each of thousands of idle sockets holds.
+            WebSocketRoute("/staff/ws", SessionMiddleware(SOCKET, Realm.STAFF)),
+            WebSocketRoute("/portal/ws", SessionMiddleware(SOCKET, Realm.PORTAL)),
             Mount("/staff", build_staff_app()),
             Mount("/api", build_staff_api()),
             Mount("/portal", build_portal_app()),

@@ -144,6 +144,12 @@ class SessionMiddleware:
         i18n.set_locale(locale)
         i18n.set_time_zone(settings.time_zone)
         state["locale"] = locale
+        if scope["type"] == "websocket":
+            # A socket lives for hours inside this call: its frame must not keep the
+            # caller's rows alive (the endpoint takes what it needs from the scope).
+            del caller, conn
+            await self.app(scope, receive, send)
+            return
 
         if scope["type"] == "http" and scope["method"] in UNSAFE:
             origin = conn.headers.get("origin") or conn.headers.get("referer")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from models.accounts import Realm
-from realtime.endpoint import websocket_endpoint
 from server import feeds
 from server.auth.views import AuthPages
 from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
@@ -133,7 +132,6 @@ def build_staff_app() -> ASGIApp:
         ),
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
-        WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=static_dir("staff"))),
     ]
     return SessionMiddleware(
