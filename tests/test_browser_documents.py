@@ -7,27 +7,17 @@ on a laptop without it and fail in CI (require_service).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from models.clients import Document
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
-from tests.test_browser import CHROMIUM_ARGS, PHONE, sign_in
+from tests.conftest import (
+    PASSWORD,
+    PHONE,
+    Factory,
+    LiveServer,
+    sign_in,
+)
 from tests.test_documents import EXE, PDF
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(

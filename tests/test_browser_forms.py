@@ -7,11 +7,7 @@ from __future__ import annotations
 from playwright.async_api import Browser, expect
 
 from models.forms import FormAssignment, FormStatus
-from tests.conftest import PASSWORD, Factory, LiveServer
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_messaging import DESKTOP, browser
-
-__all__ = ["browser"]  # the fixture, re-used
+from tests.conftest import DESKTOP, PASSWORD, PHONE, Factory, LiveServer, sign_in
 
 
 async def test_build_send_draft_and_submit_a_form(

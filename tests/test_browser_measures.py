@@ -11,11 +11,8 @@ from playwright.async_api import Browser, expect
 
 from models.measures import MeasureAdministration
 from models.notifications import OutboxMessage
-from tests.conftest import PASSWORD, Factory, LiveServer
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_messaging import DESKTOP, browser, messages_page, start_conversation
-
-__all__ = ["browser"]  # the fixture, re-used
+from tests.conftest import DESKTOP, PASSWORD, PHONE, Factory, LiveServer, sign_in
+from tests.test_browser_messaging import messages_page, start_conversation
 
 
 async def test_client_answers_a_phq9_and_the_therapist_sees_it_live(
