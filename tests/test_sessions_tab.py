@@ -335,7 +335,7 @@ async def test_filter_and_mark_in_a_browser(
     from playwright.async_api import async_playwright, expect
 
     from tests.conftest import PASSWORD, chromium_path, require_service
-    from tests.test_browser import CHROMIUM_ARGS, sign_in
+    from tests.conftest import CHROMIUM_ARGS, sign_in
 
     path = chromium_path()
     require_service(path is not None, "Chromium")
