@@ -504,3 +504,16 @@ async def sign_in(page: Any, url: str, email: str, password: str = PASSWORD) -> 
     await page.locator("input[name=email]").fill(email)
     await page.locator("input[name=password]").fill(password)
     await page.locator("form button[type=submit]").click()
+
+
+async def signed_in(
+    context: Any, server: LiveServer, email: str, realm: str = "staff", **options: Any
+) -> Any:
+    """A new page of ``context`` (a browser, with page ``options``, or one of its contexts),
+    signed in as ``email`` on /staff or /portal and showing its home page."""
+    from playwright.async_api import expect
+
+    page = await context.new_page(**options)
+    await sign_in(page, f"{server.url}/{realm}/login", email)
+    await expect(page).to_have_url(f"{server.url}/{realm}/")
+    return page

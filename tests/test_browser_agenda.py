@@ -21,11 +21,10 @@ from models.accounts import StaffUser
 from models.agenda import Appointment
 from server.actions import agenda
 from tests.conftest import (
-    PASSWORD,
     Factory,
     LiveServer,
     login,
-    sign_in,
+    signed_in,
 )
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
@@ -81,9 +80,7 @@ async def practice(make: Factory) -> dict[str, Any]:
 
 async def agenda_page(browser: Browser, server: LiveServer, who: StaffUser, query: str) -> Page:
     context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
-    page = await context.new_page()
-    await sign_in(page, f"{server.url}/staff/login", who.email, PASSWORD)
-    await expect(page).to_have_url(f"{server.url}/staff/")
+    page = await signed_in(context, server, who.email)
     await page.goto(f"{server.url}/staff/agenda?{query}")
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     await expect(page.locator("#agenda-grid")).to_have_attribute("aria-busy", "false")

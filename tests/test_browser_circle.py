@@ -7,14 +7,9 @@ without Chromium and fails in CI (require_service).
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
-from tests.conftest import Factory, LiveServer, sign_in
-
-
-async def staff_signed_in(page: Page, server: LiveServer, email: str) -> None:
-    await sign_in(page, f"{server.url}/staff/login", email)
-    await expect(page).to_have_url(f"{server.url}/staff/")
+from tests.conftest import Factory, LiveServer, signed_in
 
 
 async def test_adding_someone_to_the_circle_of_care(
@@ -23,8 +18,7 @@ async def test_adding_someone_to_the_circle_of_care(
     alice = await make.therapist(first_name="Alice")
     helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
     await make.client(alice, first_name="Paul", last_name="Dubois")
-    page = await browser.new_page(locale="en-US")
-    await staff_signed_in(page, live_server, alice.email)
+    page = await signed_in(browser, live_server, alice.email, locale="en-US")
 
     # Open the file from the client list, then its circle-of-care tab.
     await page.goto(f"{live_server.url}/staff/clients")
