@@ -1,7 +1,7 @@
 """Invoices, credit notes, receipts and account statements as PDF (fpdf2, offline).
 
-The fonts are DejaVu Sans, shipped in server/fonts (accents, the euro sign), so nothing is
-fetched when a PDF is drawn. Text, dates and money follow the current locale.
+The document and its fonts are server/pdf.py's. Text, dates and money follow the current
+locale.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from starlette.responses import Response
@@ -28,8 +26,7 @@ from models.billing import (
 from models.clients import Client
 from server.i18n import format_date, format_money
 from server.i18n import gettext as _
-
-FONTS = Path(__file__).parent / "fonts"
+from server.pdf import FONT, new_document
 
 
 def pdf_response(data: bytes, filename: str) -> Response:
@@ -89,33 +86,8 @@ class InvoiceDoc:
     payments: list[tuple[date, str, Decimal]] = field(default_factory=list)
 
 
-@cache
-def _pdf_class() -> Any:
-    """fpdf2's document class with Cabinet's fonts and footer. Imported on first use: it
-    weighs half a second on every process's start-up otherwise."""
-    from fpdf import FPDF
-
-    class _Pdf(FPDF):
-        def __init__(self) -> None:
-            super().__init__(format="A4")
-            self.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
-            self.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
-            self.set_auto_page_break(True, margin=20)
-            self.set_margins(18, 18, 18)
-            self.footer_text = ""
-
-        def footer(self) -> None:
-            self.set_y(-15)
-            self.set_font("DejaVu", "", 7)
-            self.set_text_color(110, 110, 110)
-            text = f"{self.footer_text}   {self.page_no()}/{{nb}}".strip()
-            self.cell(0, 5, text, align="C")
-
-    return _Pdf
-
-
 def _new_pdf() -> Any:
-    return _pdf_class()()
+    return new_document(page_break_margin=20, margins=18, footer_text="")
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -124,22 +96,22 @@ def _money(amount: Decimal, currency: str) -> str:
 
 def _header(pdf: Any, title: str, issuer: list[str], right: list[tuple[str, str]]) -> None:
     pdf.set_text_color(20, 20, 20)
-    pdf.set_font("DejaVu", "B", 14)
+    pdf.set_font(FONT, "B", 14)
     pdf.cell(100, 8, issuer[0])
-    pdf.set_font("DejaVu", "B", 18)
+    pdf.set_font(FONT, "B", 18)
     pdf.set_text_color(37, 99, 235)
     pdf.cell(0, 8, title, align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(60, 60, 60)
     y = pdf.get_y()
-    pdf.set_font("DejaVu", "", 8.5)
+    pdf.set_font(FONT, "", 8.5)
     pdf.multi_cell(95, 4.2, "\n".join(p for p in issuer[1:] if p), new_x="LMARGIN", new_y="NEXT")
     end_left = pdf.get_y()
     pdf.set_xy(120, y)
     for label_text, value in right:
         pdf.set_x(120)
-        pdf.set_font("DejaVu", "", 8.5)
+        pdf.set_font(FONT, "", 8.5)
         pdf.cell(32, 5, label_text)
-        pdf.set_font("DejaVu", "B", 8.5)
+        pdf.set_font(FONT, "B", 8.5)
         pdf.cell(0, 5, value, align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(max(end_left, pdf.get_y()) + 6)
     pdf.set_text_color(20, 20, 20)
@@ -150,14 +122,14 @@ def _payer_box(pdf: Any, heading: str, name: str, address: str, extra: str = "")
     pdf.set_fill_color(243, 244, 246)
     pdf.rect(110, y, 82, 28, style="F")
     pdf.set_xy(113, y + 2)
-    pdf.set_font("DejaVu", "", 7.5)
+    pdf.set_font(FONT, "", 7.5)
     pdf.set_text_color(100, 100, 100)
     pdf.cell(0, 4, heading.upper(), new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(20, 20, 20)
     pdf.set_x(113)
-    pdf.set_font("DejaVu", "B", 10)
+    pdf.set_font(FONT, "B", 10)
     pdf.cell(0, 5, name, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 8.5)
+    pdf.set_font(FONT, "", 8.5)
     for line in [*address.splitlines(), extra]:
         if line:
             pdf.set_x(113)
@@ -191,26 +163,26 @@ def render_invoice(doc: InvoiceDoc) -> bytes:
         extra = _("For: %s") % doc.client_name
     _payer_box(pdf, _("Billed to"), doc.payer_name, doc.payer_address, extra)
     if doc.status is InvoiceStatus.DRAFT:
-        pdf.set_font("DejaVu", "B", 9)
+        pdf.set_font(FONT, "B", 9)
         pdf.set_text_color(185, 28, 28)
         pdf.cell(
             0, 6, _("Draft: not a valid invoice until finalized."), new_x="LMARGIN", new_y="NEXT"
         )
         pdf.set_text_color(20, 20, 20)
     if doc.template is InvoiceTemplate.DETAILED and doc.client_health_id:
-        pdf.set_font("DejaVu", "", 8.5)
+        pdf.set_font(FONT, "", 8.5)
         pdf.cell(0, 5, _("Health id: %s") % doc.client_health_id, new_x="LMARGIN", new_y="NEXT")
     # Lines
     widths = (24, 70, 14, 24, 22, 20)
     heads = (_("Date"), _("Description"), _("Qty"), _("Unit price"), _("Discount"), _("Amount"))
-    pdf.set_font("DejaVu", "B", 8.5)
+    pdf.set_font(FONT, "B", 8.5)
     pdf.set_fill_color(37, 99, 235)
     pdf.set_text_color(255, 255, 255)
     for w, h in zip(widths, heads, strict=True):
         pdf.cell(w, 7, h, fill=True, align="L" if h in heads[:2] else "R")
     pdf.ln()
     pdf.set_text_color(20, 20, 20)
-    pdf.set_font("DejaVu", "", 8.5)
+    pdf.set_font(FONT, "", 8.5)
     for i, line in enumerate(doc.lines):
         fill = i % 2 == 1
         pdf.set_fill_color(248, 250, 252)
@@ -241,23 +213,23 @@ def render_invoice(doc: InvoiceDoc) -> bytes:
     for label_text, value in rows:
         bold = label_text in (_("Total"), _("Balance due"))
         pdf.set_x(120)
-        pdf.set_font("DejaVu", "B" if bold else "", 9.5 if bold else 9)
+        pdf.set_font(FONT, "B" if bold else "", 9.5 if bold else 9)
         pdf.cell(42, 6, label_text)
         pdf.cell(0, 6, _money(value, doc.currency), align="R", new_x="LMARGIN", new_y="NEXT")
     if doc.kind is InvoiceKind.INVOICE and doc.status is InvoiceStatus.FINALIZED:
         balance = doc.total - doc.paid - doc.credited
         status = _("PAID") if balance <= 0 else (_("PARTLY PAID") if doc.paid else _("UNPAID"))
         pdf.set_x(120)
-        pdf.set_font("DejaVu", "B", 11)
+        pdf.set_font(FONT, "B", 11)
         pdf.set_text_color(21, 128, 61) if balance <= 0 else pdf.set_text_color(185, 28, 28)
         pdf.cell(0, 8, status, align="R", new_x="LMARGIN", new_y="NEXT")
         pdf.set_text_color(20, 20, 20)
     pdf.ln(4)
-    pdf.set_font("DejaVu", "", 8.5)
+    pdf.set_font(FONT, "", 8.5)
     if doc.payments:
-        pdf.set_font("DejaVu", "B", 9)
+        pdf.set_font(FONT, "B", 9)
         pdf.cell(0, 5, _("Payments received"), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("DejaVu", "", 8.5)
+        pdf.set_font(FONT, "", 8.5)
         for on, method, amount in doc.payments:
             pdf.cell(
                 0,
@@ -378,7 +350,7 @@ async def receipt_pdf(payment: Payment) -> bytes:
     payer = invoice.payer_name if invoice else (client.full_name if client else "")
     address = invoice.payer_address if invoice else ""
     _payer_box(pdf, _("Received from"), payer, address)
-    pdf.set_font("DejaVu", "", 10)
+    pdf.set_font(FONT, "", 10)
     # What was handed over: this row and the part of it kept as credit (an overpayment).
     kept = sum(
         (
@@ -399,12 +371,12 @@ async def receipt_pdf(payment: Payment) -> bytes:
     if invoice is not None:
         rows.append((_("Balance still due"), _money(invoice.balance, currency)))
     for label_text, value in rows:
-        pdf.set_font("DejaVu", "", 10)
+        pdf.set_font(FONT, "", 10)
         pdf.cell(55, 8, label_text)
-        pdf.set_font("DejaVu", "B", 10)
+        pdf.set_font(FONT, "B", 10)
         pdf.cell(0, 8, value, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
-    pdf.set_font("DejaVu", "", 9)
+    pdf.set_font(FONT, "", 9)
     pdf.multi_cell(0, 5, _("Thank you. This receipt confirms the payment above."))
     return bytes(pdf.output())
 
@@ -443,14 +415,14 @@ def render_statement(
     _payer_box(pdf, _("Account of"), client_name, client_address)
     widths = (24, 76, 24, 24, 26)  # the 174 mm between the margins
     heads = (_("Date"), _("Description"), _("Charges"), _("Payments"), _("Balance"))
-    pdf.set_font("DejaVu", "B", 8.5)
+    pdf.set_font(FONT, "B", 8.5)
     pdf.set_fill_color(37, 99, 235)
     pdf.set_text_color(255, 255, 255)
     for w, h in zip(widths, heads, strict=True):
         pdf.cell(w, 7, h, fill=True, align="L" if h in heads[:2] else "R")
     pdf.ln()
     pdf.set_text_color(20, 20, 20)
-    pdf.set_font("DejaVu", "", 8.5)
+    pdf.set_font(FONT, "", 8.5)
     pdf.cell(100, 6, _("Opening balance"))
     pdf.cell(74, 6, _money(opening, currency), align="R", new_x="LMARGIN", new_y="NEXT")
     for row in rows:
@@ -464,11 +436,11 @@ def render_statement(
         for j, (w, text) in enumerate(zip(widths, cells, strict=True)):
             pdf.cell(w, 6, text, align="L" if j < 2 else "R")
         pdf.ln()
-    pdf.set_font("DejaVu", "B", 9.5)
+    pdf.set_font(FONT, "B", 9.5)
     pdf.cell(100, 8, _("Closing balance"))
     pdf.cell(74, 8, _money(closing, currency), align="R", new_x="LMARGIN", new_y="NEXT")
     if credit:
-        pdf.set_font("DejaVu", "", 9)
+        pdf.set_font(FONT, "", 9)
         pdf.cell(
             0,
             6,

@@ -8,11 +8,13 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
-from models.agenda import Attendance, BuiltinCategory, Service
+from models.agenda import Appointment, Attendance, BuiltinCategory, Service
 from models.clients import Client, Relationship
 from models.messaging import Conversation, ConversationKind, Message
+from models.offers import FreedSlot, SlotStatus
 from server.access import my_participant
 from server.actions import accounts, agenda, clients, messaging, offers, tasks
+from server.actions.client_requests import writing_in
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
 from server.demo_billing import create_demo_billing
@@ -85,10 +87,50 @@ async def create_demo() -> list[tuple[str, str, str]]:
             logins.append(("client", email, DEMO_PASSWORD))
     await _demo_conversations(owner, alice, bruno, people)
     await _demo_agenda(practice, owner, alice, bruno, people)
+    await _demo_fill_rate(practice)
     await create_demo_measures(alice, people[0][1])
-    await create_demo_billing(practice, owner, people)
+    # The demo shows clients their own trend on the portal (off by default: the practice's
+    # choice), so that the portal's chart can be seen too.
+    practice.clients_see_measure_trend = True
+    await practice.save(update_fields=["clients_see_measure_trend", "updated_at"])
+    # Consultation titles and invoice lines are stored in the language of whoever billed:
+    # the practice's own, as when its staff bill.
+    with writing_in(practice.locale):
+        await create_demo_billing(practice, owner, people)
     await demo_reminders(practice, owner, [alice, bruno], [c for _a, c in people])
     return logins
+
+
+async def _demo_fill_rate(practice: Practice) -> None:
+    """The owner's fill-rate chart with a history: the slots of the past weeks' cancelled
+    and missed sessions, freed when they were called off (two days before), some offered
+    and refilled through an offer. Demo history, written as the offer rounds would have."""
+    called_off = await Appointment.filter(
+        practice_id=practice.id,
+        starts_at__lt=datetime.now(UTC),
+        attendance__in=[
+            Attendance.CANCELLED_BY_CLIENT,
+            Attendance.CANCELLED_BY_PRACTITIONER,
+            Attendance.NO_SHOW,
+        ],
+    ).order_by("starts_at")
+    for i, appointment in enumerate(called_off):
+        freed_at = appointment.starts_at - timedelta(days=2)
+        offered = appointment.attendance is not Attendance.NO_SHOW and i % 3 != 2
+        refilled = offered and i % 2 == 0
+        slot = await FreedSlot.create(
+            practice_id=practice.id,
+            practitioner_id=appointment.practitioner_id,  # type: ignore[attr-defined]
+            location_id=appointment.location_id,  # type: ignore[attr-defined]
+            appointment=appointment,
+            starts_at=appointment.starts_at,
+            ends_at=appointment.ends_at,
+            status=SlotStatus.TAKEN if refilled else SlotStatus.UNMATCHED,
+            offered_at=freed_at + timedelta(minutes=5) if offered else None,
+            taken_at=freed_at + timedelta(hours=3) if refilled else None,
+            refilled_by_offer=refilled,
+        )
+        await FreedSlot.filter(id=slot.id).update(created_at=freed_at)
 
 
 async def _say(who: Caller, conversation: Conversation, text: str) -> Message:

@@ -1,23 +1,18 @@
 """A submitted form as a PDF for the client's file: the questions of the version answered,
 each answer, the signature, and when it was submitted.
 
-fpdf2 is pure Python; the DejaVu Sans font shipped in server/fonts covers the accents and
-typographic quotes of French and English (the PDF core fonts know only Latin-1).
+The document and its fonts are server/pdf.py's.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-
-from fpdf import FPDF
 
 from server.form_fields import asks, shown
 from server.i18n import format_datetime
 from server.i18n import gettext as _
-
-FONTS = Path(__file__).with_name("fonts")
+from server.pdf import FONT, new_document
 
 
 def render_pdf(
@@ -30,17 +25,12 @@ def render_pdf(
     answers: dict[str, Any],
     submitted_at: datetime,
 ) -> bytes:
-    pdf = FPDF(format="A4")
-    pdf.set_title(title)
-    pdf.set_creator("Cabinet")
-    pdf.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
-    pdf.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
-    pdf.set_auto_page_break(auto=True, margin=18)
+    pdf = new_document(page_break_margin=18, title=title)
     pdf.add_page()
     width = pdf.w - pdf.l_margin - pdf.r_margin
-    pdf.set_font("DejaVu", "B", 16)
+    pdf.set_font(FONT, "B", 16)
     pdf.multi_cell(width, 8, title, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 9)
+    pdf.set_font(FONT, "", 9)
     pdf.multi_cell(
         width,
         5,
@@ -58,17 +48,17 @@ def render_pdf(
     for spec in specs:
         if not asks(spec):
             pdf.ln(2)
-            pdf.set_font("DejaVu", "B", 13)
+            pdf.set_font(FONT, "B", 13)
             pdf.multi_cell(width, 7, spec["label"], new_x="LMARGIN", new_y="NEXT")
             if spec.get("help"):
-                pdf.set_font("DejaVu", "", 9)
+                pdf.set_font(FONT, "", 9)
                 pdf.multi_cell(width, 5, spec["help"], new_x="LMARGIN", new_y="NEXT")
             pdf.ln(1)
             continue
-        pdf.set_font("DejaVu", "B", 10)
+        pdf.set_font(FONT, "B", 10)
         label = spec["label"] + (" *" if spec.get("required") else "")
         pdf.multi_cell(width, 5.5, label, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("DejaVu", "", 10)
+        pdf.set_font(FONT, "", 10)
         pdf.multi_cell(
             width, 5.5, shown(spec, answers.get(spec["key"])), new_x="LMARGIN", new_y="NEXT"
         )

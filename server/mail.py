@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosmtplib
 
-from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
+from models.notifications import OutboxAttachment, OutboxMessage
+from server.outbox import deliver_outbox
 from server.settings import get_settings
 
 log = logging.getLogger("cabinet.mail")
 
 MAX_ATTEMPTS = 6
-LEASE = timedelta(minutes=2)
 
 
 async def queue_email(
@@ -83,44 +84,17 @@ async def _send_smtp(url: str, msg: OutboxMessage) -> None:
 
 
 async def deliver_due(limit: int = 20) -> int:
-    """Send queued emails whose time has come. Safe with several workers: each message is
-    claimed by a conditional update before it is sent."""
-    now = datetime.now(UTC)
-    due = (
-        await OutboxMessage.filter(
-            status=OutboxStatus.QUEUED, channel="email", next_attempt_at__lte=now
-        )
-        .order_by("id")
-        .limit(limit)
-    )
-    sent = 0
+    """Send queued emails whose time has come (server/outbox.py: claimed, retried)."""
     settings = get_settings()
-    for msg in due:
-        claimed = await OutboxMessage.filter(
-            id=msg.id, status=OutboxStatus.QUEUED, attempts=msg.attempts
-        ).update(attempts=msg.attempts + 1, next_attempt_at=now + LEASE)
-        if not claimed:
-            continue
-        try:
-            if settings.smtp_url:
-                await _send_smtp(settings.smtp_url, msg)
-            else:
-                log.info(
-                    "outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text
-                )
-                print(f"[outbox] to {msg.to}: {msg.subject}\n{msg.body_text}\n", flush=True)
-        except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, then reported
-            attempts = msg.attempts + 1
-            failed = attempts >= MAX_ATTEMPTS
-            await OutboxMessage.filter(id=msg.id).update(
-                status=OutboxStatus.FAILED if failed else OutboxStatus.QUEUED,
-                error=str(exc)[:2000],
-                next_attempt_at=now + timedelta(seconds=30 * 2**attempts),
+
+    async def send(msg: OutboxMessage) -> dict[str, Any]:
+        if settings.smtp_url:
+            await _send_smtp(settings.smtp_url, msg)
+        else:
+            log.info(
+                "outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text
             )
-            log.warning("email %s to %s failed (attempt %s): %s", msg.id, msg.to, attempts, exc)
-            continue
-        await OutboxMessage.filter(id=msg.id).update(
-            status=OutboxStatus.SENT, sent_at=datetime.now(UTC)
-        )
-        sent += 1
-    return sent
+            print(f"[outbox] to {msg.to}: {msg.subject}\n{msg.body_text}\n", flush=True)
+        return {}
+
+    return await deliver_outbox("email", send, limit=limit, max_attempts=MAX_ATTEMPTS, log=log)

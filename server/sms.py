@@ -15,18 +15,17 @@ import hmac
 import logging
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from models.notifications import OutboxMessage, OutboxStatus
+from models.notifications import OutboxMessage
+from server.outbox import deliver_outbox
 from server.settings import Settings, get_settings
 
 log = logging.getLogger("cabinet.sms")
 
 MAX_ATTEMPTS = 6
-LEASE = timedelta(minutes=2)
 
 # The GSM 03.38 alphabet: texts made only of these go as 7-bit (160 characters a segment).
 GSM_BASIC = set(
@@ -161,38 +160,20 @@ def valid_twilio_signature(settings: Settings, signature: str, params: dict[str,
 
 
 async def deliver_due_sms(limit: int = 20) -> int:
-    """Hand queued SMS to the provider. Each is claimed by a conditional update first, so
-    several workers never send the same one."""
-    now = datetime.now(UTC)
-    due = (
-        await OutboxMessage.filter(
-            status=OutboxStatus.QUEUED, channel="sms", next_attempt_at__lte=now
-        )
-        .order_by("id")
-        .limit(limit)
-    )
-    sent = 0
+    """Hand queued SMS to the provider (server/outbox.py: claimed, retried). A refusal for
+    good (``SmsRejected``) is not retried."""
     sender = provider()
-    for msg in due:
-        claimed = await OutboxMessage.filter(
-            id=msg.id, status=OutboxStatus.QUEUED, attempts=msg.attempts
-        ).update(attempts=msg.attempts + 1, next_attempt_at=now + LEASE)
-        if not claimed:
-            continue
-        attempts = msg.attempts + 1
-        try:
-            ref = await sender.send(msg.to, msg.body_text, msg.sender)
-        except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
-            failed = attempts >= MAX_ATTEMPTS or isinstance(exc, SmsRejected)
-            await OutboxMessage.filter(id=msg.id).update(
-                status=OutboxStatus.FAILED if failed else OutboxStatus.QUEUED,
-                error=str(exc)[:2000] or type(exc).__name__,
-                next_attempt_at=now + timedelta(seconds=30 * 2**attempts),
-            )
-            log.warning("SMS %s to %s failed (attempt %s): %s", msg.id, msg.to, attempts, exc)
-            continue
-        await OutboxMessage.filter(id=msg.id).update(
-            status=OutboxStatus.SENT, sent_at=datetime.now(UTC), provider_ref=ref, error=""
-        )
-        sent += 1
-    return sent
+
+    async def send(msg: OutboxMessage) -> dict[str, Any]:
+        ref = await sender.send(msg.to, msg.body_text, msg.sender)
+        return {"provider_ref": ref, "error": ""}
+
+    return await deliver_outbox(
+        "sms",
+        send,
+        limit=limit,
+        max_attempts=MAX_ATTEMPTS,
+        log=log,
+        permanent=(SmsRejected,),
+        name_empty_errors=True,
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -439,11 +439,23 @@ async def receipt_view(request: Request) -> Response:
     return pdf_response(await receipt_pdf(payment), f"receipt-R-{payment.id:06d}.pdf")
 
 
+def _typed_number(value: Any) -> Any:
+    """An amount as a person types it: "20,00" in French, "1 200.50" with a space."""
+    if isinstance(value, str):
+        for space in (" ", "\xa0", "\u202f"):
+            value = value.replace(space, "")
+        return value.replace(",", ".")
+    return value
+
+
+TypedDecimal = Annotated[Decimal, BeforeValidator(_typed_number)]
+
+
 class LineForm(BaseModel):
     description: str = Field(min_length=1, max_length=300)
-    quantity: Decimal = Field(default=Decimal(1), gt=0, le=10000, decimal_places=2)
-    unit_price: Decimal = Field(ge=0, le=1000000, decimal_places=2)
-    discount: Decimal = Field(default=Decimal(0), ge=0, le=1000000, decimal_places=2)
+    quantity: TypedDecimal = Field(default=Decimal(1), gt=0, le=10000, decimal_places=2)
+    unit_price: TypedDecimal = Field(ge=0, le=1000000, decimal_places=2)
+    discount: TypedDecimal = Field(default=Decimal(0), ge=0, le=1000000, decimal_places=2)
     on_date: date | None = None
 
 
@@ -459,7 +471,7 @@ class SendForm(BaseModel):
 
 
 class PaymentForm(BaseModel):
-    amount: Decimal = Field(gt=0, le=1000000, decimal_places=2)
+    amount: TypedDecimal = Field(gt=0, le=1000000, decimal_places=2)
     method: PaymentMethodUsed
     paid_on: date
     reference: str = Field(default="", max_length=120)

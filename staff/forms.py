@@ -31,7 +31,7 @@ from server.access import (
     access_form_template,
     can_see_clinical,
 )
-from server.actions import form_schedules, forms, measures
+from server.actions import form_schedules, forms, schedules
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.form_fields import FieldIn, shown
@@ -92,8 +92,8 @@ class SendIn(BaseModel):
     form_id: int = Field(ge=1, le=2**31 - 1)
     # As for measures: once, now then every N weeks, or before every session.
     repeat: Literal["once", "weeks", "sessions"] = "once"
-    every_weeks: int | None = Field(default=None, ge=1, le=measures.MAX_EVERY_WEEKS)
-    hours_before: int | None = Field(default=None, ge=1, le=measures.MAX_HOURS_BEFORE)
+    every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
+    hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
 
 
 def _back_to_file(client_id: int) -> RedirectResponse:

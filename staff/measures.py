@@ -25,7 +25,7 @@ from server.access import (
     access_measure_schedule,
     can_see_clinical,
 )
-from server.actions import measures
+from server.actions import measures, schedules
 from server.actions.audit import record_read
 from server.api import Ok
 from server.auth.sessions import Caller
@@ -58,8 +58,8 @@ register_tab(Tab("measures", lazy("Measures"), "staff/file_measures.html", _load
 class SendIn(BaseModel):
     measure: MeasureKind
     repeat: Literal["once", "weeks", "sessions"] = "once"
-    every_weeks: int | None = Field(default=None, ge=1, le=measures.MAX_EVERY_WEEKS)
-    hours_before: int | None = Field(default=None, ge=1, le=measures.MAX_HOURS_BEFORE)
+    every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
+    hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
 
     def schedule(self) -> tuple[int | None, int | None]:
         if self.repeat == "weeks":
@@ -220,8 +220,8 @@ class MeasuresOut(BaseModel):
 
 class SendApiIn(BaseModel):
     measure: MeasureKind
-    every_weeks: int | None = Field(default=None, ge=1, le=measures.MAX_EVERY_WEEKS)
-    hours_before: int | None = Field(default=None, ge=1, le=measures.MAX_HOURS_BEFORE)
+    every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
+    hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
 
 
 @api.route("GET", "/clients/{client_id}/measures", response=MeasuresOut)

@@ -15,8 +15,10 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import pytest
 import uvicorn
 
 from models.accounts import AuthSession, PortalAccount, Practice, Realm, StaffRole, StaffUser
+from models.agenda import Appointment
 from models.clients import Client, ClientStatus
 from realtime.events import Event
 from realtime.hub import hub
@@ -289,6 +292,52 @@ async def make(db: None) -> Factory:
     return Factory()
 
 
+@pytest.fixture
+async def people(make: Factory) -> dict[str, Any]:
+    """A small practice: an owner, two therapists (Alice, Bob), the front desk, Alice's
+    client Camille Martin and Bob's client "Other Client", each with a portal account."""
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    desk = await make.office_admin()
+    camille = await make.client(alice, first_name="Camille", last_name="Martin")
+    other = await make.client(bob, first_name="Other", last_name="Client")
+    return {
+        "owner": owner,
+        "alice": alice,
+        "bob": bob,
+        "desk": desk,
+        "camille": camille,
+        "other": other,
+        "practice": await make.practice(),
+    }
+
+
+async def session_booker(
+    practice: Practice, practitioner: StaffUser, client: Client
+) -> Callable[[datetime], Awaitable[Appointment]]:
+    """A "Séance" service and a "Lyon" office, and a function that books ``client`` with
+    ``practitioner`` there at a given time."""
+    from server.actions import agenda
+
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+
+    async def book(at: datetime) -> Appointment:
+        return await agenda.do_book_appointment(
+            None,
+            practitioner=practitioner,
+            client=client,
+            service=service,
+            starts_at=at,
+            location=office,
+        )
+
+    return book
+
+
 async def login(
     http: httpx.AsyncClient, who: StaffUser | Client, password: str = PASSWORD
 ) -> dict[str, Any]:
@@ -412,3 +461,59 @@ async def settled_hub(realtime: Any) -> AsyncIterator[None]:
     """
     yield
     await asyncio.sleep(0.02)
+
+
+# --- browsers ------------------------------------------------------------------------------
+# Debian's Chromium driven by Playwright; Playwright's own browser downloads are never used
+# (no ``playwright install``). Tests using ``browser`` skip without it, and fail in CI.
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    path = chromium_path()
+    require_service(path is not None, "Chromium")
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def sign_in(page: Any, url: str, email: str, password: str = PASSWORD) -> None:
+    """Fill in and send the sign-in form at ``url`` (/staff/login or /portal/login)."""
+    await page.goto(url)
+    await page.locator("input[name=email]").fill(email)
+    await page.locator("input[name=password]").fill(password)
+    await page.locator("form button[type=submit]").click()
+
+
+async def signed_in(
+    context: Any, server: LiveServer, email: str, realm: str = "staff", **options: Any
+) -> Any:
+    """A new page of ``context`` (a browser, with page ``options``, or one of its contexts),
+    signed in as ``email`` on /staff or /portal and showing its home page."""
+    from playwright.async_api import expect
+
+    page = await context.new_page(**options)
+    await sign_in(page, f"{server.url}/{realm}/login", email)
+    await expect(page).to_have_url(f"{server.url}/{realm}/")
+    return page

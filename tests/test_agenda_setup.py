@@ -664,8 +664,7 @@ async def test_setup_in_a_browser(live_server: Any, team: dict[str, Any], tmp_pa
     """The owner adds a service from the Setup link, then Bob's Tuesday hours offering it."""
     from playwright.async_api import async_playwright, expect
 
-    from tests.conftest import PASSWORD, chromium_path, require_service
-    from tests.test_browser import CHROMIUM_ARGS, sign_in
+    from tests.conftest import CHROMIUM_ARGS, PASSWORD, chromium_path, require_service, sign_in
 
     path = chromium_path()
     require_service(path is not None, "Chromium")

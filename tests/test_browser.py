@@ -6,47 +6,15 @@ launch the system Chromium, skip on a laptop without it, and fail in CI (require
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from playwright.async_api import Browser, expect
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
-
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-PHONE: dict[str, Any] = {
-    "viewport": {"width": 390, "height": 844},
-    "device_scale_factor": 3,
-    "is_mobile": True,
-    "has_touch": True,
-}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def sign_in(page: Page, url: str, email: str, password: str) -> None:
-    await page.goto(url)
-    await page.locator("input[name=email]").fill(email)
-    await page.locator("input[name=password]").fill(password)
-    await page.locator("form button[type=submit]").click()
+from tests.conftest import (
+    PASSWORD,
+    PHONE,
+    Factory,
+    LiveServer,
+    sign_in,
+)
 
 
 async def test_staff_signs_in_and_live_updates_come_on(

@@ -8,7 +8,6 @@ fails in CI (require_service).
 from __future__ import annotations
 
 import time as clock
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -16,13 +15,17 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from models.accounts import StaffUser
 from models.agenda import Appointment
 from server.actions import agenda
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, login, require_service
-from tests.test_browser import CHROMIUM_ARGS, sign_in
+from tests.conftest import (
+    Factory,
+    LiveServer,
+    login,
+    signed_in,
+)
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
@@ -33,18 +36,6 @@ MONDAY = date(2027, 3, 1)
 def paris(hour: int, minute: int = 0) -> str:
     moment = datetime.combine(MONDAY, time(hour, minute), PARIS).astimezone(UTC)
     return moment.isoformat()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture
@@ -89,9 +80,7 @@ async def practice(make: Factory) -> dict[str, Any]:
 
 async def agenda_page(browser: Browser, server: LiveServer, who: StaffUser, query: str) -> Page:
     context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
-    page = await context.new_page()
-    await sign_in(page, f"{server.url}/staff/login", who.email, PASSWORD)
-    await expect(page).to_have_url(f"{server.url}/staff/")
+    page = await signed_in(context, server, who.email)
     await page.goto(f"{server.url}/staff/agenda?{query}")
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     await expect(page.locator("#agenda-grid")).to_have_attribute("aria-busy", "false")

@@ -8,36 +8,22 @@ fails in CI (require_service).
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 from pypdf import PdfReader
 
 from models.agenda import Appointment, Attendance
 from models.billing import Invoice, InvoiceStatus
 from server.actions import agenda
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
-from tests.test_browser import CHROMIUM_ARGS, sign_in
+from tests.conftest import PASSWORD, Factory, LiveServer, sign_in, signed_in
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
 PARIS = ZoneInfo("Europe/Paris")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_bill_a_client_from_the_agenda_and_preview_the_pdf(
@@ -65,9 +51,7 @@ async def test_bill_a_client_from_the_agenda_and_preview_the_pdf(
     )
 
     context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
-    page = await context.new_page()
-    await sign_in(page, f"{live_server.url}/staff/login", fanny.email, PASSWORD)
-    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    page = await signed_in(context, live_server, fanny.email)
     await page.locator("nav a", has_text="Agenda").click()
     await page.goto(f"{live_server.url}/staff/agenda?date={day.isoformat()}")
     await expect(page.locator("#agenda-grid")).to_have_attribute("aria-busy", "false")

@@ -12,11 +12,10 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from models.agenda import Appointment
-from tests.conftest import PASSWORD, LiveServer, login
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_agenda import PARIS, agenda_page, browser, practice
+from tests.conftest import PASSWORD, PHONE, LiveServer, login, sign_in
+from tests.test_browser_agenda import PARIS, agenda_page, practice
 
-__all__ = ["browser", "practice"]  # fixtures, re-used
+__all__ = ["practice"]  # the fixture, re-used
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 

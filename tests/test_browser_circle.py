@@ -7,41 +7,9 @@ without Chromium and fails in CI (require_service).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from playwright.async_api import Browser, expect
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
-
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def sign_in(page: Page, server: LiveServer, email: str) -> None:
-    await page.goto(f"{server.url}/staff/login")
-    await page.locator("input[name=email]").fill(email)
-    await page.locator("input[name=password]").fill(PASSWORD)
-    await page.locator("form button[type=submit]").click()
-    await expect(page).to_have_url(f"{server.url}/staff/")
+from tests.conftest import Factory, LiveServer, signed_in
 
 
 async def test_adding_someone_to_the_circle_of_care(
@@ -50,8 +18,7 @@ async def test_adding_someone_to_the_circle_of_care(
     alice = await make.therapist(first_name="Alice")
     helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
     await make.client(alice, first_name="Paul", last_name="Dubois")
-    page = await browser.new_page(locale="en-US")
-    await sign_in(page, live_server, alice.email)
+    page = await signed_in(browser, live_server, alice.email, locale="en-US")
 
     # Open the file from the client list, then its circle-of-care tab.
     await page.goto(f"{live_server.url}/staff/clients")

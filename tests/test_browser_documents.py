@@ -7,27 +7,16 @@ on a laptop without it and fail in CI (require_service).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from models.clients import Document
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, require_service
-from tests.test_browser import CHROMIUM_ARGS, PHONE, sign_in
+from tests.conftest import (
+    PHONE,
+    Factory,
+    LiveServer,
+    signed_in,
+)
 from tests.test_documents import EXE, PDF
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(
@@ -36,9 +25,7 @@ async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(
     alice = await make.therapist(first_name="Alice")
     helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
     staff = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    page = await staff.new_page()
-    await sign_in(page, f"{live_server.url}/staff/login", alice.email, PASSWORD)
-    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    page = await signed_in(staff, live_server, alice.email)
 
     await page.goto(f"{live_server.url}/staff/clients/{helene.id}")
     await page.get_by_role("link", name="Documents").click()
@@ -77,9 +64,7 @@ async def test_upload_on_the_documents_tab_and_find_it_on_the_portal(
 
     account = await make.portal_account(helene)
     phone = await browser.new_context(locale="en-US", **PHONE)
-    client_page = await phone.new_page()
-    await sign_in(client_page, f"{live_server.url}/portal/login", account.email, PASSWORD)
-    await expect(client_page).to_have_url(f"{live_server.url}/portal/")
+    client_page = await signed_in(phone, live_server, account.email, realm="portal")
     await client_page.get_by_role("link", name="Documents").first.click()
     await expect(client_page).to_have_url(f"{live_server.url}/portal/documents")
     await expect(client_page.locator("[data-document-id] a")).to_have_text(
@@ -99,9 +84,7 @@ async def test_a_clinical_upload_is_kept_from_the_front_desk(
     desk = await make.office_admin()
     helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
     staff = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    page = await staff.new_page()
-    await sign_in(page, f"{live_server.url}/staff/login", alice.email, PASSWORD)
-    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    page = await signed_in(staff, live_server, alice.email)
     await page.goto(f"{live_server.url}/staff/clients/{helene.id}/documents")
     files = page.locator("input[type=file]")
     await files.set_input_files(
@@ -121,9 +104,7 @@ async def test_a_clinical_upload_is_kept_from_the_front_desk(
     await staff.close()
 
     front = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    page = await front.new_page()
-    await sign_in(page, f"{live_server.url}/staff/login", desk.email, PASSWORD)
-    await expect(page).to_have_url(f"{live_server.url}/staff/")
+    page = await signed_in(front, live_server, desk.email)
     await page.goto(f"{live_server.url}/staff/clients/{helene.id}/documents")
     await expect(page.locator("tr[data-document-id]")).to_have_count(1)
     await expect(page.locator("[data-document-name]")).to_have_text("Facture.pdf")

@@ -7,11 +7,10 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.conftest import PASSWORD, LiveServer
-from tests.test_browser import sign_in
-from tests.test_browser_messaging import browser, people
+from tests.conftest import PASSWORD, LiveServer, sign_in
+from tests.test_browser_messaging import people
 
-__all__ = ["browser", "people"]  # fixtures, re-used
+__all__ = ["people"]  # the fixture, re-used
 
 
 async def test_new_secure_message_from_the_file(

@@ -7,11 +7,7 @@ from __future__ import annotations
 from playwright.async_api import Browser, expect
 
 from models.forms import FormAssignment, FormStatus
-from tests.conftest import PASSWORD, Factory, LiveServer
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_messaging import DESKTOP, browser
-
-__all__ = ["browser"]  # the fixture, re-used
+from tests.conftest import DESKTOP, PHONE, Factory, LiveServer, signed_in
 
 
 async def test_build_send_draft_and_submit_a_form(
@@ -20,9 +16,7 @@ async def test_build_send_draft_and_submit_a_form(
     helene = await make.therapist(first_name="Hélène", last_name="Durand")
     camille = await make.client(helene, first_name="Camille", last_name="Martin")
     staff_ctx = await browser.new_context(locale="en-US", **DESKTOP)
-    staff = await staff_ctx.new_page()
-    await sign_in(staff, f"{live_server.url}/staff/login", helene.email, PASSWORD)
-    await expect(staff).to_have_url(f"{live_server.url}/staff/")
+    staff = await signed_in(staff_ctx, live_server, helene.email)
     await staff.get_by_role("link", name="Forms").first.click()
     await staff.locator("input[name=name]").fill("Consentement aux soins")
     await staff.locator("select[name=purpose]").select_option("consent")
@@ -48,9 +42,7 @@ async def test_build_send_draft_and_submit_a_form(
     await staff.evaluate("window.neverReloaded = true")
 
     phone_ctx = await browser.new_context(locale="en-US", **PHONE)
-    phone = await phone_ctx.new_page()
-    await sign_in(phone, f"{live_server.url}/portal/login", camille.email or "", PASSWORD)
-    await expect(phone).to_have_url(f"{live_server.url}/portal/")
+    phone = await signed_in(phone_ctx, live_server, camille.email or "", realm="portal")
     await phone.goto(f"{live_server.url}/portal/forms")
     await phone.get_by_role("link", name="Consentement aux soins").click()
     await phone.get_by_label("Remarques").fill("Je préfère le matin.")

@@ -11,11 +11,8 @@ from playwright.async_api import Browser, expect
 
 from models.measures import MeasureAdministration
 from models.notifications import OutboxMessage
-from tests.conftest import PASSWORD, Factory, LiveServer
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_messaging import DESKTOP, browser, messages_page, start_conversation
-
-__all__ = ["browser"]  # the fixture, re-used
+from tests.conftest import DESKTOP, PASSWORD, PHONE, Factory, LiveServer, sign_in, signed_in
+from tests.test_browser_messaging import messages_page, start_conversation
 
 
 async def test_client_answers_a_phq9_and_the_therapist_sees_it_live(
@@ -25,9 +22,7 @@ async def test_client_answers_a_phq9_and_the_therapist_sees_it_live(
     camille = await make.client(helene, first_name="Camille", last_name="Martin")
 
     staff_ctx = await browser.new_context(locale="en-US", **DESKTOP)
-    staff = await staff_ctx.new_page()
-    await sign_in(staff, f"{live_server.url}/staff/login", helene.email, PASSWORD)
-    await expect(staff).to_have_url(f"{live_server.url}/staff/")
+    staff = await signed_in(staff_ctx, live_server, helene.email)
     await staff.goto(f"{live_server.url}/staff/clients/{camille.id}")
     await staff.get_by_role("link", name="Send a measure").click()
     send = staff.locator("#send")

@@ -9,21 +9,26 @@ CI (require_service).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Dialog, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Locator, Page, expect
 
 from models.accounts import StaffUser
 from models.clients import Client, Relationship
 from models.messaging import Message, MessageRead
 from server.actions.clients import do_link_clients
-from tests.conftest import PASSWORD, Factory, LiveServer, chromium_path, login, require_service
-from tests.test_browser import CHROMIUM_ARGS, PHONE, sign_in
-
-DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
+from tests.conftest import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    Factory,
+    LiveServer,
+    login,
+    sign_in,
+)
 
 # A phone whose screen is off, or whose browser is in the background: document.hidden is
 # true until the test "turns the screen on". Headless Chromium always reports visible pages.
@@ -40,18 +45,6 @@ SCREEN_SWITCH = """
   };
 })();
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
-    require_service(path is not None, "Chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from models.agenda import Appointment, Attendance
 from models.offers import WaitlistEntry
 from server import jobs
 from server.actions import agenda, offers
-from tests.conftest import PASSWORD, LiveServer, login
-from tests.test_browser import PHONE, sign_in
-from tests.test_browser_agenda import PARIS, agenda_page, browser, practice
+from tests.conftest import PASSWORD, PHONE, LiveServer, login, sign_in
+from tests.test_browser_agenda import PARIS, agenda_page, practice
 
-__all__ = ["browser", "practice"]  # fixtures, re-used
+__all__ = ["practice"]  # the fixture, re-used
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 

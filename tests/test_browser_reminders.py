@@ -21,13 +21,13 @@ from server.actions import (
 )
 from server.auth.sessions import Caller
 from tests.conftest import LiveServer
-from tests.test_browser_agenda import MONDAY, agenda_page, browser, practice  # noqa: F401
+from tests.test_browser_agenda import MONDAY, agenda_page, practice  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
 
 async def test_booking_with_confirm_by_sms_from_the_agenda(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     live_server: LiveServer,
     practice: dict[str, Any],  # noqa: F811
 ) -> None:

@@ -12,14 +12,13 @@ from playwright.async_api import Browser, expect
 from models.tasks import Task
 from tests.conftest import LiveServer, login
 from tests.test_browser_messaging import (
-    browser,
     message,
     messages_page,
     people,
     start_conversation,
 )
 
-__all__ = ["browser", "people"]  # fixtures, re-used
+__all__ = ["people"]  # the fixture, re-used
 
 
 async def test_create_a_task_from_a_client_message(

@@ -37,3 +37,23 @@ async def test_demo_logins_and_conversations(http: httpx.AsyncClient) -> None:
         http.cookies.clear()
     alice = await StaffUser.get(email="alice@demo.cabinet")
     assert await Task.filter(assignee_id=alice.id, source_message_id__not_isnull=True).exists()
+
+
+async def test_demo_shows_a_fill_rate_history_and_bills_in_french(
+    http: httpx.AsyncClient,
+) -> None:
+    from models.billing import Consultation
+    from models.offers import FreedSlot
+
+    await create_demo()
+    slots = await FreedSlot.all()
+    assert slots and any(s.refilled_by_offer for s in slots)
+    assert any(not s.refilled_by_offer for s in slots)
+    titles = await Consultation.all().values_list("title", flat=True)
+    assert titles and all(t.startswith("Séance du ") for t in titles), titles[:3]  # type: ignore[union-attr]
+    r = await http.post(
+        "/api/session", json={"email": "owner@demo.cabinet", "password": "cabinet-demo-2026"}
+    )
+    assert r.status_code == 200
+    page = await http.get("/staff/practice/fill-rate")
+    assert 'data-figure="freed">0<' not in page.text and "<svg" in page.text

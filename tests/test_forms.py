@@ -22,30 +22,11 @@ from server.actions import forms
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
 from server.form_fields import FieldIn, check_answers
-from tests.conftest import Factory, login
+from tests.conftest import login, session_booker
 
 
 def field(kind: FieldKind, label: str, **kw: Any) -> FieldIn:
     return FieldIn(kind=kind, label=label, **kw)
-
-
-@pytest.fixture
-async def people(make: Factory) -> dict[str, Any]:
-    owner = await make.owner()
-    alice = await make.therapist(first_name="Alice")
-    bob = await make.therapist(first_name="Bob")
-    desk = await make.office_admin()
-    camille = await make.client(alice, first_name="Camille", last_name="Martin")
-    other = await make.client(bob, first_name="Other", last_name="Client")
-    return {
-        "owner": owner,
-        "alice": alice,
-        "bob": bob,
-        "desk": desk,
-        "camille": camille,
-        "other": other,
-        "practice": await make.practice(),
-    }
 
 
 async def intake(people: dict[str, Any]) -> Any:
@@ -437,28 +418,14 @@ async def test_a_form_every_n_weeks_from_the_tab_then_stopped(
 
 async def test_a_form_before_each_session_moved_and_cancelled(people: dict[str, Any]) -> None:
     from datetime import UTC, datetime, timedelta
-    from decimal import Decimal
 
     from models.agenda import Attendance
     from server.actions import agenda, form_schedules
 
     template = await intake(people)
     practice = people["practice"]
-    service = await agenda.do_create_service(
-        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
-    )
-    office = await agenda.do_create_location(None, practice, name="Lyon")
+    book = await session_booker(practice, people["alice"], people["camille"])
     now = datetime.now(UTC)
-
-    async def book(at: datetime) -> Any:
-        return await agenda.do_book_appointment(
-            None,
-            practitioner=people["alice"],
-            client=people["camille"],
-            service=service,
-            starts_at=at,
-            location=office,
-        )
 
     first = await book(now + timedelta(hours=30))
     second = await book(now + timedelta(days=5, hours=30))

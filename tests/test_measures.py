@@ -8,7 +8,6 @@ import asyncio
 import html
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -29,7 +28,7 @@ from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
 from server.instruments import GAD7, PHQ9, Instrument, score
 from server.queries.measures import HEIGHT, TOP, chart_for
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, session_booker
 
 # --- scoring -----------------------------------------------------------------------------
 
@@ -132,24 +131,10 @@ def test_every_item_is_required_and_values_are_checked() -> None:
 
 
 @pytest.fixture
-async def people(make: Factory) -> dict[str, Any]:
-    owner = await make.owner()
-    alice = await make.therapist(first_name="Alice")
-    bob = await make.therapist(first_name="Bob")
-    desk = await make.office_admin()
-    camille = await make.client(alice, first_name="Camille", last_name="Martin")
-    other = await make.client(bob, first_name="Other", last_name="Client")
-    noportal = await make.client(alice, portal=False, first_name="No", last_name="Portal")
-    return {
-        "owner": owner,
-        "alice": alice,
-        "bob": bob,
-        "desk": desk,
-        "camille": camille,
-        "other": other,
-        "noportal": noportal,
-        "practice": await make.practice(),
-    }
+async def people(people: dict[str, Any], make: Factory) -> dict[str, Any]:
+    """conftest's people, and a client of Alice's without a portal account."""
+    noportal = await make.client(people["alice"], portal=False, first_name="No", last_name="Portal")
+    return {**people, "noportal": noportal}
 
 
 async def send(people: dict[str, Any], kind: MeasureKind = MeasureKind.PHQ9) -> int:
@@ -356,21 +341,8 @@ async def test_every_two_weeks_sends_the_next_once_even_with_several_workers(
 
 async def test_before_every_session(people: dict[str, Any]) -> None:
     practice = people["practice"]
-    service = await agenda.do_create_service(
-        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
-    )
-    office = await agenda.do_create_location(None, practice, name="Lyon")
+    book = await session_booker(practice, people["alice"], people["camille"])
     now = datetime.now(UTC)
-
-    async def book(at: datetime) -> Any:
-        return await agenda.do_book_appointment(
-            None,
-            practitioner=people["alice"],
-            client=people["camille"],
-            service=service,
-            starts_at=at,
-            location=office,
-        )
 
     soon = await book(now + timedelta(hours=30))
     later = await book(now + timedelta(days=8))
@@ -688,21 +660,8 @@ async def test_a_moved_session_is_asked_once_and_a_cancelled_one_is_withdrawn(
     from models.agenda import Attendance
 
     practice = people["practice"]
-    service = await agenda.do_create_service(
-        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
-    )
-    office = await agenda.do_create_location(None, practice, name="Lyon")
+    book = await session_booker(practice, people["alice"], people["camille"])
     now = datetime.now(UTC)
-
-    async def book(at: datetime) -> Any:
-        return await agenda.do_book_appointment(
-            None,
-            practitioner=people["alice"],
-            client=people["camille"],
-            service=service,
-            starts_at=at,
-            location=office,
-        )
 
     first = await book(now + timedelta(hours=30))
     second = await book(now + timedelta(days=5, hours=30))

@@ -334,8 +334,7 @@ async def test_filter_and_mark_in_a_browser(
     """A therapist filters the tab by status and marks the upcoming session attended."""
     from playwright.async_api import async_playwright, expect
 
-    from tests.conftest import PASSWORD, chromium_path, require_service
-    from tests.test_browser import CHROMIUM_ARGS, sign_in
+    from tests.conftest import CHROMIUM_ARGS, PASSWORD, chromium_path, require_service, sign_in
 
     path = chromium_path()
     require_service(path is not None, "Chromium")

@@ -1,27 +1,21 @@
-"""Forms sent on a schedule, like measures (server/actions/measures.py): now and again every
-N weeks, or a set time before each of the client's sessions.
+"""Forms sent on a schedule, like measures: now and again every N weeks, or a set time
+before each of the client's sessions.
 
-The rules are the measures' ones and their helpers are reused: the same choices
-(check_schedule), the same claim of a periodic schedule by moving its ``next_due_at`` with a
-conditional update, the same unique (schedule, appointment) key for "before each session",
-the same way of telling a moved session from a new one (moved_from), and the same withdrawal
-of what was sent before a session that was then cancelled, as long as the client has not
-started it (no draft saved) or submitted it. Each send takes the form's latest version.
+The rules and their code are server/actions/schedules.py's, shared with measures. What is
+the forms' own: a form sent before a session that was then cancelled is withdrawn only if
+the client has not started it (no draft saved); each send takes the form's latest version.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from tortoise.exceptions import IntegrityError
-
-from models.agenda import Appointment, Attendance
 from models.clients import Client, ClientStatus
 from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
-from server.actions import audit
+from server.actions import schedules
 from server.actions.forms import check_sendable, send_form_now
-from server.actions.measures import CALLED_OFF, check_schedule, moved_from
+from server.actions.schedules import check_schedule
 from server.auth.sessions import Caller
 from server.db import atomic
 
@@ -45,26 +39,17 @@ async def do_schedule_form(
     await check_sendable(template, client)
     now = datetime.now(UTC)
     async with atomic():
-        schedule = await FormSchedule.create(
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-            client=client,
-            template=template,
-            every_weeks=every_weeks,
-            next_due_at=now + timedelta(weeks=every_weeks) if every_weeks else None,
-            hours_before=hours_before,
-            created_by=actor.staff,
-        )
-        await audit.record(
+        schedule = await schedules.create_schedule(
             actor,
-            "form.scheduled",
+            FormSchedule,
+            client,
+            now,
+            every_weeks=every_weeks,
+            hours_before=hours_before,
+            event="form.scheduled",
             object_type="form_schedule",
-            object_id=schedule.id,
-            client_id=client.id,
-            detail={
-                "template_id": template.id,
-                "every_weeks": every_weeks,
-                "hours_before": hours_before,
-            },
+            sends={"template": template},
+            detail={"template_id": template.id},
         )
         assignment = None
         if every_weeks is not None:
@@ -77,36 +62,9 @@ async def do_schedule_form(
 
 
 async def do_stop_form_schedule(actor: Caller, schedule: FormSchedule) -> None:
-    if schedule.stopped_at is not None:
-        return
-    async with atomic():
-        schedule.stopped_at = datetime.now(UTC)
-        await schedule.save(update_fields=["stopped_at", "updated_at"])
-        await audit.record(
-            actor,
-            "form.schedule_stopped",
-            object_type="form_schedule",
-            object_id=schedule.id,
-            client_id=schedule.client_id,  # type: ignore[attr-defined]
-        )
-
-
-async def _already_asked(schedule: FormSchedule, appointment: Appointment) -> bool:
-    """Whether this session, under an earlier date it was moved from, already had its form;
-    a waiting one follows the session to its new date."""
-    earlier: Appointment | None = appointment
-    for _step in range(20):
-        earlier = await moved_from(earlier)  # type: ignore[arg-type]
-        if earlier is None:
-            return False
-        sent = await FormAssignment.get_or_none(schedule_id=schedule.id, appointment_id=earlier.id)
-        if sent is not None:
-            if sent.status is FormStatus.SENT:
-                await FormAssignment.filter(id=sent.id).update(
-                    appointment_id=appointment.id, updated_at=datetime.now(UTC)
-                )
-            return True
-    return False
+    await schedules.stop_schedule(
+        actor, schedule, event="form.schedule_stopped", object_type="form_schedule"
+    )
 
 
 async def _send_before_sessions(
@@ -114,25 +72,10 @@ async def _send_before_sessions(
 ) -> int:
     """One assignment per upcoming session now within ``hours_before``. Call inside
     atomic(); the (schedule, appointment) key makes a second worker's attempt fail."""
-    assert schedule.hours_before is not None
-    appointments = await Appointment.filter(
-        client_id=client.id,
-        deleted_at=None,
-        attendance=Attendance.SCHEDULED,
-        starts_at__gt=now,
-        starts_at__lte=now + timedelta(hours=schedule.hours_before),
-    ).order_by("starts_at")
-    if not appointments:
-        return 0
-    done = set(
-        await FormAssignment.filter(
-            schedule_id=schedule.id, appointment_id__in=[a.id for a in appointments]
-        ).values_list("appointment_id", flat=True)
-    )
     sent = 0
-    for appointment in appointments:
-        if appointment.id in done or await _already_asked(schedule, appointment):
-            continue
+    for appointment in await schedules.sessions_to_ask(
+        FormAssignment, FormStatus.SENT, schedule, client, now
+    ):
         if await send_form_now(
             None, client, template, sent_by=None, schedule=schedule, appointment=appointment
         ):
@@ -150,36 +93,23 @@ async def _sendable(schedule: FormSchedule) -> tuple[Client, FormTemplate] | Non
     return client, template
 
 
+async def _send_periodic(schedule: FormSchedule, target: tuple[Client, FormTemplate]) -> bool:
+    return await send_form_now(None, *target, sent_by=None, schedule=schedule) is not None
+
+
+async def _send_before(
+    schedule: FormSchedule, target: tuple[Client, FormTemplate], now: datetime
+) -> int:
+    return await _send_before_sessions(schedule, *target, now)
+
+
 async def send_due_forms(now: datetime | None = None) -> int:
     """The worker's tick for forms, as send_due_measures() is for measures: idempotent and
     safe with several workers. Returns how many forms were sent."""
     now = now or datetime.now(UTC)
-    sent = 0
-    due = await FormSchedule.filter(stopped_at=None, next_due_at__lte=now).order_by("id")
-    for schedule in due:
-        assert schedule.every_weeks is not None and schedule.next_due_at is not None
-        step = timedelta(weeks=schedule.every_weeks)
-        following = schedule.next_due_at + step
-        while following <= now:  # a worker down for a month sends one, not four
-            following += step
-        target = await _sendable(schedule)
-        async with atomic():
-            claimed = await FormSchedule.filter(
-                id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
-            ).update(next_due_at=following, updated_at=now)
-            if not claimed or target is None:
-                continue
-            if await send_form_now(None, *target, sent_by=None, schedule=schedule):
-                sent += 1
-    for schedule in await FormSchedule.filter(stopped_at=None, hours_before__not_isnull=True):
-        target = await _sendable(schedule)
-        if target is None:
-            continue
-        try:
-            async with atomic():
-                sent += await _send_before_sessions(schedule, *target, now)
-        except IntegrityError:
-            log.info("form schedule %s: another worker sent it", schedule.id)
+    sent = await schedules.send_due(
+        FormSchedule, now, target=_sendable, send_now=_send_periodic, send_before=_send_before
+    )
     await withdraw_for_called_off_sessions()
     return sent
 
@@ -187,30 +117,10 @@ async def send_due_forms(now: datetime | None = None) -> int:
 async def withdraw_for_called_off_sessions() -> int:
     """Withdraw the forms sent before a session that was then cancelled (or deleted), which
     the client has neither started (no draft) nor submitted. Returns how many."""
-    waiting = await FormAssignment.filter(
-        status=FormStatus.SENT,
-        draft_saved_at=None,
-        schedule__hours_before__not_isnull=True,
-        appointment_id__not_isnull=True,
-    ).prefetch_related("appointment")
-    withdrawn = 0
-    for assignment in waiting:
-        session: Appointment = assignment.appointment  # type: ignore[assignment]
-        if session.deleted_at is None and session.attendance not in CALLED_OFF:
-            continue
-        async with atomic():
-            updated = await FormAssignment.filter(
-                id=assignment.id, status=FormStatus.SENT, draft_saved_at=None
-            ).update(status=FormStatus.CANCELLED, updated_at=datetime.now(UTC))
-            if not updated:
-                continue  # started or submitted meanwhile: it stays
-            await audit.record(
-                None,
-                "form.cancelled",
-                object_type="form_assignment",
-                object_id=assignment.id,
-                client_id=assignment.client_id,  # type: ignore[attr-defined]
-                detail={"reason": "session_cancelled", "appointment_id": session.id},
-            )
-            withdrawn += 1
-    return withdrawn
+    return await schedules.withdraw_for_called_off_sessions(
+        FormAssignment,
+        waiting={"status": FormStatus.SENT, "draft_saved_at": None},
+        cancelled=FormStatus.CANCELLED,
+        event="form.cancelled",
+        object_type="form_assignment",
+    )

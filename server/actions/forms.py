@@ -24,14 +24,14 @@ from models.forms import (
 from realtime.events import client_recipient, emit, staff_recipient
 from server import i18n, storage
 from server.actions import audit
-from server.actions.measures import absolute_url, clinicians_to_tell, writing_in
+from server.actions.client_requests import clinicians_to_tell, email_client, remind_client
 from server.auth.sessions import Caller
 from server.db import atomic, in_atomic
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.form_fields import FieldIn, Values, asks, check_answers
 from server.form_pdf import render_pdf
 from server.i18n import gettext as _
-from server.mail import queue_email
+from server.i18n import lazy
 
 Move = Literal["up", "down"]
 
@@ -228,22 +228,18 @@ async def send_form_now(
         schedule=schedule,
         appointment=appointment,
     )
-    with writing_in(account.locale or practice.locale):
-        await queue_email(
-            account.email,
-            _("A form is waiting for you"),
-            _(
-                "%(practice)s asks you to fill in a form on your portal. You can save it "
-                "and finish it later. Sign in to open it:\n%(link)s"
-            )
-            % {
-                "practice": practice.name,
-                "link": absolute_url(f"/portal/forms/{assignment.id}"),
-            },
-            purpose="form_sent",
-            client_id=client.id,
-            practice_id=practice.id,
-        )
+    await email_client(
+        account,
+        practice,
+        subject=lazy("A form is waiting for you"),
+        body=lazy(
+            "%(practice)s asks you to fill in a form on your portal. You can save it "
+            "and finish it later. Sign in to open it:\n%(link)s"
+        ),
+        path=f"/portal/forms/{assignment.id}",
+        purpose="form_sent",
+        client_id=client.id,
+    )
     await emit([client_recipient(account.id)], "form.sent", {"id": assignment.id})
     await audit.record(
         actor,
@@ -264,39 +260,18 @@ async def send_form_now(
 async def do_remind_form(actor: Caller, assignment: FormAssignment) -> None:
     if assignment.status is not FormStatus.SENT:
         raise Conflict(_("Only a form still waiting can be reminded."))
-    account = await PortalAccount.get_or_none(
-        client_id=assignment.client_id,  # type: ignore[attr-defined]
-        is_active=True,
+    await remind_client(
+        actor,
+        assignment,
+        subject=lazy("Reminder: a form is waiting for you"),
+        body=lazy(
+            "%(practice)s is still waiting for a form from you. Sign in to finish it:\n%(link)s"
+        ),
+        path=f"/portal/forms/{assignment.id}",
+        purpose="form_reminder",
+        event="form.reminded",
+        object_type="form_assignment",
     )
-    if account is None:
-        raise Conflict(_("This client has no portal account."))
-    practice = await Practice.get(id=assignment.practice_id)  # type: ignore[attr-defined]
-    async with atomic():
-        assignment.reminded_at = datetime.now(UTC)
-        await assignment.save(update_fields=["reminded_at", "updated_at"])
-        with writing_in(account.locale or practice.locale):
-            await queue_email(
-                account.email,
-                _("Reminder: a form is waiting for you"),
-                _(
-                    "%(practice)s is still waiting for a form from you. Sign in to finish "
-                    "it:\n%(link)s"
-                )
-                % {
-                    "practice": practice.name,
-                    "link": absolute_url(f"/portal/forms/{assignment.id}"),
-                },
-                purpose="form_reminder",
-                client_id=assignment.client_id,  # type: ignore[attr-defined]
-                practice_id=practice.id,
-            )
-        await audit.record(
-            actor,
-            "form.reminded",
-            object_type="form_assignment",
-            object_id=assignment.id,
-            client_id=assignment.client_id,  # type: ignore[attr-defined]
-        )
 
 
 async def do_cancel_form(actor: Caller, assignment: FormAssignment) -> None:

@@ -1,0 +1,79 @@
+"""Delivery of the outbox, shared by the email and SMS channels (server/mail.py,
+server/sms.py): each due message is claimed by a conditional update before it is sent, so
+several workers never send the same one; a failure is retried with a growing delay until
+``max_attempts``, or given up at once when the channel calls it permanent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from models.notifications import OutboxMessage, OutboxStatus
+
+# How long a claimed message is left to its worker before another may try it.
+LEASE = timedelta(minutes=2)
+
+Send = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=30 * 2**attempts)
+
+
+async def deliver_outbox(
+    channel: str,
+    send: Send,
+    *,
+    limit: int,
+    max_attempts: int,
+    log: logging.Logger,
+    permanent: tuple[type[Exception], ...] = (),
+    name_empty_errors: bool = False,
+) -> int:
+    """Send the queued messages of ``channel`` whose time has come; returns how many left.
+
+    ``send`` hands one message over and returns the fields to record with it once sent
+    (``{}`` for none); it raises on failure. An exception of a ``permanent`` class fails the
+    message without retrying. ``name_empty_errors``: an exception without a message is
+    recorded by its class name rather than as an empty error.
+    """
+    now = datetime.now(UTC)
+    due = (
+        await OutboxMessage.filter(
+            status=OutboxStatus.QUEUED, channel=channel, next_attempt_at__lte=now
+        )
+        .order_by("id")
+        .limit(limit)
+    )
+    sent = 0
+    for msg in due:
+        claimed = await OutboxMessage.filter(
+            id=msg.id, status=OutboxStatus.QUEUED, attempts=msg.attempts
+        ).update(attempts=msg.attempts + 1, next_attempt_at=now + LEASE)
+        if not claimed:
+            continue
+        attempts = msg.attempts + 1
+        try:
+            recorded = await send(msg)
+        except Exception as exc:  # noqa: BLE001 - any delivery failure is retried, then reported
+            failed = attempts >= max_attempts or isinstance(exc, permanent)
+            error = str(exc)[:2000]
+            if name_empty_errors and not error:
+                error = type(exc).__name__
+            await OutboxMessage.filter(id=msg.id).update(
+                status=OutboxStatus.FAILED if failed else OutboxStatus.QUEUED,
+                error=error,
+                next_attempt_at=now + retry_delay(attempts),
+            )
+            log.warning(
+                "%s %s to %s failed (attempt %s): %s", channel, msg.id, msg.to, attempts, exc
+            )
+            continue
+        await OutboxMessage.filter(id=msg.id).update(
+            status=OutboxStatus.SENT, sent_at=datetime.now(UTC), **recorded
+        )
+        sent += 1
+    return sent
