@@ -34,6 +34,10 @@ async def test_booking_with_confirm_by_sms_from_the_agenda(
     s = practice
     owner_like = Caller.acting_as(s["alice"])
     client: Client = s["noe"]
+    # No quiet hours: run in the evening, the confirmation would wait for the morning.
+    quiet = await reminders.messaging_settings(client.practice_id)  # type: ignore[attr-defined]
+    quiet.quiet_start_minute = quiet.quiet_end_minute = 0
+    await quiet.save()
     await PhoneNumber.create(client=client, number="+33612345678", is_primary=True, for_sms=True)
     standard = await reminders.do_save_sms_template(
         owner_like,
