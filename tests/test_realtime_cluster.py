@@ -10,6 +10,7 @@ and a clinician sign in through the HTTP API and listen on real websockets.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -123,11 +125,59 @@ async def _pg_admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-async def _seed(url: str, tmp: Path) -> dict[str, Any]:
-    """Migrate and create a practice: a clinician, a colleague and a client with a portal."""
+async def _migrate_only(url: str, tmp: Path) -> None:
     set_settings(make_settings(tmp, url))
     await dbmod.migrate(url)
     await dbmod.close_db()
+
+
+# Migrated once per test session and copied for each test: applying every migration takes
+# 15 to 30 s on CI's two cores, and a dozen tests here each want a database of their own.
+_TEMPLATE: dict[str, str] = {}
+
+
+def _drop_templates() -> None:
+    if "pg" in _TEMPLATE:
+        with contextlib.suppress(Exception):
+            asyncio.run(
+                _pg_admin(DATABASE_URL, f'DROP DATABASE IF EXISTS "{_TEMPLATE["pg"]}" WITH (FORCE)')
+            )
+    if "dir" in _TEMPLATE:
+        shutil.rmtree(_TEMPLATE["dir"], ignore_errors=True)
+
+
+atexit.register(_drop_templates)
+
+
+async def _fresh_database(tmp_path: Path) -> tuple[str, str]:
+    """(url, PostgreSQL database name or ""): a migrated, empty database for one test."""
+    loop = asyncio.get_running_loop()
+    if IS_POSTGRES:
+        if "pg" not in _TEMPLATE:
+            template = f"cabinet_cluster_tpl_{uuid.uuid4().hex[:10]}"
+            await _pg_admin(DATABASE_URL, f'CREATE DATABASE "{template}"')
+            _TEMPLATE["pg"] = template
+            await loop.run_in_executor(
+                None, asyncio.run, _migrate_only(_with_path(DATABASE_URL, template), tmp_path)
+            )
+        name = f"cabinet_cluster_{uuid.uuid4().hex[:10]}"
+        await _pg_admin(DATABASE_URL, f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE["pg"]}"')
+        return _with_path(DATABASE_URL, name), name
+    if "sqlite" not in _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="cabinet-cluster-")
+        _TEMPLATE["dir"] = folder
+        path = Path(folder) / "template.sqlite3"
+        await loop.run_in_executor(None, asyncio.run, _migrate_only(f"sqlite://{path}", tmp_path))
+        _TEMPLATE["sqlite"] = str(path)
+    target = tmp_path / "cluster.sqlite3"
+    shutil.copy(_TEMPLATE["sqlite"], target)
+    return f"sqlite://{target}", ""
+
+
+async def _seed(url: str, tmp: Path) -> dict[str, Any]:
+    """Create a practice in a migrated database: a clinician, a colleague and a client with
+    a portal."""
+    set_settings(make_settings(tmp, url))
     await dbmod.init_db(url)
     try:
         make = Factory()
@@ -162,13 +212,8 @@ class ClusterDatabase:
 async def cluster_db(tmp_path: Path) -> AsyncIterator[ClusterDatabase]:
     if IS_POSTGRES:
         require_service(postgres_available(), "PostgreSQL")
-        # A database of our own: other tests may be truncating the suite's one right now.
-        name = f"cabinet_cluster_{uuid.uuid4().hex[:10]}"
-        url = _with_path(DATABASE_URL, name)
-        await _pg_admin(DATABASE_URL, f'CREATE DATABASE "{name}"')
-    else:
-        name = ""
-        url = f"sqlite://{tmp_path / 'cluster.sqlite3'}"
+    # A database of our own: other tests may be truncating the suite's one right now.
+    url, name = await _fresh_database(tmp_path)
     try:
         # On a loop of its own in a thread: a fresh Tortoise context, as the processes have.
         loop = asyncio.get_running_loop()
