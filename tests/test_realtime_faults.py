@@ -454,7 +454,8 @@ async def private_db(
     seed = (
         "import asyncio, json, sys\n"
         "from pathlib import Path\n"
-        "from tests.test_realtime_cluster import _seed\n"
+        "from tests.test_realtime_cluster import _migrate_only, _seed\n"
+        "asyncio.run(_migrate_only(sys.argv[1], Path(sys.argv[2])))\n"
         "print(json.dumps(asyncio.run(_seed(sys.argv[1], Path(sys.argv[2])))))\n"
     )
     done = await asyncio.to_thread(
