@@ -142,7 +142,6 @@ def _summary(invoice: Invoice) -> dict[str, object]:
 
 
 async def invoice_detail(invoice: Invoice) -> InvoiceDetailOut:
-    await invoice.refresh_from_db()  # the totals an action just changed
     lines = await InvoiceLine.filter(invoice_id=invoice.id).order_by("position", "id")
     payments = await Payment.filter(invoice_id=invoice.id).order_by("paid_on", "id")
     return InvoiceDetailOut(
@@ -256,6 +255,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         await billing.do_record_payment(
             caller, invoice, PaymentIn(body.amount, body.method, body.paid_on, body.reference)
         )
+        await invoice.refresh_from_db()  # the paid total the payment just changed
         return await invoice_detail(invoice)
 
     @api.route(
