@@ -66,6 +66,11 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        # When ``connected`` last changed (time.monotonic), for /healthz: a poller that was
+        # itself slow can still tell when the broker came back.
+        self.changed_at = time.monotonic()
+        # A publish failed: the pump tears the connection down and reconnects (and resyncs).
+        self._publish_failed = False
         self._last_heartbeat = 0.0
         self._stopping = False
         self.reconnects = 0
@@ -111,6 +116,14 @@ class Hub:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected.is_set():
+            self.changed_at = time.monotonic()
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
 
     # --- local sockets ---------------------------------------------------------------------
 
@@ -217,7 +230,9 @@ class Hub:
                 return
             except Exception as exc:  # noqa: BLE001 - any broker failure means "retry later"
                 log.warning("broadcast publish failed: %s", exc)
-                self._connected.clear()
+                # Not just a flag cleared while the subscription runs on (healthz would then
+                # say "down" for good): the pump reconnects, and resyncs, from a clean state.
+                self._publish_failed = True
         # Broker down: local sockets already have the event. Event notices wait in _unsent
         # (see _flush_unsent); typing and presence are disposable; a missed close is made
         # good by the session sweep.
@@ -268,7 +283,8 @@ class Hub:
                 async with bc.subscribe(CHANNEL) as subscriber:
                     self._broadcast = bc
                     self._last_heartbeat = time.monotonic()
-                    self._connected.set()
+                    self._publish_failed = False
+                    self._set_connected(True)
                     if not first:
                         self.reconnects += 1
                         log.warning("realtime broker reconnected; resyncing local sockets")
@@ -282,7 +298,7 @@ class Hub:
                 log.warning("realtime broker connection lost: %s", exc)
             finally:
                 self._broadcast = None
-                self._connected.clear()
+                self._set_connected(False)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(bc.disconnect(), timeout=1)
             if self._stopping:
@@ -304,6 +320,8 @@ class Hub:
         while not self._stopping:
             if backend is not None and backend.lost:
                 raise ConnectionError("the Redis subscription was lost")
+            if self._publish_failed:
+                raise ConnectionError("a publish to the broker failed")
             if self._unsent:
                 await self._flush_unsent(bc)
             now = time.monotonic()

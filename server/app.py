@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -40,7 +41,15 @@ async def landing(request: Request) -> Response:
 async def health(request: Request) -> Response:
     from starlette.responses import JSONResponse
 
-    return JSONResponse({"ok": True, "broker": hub.connected})
+    # broker_for: seconds in the current state, so a monitor (or a test) polling slowly
+    # can still tell when the broker went away or came back.
+    return JSONResponse(
+        {
+            "ok": True,
+            "broker": hub.connected,
+            "broker_for": round(time.monotonic() - hub.changed_at, 3),
+        }
+    )
 
 
 # The realtime endpoint as a bare ASGI app (see the routes below).

@@ -568,6 +568,47 @@ async def test_sockets_are_refused_without_the_right_session_or_origin(
 # --- 5. ping and heartbeat -------------------------------------------------------------------
 
 
+async def test_a_failed_publish_reconnects_the_hub_and_nothing_is_lost(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A publish that fails while the subscription still runs used to leave the hub saying
+    # "broker down" for good (/healthz false) until the next real loss. Now the hub tears
+    # the connection down, reconnects and resyncs its sockets.
+    alice = await sign_in(cast.alice)
+    helene = await sign_in(cast.helene)
+    cid = await start_conversation(alice, cast.helene)
+    tab = await open_tab(live_server, helene)
+    before = hub.reconnects
+    broken = hub._broadcast
+    assert broken is not None
+    real_publish = broken.publish
+    failed: list[str] = []
+
+    async def publish_once_broken(channel: str, message: Any) -> None:
+        if not failed and '"k":"ev"' in message:
+            failed.append(message)
+            raise ConnectionError("the broker dropped this publish")
+        await real_publish(channel, message)
+
+    monkeypatch.setattr(broken, "publish", publish_once_broken)
+    during = await send(alice, cid, "said as the publish failed", "p-fail")
+    assert (await tab.expect("message.created"))["data"]["id"] == during
+    assert failed
+
+    deadline = time.monotonic() + WAIT
+    while hub.reconnects == before or not hub.connected:
+        assert time.monotonic() < deadline, "the hub never reconnected"
+        await asyncio.sleep(0.02)
+    health = (await alice.http.get("/healthz")).json()
+    assert health["broker"] is True and health["broker_for"] < WAIT
+    # The resync after the reconnect repeats nothing, and the next message is live.
+    after = await send(alice, cid, "and after", "p-after")
+    frame = await tab.expect("message.created")
+    assert frame["data"]["id"] == after
+    assert message_ids(tab.seen) == [during, after]
+    await tab.ws.close()
+
+
 async def test_ping_gets_pong_and_a_quiet_socket_gets_heartbeats(
     live_server: LiveServer, sign_in: SignIn, cast: Cast, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,8 +200,9 @@ async def test_redis_killed_during_a_1000_message_burst_and_back_5_s_later(
         await asyncio.sleep(5)
         redis_server.start()
         back = time.monotonic()
-        await asyncio.gather(a.wait_broker(within=10), b.wait_broker(within=10))
-        return time.monotonic() - back
+        # When each hub says it was subscribed again (the test's own loop is busy).
+        again = await asyncio.gather(a.wait_broker(within=10), b.wait_broker(within=10))
+        return max(again) - back
 
     results = await asyncio.gather(*(worker(w) for w in range(workers)), outage())
     recovered_in = results[-1]
