@@ -23,7 +23,7 @@ from babel.dates import format_datetime as _format_datetime
 from babel.dates import format_time as _format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 
 LOCALES = ("en", "fr")
 LOCALE_DIR = Path(__file__).with_name("locale")
@@ -145,3 +145,11 @@ def format_date(value: date | datetime | None, fmt: str = "medium") -> str:
 
 def format_money(amount: Decimal, currency: str = "EUR") -> str:
     return format_currency(amount, currency, locale=_babel_locale())
+
+
+def format_amount(amount: Decimal | None) -> str:
+    """An amount to prefill a form field: the reader's decimal mark, two places, no
+    grouping and no currency ("20,00" in French), so that it posts back as it reads."""
+    if amount is None:
+        return ""
+    return format_decimal(amount, format="0.00", locale=_babel_locale())

@@ -376,6 +376,7 @@ _env.filters.update(
     date=i18n.format_date,
     time=i18n.format_time,
     money=i18n.format_money,
+    amount=i18n.format_amount,
 )
 
 

@@ -31,6 +31,7 @@ from server.actions import agenda
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
+from server.numbers import TypedDecimal
 from server.queries.agenda import minute_time
 from server.web import parse_id, path_id, render, require_staff, validate
 from staff.api import api
@@ -119,7 +120,7 @@ class CategoryIn(BaseModel):
 class ServiceIn(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     duration_minutes: int = Field(ge=5, le=24 * 60)
-    price: Decimal = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
+    price: TypedDecimal = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
     category_id: int | None = None
     is_active: bool = True
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -59,6 +59,7 @@ from server.billing_pdf import (
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
+from server.numbers import TypedDecimal
 from server.queries import billing as queries
 from server.queries.contacts import access_contact
 from server.web import parse_id, path_id, render, require_staff, validate
@@ -439,18 +440,6 @@ async def receipt_view(request: Request) -> Response:
     return pdf_response(await receipt_pdf(payment), f"receipt-R-{payment.id:06d}.pdf")
 
 
-def _typed_number(value: Any) -> Any:
-    """An amount as a person types it: "20,00" in French, "1 200.50" with a space."""
-    if isinstance(value, str):
-        for space in (" ", "\xa0", "\u202f"):
-            value = value.replace(space, "")
-        return value.replace(",", ".")
-    return value
-
-
-TypedDecimal = Annotated[Decimal, BeforeValidator(_typed_number)]
-
-
 class LineForm(BaseModel):
     description: str = Field(min_length=1, max_length=300)
     quantity: TypedDecimal = Field(default=Decimal(1), gt=0, le=10000, decimal_places=2)
@@ -675,7 +664,7 @@ class ProfileForm(BaseModel):
     email: str = Field(default="", max_length=254)
     prefix: str = Field(default="", max_length=20, pattern=r"^[A-Za-z0-9/_\-]*$")
     yearly_reset: bool = False
-    tax_rate: Decimal = Field(default=Decimal(0), ge=0, lt=100, decimal_places=2)
+    tax_rate: TypedDecimal = Field(default=Decimal(0), ge=0, lt=100, decimal_places=2)
     tax_exemption: str = Field(default="", max_length=300)
     payment_days: int = Field(default=30, ge=0, le=365)
     footer: str = Field(default="", max_length=1000)

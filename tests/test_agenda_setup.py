@@ -510,6 +510,9 @@ async def test_setup_pages_for_the_office(http: httpx.AsyncClient, team: dict[st
     assert r.status_code == 303, r.text
     bilan = await Service.get(name="Bilan")
     assert bilan.price == Decimal("120.50") and bilan.category_id is None  # type: ignore[attr-defined]
+    # Its row shows the price the way the reader writes it, to post back unchanged.
+    french = await http.get("/staff/setup/services", headers={"Accept-Language": "fr"})
+    assert 'name="price" value="120,50"' in french.text
 
     r = await http.post(
         "/staff/setup/services", data={"name": "Bilan", "duration_minutes": "2", "price": "1"}

@@ -735,6 +735,10 @@ async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None
     assert r.status_code == 303
     r = await http.get(base)
     assert r.status_code == 200 and "€100.00" in r.text and "Not sent yet" in r.text
+    # The amount left is prefilled as each reader writes it, so it posts back as it reads.
+    assert 'name="amount" inputmode="decimal" value="100.00"' in r.text
+    french = await http.get(base, headers={"Accept-Language": "fr"})
+    assert 'name="amount" inputmode="decimal" value="100,00"' in french.text
     payment = await Payment.get(invoice_id=invoice.id)
     r = await http.get(f"/staff/billing/payments/{payment.id}/receipt.pdf")
     assert r.headers["content-type"] == "application/pdf"
