@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.conftest import PASSWORD, LiveServer, sign_in
+from tests.conftest import PASSWORD, PHONE, LiveServer, sign_in, signed_in
 from tests.test_browser_messaging import people
 
 __all__ = ["people"]  # the fixture, re-used
@@ -29,3 +29,24 @@ async def test_new_secure_message_from_the_file(
     await dialog.get_by_role("button", name="Start the conversation").click()
     await expect(dialog).to_be_hidden()
     await expect(page.locator("#messages .msg")).to_contain_text("Here are the forms")
+
+
+async def test_every_file_tab_is_on_screen_on_a_phone(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    # The tabs used to run off the right edge of a phone, the later ones out of sight.
+    camille = people["camille"]
+    page = await signed_in(browser, live_server, people["helene"].email, locale="fr-FR", **PHONE)
+    await page.goto(f"{live_server.url}/staff/clients/{camille.id}/contact")
+    tabs = page.locator("nav.tabs a")
+    assert await tabs.count() >= 8
+    width = page.viewport_size["width"]
+    for i in range(await tabs.count()):
+        box = await tabs.nth(i).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
+            await tabs.nth(i).inner_text(),
+            box,
+        )
+    # The page itself does not scroll sideways either.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.close()
