@@ -332,6 +332,22 @@ async def _demo_agenda(
                 location=place,
             )
 
+    # Today's day, whatever weekday the demo starts on (week 0 is otherwise empty): what a
+    # clinician's home page and the front desk's agenda show first.
+    for therapist, place, theirs, day_hours in (
+        (alice, centre, [people[0][1], people[2][1], people[4][1]], (10, 14, 17)),
+        (bruno, annexe, [people[1][1], people[3][1]], (11, 16)),
+    ):
+        for client, hour in zip(theirs, day_hours, strict=True):
+            await agenda.do_book_appointment(
+                Caller.acting_as(therapist),
+                practitioner=therapist,
+                client=client,
+                service=session,
+                starts_at=at(0, today.weekday(), hour),
+                location=place,
+            )
+
     helene, amira, sophie = people[0][1], people[2][1], people[4][1]
     as_alice = Caller.acting_as(alice)
     await agenda.do_book_appointment(

@@ -30,6 +30,10 @@ async def test_demo_logins_and_conversations(http: httpx.AsyncClient) -> None:
             waiting = (await http.get("/api/conversations?waiting=1")).json()["conversations"]
             assert waiting, "a client's question waits for Alice's reply"
             assert listing["unread_total"] >= 1
+            # Whatever day the demo starts, Alice has sessions today on her home page.
+            home = (await http.get("/staff/")).text
+            assert "No session today." not in home and 'class="plain today-list"' in home
+            assert "Hélène Dubois" in home.split('class="plain today-list"')[1].split("</ul>")[0]
         if email == "helene.dubois@demo.cabinet":
             listing = (await http.get("/portal/api/conversations")).json()
             assert [c["subject"] for c in listing["conversations"]] == ["Prochain rendez-vous"]
