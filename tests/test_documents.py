@@ -19,7 +19,7 @@ from server.actions import documents
 from server.auth.sessions import Caller
 from server.errors import ValidationFailed
 from server.settings import Settings, set_settings
-from tests.conftest import Factory, login
+from tests.conftest import login
 
 # --- sample files ----------------------------------------------------------------------------
 
@@ -122,24 +122,6 @@ def test_names_keep_the_real_type_visible() -> None:
 # --- the practice ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def file(make: Factory) -> dict[str, Any]:
-    owner = await make.owner()
-    alice = await make.therapist(first_name="Alice")
-    bob = await make.therapist(first_name="Bob")
-    desk = await make.office_admin()
-    helene = await make.client(alice, first_name="Hélène", last_name="Dubois")
-    other = await make.client(bob, first_name="Other", last_name="Client")
-    return {
-        "owner": owner,
-        "alice": alice,
-        "bob": bob,
-        "desk": desk,
-        "helene": helene,
-        "other": other,
-    }
-
-
 async def upload(
     http: httpx.AsyncClient,
     client: Client,
@@ -162,19 +144,19 @@ def stored_files(settings: Settings) -> list[str]:
 
 
 async def test_upload_list_and_download(
-    http: httpx.AsyncClient, file: dict[str, Any], settings: Settings
+    http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
 ) -> None:
-    helene: Client = file["helene"]
-    await login(http, file["alice"])
+    camille: Client = people["camille"]
+    await login(http, people["alice"])
     # The browser's claimed type and the name do not matter: the bytes do.
-    r = await upload(http, helene, "Compte rendu.pdf", PDF, declared="image/png")
+    r = await upload(http, camille, "Compte rendu.pdf", PDF, declared="image/png")
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["name"] == "Compte rendu.pdf"
     assert doc["content_type"] == "application/pdf"
     assert doc["size"] == len(PDF) and doc["shared_with_client"] is False
-    assert doc["uploaded_by_id"] == file["alice"].id
-    listed = (await http.get(f"/api/clients/{helene.id}/documents")).json()
+    assert doc["uploaded_by_id"] == people["alice"].id
+    listed = (await http.get(f"/api/clients/{camille.id}/documents")).json()
     assert [d["id"] for d in listed] == [doc["id"]]
 
     row = await Document.get(id=doc["id"])
@@ -189,30 +171,30 @@ async def test_upload_list_and_download(
     assert "Compte%20rendu.pdf" in r.headers["content-disposition"]
     # Downloads are reads of the file; the upload is a write that does not name the document.
     read = await AuditEntry.get(action="read.document")
-    assert (read.client_id, read.object_id, read.is_read) == (helene.id, str(doc["id"]), True)
+    assert (read.client_id, read.object_id, read.is_read) == (camille.id, str(doc["id"]), True)
     uploaded = await AuditEntry.get(action="document.uploaded")
     assert "Compte" not in str(uploaded.detail)
 
 
 async def test_a_renamed_program_is_refused(
-    http: httpx.AsyncClient, file: dict[str, Any], settings: Settings
+    http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
 ) -> None:
-    await login(http, file["alice"])
+    await login(http, people["alice"])
     for name, data in (("invoice.pdf", EXE), ("macros.docx", DOCM), ("empty.txt", b"")):
-        r = await upload(http, file["helene"], name, data)
+        r = await upload(http, people["camille"], name, data)
         assert r.status_code == 422, name
         assert "file" in r.json()["error"]["fields"]
     assert await Document.all().count() == 0
     assert stored_files(settings) == []
 
 
-async def test_the_name_says_the_real_type(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
-    await login(http, file["alice"])
-    r = await upload(http, file["helene"], "scan", PDF)
+async def test_the_name_says_the_real_type(http: httpx.AsyncClient, people: dict[str, Any]) -> None:
+    await login(http, people["alice"])
+    r = await upload(http, people["camille"], "scan", PDF)
     assert r.json()["name"] == "scan.pdf"
-    r = await upload(http, file["helene"], "holiday.pdf", PNG)
+    r = await upload(http, people["camille"], "holiday.pdf", PNG)
     assert (r.json()["name"], r.json()["content_type"]) == ("holiday.pdf.png", "image/png")
-    r = await upload(http, file["helene"], "notes.txt", TEXT)
+    r = await upload(http, people["camille"], "notes.txt", TEXT)
     assert r.json()["content_type"] == "text/plain; charset=utf-8"
     download = await http.get(f"/api/documents/{r.json()['id']}/content")
     assert download.headers["content-type"] == "text/plain; charset=utf-8"
@@ -226,26 +208,26 @@ def one_mb(settings: Settings) -> Settings:
 
 
 async def test_the_size_limit(
-    http: httpx.AsyncClient, file: dict[str, Any], one_mb: Settings
+    http: httpx.AsyncClient, people: dict[str, Any], one_mb: Settings
 ) -> None:
-    await login(http, file["alice"])
+    await login(http, people["alice"])
     limit = 1024 * 1024
     exactly = b"a" * limit
-    assert (await upload(http, file["helene"], "a.txt", exactly)).status_code == 200
-    r = await upload(http, file["helene"], "b.txt", exactly + b"a")
+    assert (await upload(http, people["camille"], "a.txt", exactly)).status_code == 200
+    r = await upload(http, people["camille"], "b.txt", exactly + b"a")
     assert r.status_code == 422
     assert r.json()["error"]["fields"]["file"] == "The file is larger than 1 MB."
     # Far over: refused from the announced length, before the body is read.
-    r = await upload(http, file["helene"], "c.txt", b"a" * (3 * limit))
+    r = await upload(http, people["camille"], "c.txt", b"a" * (3 * limit))
     assert r.status_code == 422 and "1 MB" in r.json()["error"]["fields"]["file"]
     assert await Document.all().count() == 1
     assert len(stored_files(one_mb)) == 1
 
 
 async def test_an_oversized_stream_without_a_length_is_cut_off(
-    http: httpx.AsyncClient, file: dict[str, Any], one_mb: Settings
+    http: httpx.AsyncClient, people: dict[str, Any], one_mb: Settings
 ) -> None:
-    await login(http, file["alice"])
+    await login(http, people["alice"])
     boundary = "cabinet-test-boundary"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
@@ -262,7 +244,7 @@ async def test_an_oversized_stream_without_a_length_is_cut_off(
         yield f"\r\n--{boundary}--\r\n".encode()
 
     r = await http.post(
-        f"/api/clients/{file['helene'].id}/documents",
+        f"/api/clients/{people['camille'].id}/documents",
         content=body(),
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
@@ -272,7 +254,7 @@ async def test_an_oversized_stream_without_a_length_is_cut_off(
 
 
 async def test_bytes_are_removed_when_the_row_is_not_written(
-    file: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+    people: dict[str, Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("database went away")
@@ -280,17 +262,17 @@ async def test_bytes_are_removed_when_the_row_is_not_written(
     monkeypatch.setattr(documents.audit, "record", broken)
     with pytest.raises(RuntimeError):
         await documents.do_upload_document(
-            Caller.acting_as(file["alice"]), file["helene"], name="a.pdf", data=PDF
+            Caller.acting_as(people["alice"]), people["camille"], name="a.pdf", data=PDF
         )
     assert await Document.all().count() == 0
     assert stored_files(settings) == []
 
 
 async def test_bad_uploads_are_422_not_crashes(
-    http: httpx.AsyncClient, file: dict[str, Any]
+    http: httpx.AsyncClient, people: dict[str, Any]
 ) -> None:
-    await login(http, file["alice"])
-    url = f"/api/clients/{file['helene'].id}/documents"
+    await login(http, people["alice"])
+    url = f"/api/clients/{people['camille'].id}/documents"
     assert (await http.post(url, json={"file": "x"})).status_code == 422
     assert (await http.post(url, data={"shared": "1"}, files={})).status_code == 422
     two = [("file", ("a.pdf", PDF, "application/pdf")), ("file", ("b.pdf", PDF, "application/pdf"))]
@@ -300,14 +282,14 @@ async def test_bad_uploads_are_422_not_crashes(
 
 
 async def test_sharing_on_the_portal(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
-    helene: Client = file["helene"]
+    camille: Client = people["camille"]
     staff = new_http("10.7.0.1")
-    await login(staff, file["alice"])
+    await login(staff, people["alice"])
     portal = new_http("10.7.0.2")
-    await login(portal, helene)
-    doc = (await upload(staff, helene, "Exercices.pdf", PDF)).json()
+    await login(portal, camille)
+    doc = (await upload(staff, camille, "Exercices.pdf", PDF)).json()
     assert (await portal.get("/portal/api/documents")).json() == []
     assert (await portal.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 404
     assert (await portal.get(f"/portal/documents/{doc['id']}")).status_code == 404
@@ -336,22 +318,22 @@ async def test_sharing_on_the_portal(
 
 
 async def test_uploading_shared_at_once(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
     staff = new_http("10.7.1.1")
-    await login(staff, file["alice"])
-    doc = (await upload(staff, file["helene"], "Bilan.pdf", PDF, shared=True)).json()
+    await login(staff, people["alice"])
+    doc = (await upload(staff, people["camille"], "Bilan.pdf", PDF, shared=True)).json()
     assert doc["shared_with_client"] is True
     portal = new_http("10.7.1.2")
-    await login(portal, file["helene"])
+    await login(portal, people["camille"])
     assert [d["id"] for d in (await portal.get("/portal/api/documents")).json()] == [doc["id"]]
     # The portal's home leads to the documents.
     assert 'href="/portal/documents"' in (await portal.get("/portal/")).text
 
 
-async def test_rename(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
-    await login(http, file["alice"])
-    doc = (await upload(http, file["helene"], "scan_0001.pdf", PDF)).json()
+async def test_rename(http: httpx.AsyncClient, people: dict[str, Any]) -> None:
+    await login(http, people["alice"])
+    doc = (await upload(http, people["camille"], "scan_0001.pdf", PDF)).json()
     r = await http.post(f"/api/documents/{doc['id']}/name", json={"name": "  Bilan   initial "})
     assert r.status_code == 200 and r.json()["name"] == "Bilan initial.pdf"
     r = await http.post(f"/api/documents/{doc['id']}/name", json={"name": " / "})
@@ -362,21 +344,21 @@ async def test_rename(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
 
 
 async def test_soft_delete(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any], settings: Settings
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any], settings: Settings
 ) -> None:
     staff = new_http("10.7.2.1")
-    await login(staff, file["alice"])
-    doc = (await upload(staff, file["helene"], "a.pdf", PDF, shared=True)).json()
+    await login(staff, people["alice"])
+    doc = (await upload(staff, people["camille"], "a.pdf", PDF, shared=True)).json()
     assert (await staff.delete(f"/api/documents/{doc['id']}")).status_code == 200
     row = await Document.get(id=doc["id"])
     assert row.deleted_at is not None
     assert stored_files(settings) == [row.storage_key]  # the bytes stay
-    assert (await staff.get(f"/api/clients/{file['helene'].id}/documents")).json() == []
+    assert (await staff.get(f"/api/clients/{people['camille'].id}/documents")).json() == []
     for url in (f"/api/documents/{doc['id']}", f"/api/documents/{doc['id']}/content"):
         assert (await staff.get(url)).status_code == 404
     assert (await staff.delete(f"/api/documents/{doc['id']}")).status_code == 404
     portal = new_http("10.7.2.2")
-    await login(portal, file["helene"])
+    await login(portal, people["camille"])
     assert (await portal.get("/portal/api/documents")).json() == []
     assert (await portal.get(f"/portal/api/documents/{doc['id']}/content")).status_code == 404
     assert await AuditEntry.filter(action="document.deleted").count() == 1
@@ -389,22 +371,22 @@ STAFF_EXPECTED = {"owner": 200, "alice": 200, "desk": 200, "bob": 404}
 
 @pytest.mark.parametrize("who", list(STAFF_EXPECTED))
 async def test_staff_access(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any], who: str
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any], who: str
 ) -> None:
     alice = new_http("10.7.3.1")
-    await login(alice, file["alice"])
-    doc = (await upload(alice, file["helene"], "a.pdf", PDF)).json()
+    await login(alice, people["alice"])
+    doc = (await upload(alice, people["camille"], "a.pdf", PDF)).json()
     http = new_http("10.7.3.2")
-    await login(http, file[who])
+    await login(http, people[who])
     expected = STAFF_EXPECTED[who]
-    helene = file["helene"]
-    assert (await http.get(f"/api/clients/{helene.id}/documents")).status_code == expected
+    camille = people["camille"]
+    assert (await http.get(f"/api/clients/{camille.id}/documents")).status_code == expected
     assert (await http.get(f"/api/documents/{doc['id']}/content")).status_code == expected
-    assert (await http.get(f"/staff/clients/{helene.id}/documents")).status_code == expected
+    assert (await http.get(f"/staff/clients/{camille.id}/documents")).status_code == expected
     assert (
-        await http.get(f"/staff/clients/{helene.id}/documents/{doc['id']}")
+        await http.get(f"/staff/clients/{camille.id}/documents/{doc['id']}")
     ).status_code == expected
-    r = await upload(http, helene, "b.pdf", PDF)
+    r = await upload(http, camille, "b.pdf", PDF)
     assert r.status_code == expected
     r = await http.post(f"/api/documents/{doc['id']}/shared", json={"shared": True})
     assert r.status_code == expected
@@ -412,22 +394,22 @@ async def test_staff_access(
         missing = await http.post("/api/documents/999999/shared", json={"shared": True})
         assert r.json() == missing.json()  # indistinguishable from a missing id
         assert (await Document.get(id=doc["id"])).shared_with_client is False
-        assert await Document.filter(client_id=helene.id).count() == 1
+        assert await Document.filter(client_id=camille.id).count() == 1
 
 
 async def test_clients_and_strangers(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
-    helene: Client = file["helene"]
+    camille: Client = people["camille"]
     alice = new_http("10.7.4.1")
-    await login(alice, file["alice"])
-    doc = (await upload(alice, helene, "a.pdf", PDF, shared=True)).json()
+    await login(alice, people["alice"])
+    doc = (await upload(alice, camille, "a.pdf", PDF, shared=True)).json()
     bob = new_http("10.7.4.2")
-    await login(bob, file["bob"])
-    theirs = (await upload(bob, file["other"], "b.pdf", PDF, shared=True)).json()
+    await login(bob, people["bob"])
+    theirs = (await upload(bob, people["other"], "b.pdf", PDF, shared=True)).json()
 
     portal = new_http("10.7.4.3")
-    await login(portal, helene)
+    await login(portal, camille)
     # Another client's shared document is a 404, like a missing one.
     for url in (
         f"/portal/api/documents/{theirs['id']}/content",
@@ -441,12 +423,12 @@ async def test_clients_and_strangers(
     )
     assert r.status_code == 405
     r = await portal.post(
-        f"/api/clients/{helene.id}/documents", files={"file": ("x.pdf", PDF, "application/pdf")}
+        f"/api/clients/{camille.id}/documents", files={"file": ("x.pdf", PDF, "application/pdf")}
     )
     assert r.status_code == 401
     assert (await portal.get(f"/api/documents/{doc['id']}/content")).status_code == 401
     assert (
-        await portal.get(f"/staff/clients/{helene.id}/documents/{doc['id']}")
+        await portal.get(f"/staff/clients/{camille.id}/documents/{doc['id']}")
     ).status_code == 303
     assert await Document.all().count() == 2
 
@@ -459,19 +441,19 @@ async def test_clients_and_strangers(
 # --- the tab ---------------------------------------------------------------------------------
 
 
-async def test_the_documents_tab(http: httpx.AsyncClient, file: dict[str, Any]) -> None:
-    helene: Client = file["helene"]
-    me = await login(http, file["alice"])
+async def test_the_documents_tab(http: httpx.AsyncClient, people: dict[str, Any]) -> None:
+    camille: Client = people["camille"]
+    me = await login(http, people["alice"])
     token = me["csrf_token"]
     del http.headers["X-CSRF-Token"]  # as a browser form would: the token in the URL
-    base = f"/staff/clients/{helene.id}/documents"
+    base = f"/staff/clients/{camille.id}/documents"
     page = await http.get(base)
     assert page.status_code == 200 and "No documents on this file yet." in page.text
-    assert f"/staff/clients/{helene.id}/export" in page.text  # the action bar's export
+    assert f"/staff/clients/{camille.id}/export" in page.text  # the action bar's export
 
     r = await http.post(f"{base}?csrf_token={token}", files={"file": ("Lettre.pdf", PDF)})
     assert r.status_code == 303 and r.headers["location"] == f"{base}?saved=1"
-    doc = await Document.get(client_id=helene.id)
+    doc = await Document.get(client_id=camille.id)
     r = await http.post(f"{base}?csrf_token={token}", files={"file": ("virus.pdf", EXE)})
     assert r.status_code == 422 and "Upload a PDF, an image" in r.text
     # Without the token, nothing is stored.
@@ -489,7 +471,7 @@ async def test_the_documents_tab(http: httpx.AsyncClient, file: dict[str, Any]) 
     assert "Courrier.pdf" in page.text and "Stop sharing" in page.text
     assert (await http.get(f"{base}/{doc.id}")).content == PDF
     assert (await http.post(f"{base}/{doc.id}/explode", data=form)).status_code == 404
-    other = await Client.get(id=file["other"].id)
+    other = await Client.get(id=people["other"].id)
     assert (
         await http.post(f"/staff/clients/{other.id}/documents/{doc.id}/delete", data=form)
     ).status_code == 404
@@ -506,7 +488,7 @@ async def test_storage_keys_never_leave_the_folder() -> None:
 
 # --- clinical documents ----------------------------------------------------------------------
 
-# Who reaches a clinical document on Hélène's file (Alice's client), by whether the practice
+# Who reaches a clinical document on Camille's file (Alice's client), by whether the practice
 # opens clinical details to the front desk.
 CLINICAL_EXPECTED = {
     ("owner", False): 200,
@@ -520,41 +502,41 @@ CLINICAL_EXPECTED = {
 @pytest.mark.parametrize(("who", "desk_sees_clinical"), list(CLINICAL_EXPECTED))
 async def test_clinical_documents_only_for_who_may_read_clinical_details(
     new_http: Callable[..., httpx.AsyncClient],
-    file: dict[str, Any],
+    people: dict[str, Any],
     who: str,
     desk_sees_clinical: bool,
 ) -> None:
     from models.accounts import Practice
 
-    helene: Client = file["helene"]
-    await Practice.filter(id=helene.practice_id).update(  # type: ignore[attr-defined]
+    camille: Client = people["camille"]
+    await Practice.filter(id=camille.practice_id).update(  # type: ignore[attr-defined]
         office_admins_see_clinical=desk_sees_clinical
     )
     alice = new_http("10.7.5.1")
-    await login(alice, file["alice"])
+    await login(alice, people["alice"])
     r = await alice.post(
-        f"/api/clients/{helene.id}/documents",
+        f"/api/clients/{camille.id}/documents",
         files={"file": ("Bilan.pdf", PDF, "application/pdf")},
         data={"clinical": "1", "shared": "1"},
     )
     assert r.status_code == 200 and r.json()["clinical"] is True
     secret = r.json()["id"]
-    plain = (await upload(alice, helene, "Facture.pdf", PDF)).json()
+    plain = (await upload(alice, camille, "Facture.pdf", PDF)).json()
     assert plain["clinical"] is False
 
     http = new_http("10.7.5.2")
-    await login(http, file[who])
+    await login(http, people[who])
     expected = CLINICAL_EXPECTED[(who, desk_sees_clinical)]
     missing = (await http.get("/api/documents/999999")).json()
-    listed = await http.get(f"/api/clients/{helene.id}/documents")
-    page = await http.get(f"/staff/clients/{helene.id}/documents")
+    listed = await http.get(f"/api/clients/{camille.id}/documents")
+    page = await http.get(f"/staff/clients/{camille.id}/documents")
     if who == "bob":
         assert listed.status_code == 404 and page.status_code == 404
     else:
         ids = [d["id"] for d in listed.json()]
         assert (secret in ids) is (expected == 200) and plain["id"] in ids
         assert ("Bilan.pdf" in page.text) is (expected == 200) and "Facture.pdf" in page.text
-    base = f"/staff/clients/{helene.id}/documents/{secret}"
+    base = f"/staff/clients/{camille.id}/documents/{secret}"
     token = {"csrf_token": http.headers["X-CSRF-Token"]}
     statuses = [
         (await http.get(f"/api/documents/{secret}")).status_code,
@@ -579,41 +561,41 @@ async def test_clinical_documents_only_for_who_may_read_clinical_details(
 
 
 async def test_the_client_sees_their_clinical_document_on_the_portal(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
-    helene: Client = file["helene"]
+    camille: Client = people["camille"]
     alice = new_http("10.7.6.1")
-    await login(alice, file["alice"])
+    await login(alice, people["alice"])
     r = await alice.post(
-        f"/api/clients/{helene.id}/documents",
+        f"/api/clients/{camille.id}/documents",
         files={"file": ("Bilan.pdf", PDF, "application/pdf")},
         data={"clinical": "1", "shared": "1"},
     )
     secret = r.json()["id"]
     unshared = (
         await alice.post(
-            f"/api/clients/{helene.id}/documents",
+            f"/api/clients/{camille.id}/documents",
             files={"file": ("Notes.pdf", PDF, "application/pdf")},
             data={"clinical": "1"},
         )
     ).json()["id"]
     portal = new_http("10.7.6.2")
-    await login(portal, helene)
+    await login(portal, camille)
     assert [d["id"] for d in (await portal.get("/portal/api/documents")).json()] == [secret]
     assert (await portal.get(f"/portal/api/documents/{secret}/content")).content == PDF
     assert (await portal.get(f"/portal/api/documents/{unshared}/content")).status_code == 404
     other = new_http("10.7.6.3")
-    await login(other, file["other"])
+    await login(other, people["other"])
     assert (await other.get(f"/portal/api/documents/{secret}/content")).status_code == 404
     assert (await other.get("/portal/api/documents")).json() == []
 
 
 async def test_the_tab_marks_an_upload_clinical(
-    http: httpx.AsyncClient, file: dict[str, Any]
+    http: httpx.AsyncClient, people: dict[str, Any]
 ) -> None:
-    helene: Client = file["helene"]
-    me = await login(http, file["alice"])
-    base = f"/staff/clients/{helene.id}/documents"
+    camille: Client = people["camille"]
+    me = await login(http, people["alice"])
+    base = f"/staff/clients/{camille.id}/documents"
     page = await http.get(base)
     assert 'name="clinical"' in page.text and "Clinical content" in page.text
     r = await http.post(
@@ -622,28 +604,28 @@ async def test_the_tab_marks_an_upload_clinical(
         data={"clinical": "1"},
     )
     assert r.status_code == 303
-    assert (await Document.get(client_id=helene.id)).clinical is True
+    assert (await Document.get(client_id=camille.id)).clinical is True
     assert "data-clinical" in (await http.get(base)).text
     entry = await AuditEntry.get(action="document.uploaded")
     assert entry.detail["clinical"] is True
 
 
 async def test_marking_a_document_clinical_or_not(
-    new_http: Callable[..., httpx.AsyncClient], file: dict[str, Any]
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
-    helene: Client = file["helene"]
+    camille: Client = people["camille"]
     alice = new_http("10.7.7.1")
-    me = await login(alice, file["alice"])
-    doc = (await upload(alice, helene, "Compte rendu.pdf", PDF)).json()
+    me = await login(alice, people["alice"])
+    doc = (await upload(alice, camille, "Compte rendu.pdf", PDF)).json()
     desk = new_http("10.7.7.2")
-    await login(desk, file["desk"])
+    await login(desk, people["desk"])
     assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 200
     # The therapist marks it clinical from the tab: the front desk loses it.
-    base = f"/staff/clients/{helene.id}/documents/{doc['id']}"
+    base = f"/staff/clients/{camille.id}/documents/{doc['id']}"
     r = await alice.post(f"{base}/clinical", data={"csrf_token": me["csrf_token"], "clinical": "1"})
     assert r.status_code == 303
     assert (await Document.get(id=doc["id"])).clinical is True
-    assert "Not clinical" in (await alice.get(f"/staff/clients/{helene.id}/documents")).text
+    assert "Not clinical" in (await alice.get(f"/staff/clients/{camille.id}/documents")).text
     assert (await desk.get(f"/api/documents/{doc['id']}")).status_code == 404
     r = await desk.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
     assert r.status_code == 404 and (await Document.get(id=doc["id"])).clinical is True
@@ -658,6 +640,6 @@ async def test_marking_a_document_clinical_or_not(
     actions = [e.action for e in await AuditEntry.filter(object_id=str(doc["id"])).order_by("id")]
     assert actions.count("document.clinical") == 2 and "document.not_clinical" in actions
     bob = new_http("10.7.7.3")
-    await login(bob, file["bob"])
+    await login(bob, people["bob"])
     r = await bob.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
     assert r.status_code == 404
