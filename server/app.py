@@ -7,12 +7,16 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute, websocket_session
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from models.accounts import Realm
 from portal.app import build_portal_app
@@ -52,8 +56,36 @@ async def health(request: Request) -> Response:
     )
 
 
-# The realtime endpoint as a bare ASGI app (see the routes below).
-SOCKET = websocket_session(websocket_endpoint)
+async def realtime_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The realtime endpoint as a bare ASGI app (see CabinetApp)."""
+    await websocket_endpoint(WebSocket(scope, receive=receive, send=send))
+
+
+class CabinetApp(Starlette):
+    """Starlette, with the realtime sockets served before its middleware and router.
+
+    A socket lives for hours suspended inside every layer it passed: each keeps a coroutine
+    frame (a dozen per socket through Starlette's error and exception middleware, router,
+    route and ``websocket_session`` wrappers). With thousands of idle sockets those frames
+    are memory, and the garbage collector walks them all at every full collection, which
+    showed as pauses of hundreds of milliseconds at 2,000 sockets (docs/performance.md).
+    So ``/staff/ws`` and ``/portal/ws`` go straight to their realm's session middleware and
+    the endpoint. Those layers add nothing to a socket: the endpoint closes with its own
+    codes and catches its own errors.
+    """
+
+    def __init__(self, *args: Any, sockets: dict[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sockets = sockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            socket = self.sockets.get(get_route_path(scope))
+            if socket is not None:
+                scope["app"] = self
+                await socket(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
@@ -85,7 +117,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await db.close_db()
 
     handlers = {CabinetError: cabinet_error, **SERVER_ERRORS}
-    app = Starlette(
+    app = CabinetApp(
+        # The sockets, each behind its realm's session alone (see CabinetApp).
+        sockets={
+            "/staff/ws": SessionMiddleware(realtime_socket, Realm.STAFF),
+            "/portal/ws": SessionMiddleware(realtime_socket, Realm.PORTAL),
+        },
         routes=[
             Route("/", landing),
             Route("/healthz", health),
@@ -94,11 +131,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/hooks/sms/twilio", sms_hooks.twilio_status, methods=["POST"]),
             Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
             Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
-            # The sockets first, each behind its realm's session alone: a socket lives for
-            # hours inside every layer it passed, so the fewer (no mounted app with its own
-            # middleware stack), the less memory each of thousands of idle sockets holds.
-            WebSocketRoute("/staff/ws", SessionMiddleware(SOCKET, Realm.STAFF)),
-            WebSocketRoute("/portal/ws", SessionMiddleware(SOCKET, Realm.PORTAL)),
             Mount("/staff", build_staff_app()),
             Mount("/api", build_staff_api()),
             Mount("/portal", build_portal_app()),
