@@ -589,6 +589,7 @@ async def _flood(url: str, redis_url: str, tmp: Path, cid: int, total: int, batc
         # first message is stored a whole batch of inserts before the commit that makes it
         # visible, and that wait is the flood's, not the server's.
         committed: dict[int, float] = {}
+        commit_seconds: list[float] = []
         for start in range(0, total, batch):
             ids = []
             async with atomic():
@@ -596,10 +597,16 @@ async def _flood(url: str, redis_url: str, tmp: Path, cid: int, total: int, batc
                     body = f"flood {i} " + STALL_TEXT
                     sent = await messaging._send(conversation, me, body, f"flood-{i}", recipients)
                     ids.append(sent.id)
-                # Before the commit, not after: the commit and the publish count as delivery.
-                now = time.time()
-            committed.update((mid, now) for mid in ids)
+                began = time.time()
+            # Once committed, the batch is visible to the web process: from here on any wait
+            # is the server's. The commit itself is the flood's storage cost: on SQLite one
+            # in a few hundred runs a WAL checkpoint (copying the log into the database and
+            # syncing it), which the first CI runs measured as "delivery".
+            done = time.time()
+            commit_seconds.append(done - began)
+            committed.update((mid, done) for mid in ids)
         (tmp / "committed.json").write_text(json.dumps(committed))
+        (tmp / "commits.json").write_text(json.dumps(commit_seconds))
     finally:
         await hub.stop()
         await dbmod.close_db()
@@ -766,15 +773,22 @@ async def test_a_reader_that_stops_reading_is_dropped_and_nobody_else_waits(
         for r in readers:
             assert_saw_exactly(r, stored)
         # Nobody else waited on the stalled reader: p99 from each message's commit (noted by
-        # the flood as it begins) to the socket, under the 200 ms. Timed from the message's own
-        # created_at instead, a batch's first message carried the batch's other inserts too
-        # (CI measured 330 ms that way, most of it the flood's own batching).
+        # the flood once committed) to the socket, under the 200 ms. Timed from the
+        # message's own created_at, a batch's first message carried the batch's other inserts
+        # (CI measured 330 ms that way); timed from before the commit, the flood's own slow
+        # commits counted too (CI measured 248 ms; one commit took 241 ms in a local run,
+        # while the p99 from commit to socket was 2 ms).
         committed = json.loads((tmp_path / "committed.json").read_text())
         worst = {
             r.label: p99([r.arrivals[int(mid)] - at for mid, at in committed.items()])
             for r in readers
         }
-        assert all(v < 0.2 for v in worst.values()), worst
+        commits = sorted(json.loads((tmp_path / "commits.json").read_text()))
+        assert all(v < 0.2 for v in worst.values()), (
+            worst,
+            "flood's slowest commits",
+            commits[-3:],
+        )
 
         # The server gave up on the stalled socket long before the end: reading it now finds
         # a part of the flood, in order, then the end of the connection. Its queue filled
