@@ -1,7 +1,8 @@
-"""Numbers as people type them in forms, and as forms show them back.
+"""Numbers as people type them in forms.
 
-A French page shows "20,00" and its reader types "20,00" (or "1 200,50"); an English one
-"20.00". Parsing accepts both, so a form prefilled in one locale and posted still parses.
+A French page shows "20,00" (``i18n.format_amount``, the ``amount`` filter) and its reader
+types "20,00" (or "1 200,50"); an English one "20.00". Parsing accepts both, so a form
+prefilled in one locale and posted still parses.
 """
 
 from __future__ import annotations
