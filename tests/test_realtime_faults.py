@@ -580,11 +580,12 @@ async def _flood(url: str, redis_url: str, tmp: Path, cid: int, total: int, batc
 
     set_settings(make_settings(tmp, url, broadcast_url=redis_url))
     if url.startswith("sqlite://"):
-        # No WAL checkpoint in the middle of the flood: a checkpoint run by the committing
-        # connection made some commits take 250 to 680 ms in CI, and the web process's reads
-        # lagged with them. That is SQLite shared by two processes, which the embedded
-        # default never does (one process writes and reads); this test is about the
-        # stalled reader. The web process never writes here, so nothing checkpoints.
+        # No WAL checkpoint in the middle of the flood. In CI some of the flood's commits
+        # took 250 to 680 ms and the web process's reads lagged with them; a checkpoint,
+        # which the committing connection runs and which can make readers wait, is the
+        # likely cause (not proven). That is SQLite shared by two processes, which the
+        # embedded default never does; this test is about the stalled reader. The web
+        # process never writes here, so nothing checkpoints.
         url += "?wal_autocheckpoint=0"
     await dbmod.init_db(url)
     await hub.start(redis_url)
