@@ -23,6 +23,7 @@ from portal.app import build_portal_app
 from realtime.endpoint import websocket_endpoint
 from realtime.hub import hub
 from server import db, feeds, sms_hooks
+from server.collector import freezing_collector
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
@@ -99,14 +100,17 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
+        collector = contextlib.AsyncExitStack()
         if manage_db:
             await db.init_db(settings.database_url)
             await hub.start(settings.broadcast_url)
             if settings.embedded_worker:
                 worker = asyncio.create_task(run_worker(stop), name="embedded-worker")
+            await collector.enter_async_context(freezing_collector(settings.gc_complete_minutes))
         try:
             yield
         finally:
+            await collector.aclose()
             stop.set()
             if worker is not None:
                 with contextlib.suppress(Exception):

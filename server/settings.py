@@ -74,6 +74,9 @@ class Settings:
     # Earlier-slot alerts: how long after a slot is freed its offers go out. A short wait lets
     # a mistaken cancellation be undone before five clients hear of the slot.
     offer_delay_seconds: int = 180
+    # The web process freezes what survives each full garbage collection (server/collector.py)
+    # and collects over everything this often; 0 leaves CPython's collector as it is.
+    gc_complete_minutes: int = 10
     # SMS through Twilio when all three are set; otherwise the outbox (console) default.
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -120,6 +123,7 @@ class Settings:
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
             document_max_mb=_int("DOCUMENT_MAX_MB", 20),
             offer_delay_seconds=_int("OFFER_DELAY_SECONDS", 180),
+            gc_complete_minutes=_int("GC_COMPLETE_MINUTES", 10),
             twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", ""),
             twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", ""),
             twilio_from=os.environ.get("TWILIO_FROM", ""),
