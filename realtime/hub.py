@@ -385,20 +385,26 @@ class Hub:
 async def _ended_sessions(ids: list[str], idle_seconds: int, now: datetime) -> set[str]:
     """Which of these sessions (all with this idle timeout) are revoked, expired, idled out
     or gone."""
-    from tortoise.expressions import Q
+    # Hand-written: it runs every second over every open socket's session, and building
+    # these IN lists through the ORM cost more than the queries (docs/performance.md,
+    # sixth round).
+    from server.db import connection, placeholders
 
-    from models.accounts import AuthSession
-
-    over = (
-        Q(revoked_at__isnull=False)
-        | Q(expires_at__lte=now)
-        | Q(last_seen_at__lte=now - timedelta(seconds=idle_seconds))
+    db = connection()
+    among = f"id IN ({', '.join(placeholders(len(ids)))})"
+    expired, idled = placeholders(2, start=len(ids) + 1)
+    rows = await db.execute_query_dict(
+        f"SELECT id FROM auth_session WHERE {among} AND (revoked_at IS NOT NULL"
+        f" OR expires_at <= {expired} OR last_seen_at <= {idled})",
+        [*ids, now, now - timedelta(seconds=idle_seconds)],
     )
-    rows = await AuthSession.filter(Q(id__in=ids) & over).values_list("id", flat=True)
-    ended = {str(i) for i in rows}
-    if await AuthSession.filter(id__in=ids).count() < len(ids):
-        present = await AuthSession.filter(id__in=ids).values_list("id", flat=True)
-        ended |= set(ids) - {str(i) for i in present}
+    ended = {str(row["id"]) for row in rows}
+    counted = await db.execute_query_dict(
+        f"SELECT COUNT(*) AS n FROM auth_session WHERE {among}", ids
+    )
+    if int(counted[0]["n"]) < len(ids):
+        present = await db.execute_query_dict(f"SELECT id FROM auth_session WHERE {among}", ids)
+        ended |= set(ids) - {str(row["id"]) for row in present}
     return ended
 
 

@@ -30,6 +30,7 @@ from models.realtime import RealtimeEvent
 from realtime import endpoint
 from realtime.hub import hub
 from server.auth.sessions import hash_token
+from server.settings import get_settings
 from tests.conftest import Factory, LiveServer, login
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
@@ -511,19 +512,35 @@ async def test_a_socket_closes_when_its_access_ends_and_gets_nothing_after(
     assert await refused(live_server, person.ws_path, person.cookie, live_server.url)
 
 
-async def test_a_socket_whose_session_expired_is_closed_by_the_sweep(
-    live_server: LiveServer, sign_in: SignIn, cast: Cast
+@pytest.mark.parametrize("how", ["expired", "idled out", "revoked", "gone"])
+async def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_sweep(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, how: str
 ) -> None:
-    # Expiry sends no close notice: the hub's sweep (every second) must find it.
+    # Written straight to the database, the end sends no close notice: the hub's sweep
+    # (every second) must find it, whichever way the session ended.
     helene = await sign_in(cast.helene)
+    bystander = await sign_in(cast.other)
     tab = await open_tab(live_server, helene)
+    other_tab = await open_tab(live_server, bystander)
     started = time.monotonic()
-    await AuthSession.filter(id=hash_token(helene.cookie.split("=", 1)[1])).update(
-        expires_at=datetime.now(UTC) - timedelta(seconds=1)
-    )
+    now = datetime.now(UTC)
+    session = AuthSession.filter(id=hash_token(helene.cookie.split("=", 1)[1]))
+    if how == "expired":
+        await session.update(expires_at=now - timedelta(seconds=1))
+    elif how == "idled out":
+        idle = get_settings().portal_idle_minutes
+        await session.update(last_seen_at=now - timedelta(minutes=idle, seconds=1))
+    elif how == "revoked":
+        await session.update(revoked_at=now)
+    else:
+        await session.delete()
     assert await tab.until_closed() == endpoint.CLOSE_SESSION_ENDED
     assert time.monotonic() - started < 2.5
     assert await refused(live_server, helene.ws_path, helene.cookie, live_server.url)
+    # The sweep closed that session's socket only.
+    await asyncio.sleep(1.2)
+    assert other_tab.ws.close_code is None
+    await other_tab.ws.close()
 
 
 async def test_a_client_gets_nothing_from_conversations_they_are_not_in(
