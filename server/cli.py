@@ -30,7 +30,7 @@ async def _migrate() -> None:
     try:
         await db.migrate(get_settings().database_url)
     finally:
-        # aiosqlite's thread would keep the process alive otherwise.
+        # Close the connections whatever happened: an open pool must not outlive the command.
         await db.close_db()
 
 

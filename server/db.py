@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -26,9 +27,19 @@ from server.settings import get_settings
 MODEL_MODULES = ["models"]
 
 
+def connection_config(database_url: str) -> str | dict[str, Any]:
+    """Tortoise's connection settings for a DATABASE_URL. SQLite gets our client, which runs
+    statements on the event loop's thread instead of aiosqlite's (server/sqlite.py)."""
+    if not database_url.startswith("sqlite://"):
+        return database_url
+    config = expand_db_url(database_url)
+    config["engine"] = "server.sqlite"
+    return config
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection_config(database_url)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,

@@ -1,0 +1,215 @@
+"""SQLite without a thread hop: Tortoise's SQLite client, its statements run on the loop.
+
+Why: Tortoise reaches SQLite through aiosqlite, which runs every statement on a thread of
+its own: a queue put, a thread wake-up, and a wake-up of the event loop to hand the result
+back, for statements that themselves take microseconds. A message send is about nine of
+them; the hops cost more than the SQL (bench/sendpath.py: 2.0 CPU ms per send one at a
+time, 1.0 here; docs/performance.md, sixth round). Here a statement runs straight on the
+event loop's thread, on one ``sqlite3`` connection, still behind Tortoise's lock (one
+statement or transaction at a time, as before).
+
+What could hold the loop, and what we do instead:
+
+- **Another process's lock.** The connection has no busy timeout of its own (a busy wait
+  inside ``sqlite3`` would freeze the loop). A statement that finds the database locked is
+  tried again after an asyncio sleep, doubling from 1 to 50 ms, for up to
+  ``BUSY_TIMEOUT`` seconds (``sqlite3``'s own default), then fails as before.
+- **Many statements in a row** (a batch that writes a thousand rows). A statement here
+  never suspends its caller, so a coroutine that runs one after another would never let
+  the loop serve anyone else; after ``YIELD_EVERY`` seconds of statements, the next one
+  lets the loop go round once first.
+- **A long read** (a search over thousands of clients, a report). A ``SELECT`` that has
+  run for ``READ_BUDGET`` seconds on the loop is interrupted and run again, whole, on a
+  worker thread, where it may take as long as it needs while the loop serves everyone
+  else. Reads are safe to interrupt: an interrupted read leaves its transaction as it
+  was (an interrupted write would roll the whole transaction back, so writes run to the
+  end; they are short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from tortoise.backends.sqlite.client import SqliteClient
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT = 5.0
+READ_BUDGET = 0.002
+YIELD_EVERY = 0.002
+# The progress handler runs every this many SQLite virtual machine instructions: often
+# enough to stop a long read within a fraction of a millisecond past its budget, seldom
+# enough that a short statement never calls back into Python at all.
+PROGRESS_EVERY = 1000
+
+
+class _Interrupted(Exception):
+    """A read ran past its budget on the loop and must be run again on a thread."""
+
+
+class _Cursor:
+    """What Tortoise does with aiosqlite's cursor: close it (after a PRAGMA)."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    # SQLITE_BUSY and its extended codes, except BUSY_SNAPSHOT: a transaction whose snapshot
+    # is stale can never take the write lock, and waiting would only delay its failure.
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # a message without a code: sqlite3 says "database is locked"
+        return "database is locked" in str(exc)
+    return code & 0xFF == sqlite3.SQLITE_BUSY and code != 517
+
+
+class InlineConnection:
+    """aiosqlite.Connection's interface, as far as Tortoise uses it, on the calling thread.
+
+    Only ever used under Tortoise's connection lock, so one statement runs at a time; a
+    read moved to a thread still holds that lock until it is done.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._deadline: float | None = None
+        # When the loop last went round because of us (see YIELD_EVERY).
+        self._yielded = time.perf_counter()
+        conn.set_progress_handler(self._progress, PROGRESS_EVERY)
+
+    def _progress(self) -> int:
+        deadline = self._deadline
+        return 1 if deadline is not None and time.perf_counter() > deadline else 0
+
+    @property
+    def total_changes(self) -> int:
+        return self._conn.total_changes
+
+    async def _retrying(
+        self, run: Callable[[], T], *, repeatable: bool = True, on_thread: bool = False
+    ) -> T:
+        """``run()``, tried again while another connection holds the lock it needs.
+
+        ``repeatable`` False: only while nothing was written yet (an ``executemany`` that
+        got past its first row must not run those rows twice). ``on_thread``: on a worker
+        thread instead of the loop's."""
+        if time.perf_counter() - self._yielded > YIELD_EVERY:
+            await asyncio.sleep(0)
+            self._yielded = time.perf_counter()
+        delay = 0.001
+        deadline: float | None = None
+        changes = self._conn.total_changes
+        while True:
+            try:
+                return await self._on_thread(run) if on_thread else run()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or (not repeatable and self._conn.total_changes != changes):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + BUSY_TIMEOUT
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    async def _on_thread(self, run: Callable[[], T]) -> T:
+        """``run()`` on a worker thread. Cancelled meanwhile, the statement is interrupted and
+        waited for before the caller hears of it: the caller then lets go of Tortoise's
+        lock, and the next statement must not find this one still running."""
+        running = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            self._conn.interrupt()
+            await asyncio.wait([running])
+            raise
+
+    def _fetch(self, sql: str, parameters: Sequence[Any] | None, budget: bool) -> list[Any]:
+        self._deadline = time.perf_counter() + READ_BUDGET if budget else None
+        try:
+            return self._conn.execute(sql, parameters or ()).fetchall()
+        except sqlite3.OperationalError as exc:
+            if budget and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+                raise _Interrupted from None
+            raise
+        finally:
+            self._deadline = None
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
+        if not _is_read(sql):
+            return await self._retrying(lambda: self._fetch(sql, parameters, False))
+        try:
+            return await self._retrying(lambda: self._fetch(sql, parameters, True))
+        except _Interrupted:
+            pass
+        # A long read: on a thread, with no budget, waiting for locks the same way.
+        return await self._retrying(lambda: self._fetch(sql, parameters, False), on_thread=True)
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> _Cursor:
+        return _Cursor(await self._retrying(lambda: self._conn.execute(sql, parameters or ())))
+
+    async def execute_insert(self, sql: str, parameters: Sequence[Any]) -> tuple[int | None]:
+        cursor = await self._retrying(lambda: self._conn.execute(sql, parameters))
+        return (cursor.lastrowid,)
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
+        rows = list(parameters)
+        await self._retrying(lambda: self._conn.executemany(sql, rows), repeatable=False)
+
+    async def executescript(self, script: str) -> None:
+        # Schema changes, at start-up: rare, and allowed to wait for a lock the plain way.
+        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        try:
+            self._conn.executescript(script)
+        finally:
+            self._conn.execute("PRAGMA busy_timeout = 0")
+
+    async def commit(self) -> None:
+        await self._retrying(self._conn.commit)
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+class InlineSqliteClient(SqliteClient):
+    """Tortoise's SQLite client on an ``InlineConnection`` (pragmas and all else as before)."""
+
+    async def create_connection(self, with_db: bool) -> None:
+        if self._connection:
+            return
+        # No busy timeout (see the module's docstring); any thread may run a statement,
+        # one at a time under Tortoise's lock (a long read moves to a worker thread).
+        conn = sqlite3.connect(
+            self.filename, isolation_level=None, timeout=0, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        connection = InlineConnection(conn)
+        for pragma, value in self.pragmas.items():
+            await connection.execute(f"PRAGMA {pragma}={value}")
+        self._connection = connection  # type: ignore[assignment]
+        await self._post_connect()
+
+
+client_class = InlineSqliteClient
+
+
+def get_client_class(db_info: dict[str, Any]) -> type[SqliteClient]:
+    return InlineSqliteClient

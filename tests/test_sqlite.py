@@ -1,0 +1,202 @@
+"""The SQLite client that runs statements on the event loop's thread (server/sqlite.py):
+nothing waits on a thread for a short statement, and nothing holds the loop for long, not
+another process's lock and not a long read."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from tortoise import connections
+from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.exceptions import IntegrityError, OperationalError
+
+from server import sqlite
+from server.db import close_db, connection_config, init_db
+from server.sqlite import InlineSqliteClient
+
+# A read that takes a good part of a second on any machine: 3 million rows counted.
+LONG_READ = (
+    "SELECT COUNT(*) AS n FROM (WITH RECURSIVE c(x) AS "
+    "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT x FROM c)"
+)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[InlineSqliteClient]:
+    url = f"sqlite://{tmp_path / 'db.sqlite3'}"
+    await init_db(url)  # the app's models; the test uses a table of its own
+    try:
+        c = connections.get("default")
+        assert isinstance(c, InlineSqliteClient)
+        await c.execute_script("CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        yield c
+    finally:
+        await close_db()
+
+
+class Ticker:
+    """Counts event-loop turns every 5 ms: a loop held by a statement stops counting."""
+
+    def __init__(self) -> None:
+        self.longest_gap = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            self.longest_gap = max(self.longest_gap, now - last)
+            last = now
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.sleep(0.01)  # ticking
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(0.01)  # a tick after the last statement, to see its gap
+        assert self._task is not None
+        self._task.cancel()
+
+
+@contextmanager
+def locked_by_another_process(path: str, seconds: float) -> Iterator[threading.Thread]:
+    """Another connection (as another process would) holds the write lock for a while."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO note (body) VALUES ('theirs')")
+        taken.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait()
+    try:
+        yield thread
+    finally:
+        thread.join()
+
+
+def test_sqlite_urls_get_the_inline_client_and_keep_their_pragmas() -> None:
+    config = connection_config("sqlite:///tmp/x.sqlite3?synchronous=NORMAL")
+    assert isinstance(config, dict)
+    assert config["engine"] == "server.sqlite"
+    assert config["credentials"]["synchronous"] == "NORMAL"
+    assert config["credentials"]["file_path"] == "/tmp/x.sqlite3"
+    assert connection_config("postgres://u@h:5432/db") == "postgres://u@h:5432/db"
+    assert issubclass(sqlite.get_client_class(config), SqliteClient)
+
+
+async def test_statements_run_on_the_loops_thread(client: InlineSqliteClient) -> None:
+    threads: list[int] = []
+    raw = client._connection._conn  # type: ignore[attr-defined]
+    raw.create_function("whose", 0, lambda: threads.append(threading.get_ident()) or 1)
+    await client.execute_query("INSERT INTO note (body) VALUES ('a')")
+    await client.execute_query_dict("SELECT whose() AS w FROM note")
+    async with client._in_transaction() as tx:
+        await tx.execute_query("INSERT INTO note (body) VALUES ('b')")
+        await tx.execute_query_dict("SELECT whose() AS w FROM note LIMIT 1")
+    assert len(threads) == 2 and set(threads) == {threading.get_ident()}
+    assert await client.execute_query_dict("SELECT body FROM note ORDER BY id") == [
+        {"body": "a"},
+        {"body": "b"},
+    ]
+    # The pragmas Tortoise sets are there.
+    [mode] = await client.execute_query_dict("PRAGMA journal_mode")
+    assert mode["journal_mode"] == "wal"
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_without_holding_the_loop(
+    client: InlineSqliteClient,
+) -> None:
+    async with Ticker() as ticker:
+        with locked_by_another_process(client.filename, 0.4):
+            started = time.perf_counter()
+            await client.execute_query("INSERT INTO note (body) VALUES ('mine')")
+            waited = time.perf_counter() - started
+    assert waited > 0.2  # it did wait for the other writer
+    assert ticker.longest_gap < 0.1  # and the loop went on meanwhile
+    rows = await client.execute_query_dict("SELECT body FROM note ORDER BY id")
+    assert [r["body"] for r in rows] == ["theirs", "mine"]
+
+
+async def test_a_lock_held_too_long_fails_as_before(
+    client: InlineSqliteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 0.2)
+    with locked_by_another_process(client.filename, 0.6):
+        with pytest.raises(OperationalError, match="locked"):
+            await client.execute_query("INSERT INTO note (body) VALUES ('mine')")
+    rows = await client.execute_query_dict("SELECT body FROM note")
+    assert [r["body"] for r in rows] == ["theirs"]
+
+
+async def test_a_long_read_moves_to_a_thread_and_leaves_its_transaction_whole(
+    client: InlineSqliteClient,
+) -> None:
+    async with Ticker() as ticker:
+        async with client._in_transaction() as tx:
+            await tx.execute_query("INSERT INTO note (body) VALUES ('before the read')")
+            started = time.perf_counter()
+            [row] = await tx.execute_query_dict(LONG_READ)
+            took = time.perf_counter() - started
+            await tx.execute_query("INSERT INTO note (body) VALUES ('after the read')")
+    assert row["n"] == 3_000_000
+    assert took > 0.1  # long enough that holding the loop would show
+    # Interrupted on the loop after its budget, then run whole on a thread.
+    assert ticker.longest_gap < 0.05
+    rows = await client.execute_query_dict("SELECT body FROM note ORDER BY id")
+    assert [r["body"] for r in rows] == ["before the read", "after the read"]
+
+
+async def test_a_failed_statement_is_not_retried_and_keeps_its_error(
+    client: InlineSqliteClient,
+) -> None:
+    with pytest.raises(OperationalError, match="no such table"):
+        await client.execute_query_dict("SELECT * FROM missing")
+    await client.execute_many("INSERT INTO note (id, body) VALUES (?, ?)", [[1, "one"], [2, "two"]])
+    with pytest.raises(IntegrityError):
+        await client.execute_many("INSERT INTO note (id, body) VALUES (?, ?)", [[3, "x"], [1, "y"]])
+    rows = await client.execute_query_dict("SELECT id FROM note ORDER BY id")
+    assert [r["id"] for r in rows] == [1, 2]  # the failed batch was rolled back whole
+
+
+async def test_many_statements_in_a_row_let_the_loop_go_round(
+    client: InlineSqliteClient,
+) -> None:
+    async with Ticker() as ticker:
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.3:
+            async with client._in_transaction() as tx:
+                for _ in range(50):
+                    await tx.execute_query("INSERT INTO note (body) VALUES ('row')")
+    assert ticker.longest_gap < 0.05
+
+
+async def test_a_long_read_cancelled_on_its_thread_stops_before_the_next_statement(
+    client: InlineSqliteClient,
+) -> None:
+    # A request that goes away (the browser closed) cancels its read; the next statement
+    # on the connection must not run beside it, nor wait for it to finish counting.
+    reading = asyncio.ensure_future(client.execute_query_dict(LONG_READ))
+    await asyncio.sleep(0.05)  # interrupted on the loop, now on its thread
+    reading.cancel()
+    started = time.perf_counter()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await client.execute_query("INSERT INTO note (body) VALUES ('next')")
+    assert time.perf_counter() - started < 0.1
+    assert await client.execute_query_dict("SELECT body FROM note") == [{"body": "next"}]
