@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from starlette.websockets import WebSocket
 
-from realtime.events import Event, last_seq
+from realtime.events import Event, dump_payload, frame_text, last_seq
 from realtime.hub import hub
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.db import connection, placeholders
@@ -158,7 +158,8 @@ class Socket:
         self.last_sent = asyncio.get_running_loop().time()
 
     async def _send_event(self, event: Event) -> None:
-        await self._send(event.envelope())
+        await self.ws.send_text(event.frame())
+        self.last_sent = asyncio.get_running_loop().time()
         self.last = event.seq
 
     async def _catch_up(self) -> int:
@@ -278,8 +279,8 @@ async def missed_frames(
             continue
         payload = row["payload"]
         if not isinstance(payload, str):  # a driver that decodes JSON itself
-            payload = json.dumps(payload, separators=(",", ":"), default=str)
-        frames.append((seq, f'{{"seq":{seq},"type":{json.dumps(row["type"])},"data":{payload}}}'))
+            payload = dump_payload(payload)
+        frames.append((seq, frame_text(seq, row["type"], payload)))
     frames.sort()
     return frames, current
 
