@@ -18,6 +18,9 @@ from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
 def build_portal_app() -> ASGIApp:
     auth = AuthPages(Realm.PORTAL, "/portal")
     routes = [
+        # First: the API takes every message a client sends, and Starlette tries the routes
+        # in order (nothing else here starts with /api).
+        Mount("/api", Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS)),
         Route("/", pages.home),
         Route("/messages", pages.messages),
         Route("/documents", documents.documents_page),
@@ -44,7 +47,6 @@ def build_portal_app() -> ASGIApp:
         Route("/book/{practitioner_id:int}", booking.book, methods=["POST"]),
         Route("/calendar-feed", feeds.feed_page),
         Route("/calendar-feed/renew", feeds.renew_feed, methods=["POST"]),
-        Mount("/api", Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS)),
         Mount("/static", StaticFiles(directory=static_dir("portal"))),
     ]
     return SessionMiddleware(

@@ -127,6 +127,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             "/portal/ws": SessionMiddleware(realtime_socket, Realm.PORTAL),
         },
         routes=[
+            # The APIs first: they take every message sent, and Starlette tries the routes
+            # in order (no other route starts with /api/ or /portal/).
+            Mount("/api", build_staff_api()),
+            Mount("/portal", build_portal_app()),
             Route("/", landing),
             Route("/healthz", health),
             Route("/feeds/staff/{token}", feeds.staff_feed),
@@ -135,8 +139,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/staff", lambda r: RedirectResponse("/staff/", status_code=307)),
             Route("/portal", lambda r: RedirectResponse("/portal/", status_code=307)),
             Mount("/staff", build_staff_app()),
-            Mount("/api", build_staff_api()),
-            Mount("/portal", build_portal_app()),
             Mount("/static", StaticFiles(directory=ROOT / "server" / "static"), name="static"),
         ],
         exception_handlers=handlers,  # type: ignore[arg-type]

@@ -25,6 +25,8 @@ from tortoise.transactions import in_transaction
 from server.settings import get_settings
 
 MODEL_MODULES = ["models"]
+# The connection's dialect, once asked (see dialect()); forgotten by init_db and close_db.
+_dialect: str | None = None
 
 
 def connection_config(database_url: str) -> str | dict[str, Any]:
@@ -61,6 +63,8 @@ def __getattr__(name: str) -> Any:
 
 
 async def init_db(database_url: str) -> None:
+    global _dialect
+    _dialect = None
     # The global fallback lets uvicorn's request tasks see the connections opened by the
     # lifespan task (Tortoise 1.x keeps its state in a context variable).
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
@@ -74,6 +78,8 @@ async def migrate(database_url: str) -> None:
 
 
 async def close_db() -> None:
+    global _dialect
+    _dialect = None
     await Tortoise.close_connections()
 
 
@@ -82,7 +88,11 @@ def connection() -> BaseDBAsyncClient:
 
 
 def dialect() -> str:
-    return connection().capabilities.dialect
+    # Asked a dozen times per message sent (every placeholder): looked up once per init_db.
+    global _dialect
+    if _dialect is None:
+        _dialect = connection().capabilities.dialect
+    return _dialect
 
 
 def placeholders(n: int, start: int = 1) -> list[str]:
@@ -126,10 +136,21 @@ def _datetime_columns(model: type[Model]) -> frozenset[str]:
     )
 
 
+@functools.cache
+def _row_keys(model: type[Model], alias: str) -> tuple[tuple[str, str], ...]:
+    """(key in the row, column) for every column ``select_columns(model, alias)`` selects."""
+    return tuple(
+        (f"{alias}__{column}", column) for column in model._meta.fields_db_projection.values()
+    )
+
+
 def from_row(model: type[M], row: dict[str, Any], alias: str) -> M:
     """The ``model`` instance whose columns ``select_columns(model, alias)`` selected."""
-    prefix = f"{alias}__"
-    values = {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+    try:
+        values = {column: row[key] for key, column in _row_keys(model, alias)}
+    except KeyError:  # not every column selected: what there is (a partial model)
+        prefix = f"{alias}__"
+        values = {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
     # SQLite hands datetimes back as ISO text: the C parser reads what Tortoise wrote
     # (isoformat(" ")) many times faster than Tortoise's own, a dozen per request.
     for column in _datetime_columns(model):
