@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -19,8 +19,9 @@ def build_portal_app() -> ASGIApp:
     auth = AuthPages(Realm.PORTAL, "/portal")
     routes = [
         # First: the API takes every message a client sends, and Starlette tries the routes
-        # in order (nothing else here starts with /api).
-        Mount("/api", Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS)),
+        # in order (nothing else here starts with /api). A bare router, as for the staff
+        # API (staff/app.py): the portal app answers what escapes it.
+        Mount("/api", Router(routes=api.routes())),
         Route("/", pages.home),
         Route("/messages", pages.messages),
         Route("/documents", documents.documents_page),

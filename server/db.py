@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from tortoise import Tortoise, connections
+from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.connection import get_connection
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -84,7 +85,8 @@ async def close_db() -> None:
 
 
 def connection() -> BaseDBAsyncClient:
-    return connections.get("default")
+    # The transaction's connection inside atomic(), else the pool (Tortoise's context).
+    return get_connection("default")
 
 
 def dialect() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -140,6 +140,7 @@ def build_staff_app() -> ASGIApp:
 
 
 def build_staff_api() -> ASGIApp:
-    return SessionMiddleware(
-        Starlette(routes=api.routes(), exception_handlers=SERVER_ERRORS), Realm.STAFF
-    )
+    # A bare router, not a Starlette app: the API answers its own errors (server/api.py),
+    # and what escapes is the outer app's to answer (server_error, 404, 405), as it would
+    # have been its own app's; one stack of middleware less on every message sent.
+    return SessionMiddleware(Router(routes=api.routes()), Realm.STAFF)
