@@ -200,3 +200,46 @@ async def test_a_long_read_cancelled_on_its_thread_stops_before_the_next_stateme
     await client.execute_query("INSERT INTO note (body) VALUES ('next')")
     assert time.perf_counter() - started < 0.1
     assert await client.execute_query_dict("SELECT body FROM note") == [{"body": "next"}]
+
+
+class SlowCommit:
+    """A sqlite3 connection whose commit takes as long as a slow disk's fsync."""
+
+    def __init__(self, conn: sqlite3.Connection, seconds: float) -> None:
+        self._conn = conn
+        self.seconds = seconds
+
+    def commit(self) -> None:
+        time.sleep(self.seconds)
+        self._conn.commit()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+async def test_a_commit_waits_for_the_disk_off_the_loop_and_is_never_cut_short(
+    client: InlineSqliteClient,
+) -> None:
+    inline = client._connection  # type: ignore[attr-defined]
+    inline._conn = SlowCommit(inline._conn, 0.3)
+
+    async def write() -> None:
+        async with client._in_transaction() as tx:
+            await tx.execute_query("INSERT INTO note (body) VALUES ('kept')")
+
+    async with Ticker() as ticker:
+        await write()  # the loop went on while the disk was slow
+    assert ticker.longest_gap < 0.1
+    # A caller that goes away mid-commit (a closed browser tab) does not cut it short: the
+    # message it carried is either wholly stored or not at all, and here it is.
+    writing = asyncio.ensure_future(write())
+    await asyncio.sleep(0.1)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    inline._conn = inline._conn._conn
+    rows = await client.execute_query_dict("SELECT body FROM note")
+    assert [r["body"] for r in rows] == ["kept", "kept"]
+    async with client._in_transaction() as tx:  # and the connection is as good as new
+        await tx.execute_query("INSERT INTO note (body) VALUES ('next')")
+    assert len(await client.execute_query_dict("SELECT id FROM note")) == 3
