@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -108,6 +109,15 @@ class Socket:
             # resume from its last seq.
             self.kick(CLOSE_RESYNC, "too far behind, resume")
             return
+        if (
+            event is not None
+            and seq == self.last + 1
+            and self.ready
+            and self._writer is None
+            and self._pending is None
+        ):
+            self._send_now(event)
+            return
         self._put((seq, event))
 
     def offer_ephemeral(self, payload: dict[str, Any]) -> None:
@@ -153,6 +163,25 @@ class Socket:
 
     # --- sending ----------------------------------------------------------------------------
 
+    def _send_now(self, event: Event) -> None:
+        """Send the next event from the caller's task, with no writer task, when nothing is
+        queued: the common case, a socket that keeps up. uvicorn writes a frame to the
+        transport without waiting unless the client's side is full; only then does a
+        writer task take over, to finish this frame and send what comes after it."""
+        sending = self.ws.send_text(event.frame())
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            self.last = event.seq
+            self.last_sent = asyncio.get_running_loop().time()
+            return
+        except Exception as exc:  # noqa: BLE001 - the socket went away
+            log.info("socket send failed: %r", exc)
+            self.kick(1011, "server error, resume")
+            return
+        self._pending = deque()
+        self._writer = asyncio.ensure_future(self._write(_resume(sending, waiting_on), event))
+
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, separators=(",", ":"), default=str))
         self.last_sent = asyncio.get_running_loop().time()
@@ -194,8 +223,16 @@ class Socket:
         self.ready = True
         self._start_writer()
 
-    async def _write(self) -> None:
+    async def _write(
+        self, unfinished: Awaitable[None] | None = None, event: Event | None = None
+    ) -> None:
+        """Send the queue in order; first finish ``unfinished``, the sending of ``event``
+        that ``_send_now`` began."""
         try:
+            if unfinished is not None and event is not None:
+                await unfinished
+                self.last = event.seq
+                self.last_sent = asyncio.get_running_loop().time()
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, str):
@@ -252,6 +289,29 @@ class Socket:
             await client_handlers[kind](caller, message)
         except Exception as exc:  # noqa: BLE001 - a bad client message must not kill the socket
             log.info("client message %s refused: %s", kind, exc)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    """What ``await coroutine`` does, for a coroutine already started by hand and now waiting
+    on ``waiting_on`` (the future it yielded): the task that awaits this waits on that
+    future, then drives the coroutine on, results and exceptions (a cancel) passed in."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a cancel goes in as await would
+            try:
+                waiting_on = coroutine.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting_on = coroutine.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 async def missed_frames(

@@ -13,9 +13,11 @@ import contextlib
 import json
 import socket
 import time
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -24,10 +26,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Origin
 
-from models.accounts import AuthSession, StaffUser
+from models.accounts import AuthSession, Realm, StaffUser
 from models.clients import Client
 from models.realtime import RealtimeEvent
 from realtime import endpoint
+from realtime.events import Event
 from realtime.hub import hub
 from server.auth.sessions import hash_token
 from server.settings import get_settings
@@ -732,3 +735,58 @@ async def test_a_client_message_handler_gets_the_caller_as_they_are_now(
     await tab.ws.send(json.dumps({"type": "wave", "n": 2}))
     assert await tab.until_closed() == endpoint.CLOSE_SESSION_ENDED
     assert len(seen) == 1
+
+
+class GatedWebSocket:
+    """A websocket whose client side is full while ``room`` is cleared: its sends wait, as
+    uvicorn's do while the transport is paused."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def send_text(self, text: str) -> None:
+        await self.room.wait()
+        self.sent.append(json.loads(text)["seq"])
+
+
+async def test_a_frame_goes_out_at_once_and_a_full_socket_hands_over_to_a_writer() -> None:
+    ws = GatedWebSocket()
+    caller = SimpleNamespace(
+        recipient="c:1", session=SimpleNamespace(id="s", idle_seconds=60), realm=Realm.PORTAL
+    )
+    sock = endpoint.Socket(typing.cast(Any, ws), typing.cast(Any, caller), after=0)
+    sock.ready = True
+
+    def event(seq: int) -> Event:
+        return Event("c:1", seq, "message.created", {"id": seq}, f'{{"id":{seq}}}')
+
+    # A socket that keeps up: the frame is written by the publisher, no task made for it.
+    sock.offer(1, event(1))
+    assert ws.sent == [1] and sock.last == 1
+    assert sock._writer is None and sock._pending is None
+
+    # The client's side is full: a writer finishes that frame, then the queue, in order.
+    ws.room.clear()
+    for seq in (2, 3, 4):
+        sock.offer(seq, event(seq))
+    writer = sock._writer
+    assert writer is not None and ws.sent == [1] and sock.queued == 2
+    ws.room.set()
+    await asyncio.wait_for(writer, WAIT)
+    assert ws.sent == [1, 2, 3, 4] and sock.last == 4
+    assert sock._writer is None and sock._pending is None
+
+    # Closed while a frame waits: it is dropped, and nothing more is written.
+    ws.room.clear()
+    sock.offer(5, event(5))
+    writer = sock._writer
+    assert writer is not None
+    sock.kick(endpoint.CLOSE_RESYNC, "too far behind, resume")
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(writer, WAIT)
+    ws.room.set()
+    sock.offer(6, event(6))
+    await asyncio.sleep(0.01)
+    assert ws.sent == [1, 2, 3, 4] and sock.last == 4
