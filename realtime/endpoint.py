@@ -8,9 +8,10 @@ signed in, 4008 too far behind (resume with ?after=), 1012 server restarting.
 
 Thousands of sockets sit idle in one process, so an idle one costs as little as will do:
 the ASGI task that uvicorn runs for it reads the client's frames and nothing else waits on
-its behalf. A writer task exists only while there is something to send, the queue of what
-to send only while it is not empty, and heartbeats come from one timer for the whole
-process. The socket keeps the caller's ids, not their database rows.
+its behalf. The next event goes out from the task that publishes it when nothing waits
+before it; a writer task exists only while frames wait (the client's side is full, or a
+gap must be read from the database), the queue only while it is not empty, and heartbeats
+come from one timer for the whole process. The socket keeps the caller's ids, not their database rows.
 """
 
 from __future__ import annotations
