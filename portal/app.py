@@ -15,13 +15,20 @@ from server.auth.views import AuthPages
 from server.web import SERVER_ERRORS, SessionMiddleware, static_dir
 
 
+def build_portal_api() -> ASGIApp:
+    """The portal's JSON API, for the outer app to mount at /portal/api ahead of the portal
+    app. A bare router behind the realm's session, as the staff API (staff/app.py): it
+    answers its own errors (server/api.py), and what escapes is the outer app's to answer,
+    as it would have been the portal app's (the same handlers); one stack of Starlette
+    middleware less on every message a client sends. Built here so that the modules that
+    add endpoints to ``api`` (measures, documents, forms) are imported first."""
+    return SessionMiddleware(Router(routes=api.routes()), Realm.PORTAL)
+
+
 def build_portal_app() -> ASGIApp:
+    """The portal's pages, mounted at /portal (its API is mounted apart: build_portal_api)."""
     auth = AuthPages(Realm.PORTAL, "/portal")
     routes = [
-        # First: the API takes every message a client sends, and Starlette tries the routes
-        # in order (nothing else here starts with /api). A bare router, as for the staff
-        # API (staff/app.py): the portal app answers what escapes it.
-        Mount("/api", Router(routes=api.routes())),
         Route("/", pages.home),
         Route("/messages", pages.messages),
         Route("/documents", documents.documents_page),

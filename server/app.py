@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from models.accounts import Realm
-from portal.app import build_portal_app
+from portal.app import build_portal_api, build_portal_app
 from realtime.endpoint import websocket_endpoint
 from realtime.hub import hub
 from server import db, feeds, sms_hooks
@@ -128,8 +128,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         },
         routes=[
             # The APIs first: they take every message sent, and Starlette tries the routes
-            # in order (no other route starts with /api/ or /portal/).
+            # in order (no other route starts with /api/; /portal/api before /portal).
             Mount("/api", build_staff_api()),
+            Mount("/portal/api", build_portal_api()),
             Mount("/portal", build_portal_app()),
             Route("/", landing),
             Route("/healthz", health),
