@@ -45,6 +45,7 @@ class Endpoint:
     response_list: bool = False
     params: list[str] = field(default_factory=list)
     public: bool = False
+    busiest: bool = False
 
 
 class Api:
@@ -66,8 +67,10 @@ class Api:
         summary: str = "",
         statuses: tuple[int, ...] = (401, 404, 422),
         public: bool = False,
+        busiest: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Register an endpoint; ``public`` ones (sign-in, reset) need no session."""
+        """Register an endpoint; ``public`` ones (sign-in, reset) need no session;
+        ``busiest`` ones are matched before the others (the router tries routes in order)."""
 
         def decorator(handler: Handler) -> Handler:
             params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
@@ -83,6 +86,7 @@ class Api:
                     response_list,
                     params,
                     public,
+                    busiest,
                 )
             )
             return handler
@@ -91,11 +95,13 @@ class Api:
 
     def routes(self) -> list[Route]:
         by_path: dict[str, dict[str, Endpoint]] = {}
-        for ep in self.endpoints:
+        for ep in sorted(self.endpoints, key=lambda ep: not ep.busiest):
             by_path.setdefault(ep.path, {})[ep.method] = ep
-        routes = [Route("/openapi.json", self._openapi_endpoint, methods=["GET"])]
-        for path, methods in by_path.items():
-            routes.append(Route(path, self._dispatcher(methods), methods=list(methods)))
+        routes = [
+            Route(path, self._dispatcher(methods), methods=list(methods))
+            for path, methods in by_path.items()
+        ]
+        routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
         return routes
 
     def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
