@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import random
@@ -35,6 +36,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(HERE.parent), str(HERE)] + [
     p for p in sys.path if Path(p or ".").resolve() != HERE
 ]
+
+
+# Set while a counted call runs, in its task: the calls it makes are not counted again.
+_counting: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
 
 
 class StatementCounter:
@@ -59,7 +64,13 @@ class StatementCounter:
     def install(self) -> None:
         from tortoise.backends.sqlite import client as sqlite_client
 
-        classes: list[type] = [sqlite_client.SqliteClient, sqlite_client.SqliteTransactionWrapper]
+        from server.sqlite import InlineSqliteClient
+
+        classes: list[type] = [
+            InlineSqliteClient,  # its reads on the reader connection
+            sqlite_client.SqliteClient,
+            sqlite_client.SqliteTransactionWrapper,
+        ]
         try:
             from tortoise.backends.asyncpg import client as pg_client
             from tortoise.backends.base_postgres import client as base_pg
@@ -79,8 +90,14 @@ class StatementCounter:
         counts = self.counts
 
         async def counted(client: Any, *args: Any, **kwargs: Any) -> Any:
+            if _counting.get():  # a subclass's method calling its base's: one statement
+                return await original(client, *args, **kwargs)
             counts[name] += 1
-            return await original(client, *args, **kwargs)
+            token = _counting.set(True)
+            try:
+                return await original(client, *args, **kwargs)
+            finally:
+                _counting.reset(token)
 
         return counted
 

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.backends.sqlite.client import SqliteClient, translate_exceptions
 
 T = TypeVar("T")
 
@@ -259,22 +259,85 @@ class InlineConnection:
 
 
 class InlineSqliteClient(SqliteClient):
-    """Tortoise's SQLite client on an ``InlineConnection`` (pragmas and all else as before)."""
+    """Tortoise's SQLite client on an ``InlineConnection`` (pragmas and all else as before),
+    with a second connection for the reads made outside any transaction (see ``_read``)."""
+
+    _reader: InlineConnection | None = None
+    _reading = False
 
     async def create_connection(self, with_db: bool) -> None:
         if self._connection:
             return
+        connection = await self._connect(self.pragmas)
+        self._connection = connection  # type: ignore[assignment]
+        await self._post_connect()
+        self._reader = await self._open_reader(connection)
+
+    async def _connect(self, pragmas: dict[str, Any]) -> InlineConnection:
         # No busy timeout (see the module's docstring); any thread may run a statement,
-        # one at a time under Tortoise's lock (a long read moves to a worker thread).
+        # one at a time (a long read moves to the connection's worker thread).
         conn = sqlite3.connect(
             self.filename, isolation_level=None, timeout=0, check_same_thread=False
         )
         conn.row_factory = sqlite3.Row
         connection = InlineConnection(conn)
-        for pragma, value in self.pragmas.items():
+        for pragma, value in pragmas.items():
             await connection.execute(f"PRAGMA {pragma}={value}")
-        self._connection = connection  # type: ignore[assignment]
-        await self._post_connect()
+        return connection
+
+    async def _open_reader(self, writer: InlineConnection) -> InlineConnection | None:
+        """The reads' own connection, where WAL lets a reader and a writer work at once: a
+        file database (an in-memory one would be another, empty database) in WAL mode."""
+        [row] = await writer.execute_fetchall("PRAGMA journal_mode")
+        if str(row[0]).lower() != "wal" or self.filename in {"", ":memory:"}:
+            return None
+        if "mode=memory" in self.filename or self.filename.startswith("file::memory:"):
+            return None
+        pragmas = {k: v for k, v in self.pragmas.items() if k != "journal_mode"}
+        return await self._connect({**pragmas, "query_only": 1})
+
+    @translate_exceptions
+    async def _read(self, query: str, values: list[Any] | None) -> list[Any] | None:
+        """A ``SELECT`` outside any transaction, on the reader; None: the caller's way.
+
+        Tortoise's one lock orders every statement of the one connection, so a read (the
+        caller behind a cookie, on every request) used to wait for any transaction in
+        progress to commit, its fsync included, while the loop had nothing else to do. In
+        WAL mode a second connection reads the last committed state without waiting for the
+        writer, and it is all a read outside a transaction may see. The reader serves one
+        read at a time (a long one moves to its thread): a read that finds it busy, or a
+        statement that is not a plain ``SELECT``, goes the writer's way, as before.
+        """
+        reader = self._reader
+        if reader is None or self._reading or not _is_read(query):
+            return None
+        self._reading = True
+        try:
+            return await reader.execute_fetchall(query.replace("\x00", "'||CHAR(0)||'"), values)
+        finally:
+            self._reading = False
+
+    async def execute_query(
+        self, query: str, values: list[Any] | None = None
+    ) -> tuple[int, Sequence[dict[str, Any]]]:
+        rows = await self._read(query, values)
+        if rows is None:
+            return await super().execute_query(query, values)
+        return len(rows), rows
+
+    async def execute_query_dict(
+        self, query: str, values: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        rows = await self._read(query, values)
+        if rows is None:
+            return await super().execute_query_dict(query, values)
+        return list(map(dict, rows))
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()
+        await super().close()
 
 
 client_class = InlineSqliteClient

@@ -102,8 +102,9 @@ def test_sqlite_urls_get_the_inline_client_and_keep_their_pragmas() -> None:
 
 async def test_statements_run_on_the_loops_thread(client: InlineSqliteClient) -> None:
     threads: list[int] = []
-    raw = client._connection._conn  # type: ignore[attr-defined]
-    raw.create_function("whose", 0, lambda: threads.append(threading.get_ident()) or 1)
+    assert client._reader is not None
+    for raw in (client._connection._conn, client._reader._conn):  # type: ignore[attr-defined]
+        raw.create_function("whose", 0, lambda: threads.append(threading.get_ident()) or 1)
     await client.execute_query("INSERT INTO note (body) VALUES ('a')")
     await client.execute_query_dict("SELECT whose() AS w FROM note")
     async with client._in_transaction() as tx:
@@ -243,3 +244,66 @@ async def test_a_commit_waits_for_the_disk_off_the_loop_and_is_never_cut_short(
     async with client._in_transaction() as tx:  # and the connection is as good as new
         await tx.execute_query("INSERT INTO note (body) VALUES ('next')")
     assert len(await client.execute_query_dict("SELECT id FROM note")) == 3
+
+
+async def test_a_read_outside_transactions_does_not_wait_for_one_in_progress(
+    client: InlineSqliteClient,
+) -> None:
+    # The caller behind a cookie is read on every request: it must not queue behind another
+    # request's transaction (its statements, its fsync). It reads what is committed.
+    await client.execute_query("INSERT INTO note (body) VALUES ('committed')")
+    in_transaction = asyncio.Event()
+    let_go = asyncio.Event()
+
+    async def writer() -> None:
+        async with client._in_transaction() as tx:
+            await tx.execute_query("INSERT INTO note (body) VALUES ('not yet')")
+            in_transaction.set()
+            await let_go.wait()
+
+    writing = asyncio.ensure_future(writer())
+    await in_transaction.wait()
+    rows = await asyncio.wait_for(client.execute_query_dict("SELECT body FROM note"), 1)
+    assert rows == [{"body": "committed"}]
+    count, found = await asyncio.wait_for(client.execute_query("SELECT body FROM note"), 1)
+    assert count == 1 and [r["body"] for r in found] == ["committed"]
+    let_go.set()
+    await writing
+    # Committed: the next read sees it (no read lingers on an old snapshot).
+    rows = await client.execute_query_dict("SELECT body FROM note ORDER BY id")
+    assert rows == [{"body": "committed"}, {"body": "not yet"}]
+    assert client._reader is not None and not client._reader._conn.in_transaction
+
+
+async def test_the_reader_only_reads_and_stays_out_of_transactions(
+    client: InlineSqliteClient,
+) -> None:
+    # Writes, and every statement of a transaction, go to the one writing connection.
+    async with client._in_transaction() as tx:
+        await tx.execute_query("INSERT INTO note (body) VALUES ('mine')")
+        # Inside the transaction its own write is seen: the writer's connection.
+        assert await tx.execute_query_dict("SELECT body FROM note") == [{"body": "mine"}]
+    assert client._reader is not None
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        client._reader._conn.execute("INSERT INTO note (body) VALUES ('no')")
+    # A read while the reader is busy with a long one goes the writer's way, at once.
+    reading = asyncio.ensure_future(client.execute_query_dict(LONG_READ))
+    await asyncio.sleep(0.05)  # on the reader's thread now
+    started = time.perf_counter()
+    assert await client.execute_query_dict("SELECT body FROM note") == [{"body": "mine"}]
+    assert time.perf_counter() - started < 0.1
+    [row] = await reading
+    assert row["n"] == 3_000_000
+
+
+async def test_an_in_memory_database_has_no_reader() -> None:
+    await init_db("sqlite://:memory:")
+    try:
+        c = connections.get("default")
+        assert isinstance(c, InlineSqliteClient)
+        await c.execute_script("CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT)")
+        await c.execute_query("INSERT INTO note (body) VALUES ('here')")
+        assert c._reader is None
+        assert await c.execute_query_dict("SELECT body FROM note") == [{"body": "here"}]
+    finally:
+        await close_db()
