@@ -6,7 +6,9 @@ back, for statements that themselves take microseconds. A message send is about 
 them; the hops cost more than the SQL (bench/sendpath.py: 2.0 CPU ms per send one at a
 time, 1.0 here; docs/performance.md, sixth round). Here a statement runs straight on the
 event loop's thread, on one ``sqlite3`` connection, still behind Tortoise's lock (one
-statement or transaction at a time, as before).
+statement or transaction at a time, as before). Reads made outside any transaction go to a
+second, read-only connection instead (``InlineSqliteClient._read``): in WAL mode it reads
+what is committed without waiting for the transaction in progress.
 
 What could hold the loop, and what we do instead:
 
