@@ -11,7 +11,8 @@ the ASGI task that uvicorn runs for it reads the client's frames and nothing els
 its behalf. The next event goes out from the task that publishes it when nothing waits
 before it; a writer task exists only while frames wait (the client's side is full, or a
 gap must be read from the database), the queue only while it is not empty, and heartbeats
-come from one timer for the whole process. The socket keeps the caller's ids, not their database rows.
+come from one timer for the whole process. The socket keeps the caller's ids, not their
+database rows.
 """
 
 from __future__ import annotations
@@ -173,15 +174,19 @@ class Socket:
         try:
             waiting_on = sending.send(None)
         except StopIteration:
-            self.last = event.seq
-            self.last_sent = asyncio.get_running_loop().time()
+            self._sent(event)
             return
         except Exception as exc:  # noqa: BLE001 - the socket went away
             log.info("socket send failed: %r", exc)
             self.kick(1011, "server error, resume")
             return
         self._pending = deque()
-        self._writer = asyncio.ensure_future(self._write(_resume(sending, waiting_on), event))
+        self._writer = asyncio.ensure_future(self._write((_resume(sending, waiting_on), event)))
+
+    def _sent(self, event: Event) -> None:
+        """``event``'s frame is out."""
+        self.last_sent = asyncio.get_running_loop().time()
+        self.last = event.seq
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(payload, separators=(",", ":"), default=str))
@@ -189,8 +194,7 @@ class Socket:
 
     async def _send_event(self, event: Event) -> None:
         await self.ws.send_text(event.frame())
-        self.last_sent = asyncio.get_running_loop().time()
-        self.last = event.seq
+        self._sent(event)
 
     async def _catch_up(self) -> int:
         """Send what the database holds after ``last``; returns the recipient's last seq."""
@@ -224,16 +228,14 @@ class Socket:
         self.ready = True
         self._start_writer()
 
-    async def _write(
-        self, unfinished: Awaitable[None] | None = None, event: Event | None = None
-    ) -> None:
-        """Send the queue in order; first finish ``unfinished``, the sending of ``event``
-        that ``_send_now`` began."""
+    async def _write(self, started: tuple[Awaitable[None], Event] | None = None) -> None:
+        """Send the queue in order; first finish ``started``: the sending of an event that
+        ``_send_now`` began, and that event."""
         try:
-            if unfinished is not None and event is not None:
+            if started is not None:
+                unfinished, begun = started
                 await unfinished
-                self.last = event.seq
-                self.last_sent = asyncio.get_running_loop().time()
+                self._sent(begun)
             while self._pending:
                 item = self._pending.popleft()
                 if isinstance(item, str):
