@@ -168,8 +168,14 @@ def _default_timezone() -> tzinfo:
     return get_default_timezone()
 
 
-def _to_bool(value: Any) -> bool | None:
-    return None if value is None else bool(value)
+def _of_type(field_type: type) -> Callable[[Any], Any]:
+    """What ``_init_from_db`` does with a field of a plain Python type: the value in that
+    type, None kept."""
+
+    def convert(value: Any) -> Any:
+        return None if value is None else field_type(value)
+
+    return convert
 
 
 @functools.cache
@@ -183,9 +189,7 @@ def _row_plan(model: type[Model], alias: str) -> _Plan | None:
     for column, attribute, _field in meta.db_native_fields:
         plan.append((f"{alias}__{column}", attribute, None))
     for column, attribute, field in meta.db_default_fields:
-        if field.field_type is not bool:
-            return None
-        plan.append((f"{alias}__{column}", attribute, _to_bool))
+        plan.append((f"{alias}__{column}", attribute, _of_type(field.field_type)))
     for column, attribute, field in meta.db_complex_fields:
         converter = _to_datetime if isinstance(field, DatetimeField) else field.to_python_value
         plan.append((f"{alias}__{column}", attribute, converter))
