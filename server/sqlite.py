@@ -290,10 +290,11 @@ class InlineSqliteClient(SqliteClient):
     async def _open_reader(self, writer: InlineConnection) -> InlineConnection | None:
         """The reads' own connection, where WAL lets a reader and a writer work at once: a
         file database (an in-memory one would be another, empty database) in WAL mode."""
-        [row] = await writer.execute_fetchall("PRAGMA journal_mode")
-        if str(row[0]).lower() != "wal" or self.filename in {"", ":memory:"}:
+        name = self.filename
+        if name in {"", ":memory:"} or name.startswith("file::memory:") or "mode=memory" in name:
             return None
-        if "mode=memory" in self.filename or self.filename.startswith("file::memory:"):
+        [row] = await writer.execute_fetchall("PRAGMA journal_mode")
+        if str(row[0]).lower() != "wal":
             return None
         pragmas = {k: v for k, v in self.pragmas.items() if k != "journal_mode"}
         return await self._connect({**pragmas, "query_only": 1})
