@@ -17,6 +17,7 @@ from tortoise import connections
 from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.exceptions import IntegrityError, OperationalError
 
+from models.realtime import RealtimeCursor
 from server import sqlite
 from server.db import close_db, connection_config, init_db
 from server.sqlite import InlineSqliteClient
@@ -307,3 +308,42 @@ async def test_an_in_memory_database_has_no_reader() -> None:
         assert await c.execute_query_dict("SELECT body FROM note") == [{"body": "here"}]
     finally:
         await close_db()
+
+
+async def test_rows_are_dicts_that_also_answer_by_position(client: InlineSqliteClient) -> None:
+    await client.execute_query("INSERT INTO note (body) VALUES ('a'), ('b')")
+    sql = "SELECT n.id, n.body, m.id FROM note n JOIN note m ON m.id = n.id + 1"
+    for rows in (
+        await client.execute_query_dict(sql),  # on the reader
+        (await client.execute_query(sql))[1],  # the ORM's way
+    ):
+        [row] = rows
+        # What Tortoise does with a row: a dict, keyword arguments, a value by name.
+        assert dict(row) == {"id": 2, "body": "a"}  # the last of two same-named columns
+        assert row["body"] == "a"
+        # By position as with sqlite3.Row, the first of the two ids included.
+        assert (row[0], row[1], row[2]) == (1, "a", 2)
+        with pytest.raises(KeyError):
+            row["nothing"]
+    async with client._in_transaction() as tx:  # on the writer
+        [row] = await tx.execute_query_dict(sql)
+        assert dict(row) == {"id": 2, "body": "a"}
+    # And the ORM reads them its every way: models, values, values_list, a count.
+    await client.execute_script(
+        "CREATE TABLE realtime_cursor (recipient VARCHAR(40) PRIMARY KEY, last_seq BIGINT)"
+    )
+    await RealtimeCursor.bulk_create(
+        [RealtimeCursor(recipient=r, last_seq=n) for r, n in ("a1", "b2")]
+    )
+    assert [
+        (c.recipient, c.last_seq) for c in await RealtimeCursor.all().order_by("recipient")
+    ] == [
+        ("a", 1),
+        ("b", 2),
+    ]
+    assert await RealtimeCursor.filter(last_seq=2).values("recipient") == [{"recipient": "b"}]
+    assert await RealtimeCursor.all().order_by("recipient").values_list("last_seq", flat=True) == [
+        1,
+        2,
+    ]
+    assert await RealtimeCursor.filter(last_seq__gt=0).count() == 2
