@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from tortoise.fields import DatetimeField
 from tortoise.models import Model
 
 from models.accounts import AuthSession, PortalAccount, Realm, StaffUser
@@ -98,6 +99,9 @@ def test_datetimes_come_back_aware_in_utc(value: Any) -> None:
     got = _to_datetime(value)
     assert got == datetime(2026, 12, 6, 5, 15, 0, 123456, tzinfo=UTC)
     assert got.utcoffset() == timedelta(0)
+    # Exactly Tortoise's value: the same zone object, the same fields.
+    tortoise = DatetimeField(null=True).to_python_value(value)
+    assert (got, got.tzinfo, got.fold) == (tortoise, tortoise.tzinfo, tortoise.fold)
 
 
 def test_missing_datetimes_stay_missing() -> None:
