@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -101,13 +102,19 @@ def require_client(conn: HTTPConnection) -> Caller:
 # --- the session middleware (one per realm) -----------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _netloc(url: str) -> str:
+    # Every unsafe request parses its Origin and the public URL, the same few strings over
+    # and over; urlparse costs more than the rest of the check (bounded: any Origin is sent).
+    return urlparse(url).netloc
+
+
 def _same_origin(scope: Scope, origin: str) -> bool:
-    parsed = urlparse(origin)
-    if not parsed.netloc:
+    netloc = _netloc(origin)
+    if not netloc:
         return False
-    host = dict(scope.get("headers") or []).get(b"host", b"").decode()
-    public = urlparse(get_settings().public_url).netloc
-    return parsed.netloc in {host, public}
+    host = next((v for k, v in scope.get("headers") or () if k == b"host"), b"").decode()
+    return netloc == host or netloc == _netloc(get_settings().public_url)
 
 
 class SessionMiddleware:
