@@ -20,6 +20,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.fields import DatetimeField
+from tortoise.fields.data import CharEnumFieldInstance, IntEnumFieldInstance
 from tortoise.models import Model
 from tortoise.timezone import get_default_timezone, get_use_tz
 from tortoise.transactions import in_transaction
@@ -168,6 +169,19 @@ def _default_timezone() -> tzinfo:
     return get_default_timezone()
 
 
+def _of_enum(field: CharEnumFieldInstance | IntEnumFieldInstance) -> Callable[[Any], Any]:
+    """An enum field's member, looked up by value (a seventh of ``enum_type(value)``'s cost);
+    anything not a member's value (None included) is left to the field."""
+    members = field.enum_type._value2member_map_
+    fallback = field.to_python_value
+
+    def convert(value: Any) -> Any:
+        member = members.get(value)
+        return member if member is not None else fallback(value)
+
+    return convert
+
+
 def _of_type(field_type: type) -> Callable[[Any], Any]:
     """What ``_init_from_db`` does with a field of a plain Python type: the value in that
     type, None kept."""
@@ -185,19 +199,27 @@ def _row_plan(model: type[Model], alias: str) -> _Plan | None:
     meta = model._meta
     if not get_use_tz():
         return None
+    prefix = f"{alias}__" if alias else ""
     plan: list[tuple[str, str, Callable[[Any], Any] | None]] = []
     for column, attribute, _field in meta.db_native_fields:
-        plan.append((f"{alias}__{column}", attribute, None))
+        plan.append((prefix + column, attribute, None))
     for column, attribute, field in meta.db_default_fields:
-        plan.append((f"{alias}__{column}", attribute, _of_type(field.field_type)))
+        plan.append((prefix + column, attribute, _of_type(field.field_type)))
     for column, attribute, field in meta.db_complex_fields:
-        converter = _to_datetime if isinstance(field, DatetimeField) else field.to_python_value
-        plan.append((f"{alias}__{column}", attribute, converter))
+        converter: Callable[[Any], Any]
+        if isinstance(field, DatetimeField):
+            converter = _to_datetime
+        elif isinstance(field, CharEnumFieldInstance | IntEnumFieldInstance):
+            converter = _of_enum(field)
+        else:
+            converter = field.to_python_value
+        plan.append((prefix + column, attribute, converter))
     return tuple(plan)
 
 
 def from_row(model: type[M], row: dict[str, Any], alias: str) -> M:
-    """The ``model`` instance whose columns ``select_columns(model, alias)`` selected.
+    """The ``model`` instance whose columns ``select_columns(model, alias)`` selected (alias
+    ``""``: a row keyed by the bare column names, such as values just written).
 
     The same instance as Tortoise's ``_init_from_db`` builds (tests/test_db.py compares
     them), without its per-attribute ``__setattr__`` and per-value layers of calls: a send
@@ -223,7 +245,7 @@ def from_row(model: type[M], row: dict[str, Any], alias: str) -> M:
 
 
 def _from_row_by_tortoise(model: type[M], row: dict[str, Any], alias: str) -> M:
-    prefix = f"{alias}__"
+    prefix = f"{alias}__" if alias else ""
     values = {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
     return model._init_from_db(**values)
 

@@ -12,7 +12,7 @@ from tortoise.models import Model
 
 from models.accounts import AuthSession, PortalAccount, Realm, StaffUser
 from models.clients import Client
-from models.messaging import Conversation, ConversationKind, Participant
+from models.messaging import Conversation, ConversationKind, Message, Participant
 from server.actions import messaging
 from server.auth.sessions import Caller, hash_token
 from server.db import _to_datetime, connection, from_row, placeholders, select_columns
@@ -73,6 +73,20 @@ async def test_from_row_builds_what_tortoise_builds_for_every_model_a_send_reads
         # and it behaves as a model: it saves, and the change is read back
         await built.save(update_fields=["updated_at"])
         assert (await model.get(pk=pk)).updated_at == built.updated_at
+
+
+async def test_a_sent_message_is_the_model_tortoise_reads_back(make: Factory) -> None:
+    alice = await make.therapist(first_name="Alice")
+    helene = await make.client(alice, first_name="Hélène")
+    caller = Caller.acting_as(alice)
+    conversation = await messaging.do_create_conversation(
+        caller, kind=ConversationKind.CLIENT, subject="Monday", client=helene
+    )
+    me = await Participant.get(conversation_id=conversation.id, staff_user_id=alice.id)
+    sent, created = await messaging.do_send_message(caller, conversation, me, "Hello", "uid-1")
+    assert created
+    assert state(sent) == state(await Message.get(id=sent.id))
+    assert sent._saved_in_db and not sent._partial
 
 
 async def test_a_row_with_some_columns_builds_a_partial_model(make: Factory) -> None:

@@ -33,6 +33,7 @@ from server.db import (
     atomic,
     connection,
     dialect,
+    from_row,
     in_atomic,
     placeholders,
     values_rows,
@@ -373,15 +374,19 @@ async def _write_sends(
     stored: list[Message | None] = [None] * len(unique)
     for i, item in enumerate(unique):
         if i in ids:
-            stored[i] = Message._init_from_db(
-                id=ids[i],
-                conversation_id=item.conversation.id,
-                sender_id=item.me.id,
-                body=item.body,
-                client_uid=item.client_uid,
-                deleted_at=None,
-                created_at=now,
-                updated_at=now,
+            stored[i] = from_row(
+                Message,
+                {
+                    "id": ids[i],
+                    "conversation_id": item.conversation.id,
+                    "sender_id": item.me.id,
+                    "body": item.body,
+                    "client_uid": item.client_uid,
+                    "deleted_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+                "",
             )
         else:
             stored[i] = await Message.get(sender_id=item.me.id, client_uid=item.client_uid)
