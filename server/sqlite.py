@@ -110,7 +110,7 @@ class Row(dict[str, Any]):
 
     Why not ``sqlite3.Row``: Tortoise turns every row into a dict or keyword arguments, and a
     ``sqlite3.Row`` gives a value by name by comparing the name with each column's in turn;
-    for the 55 columns of the caller's row that was 24 µs a read, more than running the
+    for the 50 columns of a client caller's row that was 24 µs a read, more than running the
     statement (docs/performance.md, eighth round). Built from the cursor's tuples here, a
     row costs one ``dict(zip(...))``.
     """
