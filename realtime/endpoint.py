@@ -25,7 +25,6 @@ import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
-from urllib.parse import urlparse
 
 from starlette.websockets import WebSocket
 
@@ -33,8 +32,7 @@ from realtime.events import Event, dump_payload, frame_text, last_seq
 from realtime.hub import hub
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.db import connection, placeholders
-from server.settings import get_settings
-from server.web import current_caller
+from server.web import current_caller, same_origin
 
 log = logging.getLogger("cabinet.realtime")
 
@@ -385,8 +383,7 @@ def origin_allowed(ws: WebSocket) -> bool:
     if origin is None:
         # Non-browser clients (CLI tools, the benchmark) send none; the cookie still applies.
         return True
-    netloc = urlparse(origin).netloc
-    return netloc in {ws.headers.get("host", ""), urlparse(get_settings().public_url).netloc}
+    return same_origin(ws.scope, origin)
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:

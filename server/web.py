@@ -109,7 +109,9 @@ def _netloc(url: str) -> str:
     return urlparse(url).netloc
 
 
-def _same_origin(scope: Scope, origin: str) -> bool:
+def same_origin(scope: Scope, origin: str) -> bool:
+    """``origin`` (an Origin or Referer header) is this site: the request's Host, or the
+    public URL's. For HTTP requests and the realtime sockets alike."""
     netloc = _netloc(origin)
     if not netloc:
         return False
@@ -160,7 +162,7 @@ class SessionMiddleware:
 
         if scope["type"] == "http" and scope["method"] in UNSAFE:
             origin = conn.headers.get("origin") or conn.headers.get("referer")
-            if origin and not _same_origin(scope, origin):
+            if origin and not same_origin(scope, origin):
                 await _reject(scope, receive, send, i18n.gettext("Cross-site request refused."))
                 return
             if caller is not None and not _signs_in(scope):
