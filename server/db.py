@@ -192,6 +192,12 @@ def _of_type(field_type: type) -> Callable[[Any], Any]:
     return convert
 
 
+def _key_prefix(alias: str) -> str:
+    """How a row names its columns: ``alias__column`` as ``select_columns`` selects them, or
+    the bare column with alias ``""``."""
+    return f"{alias}__" if alias else ""
+
+
 @functools.cache
 def _row_plan(model: type[Model], alias: str) -> _Plan | None:
     """How to build ``model`` from the columns ``select_columns(model, alias)`` selected, as
@@ -199,7 +205,7 @@ def _row_plan(model: type[Model], alias: str) -> _Plan | None:
     meta = model._meta
     if not get_use_tz():
         return None
-    prefix = f"{alias}__" if alias else ""
+    prefix = _key_prefix(alias)
     plan: list[tuple[str, str, Callable[[Any], Any] | None]] = []
     for column, attribute, _field in meta.db_native_fields:
         plan.append((prefix + column, attribute, None))
@@ -245,7 +251,7 @@ def from_row(model: type[M], row: dict[str, Any], alias: str) -> M:
 
 
 def _from_row_by_tortoise(model: type[M], row: dict[str, Any], alias: str) -> M:
-    prefix = f"{alias}__" if alias else ""
+    prefix = _key_prefix(alias)
     values = {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
     return model._init_from_db(**values)
 
