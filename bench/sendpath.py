@@ -9,6 +9,7 @@ prints them per send. These figures depend little on how busy the machine is, un
 wall-clock ones of bench/realtime.py.
 
     .venv/bin/python bench/sendpath.py                       # SQLite
+    .venv/bin/python bench/sendpath.py --people 4000 --notices-to-schedule  # see --help
     .venv/bin/python bench/sendpath.py --database-url postgres://postgres@127.0.0.1:5432/x
 """
 
@@ -239,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     async def phase(name: str, count: int, concurrency: int) -> None:
-        if name == "sequential":
+        if name == "sequential" and not args.notices_to_schedule:
             # Warm-up, not counted: everyone sends once, so that the unread notices a
             # first message schedules exist, as they do in a practice that has been open
             # for a while (a notice waits until the person reads).
@@ -310,6 +311,12 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--notices-to-schedule",
+        action="store_true",
+        help="no warm-up: a send finds no unread notice waiting and schedules one, as when\n"
+        "people read their messages (use with --people well above --sends)",
+    )
     p.add_argument(
         "--profile", default=None, help="cProfile each phase into PROFILE.<phase> (slows it)"
     )

@@ -28,18 +28,20 @@ serialises writers, which gives the same guarantee.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
 from models.jobs import Job, JobStatus
-from server.db import atomic, connection, dialect, in_atomic, placeholders
+from server.db import atomic, connection, dialect, in_atomic, placeholders, values_rows
 
 log = logging.getLogger("cabinet.jobs")
 
@@ -53,7 +55,22 @@ BACKOFF_CAP = timedelta(hours=1)
 
 _handlers: dict[str, Handler] = {}
 
+
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+# Rows a statement of schedule_unless_waiting inserts at most (12 parameters each: well
+# under SQLite's and PostgreSQL's limits of 32,766 and 32,767).
+SCHEDULE_ROWS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedJob:
+    """One job for ``schedule_unless_waiting``."""
+
+    key: str
+    run_at: datetime
+    payload: dict[str, Any]
+    practice_id: int | None = None
+    max_attempts: int = 6
 
 
 class Defer(Exception):  # noqa: N818 - it is a request, not an error
@@ -148,6 +165,61 @@ async def schedule(
     existing.last_error = ""
     await existing.save()
     return existing
+
+
+async def schedule_unless_waiting(kind: str, wanted: Sequence[KeyedJob]) -> None:
+    """Schedule each keyed job of ``kind`` unless a job with its key is already waiting,
+    running, done or failed: a new key is inserted, a cancelled one revived with the new
+    time and payload (as ``schedule()`` would), any other left as it is. Call inside
+    ``atomic()``.
+
+    One statement for all of them: a group commit of messages schedules its unread notices
+    here, and ``schedule()`` took four statements and a savepoint for each (docs/
+    performance.md, ninth round). A job another transaction scheduled meanwhile is left
+    alone too: the insert meets its key and the update's condition does not hold.
+    """
+    if not in_atomic():
+        raise RuntimeError("jobs.schedule_unless_waiting() called outside atomic()")
+    if not wanted:
+        return
+    # One row a key (the first), in key order: two transactions scheduling the same keys
+    # lock them in the same order on PostgreSQL, and a statement never meets its own key
+    # twice (which PostgreSQL refuses).
+    by_key: dict[str, KeyedJob] = {}
+    for job in wanted:
+        by_key.setdefault(job.key, job)
+    rows = [by_key[key] for key in sorted(by_key)]
+    now = datetime.now(UTC)
+    for start in range(0, len(rows), SCHEDULE_ROWS):
+        chunk = rows[start : start + SCHEDULE_ROWS]
+        params: list[Any] = []
+        for job in chunk:
+            params += [
+                kind,
+                job.key,
+                json.dumps(job.payload, separators=(",", ":")),
+                job.practice_id,
+                job.run_at,
+                JobStatus.PENDING.value,
+                0,
+                job.max_attempts,
+                "",
+                "",
+                now,
+                now,
+            ]
+        await connection().execute_query(
+            'INSERT INTO job (kind, "key", payload, practice_id, run_at, status, attempts, '
+            "max_attempts, locked_by, last_error, created_at, updated_at) "
+            f"VALUES {values_rows(len(chunk), 12)} "
+            'ON CONFLICT ("key") DO UPDATE SET kind = excluded.kind, '
+            "payload = excluded.payload, practice_id = excluded.practice_id, "
+            "run_at = excluded.run_at, status = excluded.status, attempts = 0, "
+            "max_attempts = excluded.max_attempts, locked_until = NULL, locked_by = '', "
+            "finished_at = NULL, last_error = '', updated_at = excluded.updated_at "
+            f"WHERE job.status = '{JobStatus.CANCELLED.value}'",
+            params,
+        )
 
 
 async def cancel(keys: str | Iterable[str]) -> int:

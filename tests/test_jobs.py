@@ -115,6 +115,61 @@ async def test_cancelled_jobs_never_run_and_can_be_revived(db: None) -> None:
     assert await effects() == 2
 
 
+async def test_scheduling_unless_waiting_adds_new_keys_revives_cancelled_and_leaves_the_rest(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "SCHEDULE_ROWS", 2)  # several statements, as for many keys
+    later = NOW + timedelta(hours=1)
+    async with atomic():
+        await jobs.schedule("test.write", NOW, {"to": "waiting@x.org"}, key="waiting")
+        await jobs.schedule("test.write", NOW, {"to": "cancelled@x.org"}, key="cancelled")
+        await jobs.schedule("test.write", NOW, {"to": "done@x.org"}, key="done")
+        await jobs.cancel("cancelled")
+    await Job.filter(key="done").update(status=JobStatus.DONE, attempts=1)
+    with pytest.raises(RuntimeError, match="outside atomic"):
+        await jobs.schedule_unless_waiting("test.write", [jobs.KeyedJob("new", later, {})])
+    async with atomic():
+        await jobs.schedule_unless_waiting(
+            "test.write",
+            [
+                jobs.KeyedJob(key, later, {"to": f"{key}-again@x.org", "n": None}, practice_id=7)
+                for key in ("new", "waiting", "cancelled", "done")
+            ]
+            # The same key twice: the first counts.
+            + [jobs.KeyedJob("new", NOW, {"to": "second@x.org"})],
+        )
+    by_key = {job.key: job for job in await Job.all()}
+    assert len(by_key) == 4
+    # New and revived: the given time, payload and practice, pending, as schedule() leaves them.
+    for key in ("new", "cancelled"):
+        job = by_key[key]
+        assert (job.status, job.run_at, job.practice_id, job.attempts) == (
+            JobStatus.PENDING,
+            later,
+            7,
+            0,
+        )
+        assert job.payload == {"to": f"{key}-again@x.org", "n": None}
+        assert job.run_at.tzinfo is not None and job.kind == "test.write"
+    # Waiting and done: untouched.
+    assert (by_key["waiting"].status, by_key["waiting"].run_at) == (JobStatus.PENDING, NOW)
+    assert by_key["waiting"].payload == {"to": "waiting@x.org"}
+    assert (by_key["done"].status, by_key["done"].attempts) == (JobStatus.DONE, 1)
+    # And the worker runs them like any other job.
+    assert await jobs.run_due("w", now=later) == 3
+    assert sorted(m.to for m in await OutboxMessage.all()) == [
+        "cancelled-again@x.org",
+        "new-again@x.org",
+        "waiting@x.org",
+    ]
+    # Nothing scheduled in a rolled-back transaction.
+    with pytest.raises(ZeroDivisionError):
+        async with atomic():
+            await jobs.schedule_unless_waiting("test.write", [jobs.KeyedJob("gone", later, {})])
+            1 / 0  # noqa: B018
+    assert not await Job.filter(key="gone").exists()
+
+
 async def test_failures_retry_with_backoff_then_fail_visibly(
     db: None, caplog: pytest.LogCaptureFixture
 ) -> None:

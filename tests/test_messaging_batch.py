@@ -12,6 +12,7 @@ import pytest
 from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount
+from models.jobs import Job, JobStatus
 from models.messaging import (
     Conversation,
     ConversationKind,
@@ -97,6 +98,22 @@ async def test_concurrent_sends_share_a_commit_and_arrive_once_in_order(
     reloaded = await Conversation.get(id=conversation.id)
     assert reloaded.last_activity_at == stored[-1].created_at
     assert reloaded.awaiting_staff is (stored[-1].body in {f"m{i}" for i in range(0, 30, 3)})
+    # One unread notice for each side, whatever the batches: the staff for the client's
+    # messages, the client for the staff's.
+    _client_caller, client_p = chat["client"]
+    notices = await Job.filter(key__startswith="notice:").order_by("key")
+    assert [(j.key, j.payload, j.status) for j in notices] == [
+        (
+            f"notice:{conversation.id}:p{client_p.id}",
+            {"conversation": conversation.id, "participant": client_p.id},
+            JobStatus.PENDING,
+        ),
+        (
+            f"notice:{conversation.id}:staff",
+            {"conversation": conversation.id, "participant": None},
+            JobStatus.PENDING,
+        ),
+    ]
 
 
 async def test_same_client_uid_twice_in_one_batch_is_one_message(

@@ -340,23 +340,38 @@ async def on_messages_sent(
         keys,
     )
     waiting = {str(row["key"]) for row in rows}
-    run_at: dict[int, datetime] = {}
+    due: dict[int, datetime] = {}  # when a notice falls due, by practice
+    notices: list[jobs.KeyedJob] = []
     for key, (conversation, target) in wanted.items():
         if key in waiting:
             continue  # one notice per conversation until the person has read it
         practice_id: int = conversation.practice_id  # type: ignore[attr-defined]
-        if practice_id not in run_at:
-            settings = await messaging_settings(practice_id)
-            run_at[practice_id] = datetime.now(UTC) + timedelta(
-                minutes=settings.unread_notice_minutes
+        if practice_id not in due:
+            due[practice_id] = datetime.now(UTC) + timedelta(
+                minutes=await _unread_notice_minutes(practice_id)
             )
-        await jobs.schedule(
-            UNREAD,
-            run_at[practice_id],
-            {"conversation": conversation.id, "participant": target.id if target else None},
-            key=key,
-            practice_id=practice_id,
+        notices.append(
+            jobs.KeyedJob(
+                key,
+                due[practice_id],
+                {"conversation": conversation.id, "participant": target.id if target else None},
+                practice_id,
+            )
         )
+    await jobs.schedule_unless_waiting(UNREAD, notices)
+
+
+async def _unread_notice_minutes(practice_id: int) -> int:
+    """The practice's delay before an unread notice, read by hand (every group commit that
+    schedules a notice asks), else through ``messaging_settings`` (which creates the row)."""
+    rows = await connection().execute_query_dict(
+        "SELECT unread_notice_minutes FROM messaging_settings WHERE practice_id = "
+        f"{placeholders(1)[0]}",
+        [practice_id],
+    )
+    if rows:
+        return int(rows[0]["unread_notice_minutes"])
+    return (await messaging_settings(practice_id)).unread_notice_minutes
 
 
 async def on_messages_read(conversation: Conversation, reader: Participant) -> None:
