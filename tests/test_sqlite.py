@@ -19,7 +19,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 
 from models.realtime import RealtimeCursor
 from server import sqlite
-from server.db import close_db, connection_config, init_db
+from server.db import WAL_SIZE_LIMIT, close_db, connection_config, init_db
 from server.sqlite import InlineSqliteClient
 
 # A read that takes a good part of a second on any machine: 3 million rows counted.
@@ -97,8 +97,29 @@ def test_sqlite_urls_get_the_inline_client_and_keep_their_pragmas() -> None:
     assert config["engine"] == "server.sqlite"
     assert config["credentials"]["synchronous"] == "NORMAL"
     assert config["credentials"]["file_path"] == "/tmp/x.sqlite3"
+    assert config["credentials"]["journal_size_limit"] == WAL_SIZE_LIMIT  # see below
+    mine = connection_config("sqlite:///tmp/x.sqlite3?journal_size_limit=1000")
+    assert isinstance(mine, dict) and mine["credentials"]["journal_size_limit"] == 1000
     assert connection_config("postgres://u@h:5432/db") == "postgres://u@h:5432/db"
     assert issubclass(sqlite.get_client_class(config), SqliteClient)
+
+
+async def test_the_wal_keeps_its_size_after_a_checkpoint(
+    client: InlineSqliteClient, tmp_path: Path
+) -> None:
+    """Commits then overwrite the WAL in place, and their fsync writes no new file size."""
+    assert client._reader is not None
+    for raw in (client._connection._conn, client._reader._conn):  # type: ignore[attr-defined]
+        assert raw.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
+    wal = tmp_path / "db.sqlite3-wal"
+    for i in range(50):
+        await client.execute_query("INSERT INTO note (body) VALUES (?)", [f"{i}" * 2000])
+    grown = wal.stat().st_size
+    assert grown > 100_000
+    await client.execute_query("PRAGMA wal_checkpoint(PASSIVE)")
+    # The next write starts the WAL over from its beginning: overwritten, not truncated.
+    await client.execute_query("INSERT INTO note (body) VALUES ('after')")
+    assert wal.stat().st_size == grown
 
 
 async def test_statements_run_on_the_loops_thread(client: InlineSqliteClient) -> None:
