@@ -55,11 +55,21 @@ BACKOFF_CAP = timedelta(hours=1)
 
 _handlers: dict[str, Handler] = {}
 
-
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-# Rows a statement of schedule_unless_waiting inserts at most (12 parameters each: well
+# Rows a statement of schedule_unless_waiting inserts at most (14 parameters each: well
 # under SQLite's and PostgreSQL's limits of 32,766 and 32,767).
 SCHEDULE_ROWS = 1000
+# What scheduling a job, or scheduling it again, sets besides its kind, payload, time,
+# practice and attempts allowed: ready to run, no attempt used, nobody's lease, no past
+# outcome. Both schedule() and schedule_unless_waiting() apply it.
+FRESH: dict[str, Any] = {
+    "status": JobStatus.PENDING,
+    "attempts": 0,
+    "locked_until": None,
+    "locked_by": "",
+    "finished_at": None,
+    "last_error": "",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +166,9 @@ async def schedule(
     existing.payload = payload
     existing.run_at = run_at
     existing.practice_id = practice_id
-    existing.status = JobStatus.PENDING
-    existing.attempts = 0
     existing.max_attempts = max_attempts
-    existing.locked_until = None
-    existing.locked_by = ""
-    existing.finished_at = None
-    existing.last_error = ""
+    for name, value in FRESH.items():
+        setattr(existing, name, value)
     await existing.save()
     return existing
 
@@ -190,6 +196,11 @@ async def schedule_unless_waiting(kind: str, wanted: Sequence[KeyedJob]) -> None
         by_key.setdefault(job.key, job)
     rows = [by_key[key] for key in sorted(by_key)]
     now = datetime.now(UTC)
+    fresh = [v.value if isinstance(v, JobStatus) else v for v in FRESH.values()]
+    columns = ["kind", "key", "payload", "practice_id", "run_at", "max_attempts", *FRESH]
+    names = ", ".join(f'"{c}"' for c in columns)
+    # A revived job gets every inserted column but its key; it keeps its creation time.
+    revived = ", ".join(f'"{c}" = excluded."{c}"' for c in [*columns, "updated_at"] if c != "key")
     for start in range(0, len(rows), SCHEDULE_ROWS):
         chunk = rows[start : start + SCHEDULE_ROWS]
         params: list[Any] = []
@@ -200,23 +211,15 @@ async def schedule_unless_waiting(kind: str, wanted: Sequence[KeyedJob]) -> None
                 json.dumps(job.payload, separators=(",", ":")),
                 job.practice_id,
                 job.run_at,
-                JobStatus.PENDING.value,
-                0,
                 job.max_attempts,
-                "",
-                "",
+                *fresh,
                 now,
                 now,
             ]
         await connection().execute_query(
-            'INSERT INTO job (kind, "key", payload, practice_id, run_at, status, attempts, '
-            "max_attempts, locked_by, last_error, created_at, updated_at) "
-            f"VALUES {values_rows(len(chunk), 12)} "
-            'ON CONFLICT ("key") DO UPDATE SET kind = excluded.kind, '
-            "payload = excluded.payload, practice_id = excluded.practice_id, "
-            "run_at = excluded.run_at, status = excluded.status, attempts = 0, "
-            "max_attempts = excluded.max_attempts, locked_until = NULL, locked_by = '', "
-            "finished_at = NULL, last_error = '', updated_at = excluded.updated_at "
+            f"INSERT INTO job ({names}, created_at, updated_at) "
+            f"VALUES {values_rows(len(chunk), len(columns) + 2)} "
+            f'ON CONFLICT ("key") DO UPDATE SET {revived} '
             f"WHERE job.status = '{JobStatus.CANCELLED.value}'",
             params,
         )
