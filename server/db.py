@@ -8,6 +8,7 @@ never announced, and a write that did is never silent.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from tortoise.timezone import get_default_timezone, get_use_tz
 from tortoise.transactions import in_transaction
 
 from server.settings import get_settings
+from server.sqlite import InlineSqliteClient, sync_deferred
 
 MODEL_MODULES = ["models"]
 # The connection's dialect, once asked (see dialect()); forgotten by init_db and close_db.
@@ -299,17 +301,22 @@ async def atomic(
 ) -> AsyncIterator[BaseDBAsyncClient]:
     """A transaction (a savepoint when nested) that publishes its events once committed.
 
-    With ``deferred``, the outermost block does not run its after-commit callbacks itself:
-    it hands them over in that list, to run once the caller has done what must come first
-    (the group commit of messages answers nobody before it knows the commit succeeded, and
-    must not mistake a failed publish for a failed commit).
+    The outermost block returns once the commit is on disk (``durable()``), and only then
+    publishes. With ``deferred``, it returns as soon as the commit is written, and does not
+    run its after-commit callbacks itself: it hands them over in that list, and the caller
+    must ``await durable()`` before telling anyone the write is saved. The group commit of
+    messages publishes first, so that the recipients' tabs have a message while its fsync
+    runs (server/sqlite.py), and must not mistake a failed publish for a failed commit.
     """
     outer = _after_commit.get()
     mine: list[AfterCommit] = []
     token = _after_commit.set(mine)
     try:
-        async with in_transaction("default") as conn:
-            yield conn
+        # The outermost block's commit lets go of the connection before its fsync, so the
+        # next transaction can write meanwhile; it waits for the disk below.
+        with contextlib.nullcontext() if outer is not None else sync_deferred():
+            async with in_transaction("default") as conn:
+                yield conn
     finally:
         _after_commit.reset(token)
     # Reached only when the block committed (or released its savepoint).
@@ -319,5 +326,15 @@ async def atomic(
     if deferred is not None:
         deferred.extend(mine)
         return
+    await durable()
     for callback in mine:
         await callback()
+
+
+async def durable() -> None:
+    """Returns once every transaction committed so far is on disk: at once where a commit
+    returns only once it is (PostgreSQL; SQLite with ``synchronous`` set in its URL)."""
+    client = connection()
+    client = getattr(client, "_parent", client)  # inside a transaction: its client
+    if isinstance(client, InlineSqliteClient):
+        await client.durable()

@@ -26,25 +26,45 @@ What could hold the loop, and what we do instead:
   else. Reads are safe to interrupt: an interrupted read leaves its transaction as it
   was (an interrupted write would roll the whole transaction back, so writes run to the
   end; they are short).
-- **The disk.** A commit waits for its fsync (0.1 to 0.65 ms here, several milliseconds on
-  network disks) on a worker thread: one hop per transaction, not per statement, and the
-  loop serves other requests meanwhile. A commit is never interrupted.
+- **The disk.** A commit runs on a worker thread: one hop per transaction, not per
+  statement, and the loop serves other requests meanwhile. A commit is never interrupted.
+
+Durability (a file database in WAL mode, ``synchronous`` not set in the URL): the writer runs
+``synchronous=NORMAL``, so its ``COMMIT`` writes the WAL without waiting for the disk, and
+the connection itself then flushes the WAL (``fdatasync``, on a thread of its own) before
+the commit counts as done. The guarantee is ``synchronous=FULL``'s: whoever is told a write
+is saved is told so after it is on disk; what changes is when others may see it. With FULL,
+SQLite makes a transaction visible only after its fsync; here it is visible as soon as it
+is written, a few hundred microseconds before it is durable. That lets the group commit of
+messages (server/actions/messaging.py) push a message to the recipients' sockets while its
+fsync runs, and answer the sender once it is done; and the next transaction's writes no
+longer wait for the previous one's fsync. A power cut in that window loses only what no
+sender was told is saved (they try again with the same ``client_uid``); a tab that saw such
+a message resumes from the server's numbering (docs/realtime.md). A failed ``fdatasync``
+leaves the disk's state unknown: the connection then refuses to call any later write saved
+(``WalSync``), as PostgreSQL stops on a failed fsync, until Cabinet is restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
+import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tortoise.backends.sqlite.client import SqliteClient, translate_exceptions
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 5.0
 READ_BUDGET = 0.002
@@ -98,6 +118,119 @@ def _succeed(future: asyncio.Future[Any], result: Any) -> None:
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+# The task whose commits leave their fsync to it (see ``sync_deferred``).
+_deferring: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "sqlite_sync_deferred", default=None
+)
+
+
+@contextlib.contextmanager
+def sync_deferred() -> Iterator[None]:
+    """Commits made by this task inside the block return once written, before the fsync:
+    the caller must ``await durable()`` (server/db.py) before telling anyone the write is
+    saved. Tasks started meanwhile are not concerned: their commits wait as usual."""
+    token = _deferring.set(asyncio.current_task())
+    try:
+        yield
+    finally:
+        _deferring.reset(token)
+
+
+class DiskFailed(sqlite3.OperationalError):
+    """An ``fdatasync`` of the WAL failed: what was written since may not be on disk."""
+
+
+class WalSync:
+    """Flushes a WAL file to disk for the commits that ask, several at a time.
+
+    ``wrote()`` counts a commit; ``sync()`` returns once an ``fdatasync`` that started after
+    the last counted commit has finished. One flush runs at a time, on a thread of its own
+    (so the next transaction's commit does not wait behind it), and it covers every commit
+    counted before it started: while it runs, later commits queue up for the next one.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)  # as SQLite named it, whatever the cwd becomes
+        self._fd: int | None = None
+        self._written = 0
+        self._synced = 0
+        self._running: asyncio.Future[OSError | None] | None = None
+        self.failed: OSError | None = None
+        self._worker = _Worker()
+
+    def wrote(self) -> None:
+        self._written += 1
+
+    def kick(self) -> None:
+        """Start flushing now, if no flush is running, without waiting for it: a commit
+        whose caller has more to do before it waits (``sync_deferred``)."""
+        if self._running is None and self._synced < self._written and self.failed is None:
+            self._start()
+
+    def _start(self) -> asyncio.Future[OSError | None]:
+        running = self._running = self._worker.submit(self._flush)
+        running.add_done_callback(functools.partial(self._flushed, self._written))
+        return running
+
+    async def sync(self) -> None:
+        target = self._written
+        while self._synced < target:
+            if self.failed is not None:
+                raise DiskFailed(f"writing to disk failed earlier: {self.failed}")
+            running = self._running
+            if running is None:
+                running = self._start()
+            elif running.done():
+                # Finished, its callback not run yet: awaiting it would not yield, and
+                # this loop would spin forever. Let the callback run first.
+                await asyncio.sleep(0)
+                continue
+            # Shielded: a waiter given up (a cancelled request) must not stop the flush
+            # others are waiting for too.
+            await asyncio.shield(running)
+
+    def _flushed(self, covers: int, done: asyncio.Future[OSError | None]) -> None:
+        if self._running is done:
+            self._running = None
+        if done.cancelled():
+            return  # the loop is closing: nothing is known, the next sync() tries again
+        error = done.exception() or done.result()
+        if error is None:
+            self._synced = max(self._synced, covers)
+            return
+        if self.failed is None:
+            log.critical("fdatasync of %s failed (%r): restart Cabinet", self.path, error)
+        self.failed = error if isinstance(error, OSError) else OSError(str(error))
+
+    def _flush(self) -> OSError | None:
+        """On the worker thread: ``fdatasync`` the WAL file as it is now named. Only ever
+        this file: closing a descriptor of the database file would drop SQLite's locks on
+        it (POSIX locks are per process), and the WAL holds none."""
+        try:
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                # No WAL: SQLite removes it only after copying it into the database file and
+                # syncing that; nothing is waiting in it.
+                return None
+            fd = self._fd
+            if fd is None or os.fstat(fd).st_ino != current.st_ino:
+                if fd is not None:
+                    os.close(fd)
+                    self._fd = None
+                fd = self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            os.fdatasync(fd)
+            return None
+        except OSError as exc:
+            return exc
+
+    def close(self) -> None:
+        self._worker.stop()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _Interrupted(Exception):
@@ -178,6 +311,8 @@ class InlineConnection:
         self._yielded = time.perf_counter()
         conn.set_progress_handler(self._progress, PROGRESS_EVERY)
         self._worker = _Worker()
+        # Set on the writer when the connection makes commits durable itself (WalSync).
+        self.wal: WalSync | None = None
 
     def _progress(self) -> int:
         deadline = self._deadline
@@ -249,9 +384,19 @@ class InlineConnection:
         finally:
             self._deadline = None
 
+    async def _saved(self) -> None:
+        """After a statement that may have written: outside a transaction it committed by
+        itself, and must be on disk before its caller hears of it."""
+        wal = self.wal
+        if wal is not None and not self._conn.in_transaction:
+            wal.wrote()
+            await wal.sync()
+
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
         if not _is_read(sql):
-            return await self._retrying(lambda: self._fetch(sql, parameters, False))
+            rows = await self._retrying(lambda: self._fetch(sql, parameters, False))
+            await self._saved()
+            return rows
         try:
             return await self._retrying(lambda: self._fetch(sql, parameters, True))
         except _Interrupted:
@@ -260,15 +405,20 @@ class InlineConnection:
         return await self._retrying(lambda: self._fetch(sql, parameters, False), on_thread=True)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> _Cursor:
-        return _Cursor(await self._retrying(lambda: self._conn.execute(sql, parameters or ())))
+        cursor = await self._retrying(lambda: self._conn.execute(sql, parameters or ()))
+        if not _is_read(sql):
+            await self._saved()
+        return _Cursor(cursor)
 
     async def execute_insert(self, sql: str, parameters: Sequence[Any]) -> tuple[int | None]:
         cursor = await self._retrying(lambda: self._conn.execute(sql, parameters))
+        await self._saved()
         return (cursor.lastrowid,)
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
         rows = list(parameters)
         await self._retrying(lambda: self._conn.executemany(sql, rows), repeatable=False)
+        await self._saved()
 
     async def executescript(self, script: str) -> None:
         # Schema changes, at start-up: rare, and allowed to wait for a lock the plain way.
@@ -277,20 +427,31 @@ class InlineConnection:
             self._conn.executescript(script)
         finally:
             self._conn.execute("PRAGMA busy_timeout = 0")
+        await self._saved()
 
     async def commit(self) -> None:
         if not self._conn.in_transaction:
             return  # Tortoise commits before each BEGIN, to be sure: nothing to do
-        # On a worker thread: a commit waits for the disk (fsync, from 0.1 to over 0.6 ms
-        # here), and meanwhile the loop can read, check and answer other requests (the
-        # statements wait: Tortoise's lock is held until the commit is done).
+        # On a worker thread: a commit may wait for the disk (an automatic checkpoint, or
+        # SQLite's own fsync where the URL sets ``synchronous``), and meanwhile the loop can
+        # read, check and answer other requests (the statements wait: Tortoise's lock is
+        # held until the commit is done).
         await self._retrying(self._conn.commit, on_thread=True, interruptible=False)
+        wal = self.wal
+        if wal is not None:
+            wal.wrote()
+            if _deferring.get() is asyncio.current_task():
+                wal.kick()  # flushing while the caller goes on; it waits with durable()
+            else:
+                await wal.sync()
 
     async def rollback(self) -> None:
         self._conn.rollback()
 
     async def close(self) -> None:
         self._worker.stop()
+        if self.wal is not None:
+            self.wal.close()
         self._conn.close()
 
 
@@ -308,6 +469,16 @@ class InlineSqliteClient(SqliteClient):
         self._connection = connection  # type: ignore[assignment]
         await self._post_connect()
         self._reader = await self._open_reader(connection)
+        if self._reader is not None and "synchronous" not in self.pragmas:
+            # A file in WAL mode, durability left to us: see the module's docstring.
+            await connection.execute("PRAGMA synchronous=NORMAL")
+            connection.wal = WalSync(self.filename + "-wal")
+
+    async def durable(self) -> None:
+        """Once every transaction committed so far is on disk."""
+        connection = self._connection
+        if isinstance(connection, InlineConnection) and connection.wal is not None:
+            await connection.wal.sync()
 
     async def _connect(self, pragmas: dict[str, Any]) -> InlineConnection:
         # No busy timeout (see the module's docstring); any thread may run a statement,

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -385,6 +386,33 @@ def capture_events(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Captured]:
         return captured
 
     return start
+
+
+# --- the disk ----------------------------------------------------------------------------
+
+
+class Flushes:
+    """Stands in for ``os.fdatasync``: records which file each flush was for, can be slow or
+    fail, and otherwise flushes for real."""
+
+    def __init__(self, delay: float = 0.0, fail: OSError | None = None) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.files: list[str] = []
+        self.started = 0
+        self.finished = 0
+        self.began = threading.Event()
+        self._real = os.fdatasync
+
+    def __call__(self, fd: int) -> None:
+        self.started += 1
+        self.began.set()
+        self.files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        time.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        self._real(fd)
+        self.finished += 1
 
 
 # --- real servers ----------------------------------------------------------------------------

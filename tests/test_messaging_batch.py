@@ -4,6 +4,7 @@ none of them is lost, repeated, reordered or announced before it is committed.""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,10 +22,12 @@ from models.messaging import (
     ParticipantRole,
 )
 from realtime.events import events_after
+from realtime.hub import hub
 from server import db as dbmod
 from server.actions import messaging
 from server.auth.sessions import Caller
-from tests.conftest import Factory
+from server.sqlite import DiskFailed
+from tests.conftest import IS_POSTGRES, Factory, Flushes
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
@@ -197,3 +200,30 @@ async def test_nothing_is_published_or_kept_when_the_commit_fails(
     message, created = await messaging.do_send_message(caller, conversation, me, "back", "l1")
     assert created and await Message.filter(conversation_id=conversation.id).count() == 1
     assert {e.payload["id"] for e in captured.of_type("message.created")} == {message.id}
+
+
+@pytest.mark.skipif(
+    IS_POSTGRES, reason="PostgreSQL's commit returns once durable: there is no flush to overlap"
+)
+async def test_the_tabs_get_a_message_during_its_fsync_and_its_sender_after(
+    chat: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation: Conversation = chat["conversation"]
+    caller, me = chat["client"]
+    flushes = Flushes(delay=0.2)
+    monkeypatch.setattr(os, "fdatasync", flushes)
+    published: list[int] = []
+    original = hub.publish
+
+    async def spy(events: Any) -> None:
+        published.append(flushes.finished)  # how many flushes had finished by then
+        await original(events)
+
+    monkeypatch.setattr(hub, "publish", spy)
+    message, created = await messaging.do_send_message(caller, conversation, me, "hi", "u-d")
+    assert created and published == [0]  # the recipients' tabs had it before the flush ended
+    assert flushes.finished == 1  # and the sender was answered once it had
+    # A sender whose flush fails hears so, though the tabs may have seen the message.
+    monkeypatch.setattr(os, "fdatasync", Flushes(fail=OSError(5, "I/O error")))
+    with pytest.raises(DiskFailed):
+        await messaging.do_send_message(caller, conversation, me, "lost?", "u-e")

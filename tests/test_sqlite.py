@@ -5,6 +5,8 @@ another process's lock and not a long read."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import threading
 import time
@@ -19,8 +21,9 @@ from tortoise.exceptions import IntegrityError, OperationalError
 
 from models.realtime import RealtimeCursor
 from server import sqlite
-from server.db import WAL_SIZE_LIMIT, close_db, connection_config, init_db
+from server.db import WAL_SIZE_LIMIT, atomic, close_db, connection, connection_config, init_db
 from server.sqlite import InlineSqliteClient
+from tests.conftest import Flushes
 
 # A read that takes a good part of a second on any machine: 3 million rows counted.
 LONG_READ = (
@@ -326,6 +329,7 @@ async def test_an_in_memory_database_has_no_reader() -> None:
         await c.execute_script("CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT)")
         await c.execute_query("INSERT INTO note (body) VALUES ('here')")
         assert c._reader is None
+        assert c._connection.wal is None  # type: ignore[attr-defined]  # nothing to flush
         assert await c.execute_query_dict("SELECT body FROM note") == [{"body": "here"}]
     finally:
         await close_db()
@@ -368,3 +372,103 @@ async def test_rows_are_dicts_that_also_answer_by_position(client: InlineSqliteC
         2,
     ]
     assert await RealtimeCursor.filter(last_seq__gt=0).count() == 2
+
+
+# --- durability: the connection flushes the WAL itself (WalSync) -------------------------------
+
+
+async def insert(body: str) -> None:
+    async with atomic():
+        await connection().execute_query("INSERT INTO note (body) VALUES (?)", [body])
+
+
+async def test_every_write_is_on_disk_before_it_counts_as_done(
+    client: InlineSqliteClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes = Flushes()
+    monkeypatch.setattr(os, "fdatasync", flushes)
+    inline = client._connection  # type: ignore[attr-defined]
+    wal = str(tmp_path / "db.sqlite3-wal")
+    # SQLite commits without waiting for the disk; the connection flushes the WAL itself.
+    assert inline._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert inline.wal is not None and inline.wal.path == wal
+
+    await insert("through atomic()")
+    assert (flushes.started, flushes.finished) == (1, 1)
+    async with client._in_transaction() as tx:  # a transaction opened without atomic()
+        await tx.execute_query("INSERT INTO note (body) VALUES ('tortoise')")
+    assert flushes.finished == 2
+    await client.execute_query("INSERT INTO note (body) VALUES ('on its own')")
+    await client.execute_insert("INSERT INTO note (body) VALUES (?)", ["inserted"])
+    await client.execute_many("INSERT INTO note (body) VALUES (?)", [["x"], ["y"]])
+    assert flushes.finished == 5  # each statement outside a transaction commits by itself
+    await client.execute_query_dict("SELECT body FROM note")
+    async with client._in_transaction() as tx:
+        await tx.execute_query_dict("SELECT body FROM note")
+        await tx.execute_query("INSERT INTO note (body) VALUES ('z')")
+        assert flushes.finished == 5  # nothing is flushed inside a transaction or for reads
+    assert flushes.finished == 6
+    assert set(flushes.files) == {wal}  # only the WAL, never the database file
+
+
+async def test_one_flush_serves_the_commits_made_before_it_began(
+    client: InlineSqliteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes = Flushes(delay=0.3)
+    monkeypatch.setattr(os, "fdatasync", flushes)
+    saved: list[str] = []
+
+    async def write(body: str) -> None:
+        await insert(body)
+        saved.append(body)
+
+    first = asyncio.ensure_future(write("a"))
+    assert await asyncio.to_thread(flushes.began.wait, 5)
+    # While the first commit's flush runs, five more transactions write and commit: the
+    # connection is not held by the flush.
+    others = [asyncio.ensure_future(write(body)) for body in "bcdef"]
+    await asyncio.sleep(0.1)
+    rows = await client.execute_query_dict("SELECT COUNT(*) AS n FROM note")
+    assert rows == [{"n": 6}]  # committed, so visible...
+    assert saved == [] and flushes.finished == 0  # ...but nobody is told yet
+    await asyncio.gather(first, *others)
+    assert saved[0] == "a" and sorted(saved) == list("abcdef")
+    # The five commits made during the first flush are not covered by it (it may have
+    # started before they were written): they share the next one.
+    assert (flushes.started, flushes.finished) == (2, 2)
+
+
+async def test_a_failed_flush_fails_its_write_and_every_later_one(
+    client: InlineSqliteClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After a failed fsync, what the disk holds is unknown (the kernel may have dropped the
+    # pages): no later write may be called saved until Cabinet restarts.
+    monkeypatch.setattr(os, "fdatasync", Flushes(fail=OSError(errno.EIO, "I/O error")))
+    with pytest.raises(sqlite.DiskFailed):
+        await insert("lost?")
+    assert "restart Cabinet" in caplog.text
+    monkeypatch.setattr(os, "fdatasync", Flushes())  # the disk answers again
+    with pytest.raises(sqlite.DiskFailed):
+        await insert("later")
+    with pytest.raises(OperationalError, match="writing to disk failed"):
+        await client.execute_query("INSERT INTO note (body) VALUES ('autocommit')")
+    assert len(await client.execute_query_dict("SELECT body FROM note")) == 3  # reads work
+
+
+async def test_a_url_that_sets_synchronous_keeps_sqlites_own_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes = Flushes()
+    monkeypatch.setattr(os, "fdatasync", flushes)
+    await init_db(f"sqlite://{tmp_path / 'db.sqlite3'}?synchronous=FULL")
+    try:
+        c = connections.get("default")
+        assert isinstance(c, InlineSqliteClient)
+        await c.execute_script("CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT)")
+        inline = c._connection  # type: ignore[attr-defined]
+        assert inline.wal is None
+        assert inline._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        await insert("x")
+        assert flushes.started == 0
+    finally:
+        await close_db()

@@ -33,6 +33,7 @@ from server.db import (
     atomic,
     connection,
     dialect,
+    durable,
     from_row,
     in_atomic,
     placeholders,
@@ -456,9 +457,10 @@ class SendBatcher:
 
     The first send of a quiet moment commits alone, at once; the ones that arrive while it
     commits wait and then go together, in one transaction and one commit (one fsync on
-    SQLite), and so on. Each sender is answered only once its message is committed. When
-    a batch fails, its sends are tried again one by one, so one bad message fails only
-    itself. Events are published after the commit, before the senders are answered.
+    SQLite), and so on. Each sender is answered only once its message is committed and on
+    disk. When a batch fails, its sends are tried again one by one, so one bad message fails
+    only itself. Events are published once the commit is written, before the senders are
+    answered (on SQLite, while the commit's fsync runs).
     """
 
     MAX_BATCH = 200
@@ -518,11 +520,21 @@ class SendBatcher:
             if not batch[0][1].done():
                 batch[0][1].set_exception(exc)
             return
+        # Published while the commit's fsync runs (server/sqlite.py): the recipients see
+        # the message a few hundred microseconds before it is durable, and its sender is
+        # told it is sent only after.
         for callback in publish:
             try:
                 await callback()
             except Exception:  # committed: the tabs catch up from the stored events
                 log.exception("publishing committed messages failed")
+        try:
+            await durable()
+        except Exception as exc:
+            for _item, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         for (_item, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
