@@ -1,11 +1,13 @@
 """What an SQLite commit costs with a WAL that is cut back after each checkpoint, and with
 one that keeps its size (``journal_size_limit``, server/db.py's ``WAL_SIZE_LIMIT``).
 
-A commit in WAL mode with ``synchronous=FULL`` (Cabinet's) appends its pages to the WAL and
-syncs it. When the WAL was truncated at the last checkpoint, the append grows the file, and
-the sync must also record the new size in the file system's journal; when it kept its size,
-the commit overwrites blocks that exist. This times commits of three small rows (a message's
-share of pages, roughly) with a short pause between them, alternating the two settings::
+A commit in WAL mode with ``synchronous=FULL`` appends its pages to the WAL and syncs it
+(Cabinet commits with ``NORMAL`` and then syncs the WAL itself, server/sqlite.py: the same
+writes and the same sync). When the WAL was truncated at the last checkpoint, the append
+grows the file, and the sync must also record the new size in the file system's journal;
+when it kept its size, the commit overwrites blocks that exist. This times commits of three
+small rows (a message's share of pages, roughly) with a short pause between them,
+alternating the two settings::
 
     .venv/bin/python bench/walsize.py                 # in a temporary folder
     .venv/bin/python bench/walsize.py --dir /var/lib/cabinet --rounds 6
