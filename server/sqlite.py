@@ -288,6 +288,10 @@ def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT"
 
 
+def _is_dml(sql: str) -> bool:
+    return sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     # SQLITE_BUSY and its extended codes, except BUSY_SNAPSHOT: a transaction whose snapshot
     # is stale can never take the write lock, and waiting would only delay its failure.
@@ -384,18 +388,25 @@ class InlineConnection:
         finally:
             self._deadline = None
 
-    async def _saved(self) -> None:
+    async def _saved(self, sql: str | None, changes_before: int) -> None:
         """After a statement that may have written: outside a transaction it committed by
-        itself, and must be on disk before its caller hears of it."""
+        itself, and must be on disk before its caller hears of it. An ``INSERT``,
+        ``UPDATE`` or ``DELETE`` that changed no row wrote nothing (the worker's claim of
+        due jobs, every second, usually finds none); anything else (``sql`` None: a
+        script) is flushed."""
         wal = self.wal
-        if wal is not None and not self._conn.in_transaction:
-            wal.wrote()
-            await wal.sync()
+        if wal is None or self._conn.in_transaction:
+            return
+        if sql is not None and self._conn.total_changes == changes_before and _is_dml(sql):
+            return
+        wal.wrote()
+        await wal.sync()
 
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
         if not _is_read(sql):
+            before = self._conn.total_changes
             rows = await self._retrying(lambda: self._fetch(sql, parameters, False))
-            await self._saved()
+            await self._saved(sql, before)
             return rows
         try:
             return await self._retrying(lambda: self._fetch(sql, parameters, True))
@@ -405,20 +416,23 @@ class InlineConnection:
         return await self._retrying(lambda: self._fetch(sql, parameters, False), on_thread=True)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> _Cursor:
+        before = self._conn.total_changes
         cursor = await self._retrying(lambda: self._conn.execute(sql, parameters or ()))
         if not _is_read(sql):
-            await self._saved()
+            await self._saved(sql, before)
         return _Cursor(cursor)
 
     async def execute_insert(self, sql: str, parameters: Sequence[Any]) -> tuple[int | None]:
+        before = self._conn.total_changes
         cursor = await self._retrying(lambda: self._conn.execute(sql, parameters))
-        await self._saved()
+        await self._saved(sql, before)
         return (cursor.lastrowid,)
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
         rows = list(parameters)
+        before = self._conn.total_changes
         await self._retrying(lambda: self._conn.executemany(sql, rows), repeatable=False)
-        await self._saved()
+        await self._saved(sql, before)
 
     async def executescript(self, script: str) -> None:
         # Schema changes, at start-up: rare, and allowed to wait for a lock the plain way.
@@ -427,7 +441,7 @@ class InlineConnection:
             self._conn.executescript(script)
         finally:
             self._conn.execute("PRAGMA busy_timeout = 0")
-        await self._saved()
+        await self._saved(None, 0)
 
     async def commit(self) -> None:
         if not self._conn.in_transaction:

@@ -408,6 +408,13 @@ async def test_every_write_is_on_disk_before_it_counts_as_done(
         await tx.execute_query("INSERT INTO note (body) VALUES ('z')")
         assert flushes.finished == 5  # nothing is flushed inside a transaction or for reads
     assert flushes.finished == 6
+    # A write that changed nothing wrote nothing (the worker's claim of due jobs, each
+    # second, usually finds none); a schema change always counts.
+    await client.execute_query("UPDATE note SET body = 'x' WHERE id = -1")
+    await client.execute_query("DELETE FROM note WHERE id = -1")
+    assert flushes.finished == 6
+    await client.execute_query("CREATE INDEX note_body ON note (body)")
+    assert flushes.finished == 7
     assert set(flushes.files) == {wal}  # only the WAL, never the database file
 
 
