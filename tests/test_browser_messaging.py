@@ -441,3 +441,43 @@ async def test_unread_counts_follow_live(
     await expect(staff_diary.locator("[data-unread]")).to_have_count(0)
     await expect(clinician.locator("#unread-total")).to_be_hidden()
     await never_reloaded(clinician, client)
+
+
+async def test_what_is_typed_while_a_send_is_on_its_way_is_kept(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # The recipients' tabs may show a message before its sender hears it is stored (the
+    # answer waits for the disk): a fast typist's next message must survive that answer.
+    diary = await start_conversation(new_http, people["helene"], people["camille"], "Sleep diary")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=diary)
+    held = asyncio.Event()
+    answers = 0
+
+    async def hold(route: Any) -> None:
+        nonlocal answers
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        response = await route.fetch()  # stored now; answered when the test says so
+        await held.wait()
+        answers += 1
+        if answers == 1:
+            await route.fulfill(response=response)
+        else:
+            await route.abort()
+
+    await clinician.route("**/api/conversations/*/messages", hold)
+    await write(clinician, "First note")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(clinician.locator("#composer-text")).to_have_value("")
+    await write(clinician, "Second half-typed")
+    held.set()
+    await expect(message(clinician, "First note")).to_be_visible()
+    await expect(clinician.locator("#composer-text")).to_have_value("Second half-typed")
+    # A send that fails is put back, to be sent again.
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(clinician.locator("#composer-text")).to_have_value("Second half-typed")
+    await expect(clinician.locator("#thread-notice")).to_be_visible()

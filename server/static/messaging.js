@@ -204,17 +204,27 @@
     var conv = state.open;
     // The same uid is reused when retrying this very text: the server stores it once.
     if (!pending || pending.text !== text || pending.conv !== conv) pending = { text: text, uid: uid(), conv: conv };
+    // Emptied at once: what is typed while this send is on its way (the recipients' tabs
+    // may show it before the answer comes) is the next message, and the answer must not
+    // wipe it. A send that fails is put back, to be sent again with the same uid.
+    ta.value = ""; delete state.drafts[conv];
     call("POST", "/conversations/" + conv + "/messages", { body: text, client_uid: pending.uid }).then(function (r) {
-      pending = null; delete state.drafts[conv];
+      pending = null;
       if (!state.thread || state.thread.conversation.id !== conv) return;
-      if ($("#composer-text")) $("#composer-text").value = "";
       if ($("#thread-notice")) $("#thread-notice").hidden = true;
       // Shown at once, even before the live event (which is then recognised by its id).
       if (!state.thread.messages.some(function (x) { return x.id === r.id; })) {
         var m = { id: r.id, conversation_id: conv, body: r.body, client_uid: r.client_uid, created_at: r.created_at, sender: state.thread.me, reads: [] };
         state.thread.messages.push(m); appendMessage(m);
       }
-    }).catch(function (e) { notice(e.message, true); });
+    }).catch(function (e) {
+      if (!state.drafts[conv]) {
+        state.drafts[conv] = text;
+        var box = $("#composer-text");
+        if (box && state.open === conv && !box.value) box.value = text;
+      }
+      notice(e.message, true);
+    });
   }
   function deleteMessage(m) {
     if (!confirm(T.confirm_delete)) return;
