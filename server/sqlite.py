@@ -388,26 +388,27 @@ class InlineConnection:
         finally:
             self._deadline = None
 
-    async def _saved(self, sql: str | None, changes_before: int) -> None:
-        """After a statement that may have written: outside a transaction it committed by
-        itself, and must be on disk before its caller hears of it. An ``INSERT``,
-        ``UPDATE`` or ``DELETE`` that changed no row wrote nothing (the worker's claim of
-        due jobs, every second, usually finds none); anything else (``sql`` None: a
-        script) is flushed."""
+    async def _writing(self, sql: str, run: Callable[[], T], *, repeatable: bool = True) -> T:
+        """``run()`` (through ``_retrying``), a statement that may write. Outside a
+        transaction it commits by itself, and must be on disk before its caller hears of
+        it. An ``INSERT``, ``UPDATE`` or ``DELETE`` that changed no row wrote nothing (the
+        worker's claim of due jobs, every second, usually finds none); anything else is
+        flushed."""
+        before = self._conn.total_changes
+        result = await self._retrying(run, repeatable=repeatable)
+        if self._conn.total_changes != before or not _is_dml(sql):
+            await self._flush_if_committed()
+        return result
+
+    async def _flush_if_committed(self) -> None:
         wal = self.wal
-        if wal is None or self._conn.in_transaction:
-            return
-        if sql is not None and self._conn.total_changes == changes_before and _is_dml(sql):
-            return
-        wal.wrote()
-        await wal.sync()
+        if wal is not None and not self._conn.in_transaction:
+            wal.wrote()
+            await wal.sync()
 
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
         if not _is_read(sql):
-            before = self._conn.total_changes
-            rows = await self._retrying(lambda: self._fetch(sql, parameters, False))
-            await self._saved(sql, before)
-            return rows
+            return await self._writing(sql, lambda: self._fetch(sql, parameters, False))
         try:
             return await self._retrying(lambda: self._fetch(sql, parameters, True))
         except _Interrupted:
@@ -416,23 +417,20 @@ class InlineConnection:
         return await self._retrying(lambda: self._fetch(sql, parameters, False), on_thread=True)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> _Cursor:
-        before = self._conn.total_changes
-        cursor = await self._retrying(lambda: self._conn.execute(sql, parameters or ()))
-        if not _is_read(sql):
-            await self._saved(sql, before)
-        return _Cursor(cursor)
+        def run() -> sqlite3.Cursor:
+            return self._conn.execute(sql, parameters or ())
+
+        if _is_read(sql):
+            return _Cursor(await self._retrying(run))
+        return _Cursor(await self._writing(sql, run))
 
     async def execute_insert(self, sql: str, parameters: Sequence[Any]) -> tuple[int | None]:
-        before = self._conn.total_changes
-        cursor = await self._retrying(lambda: self._conn.execute(sql, parameters))
-        await self._saved(sql, before)
+        cursor = await self._writing(sql, lambda: self._conn.execute(sql, parameters))
         return (cursor.lastrowid,)
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> None:
         rows = list(parameters)
-        before = self._conn.total_changes
-        await self._retrying(lambda: self._conn.executemany(sql, rows), repeatable=False)
-        await self._saved(sql, before)
+        await self._writing(sql, lambda: self._conn.executemany(sql, rows), repeatable=False)
 
     async def executescript(self, script: str) -> None:
         # Schema changes, at start-up: rare, and allowed to wait for a lock the plain way.
@@ -441,7 +439,7 @@ class InlineConnection:
             self._conn.executescript(script)
         finally:
             self._conn.execute("PRAGMA busy_timeout = 0")
-        await self._saved(None, 0)
+        await self._flush_if_committed()
 
     async def commit(self) -> None:
         if not self._conn.in_transaction:
