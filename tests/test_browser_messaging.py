@@ -377,6 +377,64 @@ async def test_adding_participants_warns_they_stay_for_good(
     await never_reloaded(clinician, client)
 
 
+async def test_an_open_menu_stays_open_while_the_thread_is_redrawn(
+    browser: Browser,
+    live_server: LiveServer,
+    make: Factory,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    """Back live or people added, the open thread is drawn again: what someone has open in it
+    (a message's menu, the participants) must not close under their pointer. CI caught the
+    menu closing when the page's first load and its socket's resync both drew the thread."""
+    lucas = await make.client(people["helene"], first_name="Lucas", last_name="Martin")
+    await do_link_clients(None, people["camille"], lucas, Relationship.PARENT)
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Paperwork")
+    async with new_http("10.9.0.2") as portal, new_http("10.9.0.1") as staff:
+        await login(portal, people["camille"])
+        await login(staff, people["helene"])
+        r = await portal.post(
+            f"/portal/api/conversations/{cid}/messages",
+            json={"body": "Could you call me back?", "client_uid": "m1"},
+        )
+        assert r.status_code == 200
+        page = await messages_page(browser, live_server, people["helene"], open_id=cid)
+
+        asked = message(page, "Could you call me back?")
+        await asked.get_by_label("Message actions").click()
+        r = await staff.post(
+            f"/api/conversations/{cid}/participants",
+            json={"staff_ids": [people["bruno"].id], "group_name": "Care team"},
+        )
+        assert r.status_code == 200, r.text
+        await expect(page.locator(".thread-head h2")).to_have_text("Care team · Paperwork")
+        await expect(asked.get_by_role("button", name="Create a task")).to_be_visible()
+        await page.locator(".thread-head h2").click()  # a click elsewhere closes it
+        await expect(asked.get_by_role("button", name="Create a task")).to_be_hidden()
+
+        await page.get_by_text("Show participants").click()
+        r = await staff.post(
+            f"/api/conversations/{cid}/participants", json={"linked_client_ids": [lucas.id]}
+        )
+        assert r.status_code == 200, r.text
+        panel = page.locator(".participants .panel")
+        await expect(panel).to_contain_text("Lucas Martin")
+        await expect(panel).to_be_visible()
+
+        # Read while its menu is open: the menu stays, without Delete (read: no longer offered).
+        await page.locator("#composer-text").fill("Tomorrow at ten?")
+        await page.get_by_role("button", name="Send").click()
+        mine = message(page, "Tomorrow at ten?")
+        await mine.get_by_label("Message actions").click()
+        await expect(mine.get_by_role("button", name="Delete")).to_be_visible()
+        r = await portal.post(f"/portal/api/conversations/{cid}/read", json={})
+        assert r.status_code == 200, r.text
+        await expect(mine.locator(".status")).to_contain_text("Read by Camille Martin")
+        await expect(mine.get_by_role("button", name="Copy text")).to_be_visible()
+        await expect(mine.get_by_role("button", name="Delete")).to_have_count(0)
+    await never_reloaded(page)
+
+
 async def test_unread_counts_follow_live(
     browser: Browser,
     live_server: LiveServer,

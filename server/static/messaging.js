@@ -87,7 +87,7 @@
     state.open = null; state.thread = null;
     document.body.classList.remove("thread-open");
     history.replaceState(null, "", location.pathname);
-    $("#thread").innerHTML = emptyThread;
+    $("#thread").innerHTML = emptyThread; delete $("#thread").dataset.conv;
     renderList();
   }
   function statusOf(m) {
@@ -104,7 +104,7 @@
       el("summary", { "aria-label": T.actions, text: "⋯" }),
       el("div", { "class": "menu" }, [
         el("button", { type: "button", "data-action": "copy", onclick: function () { copyText(m.body); this.closest("details").open = false; }, text: T.copy }),
-        mine && !(m.reads || []).length ? el("button", { type: "button", "class": "danger", "data-action": "delete", onclick: function () { deleteMessage(m); }, text: T.delete }) : null,
+        mine && !(m.reads || []).length ? el("button", { type: "button", "class": "danger", "data-action": "delete", onclick: function () { this.closest("details").open = false; deleteMessage(m); }, text: T.delete }) : null,
         cfg.isStaff && m.sender.role !== "staff" ? el("button", { type: "button", "data-action": "task", onclick: function () { this.closest("details").open = false; openTaskDialog(m); }, text: T.create_task }) : null
       ])
     ]);
@@ -122,10 +122,21 @@
     var r = box.getBoundingClientRect(), l = list.getBoundingClientRect();
     if (r.bottom > l.bottom && r.top - l.top > r.height + d.offsetHeight) d.classList.add("up");
   }
+  // The id of the message whose menu is open under ``root``, if any.
+  function openMenuId(root) {
+    var d = root.querySelector("details.msg-menu[open]"); return d ? d.closest(".msg").dataset.id : null;
+  }
+  function reopenMenu(root, id) {
+    var d = id && root.querySelector('.msg[data-id="' + id + '"] details.msg-menu'); if (d) d.open = true;
+  }
   function renderThread() {
     var t = state.thread, box = $("#thread");
     var hadFocus = document.activeElement && document.activeElement.id === "composer-text";
-    box.innerHTML = "";
+    // A redraw of the same conversation (back live, people added) leaves an open message menu
+    // or participants panel open: it must not close under the pointer of someone using it.
+    var same = box.dataset.conv === String(t.conversation.id);
+    var menuId = same ? openMenuId(box) : null, panelOpen = same && !!box.querySelector("details.participants[open]");
+    box.innerHTML = ""; box.dataset.conv = t.conversation.id;
     var staffN = t.counts.staff, clientN = t.counts.clients + t.counts.linked;
     var head = el("header", { "class": "thread-head" }, [
       el("button", { type: "button", "class": "back", "aria-label": T.back, title: T.back, onclick: closeThread, text: "←" }),
@@ -133,7 +144,7 @@
       // A questionnaire for the client of this conversation, sent from their file.
       cfg.isStaff && t.conversation.client_id ? el("a", { "class": "button small", "data-send-measure": "", href: "/staff/clients/" + t.conversation.client_id + "/measures#send", text: T.send_measure }) : null,
       cfg.isStaff && t.conversation.client_id ? el("a", { "class": "button small", "data-send-form": "", href: "/staff/clients/" + t.conversation.client_id + "/forms#send-form", text: T.send_form }) : null,
-      el("details", { "class": "participants" }, [
+      el("details", { "class": "participants", open: panelOpen ? "open" : null }, [
         el("summary", { text: T.show_participants }),
         el("div", { "class": "panel" }, [
           el("p", { "class": "small", text: T.counts.replace("%(clients)s", clientN).replace("%(staff)s", staffN) }),
@@ -162,6 +173,7 @@
       state.drafts[t.conversation.id] = ta.value;
       if (ta.value.trim() && Date.now() - state.lastTyping > 2500) { state.lastTyping = Date.now(); call("POST", "/conversations/" + t.conversation.id + "/typing").catch(function () {}); }
     });
+    reopenMenu(list, menuId);
     box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(note); box.appendChild(composer);
     list.scrollTop = list.scrollHeight;
     if (hadFocus) ta.focus();
@@ -263,7 +275,8 @@
     state.thread.messages.forEach(function (m) {
       if (d.message_ids.indexOf(m.id) >= 0 && !isMe(d.reader) && !m.reads.some(function (r) { return r.participant_id === d.reader.id; })) {
         m.reads.push({ participant_id: d.reader.id, name: d.reader.name, read_at: d.read_at });
-        var node = document.querySelector('.msg[data-id="' + m.id + '"]'); if (node) node.replaceWith(messageNode(m));
+        var node = document.querySelector('.msg[data-id="' + m.id + '"]');
+        if (node) { var menuId = openMenuId(node); node.replaceWith(messageNode(m)); reopenMenu($("#messages"), menuId); }
       }
     });
   });
