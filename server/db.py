@@ -46,10 +46,15 @@ WAL_SIZE_LIMIT = 8 * 1024 * 1024
 
 def connection_config(database_url: str) -> str | dict[str, Any]:
     """Tortoise's connection settings for a DATABASE_URL. SQLite gets our client, which runs
-    statements on the event loop's thread instead of aiosqlite's (server/sqlite.py)."""
+    statements on the event loop's thread instead of aiosqlite's (server/sqlite.py);
+    PostgreSQL through asyncpg gets a pool that does not reset a connection on every release
+    (server/postgres.py)."""
+    config = expand_db_url(database_url)
+    if config["engine"] == "tortoise.backends.asyncpg":
+        config["engine"] = "server.postgres"
+        return config
     if not database_url.startswith("sqlite://"):
         return database_url
-    config = expand_db_url(database_url)
     config["engine"] = "server.sqlite"
     if "journal_size_limit" not in parse_qs(urlsplit(database_url).query):
         # Not setdefault: Tortoise's URL parser fills in its own default.

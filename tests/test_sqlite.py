@@ -103,7 +103,6 @@ def test_sqlite_urls_get_the_inline_client_and_keep_their_pragmas() -> None:
     assert config["credentials"]["journal_size_limit"] == WAL_SIZE_LIMIT  # see below
     mine = connection_config("sqlite:///tmp/x.sqlite3?journal_size_limit=1000")
     assert isinstance(mine, dict) and mine["credentials"]["journal_size_limit"] == 1000
-    assert connection_config("postgres://u@h:5432/db") == "postgres://u@h:5432/db"
     assert issubclass(sqlite.get_client_class(config), SqliteClient)
 
 
