@@ -75,29 +75,63 @@ async def _take_seqs(counts: dict[str, int]) -> dict[str, int]:
     return {str(r["recipient"]): int(r["last_seq"]) for r in rows}
 
 
-async def lock_cursors(recipients: Iterable[str]) -> None:
-    """Take the recipients' cursor locks now, before the write whose events will follow.
+# PostgreSQL advances the cursors and stores the events in one statement: one round trip
+# instead of two, for every message sent. The events join the cursor rows that the first part
+# returns, so they are written under its row locks and take its numbers; the cursors are
+# advanced in sorted order, as everywhere (no deadlock). Arrays keep the statement's text the
+# same whatever the number of events, so asyncpg prepares it once per connection.
+_PG_TAKE_AND_STORE = (
+    "WITH advanced AS ("
+    "INSERT INTO realtime_cursor (recipient, last_seq) "
+    "SELECT r, n FROM unnest($1::text[], $2::bigint[]) AS c(r, n) ORDER BY r "
+    "ON CONFLICT (recipient) DO UPDATE "
+    "SET last_seq = realtime_cursor.last_seq + excluded.last_seq "
+    "RETURNING recipient, last_seq"
+    "), stored AS ("
+    "INSERT INTO realtime_event (recipient, seq, type, payload, created_at) "
+    "SELECT e.r, advanced.last_seq - e.back, e.t, e.p::jsonb, $7::timestamptz "
+    "FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY "
+    "AS e(r, back, t, p, i) JOIN advanced ON advanced.recipient = e.r ORDER BY e.i"
+    ") SELECT recipient, last_seq FROM advanced"
+)
 
-    Call inside ``server.db.atomic()``, first thing. A write that numbers its rows (a
-    message id) after this call numbers them in the order its events reach the recipients:
-    two messages sent at once to one conversation get ids in the order everyone receives
-    them, so the history (by id) and the live stream agree. SQLite needs nothing: its
-    writers take turns for the whole transaction.
-    """
-    if dialect() != "postgres":
-        return
-    keys = sorted(set(recipients))
-    if not keys:
-        return
-    # One statement: new recipients get their row (locked by the insert), existing rows
-    # are locked by the no-op update, in sorted order as emit() advances them, so two
-    # senders cannot deadlock.
-    await connection().execute_query(
-        "INSERT INTO realtime_cursor (recipient, last_seq) "
-        "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
-        "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq",
-        [keys],
+
+async def _take_seqs_and_store(
+    planned: Sequence[tuple[str, str, dict[str, Any], str]],
+    counts: dict[str, int],
+    back: Sequence[int],
+) -> dict[str, int]:
+    """PostgreSQL: ``_take_seqs`` and ``_insert_events`` in one statement (see above)."""
+    keys = sorted(counts)
+    rows = await connection().execute_query_dict(
+        _PG_TAKE_AND_STORE,
+        [
+            keys,
+            [counts[k] for k in keys],
+            [p[0] for p in planned],
+            list(back),
+            [p[1] for p in planned],
+            [p[3] for p in planned],
+            datetime.now(UTC),
+        ],
     )
+    return {str(r["recipient"]): int(r["last_seq"]) for r in rows}
+
+
+# PostgreSQL: takes the cursor row locks of the recipients in ``$1`` (a text array), before
+# the write whose events will follow, as the first part of that write's statement (messages:
+# server/actions/messaging.py). A write that numbers its rows (a message id) under these
+# locks numbers them in the order its events reach the recipients: two messages sent at once
+# to one conversation get ids in the order everyone receives them, so the history (by id)
+# and the live stream agree. New recipients get their row (locked by the insert), existing
+# rows are locked by the no-op update, in sorted order as emit() advances them, so two
+# senders cannot deadlock. SQLite needs nothing: its writers take turns for the whole
+# transaction.
+PG_LOCK_CURSORS = (
+    "INSERT INTO realtime_cursor (recipient, last_seq) "
+    "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
+    "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq"
+)
 
 
 async def emit(recipients: Iterable[str], type: str, payload: dict[str, Any]) -> list[Event]:
@@ -126,14 +160,21 @@ async def emit_many(
             counts[recipient] = counts.get(recipient, 0) + 1
     if not planned:
         return []
-    last = await _take_seqs(counts)
-    # The first seq of each recipient in this call, then one more per event.
-    nxt = {r: last[r] - n + 1 for r, n in counts.items()}
-    events: list[Event] = []
-    for recipient, type_, payload, data in planned:
-        events.append(Event(recipient, nxt[recipient], type_, payload, data))
-        nxt[recipient] += 1
-    await _insert_events(events)
+    # How many of its events in this call follow each one: its seq is the recipient's new
+    # last seq minus that.
+    back: list[int] = []
+    seen: dict[str, int] = {}
+    for recipient, _type, _payload, _data in planned:
+        k = seen[recipient] = seen.get(recipient, 0) + 1
+        back.append(counts[recipient] - k)
+    postgres = dialect() == "postgres"
+    last = await (_take_seqs_and_store(planned, counts, back) if postgres else _take_seqs(counts))
+    events = [
+        Event(recipient, last[recipient] - b, type_, payload, data)
+        for (recipient, type_, payload, data), b in zip(planned, back, strict=True)
+    ]
+    if not postgres:
+        await _insert_events(events)
 
     async def publish() -> None:
         from realtime.hub import hub
@@ -182,4 +223,4 @@ async def last_seq(recipient: str) -> int:
     return int(rows[0]["last_seq"]) if rows else 0
 
 
-__all__ = ["Event", "emit", "emit_many", "events_after", "last_seq", "lock_cursors", "dialect"]
+__all__ = ["PG_LOCK_CURSORS", "Event", "emit", "emit_many", "events_after", "last_seq", "dialect"]

@@ -24,7 +24,7 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeEvent
-from realtime.events import emit, emit_many, lock_cursors
+from realtime.events import PG_LOCK_CURSORS, emit, emit_many
 from realtime.hub import hub
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
@@ -322,22 +322,51 @@ async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Parti
     return found
 
 
-async def _insert_messages(sends: Sequence[PendingSend], now: datetime) -> dict[int, int]:
+# PostgreSQL: the recipients' cursor locks first (realtime.events.PG_LOCK_CURSORS), then the
+# messages, in one statement. The insert's rows pass a filter on the lock's count, which
+# PostgreSQL evaluates once, before the first row, so every id is drawn under the locks.
+_PG_LOCK_AND_INSERT = (
+    f"WITH locked AS ({PG_LOCK_CURSORS} RETURNING 1) "
+    "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
+    "updated_at) "
+    "SELECT m.c, m.s, m.b, m.u, $6::timestamptz, $6::timestamptz "
+    "FROM unnest($2::integer[], $3::integer[], $4::text[], $5::text[]) WITH ORDINALITY "
+    "AS m(c, s, b, u, i) WHERE (SELECT count(*) FROM locked) >= 0 ORDER BY m.i "
+    "ON CONFLICT (sender_id, client_uid) DO NOTHING "
+    "RETURNING id, sender_id, client_uid"
+)
+
+
+async def _insert_messages(
+    sends: Sequence[PendingSend], now: datetime, lock: Sequence[str] | None = None
+) -> dict[int, int]:
     """Insert the messages not stored yet, in one statement: {index in ``sends``: id}.
 
     A (sender, client_uid) already stored, by an earlier send or a racing one in another
-    process, is skipped rather than failing the statement.
+    process, is skipped rather than failing the statement. On PostgreSQL, ``lock`` is the
+    recipients whose cursor rows are locked first, in the same statement.
     """
-    params: list[Any] = []
-    for item in sends:
-        params += [item.conversation.id, item.me.id, item.body, item.client_uid, now, now]
-    rows = await connection().execute_query_dict(
-        "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
-        f"updated_at) VALUES {values_rows(len(sends), 6)} "
-        "ON CONFLICT (sender_id, client_uid) DO NOTHING "
-        "RETURNING id, sender_id, client_uid",
-        params,
-    )
+    if lock is not None:
+        sql = _PG_LOCK_AND_INSERT
+        params: list[Any] = [
+            sorted(set(lock)),
+            [item.conversation.id for item in sends],
+            [item.me.id for item in sends],
+            [item.body for item in sends],
+            [item.client_uid for item in sends],
+            now,
+        ]
+    else:
+        sql = (
+            "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
+            f"updated_at) VALUES {values_rows(len(sends), 6)} "
+            "ON CONFLICT (sender_id, client_uid) DO NOTHING "
+            "RETURNING id, sender_id, client_uid"
+        )
+        params = []
+        for item in sends:
+            params += [item.conversation.id, item.me.id, item.body, item.client_uid, now, now]
+    rows = await connection().execute_query_dict(sql, params)
     index = {(item.me.id, item.client_uid): i for i, item in enumerate(sends)}
     return {index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"]) for r in rows}
 
@@ -360,16 +389,18 @@ async def _write_sends(
             unique.append(item)
     postgres = dialect() == "postgres"
     participants: dict[int, list[Participant]] = {}
+    lock: list[str] | None = None
     if postgres:
-        # Before the insert: message ids then follow the order the recipients receive them.
+        # Locked with the insert: message ids then follow the order the recipients
+        # receive them.
         participants = await _participants_of(unique)
         everyone = [p.recipient for parts in participants.values() for p in parts]
-        await lock_cursors(everyone if recipients is None else everyone + recipients)
+        lock = everyone if recipients is None else everyone + recipients
     # SQLite writes first: a transaction that reads first and writes second cannot wait
     # for another connection's write lock. Its writers take turns for the whole
     # transaction, which orders ids and seqs alike.
     now = datetime.now(UTC)
-    ids = await _insert_messages(unique, now)
+    ids = await _insert_messages(unique, now, lock)
     if not postgres:
         participants = await _participants_of(unique)
     stored: list[Message | None] = [None] * len(unique)
