@@ -13,6 +13,7 @@ import pytest
 from tortoise.exceptions import IntegrityError
 
 from models.accounts import PortalAccount
+from models.clients import Client
 from models.jobs import Job, JobStatus
 from models.messaging import (
     Conversation,
@@ -139,6 +140,59 @@ async def test_same_client_uid_twice_in_one_batch_is_one_message(
     again, created = await messaging.do_send_message(caller, conversation, me, "once", "dup")
     assert again.id == first.id and not created
     assert [e.payload["id"] for e in captured.of_type("message.created")] == announced
+
+
+async def test_one_batch_over_several_conversations_sets_each_ones_activity(
+    chat: dict[str, Any],
+) -> None:
+    """Each conversation takes its last new message's time and who it awaits; a message sent
+    again (same client_uid) changes nothing. PostgreSQL does this in the insert's statement."""
+    first: Conversation = chat["conversation"]
+    staff_caller, _ = chat["staff"]
+    client = await Client.get(id=first.client_id)  # type: ignore[attr-defined]
+    others = [
+        await messaging.do_create_conversation(
+            staff_caller, kind=ConversationKind.CLIENT, subject=subject, client=client
+        )
+        for subject in ("Tuesday", "Wednesday")
+    ]
+    second, third = others
+    me: dict[tuple[int, ParticipantRole], Participant] = {
+        (p.conversation_id, p.role): p  # type: ignore[attr-defined]
+        for p in await Participant.filter(conversation_id__in=[c.id for c in (first, *others)])
+    }
+    staff, patient = ParticipantRole.STAFF, ParticipantRole.CLIENT
+
+    def send(conversation: Conversation, role: ParticipantRole, body: str) -> Any:
+        return messaging.PendingSend(conversation, me[(conversation.id, role)], body, body)
+
+    # The third conversation: a client's message, then the staff's answer (awaits nobody).
+    async with dbmod.atomic():
+        await messaging._write_sends([send(third, patient, "c1")])
+    async with dbmod.atomic():
+        await messaging._write_sends([send(third, staff, "c2")])
+    before = await Conversation.get(id=third.id)
+    assert before.awaiting_staff is False
+
+    async with dbmod.atomic():
+        results = await messaging._write_sends(
+            [
+                send(first, patient, "a1"),
+                send(second, patient, "b1"),
+                send(first, staff, "a2"),
+                send(third, patient, "c1"),  # sent again: already stored
+                send(second, staff, "b2"),
+                send(first, patient, "a3"),
+            ]
+        )
+    assert [created for _m, created in results] == [True, True, True, False, True, True]
+    by_body = {m.body: m for m, _created in results}
+    for conversation, last, awaiting in ((first, "a3", True), (second, "b2", False)):
+        reloaded = await Conversation.get(id=conversation.id)
+        assert reloaded.last_activity_at == by_body[last].created_at
+        assert reloaded.awaiting_staff is awaiting
+    after = await Conversation.get(id=third.id)
+    assert (after.last_activity_at, after.awaiting_staff) == (before.last_activity_at, False)
 
 
 async def test_one_failing_message_leaves_the_others_of_its_batch_stored(

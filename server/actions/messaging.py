@@ -323,18 +323,36 @@ async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Parti
 
 
 # PostgreSQL: the recipients' cursor locks first (realtime.events.PG_LOCK_CURSORS), then the
-# messages, in one statement. The insert's rows pass a filter on the lock's count, which
-# PostgreSQL evaluates once, before the first row, so every id is drawn under the locks.
-_PG_LOCK_AND_INSERT = (
-    f"WITH locked AS ({PG_LOCK_CURSORS} RETURNING 1) "
+# messages, then each conversation's activity, in one statement. The insert's rows pass a
+# filter on the lock's count, which PostgreSQL evaluates once, before the first row, so
+# every id is drawn under the locks. A conversation takes the activity of its last new
+# message (``$7``/``$8``: whether each sender's message leaves the conversation awaiting the
+# staff); its row is locked while the cursors of all its participants are held, so two
+# batches cannot lock conversations in opposite orders.
+_PG_LOCK_INSERT_AND_TOUCH = (
+    f"WITH locked AS ({PG_LOCK_CURSORS} RETURNING 1), "
+    "inserted AS ("
     "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
     "updated_at) "
     "SELECT m.c, m.s, m.b, m.u, $6::timestamptz, $6::timestamptz "
     "FROM unnest($2::integer[], $3::integer[], $4::text[], $5::text[]) WITH ORDINALITY "
     "AS m(c, s, b, u, i) WHERE (SELECT count(*) FROM locked) >= 0 ORDER BY m.i "
     "ON CONFLICT (sender_id, client_uid) DO NOTHING "
-    "RETURNING id, sender_id, client_uid"
+    "RETURNING id, conversation_id, sender_id, client_uid"
+    "), latest AS ("
+    "SELECT DISTINCT ON (n.conversation_id) n.conversation_id, w.waiting FROM inserted n "
+    "JOIN unnest($7::integer[], $8::boolean[]) AS w(s, waiting) ON w.s = n.sender_id "
+    "ORDER BY n.conversation_id, n.id DESC"
+    "), touched AS ("
+    "UPDATE conversation SET last_activity_at = $6::timestamptz, awaiting_staff = latest.waiting "
+    "FROM latest WHERE conversation.id = latest.conversation_id"
+    ") SELECT id, sender_id, client_uid FROM inserted"
 )
+
+
+def _leaves_waiting(item: PendingSend) -> bool:
+    """Whether the conversation awaits the staff after this message: a client's does."""
+    return item.me.role is not ParticipantRole.STAFF
 
 
 async def _insert_messages(
@@ -344,10 +362,12 @@ async def _insert_messages(
 
     A (sender, client_uid) already stored, by an earlier send or a racing one in another
     process, is skipped rather than failing the statement. On PostgreSQL, ``lock`` is the
-    recipients whose cursor rows are locked first, in the same statement.
+    recipients whose cursor rows are locked first, and the conversations' activity is
+    updated, in the same statement.
     """
     if lock is not None:
-        sql = _PG_LOCK_AND_INSERT
+        sql = _PG_LOCK_INSERT_AND_TOUCH
+        senders = {item.me.id: _leaves_waiting(item) for item in sends}
         params: list[Any] = [
             sorted(set(lock)),
             [item.conversation.id for item in sends],
@@ -355,6 +375,8 @@ async def _insert_messages(
             [item.body for item in sends],
             [item.client_uid for item in sends],
             now,
+            list(senders),
+            list(senders.values()),
         ]
     else:
         sql = (
@@ -423,24 +445,20 @@ async def _write_sends(
         else:
             stored[i] = await Message.get(sender_id=item.me.id, client_uid=item.client_uid)
     created = sorted(ids, key=ids.__getitem__)  # indexes in `unique`, by message id
-    # Each conversation's activity is its last new message's.
+    # Each conversation's activity is its last new message's (PostgreSQL stored it with the
+    # messages).
     last: dict[int, PendingSend] = {unique[i].conversation.id: unique[i] for i in created}
-    if last:
+    if last and not postgres:
         p = placeholders(3)
         await connection().execute_many(
             f"UPDATE conversation SET last_activity_at = {p[0]}, awaiting_staff = {p[1]} "
             f"WHERE id = {p[2]}",
-            [
-                [now, item.me.role is not ParticipantRole.STAFF, cid]
-                for cid, item in sorted(last.items())
-            ],
+            [[now, _leaves_waiting(item), cid] for cid, item in sorted(last.items())],
         )
     for item in unique:
         if item.conversation.id in last:
             item.conversation.last_activity_at = now
-            item.conversation.awaiting_staff = (
-                last[item.conversation.id].me.role is not ParticipantRole.STAFF
-            )
+            item.conversation.awaiting_staff = _leaves_waiting(last[item.conversation.id])
     notices = []
     for i in created:
         item, message = unique[i], stored[i]
