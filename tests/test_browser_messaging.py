@@ -9,6 +9,7 @@ CI (require_service).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +106,15 @@ async def start_conversation(
         )
         assert r.status_code == 200, r.text
         return int(r.json()["id"])
+
+
+async def client_says(portal: httpx.AsyncClient, cid: int, body: str) -> None:
+    """A message from the client signed in on ``portal``, sent through the API."""
+    r = await portal.post(
+        f"/portal/api/conversations/{cid}/messages",
+        json={"body": body, "client_uid": uuid.uuid4().hex},
+    )
+    assert r.status_code == 200, r.text
 
 
 def message(page: Page, text: str) -> Locator:
@@ -393,11 +403,7 @@ async def test_an_open_menu_stays_open_while_the_thread_is_redrawn(
     async with new_http("10.9.0.2") as portal, new_http("10.9.0.1") as staff:
         await login(portal, people["camille"])
         await login(staff, people["helene"])
-        r = await portal.post(
-            f"/portal/api/conversations/{cid}/messages",
-            json={"body": "Could you call me back?", "client_uid": "m1"},
-        )
-        assert r.status_code == 200
+        await client_says(portal, cid, "Could you call me back?")
         page = await messages_page(browser, live_server, people["helene"], open_id=cid)
 
         asked = message(page, "Could you call me back?")

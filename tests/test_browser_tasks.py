@@ -12,6 +12,7 @@ from playwright.async_api import Browser, expect
 from models.tasks import Task
 from tests.conftest import LiveServer, login
 from tests.test_browser_messaging import (
+    client_says,
     message,
     messages_page,
     people,
@@ -30,11 +31,7 @@ async def test_create_a_task_from_a_client_message(
     cid = await start_conversation(new_http, people["helene"], people["camille"], "Paperwork")
     async with new_http("10.9.0.2") as portal:
         await login(portal, people["camille"])
-        r = await portal.post(
-            f"/portal/api/conversations/{cid}/messages",
-            json={"body": "Could you send me a receipt for my insurer?", "client_uid": "t1"},
-        )
-        assert r.status_code == 200
+        await client_says(portal, cid, "Could you send me a receipt for my insurer?")
     page = await messages_page(browser, live_server, people["helene"], open_id=cid)
     asked = message(page, "receipt for my insurer")
     await asked.get_by_label("Message actions").click()
