@@ -17,8 +17,6 @@ happens: a connection released in the middle of a transaction (a failure) is rol
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
 
@@ -34,8 +32,5 @@ class CabinetPostgresClient(AsyncpgDBClient):
     connection_class = PooledConnection
 
 
+# What Tortoise loads from an engine module (DATABASE_URL's engine is set in server/db.py).
 client_class = CabinetPostgresClient
-
-
-def get_client_class(db_info: dict[str, Any]) -> type[AsyncpgDBClient]:
-    return CabinetPostgresClient
