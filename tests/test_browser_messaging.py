@@ -545,3 +545,57 @@ async def test_what_is_typed_while_a_send_is_on_its_way_is_kept(
     await clinician.locator("#composer-text").press("Enter")
     await expect(clinician.locator("#composer-text")).to_have_value("Second half-typed")
     await expect(clinician.locator("#thread-notice")).to_be_visible()
+
+
+async def test_a_late_answer_keeps_a_later_failed_send_and_its_uid(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # The first send's answer comes after a second send has failed (a slow network): the
+    # second's error stays on screen, and its retry is stored once, with its own uid. CI
+    # caught a late answer hiding the error; it also forgot the uid to retry with.
+    diary = await start_conversation(new_http, people["helene"], people["camille"], "Sleep diary")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=diary)
+    release_first = asyncio.Event()
+    broke = False
+
+    async def slow_then_broken(route: Any) -> None:
+        nonlocal broke
+        body = (
+            (route.request.post_data_json or {}).get("body")
+            if route.request.method == "POST"
+            else None
+        )
+        if body == "Early note":
+            response = await route.fetch()
+            await release_first.wait()
+            await route.fulfill(response=response)
+        elif body == "Late note" and not broke:
+            broke = True
+            await route.fetch()  # stored on the server; the page never hears of it
+            await route.abort()
+        else:
+            await route.continue_()
+
+    await clinician.route("**/api/conversations/*/messages", slow_then_broken)
+    await write(clinician, "Early note")
+    await clinician.locator("#composer-text").press("Enter")
+    await write(clinician, "Late note")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(clinician.locator("#composer-text")).to_have_value("Late note")
+    await expect(clinician.locator("#thread-notice")).to_be_visible()
+
+    async with clinician.expect_event(
+        "requestfinished", predicate=lambda r: "Early note" in (r.post_data or "")
+    ):
+        release_first.set()
+    await clinician.wait_for_timeout(200)  # the answer's handler has run
+    await expect(clinician.locator("#thread-notice")).to_be_visible()
+
+    async with clinician.expect_response(lambda r: "Late note" in (r.request.post_data or "")):
+        await clinician.locator("#composer-text").press("Enter")
+    await expect(clinician.locator("#composer-text")).to_have_value("")
+    assert await Message.filter(body="Late note").count() == 1
+    assert await Message.filter(body="Early note").count() == 1

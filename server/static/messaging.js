@@ -220,10 +220,14 @@
     // may show it before the answer comes) is the next message, and the answer must not
     // wipe it. A send that fails is put back, to be sent again with the same uid.
     ta.value = ""; delete state.drafts[conv];
-    call("POST", "/conversations/" + conv + "/messages", { body: text, client_uid: pending.uid }).then(function (r) {
-      pending = null;
+    var mine = pending;
+    call("POST", "/conversations/" + conv + "/messages", { body: text, client_uid: mine.uid }).then(function (r) {
+      // An answer that comes after a later send began (slow network) must not forget that
+      // send's uid (its retry would be stored twice) nor hide what it said when it failed.
+      var latest = pending === mine;
+      if (latest) pending = null;
       if (!state.thread || state.thread.conversation.id !== conv) return;
-      if ($("#thread-notice")) $("#thread-notice").hidden = true;
+      if (latest && $("#thread-notice")) $("#thread-notice").hidden = true;
       // Shown at once, even before the live event (which is then recognised by its id).
       if (!state.thread.messages.some(function (x) { return x.id === r.id; })) {
         var m = { id: r.id, conversation_id: conv, body: r.body, client_uid: r.client_uid, created_at: r.created_at, sender: state.thread.me, reads: [] };
