@@ -195,6 +195,50 @@ async def test_one_batch_over_several_conversations_sets_each_ones_activity(
     assert (after.last_activity_at, after.awaiting_staff) == (before.last_activity_at, False)
 
 
+@pytest.mark.skipif(
+    not IS_POSTGRES, reason="SQLite's writers take turns for a whole transaction: no lock order"
+)
+async def test_renaming_while_adding_people_waits_for_a_send_instead_of_deadlocking(
+    chat: dict[str, Any], make: Factory
+) -> None:
+    """A send holds its recipients' cursor rows, then updates the conversation's activity.
+    Adding people under a new group name must take the same rows in the same order; when it
+    renamed first, the two waited for each other and PostgreSQL aborted one."""
+    import asyncpg
+
+    from realtime.events import PG_LOCK_CURSORS
+    from tests.conftest import DATABASE_URL
+
+    conversation: Conversation = chat["conversation"]
+    staff_caller, _ = chat["staff"]
+    colleague = await make.therapist(first_name="Bruno")
+    sender = await asyncpg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    try:
+        send = sender.transaction()
+        await send.start()
+        await sender.execute(PG_LOCK_CURSORS, chat["recipients"])
+        adding = asyncio.create_task(
+            messaging.do_add_participants(
+                staff_caller, conversation, staff=[colleague], group_name="Care team"
+            )
+        )
+        for _attempt in range(200):  # until adding people waits for a lock the send holds
+            if await sender.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("adding people never waited for the send")
+        await sender.execute(
+            "UPDATE conversation SET last_activity_at = now() WHERE id = $1", conversation.id
+        )
+        await send.commit()
+        added = await asyncio.wait_for(adding, 10)
+    finally:
+        await sender.close()
+    assert [p.staff_user_id for p in added] == [colleague.id]  # type: ignore[attr-defined]
+    assert (await Conversation.get(id=conversation.id)).group_name == "Care team"
+
+
 async def test_one_failing_message_leaves_the_others_of_its_batch_stored(
     chat: dict[str, Any], capture_events: Callable[..., Any]
 ) -> None:

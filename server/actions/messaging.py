@@ -266,9 +266,8 @@ async def do_add_participants(
     check_subject(conversation.subject, name, total)
 
     async with atomic():
-        if name != conversation.group_name:
-            conversation.group_name = name
-            await conversation.save(update_fields=["group_name", "updated_at"])
+        renamed = name != conversation.group_name
+        conversation.group_name = name
         by = actor.label
         parts = [_staff_participant(conversation, s, by) for s in new_staff]
         parts += [
@@ -286,6 +285,11 @@ async def do_add_participants(
                 "added": [participant_payload(p) for p in added],
             },
         )
+        # The conversation row after the cursors, as a send takes them (PostgreSQL): a send
+        # holds its recipients' cursors and then updates the conversation's activity, so
+        # renaming it first could deadlock with one.
+        if renamed:
+            await conversation.save(update_fields=["group_name", "updated_at"])
         await audit.record(
             actor,
             "conversation.participants_added",
