@@ -195,6 +195,33 @@ async def test_one_batch_over_several_conversations_sets_each_ones_activity(
     assert (after.last_activity_at, after.awaiting_staff) == (before.last_activity_at, False)
 
 
+@asynccontextmanager
+async def send_holding_cursors(recipients: list[str]) -> AsyncIterator[Any]:
+    """PostgreSQL: a connection in the middle of a send, holding the recipients' cursor rows
+    (its first step); the block takes the send's next locks, and the send commits at its end."""
+    import asyncpg
+
+    from realtime.events import PG_LOCK_CURSORS
+    from tests.conftest import DATABASE_URL
+
+    sender = await asyncpg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    try:
+        async with sender.transaction():
+            await sender.execute(PG_LOCK_CURSORS, recipients)
+            yield sender
+    finally:
+        await sender.close()
+
+
+async def wait_for_a_lock(sender: Any, what: str) -> None:
+    """Until some other transaction waits for a lock (the one ``sender`` holds)."""
+    for _attempt in range(200):
+        if await sender.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{what} never waited for the send")
+
+
 @pytest.mark.skipif(
     not IS_POSTGRES, reason="SQLite's writers take turns for a whole transaction: no lock order"
 )
@@ -204,39 +231,47 @@ async def test_renaming_while_adding_people_waits_for_a_send_instead_of_deadlock
     """A send holds its recipients' cursor rows, then updates the conversation's activity.
     Adding people under a new group name must take the same rows in the same order; when it
     renamed first, the two waited for each other and PostgreSQL aborted one."""
-    import asyncpg
-
-    from realtime.events import PG_LOCK_CURSORS
-    from tests.conftest import DATABASE_URL
-
     conversation: Conversation = chat["conversation"]
     staff_caller, _ = chat["staff"]
     colleague = await make.therapist(first_name="Bruno")
-    sender = await asyncpg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1))
-    try:
-        send = sender.transaction()
-        await send.start()
-        await sender.execute(PG_LOCK_CURSORS, chat["recipients"])
+    async with send_holding_cursors(chat["recipients"]) as sender:
         adding = asyncio.create_task(
             messaging.do_add_participants(
                 staff_caller, conversation, staff=[colleague], group_name="Care team"
             )
         )
-        for _attempt in range(200):  # until adding people waits for a lock the send holds
-            if await sender.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("adding people never waited for the send")
+        await wait_for_a_lock(sender, "adding people")
         await sender.execute(
             "UPDATE conversation SET last_activity_at = now() WHERE id = $1", conversation.id
         )
-        await send.commit()
-        added = await asyncio.wait_for(adding, 10)
-    finally:
-        await sender.close()
+    added = await asyncio.wait_for(adding, 10)
     assert [p.staff_user_id for p in added] == [colleague.id]  # type: ignore[attr-defined]
     assert (await Conversation.get(id=conversation.id)).group_name == "Care team"
+
+
+@pytest.mark.skipif(
+    not IS_POSTGRES, reason="SQLite's writers take turns for a whole transaction: no lock order"
+)
+async def test_reading_waits_for_a_send_that_schedules_the_unread_notice(
+    chat: dict[str, Any],
+) -> None:
+    """A send holds its recipients' cursor rows when it schedules the unread notice. Reading
+    cancels that notice: it must take the cursors first too, or the two deadlock."""
+    conversation: Conversation = chat["conversation"]
+    staff_caller, staff_me = chat["staff"]
+    client_caller, client_me = chat["client"]
+    await messaging.do_send_message(staff_caller, conversation, staff_me, "Hello", "h1")
+    notice = await Job.get(key=f"notice:{conversation.id}:p{client_me.id}")
+    async with send_holding_cursors(chat["recipients"]) as sender:
+        reading = asyncio.create_task(
+            messaging.do_mark_read(client_caller, conversation, client_me)
+        )
+        await wait_for_a_lock(sender, "reading")
+        # The send's notice: the job row, as its upsert locks it.
+        await sender.execute("SELECT 1 FROM job WHERE id = $1 FOR UPDATE", notice.id)
+    read = await asyncio.wait_for(reading, 10)
+    assert len(read) == 1
+    assert (await Job.get(id=notice.id)).status is JobStatus.CANCELLED
 
 
 async def test_one_failing_message_leaves_the_others_of_its_batch_stored(

@@ -652,7 +652,6 @@ async def do_mark_read(
             [MessageRead(message_id=i, participant_id=me.id) for i in unread],
             ignore_conflicts=True,
         )
-        await reminders.on_messages_read(conversation, me)
         await emit(
             await _recipients(conversation),
             "message.read",
@@ -663,6 +662,9 @@ async def do_mark_read(
                 "read_at": now.isoformat(),
             },
         )
+        # The unread notice's job row after the cursors, as a send takes them (PostgreSQL):
+        # a send holds its recipients' cursors when it schedules that notice.
+        await reminders.on_messages_read(conversation, me)
     return unread
 
 
