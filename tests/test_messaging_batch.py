@@ -22,6 +22,7 @@ from models.messaging import (
     Participant,
     ParticipantRole,
 )
+from models.realtime import RealtimeCursor, RealtimeEvent
 from realtime.events import events_after
 from realtime.hub import hub
 from server import db as dbmod
@@ -277,6 +278,44 @@ async def test_reading_waits_for_a_send_that_schedules_the_unread_notice(
     read = await asyncio.wait_for(reading, 10)
     assert len(read) == 1
     assert (await Job.get(id=notice.id)).status is JobStatus.CANCELLED
+
+
+async def test_a_message_sent_again_after_it_was_read_brings_no_new_notice(
+    chat: dict[str, Any],
+) -> None:
+    """Only a new message schedules an unread notice: a retry of one already read (the same
+    client_uid) must not revive the notice its reading cancelled."""
+    conversation: Conversation = chat["conversation"]
+    staff_caller, staff_me = chat["staff"]
+    client_caller, client_me = chat["client"]
+    key = f"notice:{conversation.id}:p{client_me.id}"
+    await messaging.do_send_message(staff_caller, conversation, staff_me, "Hello", "h1")
+    assert (await Job.get(key=key)).status is JobStatus.PENDING
+    await messaging.do_mark_read(client_caller, conversation, client_me)
+    assert (await Job.get(key=key)).status is JobStatus.CANCELLED
+    _again, created = await messaging.do_send_message(
+        staff_caller, conversation, staff_me, "Hello", "h1"
+    )
+    assert not created
+    assert (await Job.get(key=key)).status is JobStatus.CANCELLED
+
+
+async def test_a_recipient_without_a_cursor_row_still_gets_the_message(
+    chat: dict[str, Any],
+) -> None:
+    """Every participant gets a cursor row when the conversation is created; one that has
+    none (a database restored in part, say) is given one, and the message still goes out.
+    PostgreSQL's send statement writes nothing then, and runs again."""
+    conversation: Conversation = chat["conversation"]
+    caller, me = chat["staff"]
+    client = next(r for r in chat["recipients"] if r.startswith("c:"))
+    await RealtimeEvent.filter(recipient=client).delete()
+    await RealtimeCursor.filter(recipient=client).delete()
+    message, created = await messaging.do_send_message(caller, conversation, me, "Hi", "nc1")
+    assert created
+    [event] = await events_after(client, 0)
+    assert (event.seq, event.type, event.payload["id"]) == (1, "message.created", message.id)
+    assert await Message.filter(client_uid="nc1").count() == 1
 
 
 async def test_one_failing_message_leaves_the_others_of_its_batch_stored(
