@@ -299,8 +299,7 @@ async def test_a_recipient_without_a_cursor_row_still_gets_the_message(
     chat: dict[str, Any],
 ) -> None:
     """Every participant gets a cursor row when the conversation is created; one that has
-    none (a database restored in part, say) is given one, and the message still goes out.
-    PostgreSQL's send statement writes nothing then, and runs again."""
+    none (a database restored in part, say) is given one, and the message still goes out."""
     conversation: Conversation = chat["conversation"]
     caller, me = chat["staff"]
     client = next(r for r in chat["recipients"] if r.startswith("c:"))
