@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -105,11 +106,15 @@ def _run_in_thread(coro_factory: Callable[[], Any]) -> None:
         raise error[0]
 
 
+async def postgres_connection(url: str) -> Any:
+    """A plain asyncpg connection (not Tortoise's) to a DATABASE_URL, for what a test does
+    behind the app's back; asyncpg wants the postgresql:// scheme."""
+    return await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+
+
 async def _reset_postgres(url: str) -> None:
     """Drop everything and apply the migrations: run once per test session."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    conn = await postgres_connection(url)
     try:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     finally:

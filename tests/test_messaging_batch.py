@@ -23,13 +23,13 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeCursor, RealtimeEvent
-from realtime.events import events_after
+from realtime.events import PG_LOCK_CURSORS, events_after
 from realtime.hub import hub
 from server import db as dbmod
 from server.actions import messaging
 from server.auth.sessions import Caller
 from server.sqlite import DiskFailed
-from tests.conftest import IS_POSTGRES, Factory, Flushes
+from tests.conftest import DATABASE_URL, IS_POSTGRES, Factory, Flushes, postgres_connection
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
@@ -200,12 +200,7 @@ async def test_one_batch_over_several_conversations_sets_each_ones_activity(
 async def send_holding_cursors(recipients: list[str]) -> AsyncIterator[Any]:
     """PostgreSQL: a connection in the middle of a send, holding the recipients' cursor rows
     (its first step); the block takes the send's next locks, and the send commits at its end."""
-    import asyncpg
-
-    from realtime.events import PG_LOCK_CURSORS
-    from tests.conftest import DATABASE_URL
-
-    sender = await asyncpg.connect(DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    sender = await postgres_connection(DATABASE_URL)
     try:
         async with sender.transaction():
             await sender.execute(PG_LOCK_CURSORS, recipients)

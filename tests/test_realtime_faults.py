@@ -33,7 +33,7 @@ import websockets
 from server import db as dbmod
 from server.settings import ROOT, set_settings
 from tests import test_realtime_cluster as cluster
-from tests.conftest import free_port, make_settings, require_service
+from tests.conftest import free_port, make_settings, postgres_connection, require_service
 from tests.test_realtime_cluster import (
     ClusterDatabase,
     Listener,
@@ -70,9 +70,7 @@ async def stored_messages(url: str, conversation_ids: list[int]) -> dict[int, li
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite://"))) as conn:
             rows = [(int(r[0]), int(r[1])) for r in conn.execute(sql)]
     else:
-        import asyncpg
-
-        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        conn = await postgres_connection(url)
         try:
             rows = [(int(r[0]), int(r[1])) for r in await conn.fetch(sql)]
         finally:
@@ -88,9 +86,7 @@ async def stored_uids(url: str) -> list[str]:
     if url.startswith("sqlite://"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite://"))) as conn:
             return [str(r[0]) for r in conn.execute(sql)]
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    conn = await postgres_connection(url)
     try:
         return [str(r[0]) for r in await conn.fetch(sql)]
     finally:
