@@ -79,6 +79,7 @@ class Sent:
     waiting: set[str]
     expected: int
     phase: str
+    sender: str = ""
     t_done: float | None = None
     http_ms: float | None = None
     status: int | None = None  # HTTP status, 0 when the request itself failed
@@ -95,10 +96,16 @@ class Tracker:
     drop_codes: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _drained: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Which web process each tab is on (tab key -> index), to split each delivery's latency
+    # by route: the sender's own tab, another tab on the sender's process, or a tab on the
+    # other process (through Redis). Empty: no split.
+    servers: dict[str, int] = field(default_factory=dict)
+    # phase -> route -> latencies (ms) of single deliveries
+    routes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
-    def expect(self, uid: str, members: Iterable[str], phase: str) -> Sent:
+    def expect(self, uid: str, members: Iterable[str], phase: str, sender: str = "") -> Sent:
         waiting = set(members)
-        sent = Sent(time.perf_counter(), waiting, len(waiting), phase)
+        sent = Sent(time.perf_counter(), waiting, len(waiting), phase, sender)
         self.sent[uid] = sent
         self.outstanding[phase] = self.outstanding.get(phase, 0) + 1
         if phase in self._drained:
@@ -114,6 +121,15 @@ class Tracker:
             self.duplicates += 1
             return
         sent.waiting.discard(key)
+        if self.servers and sent.sender:
+            if key == sent.sender:
+                route = "own_tab"
+            elif self.servers.get(key) == self.servers.get(sent.sender):
+                route = "same_process"
+            else:
+                route = "other_process"
+            by_route = self.routes.setdefault(sent.phase, {})
+            by_route.setdefault(route, []).append((now - sent.t0) * 1000)
         if not sent.waiting:
             sent.t_done = now
             self.outstanding[sent.phase] -= 1
@@ -155,6 +171,12 @@ class Tracker:
             "latency_ms": percentiles(latencies),
             "http_ms": percentiles([s.http_ms for s in items if s.http_ms is not None]),
             "latencies_ms": latencies,
+            # One delivery's latency by the route it took (not a message's: that waits for
+            # its slowest recipient).
+            "delivery_ms_by_route": {
+                route: {"p50": percentiles(values)["p50"], "count": len(values)}
+                for route, values in sorted(self.routes.get(phase, {}).items())
+            },
         }
 
 
@@ -525,7 +547,7 @@ class Traffic:
 
 async def send_one(target: Target, tracker: Tracker, traffic: Traffic, phase: str) -> None:
     chat, tab, uid, body = traffic.next()
-    sent = tracker.expect(uid, chat.members, phase)
+    sent = tracker.expect(uid, chat.members, phase, tab.key)
     try:
         sent.status = await target.send(tab, chat, uid, body)
     except Exception as exc:  # noqa: BLE001 - counted, and the run goes on
@@ -619,13 +641,13 @@ class Recorder(Tracker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sends: list[tuple[str, float, list[str], str]] = []
+        self.sends: list[tuple[str, float, list[str], str, str]] = []
         self.arrivals: list[tuple[str, str, float]] = []
         self.results: list[tuple[str, int | None, float | None]] = []
 
-    def expect(self, uid: str, members: Iterable[str], phase: str) -> Sent:
-        sent = Sent(time.perf_counter(), set(), 0, phase)
-        self.sends.append((uid, sent.t0, list(members), phase))
+    def expect(self, uid: str, members: Iterable[str], phase: str, sender: str = "") -> Sent:
+        sent = Sent(time.perf_counter(), set(), 0, phase, sender)
+        self.sends.append((uid, sent.t0, list(members), phase, sender))
         self.sent[uid] = sent
         return sent
 
@@ -726,7 +748,7 @@ class Swarm:
     ) -> None:
         import multiprocessing
 
-        self.tracker = Tracker()
+        self.tracker = Tracker(servers={t.key: t.server for t in tabs})
         self.started = 0.0  # when the last send phase began
         self.target = target
         self.tabs = tabs
@@ -793,8 +815,8 @@ class Swarm:
         answers = await self._all("collect", lag)
         tracker = self.tracker
         for a in answers:
-            for uid, t0, members, phase in a["sends"]:
-                sent = tracker.expect(uid, members, phase)
+            for uid, t0, members, phase, sender in a["sends"]:
+                sent = tracker.expect(uid, members, phase, sender)
                 sent.t0 = t0
         for a in answers:
             for uid, status, http_ms in a["results"]:
@@ -859,7 +881,7 @@ class LocalSwarm:
         everyone: dict[str, Tab] | None = None,
     ) -> None:
         """``tabs``: the sockets held here; ``everyone``: who may send (default: ``tabs``)."""
-        self.tracker = tracker or Tracker()
+        self.tracker = tracker or Tracker(servers={t.key: t.server for t in tabs})
         self.started = 0.0  # when the last send phase began
         self.target = target
         self.tabs = tabs

@@ -32,6 +32,7 @@ import contextlib
 import gc
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -436,9 +437,13 @@ class Bench:
             deployment.bases, args.pool
         )
         bases = deployment.bases
-        tabs = [
-            Tab(p, i % len(bases), bases[i % len(bases)]) for i, p in enumerate(population.people)
-        ]
+        # Each tab lands on a web process at random, as behind a load balancer that knows
+        # nothing of conversations. (Alternating by position put both sides of every
+        # conversation on the same process, given the seed's layout: no delivery crossed
+        # Redis before 7 December 2026.)
+        where = random.Random(args.seed)
+        servers = [where.randrange(len(bases)) for _ in population.people]
+        tabs = [Tab(p, s, bases[s]) for p, s in zip(population.people, servers, strict=True)]
         out: dict[str, Any] = {
             "clients": len(tabs),
             "web_processes": len(bases),
@@ -735,6 +740,26 @@ ROWS: list[tuple[str, tuple[str, ...], str, bool]] = [
     ("steady: latency p99 ms", ("steady", "latency_ms", "p99"), "{}", True),
     ("steady: latency max ms", ("steady", "latency_ms", "max"), "{}", True),
     ("steady: HTTP send p50 ms", ("steady", "http_ms", "p50"), "{}", True),
+    # One delivery (not a whole message) by route: the sender's own tab, another tab on its
+    # process, a tab on the other process (through Redis and a read of the stored event).
+    (
+        "steady: delivery p50 ms, own tab",
+        ("steady", "delivery_ms_by_route", "own_tab", "p50"),
+        "{}",
+        True,
+    ),
+    (
+        "steady: delivery p50 ms, same process",
+        ("steady", "delivery_ms_by_route", "same_process", "p50"),
+        "{}",
+        True,
+    ),
+    (
+        "steady: delivery p50 ms, other process",
+        ("steady", "delivery_ms_by_route", "other_process", "p50"),
+        "{}",
+        False,
+    ),
     ("steady: web CPU % (1 core=100)", ("steady", "cpu_percent", "web"), "{}", True),
     ("steady: worker CPU %", ("steady", "cpu_percent", "worker"), "{}", False),
     ("steady: redis CPU %", ("steady", "cpu_percent", "redis"), "{}", False),
