@@ -278,6 +278,9 @@ class Hub:
         first = True
         while not self._stopping:
             bc, backend = open_broadcast(self._url)
+            if backend is not None:
+                # Straight from the Redis reader: the pump below then only watches liveness.
+                backend.on_message = self._handle
             try:
                 await bc.connect()
                 async with bc.subscribe(CHANNEL) as subscriber:
