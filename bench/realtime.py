@@ -18,8 +18,8 @@ header) and then, from this process:
 
 Set-ups: ``floor`` (bench/floor_app.py: a bare relay, no auth, no storage, same uvicorn
 settings), ``sqlite`` (one process, the embedded default: SQLite file, memory://, worker
-inside) and ``pg`` (two web processes and ``cabinet worker`` on PostgreSQL + Redis, tabs
-split between the processes). Results: a table, JSON (``--json``), and a PNG next to the JSON
+inside) and ``pg`` (two web processes and ``cabinet worker`` on PostgreSQL + Redis, each tab
+on one of them at random, seeded). Results: a table, JSON (``--json``), and a PNG next to the JSON
 when matplotlib is importable. docs/performance.md has the figures and how to read them.
 """
 
