@@ -440,7 +440,7 @@ class Bench:
         # Each tab lands on a web process at random, as behind a load balancer that knows
         # nothing of conversations. (Alternating by position put both sides of every
         # conversation on the same process, given the seed's layout: no delivery crossed
-        # Redis before 7 December 2026.)
+        # Redis before the thirteenth round, docs/performance.md.)
         where = random.Random(args.seed)
         servers = [where.randrange(len(bases)) for _ in population.people]
         tabs = [Tab(p, s, bases[s]) for p, s in zip(population.people, servers, strict=True)]
