@@ -312,7 +312,8 @@ class Hub:
     async def _pump(
         self, bc: Broadcast, subscriber: Any, backend: RedisNoticeBackend | None
     ) -> None:
-        """Relay notices until the broker stops answering.
+        """Relay notices until the broker stops answering (on Redis they reach ``_handle``
+        from the backend's reader instead, and this loop only watches liveness).
 
         A dropped Redis subscription shows as ``backend.lost``. Liveness is also proven by a
         heartbeat this process sends itself every half second: no heartbeat back within two

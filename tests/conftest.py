@@ -11,6 +11,7 @@ without it and fail when CI=true.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -47,6 +48,19 @@ BROADCAST_URL = os.environ.get("BROADCAST_URL", "memory://")
 IS_POSTGRES = DATABASE_URL.startswith(("postgres://", "postgresql://"))
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 POSTGRES_URL = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+async def until(check: Callable[[], Any]) -> None:
+    """Poll ``check`` (a function, or a coroutine function) until it is true, for at most
+    five seconds."""
+    for _ in range(100):
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("still not true after five seconds")
 
 
 def require_service(available: bool, what: str) -> None:

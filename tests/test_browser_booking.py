@@ -30,7 +30,7 @@ async def first_slot_day(practice: dict[str, Any]) -> date:
     slots = await slots_for(
         practice["alice"].id,
         practice["talk"].id,
-        timedelta(minutes=50),
+        timedelta(minutes=practice["talk"].duration_minutes),
         PARIS,
         today,
         today + timedelta(days=HORIZON_DAYS),

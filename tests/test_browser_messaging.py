@@ -29,6 +29,7 @@ from tests.conftest import (
     LiveServer,
     login,
     sign_in,
+    until,
 )
 
 # A phone whose screen is off, or whose browser is in the background: document.hidden is
@@ -128,15 +129,6 @@ def conversation_in_list(page: Page, subject: str) -> Locator:
 async def write(page: Page, text: str) -> None:
     """Type like a person (one key at a time, so the typing indicator goes out)."""
     await page.locator("#composer-text").press_sequentially(text)
-
-
-async def until(check: Callable[[], Any]) -> None:
-    """Poll ``check`` (a coroutine function) until it is true, for at most five seconds."""
-    for _ in range(100):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("still not true after five seconds")
 
 
 async def test_clinician_and_client_talk_live(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from realtime.broker import RedisNoticeBackend
-from tests.conftest import REDIS_URL, redis_available, require_service
+from tests.conftest import REDIS_URL, redis_available, require_service, until
 
 
 @pytest.fixture
@@ -21,15 +21,6 @@ async def backend() -> AsyncIterator[RedisNoticeBackend]:
     await made.disconnect()
 
 
-async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
-
-
 async def test_messages_go_straight_to_the_hub_in_order(backend: RedisNoticeBackend) -> None:
     channel = f"test.{uuid.uuid4().hex}"
     heard: list[str] = []
@@ -38,7 +29,7 @@ async def test_messages_go_straight_to_the_hub_in_order(backend: RedisNoticeBack
     sent = [f'{{"k":"ev","n":{i}}}' for i in range(50)]
     for text in sent:
         await backend.publish(channel, text)
-    await _until(lambda: len(heard) == len(sent))
+    await until(lambda: len(heard) == len(sent))
     assert heard == sent
     # Nothing went the long way, through broadcaster's queue.
     with pytest.raises(TimeoutError):
@@ -66,4 +57,4 @@ async def test_a_handler_that_fails_counts_as_a_lost_subscription(
     backend.on_message = broken
     await backend.subscribe(channel)
     await backend.publish(channel, "boom")
-    await _until(lambda: backend.lost)
+    await until(lambda: backend.lost)
