@@ -184,6 +184,30 @@ async def settings(tmp_path: Path, migrated: str) -> Settings:
 
 
 TABLES_KEEP = {"tortoise_migrations"}
+_emptying: list[str] = []
+
+
+async def _emptying_script() -> str:
+    """What empties every table and restarts every id sequence, built once per session.
+
+    DELETE, not TRUNCATE: TRUNCATE replaces each table's files, a quarter of a second for
+    our fifty-odd tables, which made it most of the PostgreSQL pass's set-up time; a test
+    leaves a few rows, which DELETE removes in about a millisecond. ``replica`` turns off
+    the foreign-key triggers for this one transaction, so the order of the tables does not
+    matter (as with TRUNCATE ... CASCADE); SET LOCAL ends with it.
+    """
+    if not _emptying:
+        rows = await dbmod.connection().execute_query_dict(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+        tables = sorted(r["tablename"] for r in rows if r["tablename"] not in TABLES_KEEP)
+        _emptying.append(
+            "BEGIN; SET LOCAL session_replication_role = replica; "
+            + "".join(f'DELETE FROM "{t}"; ' for t in tables)
+            + "SELECT setval(format('%I.%I', schemaname, sequencename), 1, false)"
+            " FROM pg_sequences WHERE schemaname = 'public'; COMMIT;"
+        )
+    return _emptying[0]
 
 
 @pytest.fixture
@@ -191,15 +215,7 @@ async def db(settings: Settings) -> AsyncIterator[None]:
     """A fresh database for this test."""
     await dbmod.init_db(settings.database_url)
     if IS_POSTGRES:
-        conn = dbmod.connection()
-        rows = await conn.execute_query_dict(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
-        tables = [r["tablename"] for r in rows if r["tablename"] not in TABLES_KEEP]
-        if tables:
-            await conn.execute_script(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-            )
+        await dbmod.connection().execute_script(await _emptying_script())
     yield
     await dbmod.close_db()
 
