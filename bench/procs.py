@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -267,12 +268,26 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-async def pg_admin(url: str, *statements: str) -> None:
+async def pg_connect(url: str) -> Any:
+    """A plain asyncpg connection to a DATABASE_URL: asyncpg wants postgresql://, where
+    Tortoise (and so Cabinet's settings) say postgres://."""
     import asyncpg
 
-    conn = await asyncpg.connect(
-        with_database(url, "postgres").replace("postgres://", "postgresql://", 1)
-    )
+    return await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+
+
+async def fresh_schema(url: str) -> None:
+    """Empty the database at ``url`` (its public schema dropped) for a benchmark's own
+    migrations: only ever pointed at a database a benchmark was told it may wipe."""
+    conn = await pg_connect(url)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+async def pg_admin(url: str, *statements: str) -> None:
+    conn = await pg_connect(with_database(url, "postgres"))
     try:
         for sql in statements:
             await conn.execute(sql)
@@ -282,11 +297,7 @@ async def pg_admin(url: str, *statements: str) -> None:
 
 async def pg_backend_pids(url: str, database: str) -> list[int]:
     """PostgreSQL backend processes serving ``database`` (their CPU is the database's)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(
-        with_database(url, "postgres").replace("postgres://", "postgresql://", 1)
-    )
+    conn = await pg_connect(with_database(url, "postgres"))
     try:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",

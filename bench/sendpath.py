@@ -189,13 +189,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cabinet-sendpath-"))
     url = args.database_url or f"sqlite://{work / 'bench.sqlite3'}"
     if url.startswith("postgres"):
-        import asyncpg
+        from procs import fresh_schema
 
-        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-        try:
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        finally:
-            await conn.close()
+        await fresh_schema(url)
     await dbmod.migrate(url)
     await dbmod.close_db()
     plan = seeding.Plan(clients=args.people)

@@ -2,8 +2,9 @@
 
 ``python bench/worker.py`` seeds a fresh SQLite database (or ``--database-url``, e.g.
 ``postgres://postgres@127.0.0.1:5432/bench_reminders``: its public schema is dropped) with
-a practice of 20 practitioners and 10,000 appointments spread over the next four weeks,
-each client with an email reminder and one in four with an SMS reminder too, then:
+a practice of 20 practitioners and 10,000 appointments (``--appointments``) spread over the
+next four weeks, each client with an email reminder and one in four with an SMS reminder
+too, then:
 
 1. schedules the reminders of ``--scheduled`` appointments through ``sync_appointment``, one
    transaction each as the agenda does on booking (timed), and inserts the same job rows
@@ -43,12 +44,13 @@ from server import jobs  # noqa: E402
 from server.actions import reminders  # noqa: E402
 from server.db import atomic  # noqa: E402
 from server.settings import Settings, set_settings  # noqa: E402
+from server.worker import load_job_handlers  # noqa: E402
 
 PRACTITIONERS = 20
 APPOINTMENTS = 10_000
 
 
-async def seed() -> int:
+async def seed(appointments: int) -> int:
     practice = await Practice.create(name="Bench practice", time_zone="Europe/Paris")
     # No quiet hours: the bench measures sending, not waiting for the morning.
     await MessagingSettings.create(
@@ -80,7 +82,7 @@ async def seed() -> int:
                 reminder_sms_hours=2 if i % 4 == 0 else None,
                 therapist=staff[i % PRACTITIONERS],
             )
-            for i in range(APPOINTMENTS)
+            for i in range(appointments)
         ],
         batch_size=1000,
     )
@@ -117,24 +119,23 @@ async def seed() -> int:
     return practice.id
 
 
-async def run(url: str, jobs_due: int, workers: int, scheduled: int) -> None:
+async def run(url: str, jobs_due: int, workers: int, scheduled: int, appointments: int) -> None:
     set_settings(Settings(env="bench", database_url=url, secret_key="bench", public_url="http://b"))
+    load_job_handlers()  # as ``cabinet worker`` does
     if url.startswith("postgres"):
-        import asyncpg
+        from procs import fresh_schema
 
-        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        await conn.close()
+        await fresh_schema(url)
     await dbmod.migrate(url)
     await dbmod.close_db()
     await dbmod.init_db(url)
     try:
         t0 = clock.perf_counter()
-        practice_id = await seed()
-        print(f"seeded {APPOINTMENTS:,} appointments in {clock.perf_counter() - t0:.1f} s")
+        practice_id = await seed(appointments)
+        print(f"seeded {appointments:,} appointments in {clock.perf_counter() - t0:.1f} s")
         t0 = clock.perf_counter()
-        appointments = await Appointment.filter(practice_id=practice_id).order_by("id")
-        through, rest = appointments[:scheduled], appointments[scheduled:]
+        booked = await Appointment.filter(practice_id=practice_id).order_by("id")
+        through, rest = booked[:scheduled], booked[scheduled:]
         for a in through:
             async with atomic():  # one transaction per booking, as in the agenda
                 await reminders.sync_appointment(a)
@@ -171,7 +172,7 @@ async def run(url: str, jobs_due: int, workers: int, scheduled: int) -> None:
                 )
         await Job.bulk_create(rows, batch_size=1000)
         total = await Job.filter(status=JobStatus.PENDING).count()
-        print(f"{total:,} reminder jobs pending for {len(appointments):,} appointments")
+        print(f"{total:,} reminder jobs pending for {len(booked):,} appointments")
         minutes = Counter(
             r.replace(second=0, microsecond=0)
             for r in await Job.filter(status=JobStatus.PENDING).values_list("run_at", flat=True)
@@ -198,6 +199,10 @@ async def run(url: str, jobs_due: int, workers: int, scheduled: int) -> None:
         done = sum(await asyncio.gather(*(worker(f"bench-{i}") for i in range(workers))))
         elapsed = clock.perf_counter() - t0
         queued = await OutboxMessage.all().count()
+        failed = await Job.filter(status=JobStatus.FAILED).values_list("last_error", flat=True)
+        if failed:
+            # A rate of failures is no figure: say why, and stop.
+            sys.exit(f"{len(failed):,} jobs failed, e.g. {failed[0]!r}")
         rate = done / elapsed
         print(
             f"worker x{workers}: {done:,} jobs in {elapsed:.2f} s = {rate:,.0f} jobs/s "
@@ -222,13 +227,14 @@ def main() -> None:
         default=500,
         help="appointments whose reminders are scheduled through the action (timed)",
     )
+    parser.add_argument("--appointments", type=int, default=APPOINTMENTS)
     args = parser.parse_args()
     url = args.database_url
     if not url:
         tmp = Path(tempfile.mkdtemp(prefix="cabinet-bench-worker-"))
         url = f"sqlite://{tmp / 'bench.sqlite3'}"
     print(f"database: {url.split('@')[-1]}")
-    asyncio.run(run(url, args.jobs, args.workers, args.scheduled))
+    asyncio.run(run(url, args.jobs, args.workers, args.scheduled, args.appointments))
 
 
 if __name__ == "__main__":
