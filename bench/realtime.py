@@ -308,7 +308,7 @@ class Bench:
             return None
         spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
         if not Path(spy).exists():
-            log("  --profile: py-spy not found (pip install py-spy into the venv)")
+            log("  --profile: py-spy not found (.venv/bin/pip install -e '.[bench]')")
             return None
         out = self.args.json.parent / f"profile-{deployment.name}-{phase}.txt"
         argv = [spy, "record", "--pid", str(deployment.web[0].pid), "--rate", "200", "--gil"]

@@ -71,3 +71,28 @@ def test_without_a_process_map_there_is_no_split() -> None:
     tracker.delivered("m1", "s:1", sent.t0 + 0.001)
     tracker.delivered("m1", "c:1", sent.t0 + 0.002)
     assert tracker.phase_stats("steady", sent.t0, sent.t0)["delivery_ms_by_route"] == {}
+
+
+def _bench_realtime() -> ModuleType:
+    # realtime.py imports its siblings by their own names.
+    for name in ("seed", "procs", "load"):
+        if name not in sys.modules:
+            _load(name, name)
+    return _load("realtime", "bench_realtime")
+
+
+def test_the_chart_draws_each_set_up(tmp_path: Path) -> None:
+    realtime = _bench_realtime()
+    results = [
+        {"setup": "floor", "saturate": {"delivered_msgs_per_s": 4000.0}},
+        {"setup": "sqlite", "saturate": {"delivered_msgs_per_s": 1100.0}},
+        {"setup": "pg"},  # no saturation phase: a bar of zero, not a crash
+    ]
+    latencies = {"floor": [0.9, 1.1, 2.0], "sqlite": [2.5, 3.0, 9.0], "pg": []}
+    png = tmp_path / "realtime.png"
+    assert realtime.chart(results, latencies, png)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # IHDR: 12 × 4.5 inches at 110 dpi, the two panels side by side.
+    assert int.from_bytes(data[16:20], "big") == 1320
+    assert int.from_bytes(data[20:24], "big") == 495
