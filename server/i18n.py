@@ -30,6 +30,11 @@ LOCALE_DIR = Path(__file__).with_name("locale")
 DOMAIN = "cabinet"
 
 _locale: contextvars.ContextVar[str] = contextvars.ContextVar("cabinet_locale", default="en")
+# How dates, times and numbers are written: the language above, with the reader's region
+# when their browser names one ("en_GB" writes 07/12/2026 where "en" writes 12/7/26).
+_format_locale: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "cabinet_format_locale", default="en"
+)
 _time_zone: contextvars.ContextVar[str] = contextvars.ContextVar(
     "cabinet_time_zone", default="Europe/Paris"
 )
@@ -49,11 +54,43 @@ def translations(locale: str) -> _gettext.NullTranslations:
 
 
 def set_locale(locale: str) -> contextvars.Token[str]:
-    return _locale.set(locale if locale in LOCALES else "en")
+    """The language of what follows, its dates and numbers written as that language's
+    default region writes them (an email to someone whose browser we do not see)."""
+    language = locale if locale in LOCALES else "en"
+    _format_locale.set(language)
+    return _locale.set(language)
 
 
 def current_locale() -> str:
     return _locale.get()
+
+
+def set_format_locale(locale: str) -> None:
+    """Dates and numbers as this Babel locale writes them (``regional``'s answer)."""
+    _format_locale.set(locale)
+
+
+def html_lang() -> str:
+    """The page's language tag, region included ("en-GB"): the browser's own date and
+    number formatting (Intl, in the scripts) follows it too."""
+    return _format_locale.get().replace("_", "-")
+
+
+def regional(accept_language: str | None, language: str) -> str:
+    """``language`` with the region of the browser's first tag in that language, when
+    Babel knows it ("en-GB,en;q=0.9" and "en" give "en_GB"); else ``language`` alone."""
+    for tag in _weighted_tags(accept_language):
+        parts = tag.replace("_", "-").split("-")
+        if parts[0] != language or len(parts) < 2:
+            continue
+        region = parts[-1].upper()
+        if len(region) != 2 or not region.isalpha():
+            continue  # a script or a UN M.49 area ("zh-Hant", "es-419"): no region of ours
+        try:
+            return str(Locale(language, region))
+        except (UnknownLocaleError, ValueError):
+            continue
+    return language
 
 
 def set_time_zone(name: str) -> None:
@@ -81,26 +118,37 @@ def negotiate(accept_language: str | None, preferred: str | None, default: str) 
     """The user's own choice, else the browser's first supported language, else the default."""
     if preferred in LOCALES:
         return preferred  # type: ignore[return-value]
-    if accept_language:
-        weighted: list[tuple[float, str]] = []
-        for part in accept_language.split(","):
-            piece = part.strip().split(";q=")
-            tag = piece[0].strip().lower()
-            try:
-                q = float(piece[1]) if len(piece) > 1 else 1.0
-            except ValueError:
-                q = 0.0
-            weighted.append((q, tag))
-        for _q, tag in sorted(weighted, key=lambda x: -x[0]):
-            lang = tag.split("-")[0]
-            if lang in LOCALES:
-                return lang
+    for tag in _weighted_tags(accept_language):
+        lang = tag.split("-")[0]
+        if lang in LOCALES:
+            return lang
     return default if default in LOCALES else "en"
 
 
+def _weighted_tags(accept_language: str | None) -> list[str]:
+    """An Accept-Language header's tags, lower case, the most wanted first."""
+    weighted: list[tuple[float, str]] = []
+    for part in (accept_language or "").split(","):
+        piece = part.strip().split(";q=")
+        tag = piece[0].strip().lower()
+        if not tag:
+            continue
+        try:
+            q = float(piece[1]) if len(piece) > 1 else 1.0
+        except ValueError:
+            q = 0.0
+        weighted.append((q, tag))
+    return [tag for _q, tag in sorted(weighted, key=lambda x: -x[0])]
+
+
 def _babel_locale() -> Locale:
+    return _parsed(_format_locale.get())
+
+
+@lru_cache(maxsize=64)
+def _parsed(locale: str) -> Locale:
     try:
-        return Locale.parse(_locale.get())
+        return Locale.parse(locale)
     except (UnknownLocaleError, ValueError):
         return Locale.parse("en")
 

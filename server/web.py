@@ -151,6 +151,7 @@ class SessionMiddleware:
             conn.headers.get("accept-language"), caller.locale if caller else None, settings.locale
         )
         i18n.set_locale(locale)
+        i18n.set_format_locale(i18n.regional(conn.headers.get("accept-language"), locale))
         i18n.set_time_zone(settings.time_zone)
         state["locale"] = locale
         if scope["type"] == "websocket":
@@ -417,6 +418,7 @@ def render(
         "caller": caller,
         "csrf_token": caller.session.csrf_token if caller else "",
         "locale": i18n.current_locale(),
+        "html_lang": i18n.html_lang(),
         "locales": i18n.LOCALES,
         "time_zone": get_settings().time_zone,
         # "Today" is the practice's day, not the server's: due dates turn overdue at its midnight.

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -19,8 +20,9 @@ from playwright.async_api import Browser, Dialog, Locator, Page, expect
 
 from models.accounts import StaffUser
 from models.clients import Client, Relationship
-from models.messaging import Message, MessageRead
+from models.messaging import Conversation, Message, MessageRead
 from server.actions.clients import do_link_clients
+from server.settings import get_settings
 from tests.conftest import (
     DESKTOP,
     PASSWORD,
@@ -591,3 +593,24 @@ async def test_a_late_answer_keeps_a_later_failed_send_and_its_uid(
     await expect(clinician.locator("#composer-text")).to_have_value("")
     assert await Message.filter(body="Late note").count() == 1
     assert await Message.filter(body="Early note").count() == 1
+
+
+async def test_times_are_written_the_way_the_readers_region_writes_them(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # An English-speaking client in Britain reads 7 December as 07/12, not as 12/7.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Dates")
+    context = await browser.new_context(locale="en-GB", **PHONE)
+    page = await context.new_page()
+    await sign_in(page, f"{live_server.url}/portal/login", people["camille"].email, PASSWORD)
+    await page.goto(f"{live_server.url}/portal/messages")
+    assert await page.evaluate("document.documentElement.lang") == "en-GB"
+    conversation = await Conversation.get(id=cid)
+    local = conversation.last_activity_at.astimezone(ZoneInfo(get_settings().time_zone))
+    await expect(conversation_in_list(page, "Dates").locator(".conv-time")).to_have_text(
+        local.strftime("%d/%m/%Y, %H:%M")
+    )
+    await context.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import date
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from server import i18n
 from server.i18n import DOMAIN, LOCALE_DIR
 from server.settings import ROOT
 from tests.conftest import Factory, login
@@ -34,18 +37,29 @@ def message_ids(cat: Catalog) -> set[str]:
 async def test_login_page_follows_a_french_browser(http: httpx.AsyncClient, prefix: str) -> None:
     page = await http.get(f"{prefix}/login", headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"})
     assert page.status_code == 200
-    assert '<html lang="fr">' in page.text
+    assert '<html lang="fr-FR">' in page.text
     assert "Mot de passe" in page.text
     assert "Se connecter" in page.text
     assert "Password" not in page.text
 
 
-@pytest.mark.parametrize("accept", [None, "en-GB,en;q=0.9", "de-DE,de;q=0.9", "fr;q=0.2,en;q=0.8"])
-async def test_login_page_is_english_otherwise(http: httpx.AsyncClient, accept: str | None) -> None:
+@pytest.mark.parametrize(
+    ("accept", "lang"),
+    [
+        (None, "en"),
+        ("en-GB,en;q=0.9", "en-GB"),
+        ("de-DE,de;q=0.9", "en"),
+        ("fr;q=0.2,en;q=0.8", "en"),
+        ("de-CH,en-CA;q=0.8", "en-CA"),
+    ],
+)
+async def test_login_page_is_english_otherwise(
+    http: httpx.AsyncClient, accept: str | None, lang: str
+) -> None:
     headers = {"Accept-Language": accept} if accept else {}
     page = await http.get("/staff/login", headers=headers)
     assert page.status_code == 200
-    assert '<html lang="en">' in page.text
+    assert f'<html lang="{lang}">' in page.text
     assert "Password" in page.text
     assert "Mot de passe" not in page.text
 
@@ -139,3 +153,44 @@ def test_every_string_in_the_code_is_in_the_french_catalog() -> None:
     }
     missing = sorted(in_code - message_ids(catalog("fr")))
     assert not missing, f"run `make messages` and translate these in fr/cabinet.po: {missing}"
+
+
+# --- regional formats ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "language", "locale"),
+    [
+        ("en-GB,en;q=0.9", "en", "en_GB"),
+        ("fr-CA,fr;q=0.9", "fr", "fr_CA"),
+        ("en-US,en;q=0.9", "fr", "fr"),  # French chosen on an American browser
+        ("fr-BE,en-GB;q=0.5", "en", "en_GB"),
+        ("es-419,en;q=0.5", "en", "en"),
+        ("zh-Hant-TW,en;q=0.5", "en", "en"),
+        ("en-ZZ", "en", "en"),  # no such region
+        (None, "en", "en"),
+    ],
+)
+def test_the_region_comes_from_the_browser_for_the_chosen_language(
+    accept: str | None, language: str, locale: str
+) -> None:
+    assert i18n.regional(accept, language) == locale
+
+
+def test_dates_and_amounts_follow_the_region_until_the_language_is_set_again() -> None:
+    day = date(2026, 12, 7)
+    try:
+        i18n.set_locale("en")
+        assert i18n.format_date(day, "short") == "12/7/26"
+        i18n.set_format_locale(i18n.regional("en-GB", "en"))
+        assert i18n.format_date(day, "short") == "07/12/2026"
+        assert i18n.html_lang() == "en-GB"
+        i18n.set_locale("fr")
+        assert i18n.format_money(Decimal("1234.5")) == "1\u202f234,50\u00a0€"
+        i18n.set_format_locale(i18n.regional("fr-CH", "fr"))
+        assert i18n.format_money(Decimal("1234.5")) == "1'234,50\u00a0€"  # Swiss grouping
+        # An email for someone else: their language, its default way of writing.
+        i18n.set_locale("en")
+        assert i18n.format_date(day, "short") == "12/7/26"
+    finally:
+        i18n.set_locale("en")

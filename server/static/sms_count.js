@@ -24,7 +24,7 @@
   function wire(area) {
     var out = document.getElementById(area.getAttribute("data-sms-count"));
     if (!out) return;
-    var template = document.documentElement.lang === "fr"
+    var template = document.documentElement.lang.split("-")[0] === "fr"
       ? "{u} caractères, {e}, {s} segment(s) (placeholders comptés tels qu'écrits)"
       : "{u} characters, {e}, {s} segment(s) (placeholders counted as written)";
     function update() {
