@@ -70,11 +70,12 @@ async def messages_page(
     open_id: int | None = None,
     phone: bool = False,
     init_script: str | None = None,
+    locale: str = "en-US",
     **context_options: Any,
 ) -> Page:
     """Sign ``who`` in, in a browser context of their own, and open the messages page live."""
     context = await browser.new_context(
-        locale="en-US", **(PHONE if phone else DESKTOP), **context_options
+        locale=locale, **(PHONE if phone else DESKTOP), **context_options
     )
     if init_script:
         await context.add_init_script(init_script)
@@ -603,14 +604,10 @@ async def test_times_are_written_the_way_the_readers_region_writes_them(
 ) -> None:
     # An English-speaking client in Britain reads 7 December as 07/12, not as 12/7.
     cid = await start_conversation(new_http, people["helene"], people["camille"], "Dates")
-    context = await browser.new_context(locale="en-GB", **PHONE)
-    page = await context.new_page()
-    await sign_in(page, f"{live_server.url}/portal/login", people["camille"].email, PASSWORD)
-    await page.goto(f"{live_server.url}/portal/messages")
+    page = await messages_page(browser, live_server, people["camille"], phone=True, locale="en-GB")
     assert await page.evaluate("document.documentElement.lang") == "en-GB"
     conversation = await Conversation.get(id=cid)
     local = conversation.last_activity_at.astimezone(ZoneInfo(get_settings().time_zone))
     await expect(conversation_in_list(page, "Dates").locator(".conv-time")).to_have_text(
         local.strftime("%d/%m/%Y, %H:%M")
     )
-    await context.close()
