@@ -134,6 +134,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Mount("/portal", build_portal_app()),
             Route("/", landing),
             Route("/healthz", health),
+            # Where browsers look for an icon when a page names none (a PDF, a JSON answer).
+            Route("/favicon.ico", lambda r: RedirectResponse("/static/favicon.svg", 308)),
             Route("/feeds/staff/{token}", feeds.staff_feed),
             Route("/feeds/client/{token}", feeds.client_feed),
             Route("/hooks/sms/twilio", sms_hooks.twilio_status, methods=["POST"]),

@@ -6,6 +6,7 @@ launch the system Chromium, skip on a laptop without it, and fail in CI (require
 
 from __future__ import annotations
 
+import httpx
 from playwright.async_api import Browser, expect
 
 from tests.conftest import (
@@ -113,3 +114,22 @@ async def test_the_nav_badge_counts_unread_messages_live_on_any_page(
         # Read from another device: this tab's badge clears too.
         await staff.post(f"/api/conversations/{cid}/read", json={})
         await expect(badge).to_be_hidden()
+
+
+async def test_the_tab_shows_cabinets_icon(browser: Browser, live_server: LiveServer) -> None:
+    page = await browser.new_page(locale="en-US")
+    async with page.expect_response(lambda r: "favicon" in r.url) as icon:
+        await page.goto(f"{live_server.url}/portal/login")
+    response = await icon.value
+    assert response.url == f"{live_server.url}/static/favicon.svg"
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    await page.close()
+
+
+async def test_the_icon_is_where_browsers_look_without_a_link(http: httpx.AsyncClient) -> None:
+    # A PDF or a JSON answer names no icon: the browser asks for /favicon.ico.
+    r = await http.get("/favicon.ico", follow_redirects=True)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    assert r.text.startswith("<svg")
