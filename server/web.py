@@ -147,11 +147,10 @@ class SessionMiddleware:
         state["caller"] = caller
         state["realm"] = self.realm
         settings = get_settings()
-        locale = i18n.negotiate(
-            conn.headers.get("accept-language"), caller.locale if caller else None, settings.locale
-        )
+        accept_language = conn.headers.get("accept-language")
+        locale = i18n.negotiate(accept_language, caller.locale if caller else None, settings.locale)
         i18n.set_locale(locale)
-        i18n.set_format_locale(i18n.regional(conn.headers.get("accept-language"), locale))
+        i18n.set_format_locale(i18n.regional(accept_language, locale))
         i18n.set_time_zone(settings.time_zone)
         state["locale"] = locale
         if scope["type"] == "websocket":

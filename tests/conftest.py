@@ -211,9 +211,11 @@ async def _emptying_script() -> str:
                 + "SELECT setval(format('%I.%I', schemaname, sequencename), 1, false)"
                 " FROM pg_sequences WHERE schemaname = 'public'; COMMIT;"
             )
-        else:
+        elif tables:
             quoted = ", ".join(f'"{t}"' for t in tables)
             script = f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"
+        else:
+            script = ""  # nothing to empty (TRUNCATE needs at least one table)
         _emptying.append(script)
     return _emptying[0]
 
@@ -222,8 +224,8 @@ async def _emptying_script() -> str:
 async def db(settings: Settings) -> AsyncIterator[None]:
     """A fresh database for this test."""
     await dbmod.init_db(settings.database_url)
-    if IS_POSTGRES:
-        await dbmod.connection().execute_script(await _emptying_script())
+    if IS_POSTGRES and (script := await _emptying_script()):
+        await dbmod.connection().execute_script(script)
     yield
     await dbmod.close_db()
 
