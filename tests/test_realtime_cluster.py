@@ -45,6 +45,7 @@ from tests.conftest import (
     make_settings,
     port_open,
     postgres_available,
+    postgres_connection,
     require_service,
 )
 
@@ -116,11 +117,7 @@ def _with_path(url: str, database: str) -> str:
 
 
 async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(
-        _with_path(url, "postgres").replace("postgres://", "postgresql://", 1)
-    )
+    conn = await postgres_connection(_with_path(url, "postgres"))
     try:
         await conn.execute(sql)
     finally:
