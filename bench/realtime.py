@@ -81,6 +81,7 @@ LABELS = {
     "floor": "floor: bare relay, 1 process",
     "sqlite": "SQLite + memory://, 1 process",
     "pg": "PostgreSQL + Redis, 2 processes + worker",
+    "pg1": "PostgreSQL + memory://, 1 process",
 }
 # The hash parameters the benchmark's servers use (ARGON2_*): sign-in is not what is measured.
 ARGON2_TIME_COST = 1
@@ -112,7 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--idle-seconds", type=float, default=10, help="idle CPU measured this long")
     p.add_argument("--idle-setups", default="floor,sqlite", help="where the idle test runs")
-    p.add_argument("--setups", default="floor,sqlite,pg", help="floor, sqlite, pg")
+    p.add_argument(
+        "--setups",
+        default="floor,sqlite,pg",
+        help="floor, sqlite, pg; also pg1 (PostgreSQL with memory://, one process: the "
+        "database's share of pg's latency without the route across processes)",
+    )
     p.add_argument("--office-share", type=float, default=0.15, help="messages in office groups")
     p.add_argument("--staff-share", type=float, default=0.1, help="therapists among people")
     p.add_argument("--group-size", type=int, default=6, help="therapists per office group")
@@ -337,12 +343,12 @@ class Bench:
         for name, child in deployment.others.items():
             groups[name] = [child.pid]
         meter = CpuMeter(groups)
-        if deployment.name == "pg":
+        if deployment.name.startswith("pg"):
             meter.add("postgres", await pg_backend_pids(self.args.pg_url, self.args.pg_database))
         return meter
 
     async def meter_stop(self, deployment: Deployment, meter: CpuMeter) -> dict[str, float]:
-        if deployment.name == "pg":
+        if deployment.name.startswith("pg"):
             meter.add("postgres", await pg_backend_pids(self.args.pg_url, self.args.pg_database))
         return meter.stop()
 
@@ -646,7 +652,7 @@ class Bench:
             finally:
                 deployment.stop()
         finally:
-            if setup == "pg" and not args.keep:
+            if setup.startswith("pg") and not args.keep:
                 with contextlib.suppress(Exception):
                     await pg_admin(
                         args.pg_url, f'DROP DATABASE IF EXISTS "{args.pg_database}" WITH (FORCE)'
@@ -996,12 +1002,14 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"unknown set-up(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     skipped: dict[str, str] = {}
-    if "pg" in setups:
-        pg_port = int(args.pg_url.rsplit(":", 1)[1].split("/")[0])
+    pg_port = int(args.pg_url.rsplit(":", 1)[1].split("/")[0])
+    for setup in ("pg", "pg1"):
+        if setup not in setups:
+            continue
         if not port_open(pg_port):
-            skipped["pg"] = f"no PostgreSQL at {args.pg_url}"
-        elif shutil.which("redis-server") is None:
-            skipped["pg"] = "no redis-server on PATH"
+            skipped[setup] = f"no PostgreSQL at {args.pg_url}"
+        elif setup == "pg" and shutil.which("redis-server") is None:
+            skipped[setup] = "no redis-server on PATH"
     for setup, why in skipped.items():
         log(f"skipping {setup}: {why}")
         setups.remove(setup)

@@ -196,6 +196,69 @@ async def test_one_batch_over_several_conversations_sets_each_ones_activity(
     assert (after.last_activity_at, after.awaiting_staff) == (before.last_activity_at, False)
 
 
+async def test_a_message_sent_again_on_its_own_leaves_its_conversations_activity(
+    chat: dict[str, Any],
+) -> None:
+    """A batch of one conversation (PostgreSQL names it by its id in the statement) touches
+    the conversation for a message it stores, and not for one already stored."""
+    conversation: Conversation = chat["conversation"]
+    _, staff = chat["staff"]
+    _, patient = chat["client"]
+
+    async def send_alone(me: Participant, body: str) -> bool:
+        async with dbmod.atomic():
+            [(_message, created)] = await messaging._write_sends(
+                [messaging.PendingSend(conversation, me, body, body)]
+            )
+        return created
+
+    assert await send_alone(patient, "question")
+    assert (await Conversation.get(id=conversation.id)).awaiting_staff is True
+    assert await send_alone(staff, "answer")
+    before = await Conversation.get(id=conversation.id)
+    assert before.awaiting_staff is False
+    assert not await send_alone(patient, "question")  # sent again: already stored
+    after = await Conversation.get(id=conversation.id)
+    assert (after.last_activity_at, after.awaiting_staff) == (before.last_activity_at, False)
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's plans")
+async def test_a_send_reaches_its_conversation_through_the_primary_key(
+    chat: dict[str, Any],
+) -> None:
+    """PostgreSQL keeps one generic plan per prepared statement. With the conversation
+    reached only by a join to the inserted rows, that plan scanned every conversation at
+    every send (or PostgreSQL planned again each time); named by its id, it is an index
+    lookup whatever the table holds."""
+    conversation: Conversation = chat["conversation"]
+    conn = await postgres_connection(DATABASE_URL)
+    plans: list[str] = []
+    try:
+        # A small practice's conversations (with a few hundred, a scan is the cheaper plan).
+        await conn.execute(
+            "INSERT INTO conversation (created_at, updated_at, kind, subject, last_activity_at, "
+            "awaiting_staff, practice_id) SELECT now(), now(), 'office', 'x' || i, now(), "
+            "false, practice_id FROM conversation, generate_series(1, 1000) AS i WHERE id = $1",
+            conversation.id,
+        )
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE send AS {messaging._PG_LOCK_INSERT_AND_TOUCH_ONE}")
+        # Without statistics (autovacuum off, as on CI's server), then with them.
+        for analyze in ("", "ANALYZE conversation"):
+            if analyze:
+                await conn.execute(analyze)
+            rows = await conn.fetch(
+                "EXPLAIN EXECUTE send('{}', '{}', '{}', '{}', '{}', now(), '{}', '{}', 1)"
+            )
+            plans.append("\n".join(row[0] for row in rows))
+    finally:
+        await conn.close()
+    for plan in plans:
+        touched = plan[plan.index("Update on conversation") :]
+        assert "conversation_pkey on conversation" in touched, plan
+        assert "Seq Scan on conversation" not in plan, plan
+
+
 @asynccontextmanager
 async def send_holding_cursors(recipients: list[str]) -> AsyncIterator[Any]:
     """PostgreSQL: a connection in the middle of a send, holding the recipients' cursor rows
