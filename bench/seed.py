@@ -101,6 +101,7 @@ async def seed(database_url: str, plan: Plan, password_hash: str) -> Population:
     from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
     from models.clients import Client
     from models.messaging import Conversation, ConversationKind, Participant, ParticipantRole
+    from models.realtime import RealtimeCursor
     from server.db import tortoise_config
 
     await Tortoise.init(config=tortoise_config(database_url))
@@ -214,6 +215,12 @@ async def seed(database_url: str, plan: Plan, password_hash: str) -> Population:
                 keys.append(f"c:{account_id[owner]}")
             chats.append(Chat(cid, kind, keys))
         await Participant.bulk_create(participants, batch_size=500)
+        # Each participant's realtime cursor, as creating the conversation through the app
+        # gives them (its event): a send then finds every recipient's row, as in use.
+        recipients = sorted({key for chat in chats for key in chat.members})
+        await RealtimeCursor.bulk_create(
+            [RealtimeCursor(recipient=key, last_seq=0) for key in recipients], batch_size=500
+        )
         return Population(staff + clients, idle, chats)
     finally:
         await Tortoise.close_connections()
