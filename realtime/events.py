@@ -9,7 +9,7 @@ recipient's events by commit, so a socket that has seen seq N has seen everythin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,20 +118,89 @@ async def _take_seqs_and_store(
     return {str(r["recipient"]): int(r["last_seq"]) for r in rows}
 
 
-# PostgreSQL: takes the cursor row locks of the recipients in ``$1`` (a text array), before
-# the write whose events will follow, as the first part of that write's statement (messages:
-# server/actions/messaging.py). A write that numbers its rows (a message id) under these
-# locks numbers them in the order its events reach the recipients: two messages sent at once
-# to one conversation get ids in the order everyone receives them, so the history (by id)
-# and the live stream agree. New recipients get their row (locked by the insert), existing
-# rows are locked by the no-op update, in sorted order as emit() advances them, so two
-# senders cannot deadlock. SQLite needs nothing: its writers take turns for the whole
-# transaction.
+# PostgreSQL: the first part of a write's statement whose events follow it in the same
+# statement (messages: server/actions/messaging.py). It locks the cursor rows of the
+# recipients in ``{recipients}`` (a sorted, distinct text array) in that order, as every emit
+# advances them, so two writers cannot deadlock; it finds only rows that exist, and the
+# statement checks that it found one for each recipient. A write that numbers its rows (a
+# message id) after these locks numbers them in the order its events reach the recipients:
+# two messages sent at once to one conversation get ids in the order everyone receives them,
+# so the history (by id) and the live stream agree. Each row is looked up by its key, one
+# by one in the array's order: ``recipient = ANY(...)`` let PostgreSQL's generic plan scan
+# every cursor instead (docs/performance.md, fifteenth round). SQLite needs nothing: its
+# writers take turns for the whole transaction.
 PG_LOCK_CURSORS = (
-    "INSERT INTO realtime_cursor (recipient, last_seq) "
-    "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
-    "ON CONFLICT (recipient) DO UPDATE SET last_seq = realtime_cursor.last_seq"
+    "SELECT c.recipient FROM unnest({recipients}) AS k(r) CROSS JOIN LATERAL ("
+    "SELECT recipient FROM realtime_cursor WHERE recipient = k.r FOR NO KEY UPDATE) c"
 )
+
+
+def pg_number_and_store(planned: str, created_at: str) -> str:
+    """PostgreSQL: two CTEs, ``advanced`` (recipient, last_seq) and ``stored``, that number
+    and store the events of the CTE named ``planned``, under the cursor locks
+    ``PG_LOCK_CURSORS`` took earlier in the same statement. ``planned`` has a row per event:
+    recipient, type, payload (jsonb), k (its rank among the recipient's events in the
+    statement, from 1) and total (how many the recipient has in it): the seq is the
+    recipient's new last seq minus ``total - k``, as ``numbered()`` computes it."""
+    return (
+        "advanced AS ("
+        "UPDATE realtime_cursor c SET last_seq = c.last_seq + p.total "
+        f"FROM (SELECT DISTINCT recipient, total FROM {planned}) p "
+        "WHERE c.recipient = p.recipient RETURNING c.recipient, c.last_seq"
+        "), stored AS ("
+        "INSERT INTO realtime_event (recipient, seq, type, payload, created_at) "
+        f"SELECT p.recipient, a.last_seq - p.total + p.k, p.type, p.payload, {created_at} "
+        f"FROM {planned} p JOIN advanced a ON a.recipient = p.recipient "
+        "ORDER BY p.recipient, p.k)"
+    )
+
+
+@dataclass(slots=True)
+class Plan:
+    """The events of some notices before they are numbered: one per (notice, recipient)."""
+
+    planned: list[tuple[str, str, dict[str, Any], str]]  # recipient, type, payload, JSON
+    counts: dict[str, int]  # events per recipient
+    # How many of its recipient's events in the plan follow each one: its seq is the
+    # recipient's new last seq minus that.
+    back: list[int]
+
+
+def plan(notices: Sequence[tuple[Iterable[str], str, dict[str, Any]]]) -> Plan:
+    """A recipient's events follow the order of ``notices``; each notice goes once to each
+    of its recipients, in sorted order."""
+    planned: list[tuple[str, str, dict[str, Any], str]] = []
+    counts: dict[str, int] = {}
+    for recipients, type_, payload in notices:
+        data = dump_payload(payload)
+        for recipient in sorted(set(recipients)):
+            planned.append((recipient, type_, payload, data))
+            counts[recipient] = counts.get(recipient, 0) + 1
+    back: list[int] = []
+    seen: dict[str, int] = {}
+    for recipient, _type, _payload, _data in planned:
+        k = seen[recipient] = seen.get(recipient, 0) + 1
+        back.append(counts[recipient] - k)
+    return Plan(planned, counts, back)
+
+
+def numbered(p: Plan, last: dict[str, int]) -> list[Event]:
+    """The plan's events, from each recipient's new last seq."""
+    return [
+        Event(recipient, last[recipient] - b, type_, payload, data)
+        for (recipient, type_, payload, data), b in zip(p.planned, p.back, strict=True)
+    ]
+
+
+def publisher(events: Sequence[Event]) -> Callable[[], Awaitable[None]]:
+    """What publishes ``events`` once their write has committed."""
+
+    async def publish() -> None:
+        from realtime.hub import hub
+
+        await hub.publish(events)
+
+    return publish
 
 
 async def emit(recipients: Iterable[str], type: str, payload: dict[str, Any]) -> list[Event]:
@@ -151,37 +220,17 @@ async def emit_many(
     order of ``notices``. Cursors are advanced in sorted order, so two transactions touching
     the same people lock their cursor rows in the same order (no deadlock).
     """
-    planned: list[tuple[str, str, dict[str, Any], str]] = []
-    counts: dict[str, int] = {}
-    for recipients, type_, payload in notices:
-        data = dump_payload(payload)
-        for recipient in sorted(set(recipients)):
-            planned.append((recipient, type_, payload, data))
-            counts[recipient] = counts.get(recipient, 0) + 1
-    if not planned:
+    p = plan(notices)
+    if not p.planned:
         return []
-    # How many of its events in this call follow each one: its seq is the recipient's new
-    # last seq minus that.
-    back: list[int] = []
-    seen: dict[str, int] = {}
-    for recipient, _type, _payload, _data in planned:
-        k = seen[recipient] = seen.get(recipient, 0) + 1
-        back.append(counts[recipient] - k)
     postgres = dialect() == "postgres"
-    last = await (_take_seqs_and_store(planned, counts, back) if postgres else _take_seqs(counts))
-    events = [
-        Event(recipient, last[recipient] - b, type_, payload, data)
-        for (recipient, type_, payload, data), b in zip(planned, back, strict=True)
-    ]
+    last = await (
+        _take_seqs_and_store(p.planned, p.counts, p.back) if postgres else _take_seqs(p.counts)
+    )
+    events = numbered(p, last)
     if not postgres:
         await _insert_events(events)
-
-    async def publish() -> None:
-        from realtime.hub import hub
-
-        await hub.publish(events)
-
-    on_commit(publish)
+    on_commit(publisher(events))
     return events
 
 
@@ -223,4 +272,17 @@ async def last_seq(recipient: str) -> int:
     return int(rows[0]["last_seq"]) if rows else 0
 
 
-__all__ = ["PG_LOCK_CURSORS", "Event", "emit", "emit_many", "events_after", "last_seq", "dialect"]
+__all__ = [
+    "PG_LOCK_CURSORS",
+    "Event",
+    "Plan",
+    "emit",
+    "emit_many",
+    "events_after",
+    "last_seq",
+    "numbered",
+    "pg_number_and_store",
+    "plan",
+    "publisher",
+    "dialect",
+]

@@ -72,6 +72,10 @@ FRESH: dict[str, Any] = {
 }
 
 
+KEYED_MAX_ATTEMPTS = 6
+_FRESH_VALUES = [v.value if isinstance(v, JobStatus) else v for v in FRESH.values()]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyedJob:
     """One job for ``schedule_unless_waiting``."""
@@ -80,7 +84,7 @@ class KeyedJob:
     run_at: datetime
     payload: dict[str, Any]
     practice_id: int | None = None
-    max_attempts: int = 6
+    max_attempts: int = KEYED_MAX_ATTEMPTS
 
 
 class Defer(Exception):  # noqa: N818 - it is a request, not an error
@@ -196,11 +200,6 @@ async def schedule_unless_waiting(kind: str, wanted: Sequence[KeyedJob]) -> None
         by_key.setdefault(job.key, job)
     rows = [by_key[key] for key in sorted(by_key)]
     now = datetime.now(UTC)
-    fresh = [v.value if isinstance(v, JobStatus) else v for v in FRESH.values()]
-    columns = ["kind", "key", "payload", "practice_id", "run_at", "max_attempts", *FRESH]
-    names = ", ".join(f'"{c}"' for c in columns)
-    # A revived job gets every inserted column but its key; it keeps its creation time.
-    revived = ", ".join(f'"{c}" = excluded."{c}"' for c in [*columns, "updated_at"] if c != "key")
     for start in range(0, len(rows), SCHEDULE_ROWS):
         chunk = rows[start : start + SCHEDULE_ROWS]
         params: list[Any] = []
@@ -212,17 +211,60 @@ async def schedule_unless_waiting(kind: str, wanted: Sequence[KeyedJob]) -> None
                 job.practice_id,
                 job.run_at,
                 job.max_attempts,
-                *fresh,
+                *_FRESH_VALUES,
                 now,
                 now,
             ]
         await connection().execute_query(
-            f"INSERT INTO job ({names}, created_at, updated_at) "
-            f"VALUES {values_rows(len(chunk), len(columns) + 2)} "
-            f'ON CONFLICT ("key") DO UPDATE SET {revived} '
-            f"WHERE job.status = '{JobStatus.CANCELLED.value}'",
+            f"INSERT INTO job ({_SCHEDULED_NAMES}) "
+            f"VALUES {values_rows(len(chunk), len(_SCHEDULED))} {_UNLESS_WAITING}",
             params,
         )
+
+
+# The columns schedule_unless_waiting() writes, and what it does when the key exists: a
+# cancelled job is revived with every inserted column but its key (it keeps its creation
+# time); any other is left as it is.
+_SCHEDULED = [
+    "kind",
+    "key",
+    "payload",
+    "practice_id",
+    "run_at",
+    "max_attempts",
+    *FRESH,
+    "created_at",
+    "updated_at",
+]
+_SCHEDULED_NAMES = ", ".join(f'"{c}"' for c in _SCHEDULED)
+_UNLESS_WAITING = (
+    'ON CONFLICT ("key") DO UPDATE SET '
+    + ", ".join(f'"{c}" = excluded."{c}"' for c in _SCHEDULED if c not in ("key", "created_at"))
+    + f" WHERE job.status = '{JobStatus.CANCELLED.value}'"
+)
+
+
+def pg_schedule_unless_waiting(kind: str, rows: str, now: str) -> str:
+    """PostgreSQL: ``schedule_unless_waiting`` as one part of a bigger statement, for the
+    jobs of a query ``rows`` with columns key, payload (jsonb), practice_id and run_at, one
+    row a key, in key order (two writers lock keys in the same order). ``kind`` is a
+    constant of this code, written into the statement; ``now`` is an SQL expression."""
+    literals = ", ".join(_literal(v) for v in _FRESH_VALUES)
+    return (
+        f"INSERT INTO job ({_SCHEDULED_NAMES}) "
+        f"SELECT {_literal(kind)}, r.key, r.payload, r.practice_id, r.run_at, "
+        f"{KEYED_MAX_ATTEMPTS}, {literals}, {now}, {now} FROM ({rows}) r ORDER BY r.key "
+        f"{_UNLESS_WAITING}"
+    )
+
+
+def _literal(value: str | int | None) -> str:
+    """A constant of this code as SQL (never anything a person typed)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def cancel(keys: str | Iterable[str]) -> int:

@@ -24,7 +24,16 @@ from models.messaging import (
     ParticipantRole,
 )
 from models.realtime import RealtimeEvent
-from realtime.events import PG_LOCK_CURSORS, emit, emit_many
+from realtime.events import (
+    PG_LOCK_CURSORS,
+    dump_payload,
+    emit,
+    emit_many,
+    numbered,
+    pg_number_and_store,
+    plan,
+    publisher,
+)
 from realtime.hub import hub
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
@@ -36,6 +45,7 @@ from server.db import (
     durable,
     from_row,
     in_atomic,
+    on_commit,
     placeholders,
     values_rows,
 )
@@ -326,24 +336,33 @@ async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Parti
     return found
 
 
-# PostgreSQL: the recipients' cursor locks first (realtime.events.PG_LOCK_CURSORS), then the
-# messages, then each conversation's activity, in one statement. The insert's rows pass a
-# filter on the lock's count, which PostgreSQL evaluates once, before the first row, so
-# every id is drawn under the locks. A conversation takes the activity of its last new
-# message (``$7``/``$8``: whether each sender's message leaves the conversation awaiting the
-# staff); its row is locked while the cursors of all its participants are held, so two
-# batches cannot lock conversations in opposite orders.
-def _pg_lock_insert_and_touch(which: str) -> str:
+# PostgreSQL writes a group of messages in one statement, which commits on its own when no
+# transaction is open (the group commit's case: no BEGIN and no COMMIT to wait for). In
+# order: the recipients' cursor locks (realtime.events.PG_LOCK_CURSORS); the messages, whose
+# rows pass a filter on the locks that PostgreSQL evaluates once, before the first row, so
+# every id is drawn under the locks (and nothing is written when a recipient has no cursor
+# row yet); each conversation's activity, from its last new message (``$7``/``$8``: whether
+# each sender's message leaves it awaiting the staff); the ``message.created`` events of
+# the new messages, numbered under the locks, their payload's id filled in from the row; the
+# unread notices of the new messages (server/actions/reminders.py). A conversation row, and a
+# notice's job row, is locked while the cursors of all its participants are held, so two
+# writers cannot lock them in opposite orders. It returns the new messages, each
+# recipient's new last seq, and a row of NULLs when a recipient had no cursor row.
+def _pg_send(which: str) -> str:
     return (
-        f"WITH locked AS ({PG_LOCK_CURSORS} RETURNING 1), "
-        "inserted AS ("
+        "WITH locked AS (" + PG_LOCK_CURSORS.format(recipients="$1::text[]") + "), sends AS ("
+        "SELECT * FROM unnest($2::integer[], $3::integer[], $4::text[], $5::text[], $9::text[]) "
+        "WITH ORDINALITY AS m(c, s, b, u, p, i)"
+        "), inserted AS ("
         "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
         "updated_at) "
-        "SELECT m.c, m.s, m.b, m.u, $6::timestamptz, $6::timestamptz "
-        "FROM unnest($2::integer[], $3::integer[], $4::text[], $5::text[]) WITH ORDINALITY "
-        "AS m(c, s, b, u, i) WHERE (SELECT count(*) FROM locked) >= 0 ORDER BY m.i "
+        "SELECT m.c, m.s, m.b, m.u, $6::timestamptz, $6::timestamptz FROM sends m "
+        "WHERE (SELECT count(*) FROM locked) = cardinality($1::text[]) ORDER BY m.i "
         "ON CONFLICT (sender_id, client_uid) DO NOTHING "
         "RETURNING id, conversation_id, sender_id, client_uid"
+        "), new AS ("
+        "SELECT n.id, n.conversation_id, m.i, m.p FROM inserted n "
+        "JOIN sends m ON m.s = n.sender_id AND m.u = n.client_uid"
         "), latest AS ("
         "SELECT DISTINCT ON (n.conversation_id) n.conversation_id, w.waiting FROM inserted n "
         "JOIN unnest($7::integer[], $8::boolean[]) AS w(s, waiting) ON w.s = n.sender_id "
@@ -351,23 +370,41 @@ def _pg_lock_insert_and_touch(which: str) -> str:
         "), touched AS ("
         "UPDATE conversation SET last_activity_at = $6::timestamptz, awaiting_staff = latest.waiting "
         f"FROM latest WHERE {which}"
-        ") SELECT id, sender_id, client_uid FROM inserted"
+        "), planned AS ("
+        "SELECT e.r AS recipient, 'message.created' AS type, "
+        "jsonb_set(n.p::jsonb, '{id}', to_jsonb(n.id)) AS payload, "
+        "row_number() OVER (PARTITION BY e.r ORDER BY n.id) AS k, "
+        "count(*) OVER (PARTITION BY e.r) AS total "
+        "FROM new n JOIN unnest($10::integer[], $11::text[]) AS e(i, r) ON e.i = n.i"
+        "), "
+        + pg_number_and_store("planned", "$6::timestamptz")
+        + ", notices AS ("
+        + reminders.pg_schedule_unread_notices(
+            "SELECT DISTINCT ON (j.k) j.k AS key, j.p::jsonb AS payload, j.pr AS practice_id "
+            "FROM unnest($12::text[], $13::integer[], $14::text[], $15::integer[]) "
+            "AS j(k, i, p, pr) JOIN new n ON n.i = j.i ORDER BY j.k",
+            "$6::timestamptz",
+        )
+        + ") SELECT n.id, n.sender_id, n.client_uid, NULL AS recipient, NULL::bigint AS last_seq "
+        "FROM inserted n "
+        "UNION ALL SELECT NULL, NULL, NULL, a.recipient, a.last_seq FROM advanced a "
+        "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL "
+        "WHERE (SELECT count(*) FROM locked) < cardinality($1::text[])"
     )
 
 
 # The conversations to touch. Messages of several conversations: joined to what was
 # inserted. Messages of one conversation (a send on its own, nearly every batch below
-# saturation): also named by its id, ``$9``, an equality on the primary key. PostgreSQL
+# saturation): also named by its id, ``$16``, an equality on the primary key. PostgreSQL
 # keeps one generic plan per prepared statement, and with only the join it did badly on
 # every send: with no statistics on the tables (autovacuum off, or a young database) the
 # generic plan scanned the whole conversation table, dead rows included; with statistics,
 # the generic plan's guess at the arrays' lengths made it dearer than a plan for the
-# values at hand, so PostgreSQL planned the statement again at every send (about 0.5 ms).
-# A primary-key equality is a one-row index lookup in every plan (docs/performance.md,
-# fifteenth round).
-_PG_LOCK_INSERT_AND_TOUCH = _pg_lock_insert_and_touch("conversation.id = latest.conversation_id")
-_PG_LOCK_INSERT_AND_TOUCH_ONE = _pg_lock_insert_and_touch(
-    "conversation.id = $9::integer AND latest.conversation_id = conversation.id"
+# values at hand, so PostgreSQL planned the statement again at every send. A primary-key
+# equality is a one-row index lookup in every plan (docs/performance.md, fifteenth round).
+_PG_SEND = _pg_send("conversation.id = latest.conversation_id")
+_PG_SEND_ONE = _pg_send(
+    "conversation.id = $16::integer AND latest.conversation_id = conversation.id"
 )
 
 
@@ -376,57 +413,184 @@ def _leaves_waiting(item: PendingSend) -> bool:
     return item.me.role is not ParticipantRole.STAFF
 
 
-async def _insert_messages(
-    sends: Sequence[PendingSend], now: datetime, lock: Sequence[str] | None = None
-) -> dict[int, int]:
-    """Insert the messages not stored yet, in one statement: {index in ``sends``: id}.
+def _announced(
+    message: Message,
+    item: PendingSend,
+    participants: dict[int, list[Participant]],
+    recipients: list[str] | None,
+) -> tuple[list[str], str, dict[str, Any]]:
+    """The ``message.created`` notice of a new message: to everyone in its conversation, or
+    to ``recipients`` where the caller names them."""
+    who = (
+        recipients
+        if recipients is not None
+        else [p.recipient for p in participants.get(item.conversation.id, [])]
+    )
+    return who, "message.created", message_payload(message, item.me)
 
-    A (sender, client_uid) already stored, by an earlier send or a racing one in another
-    process, is skipped rather than failing the statement. On PostgreSQL, ``lock`` is the
-    recipients whose cursor rows are locked first, and the conversations' activity is
-    updated, in the same statement.
-    """
-    if lock is not None:
-        conversations = {item.conversation.id for item in sends}
-        senders = {item.me.id: _leaves_waiting(item) for item in sends}
-        params: list[Any] = [
-            sorted(set(lock)),
-            [item.conversation.id for item in sends],
-            [item.me.id for item in sends],
-            [item.body for item in sends],
-            [item.client_uid for item in sends],
-            now,
-            list(senders),
-            list(senders.values()),
-        ]
-        if len(conversations) == 1:
-            sql = _PG_LOCK_INSERT_AND_TOUCH_ONE
-            params.append(next(iter(conversations)))
-        else:
-            sql = _PG_LOCK_INSERT_AND_TOUCH
-    else:
-        sql = (
-            "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
-            f"updated_at) VALUES {values_rows(len(sends), 6)} "
-            "ON CONFLICT (sender_id, client_uid) DO NOTHING "
-            "RETURNING id, sender_id, client_uid"
+
+def _stored_message(item: PendingSend, id: int, now: datetime) -> Message:
+    return from_row(
+        Message,
+        {
+            "id": id,
+            "conversation_id": item.conversation.id,
+            "sender_id": item.me.id,
+            "body": item.body,
+            "client_uid": item.client_uid,
+            "deleted_at": None,
+            "created_at": now,
+            "updated_at": now,
+        },
+        "",
+    )
+
+
+class _NoCursor(Exception):
+    """A recipient of the messages had no cursor row (PostgreSQL's send statement)."""
+
+
+async def _write_sends_pg(
+    unique: Sequence[PendingSend],
+    recipients: list[str] | None,
+    now: datetime,
+    deferred: list[AfterCommit] | None,
+) -> tuple[dict[int, int], list[Message | None]]:
+    """PostgreSQL: ``_write_sends``' writes, in one statement (``_PG_SEND``); its events are
+    published after commit (``deferred``: handed over instead, outside a transaction)."""
+    participants = await _participants_of(unique)
+    everyone = [p.recipient for parts in participants.values() for p in parts]
+    lock = sorted(set(everyone if recipients is None else everyone + recipients))
+    # Each message as if stored, its id to be filled in: what its event needs.
+    planned = [
+        _announced(_stored_message(item, 0, now), item, participants, recipients) for item in unique
+    ]
+    notices = [
+        (key, i, reminders.notice_payload(item.conversation, target), item.conversation)
+        for i, item in enumerate(unique, start=1)
+        for key, target in reminders.unread_notices(
+            item.conversation, item.me, participants.get(item.conversation.id, [])
         )
-        params = []
-        for item in sends:
-            params += [item.conversation.id, item.me.id, item.body, item.client_uid, now, now]
-    rows = await connection().execute_query_dict(sql, params)
-    index = {(item.me.id, item.client_uid): i for i, item in enumerate(sends)}
-    return {index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"]) for r in rows}
+    ]
+    senders = {item.me.id: _leaves_waiting(item) for item in unique}
+    params: list[Any] = [
+        lock,
+        [item.conversation.id for item in unique],
+        [item.me.id for item in unique],
+        [item.body for item in unique],
+        [item.client_uid for item in unique],
+        now,
+        list(senders),
+        list(senders.values()),
+        [dump_payload(payload) for _who, _type, payload in planned],
+        [i for i, (who, _type, _payload) in enumerate(planned, start=1) for _r in set(who)],
+        [r for who, _type, _payload in planned for r in sorted(set(who))],
+        [n[0] for n in notices],
+        [n[1] for n in notices],
+        [dump_payload(n[2]) for n in notices],
+        [n[3].practice_id for n in notices],  # type: ignore[attr-defined]
+    ]
+    conversations = {item.conversation.id for item in unique}
+    sql = _PG_SEND
+    if len(conversations) == 1:
+        sql = _PG_SEND_ONE
+        params.append(next(iter(conversations)))
+    for attempt in range(2):
+        rows = await connection().execute_query_dict(sql, params)
+        if all(r["recipient"] is not None or r["id"] is not None for r in rows):
+            break
+        if attempt:
+            raise _NoCursor(lock)
+        # A recipient without a cursor row (every participant gets one when the
+        # conversation is created, so this is rare): create them, then write.
+        await connection().execute_query(
+            "INSERT INTO realtime_cursor (recipient, last_seq) "
+            "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
+            [lock],
+        )
+    index = {(item.me.id, item.client_uid): i for i, item in enumerate(unique)}
+    ids = {
+        index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"])
+        for r in rows
+        if r["id"] is not None
+    }
+    last = {str(r["recipient"]): int(r["last_seq"]) for r in rows if r["recipient"] is not None}
+    stored: list[Message | None] = [None] * len(unique)
+    announced = []
+    for i in sorted(ids, key=ids.__getitem__):
+        message = stored[i] = _stored_message(unique[i], ids[i], now)
+        announced.append(_announced(message, unique[i], participants, recipients))
+    events = numbered(plan(announced), last)
+    if events:
+        publish = publisher(events)
+        if deferred is not None:
+            deferred.append(publish)
+        else:
+            on_commit(publish)
+    return ids, stored
+
+
+async def _write_sends_sqlite(
+    unique: Sequence[PendingSend], recipients: list[str] | None, now: datetime
+) -> tuple[dict[int, int], list[Message | None]]:
+    """SQLite: ``_write_sends``' writes, in the caller's transaction. It writes first: a
+    transaction that reads first and writes second cannot wait for another connection's
+    write lock. Its writers take turns for the whole transaction, which orders ids and seqs
+    alike."""
+    params: list[Any] = []
+    for item in unique:
+        params += [item.conversation.id, item.me.id, item.body, item.client_uid, now, now]
+    rows = await connection().execute_query_dict(
+        "INSERT INTO message (conversation_id, sender_id, body, client_uid, created_at, "
+        f"updated_at) VALUES {values_rows(len(unique), 6)} "
+        "ON CONFLICT (sender_id, client_uid) DO NOTHING "
+        "RETURNING id, sender_id, client_uid",
+        params,
+    )
+    index = {(item.me.id, item.client_uid): i for i, item in enumerate(unique)}
+    ids = {index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"]) for r in rows}
+    participants = await _participants_of(unique)
+    stored: list[Message | None] = [None] * len(unique)
+    created = sorted(ids, key=ids.__getitem__)  # indexes in `unique`, by message id
+    for i in created:
+        stored[i] = _stored_message(unique[i], ids[i], now)
+    # Each conversation takes the activity of its last new message.
+    last: dict[int, PendingSend] = {unique[i].conversation.id: unique[i] for i in created}
+    if last:
+        p = placeholders(3)
+        await connection().execute_many(
+            f"UPDATE conversation SET last_activity_at = {p[0]}, awaiting_staff = {p[1]} "
+            f"WHERE id = {p[2]}",
+            [[now, _leaves_waiting(item), cid] for cid, item in sorted(last.items())],
+        )
+    announced = []
+    for i in created:
+        message = stored[i]
+        assert message is not None
+        announced.append(_announced(message, unique[i], participants, recipients))
+    await emit_many(announced)
+    await reminders.on_messages_sent(
+        [
+            (unique[i].conversation, unique[i].me, participants.get(unique[i].conversation.id, []))
+            for i in created
+        ]
+    )
+    return ids, stored
 
 
 async def _write_sends(
-    sends: Sequence[PendingSend], recipients: list[str] | None = None
+    sends: Sequence[PendingSend],
+    recipients: list[str] | None = None,
+    deferred: list[AfterCommit] | None = None,
 ) -> list[tuple[Message, bool]]:
-    """Store messages and their events in the caller's transaction; (message, created) each.
+    """Store messages and their events; (message, created) each.
 
-    Call inside ``atomic()``. Idempotent on (sender, client_uid): a send already stored,
-    or the same one twice in ``sends``, gives the stored message, ``created`` False, and
-    no event. Messages get ids in the order their events reach every recipient.
+    Call inside ``atomic()``: the events are published once it commits. On PostgreSQL it
+    may also be called outside a transaction with ``deferred``: the writes are one statement
+    that commits on its own, and what publishes its events is handed over in that list.
+    Idempotent on (sender, client_uid): a send already stored, or the same one twice in
+    ``sends``, gives the stored message, ``created`` False, and no event. Messages get ids
+    in the order their events reach every recipient.
     """
     # The first send of each (sender, client_uid) writes; the others take its result.
     first: dict[tuple[int, str], int] = {}
@@ -435,73 +599,20 @@ async def _write_sends(
         if (item.me.id, item.client_uid) not in first:
             first[(item.me.id, item.client_uid)] = len(unique)
             unique.append(item)
-    postgres = dialect() == "postgres"
-    participants: dict[int, list[Participant]] = {}
-    lock: list[str] | None = None
-    if postgres:
-        # Locked with the insert: message ids then follow the order the recipients
-        # receive them.
-        participants = await _participants_of(unique)
-        everyone = [p.recipient for parts in participants.values() for p in parts]
-        lock = everyone if recipients is None else everyone + recipients
-    # SQLite writes first: a transaction that reads first and writes second cannot wait
-    # for another connection's write lock. Its writers take turns for the whole
-    # transaction, which orders ids and seqs alike.
     now = datetime.now(UTC)
-    ids = await _insert_messages(unique, now, lock)
-    if not postgres:
-        participants = await _participants_of(unique)
-    stored: list[Message | None] = [None] * len(unique)
+    if dialect() == "postgres":
+        ids, stored = await _write_sends_pg(unique, recipients, now, deferred)
+    else:
+        ids, stored = await _write_sends_sqlite(unique, recipients, now)
     for i, item in enumerate(unique):
-        if i in ids:
-            stored[i] = from_row(
-                Message,
-                {
-                    "id": ids[i],
-                    "conversation_id": item.conversation.id,
-                    "sender_id": item.me.id,
-                    "body": item.body,
-                    "client_uid": item.client_uid,
-                    "deleted_at": None,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                "",
-            )
-        else:
+        if stored[i] is None:  # stored before
             stored[i] = await Message.get(sender_id=item.me.id, client_uid=item.client_uid)
-    created = sorted(ids, key=ids.__getitem__)  # indexes in `unique`, by message id
-    # Each conversation's activity is its last new message's (PostgreSQL stored it with the
-    # messages).
+    created = sorted(ids, key=ids.__getitem__)
     last: dict[int, PendingSend] = {unique[i].conversation.id: unique[i] for i in created}
-    if last and not postgres:
-        p = placeholders(3)
-        await connection().execute_many(
-            f"UPDATE conversation SET last_activity_at = {p[0]}, awaiting_staff = {p[1]} "
-            f"WHERE id = {p[2]}",
-            [[now, _leaves_waiting(item), cid] for cid, item in sorted(last.items())],
-        )
     for item in unique:
         if item.conversation.id in last:
             item.conversation.last_activity_at = now
             item.conversation.awaiting_staff = _leaves_waiting(last[item.conversation.id])
-    notices = []
-    for i in created:
-        item, message = unique[i], stored[i]
-        assert message is not None
-        who = (
-            recipients
-            if recipients is not None
-            else [p.recipient for p in participants.get(item.conversation.id, [])]
-        )
-        notices.append((who, "message.created", message_payload(message, item.me)))
-    await emit_many(notices)
-    await reminders.on_messages_sent(
-        [
-            (unique[i].conversation, unique[i].me, participants.get(unique[i].conversation.id, []))
-            for i in created
-        ]
-    )
     results: list[tuple[Message, bool]] = []
     answered: set[int] = set()
     for item in sends:
@@ -531,7 +642,7 @@ class SendBatcher:
     """Group commit: the sends that arrive while a transaction commits share the next one.
 
     The first send of a quiet moment commits alone, at once; the ones that arrive while it
-    commits wait and then go together, in one transaction and one commit (one fsync on
+    commits wait and then go together, in one transaction and one commit (on PostgreSQL one statement; one fsync on
     SQLite), and so on. Each sender is answered only once its message is committed and on
     disk. When a batch fails, its sends are tried again one by one, so one bad message fails
     only itself. Events are published once the commit is written, before the senders are
@@ -582,8 +693,12 @@ class SendBatcher:
     ) -> None:
         publish: list[AfterCommit] = []
         try:
-            async with atomic(deferred=publish):
-                results = await _write_sends([item for item, _ in batch])
+            items = [item for item, _ in batch]
+            if dialect() == "postgres":  # one statement, committed on its own
+                results = await _write_sends(items, deferred=publish)
+            else:
+                async with atomic(deferred=publish):
+                    results = await _write_sends(items)
         except Exception as exc:
             if len(batch) > 1:
                 log.warning(

@@ -317,18 +317,8 @@ async def on_messages_sent(
     of them; a notice is scheduled only where none waits. Call inside ``atomic()``."""
     wanted: dict[str, tuple[Conversation, Participant | None]] = {}
     for conversation, sender, participants in sent:
-        if conversation.kind is not ConversationKind.CLIENT:
-            continue
-        if sender.role is ParticipantRole.STAFF:
-            targets: list[Participant | None] = [
-                p
-                for p in participants
-                if p.role in (ParticipantRole.CLIENT, ParticipantRole.LINKED)
-            ]
-        else:
-            targets = [None]  # the staff of the conversation, as one
-        for target in targets:
-            wanted.setdefault(_notice_key(conversation, target), (conversation, target))
+        for key, target in unread_notices(conversation, sender, participants):
+            wanted.setdefault(key, (conversation, target))
     if not wanted:
         return
     # Hand-written: this runs in every group commit, and building the query through the ORM
@@ -351,14 +341,48 @@ async def on_messages_sent(
                 minutes=await _unread_notice_minutes(practice_id)
             )
         notices.append(
-            jobs.KeyedJob(
-                key,
-                due[practice_id],
-                {"conversation": conversation.id, "participant": target.id if target else None},
-                practice_id,
-            )
+            jobs.KeyedJob(key, due[practice_id], notice_payload(conversation, target), practice_id)
         )
     await jobs.schedule_unless_waiting(UNREAD, notices)
+
+
+def unread_notices(
+    conversation: Conversation, sender: Participant, participants: Sequence[Participant]
+) -> list[tuple[str, Participant | None]]:
+    """The notices a new message of ``sender`` calls for: (key, person; None for the staff
+    of the conversation, as one). Client conversations only: the staff's message is for
+    the client and the linked people, the others' for the staff."""
+    if conversation.kind is not ConversationKind.CLIENT:
+        return []
+    if sender.role is ParticipantRole.STAFF:
+        targets: list[Participant | None] = [
+            p for p in participants if p.role in (ParticipantRole.CLIENT, ParticipantRole.LINKED)
+        ]
+    else:
+        targets = [None]
+    return [(_notice_key(conversation, target), target) for target in targets]
+
+
+def notice_payload(conversation: Conversation, target: Participant | None) -> dict[str, Any]:
+    return {"conversation": conversation.id, "participant": target.id if target else None}
+
+
+def pg_schedule_unread_notices(wanted: str, now: str) -> str:
+    """PostgreSQL: ``on_messages_sent``'s scheduling as one part of a bigger statement, for
+    the notices of a query ``wanted`` with columns key, payload (jsonb) and practice_id, one
+    row a key. Each falls due after its practice's delay (the default where the practice
+    has not chosen one); a key already waiting is left alone (``jobs``)."""
+    rows = (
+        f"SELECT w.key, w.payload, w.practice_id, {now} + make_interval(mins => "
+        f"coalesce(s.unread_notice_minutes, {_DEFAULT_NOTICE_MINUTES})) AS run_at "
+        f"FROM ({wanted}) w LEFT JOIN messaging_settings s ON s.practice_id = w.practice_id"
+    )
+    return jobs.pg_schedule_unless_waiting(UNREAD, rows, now)
+
+
+_DEFAULT_NOTICE_MINUTES = int(
+    MessagingSettings._meta.fields_map["unread_notice_minutes"].default  # type: ignore[arg-type]
+)
 
 
 async def _unread_notice_minutes(practice_id: int) -> int:
