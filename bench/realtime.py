@@ -1002,11 +1002,11 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"unknown set-up(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     skipped: dict[str, str] = {}
-    pg_port = int(args.pg_url.rsplit(":", 1)[1].split("/")[0])
-    for setup in ("pg", "pg1"):
-        if setup not in setups:
-            continue
-        if not port_open(pg_port):
+    on_postgres = [s for s in ("pg", "pg1") if s in setups]
+    if on_postgres:
+        pg_up = port_open(int(args.pg_url.rsplit(":", 1)[1].split("/")[0]))
+    for setup in on_postgres:
+        if not pg_up:
             skipped[setup] = f"no PostgreSQL at {args.pg_url}"
         elif setup == "pg" and shutil.which("redis-server") is None:
             skipped[setup] = "no redis-server on PATH"

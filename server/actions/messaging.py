@@ -446,6 +446,16 @@ def _stored_message(item: PendingSend, id: int, now: datetime) -> Message:
     )
 
 
+def _new_ids(unique: Sequence[PendingSend], rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """{index in ``unique``: id} of the messages the insert returned (rows with an id)."""
+    index = {(item.me.id, item.client_uid): i for i, item in enumerate(unique)}
+    return {
+        index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"])
+        for r in rows
+        if r["id"] is not None
+    }
+
+
 class _NoCursor(Exception):
     """A recipient of the messages had no cursor row (PostgreSQL's send statement)."""
 
@@ -508,12 +518,7 @@ async def _write_sends_pg(
             "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
             [lock],
         )
-    index = {(item.me.id, item.client_uid): i for i, item in enumerate(unique)}
-    ids = {
-        index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"])
-        for r in rows
-        if r["id"] is not None
-    }
+    ids = _new_ids(unique, rows)
     last = {str(r["recipient"]): int(r["last_seq"]) for r in rows if r["recipient"] is not None}
     stored: list[Message | None] = [None] * len(unique)
     announced = []
@@ -547,8 +552,7 @@ async def _write_sends_sqlite(
         "RETURNING id, sender_id, client_uid",
         params,
     )
-    index = {(item.me.id, item.client_uid): i for i, item in enumerate(unique)}
-    ids = {index[(int(r["sender_id"]), str(r["client_uid"]))]: int(r["id"]) for r in rows}
+    ids = _new_ids(unique, rows)
     participants = await _participants_of(unique)
     stored: list[Message | None] = [None] * len(unique)
     created = sorted(ids, key=ids.__getitem__)  # indexes in `unique`, by message id
@@ -642,8 +646,8 @@ class SendBatcher:
     """Group commit: the sends that arrive while a transaction commits share the next one.
 
     The first send of a quiet moment commits alone, at once; the ones that arrive while it
-    commits wait and then go together, in one transaction and one commit (on PostgreSQL one statement; one fsync on
-    SQLite), and so on. Each sender is answered only once its message is committed and on
+    commits wait and then go together, in one commit (on PostgreSQL one statement, on SQLite
+    one transaction and one fsync), and so on. Each sender is answered only once its message is committed and on
     disk. When a batch fails, its sends are tried again one by one, so one bad message fails
     only itself. Events are published once the commit is written, before the senders are
     answered (on SQLite, while the commit's fsync runs).
