@@ -50,6 +50,16 @@ async def access_client(caller: Caller, client_id: int) -> Client:
     return client
 
 
+async def may_hear_of(staff: StaffUser, client: Client, practice: Practice) -> bool:
+    """Whether a staff member may be told of a client's clinical result (a completed measure
+    or form): they can still see the client (a therapist who handed the client over cannot),
+    and they may read clinical details (the front desk only where the practice allows)."""
+    who = Caller.acting_as(staff)
+    if not can_see_clinical(who, practice):
+        return False
+    return await (await visible_clients(who)).filter(id=client.id).exists()
+
+
 async def access_staff_user(caller: Caller, staff_id: int) -> StaffUser:
     """Staff of the caller's own practice (clients never reach staff records by id)."""
     if caller.staff is None:

@@ -458,3 +458,31 @@ async def test_a_form_before_each_session_moved_and_cancelled(people: dict[str, 
     await form_schedules.send_due_forms(tick + timedelta(hours=1))
     await started.refresh_from_db()
     assert started.status is FormStatus.SENT
+
+
+async def test_a_sender_who_may_no_longer_see_the_client_is_not_told_of_the_answers(
+    people: dict[str, Any], capture_events: Callable[[], Any]
+) -> None:
+    """Alice sent the intake, then Camille moved to Bob: Alice may no longer open her file,
+    so only Bob hears that the form came back. The front desk, who may not read clinical
+    details here, is not told either when it was the sender."""
+    from server.actions.client_file import do_assign_therapist
+
+    template = await intake(people)
+    by_alice = await forms.do_send_form(
+        Caller.acting_as(people["alice"]), people["camille"], template
+    )
+    by_desk = await forms.do_send_form(
+        Caller.acting_as(people["desk"]), people["camille"], template
+    )
+    await do_assign_therapist(Caller.acting_as(people["owner"]), people["camille"], people["bob"])
+    camille = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    captured = capture_events()
+    await forms.do_submit_form(camille, by_alice, full_answers())
+    await forms.do_submit_form(camille, by_desk, full_answers())
+    assert [e.recipient for e in captured.of_type("form.completed")] == [
+        f"s:{people['bob'].id}",
+        f"s:{people['bob'].id}",
+    ]

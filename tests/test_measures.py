@@ -743,3 +743,30 @@ async def test_the_fhir_export_has_completed_measures_for_who_may_read_them(
     assert len(await resources("desk")) == 2
     r, _archive = await export_of(new_http, people["bob"], people["camille"])
     assert r.status_code == 404
+
+
+async def test_a_sender_who_may_no_longer_see_the_client_does_not_hear_the_score(
+    make: Factory, people: dict[str, Any], capture_events: Callable[[], Any]
+) -> None:
+    """The score goes to whoever may read it now: after Camille moved from Alice to Bob,
+    Alice, who sent the questionnaire, hears nothing of her answers (she would get a 404 on
+    the file); a front desk sender hears only where the practice opens clinical details."""
+    from server.actions.client_file import do_assign_therapist
+
+    account = await make.portal_account(people["camille"])
+    camille = Caller.acting_as((account, people["camille"]))
+    administration_id = await send(people)
+    desk_sent, _ = await measures.do_send_measure(
+        Caller.acting_as(people["desk"]), people["camille"], MeasureKind.GAD7
+    )
+    assert desk_sent is not None
+    await do_assign_therapist(Caller.acting_as(people["owner"]), people["camille"], people["bob"])
+    captured = capture_events()
+    await measures.do_complete_measure(
+        camille, await MeasureAdministration.get(id=administration_id), form(PHQ9, 12)
+    )
+    await measures.do_complete_measure(camille, desk_sent, form(GAD7, 5))
+    assert [e.recipient for e in captured.of_type("measure.completed")] == [
+        f"s:{people['bob'].id}",
+        f"s:{people['bob'].id}",
+    ]

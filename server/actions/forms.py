@@ -23,6 +23,7 @@ from models.forms import (
 )
 from realtime.events import client_recipient, emit, staff_recipient
 from server import i18n, storage
+from server.access import may_hear_of
 from server.actions import audit
 from server.actions.client_requests import clinicians_to_tell, email_client, remind_client
 from server.auth.sessions import Caller
@@ -382,8 +383,9 @@ async def do_submit_form(
             detail={"document_id": document.id, "version": version.number},
         )
         listeners = {s.id for s in await clinicians_to_tell(client, practice)}
+        # The sender hears too if they may still open the answers (see measures).
         sender = await StaffUser.get_or_none(id=assignment.sent_by_id, is_active=True)  # type: ignore[attr-defined]
-        if sender is not None:
+        if sender is not None and await may_hear_of(sender, client, practice):
             listeners.add(sender.id)
         await emit(
             [staff_recipient(i) for i in listeners],

@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
+from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
 from models.clients import Client, ClientStatus
 from models.measures import (
@@ -28,6 +28,7 @@ from models.measures import (
 from models.tasks import Task
 from realtime.events import client_recipient, emit, staff_recipient
 from server import i18n
+from server.access import may_hear_of
 from server.actions import audit, schedules
 from server.actions.client_requests import (
     absolute_url,
@@ -272,12 +273,11 @@ async def _completed(
         practice_id=practice.id,
         detail={"measure": inst.kind.value, "in_session": administration.filled_by_id is not None},  # type: ignore[attr-defined]
     )
-    # Whoever sent it hears too, if they may read scores (the front desk only if allowed).
+    # Whoever sent it hears too, if they may still read this client's scores (not once the
+    # client went to another therapist; the front desk only where clinical details are open).
     listeners = {s.id: s for s in clinicians}
     sender = await StaffUser.get_or_none(id=administration.sent_by_id, is_active=True)  # type: ignore[attr-defined]
-    if sender is not None and (
-        sender.role is not StaffRole.OFFICE_ADMIN or practice.office_admins_see_clinical
-    ):
+    if sender is not None and await may_hear_of(sender, client, practice):
         listeners.setdefault(sender.id, sender)
     payload = {
         "id": administration.id,
