@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from tortoise.expressions import Subquery
+
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
 from models.audit import AuditEntry
@@ -44,7 +46,7 @@ from models.notes import NoteAddendum, SessionNote
 from models.notifications import OutboxMessage
 from models.tasks import Task
 from server import fhir, storage
-from server.access import can_see_clinical
+from server.access import can_see_clinical, visible_clients
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.i18n import gettext as _
@@ -179,15 +181,20 @@ async def _account_part(client: Client) -> dict[str, Any]:
     }
 
 
-async def _circle_part(client: Client) -> dict[str, Any]:
+async def _circle_part(caller: Caller, client: Client) -> dict[str, Any]:
     contacts = await AlternateContact.filter(client_id=client.id, deleted_at=None).order_by("id")
     phones: dict[int, list[PhoneNumber]] = {}
     for p in await PhoneNumber.filter(alternate_contact_id__in=[c.id for c in contacts]).order_by(
         "-is_primary", "id"
     ):
         phones.setdefault(p.alternate_contact_id, []).append(p)  # type: ignore[attr-defined]
+    # Links to clients the caller may see only, as on the circle tab: a therapist's export
+    # must not tell them that the child's parent is in therapy with a colleague.
+    visible = Subquery((await visible_clients(caller)).values("id"))
     links = (
-        await LinkedAccount.filter(client_id=client.id, deleted_at=None)
+        await LinkedAccount.filter(
+            client_id=client.id, deleted_at=None, linked_client_id__in=visible
+        )
         .order_by("id")
         .prefetch_related("linked_client")
     )
@@ -463,7 +470,7 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "client": await _client_part(client),
         "clinical": await _clinical_part(client) if see_clinical else None,
         "account": await _account_part(client),
-        "circle_of_care": await _circle_part(client),
+        "circle_of_care": await _circle_part(caller, client),
         "sessions": await _sessions_part(client),
         "session_notes": await _notes_part(client) if see_clinical else None,
         "conversations": conversations,

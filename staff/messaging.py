@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import LinkedAccount
@@ -74,12 +74,16 @@ async def _staff_for(caller: Caller, ids: list[int], preset: str | None) -> list
 
 
 async def _linked_for(caller: Caller, client_id: int, ids: list[int]) -> list:  # type: ignore[type-arg]
-    """The chosen linked accounts, which must be linked to this very client."""
+    """The chosen linked accounts, which must be linked to this very client and be clients
+    the caller may see (the circle tab hides the others: a colleague's client stays a 404)."""
     if not ids:
         return []
-    links = await LinkedAccount.filter(
-        client_id=client_id, linked_client_id__in=ids, deleted_at=None
-    ).prefetch_related("linked_client")
+    visible = Subquery((await visible_clients(caller)).values("id"))
+    links = (
+        await LinkedAccount.filter(client_id=client_id, linked_client_id__in=ids, deleted_at=None)
+        .filter(linked_client_id__in=visible)
+        .prefetch_related("linked_client")
+    )
     if len(links) != len(set(ids)):
         raise NotFound()
     return [link.linked_client for link in links]
@@ -146,9 +150,11 @@ async def pick_clients(request: Request) -> list[PickableClient]:
         .exclude(password_hash=None)
         .values_list("client_id", flat=True)
     )
-    links = await LinkedAccount.filter(client_id__in=ids, deleted_at=None).prefetch_related(
-        "linked_client"
-    )
+    # Only links to clients the caller may see, as on the circle tab.
+    visible = Subquery((await visible_clients(caller)).values("id"))
+    links = await LinkedAccount.filter(
+        client_id__in=ids, deleted_at=None, linked_client_id__in=visible
+    ).prefetch_related("linked_client")
     linked_ids = [link.linked_client.id for link in links]
     linked_active = set(
         await PortalAccount.filter(client_id__in=linked_ids, is_active=True)

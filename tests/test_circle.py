@@ -3,7 +3,10 @@ and linked accounts (both sides, inverted), through the API and the page, for ev
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +16,7 @@ import pytest
 from models.accounts import Practice
 from models.audit import AuditEntry
 from models.clients import AlternateContact, Contact, ContactKind, LinkedAccount, PhoneNumber
+from models.messaging import Conversation, Participant
 from server.actions.circle import CircleContactIn, do_add_circle_contact
 from server.actions.clients import do_create_client
 from server.errors import NotFound
@@ -402,6 +406,46 @@ async def test_links_to_clients_the_caller_cannot_see_stay_hidden(
     page = await alice.get(f"/staff/clients/{helene.id}/circle?client_q=martin")
     assert "Zoé" not in page.text
     assert await LinkedAccount.filter(deleted_at=None).count() == 2
+
+
+async def test_links_to_clients_the_caller_cannot_see_stay_out_of_messaging_and_exports(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """Hélène (Alice's) is linked to Zoé (Bob's). Outside the circle tab, Alice must not
+    learn of Zoé either: not in the messaging picker, not as a participant she can add, not
+    in Hélène's export. The owner, who sees the practice, gets the link everywhere."""
+    helene, zoe = cast["helene"], cast["zoe"]
+    owner = await signed_in(new_http, cast["owner"])
+    body = {"linked_client_id": zoe.id, "relationship": "parent"}
+    assert (await owner.post(f"{circle_url(helene)}/links", json=body)).status_code == 200
+    alice = await signed_in(new_http, cast["alice"])
+
+    async def picker_links(http: httpx.AsyncClient) -> list[str]:
+        r = await http.get(f"/api/messaging/clients?id={helene.id}")
+        assert r.status_code == 200
+        return [link["name"] for entry in r.json() for link in entry["links"]]
+
+    assert await picker_links(owner) == ["Zoé Martin"]
+    assert await picker_links(alice) == []
+    new = {"kind": "client", "subject": "Rendez-vous", "client_id": helene.id}
+    r = await alice.post("/api/conversations", json={**new, "linked_client_ids": [zoe.id]})
+    assert r.status_code == 404
+    assert not await Conversation.exists()
+    r = await alice.post("/api/conversations", json=new)
+    assert r.status_code == 200
+    participants = f"/api/conversations/{r.json()['id']}/participants"
+    r = await alice.post(participants, json={"linked_client_ids": [zoe.id]})
+    assert r.status_code == 404
+    assert not await Participant.filter(portal_account__client_id=zoe.id).exists()
+
+    async def exported_links(http: httpx.AsyncClient) -> list[int]:
+        r = await http.get(f"/api/clients/{helene.id}/export")
+        assert r.status_code == 200
+        record = json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("record.json"))
+        return [link["client_id"] for link in record["circle_of_care"]["linked_accounts"]]
+
+    assert await exported_links(owner) == [zoe.id]
+    assert await exported_links(alice) == []
 
 
 # --- who may do what ------------------------------------------------------------------------
