@@ -39,6 +39,8 @@ log = logging.getLogger("cabinet.realtime")
 QUEUE_LIMIT = 512
 HEARTBEAT_SECONDS = 20.0
 CATCH_UP_BATCH = 500
+# The largest seq a BIGINT column holds.
+MAX_SEQ = 2**63 - 1
 CLOSE_SESSION_ENDED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_RESYNC = 4008
@@ -393,7 +395,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     raw_after = ws.query_params.get("after")
     try:
-        after = max(0, int(raw_after or "0"))
+        # Capped at what a BIGINT holds: a larger seq was never given (start() falls back to
+        # the recipient's last seq), and the database would refuse to compare with it.
+        after = min(max(0, int(raw_after or "0")), MAX_SEQ)
     except ValueError:
         after = 0
     await ws.accept()

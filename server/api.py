@@ -106,7 +106,9 @@ class Api:
 
     def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
         async def dispatch(request: Request) -> Response:
-            ep = methods[request.method]
+            # Starlette answers HEAD on every GET route: the same endpoint (the server sends
+            # no body back for a HEAD).
+            ep = methods["GET" if request.method == "HEAD" else request.method]
             try:
                 # Ids arrive as text; a malformed or out-of-range one is a 404, never a 500.
                 for name in ep.params:

@@ -64,12 +64,21 @@ def client_address(conn: HTTPConnection) -> str:
 MAX_ID = 2**31 - 1
 
 
-def parse_id(raw: object) -> int:
-    """A path id as an int, or NotFound when it cannot name a row."""
+def id_or_none(raw: object) -> int | None:
+    """An id given as text (a query parameter, a form's value) as an int, or None when it
+    cannot name a row. ASCII digits only: ``"²".isdigit()`` is true, and ``int("²")`` fails."""
     text = str(raw)
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
-        raise NotFound()
+        return None
     return int(text)
+
+
+def parse_id(raw: object) -> int:
+    """A path id as an int, or NotFound when it cannot name a row."""
+    found = id_or_none(raw)
+    if found is None:
+        raise NotFound()
+    return found
 
 
 def path_id(conn: HTTPConnection, name: str) -> int:
@@ -300,9 +309,11 @@ def validate(model: type[M], data: Any) -> M:
 
 def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
     """Fields whose value no database column can hold: text with a NUL character
-    (PostgreSQL refuses it), or a ``*_id``/``*_ids`` number beyond any id column (SQLite:
-    too large for INTEGER; PostgreSQL: out of range for integer). Stored as is, either would
-    be an error in the database, i.e. a 500, for what is only bad input.
+    (PostgreSQL refuses it), or a number beyond an integer column, whatever the field's name
+    (an id, a filter, an "up to" message id: SQLite finds it too large for INTEGER,
+    PostgreSQL out of range for integer). Stored or compared as is, either would be an error
+    in the database, i.e. a 500, for what is only bad input. No input of ours counts past
+    2³¹.
     """
     wild: list[str] = []
     for name, value in model:
@@ -310,12 +321,9 @@ def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
         values = list(value) if isinstance(value, list | tuple | set) else [value]
         if isinstance(value, dict):
             values = [*value.keys(), *value.values()]
-        if any(isinstance(v, str) and "\x00" in v for v in values) or (
-            name.endswith(("_id", "_ids"))
-            and any(
-                isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
-                for v in values
-            )
+        if any(isinstance(v, str) and "\x00" in v for v in values) or any(
+            isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
+            for v in values
         ):
             wild.append(path)
         for v in values:

@@ -33,7 +33,7 @@ from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.numbers import TypedDecimal
 from server.queries.agenda import minute_time
-from server.web import parse_id, path_id, render, require_staff, validate
+from server.web import id_or_none, parse_id, path_id, render, require_staff, validate
 from staff.api import api
 
 SETUP_ROLES = (StaffRole.OWNER, StaffRole.OFFICE_ADMIN)
@@ -676,9 +676,10 @@ async def _render(
         assert caller.staff is not None
         people = await practitioners(caller)
         raw = request.query_params.get("practitioner") or (ctx or {}).get("practitioner_id")
+        wanted = id_or_none(raw) if raw else None
         chosen = (
-            await access_practitioner(caller, int(raw))
-            if raw and str(raw).isdigit() and len(str(raw)) < 10
+            await access_practitioner(caller, wanted)
+            if wanted is not None
             else (caller.staff if caller.staff in people or not people else people[0])
         )
         context.update(practitioners=people, practitioner=chosen)

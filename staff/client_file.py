@@ -28,7 +28,7 @@ from server.i18n import lazy
 from server.queries.client_file import account_details, clinical_details, contact_details
 from server.queries.sessions import load_sessions
 from server.queries.tasks import client_tasks
-from server.web import client_address, path_id, render, require_staff, validate
+from server.web import client_address, id_or_none, path_id, render, require_staff, validate
 from staff.api import api
 
 Loader = Callable[[Caller, Client, Practice], Awaitable[dict[str, Any]]]
@@ -173,7 +173,8 @@ def contact_from_form(data: dict[str, Any], form: Any) -> dict[str, Any]:
     out.update(phones=phones, emails=emails)
     if "tags_present" in out:
         out.pop("tags_present")
-        out["tag_ids"] = [int(t) for t in form.getlist("tag_ids") if str(t).isdigit()]
+        wanted = [id_or_none(t) for t in form.getlist("tag_ids")]
+        out["tag_ids"] = [t for t in wanted if t is not None]
     return out
 
 

@@ -16,7 +16,7 @@ from models.tasks import Task
 from server.access import access_staff_user
 from server.actions import accounts
 from server.errors import NotFound, ValidationFailed
-from server.web import parse_body, path_id, render, require_staff
+from server.web import id_or_none, parse_body, path_id, render, require_staff
 
 OWNER = (StaffRole.OWNER,)
 
@@ -107,15 +107,17 @@ async def set_staff_active(request: Request) -> Response:
 async def audit_trail(request: Request) -> Response:
     caller = require_staff(request, OWNER)
     try:
-        page = max(1, int(request.query_params.get("page", "1")))
+        # Capped: a page past the last is empty, one past any offset the database takes
+        # would be a 500.
+        page = min(max(1, int(request.query_params.get("page", "1"))), 1_000_000)
     except ValueError:
         page = 1
     query = AuditEntry.filter(practice_id=caller.practice_id)
     if request.query_params.get("reads") == "1":
         query = query.filter(is_read=True)
-    client_id = request.query_params.get("client")
-    if client_id and client_id.isdigit():
-        query = query.filter(client_id=int(client_id))
+    client_id = id_or_none(request.query_params.get("client", ""))
+    if client_id is not None:
+        query = query.filter(client_id=client_id)
     entries = await query.order_by("-id").offset((page - 1) * 50).limit(50)
     return render(
         request, "staff/audit.html", {"entries": entries, "page": page, "section": "audit"}

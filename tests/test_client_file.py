@@ -239,6 +239,9 @@ async def test_every_tab_renders_and_forms_post(
     }
     r = await http.post(f"/staff/clients/{helene.id}/contact", data=form)
     assert r.status_code == 303, r.text
+    # A tag "id" that passes str.isdigit() but names no row is left out, not a 500.
+    r = await http.post(f"/staff/clients/{helene.id}/contact", data={**form, "tag_ids": "²"})
+    assert r.status_code == 303, r.text
     await helene.refresh_from_db()
     assert (helene.status.value, helene.reminder_sms_hours, helene.phone) == (
         "lead",

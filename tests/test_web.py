@@ -418,3 +418,68 @@ async def test_staff_of_another_practice_are_out_of_reach(
     # Nor may they become a supervisor here.
     response = await http.post("/api/staff", json=new_staff(supervisor_id=stranger.id))
     assert response.status_code == 404
+
+
+async def test_head_on_an_api_route_answers_as_its_get(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """Starlette lets HEAD through on every GET route: it is the GET without a body, not a
+    500 (it was, to anyone, before sign-in)."""
+    assert (await http.head("/api/conversations")).status_code == 401
+    assert (await http.head("/portal/api/conversations")).status_code == 401
+    await login(http, await make.owner())
+    r = await http.head("/api/conversations")
+    assert r.status_code == 200 and r.content == b""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/clients/{client}/sessions?therapist=%C2%B2",
+        "/staff/clients/{client}/sessions?therapist=%C2%B2",
+        "/staff/setup/availability?practitioner=%C2%B2",
+        "/staff/audit?client=%C2%B2",
+        "/staff/audit?client=99999999999999999999",
+        "/staff/audit?page=99999999999999999999",
+    ],
+)
+async def test_digits_that_name_no_row_in_a_query_are_ignored_not_a_crash(
+    http: httpx.AsyncClient, make: Factory, url: str
+) -> None:
+    """ "²" passes str.isdigit() and fails int(); a number past any id column fails in the
+    database. Neither names a row: the filter is dropped, the page shows."""
+    owner = await make.owner()
+    client = await make.client(await make.therapist())
+    await login(http, owner)
+    assert (await http.get(url.format(client=client.id))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/clients?tag=99999999999999999999",
+        "/api/clients?therapist=99999999999999999999",
+        "/api/agenda?start=2026-01-05&practitioner=99999999999999999999",
+        "/api/agenda?start=2026-01-05&location=99999999999999999999",
+    ],
+)
+async def test_a_number_past_any_integer_column_is_a_422_not_a_crash(
+    http: httpx.AsyncClient, make: Factory, url: str
+) -> None:
+    await login(http, await make.owner())
+    r = await http.get(url)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid"
+
+
+async def test_marking_read_up_to_a_number_past_any_id_is_a_422(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    owner = await make.owner()
+    client = await make.client(owner)
+    await login(http, owner)
+    new = {"kind": "client", "subject": "Hello", "client_id": client.id}
+    conversation = (await http.post("/api/conversations", json=new)).json()["id"]
+    r = await http.post(f"/api/conversations/{conversation}/read", json={"up_to": 10**20})
+    assert r.status_code == 422
+    assert "up_to" in r.json()["error"]["fields"]

@@ -46,7 +46,11 @@ class SessionFilter:
         therapist = text("therapist")
         status = text("status")
         return cls(
-            therapist_id=int(therapist) if therapist.isdigit() and len(therapist) < 10 else None,
+            therapist_id=(
+                int(therapist)
+                if therapist.isascii() and therapist.isdigit() and len(therapist) < 10
+                else None
+            ),
             attendance=Attendance(status) if status in set(Attendance) else None,
             service_name=text("service")[:120] or None,
             amount_min=amount("amount_min"),
