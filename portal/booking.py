@@ -20,14 +20,12 @@ from models.agenda import Appointment, Attendance, Availability, Location, Servi
 from models.clients import PhoneNumber
 from portal.offers import offers_context
 from server.actions import agenda, booking, client_file
+from server.actions.booking import HORIZON_DAYS
 from server.auth.sessions import Caller
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.queries.agenda import Slot, slots_for, video_link
 from server.web import parse_body, path_id, render, require_client
-
-# How far ahead clients can book online.
-HORIZON_DAYS = 42
 
 
 class BookIn(BaseModel):

@@ -8,12 +8,13 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from models.accounts import Practice
-from models.agenda import Appointment, Attendance
+from models.agenda import Appointment, Attendance, Location
 from models.notifications import OutboxMessage
 from server.actions import agenda
 from tests.conftest import Factory, login
@@ -329,3 +330,29 @@ async def test_clients_set_their_own_reminders_on_the_portal(
     assert (await save("", "")).status_code == 303
     assert await pending() == {}
     assert await AuditEntry.filter(action="client.reminders_updated").count() == 2
+
+
+async def test_only_what_the_page_offers_can_be_booked(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    """The page offers slots up to six weeks out, at open locations; a hand-made form for
+    anything else is refused like a slot someone else took, and a time at the edge of the
+    calendar is a 422, not a 500. Nothing is booked."""
+    await login(http, practice["clients"][0])
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    first = datetime.fromisoformat(slot_times(page.text)[0])
+    # The same weekday and hour, seven weeks on: free, but beyond the horizon.
+    tz = ZoneInfo(practice["practice"].time_zone)
+    later = (first.astimezone(tz) + timedelta(weeks=7)).isoformat()
+    r = await book(http, alice.id, talk.id, lyon.id, later)
+    assert r.status_code == 409 and "no longer free" in r.text
+    r = await book(http, alice.id, talk.id, lyon.id, "9999-12-31T10:00:00+00:00")
+    assert r.status_code == 409
+    r = await book(http, alice.id, talk.id, lyon.id, "0001-01-01T00:00:00+05:00")
+    assert r.status_code == 422
+    # The practice closed Lyon: its old availability books nothing any more.
+    await Location.filter(id=lyon.id).update(is_active=False)
+    r = await book(http, alice.id, talk.id, lyon.id, first.isoformat())
+    assert r.status_code == 409
+    assert not await Appointment.exists()

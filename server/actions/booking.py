@@ -17,11 +17,14 @@ from models.clients import Client
 from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
-from server.errors import Conflict
+from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.queries.agenda import slots_for, video_link
+
+# How far ahead clients can book online (the portal offers slots up to this many days out).
+HORIZON_DAYS = 42
 
 
 async def do_book_online(
@@ -34,14 +37,25 @@ async def do_book_online(
     location_id: int | None,
     alert_earlier: bool,
 ) -> Appointment:
-    """Book if the time is one of the free slots right now, and send the confirmation.
+    """Book if the time is one of the free slots offered right now, and send the confirmation.
 
     The caller has already checked that the practitioner offers ``service`` at
-    ``location_id`` to this client. Raises Conflict when the slot is not free (any more)."""
+    ``location_id`` to this client. Raises Conflict when the slot is not offered (any more):
+    taken, in the past, beyond the booking horizon, or at a location the practice closed."""
     practice = await Practice.get(id=caller.practice_id)
     tz = ZoneInfo(practice.time_zone)
-    start = starts_at.astimezone(UTC)
-    day = start.astimezone(tz).date()
+    try:
+        start = starts_at.astimezone(UTC)
+        day = start.astimezone(tz).date()
+    except OverflowError:  # a time at the very edge of the calendar
+        raise ValidationFailed(
+            _("Please choose one of the times offered."), {"starts_at": _("Not a time offered.")}
+        ) from None
+    today = datetime.now(tz).date()
+    location = await Location.get_or_none(id=location_id, is_active=True) if location_id else None
+    if not today <= day <= today + timedelta(days=HORIZON_DAYS) or (location_id and not location):
+        # Never offered on the portal: the same answer as a slot someone else took.
+        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
     free = await slots_for(
         practitioner.id,
         service.id,
@@ -53,7 +67,6 @@ async def do_book_online(
     )
     if not any(s.start == start for s in free):
         raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
-    location = await Location.get_or_none(id=location_id) if location_id else None
     async with atomic():
         appointment = await agenda.do_book_appointment(
             caller,
