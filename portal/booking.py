@@ -105,6 +105,8 @@ async def practitioner_page(request: Request, error: str = "", status: int = 200
             today + timedelta(days=HORIZON_DAYS),
             location_id=chosen_location,
         )
+        # slots_for's None is "anywhere"; here it is the remote choice: remote slots only.
+        slots = [s for s in slots if s.location_id == chosen_location]
     return render(
         request,
         "portal/book.html",
@@ -126,8 +128,10 @@ async def practitioner_page(request: Request, error: str = "", status: int = 200
 
 
 def _pick(raw: str | None, choices: list[int | None]) -> int | None:
+    """The location asked for: its id, or "" for remote (the form's value for None); the
+    first one offered when none is asked for or it is not offered."""
     for choice in choices:
-        if str(choice) == raw or (raw in (None, "") and choice == choices[0]):
+        if raw == ("" if choice is None else str(choice)):
             return choice
     return choices[0] if choices else None
 

@@ -356,3 +356,34 @@ async def test_only_what_the_page_offers_can_be_booked(
     r = await book(http, alice.id, talk.id, lyon.id, first.isoformat())
     assert r.status_code == 409
     assert not await Appointment.exists()
+
+
+async def test_the_remote_choice_offers_and_books_remote_slots_only(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    """Alice also sees clients by video at 16:00 on the same weekday as her Lyon mornings:
+    the remote choice lists 16:00 alone, and a Lyon time posted as remote is refused (it
+    was booked with no location, a video session in office hours)."""
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    lyon_page = f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}"
+    await login(http, practice["clients"][0])
+    in_lyon = slot_times((await http.get(lyon_page)).text)
+    day = datetime.fromisoformat(in_lyon[0]).astimezone(ZoneInfo(practice["practice"].time_zone))
+    await agenda.do_add_availability(
+        None, alice, services=[talk], weekday=day.weekday(), start_time=time(16), end_time=time(17)
+    )
+    remote = slot_times(
+        (await http.get(f"/portal/book/{alice.id}?location=&service={talk.id}")).text
+    )
+    assert remote and not set(remote) & set(in_lyon)
+    assert all(datetime.fromisoformat(s).astimezone(day.tzinfo).hour == 16 for s in remote)
+    r = await http.post(
+        f"/portal/book/{alice.id}",
+        data={
+            "csrf_token": http.headers["X-CSRF-Token"],
+            "service_id": str(talk.id),
+            "starts_at": in_lyon[0],  # no location_id: the page's remote form
+        },
+    )
+    assert r.status_code == 409
+    assert not await Appointment.exists()
