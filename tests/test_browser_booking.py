@@ -4,7 +4,7 @@ phone live."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from models.agenda import Appointment
-from portal.booking import HORIZON_DAYS
+from server.actions.booking import HORIZON_DAYS
 from server.queries.agenda import slots_for
 from tests.conftest import PASSWORD, PHONE, LiveServer, login, sign_in
 from tests.test_browser_agenda import PARIS, agenda_page, practice
@@ -22,10 +22,11 @@ __all__ = ["practice"]  # the fixture, re-used
 pytestmark = pytest.mark.usefixtures("settled_hub")
 
 
-async def first_slot_day(practice: dict[str, Any]) -> date:
-    """The day of the first slot the portal offers (Alice's Monday mornings): asked the way
-    the portal asks, so that the desk shows the week the phone books into whatever the day
-    and hour (a Monday before nine had the phone book today and the desk show next week)."""
+async def first_slot(practice: dict[str, Any]) -> datetime:
+    """The first slot the portal offers (Alice's Monday mornings), in Paris time: asked the
+    way the portal asks, so that the desk shows the week the phone books into whatever the
+    day and hour (a Monday before nine had the phone book today and the desk show next week;
+    a Monday at a quarter past nine offers 9:50 first, not 9:00)."""
     today = datetime.now(PARIS).date()
     slots = await slots_for(
         practice["alice"].id,
@@ -35,15 +36,15 @@ async def first_slot_day(practice: dict[str, Any]) -> date:
         today,
         today + timedelta(days=HORIZON_DAYS),
     )
-    return slots[0].start.astimezone(PARIS).date()
+    return slots[0].start.astimezone(PARIS)
 
 
 async def test_a_portal_booking_reaches_the_desk_live_and_back(
     browser: Browser, live_server: LiveServer, practice: dict[str, Any]
 ) -> None:
     s = practice
-    day = await first_slot_day(s)
-    desk = await agenda_page(browser, live_server, s["fanny"], f"date={day}")
+    start = await first_slot(s)
+    desk = await agenda_page(browser, live_server, s["fanny"], f"date={start.date()}")
     await expect(desk.locator(".appt")).to_have_count(0)
 
     phone = await (await browser.new_context(locale="en-US", **PHONE)).new_page()
@@ -53,14 +54,15 @@ async def test_a_portal_booking_reaches_the_desk_live_and_back(
     await phone.get_by_role("link", name="Alice Martin").click()
     await phone.locator("select[name=service]").select_option(label="Séance · 50 minutes · €70.00")
     first = phone.locator("button.slot").first
-    await expect(first).to_have_text("9:00 AM")
+    hour = start.hour % 12 or 12
+    await expect(first).to_have_text(f"{hour}:{start:%M} {'AM' if start.hour < 12 else 'PM'}")
     await first.click()
     await expect(phone.locator(".alert.ok")).to_contain_text("Your appointment is booked")
 
     booked = await Appointment.get(client_id=s["camille"].id)
     block = desk.locator(f'[data-appointment-id="{booked.id}"]')
     await expect(block).to_contain_text("Camille Roux")
-    await expect(block).to_contain_text("09:00")
+    await expect(block).to_contain_text(f"{start:%H:%M}")
 
     # The practice cancels: the client's page says so without a reload.
     await phone.evaluate("window.neverReloaded = true")
