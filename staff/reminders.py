@@ -19,6 +19,7 @@ from models.notifications import OutboxMessage
 from models.reminders import Channel, PractitionerSms, SmsTemplate
 from server.access import access_sms_template, access_staff_user
 from server.actions import reminders
+from server.actions.accounts import withhold_links
 from server.errors import ValidationFailed
 from server.i18n import gettext as _
 from server.reminder_texts import LOCALES, PLACEHOLDERS, SAMPLE, Text, render, when_values
@@ -258,6 +259,9 @@ async def outbox_page(request: Request) -> Response:
     """What was (or, with no SMTP or SMS provider, would have been) sent."""
     caller = require_staff(request, DESK)
     messages = await OutboxMessage.filter(practice_id=caller.practice_id).order_by("-id").limit(200)
+    # Shown without their one-time links: the front desk would otherwise sign in as the
+    # therapist it just watched being invited.
+    bodies = {m.id: withhold_links(m.body_text) for m in messages}
     settings = get_settings()
     return render_page(
         request,
@@ -265,6 +269,7 @@ async def outbox_page(request: Request) -> Response:
         {
             "section": "outbox",
             "messages": messages,
+            "bodies": bodies,
             "smtp": bool(settings.smtp_url),
             "sms_provider": settings.sms_configured,
         },

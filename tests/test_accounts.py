@@ -576,3 +576,29 @@ async def test_disabling_portal_access_ends_the_client_session_and_socket(
         assert (
             await sign_in(portal, await portal_email(client), PASSWORD, "portal")
         ).status_code == 401
+
+
+async def test_the_outbox_shows_no_one_time_link_that_would_sign_someone_in(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """The front desk reads the practice's outbox. The welcome email of a new therapist holds
+    a link to set her password: followed by the desk, it would sign the desk in as her, with
+    her clinical access. The outbox shows such links cut short, to everyone."""
+    owner = await make.owner()
+    desk = await make.office_admin()
+    await login(http, owner)
+    new = {"email": "new.therapist@example.org", "first_name": "Nora", "last_name": "New"}
+    assert (await http.post("/api/staff", json={**new, "role": "therapist"})).status_code == 200
+    client = await make.client(owner, portal=False, email="ines@example.org")
+    assert (await http.post(f"/api/clients/{client.id}/portal/invite", json={})).status_code == 200
+    links = [link_in(m) for m in await OutboxMessage.all()]
+    assert len(links) == 2
+    for reader in (owner, desk):
+        async with new_http("10.0.0.7") as browser:
+            await login(browser, reader)
+            page = await browser.get("/staff/outbox")
+            assert page.status_code == 200
+            for link in links:
+                token = link.rsplit("/", 1)[1]
+                assert token not in page.text
+                assert f"{link.rsplit('/', 1)[0]}/…" in page.text

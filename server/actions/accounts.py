@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -175,6 +176,17 @@ def _link(realm: Realm, purpose: TokenPurpose, token: str) -> str:
     prefix = "/staff" if realm is Realm.STAFF else "/portal"
     path = "password/reset" if purpose is TokenPurpose.RESET else "invite"
     return f"{base}{prefix}/{path}/{token}"
+
+
+# A one-time link in a message's text: the realm, the page, the token.
+_ONE_TIME_LINK = re.compile(r"/(staff|portal)/(password/reset|invite)/[A-Za-z0-9_-]+")
+
+
+def withhold_links(text: str) -> str:
+    """A message's text with its one-time links (set a password, accept an invitation)
+    cut short: whoever reads the practice's outbox must not be able to use one and sign in
+    as the colleague or client it was sent to."""
+    return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
 
 
 async def _issue_token(
