@@ -602,3 +602,34 @@ async def test_the_outbox_shows_no_one_time_link_that_would_sign_someone_in(
                 token = link.rsplit("/", 1)[1]
                 assert token not in page.text
                 assert f"{link.rsplit('/', 1)[0]}/…" in page.text
+
+
+async def test_inviting_again_after_access_was_switched_off_starts_afresh(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """The practice switched Inès's portal off (someone else knew her password), then invites
+    her again: the old password does not come back with the invitation, and neither does a
+    session opened with it. A resend to a live account leaves her password alone."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    async with new_http("10.0.0.8") as intruder:
+        assert (await sign_in(intruder, email, PASSWORD, "portal")).status_code == 200
+        await login(http, therapist)
+        # A resend to the same live account: nothing else changes.
+        assert (
+            await http.post(f"/api/clients/{client.id}/portal/invite", json={})
+        ).status_code == 200
+        assert (await intruder.get("/portal/api/me")).status_code == 200
+        off = await http.post(f"/api/clients/{client.id}/portal/active", json={"active": False})
+        assert off.status_code == 200
+        again = await http.post(f"/api/clients/{client.id}/portal/invite", json={})
+        assert again.status_code == 200
+        assert (await intruder.get("/portal/api/me")).status_code == 401
+        assert (await sign_in(intruder, email, PASSWORD, "portal")).status_code == 401
+    # Inès sets a new password through the new link, and only that one works.
+    link = link_in(await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first())
+    async with new_http("10.0.0.9") as browser:
+        done = await browser.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == 200 and "Your account is ready" in done.text
+        assert (await sign_in(browser, email, NEW_PASSWORD, "portal")).status_code == 200

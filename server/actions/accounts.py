@@ -415,10 +415,25 @@ async def do_invite_to_portal(actor: Caller, client: Client, email: str | None =
             account = await PortalAccount.create(client=client, email=address, invited_at=now)
         else:
             account = existing
+            # Back after portal access was switched off, or to another address: a fresh
+            # start. Whoever knew the old password, held a reset link or the calendar feed's
+            # address (the ex-partner the practice switched the access off for) gets nothing
+            # back; the client sets a new password through this invitation. A resend to the
+            # same address of a live account changes nothing else.
+            restart = not account.is_active or account.email != address
             account.email = address
             account.invited_at = now
             account.is_active = True
-            await account.save(update_fields=["email", "invited_at", "is_active"])
+            fields = ["email", "invited_at", "is_active"]
+            if restart:
+                account.password_hash = None
+                account.calendar_token = None
+                fields += ["password_hash", "calendar_token"]
+                await _revoke({"portal_account_id": account.id})
+                await AccountToken.filter(portal_account_id=account.id, used_at=None).update(
+                    used_at=now
+                )
+            await account.save(update_fields=fields)
         account.client = client
         token = await _issue_token(
             Realm.PORTAL,
