@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tortoise.expressions import Subquery
+from tortoise.expressions import Q, Subquery
 
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
@@ -400,8 +400,30 @@ async def _notes_part(client: Client) -> list[dict[str, Any]]:
     ]
 
 
+async def _addresses_of(client: Client) -> set[str]:
+    """Where messages to the client or their circle of care go: their emails and phones,
+    their portal account's email, their alternate contacts' (as stored, compared lowercase)."""
+    alternates = await AlternateContact.filter(client_id=client.id).values_list("id", "email")
+    found = [client.email or "", client.phone or ""]
+    found += [str(email) for _id, email in alternates]
+    found += await EmailAddress.filter(client_id=client.id).values_list("address", flat=True)  # type: ignore[arg-type]
+    found += await PhoneNumber.filter(  # type: ignore[arg-type]
+        Q(client_id=client.id) | Q(alternate_contact_id__in=[i for i, _e in alternates])
+    ).values_list("number", flat=True)
+    found += await PortalAccount.filter(client_id=client.id).values_list("email", flat=True)  # type: ignore[arg-type]
+    return {a.strip().lower() for a in found if a and a.strip()}
+
+
 async def _logs_part(client: Client) -> dict[str, list[dict[str, Any]]]:
-    sent = await OutboxMessage.filter(client_id=client.id).order_by("id")
+    # Only what went to the client or their circle: a notice to the practitioner's own
+    # mobile, or to a linked person's address, is filed under the client but is not theirs
+    # to take away (and names a person the caller may not be allowed to see).
+    own = await _addresses_of(client)
+    sent = [
+        m
+        for m in await OutboxMessage.filter(client_id=client.id).order_by("id")
+        if m.to.strip().lower() in own
+    ]
     entries = await AuditEntry.filter(
         client_id=client.id,
         practice_id=client.practice_id,  # type: ignore[attr-defined]

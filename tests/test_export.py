@@ -21,6 +21,7 @@ from models.agenda import Attendance
 from models.audit import AuditEntry
 from models.clients import AlternateContact, Client, PhoneNumber, Relationship
 from models.notes import NoteTemplate
+from models.notifications import OutboxMessage
 from server.actions import agenda, notes
 from server.actions.clients import do_link_clients
 from server.auth.sessions import Caller
@@ -361,3 +362,35 @@ async def test_clinical_documents_leave_the_export_with_clinical_details(
     await Practice.filter(id=helene.practice_id).update(office_admins_see_clinical=True)  # type: ignore[attr-defined]
     _r, archive = await export_of(new_http, practice["desk"], helene)
     assert archive is not None and holds_secret(archive)
+
+
+async def test_the_sent_log_holds_only_what_went_to_the_client_or_their_circle(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """Messages filed under a client but sent to someone else (the practitioner's own mobile
+    when the client books, a linked person's address when they have unread messages) stay
+    out of the client's export: not the client's to take away, and a linked person may be
+    someone the exporting therapist is not allowed to see."""
+    alice = await make.therapist()
+    ines = await make.client(alice, first_name="Inès", email="ines@example.org")
+    mother = await AlternateContact.create(client=ines, first_name="Marie", last_name="Roux")
+    await PhoneNumber.create(alternate_contact=mother, number="06 11 22 33 44", for_sms=True)
+    practice = await make.practice()
+    for to, purpose in (
+        ("ines@example.org", "reminder"),
+        ("06 11 22 33 44", "reminder"),
+        ("06 99 99 99 99", "booking.practitioner"),
+        ("parent@example.org", "message.notice"),
+    ):
+        await OutboxMessage.create(
+            channel="email" if "@" in to else "sms",
+            to=to,
+            body_text="…",
+            purpose=purpose,
+            client_id=ines.id,
+            practice_id=practice.id,
+        )
+    r, archive = await export_of(new_http, alice, ines)
+    assert r.status_code == 200 and archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert [m["to"] for m in record["logs"]["sent"]] == ["ines@example.org", "06 11 22 33 44"]
