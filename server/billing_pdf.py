@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import Response
 
@@ -31,11 +32,19 @@ from server.pdf import FONT, new_document
 
 def pdf_response(data: bytes, filename: str) -> Response:
     """A PDF shown in the browser (inline), never cached: it is someone's bill."""
+    # A header is Latin-1: a name beyond plain ASCII (an invoice prefix from "Łoś") goes
+    # percent-encoded in filename*, as Starlette's FileResponse writes it.
+    quoted = quote(filename)
+    disposition = (
+        f'inline; filename="{filename}"'
+        if quoted == filename
+        else f"inline; filename*=utf-8''{quoted}"
+    )
     return Response(
         data,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'inline; filename="{filename}"',
+            "Content-Disposition": disposition,
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },

@@ -1022,3 +1022,16 @@ async def test_a_therapist_bills_their_own_caseload_only(make: Factory, new_http
     await login(desk, await make.office_admin())
     r = await desk.post("/staff/billing/create", data=base | {"consultation": other[0].id})
     assert r.status_code == 303
+
+
+def test_a_pdf_name_beyond_latin_1_is_sent_percent_encoded() -> None:
+    """The default invoice prefix comes from the practitioner's surname: "Łoś" gives
+    "ŁOŚ-000001.pdf", which a Latin-1 header cannot hold (every invoice PDF was a 500)."""
+    from server.billing_pdf import pdf_response
+
+    plain = pdf_response(b"%PDF", "INV-000001.pdf")
+    assert plain.headers["content-disposition"] == 'inline; filename="INV-000001.pdf"'
+    polish = pdf_response(b"%PDF", "ŁOŚ-000001.pdf")
+    assert polish.headers["content-disposition"] == (
+        "inline; filename*=utf-8''%C5%81O%C5%9A-000001.pdf"
+    )
