@@ -1,7 +1,9 @@
 """Delivery of the outbox, shared by the email and SMS channels (server/mail.py,
 server/sms.py): each due message is claimed by a conditional update before it is sent, so
-several workers never send the same one; a failure is retried with a growing delay until
-``max_attempts``, or given up at once when the channel calls it permanent.
+several workers never send the same one (the claim lasts ``LEASE`` from its own start); a
+failure is retried with a growing delay until ``max_attempts``, or given up at once when the
+channel calls it permanent. A message whose worker stopped during its last attempt fails
+rather than risk going out twice.
 """
 
 from __future__ import annotations
@@ -50,9 +52,21 @@ async def deliver_outbox(
     )
     sent = 0
     for msg in due:
-        claimed = await OutboxMessage.filter(
-            id=msg.id, status=OutboxStatus.QUEUED, attempts=msg.attempts
-        ).update(attempts=msg.attempts + 1, next_attempt_at=now + LEASE)
+        still = {"id": msg.id, "status": OutboxStatus.QUEUED, "attempts": msg.attempts}
+        if msg.attempts >= max_attempts:
+            # Its worker stopped during the last attempt (killed mid-send, or the provider
+            # took it and the "sent" was never written): sending it again could send it
+            # twice, and it has had its tries.
+            await OutboxMessage.filter(**still).update(
+                status=OutboxStatus.FAILED,
+                error="The worker stopped during the last attempt: it may have been sent.",
+            )
+            continue
+        # The lease runs from the claim, not from the batch's start: the messages before
+        # this one may have taken minutes (each send may wait 20 s on its provider).
+        claimed = await OutboxMessage.filter(**still).update(
+            attempts=msg.attempts + 1, next_attempt_at=datetime.now(UTC) + LEASE
+        )
         if not claimed:
             continue
         attempts = msg.attempts + 1
@@ -66,7 +80,7 @@ async def deliver_outbox(
             await OutboxMessage.filter(id=msg.id).update(
                 status=OutboxStatus.FAILED if failed else OutboxStatus.QUEUED,
                 error=error,
-                next_attempt_at=now + retry_delay(attempts),
+                next_attempt_at=datetime.now(UTC) + retry_delay(attempts),
             )
             log.warning(
                 "%s %s to %s failed (attempt %s): %s", channel, msg.id, msg.to, attempts, exc

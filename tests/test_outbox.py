@@ -1,0 +1,74 @@
+"""Delivery of the outbox (server/outbox.py): a message is claimed before it is sent, the
+claim lasts from its own start, and a message whose worker stopped during its last try is
+not sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from models.notifications import OutboxMessage, OutboxStatus
+from server import outbox
+from tests.conftest import Factory
+
+log = logging.getLogger("tests.outbox")
+
+
+async def queue(make: Factory, n: int, **fields: Any) -> list[OutboxMessage]:
+    practice = await make.practice()
+    return [
+        await OutboxMessage.create(
+            channel="email",
+            to=f"person{i}@example.org",
+            body_text="Hello",
+            purpose="test",
+            practice_id=practice.id,
+            **fields,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_a_claim_lasts_from_its_own_start_not_the_batchs(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first send is slow. When the second message is being sent, its claim must still
+    hold, or another worker would take it and send it a second time."""
+    monkeypatch.setattr(outbox, "LEASE", timedelta(seconds=0.5))
+    await queue(make, 2, next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+    held: list[bool] = []
+
+    async def send(msg: OutboxMessage) -> dict[str, Any]:
+        row = await OutboxMessage.get(id=msg.id)
+        held.append(row.next_attempt_at > datetime.now(UTC))
+        if len(held) == 1:
+            await asyncio.sleep(0.6)  # longer than the lease
+        return {}
+
+    sent = await outbox.deliver_outbox("email", send, limit=10, max_attempts=3, log=log)
+    assert sent == 2 and held == [True, True]
+
+
+async def test_a_message_whose_worker_stopped_on_its_last_try_is_not_sent_again(
+    make: Factory,
+) -> None:
+    """Killed mid-send (or the provider took it and "sent" was never written): the claim
+    runs out and the message is due again, with every try used. It fails, visibly, rather
+    than going out a second time."""
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    spent, fresh = await queue(make, 2, next_attempt_at=past)
+    await OutboxMessage.filter(id=spent.id).update(attempts=3)
+    sent_to: list[str] = []
+
+    async def send(msg: OutboxMessage) -> dict[str, Any]:
+        sent_to.append(msg.to)
+        return {}
+
+    assert await outbox.deliver_outbox("email", send, limit=10, max_attempts=3, log=log) == 1
+    assert sent_to == [fresh.to]
+    spent = await OutboxMessage.get(id=spent.id)
+    assert spent.status is OutboxStatus.FAILED and "may have been sent" in spent.error
