@@ -15,7 +15,7 @@ import websockets
 from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection
 
-from models.accounts import AccountToken, AuthSession, PortalAccount, Realm, StaffUser
+from models.accounts import AccountToken, AuthSession, LoginAttempt, PortalAccount, Realm, StaffUser
 from models.notifications import OutboxMessage
 from server.auth.passwords import hasher
 from server.auth.sessions import COOKIE_NAMES
@@ -347,6 +347,18 @@ async def test_five_failures_block_that_address_for_that_account(
         assert (await sign_in(elsewhere, therapist.email, PASSWORD)).status_code == 200
 
 
+async def test_guesses_sent_all_at_once_are_throttled_like_one_after_another(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """Twelve wrong passwords sent together: the throttle counted failures only once each
+    password check had finished, so all twelve were checked. Five are, then 429s."""
+    therapist = await make.therapist()
+    answers = await asyncio.gather(*(sign_in(http, therapist.email, WRONG) for _ in range(12)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(401) <= 5 and codes.count(429) >= 7, codes
+    assert await LoginAttempt.filter(email=therapist.email).count() == codes.count(401)
+
+
 async def test_one_address_guessing_across_accounts_is_blocked(
     http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
 ) -> None:
@@ -374,6 +386,32 @@ async def test_many_addresses_guessing_one_account_do_not_lock_out_a_known_brows
             assert (await sign_in(stranger, therapist.email, PASSWORD)).status_code == 429
         # The browser that signed in before carries the known-device cookie.
         assert (await sign_in(own_browser, therapist.email, PASSWORD)).status_code == 200
+
+
+async def test_a_browser_that_set_the_password_from_the_link_is_not_locked_out(
+    http: httpx.AsyncClient,
+    new_http: Callable[..., httpx.AsyncClient],
+    make: Factory,
+    settings: Settings,
+) -> None:
+    """Strangers' guesses hold Inès's new account throttled before she ever signed in: the
+    browser in which she set her password from the invitation still gets in."""
+    set_settings(replace(settings, throttle_account_limit=4))
+    therapist = await make.therapist()
+    client = await make.client(therapist, portal=False, email="ines@example.org")
+    await login(http, therapist)
+    assert (await http.post(f"/api/clients/{client.id}/portal/invite", json={})).status_code == 200
+    for i in range(4):
+        async with new_http(f"10.0.4.{i}") as attacker:
+            assert (await sign_in(attacker, "ines@example.org", WRONG, "portal")).status_code == 401
+    link = link_in(await OutboxMessage.get(purpose="portal_invitation"))
+    async with new_http("10.0.5.1") as own:
+        done = await own.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert done.status_code == 200 and own.cookies.get("cabinet_device")
+        assert (await sign_in(own, "ines@example.org", NEW_PASSWORD, "portal")).status_code == 200
+    async with new_http("10.0.5.2") as stranger:
+        r = await sign_in(stranger, "ines@example.org", NEW_PASSWORD, "portal")
+        assert r.status_code == 429
 
 
 # --- password reset --------------------------------------------------------------------------

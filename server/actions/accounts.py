@@ -30,7 +30,7 @@ from server.auth.passwords import (
 from server.auth.sessions import Caller, hash_token, idle_seconds, load_caller, new_token
 from server.auth.throttle import check_throttle
 from server.db import atomic, on_commit
-from server.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from server.errors import Conflict, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.settings import get_settings
@@ -77,12 +77,18 @@ async def do_login(
     timing say whether an account exists.
     """
     email = normalize_email(email)
-    await check_throttle(realm, email, address, known_device)
+    # Recorded as a failure before the check, and until the password proves right (see
+    # check_throttle); an attempt refused by the throttle is not counted.
+    attempt = await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
+    try:
+        await check_throttle(realm, email, address, known_device, attempt=attempt.id)
+    except TooManyRequests:
+        await LoginAttempt.filter(id=attempt.id).delete()
+        raise
     account = await _find_account(realm, email)
     usable = _can_sign_in(account)
     ok = await verify_password(account.password_hash if usable and account else None, password)
     if not ok or account is None:
-        await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
         raise Unauthenticated(_("The email or password is incorrect."))
 
     new_hash = await hash_password(password) if needs_rehash(account.password_hash or "") else None
@@ -108,7 +114,7 @@ async def do_login(
             ip=address[:64],
             user_agent=user_agent[:300],
         )
-        await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=True)
+        await LoginAttempt.filter(id=attempt.id).update(succeeded=True)
         caller = await load_caller(realm, token)
         assert caller is not None
         await audit.record(caller, "auth.login", object_type="session", ip=address)

@@ -41,10 +41,18 @@ def add_known_device(cookie: str | None, email: str) -> str:
     return ".".join(parts[-5:])
 
 
-async def check_throttle(realm: Realm, email: str, address: str, known_device: bool) -> None:
+async def check_throttle(
+    realm: Realm, email: str, address: str, known_device: bool, attempt: int | None = None
+) -> None:
+    """Raise TooManyRequests when a scope has had too many failures. ``attempt``: the row of
+    the attempt being checked, written as a failure before this check and left out of the
+    counts. Written first, an attempt still checking its password counts against the others
+    running at the same time: thirty guesses sent at once are not thirty guesses let in."""
     s = get_settings()
     since = datetime.now(UTC) - timedelta(minutes=s.throttle_window_minutes)
     failures = LoginAttempt.filter(realm=realm, succeeded=False, created_at__gte=since)
+    if attempt is not None:
+        failures = failures.exclude(id=attempt)
     retry = s.throttle_window_minutes * 60
     message = _(
         "Too many failed sign-in attempts. Please wait %(minutes)d minutes and try again."

@@ -189,7 +189,12 @@ class AuthPages:
         except ValidationFailed as exc:
             ctx.update(error=exc.message, fields=exc.fields)
             return self._page(request, template, ctx, status=422)
-        return self._page(request, template, {"done": True})
+        response = self._page(request, template, {"done": True})
+        # Whoever set the password from the emailed link is the account's owner: this
+        # browser signs in even while strangers' guesses hold the account throttled (a new
+        # colleague or client has no earlier sign-in to be known by).
+        remember_device(response, request, str(account.email))
+        return response
 
     async def account(self, request: Request) -> Response:
         require_caller(request)
