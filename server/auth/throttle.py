@@ -4,8 +4,8 @@ Three scopes, each counted over a sliding window of failed attempts:
 - account + address: a handful of failures blocks that address for that account only;
 - address: one address guessing across many accounts is blocked;
 - account: many addresses guessing one account are blocked, *except* a browser that has
-  signed in to that account before (it carries a signed "known device" cookie), so a
-  distributed attack cannot keep the owner of the account out.
+  signed in to that account before, or set its password from the emailed link (it carries a
+  signed "known device" cookie), so a distributed attack cannot keep the owner out.
 """
 
 from __future__ import annotations
