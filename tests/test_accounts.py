@@ -439,6 +439,23 @@ async def test_reset_request_answers_the_same_for_unknown_emails(
     assert await OutboxMessage.filter(to="nobody@example.org").count() == 0
 
 
+async def test_reset_requests_beyond_three_send_nothing_more_and_say_the_same(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """Anyone can type a colleague's address into the form: the fourth and later requests
+    within a link's lifetime send no email, and do not cancel the last link sent."""
+    therapist = await make.therapist()
+    answers = [
+        await http.post("/staff/password/forgot", data={"email": therapist.email}) for _ in range(6)
+    ]
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.text for r in answers}) == 1
+    sent = await OutboxMessage.filter(to=therapist.email, purpose="password_reset").order_by("id")
+    assert len(sent) == 3
+    form = await http.get(link_in(sent[-1]))
+    assert form.status_code == 200  # the last link sent still works
+
+
 async def test_reset_link_sets_a_new_password_once(
     http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
 ) -> None:

@@ -195,17 +195,18 @@ def withhold_links(text: str) -> str:
     return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
 
 
+def _token_owner(account: StaffUser | PortalAccount) -> dict[str, int]:
+    if isinstance(account, StaffUser):
+        return {"staff_user_id": account.id}
+    return {"portal_account_id": account.id}
+
+
 async def _issue_token(
     realm: Realm, purpose: TokenPurpose, account: StaffUser | PortalAccount, lifetime: timedelta
 ) -> str:
     token = secrets.token_urlsafe(32)
     # One live link at a time: a new one supersedes the old.
-    owner = (
-        {"staff_user_id": account.id}
-        if isinstance(account, StaffUser)
-        else {"portal_account_id": account.id}
-    )
-    await AccountToken.filter(purpose=purpose, used_at=None, **owner).update(
+    await AccountToken.filter(purpose=purpose, used_at=None, **_token_owner(account)).update(
         used_at=datetime.now(UTC)
     )
     await AccountToken.create(
@@ -219,6 +220,10 @@ async def _issue_token(
     return token
 
 
+# Reset emails one account gets within a link's lifetime, however often the form is sent.
+RESETS_PER_LINK_LIFETIME = 3
+
+
 async def do_request_password_reset(realm: Realm, email: str, *, address: str = "") -> None:
     """Email a single-use reset link if the account exists. Says nothing either way."""
     email = normalize_email(email)
@@ -226,10 +231,18 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
     if account is None or not account.is_active:
         return
     settings = get_settings()
+    lifetime = timedelta(minutes=settings.reset_token_minutes)
+    recent = await AccountToken.filter(
+        purpose=TokenPurpose.RESET,
+        created_at__gte=datetime.now(UTC) - lifetime,
+        **_token_owner(account),
+    ).count()
+    if recent >= RESETS_PER_LINK_LIFETIME:
+        # Enough links are on their way: anyone can type this address, and each new link
+        # would flood the inbox and cancel the one before. The same silent answer.
+        return
     async with atomic():
-        token = await _issue_token(
-            realm, TokenPurpose.RESET, account, timedelta(minutes=settings.reset_token_minutes)
-        )
+        token = await _issue_token(realm, TokenPurpose.RESET, account, lifetime)
         link = _link(realm, TokenPurpose.RESET, token)
         await queue_email(
             account.email,
