@@ -190,8 +190,11 @@ class SessionMiddleware:
 # Sign-in forms are served to signed-out visitors, so they carry no session token: a second
 # tab signing in again, or a reset link opened in a signed-in browser, must still work.
 # The Origin check above still applies to them, and they act on no existing session.
+# The whole path, from the realm's prefix: a route that merely ends like one (a form field
+# keyed "invite" has /staff/forms/3/fields/invite/up) keeps its check.
 _SIGN_IN_PATH = re.compile(
-    r"/(login|password/forgot|password/reset/[^/]+|invite/[^/]+|api/session|api/password/forgot)$"
+    r"^/(staff|portal)/(login|password/forgot|password/reset/[^/]+|invite/[^/]+)$"
+    r"|^(/portal)?/api/(session|password/forgot)$"
 )
 
 

@@ -40,6 +40,9 @@ async def test_a_signed_in_post_without_the_csrf_token_is_refused(
     form = await http.post("/staff/team", data={**new_staff(), "csrf_token": "forged"})
     assert form.status_code == 403
     assert not await StaffUser.exists(email=NEW_STAFF["email"])
+    # A route that only ends like a sign-in form's (a field keyed "invite") is no exception.
+    moved = await http.post("/staff/forms/1/fields/invite/up", data={"csrf_token": "forged"})
+    assert moved.status_code == 403
     # Sign-out is a write too.
     assert (await http.delete("/api/session")).status_code == 403
     assert (await http.get("/api/me")).json()["id"] == me["id"]
