@@ -13,7 +13,7 @@ from tortoise.queryset import QuerySet
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.billing import BillingProfile, Consultation, Invoice, InvoiceStatus, Payment
-from models.clients import Client, Document, PaymentMethod
+from models.clients import Client, Document, LinkedAccount, PaymentMethod
 from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
@@ -48,6 +48,14 @@ async def access_client(caller: Caller, client_id: int) -> Client:
     if client is None:
         raise NotFound()
     return client
+
+
+async def visible_links(caller: Caller) -> QuerySet[LinkedAccount]:
+    """Live links to clients the caller may see: wherever a link shows (the circle tab, the
+    messaging picker, an export), a therapist must not learn from it that a child's parent
+    is in therapy with a colleague."""
+    visible = Subquery((await visible_clients(caller)).values("id"))
+    return LinkedAccount.filter(deleted_at=None, linked_client_id__in=visible)
 
 
 async def may_hear_of(staff: StaffUser, client: Client, practice: Practice) -> bool:

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q
 
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
@@ -37,7 +37,6 @@ from models.clients import (
     Client,
     Document,
     EmailAddress,
-    LinkedAccount,
     PaymentMethod,
     PhoneNumber,
 )
@@ -46,7 +45,7 @@ from models.notes import NoteAddendum, SessionNote
 from models.notifications import OutboxMessage
 from models.tasks import Task
 from server import fhir, storage
-from server.access import can_see_clinical, visible_clients
+from server.access import can_see_clinical, visible_links
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.i18n import gettext as _
@@ -188,13 +187,10 @@ async def _circle_part(caller: Caller, client: Client) -> dict[str, Any]:
         "-is_primary", "id"
     ):
         phones.setdefault(p.alternate_contact_id, []).append(p)  # type: ignore[attr-defined]
-    # Links to clients the caller may see only, as on the circle tab: a therapist's export
-    # must not tell them that the child's parent is in therapy with a colleague.
-    visible = Subquery((await visible_clients(caller)).values("id"))
+    # Links to clients the caller may see only, as on the circle tab.
     links = (
-        await LinkedAccount.filter(
-            client_id=client.id, deleted_at=None, linked_client_id__in=visible
-        )
+        await (await visible_links(caller))
+        .filter(client_id=client.id)
         .order_by("id")
         .prefetch_related("linked_client")
     )

@@ -8,16 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
-from models.clients import LinkedAccount
 from models.messaging import ConversationKind
 from server.access import (
     access_client,
     access_conversation,
     access_practice_staff,
     visible_clients,
+    visible_links,
 )
 from server.actions import messaging
 from server.auth.sessions import Caller
@@ -78,10 +78,9 @@ async def _linked_for(caller: Caller, client_id: int, ids: list[int]) -> list:  
     the caller may see (the circle tab hides the others: a colleague's client stays a 404)."""
     if not ids:
         return []
-    visible = Subquery((await visible_clients(caller)).values("id"))
     links = (
-        await LinkedAccount.filter(client_id=client_id, linked_client_id__in=ids, deleted_at=None)
-        .filter(linked_client_id__in=visible)
+        await (await visible_links(caller))
+        .filter(client_id=client_id, linked_client_id__in=ids)
         .prefetch_related("linked_client")
     )
     if len(links) != len(set(ids)):
@@ -151,10 +150,11 @@ async def pick_clients(request: Request) -> list[PickableClient]:
         .values_list("client_id", flat=True)
     )
     # Only links to clients the caller may see, as on the circle tab.
-    visible = Subquery((await visible_clients(caller)).values("id"))
-    links = await LinkedAccount.filter(
-        client_id__in=ids, deleted_at=None, linked_client_id__in=visible
-    ).prefetch_related("linked_client")
+    links = (
+        await (await visible_links(caller))
+        .filter(client_id__in=ids)
+        .prefetch_related("linked_client")
+    )
     linked_ids = [link.linked_client.id for link in links]
     linked_active = set(
         await PortalAccount.filter(client_id__in=linked_ids, is_active=True)

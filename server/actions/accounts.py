@@ -148,11 +148,17 @@ async def do_logout(caller: Caller, *, everywhere: bool = False) -> None:
         )
 
 
-def _owner_filter(caller: Caller) -> dict[str, object]:
-    if caller.staff is not None:
-        return {"staff_user_id": caller.staff.id}
-    assert caller.account is not None
-    return {"portal_account_id": caller.account.id}
+def _owner_of(account: StaffUser | PortalAccount) -> dict[str, int]:
+    """The filter on an account's sessions or tokens."""
+    if isinstance(account, StaffUser):
+        return {"staff_user_id": account.id}
+    return {"portal_account_id": account.id}
+
+
+def _owner_filter(caller: Caller) -> dict[str, int]:
+    account = caller.staff or caller.account
+    assert account is not None
+    return _owner_of(account)
 
 
 async def do_change_password(caller: Caller, current: str, new: str) -> None:
@@ -195,18 +201,12 @@ def withhold_links(text: str) -> str:
     return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
 
 
-def _token_owner(account: StaffUser | PortalAccount) -> dict[str, int]:
-    if isinstance(account, StaffUser):
-        return {"staff_user_id": account.id}
-    return {"portal_account_id": account.id}
-
-
 async def _issue_token(
     realm: Realm, purpose: TokenPurpose, account: StaffUser | PortalAccount, lifetime: timedelta
 ) -> str:
     token = secrets.token_urlsafe(32)
     # One live link at a time: a new one supersedes the old.
-    await AccountToken.filter(purpose=purpose, used_at=None, **_token_owner(account)).update(
+    await AccountToken.filter(purpose=purpose, used_at=None, **_owner_of(account)).update(
         used_at=datetime.now(UTC)
     )
     await AccountToken.create(
@@ -235,7 +235,7 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
     recent = await AccountToken.filter(
         purpose=TokenPurpose.RESET,
         created_at__gte=datetime.now(UTC) - lifetime,
-        **_token_owner(account),
+        **_owner_of(account),
     ).count()
     if recent >= RESETS_PER_LINK_LIFETIME:
         # Enough links are on their way: anyone can type this address, and each new link
@@ -448,10 +448,8 @@ async def do_invite_to_portal(actor: Caller, client: Client, email: str | None =
                 account.password_hash = None
                 account.calendar_token = None
                 fields += ["password_hash", "calendar_token"]
-                await _revoke({"portal_account_id": account.id})
-                await AccountToken.filter(portal_account_id=account.id, used_at=None).update(
-                    used_at=now
-                )
+                await _revoke(_owner_of(account))
+                await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=now)
             await account.save(update_fields=fields)
         account.client = client
         token = await _issue_token(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.expressions import Subquery
-
 from models.clients import AlternateContact, Client, Contact, LinkedAccount, PhoneNumber, search_key
-from server.access import access_client, visible_clients
+from server.access import access_client, visible_clients, visible_links
 from server.auth.sessions import Caller
 from server.errors import NotFound
 
@@ -92,10 +90,11 @@ async def circle_contacts(client: Client) -> list[CircleMember]:
 
 async def linked_accounts(caller: Caller, client: Client) -> list[Link]:
     """The client's live links to other clients the caller may see, by the other's name."""
-    visible = Subquery((await visible_clients(caller)).values("id"))
-    links = await LinkedAccount.filter(
-        client_id=client.id, deleted_at=None, linked_client_id__in=visible
-    ).prefetch_related("linked_client")
+    links = (
+        await (await visible_links(caller))
+        .filter(client_id=client.id)
+        .prefetch_related("linked_client")
+    )
     found = [Link(link=link, other=link.linked_client) for link in links]
     return sorted(found, key=lambda x: (x.other.last_name, x.other.first_name, x.other.id))
 
