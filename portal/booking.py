@@ -104,9 +104,8 @@ async def practitioner_page(request: Request, error: str = "", status: int = 200
             today,
             today + timedelta(days=HORIZON_DAYS),
             location_id=chosen_location,
+            exact_location=True,  # None is the remote choice here, not "anywhere"
         )
-        # slots_for's None is "anywhere"; here it is the remote choice: remote slots only.
-        slots = [s for s in slots if s.location_id == chosen_location]
     return render(
         request,
         "portal/book.html",

@@ -676,7 +676,7 @@ async def _render(
         assert caller.staff is not None
         people = await practitioners(caller)
         raw = request.query_params.get("practitioner") or (ctx or {}).get("practitioner_id")
-        wanted = id_or_none(raw) if raw else None
+        wanted = id_or_none(raw)
         chosen = (
             await access_practitioner(caller, wanted)
             if wanted is not None

@@ -64,9 +64,9 @@ async def do_book_online(
         day,
         day,
         location_id=location_id,
+        exact_location=True,  # at that location, or remote when none
     )
-    # At that location, or remote when none (slots_for's None is "anywhere").
-    if not any(s.start == start and s.location_id == location_id for s in free):
+    if not any(s.start == start for s in free):
         raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
     async with atomic():
         appointment = await agenda.do_book_appointment(

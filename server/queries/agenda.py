@@ -106,11 +106,13 @@ def free_slots(
     *,
     not_before: datetime,
     location_id: int | None = None,
+    exact_location: bool = False,
 ) -> list[Slot]:
     """Slots of ``duration`` for ``service_id``, back to back from each window's start.
 
     A slot is free when it is inside a window offering the service (at ``location_id``
-    when given), after ``not_before``, outside time off, and overlaps no booking. In a
+    when given; with ``exact_location``, a None ``location_id`` is the remote windows only,
+    not any of them), after ``not_before``, outside time off, and overlaps no booking. In a
     group slot, bookings of the same service at the same time share it up to its capacity.
     """
     busy = sorted(busy, key=lambda b: b.start)
@@ -122,7 +124,7 @@ def free_slots(
     for w in open_windows:
         if service_id not in w.service_ids:
             continue
-        if location_id is not None and w.location_id != location_id:
+        if (location_id is not None or exact_location) and w.location_id != location_id:
             continue
         start = w.start
         while start + duration <= w.end:
@@ -209,9 +211,11 @@ async def slots_for(
     last: date,
     *,
     location_id: int | None = None,
+    exact_location: bool = False,
     now: datetime | None = None,
 ) -> list[Slot]:
-    """Free slots for a service with a practitioner between two local dates."""
+    """Free slots for a service with a practitioner between two local dates (``location_id``
+    and ``exact_location``: see free_slots)."""
     open_windows = windows(await weekly_hours(practitioner_id, first, last), tz, first, last)
     if not open_windows:
         return []
@@ -224,6 +228,7 @@ async def slots_for(
         await time_off_between(practitioner_id, start, end),
         not_before=now or datetime.now(UTC),
         location_id=location_id,
+        exact_location=exact_location,
     )
 
 
