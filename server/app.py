@@ -22,7 +22,7 @@ from models.accounts import Realm
 from portal.app import build_portal_api, build_portal_app
 from realtime.endpoint import websocket_endpoint
 from realtime.hub import hub
-from server import db, feeds, sms_hooks
+from server import access_log, db, feeds, sms_hooks
 from server.collector import freezing_collector
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         set_settings(settings)
     settings = get_settings()
     hub.presence_audience = presence_audience
+    access_log.install()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
