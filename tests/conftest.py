@@ -464,7 +464,7 @@ class Flushes:
 
 
 class LiveServer:
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, log_level: str = "warning") -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
@@ -472,7 +472,7 @@ class LiveServer:
             app,
             host="127.0.0.1",
             port=port,
-            log_level="warning",
+            log_level=log_level,
             ws_per_message_deflate=False,
             lifespan="off",
         )

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from typing import Any
 
 import httpx
-import uvicorn
 
 from server.access_log import redact_path
-from tests.conftest import free_port
+from tests.conftest import LiveServer, free_port
 
 
 class Lines(logging.Handler):
@@ -24,35 +22,28 @@ class Lines(logging.Handler):
 
 
 async def test_the_access_log_of_a_real_server_holds_no_link_secrets(app: Any) -> None:
-    port = free_port()
     # As the Procfile and `cabinet run` serve it: access log on, at info.
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info", lifespan="off")
-    server = uvicorn.Server(config)
+    server = LiveServer(app, free_port(), log_level="info")
+    await server.start()
     lines = Lines()
     access = logging.getLogger("uvicorn.access")
-    server_task = None
+    access.addHandler(lines)
+    tokens = [secrets.token_urlsafe(24) for _ in range(5)]
+    paths = [
+        f"/staff/password/reset/{tokens[0]}",
+        f"/portal/password/reset/{tokens[1]}",
+        f"/portal/invite/{tokens[2]}?next=/portal/",
+        f"/feeds/staff/{tokens[3]}.ics",
+        f"/feeds/client/{tokens[4]}.ics",
+        "/staff/login",
+    ]
     try:
-        server_task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        access.addHandler(lines)
-        tokens = [secrets.token_urlsafe(24) for _ in range(5)]
-        paths = [
-            f"/staff/password/reset/{tokens[0]}",
-            f"/portal/password/reset/{tokens[1]}",
-            f"/portal/invite/{tokens[2]}?next=/portal/",
-            f"/feeds/staff/{tokens[3]}.ics",
-            f"/feeds/client/{tokens[4]}.ics",
-            "/staff/login",
-        ]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(base_url=server.url) as http:
             for path in paths:
                 await http.get(path)
     finally:
         access.removeHandler(lines)
-        server.should_exit = True
-        if server_task is not None:
-            await server_task
+        await server.stop()
     logged = "\n".join(lines.lines)
     assert len(lines.lines) == len(paths), logged
     for token in tokens:
