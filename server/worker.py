@@ -25,7 +25,11 @@ log = logging.getLogger("cabinet.worker")
 
 # The modules whose job handlers the worker runs (they register with @jobs.handler on
 # import). A job kind without a handler fails at once, loudly, rather than waiting forever.
-JOB_MODULES: tuple[str, ...] = ("server.actions.offers", "server.actions.reminder_jobs")
+JOB_MODULES: tuple[str, ...] = (
+    "server.actions.accounts",
+    "server.actions.offers",
+    "server.actions.reminder_jobs",
+)
 
 JOB_BATCH = 50
 
