@@ -232,8 +232,20 @@ async def test_item9_raises_an_alert_a_task_an_email_and_the_crisis_message(
         assert listed.json()[0]["score"] is None  # scores not shown unless the practice allows
     task = await Task.get(client_id=people["camille"].id)
     assert task.assignee_id == people["alice"].id  # type: ignore[attr-defined]
-    assert "item 9" in task.note and "Several days" in task.note
     assert task.due_date is not None
+    # The front desk sees the file's tasks, not its clinical details: the task says what to
+    # do, and the answer stays on the Measures tab (it quoted item 9's answer before).
+    assert not people["practice"].office_admins_see_clinical
+    async with new_http("10.0.0.4") as desk:
+        await login(desk, people["desk"])
+        tab = await desk.get(f"/staff/clients/{people['camille'].id}/tasks")
+        assert tab.status_code == 200 and "needs your review today" in tab.text
+        for clinical in ("item 9", "PHQ", "Several days", "self-harm"):
+            assert clinical not in task.note
+        # (Every staff page carries the live alert's template, which names item 9.)
+        assert "Several days" not in tab.text and "thoughts of self-harm" not in tab.text
+        measures_tab = await desk.get(f"/staff/clients/{people['camille'].id}/measures")
+        assert measures_tab.status_code == 200 and "data-score" not in measures_tab.text
     alert_mail = await OutboxMessage.get(purpose="measure_alert")
     assert alert_mail.to == people["alice"].email
     assert f"/staff/clients/{people['camille'].id}/measures" in alert_mail.body_text

@@ -305,13 +305,15 @@ async def _raise_alert(
     payload: dict[str, Any],
 ) -> None:
     """Item 9 answered above "not at all": a task due today, an email, a live alert."""
-    answer = administration.answers["9"]  # type: ignore[index]
     for clinician in clinicians:
         with writing_in(clinician.locale or practice.locale):
+            # Nothing clinical in the task: a client file's tasks are open to the front desk,
+            # also where the practice keeps clinical details from it. The answer is on the
+            # Measures tab, which follows that rule.
             note = _(
-                "Safety: PHQ-9 item 9 (thoughts of self-harm) answered “%(answer)s”. "
-                "Contact the client and assess the risk."
-            ) % {"answer": str(instrument(MeasureKind.PHQ9).choices[answer])}
+                "Urgent: a questionnaire this client just answered needs your review today. "
+                "Open the Measures tab, then contact the client."
+            )
             task = await Task.create(
                 practice_id=practice.id,
                 client=client,
