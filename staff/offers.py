@@ -33,8 +33,8 @@ class AlertOut(BaseModel):
 
 
 class OfferLineOut(BaseModel):
-    client_id: int
-    # Empty when the caller may not see that client's file (another therapist's caseload).
+    # None and "" when the caller may not see that client's file (another caseload).
+    client_id: int | None
     client_name: str
     status: str
     sent_at: datetime

@@ -676,6 +676,8 @@ async def test_staff_see_to_whom_a_slot_was_offered(world: dict[str, Any], new_h
     await login(http, w["alice"])
     rows = (await http.get(f"/api/appointments/{one.id}/offers")).json()
     assert [o["client_name"] for o in rows[0]["offers"]] == ["Zoé Premier", ""]
+    # Nor by id: an id names a file as well as a name does (it reappears in every link).
+    assert [o["client_id"] for o in rows[0]["offers"]] == [first.id, None]
     # Every member of staff sees the practice's agenda, but names in this list only for
     # clients whose file they may see.
     http = new_http()
@@ -683,6 +685,7 @@ async def test_staff_see_to_whom_a_slot_was_offered(world: dict[str, Any], new_h
     rows = (await http.get(f"/api/appointments/{one.id}/offers")).json()
     assert rows[0]["client_name"] == ""
     assert [o["client_name"] for o in rows[0]["offers"]] == ["", "Yann Second"]
+    assert [o["client_id"] for o in rows[0]["offers"]] == [None, second.id]
     assert (await http.get("/api/appointments/99999/offers")).status_code == 404
     # The client may not use the staff API.
     http = new_http()

@@ -69,8 +69,8 @@ async def client_offers(client_id: int, limit: int = 20) -> list[EarlierSlotOffe
 
 @dataclass(frozen=True)
 class OfferLine:
-    client_id: int
-    client_name: str  # "" when the caller may not see that client's file
+    client_id: int | None  # None, and the name "", when the caller may not see that client
+    client_name: str
     status: str
     sent_at: datetime
     answered_at: datetime | None
@@ -107,7 +107,7 @@ async def offered_to(appointment: Appointment, visible_client_ids: set[int]) -> 
     for a in same:
         lines = [
             OfferLine(
-                client_id=o.client.id,
+                client_id=o.client.id if o.client.id in visible_client_ids else None,
                 client_name=o.client.full_name if o.client.id in visible_client_ids else "",
                 status=effective_status(o, now).value,
                 sent_at=o.sent_at,
