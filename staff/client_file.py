@@ -25,7 +25,12 @@ from server.actions.audit import record_read
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import lazy
-from server.queries.client_file import account_details, clinical_details, contact_details
+from server.queries.client_file import (
+    account_details,
+    booked_while_inactive,
+    clinical_details,
+    contact_details,
+)
 from server.queries.sessions import load_sessions
 from server.queries.tasks import client_tasks
 from server.web import client_address, id_or_none, path_id, render, require_staff, validate
@@ -86,6 +91,7 @@ async def file_page(
         "tab": tab,
         "therapist": await StaffUser.get_or_none(id=client.therapist_id),  # type: ignore[attr-defined]
         "has_portal": await PortalAccount.filter(client_id=client.id, is_active=True).exists(),
+        "booked_while_inactive": await booked_while_inactive(client),
     }
     context.update(await tab.load(caller, client, practice))
     context.update(ctx or {})

@@ -319,3 +319,49 @@ async def test_service_fee_discounts(
     assert d.kind is DiscountKind.PERCENT
     r = await http.post(f"{url}/{d.id}/remove", data={"csrf_token": token})
     assert r.status_code == 303 and not await ServiceDiscount.filter(id=d.id).exists()
+
+
+async def test_an_inactive_client_with_sessions_still_booked_says_so_on_the_file(
+    http: httpx.AsyncClient, make: Factory, file: dict[str, Any]
+) -> None:
+    """Marked inactive with sessions left on the agenda: the reminders still go (a booking
+    is the stronger sign), and every tab of the file says how many are booked."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from models.jobs import Job, JobStatus
+    from server.actions import agenda
+
+    helene: Client = file["helene"]
+    practice = await make.practice()
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Cabinet", address="")
+    soon = (datetime.now(UTC) + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    for days in (0, 7):
+        await agenda.do_book_appointment(
+            None,
+            practitioner=file["alice"],
+            client=helene,
+            service=talk,
+            starts_at=soon + timedelta(days=days),
+            location=office,
+        )
+    await login(http, file["alice"])
+    body = contact(helene, emails=[{"address": "helene@example.org"}], reminder_email_hours=24)
+    assert (await http.put(f"/api/clients/{helene.id}/contact", json=body)).status_code == 200
+    page = await http.get(f"/staff/clients/{helene.id}/contact")
+    assert "data-booked-while-inactive" not in page.text  # active: nothing to say
+    inactive = {**body, "status": "archived"}
+    assert (await http.put(f"/api/clients/{helene.id}/contact", json=inactive)).status_code == 200
+    for tab in ("contact", "sessions", "tasks"):
+        page = await http.get(f"/staff/clients/{helene.id}/{tab}")
+        assert "data-booked-while-inactive" in page.text
+        assert "still has 2 sessions booked" in page.text
+    reminders = Job.filter(key__startswith="reminder:", status=JobStatus.PENDING)
+    assert await reminders.count() == 2
+    active = {**body, "status": "active"}
+    assert (await http.put(f"/api/clients/{helene.id}/contact", json=active)).status_code == 200
+    page = await http.get(f"/staff/clients/{helene.id}/sessions")
+    assert "data-booked-while-inactive" not in page.text

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from models.accounts import PortalAccount, StaffUser
-from models.agenda import Service, ServiceDiscount, discounted_price
+from models.agenda import Appointment, Attendance, Service, ServiceDiscount, discounted_price
 from models.clients import (
     Client,
     ClientStatus,
@@ -20,6 +21,22 @@ from server.queries.sessions import attendance_totals
 
 # Empty rows offered by the contact form so a phone or email can be added without script.
 SPARE_ROWS = 2
+
+
+async def booked_while_inactive(client: Client) -> int:
+    """Sessions still booked for a client marked inactive (archived); 0 for any other client.
+
+    Their reminders still go: a session on the agenda is the stronger sign that the client
+    is coming (someone booked a returning client without changing the status). The file
+    says so, for the practice that closed the file and forgot the bookings."""
+    if client.status is not ClientStatus.ARCHIVED:
+        return 0
+    return await Appointment.filter(
+        client_id=client.id,
+        deleted_at=None,
+        attendance=Attendance.SCHEDULED,
+        starts_at__gt=datetime.now(UTC),
+    ).count()
 
 
 async def contact_details(client: Client) -> dict[str, Any]:
