@@ -12,10 +12,10 @@ from starlette.responses import RedirectResponse, Response
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.audit import AuditEntry
-from models.tasks import Task
 from server.access import access_staff_user
 from server.actions import accounts
 from server.errors import NotFound, ValidationFailed
+from server.queries.tasks import my_open_counts
 from server.web import id_or_none, parse_body, path_id, render, require_staff
 
 OWNER = (StaffRole.OWNER,)
@@ -48,7 +48,7 @@ async def home(request: Request) -> Response:
     desk = caller.staff.role is StaffRole.OFFICE_ADMIN
     if not desk:
         today = today.filter(practitioner_id=caller.staff.id)
-    open_tasks = Task.filter(assignee_id=caller.staff.id, deleted_at=None, done_at=None)
+    open_tasks, late_tasks = await my_open_counts(caller, day)
     ctx = {
         "practice": practice,
         "section": "home",
@@ -56,8 +56,8 @@ async def home(request: Request) -> Response:
             "starts_at", "id"
         ),
         "desk": desk,
-        "open_tasks": await open_tasks.count(),
-        "late_tasks": await open_tasks.filter(due_date__lt=day).count(),
+        "open_tasks": open_tasks,
+        "late_tasks": late_tasks,
     }
     return render(request, "staff/home.html", ctx)
 

@@ -119,6 +119,27 @@ async def test_done_reopen_and_my_tasks(http: httpx.AsyncClient, cast: dict[str,
     assert task.done_by_id is None  # type: ignore[attr-defined]
 
 
+async def test_home_counts_the_same_tasks_as_my_list(
+    http: httpx.AsyncClient, cast: dict[str, Any]
+) -> None:
+    """A client moved to a colleague takes Alice's tasks on their file out of her list; the
+    home page counted them still (and so told her that file had work left on it)."""
+    from models.clients import Client
+
+    await login(http, cast["alice"])
+    helene, other = cast["helene"], cast["other"]
+    for client, due in ((helene, "2020-01-06"), (other, "2020-01-07"), (other, None)):
+        body = {"note": "Call back", **({"due_date": due} if due else {})}
+        assert (await http.post(f"/api/clients/{client.id}/tasks", json=body)).status_code == 200
+    home = await http.get("/staff/")
+    assert "3 open tasks" in home.text and "2 overdue" in home.text
+    await Client.filter(id=other.id).update(therapist_id=cast["bob"].id)
+    assert [t["client_id"] for t in (await http.get("/api/tasks")).json()] == [helene.id]
+    home = await http.get("/staff/")
+    assert "1 open task" in home.text and "1 overdue" in home.text
+    assert "3 open tasks" not in home.text and "2 overdue" not in home.text
+
+
 async def test_access_every_caller(
     new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
 ) -> None:

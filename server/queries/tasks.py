@@ -56,13 +56,23 @@ async def _open_then_done(query: Any) -> list[TaskOut]:
     return open_ + done[:DONE_SHOWN]
 
 
-async def my_tasks(caller: Caller) -> list[TaskOut]:
-    """Tasks assigned to me, on files I may still see."""
+async def _mine(caller: Caller) -> Any:
+    """Tasks assigned to me, on files I may still see (a client moved to a colleague takes
+    my tasks on their file out of my sight)."""
     assert caller.staff is not None
     client_ids = Subquery((await visible_clients(caller)).values("id"))
-    return await _open_then_done(
-        Task.filter(assignee_id=caller.staff.id, deleted_at=None, client_id__in=client_ids)
-    )
+    return Task.filter(assignee_id=caller.staff.id, deleted_at=None, client_id__in=client_ids)
+
+
+async def my_tasks(caller: Caller) -> list[TaskOut]:
+    return await _open_then_done(await _mine(caller))
+
+
+async def my_open_counts(caller: Caller, today: date) -> tuple[int, int]:
+    """How many of my tasks are open, and how many of those are late: the home page's
+    figures, counted over the same tasks as my list."""
+    open_ = (await _mine(caller)).filter(done_at=None)
+    return await open_.count(), await open_.filter(due_date__lt=today).count()
 
 
 async def client_tasks(client_id: int) -> list[TaskOut]:
