@@ -78,6 +78,16 @@ async def access_staff_user(caller: Caller, staff_id: int) -> StaffUser:
     return user
 
 
+async def access_practitioner(caller: Caller, staff_id: int) -> StaffUser:
+    """An active clinician or owner of the caller's practice (a column of the agenda)."""
+    if caller.staff is None:
+        raise NotFound()
+    user = await StaffUser.get_or_none(id=staff_id, practice_id=caller.practice_id, is_active=True)
+    if user is None or user.role is StaffRole.OFFICE_ADMIN:
+        raise NotFound()
+    return user
+
+
 async def access_conversation(
     caller: Caller, conversation_id: int
 ) -> tuple[Conversation, Participant]:

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from models.accounts import Practice
 from models.agenda import Appointment, Attendance, Location, Service, ServiceCategory
-from server.access import access_client, access_sms_template
+from server.access import access_client, access_practitioner, access_sms_template
 from server.actions import agenda
 from server.api import Ok
 from server.i18n import current_time_zone
@@ -24,7 +24,6 @@ from server.queries.agenda_view import (
     access_agenda_location,
     access_agenda_service,
     access_appointment,
-    access_practitioner,
     appointment_views,
     category_label,
     in_range,

@@ -40,7 +40,7 @@ from server.access import (
     access_consultations,
     access_invoice,
     access_payment,
-    access_staff_user,
+    access_practitioner,
     visible_clients,
     visible_consultations,
     visible_invoices,
@@ -118,7 +118,7 @@ async def _issuer(caller: Caller, raw: str) -> StaffUser | None:
     practice's, not a colleague's."""
     if raw in ("", "practice"):
         return None
-    issuer = await access_staff_user(caller, parse_id(raw))
+    issuer = await access_practitioner(caller, parse_id(raw))
     assert caller.staff is not None
     if caller.staff.role is StaffRole.THERAPIST and issuer.id != caller.staff.id:
         raise NotFound()
@@ -576,7 +576,7 @@ async def add_consultation(request: Request) -> Response:
     form.setdefault("billable", "false")
     try:
         body = validate(ConsultationForm, form)
-        practitioner = await access_staff_user(caller, body.practitioner_id)
+        practitioner = await access_practitioner(caller, body.practitioner_id)
         await billing.do_create_consultation(
             caller,
             client,

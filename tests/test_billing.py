@@ -893,6 +893,22 @@ async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -
         data={"practitioner_id": therapist.id, "on_date": "2026-11-02", "title": ""},
     )
     assert r.status_code == 422
+    # Only a practitioner the form offers (an active clinician or owner): not the front
+    # desk, nor a colleague who has left.
+    desk = await make.office_admin()
+    gone = await make.therapist(first_name="Gone")
+    gone.is_active = False
+    await gone.save()
+    for who in (desk, gone):
+        r = await http.post(
+            f"/staff/clients/{client.id}/consultations",
+            data={"practitioner_id": who.id, "on_date": "2026-11-02", "title": "Report"},
+        )
+        assert r.status_code == 404
+        r = await http.get(f"/staff/billing/settings?issuer={who.id}")
+        assert r.status_code == 404
+    page = await http.get(f"/staff/clients/{client.id}/billing")
+    assert f'<option value="{desk.id}"' not in page.text
     consultation = await Consultation.get(client_id=client.id)
     r = await http.get(f"/staff/clients/{client.id}/billing")
     assert r.status_code == 200 and "Phone call" in r.text

@@ -249,13 +249,3 @@ async def access_agenda_location(caller: Caller, location_id: int) -> Location:
     if location is None:
         raise NotFound()
     return location
-
-
-async def access_practitioner(caller: Caller, staff_id: int) -> StaffUser:
-    """An active clinician or owner of the caller's practice (a column of the agenda)."""
-    if caller.staff is None:
-        raise NotFound()
-    user = await StaffUser.get_or_none(id=staff_id, practice_id=caller.practice_id, is_active=True)
-    if user is None or user.role is StaffRole.OFFICE_ADMIN:
-        raise NotFound()
-    return user
