@@ -548,6 +548,43 @@ async def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_sweep(
     await other_tab.ws.close()
 
 
+async def test_the_sweep_finds_exactly_the_ended_sessions_among_many(make: Factory) -> None:
+    """More sessions than one statement of the sweep takes on SQLite, each way of ending
+    spread through them, and ids that never existed: the ended ones, and only those."""
+    from realtime.hub import SWEEP_BATCH, _ended_sessions
+
+    alice = await make.therapist()
+    now = datetime.now(UTC)
+    idle = 600
+    ways = ["live", "live", "expired", "idled out", "revoked", "live", "gone"]
+    rows, expected = [], set()
+    for i in range(SWEEP_BATCH * 2 + 37):
+        way = ways[i % len(ways)]
+        sid = hash_token(f"sweep-{i}")
+        if way != "live":
+            expected.add(sid)
+        if way == "gone":
+            continue
+        rows.append(
+            AuthSession(
+                id=sid,
+                realm=Realm.STAFF,
+                staff_user_id=alice.id,
+                csrf_token="c",
+                last_seen_at=now - timedelta(seconds=idle + 1 if way == "idled out" else 5),
+                expires_at=now - timedelta(seconds=1) if way == "expired" else now + timedelta(1),
+                idle_seconds=idle,
+                revoked_at=now if way == "revoked" else None,
+            )
+        )
+    await AuthSession.bulk_create(rows)
+    ids = [hash_token(f"sweep-{i}") for i in range(SWEEP_BATCH * 2 + 37)]
+    assert await _ended_sessions(ids, idle, now) == expected
+    live = [i for i in ids if i not in expected]
+    assert await _ended_sessions(live, idle, now) == set()
+    assert await _ended_sessions(live[:1], idle, now) == set()
+
+
 async def test_a_client_gets_nothing_from_conversations_they_are_not_in(
     live_server: LiveServer, sign_in: SignIn, cast: Cast
 ) -> None:
