@@ -114,7 +114,12 @@ def cmd_createuser(args: argparse.Namespace) -> None:
     async def go() -> None:
         practice = await Practice.first()
         if practice is None:
-            practice = await Practice.create(name=args.practice or "My practice")
+            settings = get_settings()
+            practice = await Practice.create(
+                name=args.practice or "My practice",
+                time_zone=settings.time_zone,
+                locale=settings.locale,
+            )
         user = await do_create_staff_user(
             None,
             practice,

@@ -160,7 +160,9 @@ class SessionMiddleware:
         locale = i18n.negotiate(accept_language, caller.locale if caller else None, settings.locale)
         i18n.set_locale(locale)
         i18n.set_format_locale(i18n.regional(accept_language, locale))
-        i18n.set_time_zone(settings.time_zone)
+        # The practice's zone once signed in; before that (the sign-in pages), the default
+        # a new practice is created with.
+        i18n.set_time_zone(caller.time_zone if caller and caller.time_zone else settings.time_zone)
         state["locale"] = locale
         if scope["type"] == "websocket":
             # A socket lives for hours inside this call: its frame must not keep the
@@ -430,7 +432,7 @@ def render(
         "locale": i18n.current_locale(),
         "html_lang": i18n.html_lang(),
         "locales": i18n.LOCALES,
-        "time_zone": get_settings().time_zone,
+        "time_zone": i18n.current_time_zone().key,
         # "Today" is the practice's day, not the server's: due dates turn overdue at its midnight.
         "today": datetime.now(i18n.current_time_zone()).date(),
     }

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from models.accounts import Practice
-from server.actions.practice import PracticeSettingsIn, do_update_settings
+from server.actions.practice import PracticeSettingsIn, do_update_settings, time_zones
 from server.errors import ValidationFailed
 from server.web import render, require_staff, validate
 from staff.pages import OWNER
@@ -15,7 +15,11 @@ from staff.pages import OWNER
 async def settings_page(request: Request) -> Response:
     caller = require_staff(request, OWNER)
     practice = await Practice.get(id=caller.practice_id)
-    ctx: dict[str, object] = {"practice": practice, "section": "practice"}
+    ctx: dict[str, object] = {
+        "practice": practice,
+        "section": "practice",
+        "time_zones": time_zones(),
+    }
     if request.method == "POST":
         form = await request.form()
         data = {k: v for k, v in form.items() if k != "csrf_token"}

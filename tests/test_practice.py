@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sqlite3
+import sys
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from models.accounts import Practice
 from models.audit import AuditEntry
+from server import i18n
+from server.actions import agenda
 from tests.conftest import Factory, login
 
 
@@ -47,3 +56,83 @@ async def test_only_the_owner(new_http: Any, make: Factory) -> None:
         assert (await http.get("/staff/practice")).status_code == 403
         r = await http.post("/staff/practice", data={"csrf_token": me["csrf_token"], "name": "x"})
         assert r.status_code == 403
+
+
+async def test_the_practice_time_zone_is_the_one_everyone_sees(
+    new_http: Any, make: Factory
+) -> None:
+    """Pages were written in the server's CABINET_TIME_ZONE while the portal's slots and the
+    reminders followed the practice's own zone: one practice, two clocks. Now the signed-in
+    caller's practice zone is the request's, and the owner sets it."""
+
+    owner = await make.owner()
+    alice = await make.therapist()
+    client = await make.client(alice)
+    await make.portal_account(client)
+    practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
+    http = new_http("10.9.3.1")
+    me = await login(http, owner)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "name": practice.name,
+        "cancellation_notice_hours": "24",
+        "video_url_template": practice.video_url_template,
+    }
+    page = await http.get("/staff/practice")
+    assert "<option selected>Europe/Paris</option>" in page.text
+    bad = await http.post("/staff/practice", data={**form, "time_zone": "Mars/Olympus_Mons"})
+    assert bad.status_code == 422 and "Choose a time zone" in bad.text
+    ok = await http.post("/staff/practice", data={**form, "time_zone": "America/Montreal"})
+    assert ok.status_code == 303
+    await practice.refresh_from_db()
+    assert practice.time_zone == "America/Montreal"
+    # Ten days ahead at 9:00 in Montréal, booked as the agenda books it (in UTC).
+    montreal = ZoneInfo("America/Montreal")
+    day = (datetime.now(montreal) + timedelta(days=10)).date()
+    start = datetime.combine(day, time(9), montreal).astimezone(UTC)
+    talk = await agenda.do_create_service(
+        None, practice, name="Talk", duration_minutes=50, price=Decimal("80")
+    )
+    office = await agenda.do_create_location(None, practice, name="Office", address="")
+    await agenda.do_book_appointment(
+        None, practitioner=alice, client=client, service=talk, starts_at=start, location=office
+    )
+    i18n.set_locale("en")
+    i18n.set_time_zone("America/Montreal")
+    nine_short, nine_full = (
+        i18n.format_datetime(start, "short"),
+        i18n.format_datetime(start, "full"),
+    )
+    i18n.set_time_zone("Europe/Paris")
+    paris_short = i18n.format_datetime(start, "short")
+    assert nine_short != paris_short
+    staff = new_http("10.9.3.2")
+    await login(staff, alice)
+    sessions = await staff.get(f"/staff/clients/{client.id}/sessions")
+    assert nine_short in sessions.text and paris_short not in sessions.text
+    agenda_page = await staff.get("/staff/agenda")
+    assert 'timeZone = "America/Montreal"' in agenda_page.text
+    portal = new_http("10.9.3.3")
+    await login(portal, client)
+    mine = await portal.get("/portal/appointments")
+    assert nine_full in mine.text
+    # Before sign-in, the pages fall back to the server's default zone: nothing to show.
+    assert (await new_http("10.9.3.4").get("/staff/login")).status_code == 200
+
+
+async def test_createuser_makes_the_practice_in_the_configured_zone(tmp_path: Any) -> None:
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/cli.sqlite3",
+        "CABINET_DATA_DIR": str(tmp_path),
+        "CABINET_TIME_ZONE": "America/Montreal",
+        "CABINET_LOCALE": "fr",
+    }
+    cabinet = [sys.executable, "-m", "server.cli"]
+    for args in (["migrate"], ["createuser", "owner@example.org", "--password", "a long pass 42"]):
+        proc = await asyncio.create_subprocess_exec(*cabinet, *args, env=env)
+        assert await proc.wait() == 0
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as db:
+        row = db.execute("SELECT time_zone, locale FROM practice").fetchone()
+    assert row == ("America/Montreal", "fr")

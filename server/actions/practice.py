@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from zoneinfo import available_timezones
+
 from pydantic import BaseModel, Field, field_validator
 
 from models.accounts import Practice
@@ -9,6 +12,14 @@ from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.i18n import gettext as _
+
+
+@cache
+def time_zones() -> list[str]:
+    """The zones a practice may be in: the IANA regions ("Europe/Paris"), and UTC."""
+    return sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/")) + [
+        "UTC"
+    ]
 
 
 class PracticeSettingsIn(BaseModel):
@@ -23,6 +34,16 @@ class PracticeSettingsIn(BaseModel):
     # Earlier-slot alerts (server/actions/offers.py).
     earlier_slot_alerts: bool = False
     earlier_slot_min_days: int = Field(default=10, ge=1, le=365)
+    # Where the practice's days and hours are: open hours, online slots, reminders, and every
+    # date and time its staff and clients see. Absent: unchanged.
+    time_zone: str | None = Field(default=None, max_length=64)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in time_zones():
+            raise ValueError(_("Choose a time zone from the list."))
+        return value.strip() if value is not None else None
 
     @field_validator("video_url_template")
     @classmethod
@@ -35,7 +56,7 @@ class PracticeSettingsIn(BaseModel):
 
 
 async def do_update_settings(actor: Caller, practice: Practice, data: PracticeSettingsIn) -> None:
-    values = data.model_dump()
+    values = data.model_dump(exclude_none=True)
     values["name"] = values["name"].strip()
     values["crisis_message"] = values["crisis_message"].strip()
     changed = [k for k, v in values.items() if getattr(practice, k) != v]

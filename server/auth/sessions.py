@@ -46,6 +46,9 @@ class Caller:
     staff: StaffUser | None = None
     account: PortalAccount | None = None
     client: Client | None = None
+    # The practice's time zone (Practice.time_zone), read with the session: every date and
+    # time this caller sees is in it, as the portal's slots and the reminders are.
+    time_zone: str = ""
 
     @classmethod
     def acting_as(cls, who: StaffUser | tuple[PortalAccount, Client]) -> Caller:
@@ -108,16 +111,19 @@ async def load_caller(realm: Realm, token: str | None) -> Caller | None:
     p = placeholders(2)
     if realm is Realm.STAFF:
         sql = (
-            f"SELECT {select_columns(AuthSession, 's')}, {select_columns(StaffUser, 'u')} "
+            f"SELECT {select_columns(AuthSession, 's')}, {select_columns(StaffUser, 'u')}, "
+            "pr.time_zone AS practice_time_zone "
             "FROM auth_session s JOIN staff_user u ON u.id = s.staff_user_id "
+            "JOIN practice pr ON pr.id = u.practice_id "
             f"WHERE s.id = {p[0]} AND s.realm = {p[1]}"
         )
     else:
         sql = (
             f"SELECT {select_columns(AuthSession, 's')}, {select_columns(PortalAccount, 'a')}, "
-            f"{select_columns(Client, 'k')} "
+            f"{select_columns(Client, 'k')}, pr.time_zone AS practice_time_zone "
             "FROM auth_session s JOIN portal_account a ON a.id = s.portal_account_id "
-            f"JOIN client k ON k.id = a.client_id WHERE s.id = {p[0]} AND s.realm = {p[1]}"
+            "JOIN client k ON k.id = a.client_id JOIN practice pr ON pr.id = k.practice_id "
+            f"WHERE s.id = {p[0]} AND s.realm = {p[1]}"
         )
     rows = await connection().execute_query_dict(sql, [hash_token(token), realm.value])
     now = datetime.now(UTC)
@@ -126,7 +132,7 @@ async def load_caller(realm: Realm, token: str | None) -> Caller | None:
     session = from_row(AuthSession, rows[0], "s")
     if not session_is_live(session, now):
         return None
-    caller = Caller(realm=realm, session=session)
+    caller = Caller(realm=realm, session=session, time_zone=str(rows[0]["practice_time_zone"]))
     if realm is Realm.STAFF:
         staff = from_row(StaffUser, rows[0], "u")
         if not staff.is_active:
