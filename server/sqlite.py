@@ -58,11 +58,29 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from tortoise.backends.sqlite.client import SqliteClient, translate_exceptions
 
 T = TypeVar("T")
+
+
+def _utc_text(value: datetime) -> str:
+    """A datetime as SQLite stores it: text, in UTC when it knows its zone.
+
+    SQLite compares datetimes as text. Tortoise writes an aware value with its own offset
+    ("2026-03-29 00:00:00+01:00"), which sorts against the stored UTC values by its digits,
+    not its instant: a filter from a Paris midnight ran from 01:00 UTC. PostgreSQL compares
+    instants; so does this. Registered after Tortoise's own adapter, which it replaces
+    (both are process-wide, as sqlite3's adapters are).
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ")
+
+
+sqlite3.register_adapter(datetime, _utc_text)
 
 log = logging.getLogger(__name__)
 

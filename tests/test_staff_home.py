@@ -67,3 +67,30 @@ async def test_home_lists_todays_sessions_for_each_role(make: Factory, new_http:
     http = new_http()
     await login(http, await make.therapist(first_name="Nina"))
     assert "No session today." in (await http.get("/staff/")).text
+
+
+async def test_home_day_runs_from_the_practice_midnight_to_midnight(
+    make: Factory, new_http: Any
+) -> None:
+    """A session at 00:30 belongs to its own day. On SQLite the bounds went to the database
+    as Paris times and were compared as text with UTC ones: the list ran from 01:00 (02:00
+    in summer) to the same hour the next day."""
+    practice = await make.practice()
+    alice = await make.therapist()
+    early = await make.client(alice, first_name="Early", last_name="Bird")
+    late = await make.client(alice, first_name="Night", last_name="Owl")
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=20, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    tz = ZoneInfo(practice.time_zone)
+    today = datetime.now(tz).date()
+    for client, day in ((early, today), (late, today + timedelta(days=1))):
+        at = datetime.combine(day, time(0, 30), tzinfo=tz)
+        await agenda.do_book_appointment(
+            None, practitioner=alice, client=client, service=service, starts_at=at, location=office
+        )
+    http = new_http()
+    await login(http, alice)
+    page = (await http.get("/staff/")).text
+    assert "Early Bird" in page and "Night Owl" not in page
