@@ -197,6 +197,83 @@ async def test_attendance_transitions(setup: dict[str, Any]) -> None:
     assert await Appointment.filter(id=moved_to.id).exists()  # soft: the record stays
 
 
+async def test_a_move_within_the_appointments_own_time(setup: dict[str, Any]) -> None:
+    """09:00 to 09:30: the appointment's own time is not a clash (it was refused, naming the
+    appointment being moved), and the part of the old time the new one covers is never
+    offered to clients waiting for an earlier slot."""
+    from models.jobs import Job, JobStatus
+    from models.offers import FreedSlot, SlotStatus
+
+    s = setup
+    s["practice"].earlier_slot_alerts = True
+    await s["practice"].save()
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    moved_to = await agenda.do_move_appointment(None, appt, paris(MONDAY, 9, 30))
+    assert moved_to.starts_at == paris(MONDAY, 9, 30)
+    await appt.refresh_from_db()
+    assert appt.attendance is Attendance.MOVED
+    (freed,) = await FreedSlot.filter(appointment_id=appt.id)
+    assert freed.status is SlotStatus.TAKEN
+    assert not await Job.filter(key=f"offers.round:{freed.id}", status=JobStatus.PENDING).exists()
+    # Another client's appointment is still a clash.
+    await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][1],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 10, 30),
+        location=s["office"],
+    )
+    with pytest.raises(Conflict):
+        await agenda.do_move_appointment(None, moved_to, paris(MONDAY, 10))
+
+
+async def test_two_changes_of_one_appointment_at_once_do_not_both_pass(
+    setup: dict[str, Any],
+) -> None:
+    """Each handler loads the appointment, then acts: the second, on what it loaded, must not
+    move it again (two live appointments for one) or write "moved" over a cancellation."""
+    s = setup
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+    )
+    first, second = await Appointment.get(id=appt.id), await Appointment.get(id=appt.id)
+    await agenda.do_move_appointment(None, first, paris(MONDAY, 10))
+    with pytest.raises(Conflict):
+        await agenda.do_move_appointment(None, second, paris(MONDAY, 11))
+    live = await Appointment.filter(client_id=s["clients"][0].id, attendance=Attendance.SCHEDULED)
+    assert [a.starts_at for a in live] == [paris(MONDAY, 10)]
+    # The refused move booked nothing (its booking rolled back with it).
+    assert not await Appointment.filter(starts_at=paris(MONDAY, 11)).exists()
+    # The client cancels on the portal while the desk, on an older page, moves it.
+    other = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][1],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 11),
+        location=s["office"],
+    )
+    seen_by_desk = await Appointment.get(id=other.id)
+    await agenda.do_set_attendance(None, other, Attendance.CANCELLED_BY_CLIENT)
+    with pytest.raises(Conflict):
+        await agenda.do_move_appointment(None, seen_by_desk, paris(MONDAY, 11, 30))
+    await other.refresh_from_db()
+    assert other.attendance is Attendance.CANCELLED_BY_CLIENT
+
+
 async def test_group_slot_capacity(setup: dict[str, Any]) -> None:
     s = setup
     await agenda.do_add_availability(

@@ -270,9 +270,11 @@ async def do_book_appointment(
     service: Service,
     starts_at: datetime,
     location: Location | None = None,
+    replacing: Appointment | None = None,
 ) -> Appointment:
     """Book one client. No double booking of the practitioner, except clients sharing a
-    group slot up to its capacity (409 otherwise, naming what it collides with)."""
+    group slot up to its capacity (409 otherwise, naming what it collides with). With
+    ``replacing`` (a move), that appointment's own time does not count as taken."""
     kind = await _category(service)
     if kind is BuiltinCategory.TELECONSULTATION:
         location = None  # takes place remotely
@@ -286,7 +288,14 @@ async def do_book_appointment(
     async with atomic():
         # Serialise bookings per practitioner: the check and the insert must not interleave.
         await StaffUser.filter(id=practitioner.id).select_for_update().first()
-        await _check_free(practitioner, service, starts_at, ends_at, is_group=is_group)
+        await _check_free(
+            practitioner,
+            service,
+            starts_at,
+            ends_at,
+            is_group=is_group,
+            ignore=replacing.id if replacing is not None else None,
+        )
         appointment = await Appointment.create(
             practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
             practitioner=practitioner,
@@ -385,8 +394,15 @@ async def do_set_attendance(
                 ignore=appointment.id,
             )
         before = appointment.attendance
+        # Claimed from the state the caller saw: two changes of one appointment at once (two
+        # moves, a move and the client's cancellation) must not both pass, the second
+        # writing over the first.
+        claimed = await Appointment.filter(id=appointment.id, attendance=before).update(
+            attendance=attendance, updated_at=datetime.now(UTC)
+        )
+        if not claimed:
+            raise Conflict(_("This appointment was changed meanwhile: reload to see it."))
         appointment.attendance = attendance
-        await appointment.save(update_fields=["attendance", "updated_at"])
         await audit.record(
             actor,
             "appointment.attendance",
@@ -417,10 +433,14 @@ async def do_move_appointment(
             service=await Service.get(id=appointment.service_id),  # type: ignore[attr-defined]
             starts_at=starts_at,
             location=await Location.get_or_none(id=appointment.location_id),  # type: ignore[attr-defined]
+            replacing=appointment,
         )
         await Appointment.filter(id=new.id).update(moved_from_id=appointment.id)
         new.moved_from_id = appointment.id  # type: ignore[attr-defined]
         await do_set_attendance(actor, appointment, Attendance.MOVED)
+        # A move within the old time (09:00 to 09:30) frees only what the new one leaves:
+        # the freed slot it overlaps is taken at once, and never offered.
+        await offers.slot_taken(new)
         await offers.on_appointment_moved(appointment, new)
         await reminders.on_moved(appointment, new)
     return new

@@ -148,7 +148,7 @@ async def on_attendance_changed(
             )
         await _free_slot(appointment)
     elif now_holds and before not in HOLDS_SLOT:
-        await _slot_taken(appointment)
+        await slot_taken(appointment)
 
 
 async def _withdraw_offers_for(appointment: Appointment) -> None:
@@ -168,7 +168,7 @@ async def _withdraw_offers_for(appointment: Appointment) -> None:
 
 async def on_appointment_booked(appointment: Appointment) -> None:
     """From ``agenda.do_book_appointment``: booking over a freed slot takes it."""
-    await _slot_taken(appointment)
+    await slot_taken(appointment)
 
 
 async def on_appointment_moved(old: Appointment, new: Appointment) -> None:
@@ -214,7 +214,7 @@ async def _free_slot(appointment: Appointment) -> FreedSlot | None:
     return slot
 
 
-async def _slot_taken(appointment: Appointment) -> None:
+async def slot_taken(appointment: Appointment) -> None:
     """Every freed slot this appointment overlaps is taken: its round is called off and its
     open offers are withdrawn (the clients' portals update)."""
     overlapping = await FreedSlot.filter(
