@@ -508,6 +508,35 @@ async def test_credit_note_cancels_a_finalized_invoice(make: Factory) -> None:
         await billing.do_credit_note(actor, note)
 
 
+async def test_a_payment_and_a_credit_note_from_two_pages_do_not_lose_money(
+    make: Factory,
+) -> None:
+    """Each read the invoice before the other wrote. The payment was applied to an invoice
+    the note had cancelled (or the note moved nothing to credit): paid 60, credited 60,
+    the client's 60 nowhere. The second is now a 409 and the first stands."""
+    for note_first in (True, False):
+        owner, client, invoice = await _draft(make)
+        actor = caller_of(owner)
+        await billing.do_finalize(actor, invoice)
+        page_a, page_b = await Invoice.get(id=invoice.id), await Invoice.get(id=invoice.id)
+        pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+        if note_first:
+            await billing.do_credit_note(actor, page_a)
+            with pytest.raises(Conflict):
+                await billing.do_record_payment(actor, page_b, pay)
+        else:
+            await billing.do_record_payment(actor, page_a, pay)
+            with pytest.raises(Conflict):
+                await billing.do_credit_note(actor, page_b)
+        await invoice.refresh_from_db()
+        assert invoice.balance >= 0
+        assert (invoice.paid, invoice.credited) in {
+            (Decimal("0.00"), Decimal("60.00")),
+            (Decimal("60.00"), Decimal("0.00")),
+        }
+        assert await billing.client_credit(client.id) == Decimal("0.00")
+
+
 # --- payments ---------------------------------------------------------------------------------
 
 
@@ -872,6 +901,23 @@ async def test_billing_settings_and_default_services(
     assert (await mine.get("/staff/billing/settings?issuer=practice")).status_code == 404
     colleague = await make.therapist()
     assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
+
+
+async def test_bill_this_client_clicked_twice_makes_each_consultation_once(
+    make: Factory,
+) -> None:
+    """Both requests read "no consultation yet" before either wrote: every session was made
+    twice, and billed twice."""
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()
+    for days in (2, 9):
+        await appointment(therapist, client, svc, days)
+    first, second = await asyncio.gather(
+        billing.do_ensure_consultations(None, client),
+        billing.do_ensure_consultations(None, client),
+    )
+    assert len(first) + len(second) == 2
+    assert await Consultation.filter(client_id=client.id).count() == 2
 
 
 async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -> None:

@@ -192,13 +192,17 @@ async def do_ensure_consultations(actor: Caller | None, client: Client) -> list[
     )
     if not appointments:
         return []
-    existing = {
-        (c.practitioner_id, c.on_date)  # type: ignore[attr-defined]
-        for c in await Consultation.filter(client_id=client.id)
-    }
     services = {s.id: s for s in await Service.filter(practice_id=practice.id)}
     created: list[Consultation] = []
     async with atomic():
+        # One at a time per client, and what exists read under that lock: "Bill this client"
+        # clicked twice made every consultation twice, and the invoice billed each session
+        # twice.
+        await Client.filter(id=client.id).select_for_update().first()
+        existing = {
+            (c.practitioner_id, c.on_date)  # type: ignore[attr-defined]
+            for c in await Consultation.filter(client_id=client.id)
+        }
         for appointment in appointments:
             on = appointment.starts_at.astimezone(tz).date()
             key = (appointment.practitioner_id, on)  # type: ignore[attr-defined]
@@ -909,12 +913,7 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
     practice = await Practice.get(id=invoice.practice_id)  # type: ignore[attr-defined]
     await ensure_sequence(profile, practice_today(practice).year)
     async with atomic():
-        # Lock the invoice first: two credit notes for one invoice must not both pass.
-        claimed = await Invoice.filter(id=invoice.id, credited=invoice.credited).update(
-            updated_at=datetime.now(UTC)
-        )
-        if not claimed:
-            raise Conflict(_("This invoice changed meanwhile. Reload."))
+        await _claim_balance(invoice)
         remaining = money(Decimal(invoice.total) - Decimal(invoice.credited))
         if remaining <= 0:
             raise Conflict(_("This invoice is already fully credited."))
@@ -1001,6 +1000,24 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
 # --- payments, credit, refunds -------------------------------------------------------------
 
 
+async def _claim_balance(invoice: Invoice) -> None:
+    """Claim the invoice as the caller read it: what it was paid and credited. Call inside
+    ``atomic()``. A payment and a credit note each compute from both figures; claiming only
+    its own let each pass on the other's stale figure (a payment applied to a cancelled
+    invoice, or a credit note that moved nothing to credit: the client's money lost)."""
+    claimed = await Invoice.filter(
+        id=invoice.id, paid=invoice.paid, credited=invoice.credited
+    ).update(updated_at=datetime.now(UTC))
+    if not claimed:
+        raise Conflict(_("This invoice changed meanwhile. Reload."))
+
+
+async def _lock_client(client_id: int) -> None:
+    """Serialise the uses of one client's credit (a row lock on PostgreSQL; SQLite's write
+    lock). Call inside ``atomic()``."""
+    await Client.filter(id=client_id).update(updated_at=datetime.now(UTC))
+
+
 async def client_credit(client_id: int) -> Decimal:
     """Money the client has on account: overpayments, less credit used and refunds."""
     rows = await Payment.filter(client_id=client_id, invoice_id=None).values_list(
@@ -1027,12 +1044,11 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
         raise _invalid("amount", _("More than zero."))
     holder = invoice.client_id or invoice.payer_client_id  # type: ignore[attr-defined]
     async with atomic():
-        # Serialise payments of this invoice: the balance read below must stay true.
-        claimed = await Invoice.filter(id=invoice.id, paid=invoice.paid).update(
-            updated_at=datetime.now(UTC)
-        )
-        if not claimed:
-            raise Conflict(_("This invoice changed meanwhile. Reload."))
+        await _claim_balance(invoice)
+        if data.method is PaymentMethodUsed.CREDIT and holder is not None:
+            # The credit read below must stay true: one use of it at a time per client, as
+            # refunds take it (two payments by credit could both spend the same credit).
+            await _lock_client(holder)
         balance = invoice.balance
         applied = min(amount, max(balance, ZERO))
         excess = money(amount - applied)
@@ -1099,8 +1115,7 @@ async def do_refund(actor: Caller, client: Client, data: PaymentIn) -> Payment:
     if data.method is PaymentMethodUsed.CREDIT:
         raise _invalid("method", _("How is the money given back?"))
     async with atomic():
-        # Serialise refunds of one client (a row lock on PostgreSQL; SQLite's write lock).
-        await Client.filter(id=client.id).update(updated_at=datetime.now(UTC))
+        await _lock_client(client.id)
         if await client_credit(client.id) < amount:
             raise _invalid("amount", _("More than the client's credit."))
         refund = await Payment.create(
