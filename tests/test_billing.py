@@ -903,6 +903,19 @@ async def test_billing_settings_and_default_services(
     assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
 
 
+async def test_the_practice_profile_is_made_once_when_first_needed_twice_at_once(
+    make: Factory,
+) -> None:
+    from models.billing import BillingProfile
+
+    practice = await make.practice()
+    therapist = await make.therapist()
+    made = await asyncio.gather(*(billing.profile_for(practice, None) for _ in range(4)))
+    made += await asyncio.gather(*(billing.profile_for(practice, therapist) for _ in range(4)))
+    assert len({p.id for p in made}) == 2
+    assert await BillingProfile.filter(practice_id=practice.id).count() == 2
+
+
 async def test_bill_this_client_clicked_twice_makes_each_consultation_once(
     make: Factory,
 ) -> None:

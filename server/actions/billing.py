@@ -106,6 +106,10 @@ async def profile_for(practice: Practice, practitioner: StaffUser | None) -> Bil
     if profile is not None:
         return profile
     async with atomic():
+        # One first use at a time per practice: the practice's own profile has no
+        # practitioner, and NULLs never collide under the unique key, so two first invoices
+        # at once made two profiles (two sequences, the same numbers issued twice).
+        await Practice.filter(id=practice.id).select_for_update().first()
         profile, _created = await BillingProfile.get_or_create(
             practice_id=practice.id,
             practitioner_id=practitioner.id if practitioner else None,
