@@ -626,3 +626,23 @@ async def test_the_api_describes_itself(http: httpx.AsyncClient) -> None:
         "delete",
     }
     assert "post" in paths["/api/clients/{client_id}/circle/links"]
+
+
+async def test_an_edit_from_a_page_read_earlier_does_not_bring_a_removed_person_back(
+    make: Factory,
+) -> None:
+    """The edit wrote every column as it had read them, deleted_at included: a person just
+    taken out of the circle (say an ex-partner) was back, reminders and all."""
+    from server.actions.circle import do_remove_circle_contact, do_update_circle_contact
+
+    alice = await make.therapist()
+    helene = await make.client(alice)
+    data = CircleContactIn(
+        first_name="Marc", last_name="Ex", email="marc@example.org", reminder_email_hours=24
+    )
+    added = await do_add_circle_contact(None, helene, data)
+    edit_page = await AlternateContact.get(id=added.id)
+    await do_remove_circle_contact(None, added)
+    await do_update_circle_contact(None, edit_page, data.model_copy(update={"last_name": "X"}))
+    row = await AlternateContact.get(id=added.id)
+    assert row.deleted_at is not None

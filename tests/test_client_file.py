@@ -365,3 +365,37 @@ async def test_an_inactive_client_with_sessions_still_booked_says_so_on_the_file
     assert (await http.put(f"/api/clients/{helene.id}/contact", json=active)).status_code == 200
     page = await http.get(f"/staff/clients/{helene.id}/sessions")
     assert "data-booked-while-inactive" not in page.text
+
+
+async def test_saving_a_tab_read_earlier_changes_only_that_tab(
+    make: Factory, file: dict[str, Any]
+) -> None:
+    """A save wrote every column of the client as its request had read them: a contact-tab
+    save undid a reassignment to another therapist made meanwhile (who may see the file),
+    and the clinical tab's comments saved from another tab."""
+    from server.actions.client_file import (
+        ClinicalIn,
+        ContactIn,
+        do_assign_therapist,
+        do_update_clinical_details,
+        do_update_contact_details,
+    )
+    from server.auth.sessions import Caller
+
+    helene: Client = file["helene"]
+    owner = await make.owner()
+    contact_tab = await Client.get(id=helene.id)
+    clinical_tab = await Client.get(id=helene.id)
+    await do_assign_therapist(Caller.acting_as(owner), helene, file["bob"])
+    await do_update_clinical_details(
+        Caller.acting_as(owner), clinical_tab, ClinicalIn(clinical_comments="Sleeps badly.")
+    )
+    await do_update_contact_details(
+        Caller.acting_as(owner),
+        contact_tab,
+        ContactIn(first_name=helene.first_name, last_name=helene.last_name, city="Lyon"),
+    )
+    fresh = await Client.get(id=helene.id)
+    assert fresh.city == "Lyon"
+    assert fresh.therapist_id == file["bob"].id  # type: ignore[attr-defined]
+    assert fresh.clinical_comments == "Sleeps badly."

@@ -35,6 +35,7 @@ from server.actions.client_file import (
     _changed,
     _check_phones,
     _reminder,
+    save_changed,
 )
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -230,8 +231,7 @@ async def do_update_circle_contact(
     values["contact_id"] = contact.id if contact else None
     async with atomic():
         changed = _changed(alternate, values)
-        if changed:
-            await alternate.save()
+        await save_changed(alternate, changed)
         old = [
             (p.number, p.label, p.is_primary, p.for_sms)
             for p in await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")

@@ -142,6 +142,15 @@ def _check_emails(emails: list[EmailIn]) -> list[EmailIn]:
     return emails
 
 
+async def save_changed(obj: Any, changed: list[str]) -> None:
+    """Write only the columns this action changed. A plain ``save()`` writes every column as
+    this request read it, undoing what another request changed meanwhile: a therapist
+    reassigned (who may see the file), clinical notes saved from the other tab, a circle
+    contact removed (brought back, reminders and all)."""
+    if changed:
+        await obj.save(update_fields=[*changed, "updated_at"])
+
+
 def _changed(obj: Any, values: dict[str, Any]) -> list[str]:
     changed = [k for k, v in values.items() if getattr(obj, k) != v]
     for k in changed:
@@ -194,7 +203,7 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
     )
     async with atomic():
         changed = _changed(client, values)
-        await client.save()
+        await save_changed(client, changed)
         old_phones = [
             (p.number, p.label, p.is_primary, p.for_sms)
             for p in await PhoneNumber.filter(client_id=client.id).order_by("id")
@@ -331,7 +340,7 @@ async def do_update_clinical_details(actor: Caller, client: Client, data: Clinic
             values.pop("diagnosis_keywords")
         changed = _changed(client, values)
         if changed:
-            await client.save()
+            await save_changed(client, changed)
             await audit.record(
                 actor,
                 "client.clinical_updated",
@@ -390,7 +399,7 @@ async def do_update_account_details(actor: Caller, client: Client, data: Account
     async with atomic():
         changed = _changed(client, values)
         if changed:
-            await client.save()
+            await save_changed(client, changed)
             await audit.record(
                 actor,
                 "client.account_updated",

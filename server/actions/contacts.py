@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from models.clients import Contact, ContactKind, search_key
 from server.actions import audit
-from server.actions.client_file import EMAIL, _changed
+from server.actions.client_file import EMAIL, _changed, save_changed
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import ValidationFailed
@@ -81,7 +81,7 @@ async def do_update_contact(
     async with atomic():
         changed = _changed(contact, values)
         if changed:
-            await contact.save()
+            await save_changed(contact, changed)
             await audit.record(
                 actor,
                 "contact.updated",
