@@ -479,6 +479,29 @@ async def test_gapless_numbers_under_concurrent_finalization(make: Factory, sett
     assert numbers == [f"F-{year}-{n:04d}" for n in range(1, 31)]
 
 
+async def test_a_line_added_from_another_page_is_in_the_finalized_total(make: Factory) -> None:
+    """Finalize wrote back every column as its page had read them: the total from before the
+    line, on a numbered invoice whose lines add up to more."""
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    finalize_page = await Invoice.get(id=invoice.id)
+    await billing.do_add_line(actor, invoice, LineIn("Report", Decimal("30")))
+    await billing.do_update_draft(
+        actor,
+        await Invoice.get(id=invoice.id),
+        payer_name="Hélène Dubois",
+        payer_address="",
+        payer_email="",
+        notes="Thank you",
+    )
+    await billing.do_finalize(actor, finalize_page)
+    final = await Invoice.get(id=invoice.id)
+    lines = await InvoiceLine.filter(invoice_id=invoice.id)
+    assert final.status is InvoiceStatus.FINALIZED and final.number
+    assert final.total == sum((Decimal(str(line.amount)) for line in lines), Decimal("0"))
+    assert final.total == Decimal("90.00") and final.notes == "Thank you"
+
+
 # --- credit notes ---------------------------------------------------------------------------
 
 

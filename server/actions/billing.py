@@ -693,6 +693,10 @@ async def _lock_draft(invoice: Invoice) -> None:
         raise Conflict(_("A finalized invoice is never changed: issue a credit note instead."))
 
 
+# An invoice's figures computed from its lines (_retotal writes them, _finalize reads them).
+TOTALS = ("subtotal", "discount_total", "tax_total", "total", "tax_exemption")
+
+
 async def _retotal(invoice: Invoice) -> None:
     lines = [_plan_of(line) for line in await InvoiceLine.filter(invoice_id=invoice.id)]
     t = totals(lines)
@@ -700,7 +704,7 @@ async def _retotal(invoice: Invoice) -> None:
     invoice.subtotal, invoice.discount_total = t.subtotal, t.discount_total
     invoice.tax_total, invoice.total = t.tax_total, t.total
     invoice.tax_exemption = profile.tax_exemption if t.tax_total == ZERO else ""
-    await invoice.save()
+    await invoice.save(update_fields=[*TOTALS, "updated_at"])
 
 
 @dataclass
@@ -801,7 +805,9 @@ async def do_update_draft(
         invoice.payer_address = payer_address.strip()
         invoice.payer_email = payer_email.strip()[:254]
         invoice.notes = notes.strip()
-        await invoice.save()
+        await invoice.save(
+            update_fields=["payer_name", "payer_address", "payer_email", "notes", "updated_at"]
+        )
         await audit.record(
             actor,
             "invoice.updated",
@@ -876,13 +882,19 @@ async def _finalize(
 ) -> None:
     if not await InvoiceLine.filter(invoice_id=invoice.id).exists():
         raise _invalid("lines", _("An invoice needs at least one line."))
+    # The draft as it is now, under the caller's claim on it: a line added from another page
+    # while this request waited changed its totals, and a full save of what this request had
+    # read would number an invoice whose lines do not add up to its total.
+    await invoice.refresh_from_db(fields=list(TOTALS))
     today = practice_today(practice)
     invoice.status = InvoiceStatus.FINALIZED
     invoice.finalized_at = datetime.now(UTC)
     invoice.issued_on = today
     invoice.due_on = today + timedelta(days=profile.payment_days)
     invoice.number = await _next_number(profile, today.year)
-    await invoice.save()
+    await invoice.save(
+        update_fields=["status", "finalized_at", "issued_on", "due_on", "number", "updated_at"]
+    )
     await audit.record(
         actor,
         "invoice.finalized",
@@ -956,6 +968,9 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
                 )
             ]
             note.subtotal, note.discount_total, note.tax_total = -remaining, ZERO, ZERO
+            await note.save(
+                update_fields=["subtotal", "discount_total", "tax_total", "updated_at"]
+            )
         await InvoiceLine.bulk_create([_line_row(note.id, i, r) for i, r in enumerate(rows)])
         await _finalize(actor, note, profile, practice)
         invoice.credited = money(Decimal(invoice.credited) + remaining)
