@@ -39,6 +39,10 @@ TEMPLATE_LABELS = {
 class NoteIn(BaseModel):
     template: NoteTemplate = NoteTemplate.BLANK
     sections: dict[str, str] = Field(default_factory=dict)
+    # The ``version`` of the note this text was written from ("" for a new note): a note
+    # saved from another window since is a 409 instead of being written over. Absent: the
+    # save writes whatever is there.
+    based_on: str | None = Field(default=None, max_length=64)
 
 
 class AddendumIn(BaseModel):
@@ -55,6 +59,7 @@ class NoteOut(BaseModel):
     cosigned_by_id: int | None
     cosigned_at: datetime | None
     addenda: list[dict[str, Any]]
+    version: str  # what to send back as ``based_on``
 
 
 async def _note(appointment: Appointment) -> SessionNote | None:
@@ -81,6 +86,7 @@ async def note_out(appointment: Appointment) -> NoteOut:
             {"author": a.author.full_name, "text": a.text, "created_at": a.created_at.isoformat()}
             for a in addenda
         ],
+        version=notes.note_version(note),
     )
 
 
@@ -108,7 +114,9 @@ async def put_note(request: Request, body: NoteIn) -> NoteOut:
     """Write the draft (409 once signed: add an addendum instead)"""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
-    await notes.do_save_draft(caller, appointment, body.template, body.sections)
+    await notes.do_save_draft(
+        caller, appointment, body.template, body.sections, based_on=body.based_on
+    )
     return await note_out(appointment)
 
 
@@ -142,7 +150,14 @@ async def cosign_note(request: Request) -> NoteOut:
 # --- the page --------------------------------------------------------------------------------
 
 
-async def note_page(request: Request, error: str = "", status: int = 200) -> Response:
+async def note_page(
+    request: Request,
+    error: str = "",
+    status: int = 200,
+    posted: dict[str, str] | None = None,
+) -> Response:
+    """The note, or its form. ``posted``: the text of a save that failed, shown in the form
+    again (an error must never cost the writer their text)."""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
@@ -183,6 +198,8 @@ async def note_page(request: Request, error: str = "", status: int = 200) -> Res
                 and author.supervisor_id == caller.staff.id  # type: ignore[attr-defined]
             ),
             "error": error,
+            "posted": posted,
+            "version": notes.note_version(note),
         },
         status=status,
     )
@@ -198,14 +215,15 @@ def _template(request: Request) -> NoteTemplate:
 async def _form_action(request: Request, act: str) -> Response:
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
-    form = await request.form()
+    form = {k: str(v) for k, v in (await request.form()).items()}
     try:
-        await _run(caller, appointment, act, {k: str(v) for k, v in form.items()})
+        await _run(caller, appointment, act, form)
     except CabinetError as exc:
         if isinstance(exc, NotFound):
             raise
         message = exc.message + " " + " ".join(exc.fields.values())
-        return await note_page(request, message.strip(), exc.status_code)
+        posted = _sections(form) if act == "save" else None
+        return await note_page(request, message.strip(), exc.status_code, posted)
     return RedirectResponse(f"/staff/appointments/{appointment.id}/note", status_code=303)
 
 
@@ -215,16 +233,17 @@ async def _run(caller: Caller, appointment: Appointment, act: str, form: dict[st
             NoteIn,
             {
                 "template": form.get("template", "blank"),
-                "sections": {
-                    k.removeprefix("section_"): v
-                    for k, v in form.items()
-                    if k.startswith("section_")
-                },
+                "sections": _sections(form),
+                "based_on": form.get("based_on"),
             },
         )
-        note = await notes.do_save_draft(caller, appointment, body.template, body.sections)
+        note = await notes.do_save_draft(
+            caller, appointment, body.template, body.sections, based_on=body.based_on
+        )
         if form.get("sign") == "1":
-            await notes.do_sign(caller, note)
+            # Signs what was just saved, or nothing: a save from another window between the
+            # two is a 409, not a signature on text the signer never saw.
+            await notes.do_sign(caller, note, based_on=notes.note_version(note))
     elif act == "addendum":
         await notes.do_add_addendum(
             caller, await _signed_note(appointment), validate(AddendumIn, form).text
@@ -233,6 +252,10 @@ async def _run(caller: Caller, appointment: Appointment, act: str, form: dict[st
         await notes.do_cosign(caller, await _signed_note(appointment))
     else:
         raise NotFound()
+
+
+def _sections(form: dict[str, str]) -> dict[str, str]:
+    return {k.removeprefix("section_"): v for k, v in form.items() if k.startswith("section_")}
 
 
 async def save_form(request: Request) -> Response:

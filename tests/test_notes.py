@@ -3,6 +3,7 @@ by the supervisor, and who may read them."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 
 from models.accounts import Practice
 from models.audit import AuditEntry
-from models.notes import NoteAddendum, SessionNote
-from server.actions import agenda
+from models.notes import NoteAddendum, NoteTemplate, SessionNote
+from server.actions import agenda, notes
+from server.auth.sessions import Caller
+from server.errors import Conflict
 from tests.conftest import Factory, login
 
 
@@ -132,3 +135,74 @@ async def test_the_note_page(http: httpx.AsyncClient, session: dict[str, Any]) -
     assert 'data-note-state="signed"' in signed.text and "Calm" in signed.text
     again = await http.post(page_url, data={**form, "section_data": "Edited"})
     assert again.status_code == 409 and "addendum" in again.text
+
+
+async def test_a_save_from_a_window_opened_earlier_does_not_write_over_the_note(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """Two windows on one draft: the last save won, silently, and the other's text was gone.
+    A save carries the version it was written from; a stale one is a 409 that keeps the
+    writer's text on the page, beside the note as it is saved now."""
+    url = f"/api/appointments/{session['appt'].id}/note"
+    page_url = f"/staff/appointments/{session['appt'].id}/note"
+    sam = new_http("10.6.1.1")
+    me = await login(sam, session["sam"])
+    opened = (await sam.get(url)).json()["version"]
+    assert opened == ""
+    first = await sam.put(url, json={"sections": {"note": "Window A"}, "based_on": opened})
+    assert first.status_code == 200
+    # Window B still has the empty page: its save would have replaced A's text.
+    stale = await sam.put(url, json={"sections": {"note": "Window B"}, "based_on": opened})
+    assert stale.status_code == 409
+    assert (await sam.get(url)).json()["sections"]["note"] == "Window A"
+    # From the current version, the save goes through.
+    now = first.json()["version"]
+    assert (
+        await sam.put(url, json={"sections": {"note": "A, then more"}, "based_on": now})
+    ).status_code == 200
+    # The form: the stale window's text comes back in its textarea, with the saved note.
+    form = {
+        "csrf_token": me["csrf_token"],
+        "template": "blank",
+        "section_note": "Window B, half an hour of writing",
+        "based_on": now,
+    }
+    page = await sam.post(page_url, data=form)
+    assert page.status_code == 409
+    assert "Window B, half an hour of writing</textarea>" in page.text
+    assert "data-saved-elsewhere" in page.text and "A, then more" in page.text
+    assert (await SessionNote.get(appointment_id=session["appt"].id)).sections == {
+        "note": "A, then more"
+    }
+    # "Save and sign" from the stale window signs nothing either.
+    signed = await sam.post(page_url, data={**form, "sign": "1"})
+    assert signed.status_code == 409
+    assert (await SessionNote.get(appointment_id=session["appt"].id)).signed_at is None
+
+
+async def test_signing_checks_the_note_is_the_one_the_signer_saw(session: dict[str, Any]) -> None:
+    sam = Caller.acting_as(session["sam"])
+    note = await notes.do_save_draft(sam, session["appt"], NoteTemplate.BLANK, {"note": "Seen"})
+    seen = notes.note_version(note)
+    await notes.do_save_draft(sam, session["appt"], NoteTemplate.BLANK, {"note": "Not seen"})
+    with pytest.raises(notes.NoteChanged):
+        await notes.do_sign(sam, note, based_on=seen)
+    assert (await SessionNote.get(id=note.id)).signed_at is None
+
+
+async def test_two_first_saves_at_once_are_one_note_and_a_409(session: dict[str, Any]) -> None:
+    """No note row to lock yet: the second failed on the unique appointment, a 500 that
+    lost its text."""
+    sam = Caller.acting_as(session["sam"])
+    results = await asyncio.gather(
+        *(
+            notes.do_save_draft(
+                sam, session["appt"], NoteTemplate.BLANK, {"note": text}, based_on=""
+            )
+            for text in ("one", "two")
+        ),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, SessionNote) for r in results) == 1
+    assert sum(isinstance(r, Conflict) for r in results) == 1
+    assert await SessionNote.filter(appointment_id=session["appt"].id).count() == 1

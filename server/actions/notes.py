@@ -7,6 +7,8 @@ by their supervisor.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 
 from models.accounts import StaffUser
@@ -33,16 +35,48 @@ def _clean(template: NoteTemplate, sections: dict[str, str]) -> dict[str, str]:
     return {name: sections.get(name, "").strip() for name in allowed}
 
 
+def note_version(note: SessionNote | None) -> str:
+    """What a page of the note was opened on: its template and text ("" before any note).
+    A save or a signature made from that page is checked against it."""
+    if note is None:
+        return ""
+    content = json.dumps([note.template.value, note.sections], sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+class NoteChanged(Conflict):
+    """The note was saved from another window since this page opened it."""
+
+
+def _check_version(note: SessionNote | None, based_on: str | None) -> None:
+    if based_on is not None and based_on != note_version(note):
+        raise NoteChanged(
+            _(
+                "This note was saved from another window since you opened it. Your text is "
+                "kept below, beside the note as it is now: compare them, then save again."
+            )
+        )
+
+
 async def do_save_draft(
     actor: Caller,
     appointment: Appointment,
     template: NoteTemplate,
     sections: dict[str, str],
+    *,
+    based_on: str | None = None,
 ) -> SessionNote:
-    """Create or update the appointment's note while it is a draft (its author only)."""
+    """Create or update the appointment's note while it is a draft (its author only).
+
+    With ``based_on`` (``note_version`` of the note the page showed), a note saved from
+    another window meanwhile is a ``NoteChanged`` conflict, not silently written over."""
     assert actor.staff is not None
     async with atomic():
+        # The appointment's row first: two first saves at once (no note row to lock yet)
+        # take turns instead of the second failing on the unique appointment.
+        await Appointment.filter(id=appointment.id).select_for_update().first()
         note = await SessionNote.filter(appointment_id=appointment.id).select_for_update().first()
+        _check_version(note, based_on)
         if note is None:
             note = await SessionNote.create(
                 appointment=appointment,
@@ -58,7 +92,7 @@ async def do_save_draft(
                 raise Conflict(_("Only the author can change a draft note."))
             note.template = template
             note.sections = _clean(template, sections)
-            await note.save()
+            await note.save(update_fields=["template", "sections", "updated_at"])
             action = "note.updated"
         await audit.record(
             actor,
@@ -70,19 +104,26 @@ async def do_save_draft(
     return note
 
 
-async def do_sign(actor: Caller, note: SessionNote) -> SessionNote:
+async def do_sign(actor: Caller, note: SessionNote, *, based_on: str | None = None) -> SessionNote:
+    """Sign the note as it is now, under a lock: what is signed is fixed for good, so it must
+    be what the signer saw (``based_on``), not a save from another window in between."""
     assert actor.staff is not None
     if note.author_id != actor.staff.id:  # type: ignore[attr-defined]
         raise Conflict(_("Only the author can sign a note."))
-    if note.signed_at is not None:
-        return note
-    if not any(note.sections.values()):
-        raise ValidationFailed(_("Some fields are missing."), {"sections": _("The note is empty.")})
     async with atomic():
-        note.signed_at = datetime.now(UTC)
-        await note.save(update_fields=["signed_at", "updated_at"])
-        await _audit(actor, note, "note.signed")
-    return note
+        current = await SessionNote.filter(id=note.id).select_for_update().first()
+        assert current is not None
+        if current.signed_at is not None:
+            return current
+        _check_version(current, based_on)
+        if not any(current.sections.values()):
+            raise ValidationFailed(
+                _("Some fields are missing."), {"sections": _("The note is empty.")}
+            )
+        current.signed_at = datetime.now(UTC)
+        await current.save(update_fields=["signed_at", "updated_at"])
+        await _audit(actor, current, "note.signed")
+    return current
 
 
 async def do_add_addendum(actor: Caller, note: SessionNote, text: str) -> NoteAddendum:
