@@ -968,9 +968,7 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
                 )
             ]
             note.subtotal, note.discount_total, note.tax_total = -remaining, ZERO, ZERO
-            await note.save(
-                update_fields=["subtotal", "discount_total", "tax_total", "updated_at"]
-            )
+            await note.save(update_fields=["subtotal", "discount_total", "tax_total", "updated_at"])
         await InvoiceLine.bulk_create([_line_row(note.id, i, r) for i, r in enumerate(rows)])
         await _finalize(actor, note, profile, practice)
         invoice.credited = money(Decimal(invoice.credited) + remaining)
