@@ -114,6 +114,7 @@ async def do_sign(actor: Caller, note: SessionNote, *, based_on: str | None = No
         current = await SessionNote.filter(id=note.id).select_for_update().first()
         assert current is not None
         if current.signed_at is not None:
+            note.signed_at = current.signed_at
             return current
         _check_version(current, based_on)
         if not any(current.sections.values()):
@@ -123,6 +124,7 @@ async def do_sign(actor: Caller, note: SessionNote, *, based_on: str | None = No
         current.signed_at = datetime.now(UTC)
         await current.save(update_fields=["signed_at", "updated_at"])
         await _audit(actor, current, "note.signed")
+    note.signed_at = current.signed_at  # the caller's copy says so too
     return current
 
 
