@@ -45,7 +45,10 @@ class Conversation(Timestamped):
 
 
 class Participant(Timestamped):
-    # Participants are never removed: there is no delete path for this table.
+    # Participants are never deleted (their messages name them). A linked account unlinked
+    # from the client (a parent after a custody change) leaves: ``left_at`` is set, and from
+    # then on they neither reach the conversation nor receive its events. Adding them again
+    # clears it.
     id = fields.IntField(primary_key=True)
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="participants", on_delete=fields.RESTRICT
@@ -62,6 +65,7 @@ class Participant(Timestamped):
     )
     display_name = fields.CharField(max_length=200)
     added_by_label = fields.CharField(max_length=200, default="")
+    left_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "conversation_participant"

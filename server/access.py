@@ -119,21 +119,22 @@ async def access_conversation_with_participants(
     else:
         assert caller.account is not None
         column, who = "p__portal_account_id", caller.account.id
-    if not any(row[column] == who for row in rows):
-        raise NotFound()
+    if not any(row[column] == who and row["p__left_at"] is None for row in rows):
+        raise NotFound()  # never in it, or left it (an unlinked account)
     everyone = [from_row(Participant, row, "p") for row in rows]
     me = next(x for x, row in zip(everyone, rows, strict=True) if row[column] == who)
+    # Those who left are kept for the names on their messages; they hear nothing more.
     return from_row(Conversation, rows[0], "c"), me, everyone
 
 
 async def my_participant(caller: Caller, conversation_id: int) -> Participant | None:
     if caller.staff is not None:
         return await Participant.get_or_none(
-            conversation_id=conversation_id, staff_user_id=caller.staff.id
+            conversation_id=conversation_id, staff_user_id=caller.staff.id, left_at=None
         )
     assert caller.account is not None
     return await Participant.get_or_none(
-        conversation_id=conversation_id, portal_account_id=caller.account.id
+        conversation_id=conversation_id, portal_account_id=caller.account.id, left_at=None
     )
 
 

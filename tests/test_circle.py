@@ -349,7 +349,10 @@ async def test_relinking_changes_both_sides_and_unlinking_removes_both(
     assert await LinkedAccount.all().count() == 2
     assert (await http.delete(f"{circle_url(paul)}/links/{helene.id}")).status_code == 404
     entry = await AuditEntry.get(action="client.unlinked")
-    assert entry.client_id == paul.id and entry.detail == {"linked_client_id": helene.id}
+    assert entry.client_id == paul.id and entry.detail == {
+        "linked_client_id": helene.id,
+        "conversations_left": 0,
+    }
     # Linking again brings both sides back.
     await http.post(url, json={"linked_client_id": paul.id, "relationship": "spouse"})
     assert await links_of(http, paul) == [("Hélène", "spouse")]

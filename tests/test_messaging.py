@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,10 @@ import pytest
 from models.accounts import PortalAccount, StaffUser
 from models.clients import Client, Relationship
 from models.messaging import Message
+from models.notifications import OutboxMessage
+from server import jobs
+from server.actions import reminder_jobs  # noqa: F401 - registers the notice's handler
+from server.actions.circle import do_unlink_clients
 from server.actions.clients import do_link_clients
 from tests.conftest import IS_POSTGRES, Factory, login
 from tests.test_messaging_batch import fail_pg_send_at_the_end
@@ -207,6 +212,51 @@ async def test_linked_accounts_join_client_conversations(
         f"/api/conversations/{cid}/participants", json={"linked_client_ids": [cast["other"].id]}
     )
     assert r.status_code == 404
+
+
+async def test_an_unlinked_account_leaves_the_clients_conversations(
+    new_http: Callable[..., httpx.AsyncClient],
+    make: Factory,
+    cast: dict[str, Any],
+    capture_events: Callable[[], Any],
+) -> None:
+    """A parent unlinked from a child's file (a custody change) kept reading every message of
+    the child's conversations, and being told of them. Now they leave those conversations:
+    no events, no access, no notice; their earlier messages keep their name; linking and
+    adding them again brings them back."""
+    parent = await make.client(cast["alice"], first_name="Parent")
+    await do_link_clients(None, cast["helene"], parent, Relationship.CHILD)
+    staff, cid = await new_client_conversation(
+        new_http, cast["alice"], cast["helene"], linked_client_ids=[parent.id], group_name="Family"
+    )
+    portal = new_http("10.2.0.7")
+    await login(portal, parent)
+    assert (await send(portal, "/portal/api", cid, "From the parent", "p1")).status_code == 200
+    account = await PortalAccount.get(client_id=parent.id)
+    await do_unlink_clients(None, cast["helene"], parent)
+    captured = capture_events()
+    assert (await send(staff, "/api", cid, "After the unlinking", "s9")).status_code == 200
+    assert f"c:{account.id}" not in captured.recipients("message.created")
+    assert captured.recipients("message.created")  # the others still hear it
+    assert (await portal.get(f"/portal/api/conversations/{cid}")).status_code == 404
+    assert (await send(portal, "/portal/api", cid, "Still here?", "p2")).status_code == 404
+    listed = (await portal.get("/portal/api/conversations")).json()
+    assert cid not in [c["id"] for c in listed["conversations"]] and listed["unread_total"] == 0
+    # No "a message is waiting" email either, whenever the notices fall due.
+    await jobs.run_due(now=datetime.now(UTC) + timedelta(days=1))
+    assert not await OutboxMessage.filter(to=account.email).exists()
+    thread = (await staff.get(f"/api/conversations/{cid}")).json()
+    bodies = [m["body"] for m in thread["messages"]]
+    assert "From the parent" in bodies
+    names = {p["name"]: p["left"] for p in thread["participants"]}
+    assert names[f"Parent {parent.last_name}"] is True
+    # Linked and added again: back in, with the history.
+    await do_link_clients(None, cast["helene"], parent, Relationship.CHILD)
+    r = await staff.post(
+        f"/api/conversations/{cid}/participants", json={"linked_client_ids": [parent.id]}
+    )
+    assert r.status_code == 200, r.text
+    assert (await portal.get(f"/portal/api/conversations/{cid}")).status_code == 200
 
 
 async def test_idempotent_send(

@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
+from models.accounts import PortalAccount
 from models.clients import (
     AlternateContact,
     Client,
@@ -27,6 +28,7 @@ from models.clients import (
     LinkedAccount,
     PhoneNumber,
 )
+from models.messaging import Conversation, Participant, ParticipantRole
 from server.actions import audit, reminders
 from server.actions.client_file import (
     EMAIL,
@@ -271,14 +273,32 @@ async def do_remove_circle_contact(actor: Caller | None, alternate: AlternateCon
 
 
 async def do_unlink_clients(actor: Caller | None, client: Client, other: Client) -> None:
-    """Remove the link between two clients from both files (soft: the rows stay)."""
+    """Remove the link between two clients from both files (soft: the rows stay).
+
+    Each leaves the other's conversations they took part in as a linked account: a parent
+    unlinked from a child's file after a custody change reads no more of the child's
+    messages, and is told of none (their earlier messages keep their name)."""
+    now = datetime.now(UTC)
     async with atomic():
         removed = await LinkedAccount.filter(
             Q(client_id=client.id, linked_client_id=other.id)
             | Q(client_id=other.id, linked_client_id=client.id),
             deleted_at=None,
-        ).update(deleted_at=datetime.now(UTC))
+        ).update(deleted_at=now)
         if removed:
+            left = 0
+            for owner, linked in ((client, other), (other, client)):
+                account = await PortalAccount.get_or_none(client_id=linked.id)
+                if account is None:
+                    continue
+                left += await Participant.filter(
+                    conversation_id__in=Subquery(
+                        Conversation.filter(client_id=owner.id).values("id")
+                    ),
+                    role=ParticipantRole.LINKED,
+                    portal_account_id=account.id,
+                    left_at=None,
+                ).update(left_at=now, updated_at=now)
             await audit.record(
                 actor,
                 "client.unlinked",
@@ -286,5 +306,5 @@ async def do_unlink_clients(actor: Caller | None, client: Client, other: Client)
                 object_id=client.id,
                 client_id=client.id,
                 practice_id=client.practice_id,  # type: ignore[attr-defined]
-                detail={"linked_client_id": other.id},
+                detail={"linked_client_id": other.id, "conversations_left": left},
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,7 +66,14 @@ def participant_payload(p: Participant) -> dict[str, Any]:
         "name": p.display_name,
         "staff_id": p.staff_user_id,  # type: ignore[attr-defined]
         "portal_account_id": p.portal_account_id,  # type: ignore[attr-defined]
+        "left": p.left_at is not None,
     }
+
+
+def present(participants: Iterable[Participant]) -> list[Participant]:
+    """Those still in the conversation: who hears of it (left ones keep their name on the
+    messages they wrote, nothing more)."""
+    return [p for p in participants if p.left_at is None]
 
 
 def message_payload(m: Message, sender: Participant) -> dict[str, Any]:
@@ -93,7 +100,7 @@ def conversation_payload(c: Conversation, participants: Sequence[Participant]) -
 
 
 async def _recipients(conversation: Conversation) -> list[str]:
-    parts = await Participant.filter(conversation_id=conversation.id)
+    parts = await Participant.filter(conversation_id=conversation.id, left_at=None)
     return [p.recipient for p in parts]
 
 
@@ -252,10 +259,12 @@ async def do_add_participants(
     linked_clients: Sequence[Client] = (),
     group_name: str | None = None,
 ) -> list[Participant]:
-    """Add people to a conversation. Nobody is ever removed; newcomers see the whole history."""
+    """Add people to a conversation; newcomers see the whole history. A linked account that
+    left it (unlinked from the client) and is added again comes back."""
     existing = await Participant.filter(conversation_id=conversation.id)
     staff_ids = {p.staff_user_id for p in existing}  # type: ignore[attr-defined]
-    account_ids = {p.portal_account_id for p in existing}  # type: ignore[attr-defined]
+    account_ids = {p.portal_account_id for p in present(existing)}  # type: ignore[attr-defined]
+    gone = {p.portal_account_id: p for p in existing if p.left_at is not None}  # type: ignore[attr-defined]
     new_staff = [s for s in staff if s.id not in staff_ids and s.is_active]
     new_accounts: list[tuple[PortalAccount, Client]] = []
     if linked_clients and conversation.kind is not ConversationKind.CLIENT:
@@ -271,7 +280,7 @@ async def do_add_participants(
         raise ValidationFailed(
             _("Everyone chosen already takes part."), {"staff_ids": _("Nobody new to add.")}
         )
-    total = len(existing) + len(new_staff) + len(new_accounts)
+    total = len(present(existing)) + len(new_staff) + len(new_accounts)
     name = (group_name or "").strip() or conversation.group_name
     check_subject(conversation.subject, name, total)
 
@@ -283,12 +292,17 @@ async def do_add_participants(
         parts += [
             _client_participant(conversation, a, c, ParticipantRole.LINKED, by)
             for a, c in new_accounts
+            if a.id not in gone
         ]
         await Participant.bulk_create(parts)
+        back = [gone[a.id].id for a, _c in new_accounts if a.id in gone]
+        if back:
+            await Participant.filter(id__in=back).update(left_at=None, updated_at=datetime.now(UTC))
         everyone = await Participant.filter(conversation_id=conversation.id).order_by("id")
-        added = [p for p in everyone if p.id not in {e.id for e in existing}]
+        was_in = {e.id for e in present(existing)}
+        added = [p for p in present(everyone) if p.id not in was_in]
         await emit(
-            [p.recipient for p in everyone],
+            [p.recipient for p in present(everyone)],
             "conversation.participants_added",
             {
                 "conversation": conversation_payload(conversation, everyone),
@@ -328,10 +342,10 @@ class PendingSend:
 
 async def _participants_of(sends: Sequence[PendingSend]) -> dict[int, list[Participant]]:
     """Each conversation's participants: as the sends carry them, or read."""
-    found = {s.conversation.id: list(s.participants) for s in sends if s.participants}
+    found = {s.conversation.id: present(s.participants) for s in sends if s.participants}
     missing = {s.conversation.id for s in sends} - found.keys()
     if missing:
-        for p in await Participant.filter(conversation_id__in=sorted(missing)):
+        for p in await Participant.filter(conversation_id__in=sorted(missing), left_at=None):
             found.setdefault(p.conversation_id, []).append(p)  # type: ignore[attr-defined]
     return found
 

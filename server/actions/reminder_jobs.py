@@ -231,7 +231,7 @@ async def send_unread_notice(job: Job) -> None:
     public = get_settings().public_url
     client_id = conversation.client_id  # type: ignore[attr-defined]
     if job.payload.get("participant"):
-        target = await Participant.get_or_none(id=job.payload["participant"])
+        target = await Participant.get_or_none(id=job.payload["participant"], left_at=None)
         if target is None or not await _unread_by(conversation.id, [target], from_staff=True):
             return
         account = await PortalAccount.get_or_none(

@@ -305,7 +305,7 @@ async def on_message_sent(
     if conversation.kind is not ConversationKind.CLIENT:
         return
     if participants is None:
-        participants = await Participant.filter(conversation_id=conversation.id)
+        participants = await Participant.filter(conversation_id=conversation.id, left_at=None)
     await on_messages_sent([(conversation, sender, participants)])
 
 

@@ -9,7 +9,7 @@ from tortoise.expressions import Subquery
 from models.clients import Client
 from models.messaging import Conversation, Message, MessageRead, Participant
 from realtime.hub import hub
-from server.actions.messaging import participant_payload
+from server.actions.messaging import participant_payload, present
 from server.auth.sessions import Caller
 from server.db import connection, placeholders
 
@@ -30,7 +30,8 @@ async def unread_counts(caller: Caller) -> dict[int, int]:
         FROM conversation_participant p
         JOIN message m ON m.conversation_id = p.conversation_id
         LEFT JOIN message_read r ON r.message_id = m.id AND r.participant_id = p.id
-        WHERE p.{column} = {p} AND m.sender_id <> p.id AND m.deleted_at IS NULL AND r.id IS NULL
+        WHERE p.{column} = {p} AND p.left_at IS NULL AND m.sender_id <> p.id
+          AND m.deleted_at IS NULL AND r.id IS NULL
         GROUP BY m.conversation_id
     """
     rows = await connection().execute_query_dict(sql, [value])
@@ -40,7 +41,9 @@ async def unread_counts(caller: Caller) -> dict[int, int]:
 async def conversation_list(
     caller: Caller, *, q: str = "", waiting: bool = False
 ) -> dict[str, Any]:
-    mine = await Participant.filter(**_mine(caller)).values_list("conversation_id", flat=True)
+    mine = await Participant.filter(**_mine(caller), left_at=None).values_list(
+        "conversation_id", flat=True
+    )
     query = Conversation.filter(id__in=list(mine))
     if waiting:
         query = query.filter(awaiting_staff=True)
@@ -121,8 +124,8 @@ async def thread(caller: Caller, conversation: Conversation, me: Participant) ->
         ],
         "counts": {
             "staff": len(staff),
-            "clients": sum(1 for p in participants if p.role.value == "client"),
-            "linked": sum(1 for p in participants if p.role.value == "linked"),
+            "clients": sum(1 for p in present(participants) if p.role.value == "client"),
+            "linked": sum(1 for p in present(participants) if p.role.value == "linked"),
         },
         "messages": [
             {

@@ -29,7 +29,7 @@
   function fmtTime(iso) { return new Date(iso).toLocaleString(document.documentElement.lang, { dateStyle: "short", timeStyle: "short", timeZone: cfg.timeZone }); }
   function uid() { return (crypto.randomUUID ? crypto.randomUUID() : (Date.now() + "-" + Math.random().toString(16).slice(2))); }
   function title(c) { return c.group_name ? c.group_name + " · " + c.subject : c.subject; }
-  function others(c) { return c.participants.filter(function (p) { return !isMe(p); }).map(function (p) { return p.name; }).join(", "); }
+  function others(c) { return c.participants.filter(function (p) { return !isMe(p) && !p.left; }).map(function (p) { return p.name; }).join(", "); }
   function isMe(p) { return cfg.isStaff ? p.staff_id === cfg.meId : p.portal_account_id === cfg.meId; }
 
   /* ---- conversation list ---- */
@@ -94,7 +94,7 @@
     if (!isMe(m.sender)) return null;
     var readers = m.reads || [];
     if (!readers.length) return el("span", { "class": "status unread", "data-status": "unread", text: T.unread });
-    var others = state.thread.participants.filter(function (p) { return !isMe(p); }).length;
+    var others = state.thread.participants.filter(function (p) { return !isMe(p) && !p.left; }).length;
     if (others <= 1) return el("span", { "class": "status read", "data-status": "read", title: fmtTime(readers[0].read_at), text: T.read });
     return el("span", { "class": "status read", "data-status": "read", text: T.read_by + " " + readers.map(function (r) { return r.name + " (" + fmtTime(r.read_at) + ")"; }).join(", ") });
   }
@@ -150,7 +150,9 @@
           el("p", { "class": "small", text: T.counts.replace("%(clients)s", clientN).replace("%(staff)s", staffN) }),
           el("ul", {}, t.participants.map(function (p) {
             var dot = p.online === null || p.online === undefined ? null : el("span", { "class": "dot" + (p.online ? " on" : ""), "data-presence": p.staff_id, title: p.online ? T.online : T.offline });
-            return el("li", {}, [dot, p.name + " ", el("span", { "class": "muted small", text: T.roles[p.role] })]);
+            // Someone who left (a linked account unlinked from the client) stays listed for
+            // the messages they wrote, marked so nobody thinks they still read along.
+            return el("li", p.left ? { "data-left": "" } : {}, [dot, p.name + " ", el("span", { "class": "muted small", text: T.roles[p.role] + (p.left ? " · " + T.left : "") })]);
           })),
           cfg.isStaff ? el("button", { type: "button", onclick: openAddDialog, text: T.add_participants }) : null
         ])
