@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes
@@ -937,6 +938,38 @@ async def test_the_practice_profile_is_made_once_when_first_needed_twice_at_once
     made += await asyncio.gather(*(billing.profile_for(practice, therapist) for _ in range(4)))
     assert len({p.id for p in made}) == 2
     assert await BillingProfile.filter(practice_id=practice.id).count() == 2
+
+
+async def test_each_therapist_hears_of_their_own_clients_invoices_only(
+    make: Factory, capture_events: Callable[[], Any]
+) -> None:
+    """A batch billed by the desk was announced with every invoice id to every therapist
+    concerned (colleagues' clients' invoices named), and to a therapist who had left."""
+    practice, owner, alice, hers = await setup(make)
+    bob = await make.therapist(first_name="Bob")
+    his = await make.client(bob, first_name="Paul")
+    desk = await make.office_admin()
+    svc = await service()
+    await appointment(alice, hers, svc, 2)
+    await appointment(bob, his, svc, 3)
+    consultations = [
+        *await billing.do_ensure_consultations(None, hers),
+        *await billing.do_ensure_consultations(None, his),
+    ]
+    captured = capture_events()
+    invoices = await bill(desk, consultations, BillingMethod.PER_CLIENT)
+    by_client = {i.client_id: i.id for i in invoices}  # type: ignore[attr-defined]
+    told = {e.recipient: e.payload["ids"] for e in captured.of_type("invoices.changed")}
+    assert told[f"s:{alice.id}"] == [by_client[hers.id]]
+    assert told[f"s:{bob.id}"] == [by_client[his.id]]
+    assert sorted(told[f"s:{desk.id}"]) == sorted(by_client.values())
+    assert sorted(told[f"s:{owner.id}"]) == sorted(by_client.values())
+    bob.is_active = False
+    await bob.save()
+    captured = capture_events()
+    await billing.do_finalize(caller_of(owner), await Invoice.get(id=by_client[his.id]))
+    assert f"s:{bob.id}" not in captured.recipients("invoices.changed")
+    assert f"s:{desk.id}" in captured.recipients("invoices.changed")
 
 
 async def test_bill_this_client_clicked_twice_makes_each_consultation_once(

@@ -537,37 +537,57 @@ async def plan_invoices(
 # --- creating, editing, deleting drafts ---------------------------------------------------
 
 
-async def _billing_recipients(practice_id: int, client_ids: set[int]) -> list[str]:
-    """Who is told an invoice changed: the front desk and owners, and the clients'
-    therapists (their own caseload)."""
-    ids = set(
-        await StaffUser.filter(
+async def _billing_staff(practice_id: int) -> set[int]:
+    """The active owners and front desk: they see every invoice of the practice."""
+    return {
+        int(i)  # type: ignore[call-overload]
+        for i in await StaffUser.filter(
             practice_id=practice_id,
             is_active=True,
             role__in=(StaffRole.OWNER, StaffRole.OFFICE_ADMIN),
         ).values_list("id", flat=True)
-    )
-    if client_ids:
-        ids |= {
-            int(i)  # type: ignore[call-overload]
-            for i in await Client.filter(
-                id__in=client_ids, therapist_id__not_isnull=True
-            ).values_list("therapist_id", flat=True)
-        }
-    return [staff_recipient(int(i)) for i in sorted(ids)]  # type: ignore[call-overload]
+    }
+
+
+async def _therapists_of(client_ids: set[int]) -> dict[int, int]:
+    """Each client's therapist, if active (a deactivated one is told nothing)."""
+    if not client_ids:
+        return {}
+    rows = await Client.filter(
+        id__in=client_ids, therapist_id__not_isnull=True, therapist__is_active=True
+    ).values_list("id", "therapist_id")
+    return {int(c): int(t) for c, t in rows}  # type: ignore[call-overload]
+
+
+async def _billing_recipients(practice_id: int, client_ids: set[int]) -> list[str]:
+    """Who is told a client's billing changed: the front desk and owners, and the clients'
+    active therapists (their own caseload)."""
+    ids = await _billing_staff(practice_id) | set((await _therapists_of(client_ids)).values())
+    return [staff_recipient(i) for i in sorted(ids)]
 
 
 async def notify_invoices_changed(practice_id: int, invoices: Sequence[Invoice]) -> None:
-    """``invoices.changed`` to billing staff; the client's portal hears of finalized ones.
-    Call inside ``atomic()``."""
+    """``invoices.changed`` to billing staff with every id; to each active therapist with
+    the ids of their own clients' invoices only (a batch billed for the practice names
+    colleagues' clients' invoices); the client's portal hears of finalized ones. Call
+    inside ``atomic()``."""
     if not invoices:
         return
-    client_ids = {i.client_id for i in invoices if i.client_id}  # type: ignore[attr-defined]
-    await emit(
-        await _billing_recipients(practice_id, client_ids),
-        "invoices.changed",
-        {"ids": [i.id for i in invoices]},
-    )
+    billing = await _billing_staff(practice_id)
+    if billing:
+        await emit(
+            [staff_recipient(i) for i in sorted(billing)],
+            "invoices.changed",
+            {"ids": [i.id for i in invoices]},
+        )
+    therapists = await _therapists_of({i.client_id for i in invoices if i.client_id})  # type: ignore[attr-defined]
+    theirs: dict[int, list[int]] = defaultdict(list)
+    for invoice in invoices:
+        therapist = therapists.get(invoice.client_id)  # type: ignore[attr-defined]
+        if therapist is not None and therapist not in billing:
+            theirs[therapist].append(invoice.id)
+    for therapist, ids in sorted(theirs.items()):
+        await emit([staff_recipient(therapist)], "invoices.changed", {"ids": ids})
     finalized: dict[int, list[int]] = defaultdict(list)
     for invoice in invoices:
         if invoice.status is InvoiceStatus.FINALIZED:
