@@ -7,7 +7,7 @@ Email is not held: it does not ring.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DEFAULT_START = time(21, 0)
@@ -30,7 +30,11 @@ def next_allowed(
     local = at.astimezone(tz)
     if not in_quiet_hours(local.time().replace(tzinfo=None), start, end):
         return at
-    ends = datetime.combine(local.date(), end, tzinfo=tz)
-    if ends <= local:  # the evening part: they end tomorrow morning
+    # Within the hour that repeats when the clocks go back, the end is read in the same pass
+    # as ``at`` (``fold``); and compared as instants, not wall times (an aware comparison in
+    # one tzinfo ignores the fold): a quiet night ending at 02:30 on that night sent at
+    # 02:15 of the second pass, its "end" being the first 02:30, an hour earlier.
+    ends = datetime.combine(local.date(), end, tzinfo=tz).replace(fold=local.fold)
+    if ends.astimezone(UTC) <= at.astimezone(UTC):  # the evening part: tomorrow morning
         ends = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=tz)
     return ends.astimezone(at.tzinfo)

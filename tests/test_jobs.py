@@ -320,3 +320,19 @@ def test_quiet_hours_within_a_day_and_none() -> None:
         2026, 12, 1, 14, 0, tzinfo=PARIS
     )
     assert next_allowed(lunch, PARIS, time(9), time(9)) == lunch
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        # 25 October 2026: 03:00 summer time is 02:00 again. Quiet until 02:30.
+        (datetime(2026, 10, 24, 23, 50, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        # 02:15 of the second pass (winter time) waits for the second 02:30, not the first,
+        # which had passed: the text went out at once, inside quiet hours.
+        (datetime(2026, 10, 25, 1, 15, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 1, 40, tzinfo=UTC), datetime(2026, 10, 25, 1, 40, tzinfo=UTC)),
+    ],
+)
+def test_quiet_hours_that_end_in_the_hour_that_repeats(at: datetime, expected: datetime) -> None:
+    allowed = next_allowed(at, PARIS, time(22), time(2, 30))
+    assert allowed == expected and allowed >= at
