@@ -48,8 +48,8 @@ from server import fhir, storage
 from server.access import can_see_clinical, visible_links
 from server.actions import audit
 from server.auth.sessions import Caller
+from server.i18n import current_time_zone, ngettext
 from server.i18n import gettext as _
-from server.i18n import ngettext
 from server.queries.documents import visible_documents
 from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
@@ -565,5 +565,5 @@ async def export_client(caller: Caller, client: Client, ip: str = "") -> ExportF
             "conversations": len(record["conversations"]),
         },
     )
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(current_time_zone()).date().isoformat()  # the practice's day
     return ExportFile(out, size, f"cabinet-client-{client.id}-{today}.zip")

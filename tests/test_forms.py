@@ -316,6 +316,33 @@ async def test_the_api_saves_drafts_and_enforces_required_fields(
     assert r.json()["document_id"] is not None
 
 
+async def test_the_signed_pdf_is_named_with_the_practices_day(
+    people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed at 00:30 on 2 April in Paris: the file said 1 April (the UTC date), its
+    signature line 2 April."""
+    from datetime import UTC, datetime
+
+    from server.actions import forms as forms_actions
+
+    class HalfPastMidnightInParis(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            moment = datetime(2026, 4, 1, 22, 30, tzinfo=UTC)
+            return moment.astimezone(tz) if tz else moment.replace(tzinfo=None)
+
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    client = Caller.acting_as(
+        (await PortalAccount.get(client_id=people["camille"].id), people["camille"])
+    )
+    monkeypatch.setattr(forms_actions, "datetime", HalfPastMidnightInParis)
+    await forms.do_submit_form(client, sent, full_answers())
+    await sent.refresh_from_db()
+    document = await Document.get(id=sent.document_id)  # type: ignore[attr-defined]
+    assert document.name.endswith(" 2026-04-02.pdf"), document.name
+
+
 async def test_the_submitted_pdf_is_a_clinical_document(
     new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
@@ -351,7 +352,10 @@ async def do_submit_form(
         answers=answers,
         submitted_at=now,
     )
-    name = f"{title} {now.date().isoformat()}.pdf".replace("/", "-")
+    # Dated as the signature is (the practice's day): not the UTC date, a day early when
+    # signed after midnight in Paris.
+    day = now.astimezone(ZoneInfo(practice.time_zone)).date()
+    name = f"{title} {day.isoformat()}.pdf".replace("/", "-")
     async with storage.stored_for(pdf) as key, atomic():
         updated = await FormAssignment.filter(id=assignment.id, status=FormStatus.SENT).update(
             status=FormStatus.COMPLETED, answers=answers, completed_at=now, updated_at=now
