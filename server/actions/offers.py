@@ -536,8 +536,11 @@ async def do_accept_offer(caller: Caller, offer: EarlierSlotOffer) -> Appointmen
     if refused is not None:
         raise refused
     async with atomic():
-        # The slot row first, then the offer: every accept locks in that order (no deadlock
-        # with the winner withdrawing this offer).
+        # The practitioner's row, then the slot, then the offer: the order a booking takes
+        # them in too (it locks the practitioner, then marks the freed slots it overlaps
+        # taken), so a booking at the desk into the offered time and an accept at the same
+        # moment wait for each other instead of deadlocking (a 500 for one of them).
+        await StaffUser.filter(id=slot.practitioner_id).select_for_update().first()  # type: ignore[attr-defined]
         won = await FreedSlot.filter(id=slot.id, status=SlotStatus.OFFERED).update(
             status=SlotStatus.TAKEN, taken_at=now, refilled_by_offer=True
         )
