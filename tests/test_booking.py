@@ -124,7 +124,9 @@ async def book(
     )
 
 
-async def test_book_confirm_and_cancel(http: httpx.AsyncClient, practice: dict[str, Any]) -> None:
+async def test_book_confirm_and_cancel(
+    http: httpx.AsyncClient, new_http: Any, practice: dict[str, Any]
+) -> None:
     client = practice["clients"][0]
     await login(http, client)
     alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
@@ -139,8 +141,17 @@ async def test_book_confirm_and_cancel(http: httpx.AsyncClient, practice: dict[s
     # The slot is gone for everyone.
     page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
     assert first not in slot_times(page.text)
+    # The same booking sent again (a retry after a lost answer, a double tap): it is booked,
+    # once. It said "no longer free", and people booked a second slot.
     again = await book(http, alice.id, talk.id, lyon.id, first)
-    assert again.status_code == 409 and "no longer free" in again.text
+    assert again.status_code == 303 and again.headers["location"] == r.headers["location"]
+    assert await Appointment.filter(client_id=client.id).count() == 1
+    assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1
+    # Anyone else finds it taken.
+    async with new_http("10.8.0.2") as other:
+        await login(other, practice["clients"][1])
+        taken = await book(other, alice.id, talk.id, lyon.id, first)
+        assert taken.status_code == 409 and "no longer free" in taken.text
     # Not a time the practitioner offers: refused the same way.
     odd = (datetime.fromisoformat(first) + timedelta(minutes=7)).isoformat()
     assert (await book(http, alice.id, talk.id, lyon.id, odd)).status_code == 409

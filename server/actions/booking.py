@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from models.accounts import Practice, StaffUser
-from models.agenda import Appointment, Location, Service
+from models.agenda import Appointment, Attendance, Location, Service
 from models.clients import Client
 from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
@@ -67,6 +67,19 @@ async def do_book_online(
         exact_location=True,  # at that location, or remote when none
     )
     if not any(s.start == start for s in free):
+        # The same booking sent again (a phone that lost the answer and retried, a double
+        # tap): the client already holds this very time. Say it is booked, once, instead of
+        # "no longer free", which sent people to book a second slot.
+        mine = await Appointment.get_or_none(
+            client_id=client.id,
+            practitioner_id=practitioner.id,
+            service_id=service.id,
+            starts_at=start,
+            attendance=Attendance.SCHEDULED,
+            deleted_at=None,
+        )
+        if mine is not None:
+            return mine
         raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
     async with atomic():
         appointment = await agenda.do_book_appointment(
