@@ -35,7 +35,6 @@ from realtime.events import (
     publisher,
 )
 from realtime.hub import hub
-from server.access import visible_clients
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import (
@@ -137,28 +136,6 @@ def check_staff_for_client_conversation(staff: Sequence[StaffUser]) -> None:
         )
 
 
-async def check_staff_see_linked(
-    staff: Iterable[StaffUser], linked_ids: set[int], field: str = "staff_ids"
-) -> None:
-    """Everyone in a conversation sees its participants' names, and a linked account is a
-    client of the practice: staff who may not see a linked client's file must not learn
-    from a conversation that this person is in therapy here (a child's parent seeing a
-    colleague), as the circle tab hides the link from them (``visible_links``). Such staff
-    cannot join, nor can such a linked account be added where they are."""
-    if not linked_ids:
-        return
-    for person in staff:
-        seen = await (await visible_clients(Caller.acting_as(person))).filter(id__in=linked_ids)
-        if len(seen) < len(linked_ids):
-            raise ValidationFailed(
-                _("Some fields are not valid."),
-                {
-                    field: _("%(name)s may not see the file of everyone in this conversation.")
-                    % {"name": person.full_name}
-                },
-            )
-
-
 def _staff_participant(conversation: Conversation, user: StaffUser, by: str) -> Participant:
     return Participant(
         conversation=conversation,
@@ -227,7 +204,6 @@ async def do_create_conversation(
                 )
             )
         check_staff_for_client_conversation(list(members.values()))
-        await check_staff_see_linked(members.values(), {c.id for c in linked_clients})
     elif client is not None or linked_clients:
         raise ValidationFailed(
             _("Office conversations are for staff only."), {"client_id": _("Not allowed here.")}
@@ -305,24 +281,6 @@ async def do_add_participants(
             _("Everyone chosen already takes part."), {"staff_ids": _("Nobody new to add.")}
         )
     total = len(present(existing)) + len(new_staff) + len(new_accounts)
-    linked_now = {
-        a.client_id  # type: ignore[attr-defined]
-        for a in await PortalAccount.filter(
-            id__in=[
-                p.portal_account_id  # type: ignore[attr-defined]
-                for p in present(existing)
-                if p.role is ParticipantRole.LINKED
-            ]
-        )
-    }
-    await check_staff_see_linked(new_staff, linked_now | {c.id for _a, c in new_accounts})
-    staff_now = await StaffUser.filter(
-        id__in=[p.staff_user_id for p in existing if p.staff_user_id is not None],  # type: ignore[attr-defined]
-        is_active=True,
-    )
-    await check_staff_see_linked(
-        staff_now, {c.id for _a, c in new_accounts}, field="linked_client_ids"
-    )
     name = (group_name or "").strip() or conversation.group_name
     check_subject(conversation.subject, name, total)
 
