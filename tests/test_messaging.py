@@ -259,6 +259,29 @@ async def test_an_unlinked_account_leaves_the_clients_conversations(
     assert (await portal.get(f"/portal/api/conversations/{cid}")).status_code == 200
 
 
+async def test_a_new_conversation_sent_twice_is_started_once(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """The dialog resubmitted after a lost answer made a second conversation, and the client
+    read the first message twice."""
+    http = new_http("10.2.0.12")
+    await login(http, cast["alice"])
+    body = {
+        "kind": "client",
+        "subject": "Your next session",
+        "client_id": cast["helene"].id,
+        "body": "Shall we move Thursday?",
+        "client_uid": "dialog-1",
+    }
+    first = await http.post("/api/conversations", json=body)
+    again = await http.post("/api/conversations", json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    assert await Message.filter(body="Shall we move Thursday?").count() == 1
+    other = await http.post("/api/conversations", json={**body, "client_uid": "dialog-2"})
+    assert other.json()["id"] != first.json()["id"]  # a new dialog starts a new one
+
+
 async def test_idempotent_send(
     new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
 ) -> None:

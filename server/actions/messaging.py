@@ -216,6 +216,15 @@ async def do_create_conversation(
     check_subject(subject, group_name, count)
     if first_message is not None and not first_message.strip():
         first_message = None
+    if first_message is not None and client_uid:
+        # Sent again (the answer was lost, the dialog submitted twice): the conversation the
+        # first request started, not a second one with the same message, which the client
+        # would see twice.
+        earlier = await Message.filter(
+            client_uid=client_uid, sender__staff_user_id=actor.staff.id
+        ).first()
+        if earlier is not None:
+            return await Conversation.get(id=earlier.conversation_id)  # type: ignore[attr-defined]
 
     now = datetime.now(UTC)
     async with atomic():

@@ -408,10 +408,13 @@
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       var kind = form.querySelector('input[name="kind"]:checked').value;
-      var body = { kind: kind, subject: form.subject.value, group_name: form.group_name.value || null, staff_ids: checked(form, "staff"), body: form.body.value || null, client_uid: uid() };
+      // One key per conversation being started, kept across retries of the same dialog: a
+      // resubmit after a lost answer finds the conversation made the first time.
+      if (!form.dataset.uid) form.dataset.uid = uid();
+      var body = { kind: kind, subject: form.subject.value, group_name: form.group_name.value || null, staff_ids: checked(form, "staff"), body: form.body.value || null, client_uid: form.dataset.uid };
       if (kind === "client") { body.client_id = chosen ? chosen.id : null; body.linked_client_ids = checked(form, "linked"); }
       else if (form.preset.value) body.preset = form.preset.value;
-      busy(form, call("POST", "/conversations", body)).then(function (r) { newDlg.close(); loadList().then(function () { openThread(r.id); }); })
+      busy(form, call("POST", "/conversations", body)).then(function (r) { delete form.dataset.uid; newDlg.close(); loadList().then(function () { openThread(r.id); }); })
         .catch(function (err) { showErrors(form, err); });
     });
     var addDlg = $("#add-dialog"), addForm = addDlg.querySelector("form");
