@@ -149,6 +149,36 @@ async def test_client_with_portal_disabled_cannot_sign_in(
     assert response.status_code == 401
 
 
+async def test_switching_an_account_off_cancels_the_links_in_its_inbox(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A reset link already sent stayed valid through the switch-off, and set a password the
+    day the access was switched back on."""
+    from server.actions.accounts import do_set_portal_active, do_set_staff_active
+    from server.auth.sessions import Caller
+
+    owner = await make.owner()
+    client = await make.client(await make.therapist())
+    email = await portal_email(client)
+    await ask_reset(http, "/portal/password/forgot", data={"email": email})
+    link = link_in(await OutboxMessage.get(to=email, purpose="password_reset"))
+    assert (await http.get(link)).status_code == 200
+    await do_set_portal_active(Caller.acting_as(owner), client, False)
+    await do_set_portal_active(Caller.acting_as(owner), client, True)
+    page = await http.get(link)
+    assert page.status_code == 404 and "expired or was already used" in page.text
+    taken = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert taken.status_code == 404
+    assert (await sign_in(http, email, PASSWORD, "portal")).status_code == 200
+    # The same for a colleague deactivated, then reactivated.
+    therapist = await make.therapist()
+    await ask_reset(http, "/staff/password/forgot", data={"email": therapist.email})
+    link = link_in(await OutboxMessage.get(to=therapist.email, purpose="password_reset"))
+    await do_set_staff_active(Caller.acting_as(owner), therapist, False)
+    await do_set_staff_active(Caller.acting_as(owner), therapist, True)
+    assert (await http.get(link)).status_code == 404
+
+
 # --- sessions --------------------------------------------------------------------------------
 
 

@@ -413,6 +413,15 @@ async def do_create_staff_user(
     return user
 
 
+async def _end_access(account: StaffUser | PortalAccount) -> None:
+    """An account switched off: its sessions end (and their sockets), and its one-time links
+    with them. An invitation or reset link already in someone's inbox would otherwise set a
+    password and sign in the day the account is switched back on, and the reason to switch
+    it off may be who reads that inbox. Call inside ``atomic()``."""
+    await _revoke(_owner_of(account))
+    await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=datetime.now(UTC))
+
+
 async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> StaffUser:
     """Deactivate (or reactivate) a staff user; deactivation ends every session at once."""
     if actor.staff is not None and actor.staff.id == user.id and not active:
@@ -421,7 +430,7 @@ async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> S
         user.is_active = active
         await user.save(update_fields=["is_active"])
         if not active:
-            await _revoke({"staff_user_id": user.id})
+            await _end_access(user)
         await audit.record(
             actor,
             "staff.activated" if active else "staff.deactivated",
@@ -481,8 +490,7 @@ async def do_invite_to_portal(actor: Caller, client: Client, email: str | None =
                 account.password_hash = None
                 account.calendar_token = None
                 fields += ["password_hash", "calendar_token"]
-                await _revoke(_owner_of(account))
-                await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=now)
+                await _end_access(account)
             await account.save(update_fields=fields)
         account.client = client
         token = await _issue_token(
@@ -523,7 +531,7 @@ async def do_set_portal_active(actor: Caller, client: Client, active: bool) -> P
         account.is_active = active
         await account.save(update_fields=["is_active"])
         if not active:
-            await _revoke({"portal_account_id": account.id})
+            await _end_access(account)
         await audit.record(
             actor,
             "portal.enabled" if active else "portal.disabled",
