@@ -77,6 +77,18 @@ async def setup(make: Factory) -> dict[str, Any]:
     }
 
 
+async def talk(s: dict[str, Any], client: int, starts_at: datetime) -> Appointment:
+    """Book client ``client`` of the fixture for a session with Alice at the office."""
+    return await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][client],
+        service=s["talk"],
+        starts_at=starts_at,
+        location=s["office"],
+    )
+
+
 async def slots(
     s: dict[str, Any], service: str, first: date = MONDAY, days: int = 0
 ) -> list[datetime]:
@@ -207,14 +219,7 @@ async def test_a_move_within_the_appointments_own_time(setup: dict[str, Any]) ->
     s = setup
     s["practice"].earlier_slot_alerts = True
     await s["practice"].save()
-    appt = await agenda.do_book_appointment(
-        None,
-        practitioner=s["alice"],
-        client=s["clients"][0],
-        service=s["talk"],
-        starts_at=paris(MONDAY, 9),
-        location=s["office"],
-    )
+    appt = await talk(s, 0, paris(MONDAY, 9))
     moved_to = await agenda.do_move_appointment(None, appt, paris(MONDAY, 9, 30))
     assert moved_to.starts_at == paris(MONDAY, 9, 30)
     await appt.refresh_from_db()
@@ -223,14 +228,7 @@ async def test_a_move_within_the_appointments_own_time(setup: dict[str, Any]) ->
     assert freed.status is SlotStatus.TAKEN
     assert not await Job.filter(key=f"offers.round:{freed.id}", status=JobStatus.PENDING).exists()
     # Another client's appointment is still a clash.
-    await agenda.do_book_appointment(
-        None,
-        practitioner=s["alice"],
-        client=s["clients"][1],
-        service=s["talk"],
-        starts_at=paris(MONDAY, 10, 30),
-        location=s["office"],
-    )
+    await talk(s, 1, paris(MONDAY, 10, 30))
     with pytest.raises(Conflict):
         await agenda.do_move_appointment(None, moved_to, paris(MONDAY, 10))
 
@@ -241,14 +239,7 @@ async def test_two_changes_of_one_appointment_at_once_do_not_both_pass(
     """Each handler loads the appointment, then acts: the second, on what it loaded, must not
     move it again (two live appointments for one) or write "moved" over a cancellation."""
     s = setup
-    appt = await agenda.do_book_appointment(
-        None,
-        practitioner=s["alice"],
-        client=s["clients"][0],
-        service=s["talk"],
-        starts_at=paris(MONDAY, 9),
-        location=s["office"],
-    )
+    appt = await talk(s, 0, paris(MONDAY, 9))
     first, second = await Appointment.get(id=appt.id), await Appointment.get(id=appt.id)
     await agenda.do_move_appointment(None, first, paris(MONDAY, 10))
     with pytest.raises(Conflict):
@@ -258,14 +249,7 @@ async def test_two_changes_of_one_appointment_at_once_do_not_both_pass(
     # The refused move booked nothing (its booking rolled back with it).
     assert not await Appointment.filter(starts_at=paris(MONDAY, 11)).exists()
     # The client cancels on the portal while the desk, on an older page, moves it.
-    other = await agenda.do_book_appointment(
-        None,
-        practitioner=s["alice"],
-        client=s["clients"][1],
-        service=s["talk"],
-        starts_at=paris(MONDAY, 11),
-        location=s["office"],
-    )
+    other = await talk(s, 1, paris(MONDAY, 11))
     seen_by_desk = await Appointment.get(id=other.id)
     await agenda.do_set_attendance(None, other, Attendance.CANCELLED_BY_CLIENT)
     with pytest.raises(Conflict):
