@@ -259,6 +259,9 @@ class Payment(Timestamped):
     recorded_by: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
         "models.StaffUser", related_name="payments_recorded", null=True, on_delete=fields.SET_NULL
     )
+    # The form's own key (one per page shown): the same payment sent again, after an answer
+    # that never came, is found instead of recorded twice (a payment is never deleted).
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "payment"

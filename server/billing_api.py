@@ -106,6 +106,8 @@ class PaymentBody(BaseModel):
     method: PaymentMethodUsed
     paid_on: date
     reference: str = Field(default="", max_length=120)
+    # Any key of yours for this one payment: sent again with it, the first is returned.
+    request_key: str = Field(default="", max_length=64)
 
 
 class SendBody(BaseModel):
@@ -253,7 +255,9 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         caller = require_staff(request)
         invoice = await access_invoice(caller, path_id(request, "invoice_id"))
         await billing.do_record_payment(
-            caller, invoice, PaymentIn(body.amount, body.method, body.paid_on, body.reference)
+            caller,
+            invoice,
+            PaymentIn(body.amount, body.method, body.paid_on, body.reference, body.request_key),
         )
         await invoice.refresh_from_db()  # the paid total the payment just changed
         return await invoice_detail(invoice)

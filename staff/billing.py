@@ -8,6 +8,7 @@ consultation the caller may not see is a 404.
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -416,6 +417,8 @@ async def _invoice_context(caller: Caller, invoice: Invoice) -> dict[str, Any]:
         "credited": credited,
         "credit": await billing.client_credit(client.id) if client else Decimal(0),
         "methods": [m for m in PaymentMethodUsed],
+        # One key per page shown: the payment form sent twice records one payment.
+        "request_key": secrets.token_urlsafe(16),
         "currency": invoice.currency or practice.currency,
         "today": billing.practice_today(practice),
         "section": "billing",
@@ -464,6 +467,7 @@ class PaymentForm(BaseModel):
     method: PaymentMethodUsed
     paid_on: date
     reference: str = Field(default="", max_length=120)
+    request_key: str = Field(default="", max_length=64)
 
 
 class CreditForm(BaseModel):
@@ -504,7 +508,9 @@ async def invoice_action(request: Request) -> Response:
         elif change == "payments":
             p = validate(PaymentForm, form)
             await billing.do_record_payment(
-                caller, invoice, PaymentIn(p.amount, p.method, p.paid_on, p.reference)
+                caller,
+                invoice,
+                PaymentIn(p.amount, p.method, p.paid_on, p.reference, p.request_key),
             )
         elif change == "credit-note":
             note = await billing.do_credit_note(

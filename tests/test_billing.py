@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -559,6 +560,41 @@ async def test_a_payment_and_a_credit_note_from_two_pages_do_not_lose_money(
             (Decimal("60.00"), Decimal("0.00")),
         }
         assert await billing.client_credit(client.id) == Decimal("0.00")
+
+
+async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http: Any) -> None:
+    """The answer lost, the button pressed again: a second payment was recorded (a payment is
+    never deleted, so the client's account stayed wrong). The page's key finds the first."""
+    owner, client, invoice = await _draft(make)
+    await billing.do_finalize(caller_of(owner), invoice)
+    await login(http, owner)
+    url = f"/staff/billing/invoices/{invoice.id}"
+
+    async def page_key() -> str:
+        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(url)).text)
+        assert found
+        return found.group(1)
+
+    key = await page_key()
+    form = {"amount": "20", "method": "cash", "paid_on": date.today().isoformat()}
+    for _ in range(2):
+        r = await http.post(f"{url}/payments", data={**form, "request_key": key})
+        assert r.status_code == 303
+    await invoice.refresh_from_db()
+    assert invoice.paid == Decimal("20.00")
+    assert await Payment.filter(invoice_id=invoice.id).count() == 1
+    # A second payment of the same amount, from the page shown again, is a payment.
+    again = await http.post(f"{url}/payments", data={**form, "request_key": await page_key()})
+    assert again.status_code == 303
+    await invoice.refresh_from_db()
+    assert invoice.paid == Decimal("40.00")
+    # The API takes a key of the caller's own.
+    api = f"/api/invoices/{invoice.id}/payments"
+    body = {"amount": "5", "method": "card", "paid_on": date.today().isoformat()}
+    for _ in range(2):
+        assert (await http.post(api, json={**body, "request_key": "k-1"})).status_code == 200
+    await invoice.refresh_from_db()
+    assert invoice.paid == Decimal("45.00")
 
 
 # --- payments ---------------------------------------------------------------------------------

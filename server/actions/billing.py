@@ -1069,6 +1069,8 @@ class PaymentIn:
     method: PaymentMethodUsed
     paid_on: date
     reference: str = ""
+    # The page's key for this one payment ("" for none): sent again, it finds the first.
+    request_key: str = ""
 
 
 async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) -> Payment:
@@ -1080,6 +1082,15 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
     if amount <= 0:
         raise _invalid("amount", _("More than zero."))
     holder = invoice.client_id or invoice.payer_client_id  # type: ignore[attr-defined]
+    if data.request_key:
+        # The same form sent again (the answer was lost, the button pressed twice): the
+        # payment it recorded, not a second one. Two at once: the second fails its claim.
+        earlier = await Payment.get_or_none(
+            request_key=data.request_key,
+            practice_id=invoice.practice_id,  # type: ignore[attr-defined]
+        )
+        if earlier is not None:
+            return earlier
     async with atomic():
         await _claim_balance(invoice)
         if data.method is PaymentMethodUsed.CREDIT and holder is not None:
@@ -1105,6 +1116,7 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
             amount=applied if applied > 0 else excess,
             reference=data.reference.strip()[:120],
             recorded_by=actor.staff,
+            request_key=data.request_key or None,
         )
         if applied > 0 and excess > 0:
             await Payment.create(
