@@ -21,6 +21,7 @@ from playwright.async_api import Browser, Dialog, Locator, Page, expect
 from models.accounts import StaffUser
 from models.clients import Client, Relationship
 from models.messaging import Conversation, Message, MessageRead
+from server.actions.circle import do_unlink_clients
 from server.actions.clients import do_link_clients
 from server.settings import get_settings
 from tests.conftest import (
@@ -611,3 +612,38 @@ async def test_times_are_written_the_way_the_readers_region_writes_them(
     await expect(conversation_in_list(page, "Dates").locator(".conv-time")).to_have_text(
         local.strftime("%d/%m/%Y, %H:%M")
     )
+
+
+async def test_an_unlinked_parent_s_open_conversation_goes_from_their_screen(
+    browser: Browser,
+    live_server: LiveServer,
+    make: Factory,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    """Unlinked from the child's file while the conversation is open on their phone: it goes,
+    live, and the therapist's participants list marks them as having left."""
+    parent = await make.client(people["helene"], first_name="Lucas", last_name="Martin")
+    await do_link_clients(None, people["camille"], parent, Relationship.PARENT)
+    async with new_http("10.9.0.3") as http:
+        await login(http, people["helene"])
+        r = await http.post(
+            "/api/conversations",
+            json={
+                "kind": "client",
+                "subject": "Family",
+                "client_id": people["camille"].id,
+                "linked_client_ids": [parent.id],
+                "group_name": "Family",
+            },
+        )
+        assert r.status_code == 200, r.text
+        cid = int(r.json()["id"])
+    phone = await messages_page(browser, live_server, parent, open_id=cid, phone=True)
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    await expect(conversation_in_list(phone, "Family")).to_have_count(1)
+    await do_unlink_clients(None, people["camille"], parent)
+    await expect(conversation_in_list(phone, "Family")).to_have_count(0)
+    await expect(phone.locator("#thread")).not_to_have_attribute("data-conv", str(cid))
+    await clinician.get_by_text("Show participants").click()
+    await expect(clinician.locator(".participants li[data-left]")).to_contain_text("Lucas Martin")

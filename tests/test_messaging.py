@@ -233,7 +233,12 @@ async def test_an_unlinked_account_leaves_the_clients_conversations(
     await login(portal, parent)
     assert (await send(portal, "/portal/api", cid, "From the parent", "p1")).status_code == 200
     account = await PortalAccount.get(client_id=parent.id)
+    told = capture_events()
     await do_unlink_clients(None, cast["helene"], parent)
+    leaver = f"c:{account.id}"
+    (left,) = [e for e in told.of_type("conversation.participant_left") if e.recipient == leaver]
+    assert left.payload["conversation_id"] == cid and left.payload["participant"]["left"] is True
+    assert f"s:{cast['alice'].id}" in told.recipients("conversation.participant_left")
     captured = capture_events()
     assert (await send(staff, "/api", cid, "After the unlinking", "s9")).status_code == 200
     assert f"c:{account.id}" not in captured.recipients("message.created")

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q
 
 from models.accounts import PortalAccount
 from models.clients import (
@@ -28,8 +28,7 @@ from models.clients import (
     LinkedAccount,
     PhoneNumber,
 )
-from models.messaging import Conversation, Participant, ParticipantRole
-from server.actions import audit, reminders
+from server.actions import audit, messaging, reminders
 from server.actions.client_file import (
     EMAIL,
     PhoneIn,
@@ -289,16 +288,8 @@ async def do_unlink_clients(actor: Caller | None, client: Client, other: Client)
             left = 0
             for owner, linked in ((client, other), (other, client)):
                 account = await PortalAccount.get_or_none(client_id=linked.id)
-                if account is None:
-                    continue
-                left += await Participant.filter(
-                    conversation_id__in=Subquery(
-                        Conversation.filter(client_id=owner.id).values("id")
-                    ),
-                    role=ParticipantRole.LINKED,
-                    portal_account_id=account.id,
-                    left_at=None,
-                ).update(left_at=now, updated_at=now)
+                if account is not None:
+                    left += await messaging.leave_client_conversations(account, owner)
             await audit.record(
                 actor,
                 "client.unlinked",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.expressions import Subquery
+
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import Client
 from models.messaging import (
@@ -332,6 +334,35 @@ async def do_add_participants(
             detail={"participants": [p.display_name for p in added]},
         )
     return added
+
+
+async def leave_client_conversations(account: PortalAccount, client: Client) -> int:
+    """A linked account unlinked from ``client`` leaves the client's conversations it is in:
+    from now on it hears of them no more and reaches them no more (``left_at``). Everyone
+    in each, the leaver included (its open tab drops it), is told. Call inside ``atomic()``.
+    Returns how many it left."""
+    leaving = await Participant.filter(
+        conversation_id__in=Subquery(Conversation.filter(client_id=client.id).values("id")),
+        role=ParticipantRole.LINKED,
+        portal_account_id=account.id,
+        left_at=None,
+    )
+    if not leaving:
+        return 0
+    now = datetime.now(UTC)
+    await Participant.filter(id__in=[p.id for p in leaving]).update(left_at=now, updated_at=now)
+    for gone in leaving:
+        gone.left_at = now
+        others = await Participant.filter(conversation_id=gone.conversation_id, left_at=None)  # type: ignore[attr-defined]
+        await emit(
+            [gone.recipient, *(p.recipient for p in others)],
+            "conversation.participant_left",
+            {
+                "conversation_id": gone.conversation_id,  # type: ignore[attr-defined]
+                "participant": participant_payload(gone),
+            },
+        )
+    return len(leaving)
 
 
 # --- messages ------------------------------------------------------------------------------

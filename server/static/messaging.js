@@ -294,6 +294,11 @@
   CabinetLive.on("conversation.participants_added", function (d) {
     refreshList(); if (state.open === d.conversation.id) openThread(state.open);
   });
+  /* Someone left (a linked account unlinked from the client). If it is me, the conversation
+     answers 404 now: opening it again closes it. Otherwise their name is marked as gone. */
+  CabinetLive.on("conversation.participant_left", function (d) {
+    refreshList(); if (state.open === d.conversation_id) openThread(state.open);
+  });
   /* A staff member came online or left: update their dot wherever it shows. */
   CabinetLive.on("presence", function (d) {
     if (state.thread) state.thread.participants.forEach(function (p) { if (p.staff_id === d.staff_id) p.online = d.online; });
