@@ -19,6 +19,7 @@ from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
 from models.clients import PhoneNumber
 from portal.offers import offers_context
+from server.access import access_appointment
 from server.actions import agenda, booking, client_file
 from server.actions.booking import HORIZON_DAYS
 from server.auth.sessions import Caller
@@ -230,11 +231,7 @@ async def appointments_page(
 async def cancel(request: Request) -> Response:
     caller = require_client(request)
     assert caller.client is not None
-    appointment = await Appointment.get_or_none(
-        id=path_id(request, "appointment_id"), client_id=caller.client.id, deleted_at=None
-    )
-    if appointment is None:
-        raise NotFound()
+    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
     practice = await Practice.get(id=caller.practice_id)
     if not can_cancel(appointment, practice, datetime.now(UTC)):
         return await appointments_page(
