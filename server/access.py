@@ -11,7 +11,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
-from models.agenda import Appointment
+from models.agenda import Appointment, Location, Service
 from models.billing import BillingProfile, Consultation, Invoice, InvoiceStatus, Payment
 from models.clients import Client, Document, LinkedAccount, PaymentMethod
 from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
@@ -401,3 +401,43 @@ async def access_form_schedule(caller: Caller, schedule_id: int) -> FormSchedule
         raise NotFound()
     await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
     return schedule
+
+
+# --- the agenda --------------------------------------------------------------------------------
+# The agenda is the practice's: every staff member reaches every appointment of it, clients
+# none through these (the portal reaches its own through access_appointment, which also
+# limits staff to the files they may see: for a client's file, not for the agenda). Anything
+# else is a 404.
+
+
+async def access_agenda_appointment(caller: Caller, appointment_id: int) -> Appointment:
+    if caller.staff is None:
+        raise NotFound()
+    appointment = await Appointment.get_or_none(
+        id=appointment_id, practice_id=caller.practice_id, deleted_at=None
+    )
+    if appointment is None:
+        raise NotFound()
+    return appointment
+
+
+async def access_agenda_service(caller: Caller, service_id: int) -> Service:
+    if caller.staff is None:
+        raise NotFound()
+    service = await Service.get_or_none(
+        id=service_id, practice_id=caller.practice_id, is_active=True
+    )
+    if service is None:
+        raise NotFound()
+    return service
+
+
+async def access_agenda_location(caller: Caller, location_id: int) -> Location:
+    if caller.staff is None:
+        raise NotFound()
+    location = await Location.get_or_none(
+        id=location_id, practice_id=caller.practice_id, is_active=True
+    )
+    if location is None:
+        raise NotFound()
+    return location

@@ -15,15 +15,19 @@ from starlette.responses import JSONResponse, Response
 
 from models.accounts import Practice
 from models.agenda import Appointment, Attendance, Location, Service, ServiceCategory
-from server.access import access_client, access_practitioner, access_sms_template
+from server.access import (
+    access_agenda_appointment,
+    access_agenda_location,
+    access_agenda_service,
+    access_client,
+    access_practitioner,
+    access_sms_template,
+)
 from server.actions import agenda
 from server.api import Ok
 from server.i18n import current_time_zone
 from server.queries.agenda import slots_for
 from server.queries.agenda_view import (
-    access_agenda_location,
-    access_agenda_service,
-    access_appointment,
     appointment_views,
     category_label,
     in_range,
@@ -290,7 +294,7 @@ async def book(request: Request, body: BookIn) -> AppointmentOut:
 async def set_attendance(request: Request, body: AttendanceIn) -> AppointmentOut:
     """Attended, cancelled (by the client or the practitioner), no-show, or back to scheduled"""
     caller = require_staff(request)
-    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
+    appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     await agenda.do_set_attendance(caller, appointment, body.attendance)
     return await _one(appointment.id)
 
@@ -305,7 +309,7 @@ async def set_attendance(request: Request, body: AttendanceIn) -> AppointmentOut
 async def move(request: Request, body: MoveIn) -> AppointmentOut:
     """Move to another time: the old appointment is marked moved, the new one is returned"""
     caller = require_staff(request)
-    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
+    appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     new = await agenda.do_move_appointment(caller, appointment, body.starts_at)
     return await _one(new.id)
 
@@ -314,7 +318,7 @@ async def move(request: Request, body: MoveIn) -> AppointmentOut:
 async def delete(request: Request) -> Ok:
     """Remove an appointment from the agenda (its record and log stay)"""
     caller = require_staff(request)
-    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
+    appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     await agenda.do_delete_appointment(caller, appointment)
     return Ok()
 

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models.accounts import Practice
-from server.access import visible_clients
+from server.access import access_agenda_appointment, visible_clients
 from server.actions import offers
 from server.queries import offers as offer_views
-from server.queries.agenda_view import access_appointment, appointment_views
+from server.queries.agenda_view import appointment_views
 from server.web import path_id, render, require_staff
 from staff.api import api
 from staff.pages import OWNER
@@ -60,7 +60,7 @@ async def set_alert(request: Request, body: AlertIn) -> AlertOut:
     """Put an appointment on the waiting list for an earlier slot, or take it off (422 unless
     the practice offers it and the appointment is later than now plus the minimum delay)"""
     caller = require_staff(request)
-    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
+    appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     await offers.do_set_earlier_alert(caller, appointment, body.on)
     view = (await appointment_views(type(appointment).filter(id=appointment.id)))[0]
     return AlertOut(id=appointment.id, alert_earlier=view["alert_earlier"])
@@ -76,7 +76,7 @@ async def offered_to(request: Request) -> list[SlotHistoryOut]:
     """To whom this slot was offered: for each appointment ever made at this time with this
     practitioner, the offers its cancellation caused"""
     caller = require_staff(request)
-    appointment = await access_appointment(caller, path_id(request, "appointment_id"))
+    appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     ids = await (await visible_clients(caller)).values_list("id", flat=True)
     visible = {int(i) for i in ids}  # type: ignore[call-overload]
     rows = await offer_views.offered_to(appointment, visible)

@@ -15,10 +15,8 @@ from zoneinfo import ZoneInfo
 from tortoise.queryset import QuerySet
 
 from models.accounts import StaffRole, StaffUser
-from models.agenda import Appointment, Availability, Location, Service, TimeOff
-from server.auth.sessions import Caller
+from models.agenda import Appointment, Availability, TimeOff
 from server.db import connection, placeholders
-from server.errors import NotFound
 from server.i18n import gettext
 from server.queries import offers
 from server.queries.agenda import WeeklyHours, Window, minute_time, windows
@@ -211,41 +209,3 @@ async def time_off(
         }
         for r in rows
     ]
-
-
-# --- access ----------------------------------------------------------------------------------
-# The agenda is the practice's: every staff member reaches every appointment of it, clients
-# none through these (the portal has its own). Anything else is a 404.
-
-
-async def access_appointment(caller: Caller, appointment_id: int) -> Appointment:
-    if caller.staff is None:
-        raise NotFound()
-    appointment = await Appointment.get_or_none(
-        id=appointment_id, practice_id=caller.practice_id, deleted_at=None
-    )
-    if appointment is None:
-        raise NotFound()
-    return appointment
-
-
-async def access_agenda_service(caller: Caller, service_id: int) -> Service:
-    if caller.staff is None:
-        raise NotFound()
-    service = await Service.get_or_none(
-        id=service_id, practice_id=caller.practice_id, is_active=True
-    )
-    if service is None:
-        raise NotFound()
-    return service
-
-
-async def access_agenda_location(caller: Caller, location_id: int) -> Location:
-    if caller.staff is None:
-        raise NotFound()
-    location = await Location.get_or_none(
-        id=location_id, practice_id=caller.practice_id, is_active=True
-    )
-    if location is None:
-        raise NotFound()
-    return location
