@@ -7,13 +7,16 @@ admins see the whole practice; a client sees only their own records.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from tortoise.expressions import Q, Subquery
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Location, Service
 from models.billing import BillingProfile, Consultation, Invoice, InvoiceStatus, Payment
-from models.clients import Client, Document, LinkedAccount, PaymentMethod
+from models.clients import Client, Contact, Document, LinkedAccount, PaymentMethod
 from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
@@ -23,6 +26,19 @@ from models.tasks import Task
 from server.auth.sessions import Caller
 from server.db import connection, from_row, placeholders, select_columns
 from server.errors import NotFound
+
+M = TypeVar("M", bound=Model)
+
+
+async def _staff_row(caller: Caller, model: type[M], row_id: int, **filters: Any) -> M:
+    """A row of the caller's practice by id, for staff only (``filters`` narrow it: not
+    deleted, active); clients, other practices and missing ids are the same 404."""
+    if caller.staff is None:
+        raise NotFound()
+    row = await model.get_or_none(id=row_id, practice_id=caller.practice_id, **filters)
+    if row is None:
+        raise NotFound()
+    return row
 
 
 async def caseload_therapist_ids(caller: Caller) -> list[int]:
@@ -70,20 +86,13 @@ async def may_hear_of(staff: StaffUser, client: Client, practice: Practice) -> b
 
 async def access_staff_user(caller: Caller, staff_id: int) -> StaffUser:
     """Staff of the caller's own practice (clients never reach staff records by id)."""
-    if caller.staff is None:
-        raise NotFound()
-    user = await StaffUser.get_or_none(id=staff_id, practice_id=caller.practice_id)
-    if user is None:
-        raise NotFound()
-    return user
+    return await _staff_row(caller, StaffUser, staff_id)
 
 
 async def access_practitioner(caller: Caller, staff_id: int) -> StaffUser:
     """An active clinician or owner of the caller's practice (a column of the agenda)."""
-    if caller.staff is None:
-        raise NotFound()
-    user = await StaffUser.get_or_none(id=staff_id, practice_id=caller.practice_id, is_active=True)
-    if user is None or user.role is StaffRole.OFFICE_ADMIN:
+    user = await _staff_row(caller, StaffUser, staff_id, is_active=True)
+    if user.role is StaffRole.OFFICE_ADMIN:
         raise NotFound()
     return user
 
@@ -261,23 +270,14 @@ async def access_administration(caller: Caller, administration_id: int) -> Measu
 
 
 async def access_measure_schedule(caller: Caller, schedule_id: int) -> MeasureSchedule:
-    if caller.staff is None:
-        raise NotFound()
-    schedule = await MeasureSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
-    if schedule is None:
-        raise NotFound()
+    schedule = await _staff_row(caller, MeasureSchedule, schedule_id)
     await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
     return schedule
 
 
 async def access_form_template(caller: Caller, template_id: int) -> FormTemplate:
     """A form of the caller's practice (staff only: clients see only forms sent to them)."""
-    if caller.staff is None:
-        raise NotFound()
-    template = await FormTemplate.get_or_none(id=template_id, practice_id=caller.practice_id)
-    if template is None:
-        raise NotFound()
-    return template
+    return await _staff_row(caller, FormTemplate, template_id)
 
 
 async def access_form_assignment(caller: Caller, assignment_id: int) -> FormAssignment:
@@ -370,11 +370,8 @@ async def access_payment(caller: Caller, payment_id: int) -> Payment:
 async def access_billing_profile(caller: Caller, profile_id: int) -> BillingProfile:
     """Profiles a member of staff may edit: owners any of the practice's, a practitioner
     their own."""
-    if caller.staff is None:
-        raise NotFound()
-    profile = await BillingProfile.get_or_none(id=profile_id, practice_id=caller.practice_id)
-    if profile is None:
-        raise NotFound()
+    profile = await _staff_row(caller, BillingProfile, profile_id)
+    assert caller.staff is not None
     if caller.staff.role is not StaffRole.OWNER and profile.practitioner_id != caller.staff.id:  # type: ignore[attr-defined]
         raise NotFound()
     return profile
@@ -382,25 +379,20 @@ async def access_billing_profile(caller: Caller, profile_id: int) -> BillingProf
 
 async def access_sms_template(caller: Caller, template_id: int) -> SmsTemplate:
     """A confirmation template of the caller's practice (any staff may pick one)."""
-    if caller.staff is None:
-        raise NotFound()
-    template = await SmsTemplate.get_or_none(
-        id=template_id, practice_id=caller.practice_id, deleted_at=None
-    )
-    if template is None:
-        raise NotFound()
-    return template
+    return await _staff_row(caller, SmsTemplate, template_id, deleted_at=None)
 
 
 async def access_form_schedule(caller: Caller, schedule_id: int) -> FormSchedule:
     """A form schedule on a file the caller may see (staff only)."""
-    if caller.staff is None:
-        raise NotFound()
-    schedule = await FormSchedule.get_or_none(id=schedule_id, practice_id=caller.practice_id)
-    if schedule is None:
-        raise NotFound()
+    schedule = await _staff_row(caller, FormSchedule, schedule_id)
     await access_client(caller, schedule.client_id)  # type: ignore[attr-defined]
     return schedule
+
+
+async def access_contact(caller: Caller, contact_id: int) -> Contact:
+    """A contact of the caller's practice (any staff member; clients never). Removed contacts,
+    other practices' contacts and missing ids are the same 404."""
+    return await _staff_row(caller, Contact, contact_id, deleted_at=None)
 
 
 # --- the agenda --------------------------------------------------------------------------------
@@ -411,33 +403,12 @@ async def access_form_schedule(caller: Caller, schedule_id: int) -> FormSchedule
 
 
 async def access_agenda_appointment(caller: Caller, appointment_id: int) -> Appointment:
-    if caller.staff is None:
-        raise NotFound()
-    appointment = await Appointment.get_or_none(
-        id=appointment_id, practice_id=caller.practice_id, deleted_at=None
-    )
-    if appointment is None:
-        raise NotFound()
-    return appointment
+    return await _staff_row(caller, Appointment, appointment_id, deleted_at=None)
 
 
 async def access_agenda_service(caller: Caller, service_id: int) -> Service:
-    if caller.staff is None:
-        raise NotFound()
-    service = await Service.get_or_none(
-        id=service_id, practice_id=caller.practice_id, is_active=True
-    )
-    if service is None:
-        raise NotFound()
-    return service
+    return await _staff_row(caller, Service, service_id, is_active=True)
 
 
 async def access_agenda_location(caller: Caller, location_id: int) -> Location:
-    if caller.staff is None:
-        raise NotFound()
-    location = await Location.get_or_none(
-        id=location_id, practice_id=caller.practice_id, is_active=True
-    )
-    if location is None:
-        raise NotFound()
-    return location
+    return await _staff_row(caller, Location, location_id, is_active=True)

@@ -39,6 +39,7 @@ from models.notifications import OutboxMessage
 from server.access import (
     access_client,
     access_consultations,
+    access_contact,
     access_invoice,
     access_payment,
     access_practitioner,
@@ -62,7 +63,6 @@ from server.i18n import gettext as _
 from server.i18n import lazy
 from server.numbers import TypedDecimal
 from server.queries import billing as queries
-from server.queries.contacts import access_contact
 from server.web import parse_id, path_id, render, require_staff, validate
 from staff.client_file import Tab, file_page, register_tab
 

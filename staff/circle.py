@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from models.accounts import Practice
 from models.clients import AlternateContact, Client, Contact, PhoneNumber, Relationship
-from server.access import access_client
+from server.access import access_client, access_contact
 from server.actions import circle as actions
 from server.actions.audit import record_read
 from server.actions.client_file import REMINDER_MAX, REMINDER_MIN
@@ -36,7 +36,7 @@ from server.queries.circle import (
     linkable_clients,
     linked_accounts,
 )
-from server.queries.contacts import access_contact, find_contacts
+from server.queries.contacts import find_contacts
 from server.web import client_address, parse_id, path_id, require_staff, validate
 from staff.api import api
 from staff.client_file import Tab, file_page, register_tab

@@ -14,12 +14,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from models.clients import Contact, ContactKind
+from server.access import access_contact
 from server.actions import contacts as actions
 from server.api import Ok
 from server.errors import ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
-from server.queries.contacts import ContactFilters, access_contact, circles_of, contact_page
+from server.queries.contacts import ContactFilters, circles_of, contact_page
 from server.web import parse_body, path_id, render, require_staff, validate
 from staff.api import api
 

@@ -12,26 +12,8 @@ from tortoise.queryset import QuerySet
 from models.clients import AlternateContact, Client, Contact, ContactKind, search_key
 from server.access import visible_clients
 from server.auth.sessions import Caller
-from server.errors import NotFound
 
 PER_PAGE = 50
-
-
-async def access_contact(caller: Caller, contact_id: int) -> Contact:
-    """A contact of the caller's practice (any staff member; clients never). Removed contacts,
-    other practices' contacts and missing ids are the same 404.
-
-    Belongs in server/access.py with the other access_* functions; kept here while that file
-    is being changed by parallel work.
-    """
-    if caller.staff is None:
-        raise NotFound()
-    contact = await Contact.get_or_none(
-        id=contact_id, practice_id=caller.practice_id, deleted_at=None
-    )
-    if contact is None:
-        raise NotFound()
-    return contact
 
 
 class ContactFilters(BaseModel):
