@@ -100,14 +100,19 @@ async def never_reloaded(*pages: Page) -> None:
 
 
 async def start_conversation(
-    new_http: Callable[..., httpx.AsyncClient], therapist: StaffUser, client: Client, subject: str
+    new_http: Callable[..., httpx.AsyncClient],
+    therapist: StaffUser,
+    client: Client,
+    subject: str,
+    **more: Any,
 ) -> int:
-    """An existing conversation (made through the API), for the tests about what follows."""
+    """An existing conversation (made through the API), for the tests about what follows;
+    ``more``: other fields of the request (linked_client_ids, group_name)."""
     async with new_http("10.9.0.1") as http:
         await login(http, therapist)
         r = await http.post(
             "/api/conversations",
-            json={"kind": "client", "subject": subject, "client_id": client.id},
+            json={"kind": "client", "subject": subject, "client_id": client.id, **more},
         )
         assert r.status_code == 200, r.text
         return int(r.json()["id"])
@@ -625,20 +630,14 @@ async def test_an_unlinked_parent_s_open_conversation_goes_from_their_screen(
     live, and the therapist's participants list marks them as having left."""
     parent = await make.client(people["helene"], first_name="Lucas", last_name="Martin")
     await do_link_clients(None, people["camille"], parent, Relationship.PARENT)
-    async with new_http("10.9.0.3") as http:
-        await login(http, people["helene"])
-        r = await http.post(
-            "/api/conversations",
-            json={
-                "kind": "client",
-                "subject": "Family",
-                "client_id": people["camille"].id,
-                "linked_client_ids": [parent.id],
-                "group_name": "Family",
-            },
-        )
-        assert r.status_code == 200, r.text
-        cid = int(r.json()["id"])
+    cid = await start_conversation(
+        new_http,
+        people["helene"],
+        people["camille"],
+        "Family",
+        linked_client_ids=[parent.id],
+        group_name="Family",
+    )
     phone = await messages_page(browser, live_server, parent, open_id=cid, phone=True)
     clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
     await expect(conversation_in_list(phone, "Family")).to_have_count(1)
