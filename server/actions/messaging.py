@@ -273,8 +273,9 @@ async def do_add_participants(
     """Add people to a conversation; newcomers see the whole history. A linked account that
     left it (unlinked from the client) and is added again comes back."""
     existing = await Participant.filter(conversation_id=conversation.id)
+    still_in = present(existing)
     staff_ids = {p.staff_user_id for p in existing}  # type: ignore[attr-defined]
-    account_ids = {p.portal_account_id for p in present(existing)}  # type: ignore[attr-defined]
+    account_ids = {p.portal_account_id for p in still_in}  # type: ignore[attr-defined]
     gone = {p.portal_account_id: p for p in existing if p.left_at is not None}  # type: ignore[attr-defined]
     new_staff = [s for s in staff if s.id not in staff_ids and s.is_active]
     new_accounts: list[tuple[PortalAccount, Client]] = []
@@ -291,7 +292,7 @@ async def do_add_participants(
         raise ValidationFailed(
             _("Everyone chosen already takes part."), {"staff_ids": _("Nobody new to add.")}
         )
-    total = len(present(existing)) + len(new_staff) + len(new_accounts)
+    total = len(still_in) + len(new_staff) + len(new_accounts)
     name = (group_name or "").strip() or conversation.group_name
     check_subject(conversation.subject, name, total)
 
@@ -310,7 +311,7 @@ async def do_add_participants(
         if back:
             await Participant.filter(id__in=back).update(left_at=None, updated_at=datetime.now(UTC))
         everyone = await Participant.filter(conversation_id=conversation.id).order_by("id")
-        was_in = {e.id for e in present(existing)}
+        was_in = {e.id for e in still_in}
         added = [p for p in present(everyone) if p.id not in was_in]
         await emit(
             [p.recipient for p in present(everyone)],
