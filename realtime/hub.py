@@ -1,13 +1,14 @@
 """The per-process hub: local sockets, fan-out through broadcaster, and recovery.
 
 What travels through broadcaster (and so through Redis in production) is a *notice*, never
-content: ``{"k": "ev", "r": [[recipient, seq], ...]}`` says "these recipients have new
-events", and ``{"k": "close", "s": [session ids]}`` says "close these sessions' sockets".
-A process that holds a socket for a notified recipient reads the events from the database,
-where they were written before the notice was sent, so stored content never leaves the
-database connection. The exception is ephemeral pushes (``{"k": "eph", ...}``: typing,
-presence), which are not stored and so travel whole, a typist's name included; see
-docs/realtime.md.
+content in clear: ``{"k": "ev", "r": [[recipient, seq], ...], "x": sealed}`` says "these
+recipients have new events", and carries the events sealed with a key Redis never sees
+(realtime/seal.py); ``{"k": "close", "s": [session ids]}`` says "close these sessions'
+sockets". A process that holds a socket for a notified recipient hands it the events from
+the seal; when there is none, or it cannot be opened, the socket reads them from the
+database, where they were written before the notice was sent. The exception is ephemeral
+pushes (``{"k": "eph", ...}``: typing, presence), which are not stored and travel whole, ids
+only; see docs/realtime.md.
 
 The process that commits an event also hands it straight to its own sockets, so the common
 single-process case costs no round trip and keeps working while Redis is down.
@@ -30,6 +31,7 @@ from broadcaster import Broadcast
 
 from realtime.broker import RedisNoticeBackend, open_broadcast
 from realtime.events import Event
+from realtime.seal import Sealer
 
 log = logging.getLogger("cabinet.realtime")
 
@@ -85,11 +87,16 @@ class Hub:
         self._unsent: dict[str, int] = {}
         self.presence_audience: PresenceAudience | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Seals the events of the notices this process sends, and opens the others'.
+        self._sealer: Sealer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, url: str) -> None:
+    async def start(self, url: str, seal_key: str | None = None) -> None:
+        """Listen on the broker at ``url``. ``seal_key``: the secret the web processes share,
+        to carry events in their notices sealed (none with ``memory://``: one process)."""
         self._url = url
+        self._sealer = Sealer(seal_key) if seal_key and not url.startswith("memory:") else None
         self._stopping = False
         self._connected = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="realtime-hub")
@@ -206,7 +213,11 @@ class Hub:
         for event in batch:
             for sock in list(self.sockets.get(event.recipient, ())):
                 sock.offer(event.seq, event)
-        await self._send({"k": "ev", "r": [[e.recipient, e.seq] for e in batch]})
+        notice: dict[str, Any] = {"k": "ev", "r": [[e.recipient, e.seq] for e in batch]}
+        if self._sealer is not None and batch:
+            notice["p"] = self.process_id
+            notice["x"] = self._sealer.seal(batch)
+        await self._send(notice)
 
     async def close_sessions(self, session_ids: Iterable[str]) -> None:
         """Close every socket of these sessions, in every process (after sign-out etc.)."""
@@ -256,9 +267,7 @@ class Hub:
         message = json.loads(raw)
         kind = message.get("k")
         if kind == "ev":
-            for recipient, seq in message["r"]:
-                for sock in list(self.sockets.get(recipient, ())):
-                    sock.offer(int(seq), None)
+            self._offer_notice(message)
         elif kind == "close":
             self._close_local(set(message["s"]))
         elif kind == "hb":
@@ -270,6 +279,25 @@ class Hub:
         elif kind == "pres":
             if message["p"] != self.process_id:
                 self._remote_presence[message["p"]] = (time.monotonic(), set(message["r"]))
+
+    def _offer_notice(self, message: dict[str, Any]) -> None:
+        """Hand a notice's events to the local sockets of its recipients: from its seal when
+        it has one this process can open, else as "read the database up to seq"."""
+        sockets = self.sockets
+        if not any(recipient in sockets for recipient, _seq in message["r"]):
+            return  # nobody here: the common case with many processes, nothing to open
+        sealed = message.get("x")
+        # Our own notices: the local sockets had the events when they were committed.
+        if sealed is not None and self._sealer is not None and message.get("p") != self.process_id:
+            events = self._sealer.open(sealed)
+            if events is not None:
+                for event in events:
+                    for sock in list(sockets.get(event.recipient, ())):
+                        sock.offer(event.seq, event)
+                return
+        for recipient, seq in message["r"]:
+            for sock in list(sockets.get(recipient, ())):
+                sock.offer(int(seq), None)
 
     # --- the broker connection, supervised -------------------------------------------------
 

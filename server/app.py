@@ -104,7 +104,10 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         collector = contextlib.AsyncExitStack()
         if manage_db:
             await db.init_db(settings.database_url)
-            await hub.start(settings.broadcast_url)
+            await hub.start(
+                settings.broadcast_url,
+                seal_key=settings.secret_key if settings.seal_notices else None,
+            )
             if settings.embedded_worker:
                 worker = asyncio.create_task(run_worker(stop), name="embedded-worker")
             await collector.enter_async_context(freezing_collector(settings.gc_complete_minutes))

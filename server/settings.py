@@ -49,6 +49,9 @@ class Settings:
     data_dir: Path = ROOT / "var"
     database_url: str = ""
     broadcast_url: str = "memory://"
+    # Events travel sealed in their notices to the other web processes (realtime/seal.py);
+    # off, the notices carry ids only and every process reads the events from the database.
+    seal_notices: bool = True
     secret_key: str = ""
     smtp_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
@@ -110,6 +113,7 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             broadcast_url=os.environ.get("BROADCAST_URL", "memory://"),
+            seal_notices=_bool(os.environ.get("REALTIME_SEAL_NOTICES"), True),
             secret_key=_secret_key(env, data_dir),
             smtp_url=os.environ.get("SMTP_URL") or None,
             public_url=os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
