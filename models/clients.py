@@ -250,6 +250,9 @@ class Document(Timestamped):
         "models.StaffUser", related_name="documents", null=True, on_delete=fields.SET_NULL
     )
     deleted_at = fields.DatetimeField(null=True)
+    # The upload form's own key (server/actions/retries.py): sent again after an answer
+    # that never came, it finds this document instead of filing the same one twice.
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "document"

@@ -94,6 +94,9 @@ class MeasureAdministration(Timestamped):
         "models.StaffUser", related_name="measures_filled", null=True, on_delete=fields.SET_NULL
     )
     reminded_at = fields.DatetimeField(null=True)
+    # The in-session form's own key (server/actions/retries.py): sent twice, one score on
+    # the chart and one safety alert, not two.
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "measure_administration"

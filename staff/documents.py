@@ -7,6 +7,7 @@ being read to its end.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -44,6 +45,8 @@ async def _load_documents(caller: Caller, client: Client, practice: Practice) ->
         "max_mb": get_settings().document_max_mb,
         "max_bytes": documents.max_bytes(),
         "accept": ACCEPT,
+        # One key per page shown: the upload sent twice files one document.
+        "request_key": secrets.token_urlsafe(16),
     }
 
 
@@ -136,6 +139,7 @@ async def upload_form(request: Request) -> Response:
             data=data,
             shared=_is_on(fields.get("shared")),
             clinical=_is_on(fields.get("clinical")),
+            request_key=fields.get("request_key", "")[:64],
         )
     except ValidationFailed as exc:
         return await file_page(
@@ -210,7 +214,8 @@ async def list_documents(request: Request) -> list[DocumentOut]:
 async def upload_document(request: Request) -> DocumentOut:
     """Upload a document: multipart/form-data with a `file` field (`shared`=1 to show it
     on the client's portal, `clinical`=1 to keep it from staff who may not read clinical
-    details). Types are told from the content; the size is capped."""
+    details, `request_key`: any key of yours for this one upload; sent again with it, the
+    first document is returned). Types are told from the content; the size is capped."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     name, data, fields = await read_upload(request)
@@ -221,6 +226,7 @@ async def upload_document(request: Request) -> DocumentOut:
         data=data,
         shared=_is_on(fields.get("shared")),
         clinical=_is_on(fields.get("clinical")),
+        request_key=fields.get("request_key", "")[:64],
     )
     return await _one(document)
 

@@ -8,6 +8,7 @@ desk only if the practice allows it, the same rule as the clinical tab).
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any, Literal
 
@@ -110,11 +111,19 @@ async def fill_page(request: Request) -> Response:
     except ValueError:
         raise NotFound() from None
     inst = instrument(kind)
-    ctx: dict[str, Any] = {"client": client, "inst": inst, "section": "clients", "values": {}}
+    ctx: dict[str, Any] = {
+        "client": client,
+        "inst": inst,
+        "section": "clients",
+        "values": {},
+        # One key per page shown: the answers sent twice are recorded once.
+        "request_key": secrets.token_urlsafe(16),
+    }
     if request.method == "POST":
         values = await _form(request)
+        key = str(values.pop("request_key", ""))[:64]
         try:
-            await measures.do_record_in_session(caller, client, kind, values)
+            await measures.do_record_in_session(caller, client, kind, values, request_key=key)
         except ValidationFailed as exc:
             ctx.update(error=exc.message, fields=exc.fields, values=values)
             return render(request, "staff/measure_fill.html", ctx, status=422)

@@ -3,7 +3,9 @@ sharing on the portal, downloads recorded as reads, and who reaches what."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -174,6 +176,53 @@ async def test_upload_list_and_download(
     assert (read.client_id, read.object_id, read.is_read) == (camille.id, str(doc["id"]), True)
     uploaded = await AuditEntry.get(action="document.uploaded")
     assert "Compte" not in str(uploaded.detail)
+
+
+async def test_an_upload_sent_twice_files_one_document(
+    http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
+) -> None:
+    """The answer lost, the button pressed again: the same report was filed twice. The
+    page's key finds the first (its bytes not kept twice); the page shown again files anew;
+    two uploads at once through the API with one key file one."""
+    camille: Client = people["camille"]
+    token = (await login(http, people["alice"]))["csrf_token"]
+    tab = f"/staff/clients/{camille.id}/documents"
+
+    async def page_key() -> str:
+        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(tab)).text)
+        assert found
+        return found.group(1)
+
+    key = await page_key()
+    for _ in range(2):
+        r = await http.post(
+            f"{tab}?csrf_token={token}",
+            files={"file": ("Bilan.pdf", PDF, "application/pdf")},
+            data={"request_key": key},
+        )
+        assert r.status_code == 303, r.text
+    assert await Document.filter(client_id=camille.id).count() == 1
+    assert len(stored_files(settings)) == 1
+    r = await http.post(
+        f"{tab}?csrf_token={token}",
+        files={"file": ("Bilan.pdf", PDF, "application/pdf")},
+        data={"request_key": await page_key()},
+    )
+    assert r.status_code == 303
+    assert await Document.filter(client_id=camille.id).count() == 2
+
+    async def by_api() -> httpx.Response:
+        return await http.post(
+            f"/api/clients/{camille.id}/documents",
+            files={"file": ("Scan.pdf", PDF, "application/pdf")},
+            data={"request_key": "my-upload-1"},
+        )
+
+    first, second = await asyncio.gather(by_api(), by_api())
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json()["id"] == second.json()["id"]
+    assert await Document.filter(client_id=camille.id).count() == 3
+    assert len(stored_files(settings)) == 3
 
 
 async def test_a_renamed_program_is_refused(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -270,6 +271,49 @@ async def test_an_alert_for_a_client_without_therapist_goes_to_the_owners(
     )
     assert captured.recipients("measure.alert") == {f"s:{people['owner'].id}"}
     assert (await Task.get(client_id=lone.id)).assignee_id == people["owner"].id  # type: ignore[attr-defined]
+
+
+async def test_answers_sent_twice_are_recorded_once(
+    http: httpx.AsyncClient, people: dict[str, Any], capture_events: Callable[[], Any]
+) -> None:
+    """The answer lost, the button pressed again: a second score went on the chart (and a
+    second safety alert), and a completed measure cannot be taken back. The page's key finds
+    the first; the page shown again records a new one; two sends at once record one."""
+    client = people["noportal"]
+    await login(http, people["alice"])
+    url = f"/staff/clients/{client.id}/measures/fill/phq9"
+
+    async def page_key() -> str:
+        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(url)).text)
+        assert found
+        return found.group(1)
+
+    captured = capture_events()
+    key = await page_key()
+    answers = form(PHQ9, 20, item9=2)
+    for _ in range(2):
+        r = await http.post(url, data={**answers, "request_key": key})
+        assert r.status_code == 303
+    assert await MeasureAdministration.filter(client_id=client.id).count() == 1
+    assert len(captured.of_type("measure.alert")) == 1
+    assert await Task.filter(client_id=client.id).count() == 1
+    r = await http.post(url, data={**form(PHQ9, 5), "request_key": await page_key()})
+    assert r.status_code == 303
+    assert await MeasureAdministration.filter(client_id=client.id).count() == 2
+    both = await asyncio.gather(
+        *(
+            measures.do_record_in_session(
+                Caller.acting_as(people["alice"]),
+                client,
+                MeasureKind.GAD7,
+                form(GAD7, 9),
+                request_key="same-page",
+            )
+            for _ in range(2)
+        )
+    )
+    assert both[0].id == both[1].id
+    assert await MeasureAdministration.filter(client_id=client.id).count() == 3
 
 
 async def test_filled_in_session_by_the_therapist(

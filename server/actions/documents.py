@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from models.clients import Client, Document
 from server import filetypes, storage
 from server.actions import audit
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic, in_atomic
 from server.errors import ValidationFailed
@@ -84,17 +85,36 @@ async def do_upload_document(
     data: bytes,
     shared: bool = False,
     clinical: bool = False,
+    request_key: str = "",
 ) -> Document:
     """Store a document on the client's file.
 
     Call outside any transaction: the bytes must be removed if the row is not committed,
-    and only the outermost transaction knows.
+    and only the outermost transaction knows. ``request_key``: the upload form's own key;
+    the same form sent again gives the document it filed (server/actions/retries.py).
     """
     if in_atomic():
         raise RuntimeError("do_upload_document() opens its own transaction")
     assert actor.staff is not None
     file_type = check_upload(data)
     name = filetypes.with_extension(clean_name(name) or _("document"), file_type)
+
+    async def write(request: str | None) -> Document:
+        return await _store(actor, client, name, data, file_type, shared, clinical, request)
+
+    return await once_per_key(Document, request_key, write, client_id=client.id)
+
+
+async def _store(
+    actor: Caller,
+    client: Client,
+    name: str,
+    data: bytes,
+    file_type: FileType,
+    shared: bool,
+    clinical: bool,
+    request_key: str | None,
+) -> Document:
     async with storage.stored_for(data) as key, atomic():
         document = await Document.create(
             client=client,
@@ -106,6 +126,7 @@ async def do_upload_document(
             shared_with_client=shared,
             clinical=clinical,
             uploaded_by=actor.staff,
+            request_key=request_key,
         )
         await audit.record(
             actor,

@@ -37,6 +37,7 @@ from server.actions.client_requests import (
     remind_client,
     writing_in,
 )
+from server.actions.retries import once_per_key
 from server.actions.schedules import check_schedule
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -234,29 +235,43 @@ async def do_complete_measure(
 
 
 async def do_record_in_session(
-    actor: Caller, client: Client, kind: MeasureKind, values: dict[str, Any]
+    actor: Caller,
+    client: Client,
+    kind: MeasureKind,
+    values: dict[str, Any],
+    *,
+    request_key: str = "",
 ) -> MeasureAdministration:
-    """Staff fill a measure in with the client, in a session: sent and answered at once."""
+    """Staff fill a measure in with the client, in a session: sent and answered at once.
+
+    ``request_key``: the form's own key; the same form sent again gives the measure it
+    recorded (server/actions/retries.py)."""
     assert actor.staff is not None
+    staff = actor.staff
     inst = instrument(kind)
     scored = score(inst, values)
-    now = datetime.now(UTC)
-    async with atomic():
-        administration = await MeasureAdministration.create(
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-            client=client,
-            measure=kind,
-            status=AdministrationStatus.COMPLETED,
-            sent_by=actor.staff,
-            filled_by=actor.staff,
-            answers=scored.answers,
-            score=scored.score,
-            band=scored.band.key,
-            safety_alert=scored.safety_alert,
-            completed_at=now,
-        )
-        await _completed(actor, administration, client, inst)
-    return administration
+
+    async def write(key: str | None) -> MeasureAdministration:
+        now = datetime.now(UTC)
+        async with atomic():
+            administration = await MeasureAdministration.create(
+                practice_id=client.practice_id,  # type: ignore[attr-defined]
+                client=client,
+                measure=kind,
+                status=AdministrationStatus.COMPLETED,
+                sent_by=staff,
+                filled_by=staff,
+                answers=scored.answers,
+                score=scored.score,
+                band=scored.band.key,
+                safety_alert=scored.safety_alert,
+                completed_at=now,
+                request_key=key,
+            )
+            await _completed(actor, administration, client, inst)
+        return administration
+
+    return await once_per_key(MeasureAdministration, request_key, write, client_id=client.id)
 
 
 async def _completed(
