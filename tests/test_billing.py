@@ -595,6 +595,16 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
         assert (await http.post(api, json={**body, "request_key": "k-1"})).status_code == 200
     await invoice.refresh_from_db()
     assert invoice.paid == Decimal("45.00")
+    # Two at once with one key (a double click): one payment, and both are answered with it
+    # (the second used to fail its claim on the invoice: an error page for a payment made).
+    pages = [await Invoice.get(id=invoice.id) for _ in range(2)]
+    paid = PaymentIn(Decimal("7"), PaymentMethodUsed.CASH, date.today(), "", "double-click")
+    both = await asyncio.gather(
+        *(billing.do_record_payment(caller_of(owner), page, paid) for page in pages)
+    )
+    assert both[0].id == both[1].id
+    await invoice.refresh_from_db()
+    assert invoice.paid == Decimal("52.00")
 
 
 # --- payments ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from models.billing import (
 from models.clients import Client, Contact
 from realtime.events import client_recipient, emit, staff_recipient
 from server.actions import audit
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic, dialect
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -1082,78 +1083,80 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
     if amount <= 0:
         raise _invalid("amount", _("More than zero."))
     holder = invoice.client_id or invoice.payer_client_id  # type: ignore[attr-defined]
-    if data.request_key:
-        # The same form sent again (the answer was lost, the button pressed twice): the
-        # payment it recorded, not a second one. Two at once: the second fails its claim.
-        earlier = await Payment.get_or_none(
-            request_key=data.request_key,
-            practice_id=invoice.practice_id,  # type: ignore[attr-defined]
-        )
-        if earlier is not None:
-            return earlier
-    async with atomic():
-        await _claim_balance(invoice)
-        if data.method is PaymentMethodUsed.CREDIT and holder is not None:
-            # The credit read below must stay true: one use of it at a time per client, as
-            # refunds take it (two payments by credit could both spend the same credit).
-            await _lock_client(holder)
-        balance = invoice.balance
-        applied = min(amount, max(balance, ZERO))
-        excess = money(amount - applied)
-        if data.method is PaymentMethodUsed.CREDIT:
-            if holder is None or await client_credit(holder) < amount:
-                raise _invalid("amount", _("More than the client's credit."))
-            if excess > 0:
+
+    # The same form sent again (the answer was lost, the button pressed twice): the payment
+    # it recorded, not a second one, even when both arrive at once (server/actions/retries.py).
+    async def write(request_key: str | None) -> Payment:
+        async with atomic():
+            await _claim_balance(invoice)
+            if data.method is PaymentMethodUsed.CREDIT and holder is not None:
+                # The credit read below must stay true: one use of it at a time per client, as
+                # refunds take it (two payments by credit could both spend the same credit).
+                await _lock_client(holder)
+            balance = invoice.balance
+            applied = min(amount, max(balance, ZERO))
+            excess = money(amount - applied)
+            if data.method is PaymentMethodUsed.CREDIT:
+                if holder is None or await client_credit(holder) < amount:
+                    raise _invalid("amount", _("More than the client's credit."))
+                if excess > 0:
+                    raise _invalid("amount", _("More than the invoice still owes."))
+            if excess > 0 and holder is None:
                 raise _invalid("amount", _("More than the invoice still owes."))
-        if excess > 0 and holder is None:
-            raise _invalid("amount", _("More than the invoice still owes."))
-        payment = await Payment.create(
-            practice_id=invoice.practice_id,  # type: ignore[attr-defined]
-            client_id=holder,
-            invoice=invoice if applied > 0 else None,
-            method=data.method,
-            paid_on=data.paid_on,
-            amount=applied if applied > 0 else excess,
-            reference=data.reference.strip()[:120],
-            recorded_by=actor.staff,
-            request_key=data.request_key or None,
-        )
-        if applied > 0 and excess > 0:
-            await Payment.create(
+            payment = await Payment.create(
                 practice_id=invoice.practice_id,  # type: ignore[attr-defined]
                 client_id=holder,
-                invoice=None,
+                invoice=invoice if applied > 0 else None,
                 method=data.method,
                 paid_on=data.paid_on,
-                amount=excess,
+                amount=applied if applied > 0 else excess,
                 reference=data.reference.strip()[:120],
-                parent=payment,
                 recorded_by=actor.staff,
+                request_key=request_key,
             )
-        if data.method is PaymentMethodUsed.CREDIT:
-            await Payment.create(
-                practice_id=invoice.practice_id,  # type: ignore[attr-defined]
+            if applied > 0 and excess > 0:
+                await Payment.create(
+                    practice_id=invoice.practice_id,  # type: ignore[attr-defined]
+                    client_id=holder,
+                    invoice=None,
+                    method=data.method,
+                    paid_on=data.paid_on,
+                    amount=excess,
+                    reference=data.reference.strip()[:120],
+                    parent=payment,
+                    recorded_by=actor.staff,
+                )
+            if data.method is PaymentMethodUsed.CREDIT:
+                await Payment.create(
+                    practice_id=invoice.practice_id,  # type: ignore[attr-defined]
+                    client_id=holder,
+                    invoice=None,
+                    method=PaymentMethodUsed.CREDIT,
+                    paid_on=data.paid_on,
+                    amount=-amount,
+                    reference=invoice.number or "",
+                    parent=payment,
+                    recorded_by=actor.staff,
+                )
+            invoice.paid = money(Decimal(invoice.paid) + applied)
+            await invoice.save(update_fields=["paid", "updated_at"])
+            await audit.record(
+                actor,
+                "payment.recorded",
+                object_type="invoice",
+                object_id=invoice.id,
                 client_id=holder,
-                invoice=None,
-                method=PaymentMethodUsed.CREDIT,
-                paid_on=data.paid_on,
-                amount=-amount,
-                reference=invoice.number or "",
-                parent=payment,
-                recorded_by=actor.staff,
+                detail={"amount": str(amount), "method": data.method.value, "credit": str(excess)},
             )
-        invoice.paid = money(Decimal(invoice.paid) + applied)
-        await invoice.save(update_fields=["paid", "updated_at"])
-        await audit.record(
-            actor,
-            "payment.recorded",
-            object_type="invoice",
-            object_id=invoice.id,
-            client_id=holder,
-            detail={"amount": str(amount), "method": data.method.value, "credit": str(excess)},
-        )
-        await notify_invoices_changed(invoice.practice_id, [invoice])  # type: ignore[attr-defined]
-    return payment
+            await notify_invoices_changed(invoice.practice_id, [invoice])  # type: ignore[attr-defined]
+        return payment
+
+    return await once_per_key(
+        Payment,
+        data.request_key,
+        write,
+        practice_id=invoice.practice_id,  # type: ignore[attr-defined]
+    )
 
 
 async def do_refund(actor: Caller, client: Client, data: PaymentIn) -> Payment:

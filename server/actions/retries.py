@@ -38,9 +38,13 @@ async def once_per_key(
         return earlier
     try:
         return await write(request_key)
-    except IntegrityError:
-        # Both sends at once: the other one's row took the key first.
+    except (IntegrityError, Conflict) as exc:
+        # Both sends at once: the other one's row took the key first (or the other one's
+        # write changed what this one checked, which a rule reports as a conflict).
         earlier = await model.get_or_none(request_key=request_key, **scope)
-        if earlier is None:  # the key of a form for something else
-            raise Conflict(_("This form was already sent. Reload the page.")) from None
-        return earlier
+        if earlier is not None:
+            return earlier
+        if isinstance(exc, Conflict):
+            raise
+        # The key of a form for something else.
+        raise Conflict(_("This form was already sent. Reload the page.")) from None
