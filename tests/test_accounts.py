@@ -20,6 +20,7 @@ from models.accounts import AccountToken, AuthSession, LoginAttempt, PortalAccou
 from models.jobs import Job
 from models.notifications import OutboxMessage
 from server import jobs
+from server.actions import accounts as account_actions
 from server.auth.passwords import hasher
 from server.auth.sessions import COOKIE_NAMES
 from server.settings import Settings, set_settings
@@ -540,6 +541,36 @@ async def test_reset_requests_beyond_three_send_nothing_more_and_say_the_same(
     assert len(sent) == 3
     form = await http.get(link_in(sent[-1]))
     assert form.status_code == 200  # the last link sent still works
+
+
+async def test_reset_requests_from_one_address_are_limited_whatever_the_email(
+    http: httpx.AsyncClient,
+    new_http: Callable[..., httpx.AsyncClient],
+    make: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each request writes a job: a script posting the form in a loop filled the jobs table
+    and kept the worker busy. Beyond the limit one address is told to wait, the same way for
+    a real and an unknown email; another address, and the other realm, are not held up."""
+    monkeypatch.setattr(account_actions, "RESET_REQUESTS_PER_ADDRESS", 3)
+    therapist = await make.therapist()
+    emails = [therapist.email, "nobody@example.org", "other@example.org"]
+    for email in emails:
+        assert (await http.post("/staff/password/forgot", data={"email": email})).status_code == 200
+    written = await Job.filter(kind="auth.reset_requested").count()
+    for email in (therapist.email, "nobody@example.org"):
+        page = await http.post("/staff/password/forgot", data={"email": email})
+        assert page.status_code == 429
+        assert "Too many requests" in page.text
+        api = await http.post("/api/password/forgot", json={"email": email})
+        assert api.status_code == 429 and api.headers["retry-after"] == "900"
+    assert await Job.filter(kind="auth.reset_requested").count() == written
+    async with new_http("203.0.113.9") as other:
+        elsewhere = await other.post("/staff/password/forgot", data={"email": therapist.email})
+    portal = await http.post("/portal/password/forgot", data={"email": "someone@example.org"})
+    assert elsewhere.status_code == portal.status_code == 200
+    await jobs.run_due()
+    assert await OutboxMessage.filter(to=therapist.email, purpose="password_reset").count() == 2
 
 
 async def test_reset_link_sets_a_new_password_once(

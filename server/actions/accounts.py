@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -230,6 +231,9 @@ RESETS_PER_LINK_LIFETIME = 3
 
 # The job that answers a reset request (server/worker.py runs it within a second).
 RESET_REQUESTED = "auth.reset_requested"
+# Reset requests one network address may make within the sign-in throttle's window. Each
+# writes a job and costs the worker a lookup; beyond this it is a flood, not a person.
+RESET_REQUESTS_PER_ADDRESS = 20
 
 
 async def do_request_password_reset(realm: Realm, email: str, *, address: str = "") -> None:
@@ -238,12 +242,28 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
     The request itself does the same work whatever the address: one job written. Looking the
     account up here would answer an unknown address faster than a real one, and on the
     portal a real address is a practice's client: that someone sees a therapist is health
-    data, not to be read off a response time.
+    data, not to be read off a response time. So is the limit: per network address, whatever
+    email is typed (TooManyRequests beyond ``RESET_REQUESTS_PER_ADDRESS`` in the window).
     """
+    settings = get_settings()
+    now = datetime.now(UTC)
+    # The job's key names the address (hashed: keys are not where addresses are kept).
+    tag = hashlib.sha256(f"{realm.value}:{address}".encode()).hexdigest()[:16]
+    prefix = f"{RESET_REQUESTED}:{tag}:"
+    window = timedelta(minutes=settings.throttle_window_minutes)
+    recent = await Job.filter(
+        kind=RESET_REQUESTED, key__startswith=prefix, created_at__gte=now - window
+    ).count()
+    if recent >= RESET_REQUESTS_PER_ADDRESS:
+        raise TooManyRequests(
+            _("Too many requests. Please wait %(minutes)d minutes and try again.")
+            % {"minutes": settings.throttle_window_minutes},
+            int(window.total_seconds()),
+        )
     async with atomic():
         await jobs.schedule(
             RESET_REQUESTED,
-            datetime.now(UTC),
+            now,
             {
                 "realm": realm.value,
                 "email": normalize_email(email),
@@ -251,6 +271,7 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
                 # The email is written in the language of the page it was asked from.
                 "locale": current_locale(),
             },
+            key=prefix + secrets.token_urlsafe(12),
             max_attempts=3,
         )
 

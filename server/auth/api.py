@@ -70,7 +70,7 @@ def add_auth_endpoints(api: Api, realm: Realm) -> None:
         return Ok()
 
     @api.route(
-        "POST", "/password/forgot", body=EmailForm, response=Ok, statuses=(422,), public=True
+        "POST", "/password/forgot", body=EmailForm, response=Ok, statuses=(422, 429), public=True
     )
     async def forgot_password(request: Request, body: EmailForm) -> Ok:
         """Email a password reset link (the answer never says whether the account exists)"""

@@ -11,7 +11,7 @@ from models.accounts import Realm, TokenPurpose
 from server.actions import accounts
 from server.auth.sessions import COOKIE_NAMES
 from server.auth.throttle import DEVICE_COOKIE, add_known_device, is_known_device
-from server.errors import CabinetError, NotFound, ValidationFailed
+from server.errors import CabinetError, NotFound, TooManyRequests, ValidationFailed
 from server.i18n import LOCALES
 from server.i18n import gettext as _
 from server.settings import get_settings
@@ -149,11 +149,11 @@ class AuthPages:
             return self._page(request, "forgot.html", {})
         try:
             data = await parse_body(request, EmailForm)
-        except ValidationFailed as exc:
-            return self._page(request, "forgot.html", {"error": exc.message}, status=422)
-        await accounts.do_request_password_reset(
-            self.realm, data.email, address=client_address(request)
-        )
+            await accounts.do_request_password_reset(
+                self.realm, data.email, address=client_address(request)
+            )
+        except (ValidationFailed, TooManyRequests) as exc:
+            return self._page(request, "forgot.html", {"error": exc.message}, exc.status_code)
         # The same answer whether or not the account exists.
         return self._page(request, "forgot.html", {"sent": True})
 
