@@ -180,3 +180,64 @@ async def test_the_agenda_follows_bookings_and_attendance_live(
     await expect(day.locator(f'[data-appointment-id="{booked}"]')).to_have_count(0)
     for page in (desk, day):
         assert await page.evaluate("window.neverReloaded") is True
+
+
+# The last Sunday of October 2027: in Paris, 03:00 summer time is 02:00 winter time again.
+FOLD = date(2027, 10, 31)
+
+
+async def test_the_night_the_clocks_go_back(
+    browser: Browser, live_server: LiveServer, practice: dict[str, Any], make: Factory
+) -> None:
+    """A session from 02:30 summer time to 02:20 winter time dropped off the grid (it seemed
+    to end before it began), and the free times offered 02:00 twice, the second booking the
+    first. Each is now drawn for as long as it lasts, and each free time books its instant."""
+    s = practice
+    short = await agenda.do_create_service(
+        None, await make.practice(), name="Bref", duration_minutes=30, price=Decimal("30")
+    )
+    bruno = await make.therapist(first_name="Bruno", last_name="Petit")
+    for who, service in ((s["alice"], short), (bruno, s["talk"])):
+        await agenda.do_add_availability(
+            None,
+            who,
+            services=[service],
+            weekday=6,
+            start_time=time(1),
+            end_time=time(4),
+            location=s["office"],
+        )
+    async with httpx.AsyncClient(base_url=live_server.url) as other:
+        await login(other, s["fanny"])
+        r = await other.post(
+            "/api/appointments",
+            json={
+                "practitioner_id": bruno.id,
+                "client_id": s["camille"].id,
+                "service_id": s["talk"].id,
+                "location_id": s["office"].id,
+                "starts_at": "2027-10-31T00:30:00+00:00",  # 02:30 summer time, 50 minutes
+            },
+        )
+        assert r.status_code == 200, r.text
+    page = await agenda_page(browser, live_server, s["fanny"], f"date={FOLD}&view=day")
+    block = page.locator(f'[data-appointment-id="{r.json()["id"]}"]')
+    await expect(block).to_contain_text("Camille Roux")
+    assert round((await block.bounding_box() or {"height": 0})["height"]) == round(50 * 1.1)
+
+    alice_column = page.locator(f'.agenda-col[data-practitioner="{s["alice"].id}"]')
+    await alice_column.locator(".agenda-open").click(position={"x": 20, "y": 5})
+    dialog = page.locator("#book-dialog")
+    await expect(dialog).to_be_visible()
+    twice = dialog.locator("#book-free button", has_text="02:00")
+    await expect(twice).to_have_count(2)
+    labels = await twice.all_inner_texts()
+    assert len(set(labels)) == 2, labels  # told apart by the offset
+    winter = dialog.locator('#book-free button[data-start^="2027-10-31T01:00:00"]')
+    await winter.click()
+    await dialog.locator("#book-client-search").fill("noe")
+    await dialog.locator("#book-client-results button", has_text="Noé Blanc").click()
+    await dialog.locator("button[type=submit]").click()
+    await expect(dialog).to_be_hidden()
+    noes = await Appointment.get(client_id=s["noe"].id)
+    assert noes.starts_at == datetime(2027, 10, 31, 1, tzinfo=UTC)

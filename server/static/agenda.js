@@ -147,8 +147,20 @@
     var s = local(startIso), e = local(endIso);
     var from = s.date < col.date ? 0 : s.date === col.date ? s.minute : null;
     var to = e.date > col.date ? 24 * 60 : e.date === col.date ? e.minute : null;
-    if (from === null || to === null || to <= from) return null;
+    if (from === null || to === null) return null;
+    if (to <= from && s.date === col.date && e.date === col.date) {
+      // The clocks went back inside it (02:30 summer time to 02:30 winter time): drawn for
+      // as long as it lasts, over the hour that repeats, rather than not at all.
+      to = Math.min(from + (new Date(endIso) - new Date(startIso)) / 60000, 24 * 60);
+    }
+    if (to <= from) return null;
     return { from: from, to: to };
+  }
+  // "GMT+2": tells apart the two 02:00 of the night the clocks go back.
+  var zoneFmt = new Intl.DateTimeFormat(LANG, { timeZone: TZ, timeZoneName: "short" });
+  function zoneLabel(iso) {
+    var z = zoneFmt.formatToParts(new Date(iso)).filter(function (x) { return x.type === "timeZoneName"; })[0];
+    return z ? z.value : "";
   }
   function inCol(col, item) { return col.practitioner === null || item.practitioner_id === col.practitioner; }
 
@@ -276,7 +288,7 @@
     bookForm.location_id.value = w.location_id ? String(w.location_id) : "";
     var offered = cfg.services.filter(function (s) { return w.service_ids.indexOf(s.id) >= 0; });
     if (offered.length) bookForm.service_id.value = String(offered[0].id);
-    bookForm.date.value = dateStr; bookForm.time.value = hhmm(minute);
+    bookForm.date.value = dateStr; bookForm.time.value = hhmm(minute); chosenSlot = null;
     bookForm.confirm_sms.checked = false; smsDefault();
     openDialog(book);
     freeTimes();
@@ -302,6 +314,11 @@
     }, 200);
   });
   // The free times of the chosen service that day (server/queries/agenda.py free_slots).
+  var chosenSlot = null;
+  function startsAt(form) {
+    var c = chosenSlot;
+    return c && c.date === form.date.value && c.time === form.time.value ? c.start : toUtc(form.date.value, form.time.value);
+  }
   function freeTimes() {
     var box = $("#book-free"); box.innerHTML = "";
     var p = bookForm.practitioner_id.value, s = bookForm.service_id.value, d = bookForm.date.value;
@@ -312,9 +329,15 @@
       box.innerHTML = "";
       if (!slots.length) { box.appendChild(el("span", { "class": "muted small", text: T.no_free })); return; }
       box.appendChild(el("span", { "class": "small", text: T.free_times + " " }));
+      var seen = {};
+      slots.forEach(function (slot) { var t = hhmm(local(slot.start).minute); seen[t] = (seen[t] || 0) + 1; });
       slots.forEach(function (slot) {
-        var l = local(slot.start);
-        box.appendChild(el("button", { type: "button", "class": "small", title: slot.is_group ? T.places_left.replace("%(num)s", slot.places_left) : null, onclick: function () { bookForm.time.value = hhmm(l.minute); } }, [hhmm(l.minute)]));
+        var l = local(slot.start), t = hhmm(l.minute);
+        box.appendChild(el("button", { type: "button", "class": "small", "data-start": slot.start, title: slot.is_group ? T.places_left.replace("%(num)s", slot.places_left) : null, onclick: function () {
+          bookForm.time.value = t;
+          // The very instant, for a time that happens twice that night.
+          chosenSlot = { date: l.date, time: t, start: slot.start };
+        } }, [seen[t] > 1 ? t + " " + zoneLabel(slot.start) : t]));
       });
     }).catch(function () {});
   }
@@ -328,7 +351,7 @@
     var body = {
       practitioner_id: Number(bookForm.practitioner_id.value), client_id: state.chosenClient,
       service_id: Number(bookForm.service_id.value), location_id: bookForm.location_id.value ? Number(bookForm.location_id.value) : null,
-      starts_at: toUtc(bookForm.date.value, bookForm.time.value),
+      starts_at: startsAt(bookForm),
       alert_earlier: !!(bookForm.alert_earlier && bookForm.alert_earlier.checked),
       confirm_sms: bookForm.confirm_sms.checked,
       sms_template_id: bookForm.confirm_sms.checked && bookForm.sms_template_id.value ? Number(bookForm.sms_template_id.value) : null
