@@ -19,6 +19,7 @@ from server import jobs
 from server.actions import reminder_jobs  # noqa: F401 - registers the notice's handler
 from server.actions.circle import do_unlink_clients
 from server.actions.clients import do_link_clients
+from server.queries.messaging import presence_audience
 from tests.conftest import IS_POSTGRES, Factory, login
 from tests.test_messaging_batch import fail_pg_send_at_the_end
 
@@ -245,6 +246,8 @@ async def test_an_unlinked_account_leaves_the_clients_conversations(
     assert captured.recipients("message.created")  # the others still hear it
     assert (await portal.get(f"/portal/api/conversations/{cid}")).status_code == 404
     assert (await send(portal, "/portal/api", cid, "Still here?", "p2")).status_code == 404
+    # Nor when the therapist comes online: that dot is in a list they no longer see.
+    assert leaver not in await presence_audience(f"s:{cast['alice'].id}")
     listed = (await portal.get("/portal/api/conversations")).json()
     assert cid not in [c["id"] for c in listed["conversations"]] and listed["unread_total"] == 0
     # No "a message is waiting" email either, whenever the notices fall due.

@@ -27,11 +27,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Origin
 
 from models.accounts import AuthSession, Realm, StaffUser
-from models.clients import Client
+from models.clients import Client, Relationship
 from models.realtime import RealtimeEvent
 from realtime import endpoint
 from realtime.events import Event
 from realtime.hub import hub
+from server.actions.circle import do_unlink_clients
+from server.actions.clients import do_link_clients
 from server.auth.sessions import hash_token
 from server.settings import get_settings
 from tests.conftest import Factory, LiveServer, login
@@ -283,6 +285,48 @@ async def test_every_conversation_event_arrives_live(
 
 
 # --- 2. resume -------------------------------------------------------------------------------
+
+
+async def test_an_unlinked_parent_replays_nothing_of_the_childs_conversations(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast, make: Factory
+) -> None:
+    """Unlinked, a parent got 404 from the thread, but a socket resumed from seq 0 replayed
+    every stored event of the child's conversations, the subject and the text of each
+    message, and a message deleted afterwards came back whole. What was stored for them
+    about those conversations is now withdrawn: the seqs still arrive, empty."""
+    parent_file = await make.client(cast.alice, first_name="Parent", last_name="Dubois")
+    await do_link_clients(None, cast.helene, parent_file, Relationship.PARENT)
+    alice = await sign_in(cast.alice)
+    r = await alice.http.post(
+        "/api/conversations",
+        json={
+            "kind": "client",
+            "subject": "Family matters",
+            "client_id": cast.helene.id,
+            "linked_client_ids": [parent_file.id],
+            "group_name": "Family",
+        },
+    )
+    assert r.status_code == 200, r.text
+    cid = int(r.json()["id"])
+    kept = await send(alice, cid, "before the unlinking: a private detail", "u1")
+    parent = await sign_in(parent_file)
+    before = await open_tab(live_server, parent, after=0)
+    assert "a private detail" in json.dumps(before.backlog)
+    await before.ws.close()
+
+    await do_unlink_clients(None, cast.helene, parent_file)
+    assert (await alice.http.delete(f"/api/messages/{kept}")).status_code == 200
+    tab = await open_tab(live_server, parent, after=0)  # every seq, in order (open_tab)
+    text = json.dumps(tab.backlog)
+    assert "private detail" not in text and "Family matters" not in text
+    assert [f["type"] for f in tab.backlog] == [
+        "withdrawn",
+        "withdrawn",
+        "conversation.participant_left",
+    ]
+    assert all(f["data"] == {} for f in tab.backlog[:2])
+    await tab.ws.close()
 
 
 async def test_reconnecting_with_after_gets_everything_missed_once_in_order(

@@ -28,6 +28,7 @@ from models.messaging import (
 from models.realtime import RealtimeEvent
 from realtime.events import (
     PG_LOCK_CURSORS,
+    client_recipient,
     dump_payload,
     emit,
     emit_many,
@@ -352,6 +353,12 @@ async def leave_client_conversations(account: PortalAccount, client: Client) -> 
         return 0
     now = datetime.now(UTC)
     await Participant.filter(id__in=[p.id for p in leaving]).update(left_at=now, updated_at=now)
+    # What its tabs could still replay of these conversations goes too: a socket resuming
+    # from an old seq would otherwise read the messages it no longer may.
+    await _withdraw_stored_events(
+        client_recipient(account.id),
+        {gone.conversation_id for gone in leaving},  # type: ignore[attr-defined]
+    )
     for gone in leaving:
         gone.left_at = now
         others = await Participant.filter(conversation_id=gone.conversation_id, left_at=None)  # type: ignore[attr-defined]
@@ -864,6 +871,26 @@ async def do_mark_read(
     return unread
 
 
+def _conversation_of(type: str, payload: dict[str, Any]) -> int | None:
+    """The conversation a stored event is about (None: not a conversation's event)."""
+    if type == "conversation.created":
+        return payload.get("id")
+    if type == "conversation.participants_added":
+        return (payload.get("conversation") or {}).get("id")
+    if type.startswith(("conversation.", "message.")):
+        return payload.get("conversation_id")
+    return None
+
+
+async def _withdraw_stored_events(recipient: str, conversation_ids: set[int]) -> None:
+    """Empty the recipient's stored events about these conversations: each becomes a
+    ``withdrawn`` event with no data, so its seq still arrives (no gap) and says nothing."""
+    rows = await RealtimeEvent.filter(recipient=recipient).values_list("id", "type", "payload")
+    gone = [i for i, t, payload in rows if _conversation_of(t, payload) in conversation_ids]
+    if gone:
+        await RealtimeEvent.filter(id__in=gone).update(type="withdrawn", payload={})
+
+
 async def _scrub_stored_event(message: Message, recipients: list[str]) -> None:
     """Blank the text in the stored ``message.created`` events: a tab resuming from before
     the deletion replays them, and must not see what its sender took back."""
@@ -894,7 +921,9 @@ async def do_delete_message(actor: Caller, message: Message, me: Participant) ->
         message.deleted_at = now
         conversation = await Conversation.get(id=message.conversation_id)  # type: ignore[attr-defined]
         recipients = await _recipients(conversation)
-        await _scrub_stored_event(message, recipients)
+        # Everyone's stored copy, those who left the conversation included.
+        everyone = await Participant.filter(conversation_id=conversation.id)
+        await _scrub_stored_event(message, [p.recipient for p in everyone])
         await emit(
             recipients,
             "message.deleted",

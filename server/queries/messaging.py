@@ -145,9 +145,12 @@ async def presence_audience(recipient: str) -> list[str]:
     """Everyone who shares a conversation with this staff member ("s:<id>"): they are the
     ones whose participant lists show the staff member's online dot."""
     staff_id = int(recipient.removeprefix("s:"))
-    theirs = Subquery(Participant.filter(staff_user_id=staff_id).values("conversation_id"))
+    theirs = Subquery(
+        Participant.filter(staff_user_id=staff_id, left_at=None).values("conversation_id")
+    )
     rows = (
-        await Participant.filter(conversation_id__in=theirs)
+        # Not those who left (an unlinked account): they no longer see the list.
+        await Participant.filter(conversation_id__in=theirs, left_at=None)
         .distinct()
         .values_list("staff_user_id", "portal_account_id")
     )
