@@ -343,3 +343,17 @@ async def durable() -> None:
     client = getattr(client, "_parent", client)  # inside a transaction: its client
     if isinstance(client, InlineSqliteClient):
         await client.durable()
+
+
+def unstorable_text(text: str) -> bool:
+    """Text no database column can hold: a NUL character (PostgreSQL refuses it in text and
+    jsonb) or a lone UTF-16 surrogate, which JSON's ``\\ud800`` can carry but no UTF-8 can
+    (SQLite stores it, and every later read of the row fails). Either is bad input, a 422,
+    not a 500 now or on every page that shows the row later."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.forms import FieldKind
+from server.db import unstorable_text
 from server.errors import ValidationFailed
 from server.i18n import format_date
 from server.i18n import gettext as _
@@ -91,6 +92,10 @@ def check_answers(
         key, kind = spec["key"], FieldKind(spec["kind"])
         raw = values.get(key)
         value: Any = None
+        if any(unstorable_text(t) for t in (raw if isinstance(raw, list) else [raw or ""])):
+            # Every way in (a page's form, the API) comes through here.
+            errors[key] = _("This answer holds a character that cannot be kept.")
+            continue
         if kind is FieldKind.MULTIPLE_CHOICE:
             chosen = raw if isinstance(raw, list) else ([raw] if raw else [])
             picked = [c for c in spec["choices"] if c in chosen]

@@ -32,6 +32,7 @@ from models.offers import OfferStatus
 from server import i18n
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.billing_labels import BILLING_LABELS
+from server.db import unstorable_text
 from server.errors import (
     CabinetError,
     NotFound,
@@ -171,6 +172,18 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
+        if b"%00" in scope.get("query_string", b""):
+            # A NUL in a search or filter reaches the database as is from the handlers that
+            # read query parameters themselves, and PostgreSQL answers with an error (a 500).
+            # No parameter of ours carries one: bad input, refused here for all of them.
+            await error_response(
+                Request(scope, receive),
+                ValidationFailed(
+                    i18n.gettext("Some fields are not valid."),
+                    {"query": i18n.gettext("This value is out of range.")},
+                ),
+            )(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] in UNSAFE:
             origin = conn.headers.get("origin") or conn.headers.get("referer")
             if origin and not same_origin(scope, origin):
@@ -313,8 +326,8 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
-    """Fields whose value no database column can hold: text with a NUL character
-    (PostgreSQL refuses it), or a number beyond an integer column, whatever the field's name
+    """Fields whose value no database column can hold: text with a NUL character or a lone
+    surrogate (``unstorable_text``), or a number beyond an integer column, whatever the field's name
     (an id, a filter, an "up to" message id: SQLite finds it too large for INTEGER,
     PostgreSQL out of range for integer). Stored or compared as is, either would be an error
     in the database, i.e. a 500, for what is only bad input. No input of ours counts past
@@ -326,7 +339,9 @@ def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
         values = list(value) if isinstance(value, list | tuple | set) else [value]
         if isinstance(value, dict):
             values = [*value.keys(), *value.values()]
-        if any(isinstance(v, str) and "\x00" in v for v in values) or any(
+        # One level further: a dict of lists (a form's answers, {"field": ["a", "b"]}).
+        values += [x for v in values if isinstance(v, list | tuple | set) for x in v]
+        if any(isinstance(v, str) and unstorable_text(v) for v in values) or any(
             isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
             for v in values
         ):

@@ -316,6 +316,35 @@ async def test_the_api_saves_drafts_and_enforces_required_fields(
     assert r.json()["document_id"] is not None
 
 
+async def test_answers_no_database_can_hold_are_refused_not_stored(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    """A lone surrogate ("\\ud800" in JSON) was stored in a draft or in the final answers,
+    and every later page showing the form answered 500: the client's forms, and the forms tab
+    of their file. A NUL inside a list of answers passed too (PostgreSQL's jsonb refuses
+    it). Each is now a 422 on its field, and nothing is kept."""
+    template = await intake(people)
+    sent = await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+    await login(http, people["camille"])
+    url = f"/portal/api/forms/{sent.id}"
+    for raw in (
+        b'{"answers": {"f2": "a\\ud800b"}, "submit": false}',
+        b'{"answers": {"f2": ["a\\u0000b"]}, "submit": false}',
+    ):
+        r = await http.post(url, content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert "answers" in r.json()["error"]["fields"]
+    # The page's own form, which does not go through the API's validation.
+    r = await http.post(f"/portal/forms/{sent.id}", data={"f2": "a\x00b", "action": "draft"})
+    assert r.status_code == 422, r.text
+    await sent.refresh_from_db()
+    assert not sent.draft and not sent.answers
+    assert (await http.get("/portal/api/forms")).status_code == 200
+    staff = new_http("10.0.3.1")
+    await login(staff, people["alice"])
+    assert (await staff.get(f"/staff/clients/{people['camille'].id}/forms")).status_code == 200
+
+
 async def test_the_signed_pdf_is_named_with_the_practices_day(
     people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
