@@ -56,7 +56,9 @@ class InviteIn(BaseModel):
 
 
 class InviteOut(BaseModel):
-    link: str
+    # The invitation link, for an account never used (to hand over in person); null once the
+    # client has used the portal: the link then goes to their email only.
+    link: str | None
 
 
 class ActiveIn(BaseModel):
@@ -104,7 +106,8 @@ async def set_staff_active(request: Request, body: ActiveIn) -> StaffOut:
 
 @api.route("POST", "/clients/{client_id}/portal/invite", body=InviteIn, response=InviteOut)
 async def invite_client(request: Request, body: InviteIn) -> InviteOut:
-    """Create the client's portal account and email them an invitation link"""
+    """Create the client's portal account and email them an invitation link (returned too
+    while the account was never used; afterwards emailed only)"""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     return InviteOut(link=await accounts.do_invite_to_portal(caller, client, body.email))

@@ -126,7 +126,7 @@ async def invite(request: Request) -> Response:
         return await file_page(
             request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="account"
         )
-    return await file_page(request, {"invite_link": link}, tab_name="account")
+    return await file_page(request, {"invite_link": link, "invited": True}, tab_name="account")
 
 
 async def set_portal(request: Request) -> Response:

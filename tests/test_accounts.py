@@ -667,6 +667,40 @@ async def test_client_accepts_a_portal_invitation(
     assert account.activated_at is not None
 
 
+async def test_the_link_of_an_account_in_use_goes_to_the_client_only(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """ "Send a new invitation" answered with the link, whatever the account: the front desk
+    (or a colleague) set a new password with it and read, as the client, a clinical document
+    shared with them and a conversation they were not in. Once a client has used the portal,
+    the link goes to their inbox only; an account never used still shows it."""
+    therapist = await make.therapist()
+    desk = await make.office_admin()
+    client = await make.client(therapist)
+    await login(http, desk)
+    r = await http.post(f"/api/clients/{client.id}/portal/invite", json={})
+    assert r.status_code == 200 and r.json() == {"link": None}
+    sent = await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first()
+    assert sent is not None and sent.to == await portal_email(client)
+    token = link_in(sent).rsplit("/", 1)[1]
+    page = await http.post(f"/staff/clients/{client.id}/portal/invite", data={})
+    assert page.status_code == 200 and "their inbox only" in page.text
+    assert token not in page.text and "data-invite-link" not in page.text
+    # Whoever reads the inbox (the client) still sets a password with it.
+    async with new_http("10.0.0.9") as browser:
+        done = await browser.post(
+            link_in(
+                await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first()
+            ),
+            data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+        )
+        assert done.status_code == 200
+    # Never used: the link is there to hand over.
+    fresh = await make.client(therapist, portal=False, email="nina@example.org")
+    r = await http.post(f"/api/clients/{fresh.id}/portal/invite", json={})
+    assert r.json()["link"].startswith("http")
+
+
 # --- deactivation closes sessions and sockets ------------------------------------------------
 
 

@@ -473,10 +473,17 @@ async def do_set_locale(caller: Caller, locale: str) -> None:
 # --- portal accounts ------------------------------------------------------------------------
 
 
-async def do_invite_to_portal(actor: Caller, client: Client, email: str | None = None) -> str:
+async def do_invite_to_portal(
+    actor: Caller, client: Client, email: str | None = None
+) -> str | None:
     """Create (or reuse) the client's portal account and email an invitation link.
 
-    Returns the link too, so staff can hand it over another way (in person, by phone).
+    Returns the link too, so staff can hand it over another way (in person, by phone), but
+    only for an account never used: the link sets the account's password, and once a client
+    has used the portal, whoever followed it would read their messages with their clinician,
+    the documents shared with them and their invoices, whatever their own role may see. For
+    an account already used (a resend, access back on, a new address), the link goes by
+    email only, and None is returned.
     """
     address = normalize_email(email or client.email or "")
     if not address or "@" not in address:
@@ -541,7 +548,7 @@ async def do_invite_to_portal(actor: Caller, client: Client, email: str | None =
             object_id=account.id,
             client_id=client.id,
         )
-    return link
+    return link if account.activated_at is None else None
 
 
 async def do_set_portal_active(actor: Caller, client: Client, active: bool) -> PortalAccount:
