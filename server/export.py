@@ -27,11 +27,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tortoise.expressions import Q
-
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment
-from models.audit import AuditEntry
 from models.clients import (
     AlternateContact,
     Client,
@@ -42,7 +39,6 @@ from models.clients import (
 )
 from models.messaging import Conversation, Message, Participant
 from models.notes import NoteAddendum, SessionNote
-from models.notifications import OutboxMessage
 from models.tasks import Task
 from server import fhir, storage
 from server.access import can_see_clinical, visible_links
@@ -51,6 +47,7 @@ from server.auth.sessions import Caller
 from server.i18n import current_time_zone, ngettext
 from server.i18n import gettext as _
 from server.queries.documents import visible_documents
+from server.queries.logs import file_logs, shown_detail
 from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
 
@@ -396,34 +393,11 @@ async def _notes_part(client: Client) -> list[dict[str, Any]]:
     ]
 
 
-async def _addresses_of(client: Client) -> set[str]:
-    """Where messages to the client or their circle of care go: their emails and phones,
-    their portal account's email, their alternate contacts' (as stored, compared lowercase)."""
-    alternates = await AlternateContact.filter(client_id=client.id).values_list("id", "email")
-    found = [client.email or "", client.phone or ""]
-    found += [str(email) for _id, email in alternates]
-    found += await EmailAddress.filter(client_id=client.id).values_list("address", flat=True)  # type: ignore[arg-type]
-    found += await PhoneNumber.filter(  # type: ignore[arg-type]
-        Q(client_id=client.id) | Q(alternate_contact_id__in=[i for i, _e in alternates])
-    ).values_list("number", flat=True)
-    found += await PortalAccount.filter(client_id=client.id).values_list("email", flat=True)  # type: ignore[arg-type]
-    return {a.strip().lower() for a in found if a and a.strip()}
-
-
-async def _logs_part(client: Client) -> dict[str, list[dict[str, Any]]]:
-    # Only what went to the client or their circle: a notice to the practitioner's own
-    # mobile, or to a linked person's address, is filed under the client but is not theirs
-    # to take away (and names a person the caller may not be allowed to see).
-    own = await _addresses_of(client)
-    sent = [
-        m
-        for m in await OutboxMessage.filter(client_id=client.id).order_by("id")
-        if m.to.strip().lower() in own
-    ]
-    entries = await AuditEntry.filter(
-        client_id=client.id,
-        practice_id=client.practice_id,  # type: ignore[attr-defined]
-    ).order_by("id")
+async def _logs_part(client: Client, see_clinical: bool) -> dict[str, list[dict[str, Any]]]:
+    # Only what went to the client or their circle, and the audit details the Logs tab
+    # shows (server/queries/logs.py): a notice to a linked person's address, or the names in
+    # a conversation's "added" entry, name people the caller may not be allowed to see.
+    sent, entries = await file_logs(client, clinical=see_clinical)
     return {
         "sent": [
             {
@@ -435,7 +409,7 @@ async def _logs_part(client: Client) -> dict[str, list[dict[str, Any]]]:
                 "queued_at": _iso(m.created_at),
                 "sent_at": _iso(m.sent_at),
             }
-            for m in sent
+            for m in reversed(sent)
         ],
         "audit": [
             {
@@ -447,10 +421,10 @@ async def _logs_part(client: Client) -> dict[str, list[dict[str, Any]]]:
                 "object_type": e.object_type,
                 "object_id": e.object_id,
                 "is_read": e.is_read,
-                "detail": e.detail,
+                "detail": shown_detail(e),
                 "ip": e.ip,
             }
-            for e in entries
+            for e in reversed(entries)
         ],
     }
 
@@ -497,7 +471,7 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "tasks": await _tasks_part(client),
         "measures": await measures_part(client, see_clinical),
         "forms": await forms_part(client, see_clinical),
-        "logs": await _logs_part(client),
+        "logs": await _logs_part(client, see_clinical),
     }
     return record, documents
 

@@ -17,11 +17,12 @@ from starlette.routing import Route
 from models.accounts import Practice, StaffRole, StaffUser
 from models.notifications import OutboxMessage
 from models.reminders import Channel, PractitionerSms, SmsTemplate
-from server.access import access_sms_template, access_staff_user
+from server.access import access_sms_template, access_staff_user, can_see_clinical
 from server.actions import reminders
 from server.actions.accounts import withhold_links
 from server.errors import ValidationFailed
 from server.i18n import gettext as _
+from server.queries.logs import CLINICAL_PURPOSES
 from server.reminder_texts import LOCALES, PLACEHOLDERS, SAMPLE, Text, render, when_values
 from server.settings import get_settings
 from server.sms import count_segments, gsm_friendly
@@ -258,7 +259,10 @@ async def save_practitioner(request: Request) -> Response:
 async def outbox_page(request: Request) -> Response:
     """What was (or, with no SMTP or SMS provider, would have been) sent."""
     caller = require_staff(request, DESK)
-    messages = await OutboxMessage.filter(practice_id=caller.practice_id).order_by("-id").limit(200)
+    query = OutboxMessage.filter(practice_id=caller.practice_id)
+    if not can_see_clinical(caller, await Practice.get(id=caller.practice_id)):
+        query = query.exclude(purpose__in=sorted(CLINICAL_PURPOSES))
+    messages = await query.order_by("-id").limit(200)
     # Shown without their one-time links: the front desk would otherwise sign in as the
     # therapist it just watched being invited.
     bodies = {m.id: withhold_links(m.body_text) for m in messages}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from models.tasks import Task
 from server.actions import agenda, measures
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
+from server.export import client_record
 from server.instruments import GAD7, PHQ9, Instrument, score
 from server.queries.measures import HEIGHT, TOP, chart_for
 from tests.conftest import Factory, login, session_booker
@@ -247,6 +249,20 @@ async def test_item9_raises_an_alert_a_task_an_email_and_the_crisis_message(
         assert "Several days" not in tab.text and "thoughts of self-harm" not in tab.text
         measures_tab = await desk.get(f"/staff/clients/{people['camille'].id}/measures")
         assert measures_tab.status_code == 200 and "data-score" not in measures_tab.text
+        # Nor do the file's logs, the practice's outbox or the export say that there was an
+        # alert: its email and audit entry showed there (found by an access audit).
+        logs = await desk.get(f"/staff/clients/{people['camille'].id}/logs")
+        outbox = await desk.get("/staff/outbox")
+        record, _documents = await client_record(
+            Caller.acting_as(people["desk"]), people["camille"]
+        )
+        for page in (logs.text, outbox.text, json.dumps(record, default=str)):
+            assert "a client needs your attention" not in page and "measure_alert" not in page
+            assert "measure.alert" not in page.replace('"measure.alert"', "")  # the script
+    async with new_http("10.0.0.5") as therapist:
+        await login(therapist, people["alice"])
+        logs = await therapist.get(f"/staff/clients/{people['camille'].id}/logs")
+        assert "a client needs your attention" in logs.text and "measure.alert" in logs.text
     alert_mail = await OutboxMessage.get(purpose="measure_alert")
     assert alert_mail.to == people["alice"].email
     assert f"/staff/clients/{people['camille'].id}/measures" in alert_mail.body_text

@@ -475,7 +475,7 @@ async def test_logs_show_each_message_with_purpose_status_and_reason(
     await reminders.messaging_settings(s["practice"].id)
     await MessagingSettings.filter(practice_id=s["practice"].id).update(sms_credits=0)
     await run_all(start - timedelta(hours=23))
-    logs = await client_logs(s["client"].id)
+    logs = await client_logs(s["client"], clinical=True)
     assert {(m.channel, m.status.value) for m in logs["sent"]} == {
         ("email", "queued"),
         ("sms", "failed"),

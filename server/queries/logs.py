@@ -5,11 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.expressions import Q
+
+from models.accounts import PortalAccount, StaffUser
 from models.audit import AuditEntry
+from models.clients import AlternateContact, Client, EmailAddress, PhoneNumber
 from models.notifications import OutboxMessage
+from models.reminders import PractitionerSms
 from server.i18n import gettext, lazy
 
 LIMIT = 200
+
+# What only those who may read clinical details may know of: that a questionnaire raised a
+# safety alert (PHQ-9 item 9), as its email and its audit entry say. The front desk, where
+# the practice keeps clinical details from it, sees neither (the Measures API hides the flag
+# from it too).
+CLINICAL_PURPOSES = frozenset({"measure_alert"})
+CLINICAL_ACTIONS = frozenset({"measure.alert"})
+# The audit details the file's logs show (``describe``), and the export copies: the others
+# can name people the reader may not see (a colleague's client added to a conversation, a
+# linked file's id).
+SHOWN_DETAIL = ("fields", "from", "to")
 
 # Audit actions as a sentence fragment; anything not listed shows its code.
 ACTION_LABELS: dict[str, str] = {
@@ -86,9 +102,64 @@ def describe(entry: AuditEntry) -> str:
     return text
 
 
-async def client_logs(client_id: int, *, reads: bool = True) -> dict[str, Any]:
-    sent = await OutboxMessage.filter(client_id=client_id).order_by("-id").limit(LIMIT)
-    entries = await AuditEntry.filter(client_id=client_id).order_by("-id").limit(LIMIT * 2)
+def shown_detail(entry: AuditEntry) -> dict[str, Any]:
+    return {k: v for k, v in (entry.detail or {}).items() if k in SHOWN_DETAIL}
+
+
+async def addresses_of(client: Client) -> set[str]:
+    """Where messages to the client or their circle of care go: their emails and phones,
+    their portal account's email, their alternate contacts' (as stored, compared lowercase)."""
+    alternates = await AlternateContact.filter(client_id=client.id).values_list("id", "email")
+    found = [client.email or "", client.phone or ""]
+    found += [str(email) for _id, email in alternates]
+    found += await EmailAddress.filter(client_id=client.id).values_list("address", flat=True)  # type: ignore[arg-type]
+    found += await PhoneNumber.filter(  # type: ignore[arg-type]
+        Q(client_id=client.id) | Q(alternate_contact_id__in=[i for i, _e in alternates])
+    ).values_list("number", flat=True)
+    found += await PortalAccount.filter(client_id=client.id).values_list("email", flat=True)  # type: ignore[arg-type]
+    return _normal(found)
+
+
+async def _staff_addresses(practice_id: int) -> set[str]:
+    """The practice's staff emails and notice mobiles (a booking or message notice to the
+    practitioner is filed under the client too)."""
+    staff = await StaffUser.filter(practice_id=practice_id).values_list("id", "email")
+    mobiles = await PractitionerSms.filter(practitioner_id__in=[i for i, _e in staff]).values_list(
+        "mobile", flat=True
+    )
+    return _normal([str(e) for _i, e in staff] + [str(m) for m in mobiles])
+
+
+def _normal(found: list[Any]) -> set[str]:
+    return {str(a).strip().lower() for a in found if a and str(a).strip()}
+
+
+async def file_logs(
+    client: Client, *, clinical: bool, to_staff: bool = False, entries: int | None = None
+) -> tuple[list[OutboxMessage], list[AuditEntry]]:
+    """What was sent about the client, newest first: to the client and their circle (and
+    with ``to_staff``, to the practice's staff), never to another client (a linked person's
+    notice is filed under the conversation's client); and the file's audit entries. Without
+    ``clinical``, neither says that a questionnaire raised a safety alert. ``entries``: at
+    most this many of the latest audit entries (all by default)."""
+    wanted = await addresses_of(client)
+    if to_staff:
+        wanted |= await _staff_addresses(client.practice_id)  # type: ignore[attr-defined]
+    sent = [
+        m
+        for m in await OutboxMessage.filter(client_id=client.id).order_by("-id").limit(LIMIT * 2)
+        if m.to.strip().lower() in wanted and (clinical or m.purpose not in CLINICAL_PURPOSES)
+    ][:LIMIT]
+    audit = AuditEntry.filter(
+        client_id=client.id,
+        practice_id=client.practice_id,  # type: ignore[attr-defined]
+    ).order_by("-id")
+    found = await (audit.limit(entries) if entries else audit)
+    return sent, [e for e in found if clinical or e.action not in CLINICAL_ACTIONS]
+
+
+async def client_logs(client: Client, *, clinical: bool, reads: bool = True) -> dict[str, Any]:
+    sent, entries = await file_logs(client, clinical=clinical, to_staff=True, entries=LIMIT * 2)
     sessions = [e for e in entries if e.object_type == "appointment"]
     activity = [e for e in entries if e.object_type != "appointment" and (reads or not e.is_read)]
     return {
