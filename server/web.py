@@ -6,7 +6,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,9 @@ def current_caller(conn: HTTPConnection) -> Caller | None:
 def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else ""
 
+
+# The years a date in any input may fall in (``_unstorable``).
+MIN_YEAR, MAX_YEAR = 1900, 2200
 
 # Ids are 32-bit integers in every table; anything else names nothing (and would make
 # PostgreSQL raise an out-of-range error, a 500, rather than a 404).
@@ -327,7 +330,9 @@ def validate(model: type[M], data: Any) -> M:
 
 def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
     """Fields whose value no database column can hold: text with a NUL character or a lone
-    surrogate (``unstorable_text``), or a number beyond an integer column, whatever the field's name
+    surrogate (``unstorable_text``), a date or time before 1900 or after 2200 (a week from
+    31 December 9999 overflows Python's dates, a 500; nothing a practice books or bills is
+    so far away), or a number beyond an integer column, whatever the field's name
     (an id, a filter, an "up to" message id: SQLite finds it too large for INTEGER,
     PostgreSQL out of range for integer). Stored or compared as is, either would be an error
     in the database, i.e. a 500, for what is only bad input. No input of ours counts past
@@ -341,9 +346,13 @@ def _unstorable(model: BaseModel, prefix: str = "") -> list[str]:
             values = [*value.keys(), *value.values()]
         # One level further: a dict of lists (a form's answers, {"field": ["a", "b"]}).
         values += [x for v in values if isinstance(v, list | tuple | set) for x in v]
-        if any(isinstance(v, str) and unstorable_text(v) for v in values) or any(
-            isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
-            for v in values
+        if (
+            any(isinstance(v, str) and unstorable_text(v) for v in values)
+            or any(
+                isinstance(v, int) and not isinstance(v, bool) and not -MAX_ID - 1 <= v <= MAX_ID
+                for v in values
+            )
+            or any(isinstance(v, date) and not MIN_YEAR <= v.year <= MAX_YEAR for v in values)
         ):
             wild.append(path)
         for v in values:
