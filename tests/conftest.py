@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import re
 import shutil
 import socket
 import threading
@@ -382,6 +383,13 @@ async def session_booker(
         )
 
     return book
+
+
+async def request_key_of(http: httpx.AsyncClient, url: str) -> str:
+    """The ``request_key`` a page's form carries (server/actions/retries.py)."""
+    found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(url)).text)
+    assert found, url
+    return found.group(1)
 
 
 async def login(

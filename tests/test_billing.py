@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -41,7 +40,7 @@ from server.actions import billing
 from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, request_key_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -570,12 +569,7 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
     await login(http, owner)
     url = f"/staff/billing/invoices/{invoice.id}"
 
-    async def page_key() -> str:
-        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(url)).text)
-        assert found
-        return found.group(1)
-
-    key = await page_key()
+    key = await request_key_of(http, url)
     form = {"amount": "20", "method": "cash", "paid_on": date.today().isoformat()}
     for _ in range(2):
         r = await http.post(f"{url}/payments", data={**form, "request_key": key})
@@ -584,7 +578,9 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
     assert invoice.paid == Decimal("20.00")
     assert await Payment.filter(invoice_id=invoice.id).count() == 1
     # A second payment of the same amount, from the page shown again, is a payment.
-    again = await http.post(f"{url}/payments", data={**form, "request_key": await page_key()})
+    again = await http.post(
+        f"{url}/payments", data={**form, "request_key": await request_key_of(http, url)}
+    )
     assert again.status_code == 303
     await invoice.refresh_from_db()
     assert invoice.paid == Decimal("40.00")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -21,7 +20,7 @@ from server.actions import documents
 from server.auth.sessions import Caller
 from server.errors import ValidationFailed
 from server.settings import Settings, set_settings
-from tests.conftest import login
+from tests.conftest import login, request_key_of
 
 # --- sample files ----------------------------------------------------------------------------
 
@@ -188,12 +187,7 @@ async def test_an_upload_sent_twice_files_one_document(
     token = (await login(http, people["alice"]))["csrf_token"]
     tab = f"/staff/clients/{camille.id}/documents"
 
-    async def page_key() -> str:
-        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(tab)).text)
-        assert found
-        return found.group(1)
-
-    key = await page_key()
+    key = await request_key_of(http, tab)
     for _ in range(2):
         r = await http.post(
             f"{tab}?csrf_token={token}",
@@ -206,7 +200,7 @@ async def test_an_upload_sent_twice_files_one_document(
     r = await http.post(
         f"{tab}?csrf_token={token}",
         files={"file": ("Bilan.pdf", PDF, "application/pdf")},
-        data={"request_key": await page_key()},
+        data={"request_key": await request_key_of(http, tab)},
     )
     assert r.status_code == 303
     assert await Document.filter(client_id=camille.id).count() == 2

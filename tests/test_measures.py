@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ from server.errors import Conflict, ValidationFailed
 from server.export import client_record
 from server.instruments import GAD7, PHQ9, Instrument, score
 from server.queries.measures import HEIGHT, TOP, chart_for
-from tests.conftest import Factory, login, session_booker
+from tests.conftest import Factory, login, request_key_of, session_booker
 
 # --- scoring -----------------------------------------------------------------------------
 
@@ -299,13 +298,8 @@ async def test_answers_sent_twice_are_recorded_once(
     await login(http, people["alice"])
     url = f"/staff/clients/{client.id}/measures/fill/phq9"
 
-    async def page_key() -> str:
-        found = re.search(r'name="request_key" value="([^"]+)"', (await http.get(url)).text)
-        assert found
-        return found.group(1)
-
     captured = capture_events()
-    key = await page_key()
+    key = await request_key_of(http, url)
     answers = form(PHQ9, 20, item9=2)
     for _ in range(2):
         r = await http.post(url, data={**answers, "request_key": key})
@@ -313,7 +307,7 @@ async def test_answers_sent_twice_are_recorded_once(
     assert await MeasureAdministration.filter(client_id=client.id).count() == 1
     assert len(captured.of_type("measure.alert")) == 1
     assert await Task.filter(client_id=client.id).count() == 1
-    r = await http.post(url, data={**form(PHQ9, 5), "request_key": await page_key()})
+    r = await http.post(url, data={**form(PHQ9, 5), "request_key": await request_key_of(http, url)})
     assert r.status_code == 303
     assert await MeasureAdministration.filter(client_id=client.id).count() == 2
     both = await asyncio.gather(
