@@ -22,7 +22,7 @@ from models.accounts import Realm
 from portal.app import build_portal_api, build_portal_app
 from realtime.endpoint import websocket_endpoint
 from realtime.hub import hub
-from server import access_log, db, feeds, sms_hooks
+from server import access_log, db, feeds, security_headers, sms_hooks
 from server.collector import freezing_collector
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
@@ -74,9 +74,12 @@ class CabinetApp(Starlette):
     codes and catches its own errors.
     """
 
-    def __init__(self, *args: Any, sockets: dict[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sockets: dict[str, ASGIApp], https: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sockets = sockets
+        self.https = https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -85,6 +88,9 @@ class CabinetApp(Starlette):
                 scope["app"] = self
                 await socket(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            # Every answer, errors included (server/security_headers.py).
+            send = security_headers.start(scope, send, https=self.https)
         await super().__call__(scope, receive, send)
 
 
@@ -150,5 +156,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         ],
         exception_handlers=handlers,  # type: ignore[arg-type]
         lifespan=lifespan,
+        https=settings.uses_https,
     )
     return app

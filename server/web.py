@@ -453,6 +453,8 @@ def render(
         "request": request,
         "caller": caller,
         "csrf_token": caller.session.csrf_token if caller else "",
+        # Each inline <script> carries it (server/security_headers.py).
+        "csp_nonce": request.scope.get("state", {}).get("csp_nonce", ""),
         "locale": i18n.current_locale(),
         "html_lang": i18n.html_lang(),
         "locales": i18n.LOCALES,
