@@ -101,6 +101,32 @@ async def test_client_feed_has_their_appointments_only(
     assert (await new_http("10.7.0.3").get(path)).status_code == 404
 
 
+async def test_switching_access_off_ends_the_feed_address_for_good(
+    http: httpx.AsyncClient, new_http: Any, booked: dict[str, Any], make: Factory
+) -> None:
+    """The practice switched a client's portal off (an ex-partner had it), then on again with
+    the toggle: the old feed address, perhaps in the ex-partner's calendar, showed the
+    sessions again. It is gone with the switch-off; a new one is made from the portal. The
+    same for a colleague's account."""
+    owner = await make.owner()
+    await login(http, booked["helene"])
+    client_feed = await feed_address(http, "/portal")
+    staff_http = new_http("10.7.0.6")
+    await login(staff_http, booked["alice"])
+    staff_feed = await feed_address(staff_http, "/staff")
+    as_owner = new_http("10.7.0.5")
+    await login(as_owner, owner)
+    helene = booked["helene"].id
+    for active in (False, True):
+        r = await as_owner.post(f"/api/clients/{helene}/portal/active", json={"active": active})
+        assert r.status_code == 200
+        r = await as_owner.post(f"/api/staff/{booked['alice'].id}/active", json={"active": active})
+        assert r.status_code == 200
+    calendar = new_http("10.7.0.7")
+    assert (await calendar.get(client_feed)).status_code == 404
+    assert (await calendar.get(staff_feed)).status_code == 404
+
+
 async def test_unknown_feeds_are_404(new_http: Any) -> None:
     http = new_http("10.7.0.4")
     assert (await http.get("/feeds/staff/nope.ics")).status_code == 404

@@ -435,12 +435,18 @@ async def do_create_staff_user(
 
 
 async def _end_access(account: StaffUser | PortalAccount) -> None:
-    """An account switched off: its sessions end (and their sockets), and its one-time links
-    with them. An invitation or reset link already in someone's inbox would otherwise set a
-    password and sign in the day the account is switched back on, and the reason to switch
-    it off may be who reads that inbox. Call inside ``atomic()``."""
+    """An account switched off: its sessions end (and their sockets), its one-time links
+    and its calendar feed's address with them. An invitation or reset link already in
+    someone's inbox would otherwise set a password and sign in the day the account is
+    switched back on, and a calendar someone subscribed to the feed would show the sessions
+    again; the reason to switch it off may be who reads that inbox or that calendar. The
+    owner of the account makes a new feed address from My account. Call inside
+    ``atomic()``."""
     await _revoke(_owner_of(account))
     await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=datetime.now(UTC))
+    if account.calendar_token is not None:
+        account.calendar_token = None
+        await type(account).filter(id=account.id).update(calendar_token=None)
 
 
 async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> StaffUser:
