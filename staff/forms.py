@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from tortoise.expressions import Subquery
 
 from models.accounts import Practice
 from models.clients import Client
@@ -30,6 +31,7 @@ from server.access import (
     access_form_schedule,
     access_form_template,
     can_see_clinical,
+    visible_clients,
 )
 from server.actions import form_schedules, forms, schedules
 from server.auth.sessions import Caller
@@ -177,17 +179,15 @@ async def forms_page(request: Request) -> Response:
 
 async def _templates(caller: Caller) -> list[dict[str, Any]]:
     rows = []
+    # Counted among the clients the caller may see: a therapist's count says nothing of how
+    # many of a colleague's clients had the form (a count is about people too).
+    mine = Subquery((await visible_clients(caller)).values("id"))
     for t in await FormTemplate.filter(practice_id=caller.practice_id).order_by(
         "archived_at", "name"
     ):
         latest = await forms.latest_version(t)
-        rows.append(
-            {
-                "t": t,
-                "version": latest.number,
-                "sent": await FormAssignment.filter(version__template_id=t.id).count(),
-            }
-        )
+        sent = FormAssignment.filter(version__template_id=t.id, client_id__in=mine)
+        rows.append({"t": t, "version": latest.number, "sent": await sent.count()})
     return rows
 
 

@@ -5,6 +5,7 @@ afterwards), reminders, the live notice, and who may see what."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Callable
 from datetime import date
@@ -252,6 +253,27 @@ async def test_the_builder_through_the_pages(
     # Bob's colleague cannot reach a form of another practice's... but one of his own, yes;
     # a client never reaches the builder.
     assert (await http.get("/staff/forms/999")).status_code == 404
+
+
+async def test_the_forms_list_counts_only_the_callers_clients(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    """Each form's "sent" count took in every client of the practice: a therapist learnt how
+    many of a colleague's clients had an intake form. It counts those the caller may see."""
+    template = await intake(people)
+    await forms.do_send_form(Caller.acting_as(people["alice"]), people["camille"], template)
+
+    async def count(who: str) -> str:
+        http = new_http(f"10.0.4.{len(who)}")
+        await login(http, people[who])
+        page = (await http.get("/staff/forms")).text
+        row = re.search(rf'data-form-id="{template.id}">.*?</tr>', page, re.S)
+        assert row, page
+        return re.findall(r"<td>([^<]*)</td>", row.group(0))[-1]
+
+    assert await count("alice") == "1"
+    assert await count("bob") == "0"
+    assert await count("desk") == "1"  # the front desk sees the practice's files
 
 
 async def test_who_sees_what(
