@@ -135,31 +135,34 @@ def _normal(found: list[Any]) -> set[str]:
 
 
 async def file_logs(
-    client: Client, *, clinical: bool, to_staff: bool = False, entries: int | None = None
+    client: Client, *, clinical: bool, to_staff: bool = False, latest: int | None = None
 ) -> tuple[list[OutboxMessage], list[AuditEntry]]:
     """What was sent about the client, newest first: to the client and their circle (and
     with ``to_staff``, to the practice's staff), never to another client (a linked person's
     notice is filed under the conversation's client); and the file's audit entries. Without
-    ``clinical``, neither says that a questionnaire raised a safety alert. ``entries``: at
-    most this many of the latest audit entries (all by default)."""
+    ``clinical``, neither says that a questionnaire raised a safety alert. ``latest``: looks
+    at only the latest this many messages and twice as many audit entries (a page); all of
+    them by default (the export)."""
     wanted = await addresses_of(client)
     if to_staff:
         wanted |= await _staff_addresses(client.practice_id)  # type: ignore[attr-defined]
-    sent = [
-        m
-        for m in await OutboxMessage.filter(client_id=client.id).order_by("-id").limit(LIMIT * 2)
-        if m.to.strip().lower() in wanted and (clinical or m.purpose not in CLINICAL_PURPOSES)
-    ][:LIMIT]
+    outbox = OutboxMessage.filter(client_id=client.id).order_by("-id")
     audit = AuditEntry.filter(
         client_id=client.id,
         practice_id=client.practice_id,  # type: ignore[attr-defined]
     ).order_by("-id")
-    found = await (audit.limit(entries) if entries else audit)
-    return sent, [e for e in found if clinical or e.action not in CLINICAL_ACTIONS]
+    if latest is not None:
+        outbox, audit = outbox.limit(latest), audit.limit(latest * 2)
+    sent = [
+        m
+        for m in await outbox
+        if m.to.strip().lower() in wanted and (clinical or m.purpose not in CLINICAL_PURPOSES)
+    ]
+    return sent, [e for e in await audit if clinical or e.action not in CLINICAL_ACTIONS]
 
 
 async def client_logs(client: Client, *, clinical: bool, reads: bool = True) -> dict[str, Any]:
-    sent, entries = await file_logs(client, clinical=clinical, to_staff=True, entries=LIMIT * 2)
+    sent, entries = await file_logs(client, clinical=clinical, to_staff=True, latest=LIMIT)
     sessions = [e for e in entries if e.object_type == "appointment"]
     activity = [e for e in entries if e.object_type != "appointment" and (reads or not e.is_read)]
     return {
