@@ -284,7 +284,9 @@ class Socket:
                 await self._handle(kind, message)
 
     async def _handle(self, kind: str, message: dict[str, Any]) -> None:
-        caller = await load_caller(self.realm, self.ws.cookies.get(COOKIE_NAMES[self.realm]))
+        caller = await load_caller(
+            self.realm, self.ws.cookies.get(COOKIE_NAMES[self.realm]), touch=False
+        )
         if caller is None or caller.session.id != self.session_id:
             self.kick(CLOSE_SESSION_ENDED, "session ended")
             return

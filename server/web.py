@@ -155,7 +155,7 @@ class SessionMiddleware:
             return
         conn = HTTPConnection(scope)
         token = conn.cookies.get(COOKIE_NAMES[self.realm])
-        caller = await load_caller(self.realm, token)
+        caller = await load_caller(self.realm, token, touch=scope["type"] == "http")
         state = scope.setdefault("state", {})
         state["caller"] = caller
         state["realm"] = self.realm

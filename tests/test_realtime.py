@@ -592,6 +592,23 @@ async def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_sweep(
     await other_tab.ws.close()
 
 
+async def test_opening_a_socket_does_not_keep_the_session_alive(
+    live_server: LiveServer, sign_in: SignIn, cast: Cast
+) -> None:
+    """A tab reconnects by itself (a network blip, a laptop waking, a server restart): its
+    handshake must not push back the idle timeout, or an unattended screen that keeps
+    reconnecting never signs itself out. An HTTP request does push it back."""
+    helene = await sign_in(cast.helene)
+    session = AuthSession.filter(id=hash_token(helene.cookie.split("=", 1)[1]))
+    idle_since = datetime.now(UTC) - timedelta(minutes=get_settings().portal_idle_minutes - 1)
+    await session.update(last_seen_at=idle_since)
+    tab = await open_tab(live_server, helene)
+    await tab.ws.close()
+    assert (await session.get()).last_seen_at == idle_since
+    assert (await helene.http.get("/portal/api/me")).status_code == 200
+    assert (await session.get()).last_seen_at > idle_since + timedelta(seconds=30)
+
+
 async def test_the_sweep_finds_exactly_the_ended_sessions_among_many(make: Factory) -> None:
     """More sessions than one statement of the sweep takes on SQLite, each way of ending
     spread through them, and ids that never existed: the ended ones, and only those."""

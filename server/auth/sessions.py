@@ -103,8 +103,13 @@ def session_is_live(session: AuthSession, now: datetime) -> bool:
     return session.last_seen_at + timedelta(seconds=session.idle_seconds) > now
 
 
-async def load_caller(realm: Realm, token: str | None) -> Caller | None:
-    """The caller behind a cookie token, or None when the session is missing or over."""
+async def load_caller(realm: Realm, token: str | None, *, touch: bool = True) -> Caller | None:
+    """The caller behind a cookie token, or None when the session is missing or over.
+
+    ``touch``: the request counts as the person's activity and pushes the idle timeout back.
+    A socket's handshake does not: a tab reconnects on its own (a network blip, a laptop
+    waking, a server restart), and an unattended screen must still sign itself out.
+    """
     if not token:
         return None
     # One statement for the session and the person: every request runs this.
@@ -146,7 +151,7 @@ async def load_caller(realm: Realm, token: str | None) -> Caller | None:
         account.client = client
         caller.account = account
         caller.client = client
-    if now - session.last_seen_at > TOUCH_EVERY:
+    if touch and now - session.last_seen_at > TOUCH_EVERY:
         session.last_seen_at = now
         await AuthSession.filter(id=session.id).update(last_seen_at=now)
     return caller
