@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket
 
 from realtime.events import Event, dump_payload, frame_text, last_seq
 from realtime.hub import hub
+from server.access import clients_heard_of
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.db import connection, placeholders
 from server.web import current_caller, same_origin
@@ -56,6 +57,13 @@ ClientHandler = Callable[[Caller, dict[str, Any]], Awaitable[None]]
 client_handlers: dict[str, ClientHandler] = {}
 
 Item = tuple[int, Event | None] | dict[str, Any] | str
+
+# Stored events that tell a staff member of a client's clinical result. Who hears of it is
+# decided when it happens (server/access.py ``may_hear_of``); a tab that resumes days later
+# is asked again, since that may have changed: the client went to another therapist, the
+# practice closed clinical details to the front desk, a supervision ended. One who may no
+# longer hear of it gets the seq as a ``withdrawn`` event with no data: no gap, nothing said.
+CLINICAL_EVENTS = frozenset({"measure.completed", "measure.alert", "form.completed"})
 
 
 class Socket:
@@ -337,6 +345,7 @@ async def missed_frames(
     )
     frames = []
     current = 0
+    clinical: dict[int, int] = {}  # seq: client id
     for row in rows:
         seq = int(row["seq"])
         if row["type"] is None:
@@ -345,7 +354,21 @@ async def missed_frames(
         payload = row["payload"]
         if not isinstance(payload, str):  # a driver that decodes JSON itself
             payload = dump_payload(payload)
+        if row["type"] in CLINICAL_EVENTS:
+            clinical[seq] = int(json.loads(payload)["client_id"])
         frames.append((seq, frame_text(seq, row["type"], payload)))
+    if clinical:
+        heard = (
+            await clients_heard_of(int(recipient[2:]), set(clinical.values()))
+            if recipient.startswith("s:")
+            else set()
+        )
+        frames = [
+            (seq, frame)
+            if seq not in clinical or clinical[seq] in heard
+            else (seq, frame_text(seq, "withdrawn", "{}"))
+            for seq, frame in frames
+        ]
     frames.sort()
     return frames, current
 

@@ -84,6 +84,23 @@ async def may_hear_of(staff: StaffUser, client: Client, practice: Practice) -> b
     return await (await visible_clients(who)).filter(id=client.id).exists()
 
 
+async def clients_heard_of(staff_id: int, client_ids: set[int]) -> set[int]:
+    """Of ``client_ids``, the clients whose clinical results the staff member may be told of
+    now (``may_hear_of``, for many clients at once): none once they are switched off."""
+    staff = await StaffUser.get_or_none(id=staff_id, is_active=True)
+    if staff is None or not client_ids:
+        return set()
+    who = Caller.acting_as(staff)
+    if not can_see_clinical(who, await Practice.get(id=staff.practice_id)):  # type: ignore[attr-defined]
+        return set()
+    ids = (
+        await (await visible_clients(who))
+        .filter(id__in=sorted(client_ids))
+        .values_list("id", flat=True)
+    )
+    return {int(i) for i in ids}  # type: ignore[call-overload]
+
+
 async def access_staff_user(caller: Caller, staff_id: int) -> StaffUser:
     """Staff of the caller's own practice (clients never reach staff records by id)."""
     return await _staff_row(caller, StaffUser, staff_id)

@@ -890,3 +890,125 @@ async def test_a_frame_goes_out_at_once_and_a_full_socket_hands_over_to_a_writer
     sock.offer(6, event(6))
     await asyncio.sleep(0.01)
     assert ws.sent == [1, 2, 3, 4] and sock.last == 4
+
+
+# --- a clinical result, told again to a tab that resumes ---------------------------------------
+
+
+def clinical_frames(tab: Tab, client_id: int) -> list[dict[str, Any]]:
+    return [
+        f
+        for f in tab.backlog
+        if f["type"] in {"measure.completed", "measure.alert", "form.completed"}
+        and f["data"].get("client_id") == client_id
+    ]
+
+
+async def test_a_therapist_who_handed_a_client_over_is_not_told_her_scores_again(
+    live_server: LiveServer, sign_in: SignIn, people: dict[str, Any], make: Factory
+) -> None:
+    """Alice heard of Camille's PHQ-9 and its safety alert when Camille answered. Once
+    Camille goes to Bob, Alice's file and measure pages are 404s: a tab resumed from the
+    start must not hand her the score, the band or the alert either; their seqs arrive
+    withdrawn, with no data, so the tab sees no gap."""
+    from models.measures import MeasureAdministration, MeasureKind
+    from server.actions import measures
+    from server.actions.client_file import do_assign_therapist
+    from server.auth.sessions import Caller
+    from server.instruments import PHQ9
+    from tests.test_measures import form
+
+    camille = people["camille"]
+    sent, _ = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), camille, MeasureKind.PHQ9
+    )
+    assert sent is not None
+    account = await make.portal_account(camille)
+    await measures.do_complete_measure(
+        Caller.acting_as((account, camille)),
+        await MeasureAdministration.get(id=sent.id),
+        form(PHQ9, 17, item9=2),
+    )
+    alice = await sign_in(people["alice"])
+    before = await open_tab(live_server, alice, after=0)
+    await before.ws.close()
+    told = clinical_frames(before, camille.id)
+    assert [f["type"] for f in told] == ["measure.completed", "measure.alert"]
+
+    await do_assign_therapist(Caller.acting_as(people["owner"]), camille, people["bob"])
+    assert (await alice.http.get(f"/api/measures/{sent.id}")).status_code == 404
+    after = await open_tab(live_server, alice, after=0)
+    await after.ws.close()
+    assert clinical_frames(after, camille.id) == []
+    withdrawn = {f["seq"]: f["data"] for f in after.backlog if f["type"] == "withdrawn"}
+    assert withdrawn == {f["seq"]: {} for f in told}
+    assert [f["seq"] for f in after.backlog] == list(range(1, after.last + 1))
+
+
+async def test_the_front_desk_is_not_told_scores_again_once_clinical_details_are_closed(
+    live_server: LiveServer, sign_in: SignIn, people: dict[str, Any], make: Factory
+) -> None:
+    """The desk sent Camille a GAD-7 and heard her score while the practice opened clinical
+    details to it. Once closed, the score is hidden over HTTP, and a resumed tab is not told
+    it again; opened again, it is."""
+    from models.measures import MeasureKind
+    from server.actions import measures
+    from server.auth.sessions import Caller
+    from server.instruments import GAD7
+    from tests.test_measures import form
+
+    practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    camille = people["camille"]
+    sent, _ = await measures.do_send_measure(
+        Caller.acting_as(people["desk"]), camille, MeasureKind.GAD7
+    )
+    assert sent is not None
+    account = await make.portal_account(camille)
+    await measures.do_complete_measure(Caller.acting_as((account, camille)), sent, form(GAD7, 16))
+    desk = await sign_in(people["desk"])
+
+    async def scores() -> list[Any]:
+        tab = await open_tab(live_server, desk, after=0)
+        await tab.ws.close()
+        return [f["data"]["score"] for f in clinical_frames(tab, camille.id)]
+
+    assert await scores() == [16]
+    practice.office_admins_see_clinical = False
+    await practice.save()
+    assert (await desk.http.get(f"/api/measures/{sent.id}")).json()["score"] is None
+    assert await scores() == []
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    assert await scores() == [16]
+
+
+async def test_the_front_desk_is_not_told_of_a_clinical_form_again_once_clinical_details_are_closed(
+    live_server: LiveServer, sign_in: SignIn, people: dict[str, Any]
+) -> None:
+    """The same for a completed form: its PDF is a clinical document, a 404 to the desk once
+    clinical details are closed to it, and a resumed tab no longer names it."""
+    from models.accounts import PortalAccount
+    from server.actions import forms
+    from server.auth.sessions import Caller
+    from tests.test_forms import full_answers, intake
+
+    practice = people["practice"]
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    camille = people["camille"]
+    sent = await forms.do_send_form(Caller.acting_as(people["desk"]), camille, await intake(people))
+    account = await PortalAccount.get(client_id=camille.id)
+    done = await forms.do_submit_form(Caller.acting_as((account, camille)), sent, full_answers())
+    desk = await sign_in(people["desk"])
+    before = await open_tab(live_server, desk, after=0)
+    await before.ws.close()
+    assert [f["type"] for f in clinical_frames(before, camille.id)] == ["form.completed"]
+
+    practice.office_admins_see_clinical = False
+    await practice.save()
+    assert (await desk.http.get(f"/api/documents/{done.document_id}")).status_code == 404
+    after = await open_tab(live_server, desk, after=0)
+    await after.ws.close()
+    assert clinical_frames(after, camille.id) == []
