@@ -112,7 +112,8 @@ async def _load_tasks(caller: Caller, client: Client, practice: Practice) -> dic
 
 
 async def _load_account(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    return await account_details(client)
+    version = client_file.details_version(client, client_file.ACCOUNT_FIELDS)
+    return {**await account_details(client), "version": version}
 
 
 async def _load_contact(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
@@ -120,7 +121,8 @@ async def _load_contact(caller: Caller, client: Client, practice: Practice) -> d
 
 
 async def _load_clinical(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    return await clinical_details(client)
+    version = client_file.details_version(client, client_file.CLINICAL_FIELDS)
+    return {**await clinical_details(client), "version": version}
 
 
 register_tab(
@@ -185,9 +187,14 @@ def contact_from_form(data: dict[str, Any], form: Any) -> dict[str, Any]:
 
 
 async def _save(
-    request: Request, tab: str, work: Callable[[Caller, Client], Awaitable[object]]
+    request: Request,
+    tab: str,
+    work: Callable[[Caller, Client], Awaitable[object]],
+    mine: dict[str, Any] | None = None,
 ) -> Response:
-    """Run a tab's form action; on a validation error show the tab again with the errors."""
+    """Run a tab's form action; on a validation error show the tab again with the errors,
+    and when someone else saved the tab meanwhile, with what this form sent (``mine``)
+    beside the details as they are now."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     try:
@@ -196,6 +203,8 @@ async def _save(
         return await file_page(
             request, {"error": exc.message, "fields": exc.fields}, 422, tab_name=tab
         )
+    except client_file.DetailsChanged as exc:
+        return await file_page(request, {"error": exc.message, "mine": mine}, 409, tab_name=tab)
     return RedirectResponse(f"/staff/clients/{client.id}/{tab}?saved=1", status_code=303)
 
 
@@ -220,7 +229,7 @@ async def _submit(
         body = validate(model, prepare(data, form) if prepare else data)
         await action(caller, client, body)
 
-    return await _save(request, tab, work)
+    return await _save(request, tab, work, mine=prepare(data, form) if prepare else data)
 
 
 def _keywords(data: dict[str, Any], form: Any) -> dict[str, Any]:
@@ -380,6 +389,8 @@ async def file_out(caller: Caller, client: Client) -> FileOut:
             "supervisor_id": details["supervisor"].id if details["supervisor"] else None,
             "client_since": client.created_at.date().isoformat(),
             "attendance": details["attendance"],
+            # Send it back as ``based_on`` to be refused what someone else changed since.
+            "version": client_file.details_version(client, client_file.CLINICAL_FIELDS),
         }
     methods = await PaymentMethod.filter(client_id=client.id, deleted_at=None).order_by("id")
     return FileOut(
@@ -396,6 +407,7 @@ async def file_out(caller: Caller, client: Client) -> FileOut:
             "health_id": client.health_id,
             "insurance_company": client.insurance_company,
             "account_comments": client.account_comments,
+            "version": client_file.details_version(client, client_file.ACCOUNT_FIELDS),
             "payment_methods": [
                 {"id": m.id, "kind": m.kind.value, "description": m.description} for m in methods
             ],

@@ -3,6 +3,7 @@ may see what."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -399,3 +400,98 @@ async def test_saving_a_tab_read_earlier_changes_only_that_tab(
     assert fresh.city == "Lyon"
     assert fresh.therapist_id == file["bob"].id  # type: ignore[attr-defined]
     assert fresh.clinical_comments == "Sleeps badly."
+
+
+def hidden(page: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("tab", "theirs", "mine"),
+    [
+        (
+            "clinical",
+            {"clinical_comments": "Intake done\nRisk: safety plan agreed"},
+            {"referral": "Dr Martin", "clinical_comments": "Intake done"},
+        ),
+        (
+            "account",
+            {"account_comments": "Pays on the first of the month", "payment_terms": "monthly"},
+            {"insurance_company": "MGEN", "payment_terms": "per_session"},
+        ),
+    ],
+)
+async def test_a_tab_opened_before_a_colleagues_save_does_not_put_back_what_they_changed(
+    new_http: Any,
+    file: dict[str, Any],
+    make: Factory,
+    tab: str,
+    theirs: dict[str, str],
+    mine: dict[str, str],
+) -> None:
+    """Two people have the same tab open. Alice saves a line in the comments; the owner,
+    from the page opened before, fills in another field and saves: the form posts every
+    field as the owner's page showed it, which would silently remove Alice's line. The save
+    is refused (409) and the owner's text is shown beside the details as they are now."""
+    helene: Client = file["helene"]
+    await Client.filter(id=helene.id).update(clinical_comments="Intake done")
+    alice, boss = new_http("10.5.1.1"), new_http("10.5.1.2")
+    await login(alice, file["alice"])
+    await login(boss, await make.owner())
+    url = f"/staff/clients/{helene.id}/{tab}"
+    alice_page, boss_page = (await alice.get(url)).text, (await boss.get(url)).text
+    base = {"clinical_comments": "Intake done"} if tab == "clinical" else {}
+
+    def post(http: httpx.AsyncClient, page: str, values: dict[str, str]) -> Any:
+        data = {"csrf_token": http.headers["X-CSRF-Token"], "based_on": hidden(page, "based_on")}
+        return http.post(url, data={**data, **base, **values})
+
+    assert (await post(alice, alice_page, theirs)).status_code == 303
+    r = await post(boss, boss_page, mine)
+    assert r.status_code == 409
+    assert "saved from another window" in r.text
+    stored = await Client.get(id=helene.id)
+    for field, value in theirs.items():
+        assert (
+            str(
+                getattr(stored, field).value if field == "payment_terms" else getattr(stored, field)
+            )
+            == value
+        )
+    assert stored.referral == "" and stored.insurance_company == ""
+    # What the owner wrote is on the page, to copy from; the form now holds Alice's save.
+    assert "data-unsaved" in r.text and list(mine.values())[0] in r.text
+    # Saved again from that page, on the details as they are now: it goes through.
+    r = await post(boss, r.text, {**theirs, **{k: v for k, v in mine.items() if k not in theirs}})
+    assert r.status_code == 303
+
+
+async def test_the_api_refuses_a_save_based_on_details_changed_since(
+    new_http: Any, file: dict[str, Any]
+) -> None:
+    helene: Client = file["helene"]
+    alice = new_http("10.5.2.1")
+    await login(alice, file["alice"])
+    got = (await alice.get(f"/api/clients/{helene.id}")).json()
+    url = f"/api/clients/{helene.id}/clinical"
+    first = {"clinical_comments": "one", "based_on": got["clinical"]["version"]}
+    r = await alice.put(url, json=first)
+    assert r.status_code == 200
+    assert (await alice.put(url, json={**first, "clinical_comments": "two"})).status_code == 409
+    r = await alice.put(
+        url, json={"clinical_comments": "two", "based_on": r.json()["clinical"]["version"]}
+    )
+    assert r.status_code == 200
+    # Without based_on, the API replaces the details as before.
+    assert (await alice.put(url, json={"clinical_comments": "three"})).status_code == 200
+    account = f"/api/clients/{helene.id}/account"
+    stale = got["account"]["version"]
+    assert (
+        await alice.put(account, json={"health_id": "12", "based_on": stale})
+    ).status_code == 200
+    assert (
+        await alice.put(account, json={"health_id": "13", "based_on": stale})
+    ).status_code == 409
+    assert (await Client.get(id=helene.id)).health_id == "12"

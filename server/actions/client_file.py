@@ -6,9 +6,13 @@ the owner, and clinical values do not belong in it).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -29,7 +33,7 @@ from models.clients import (
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
-from server.errors import ValidationFailed
+from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -91,6 +95,10 @@ class ClinicalIn(BaseModel):
     referral: str = Field(default="", max_length=300)
     diagnosis_keywords: list[str] = Field(default_factory=list)
     clinical_comments: str = Field(default="", max_length=10_000)
+    # ``details_version`` of what the page showed: a save from a page opened before someone
+    # else's save is refused instead of putting back what they changed. API callers that
+    # leave it out replace the details whatever they hold.
+    based_on: str | None = Field(default=None, max_length=64)
 
 
 class AccountIn(BaseModel):
@@ -98,6 +106,45 @@ class AccountIn(BaseModel):
     health_id: str = Field(default="", max_length=60)
     insurance_company: str = Field(default="", max_length=200)
     account_comments: str = Field(default="", max_length=10_000)
+    based_on: str | None = Field(default=None, max_length=64)  # as ClinicalIn's
+
+
+# The columns each tab's form shows and posts back whole.
+CLINICAL_FIELDS = ("referral", "diagnosis_keywords", "clinical_comments")
+ACCOUNT_FIELDS = ("payment_terms", "health_id", "insurance_company", "account_comments")
+
+
+def details_version(client: Client, fields: Sequence[str]) -> str:
+    """What a tab's form was opened on: its columns' values, hashed."""
+    values = [getattr(client, name) for name in fields]
+    content = json.dumps(
+        [v.value if isinstance(v, Enum) else v or "" for v in values], sort_keys=True
+    )
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+class DetailsChanged(Conflict):
+    """A tab of the file was saved from another window since this page showed it."""
+
+
+async def _current(client: Client, fields: Sequence[str], based_on: str | None) -> Client:
+    """The client's row as it is now, locked for the rest of the transaction (PostgreSQL):
+    the form's values are compared with it, not with the row read before the transaction.
+    Refused when the page showed other values than these (``based_on``): the form posts
+    every field of its tab, and would put back what someone else just saved. Call inside
+    ``atomic()``."""
+    current = await Client.filter(id=client.id).select_for_update().first()
+    if current is None:
+        raise DetailsChanged(_("This client file was removed meanwhile."))
+    if based_on is not None and based_on != details_version(current, fields):
+        raise DetailsChanged(
+            _(
+                "These details were saved from another window since you opened this page. "
+                "Your text is kept below, beside the details as they are now: compare them, "
+                "then save again."
+            )
+        )
+    return current
 
 
 class PaymentMethodIn(BaseModel):
@@ -336,11 +383,13 @@ async def do_update_clinical_details(actor: Caller, client: Client, data: Clinic
         "clinical_comments": data.clinical_comments.strip(),
     }
     async with atomic():
-        if (client.diagnosis_keywords or []) == keywords:
+        current = await _current(client, CLINICAL_FIELDS, data.based_on)
+        if (current.diagnosis_keywords or []) == keywords:
             values.pop("diagnosis_keywords")
-        changed = _changed(client, values)
+        changed = _changed(current, values)
         if changed:
-            await save_changed(client, changed)
+            _changed(client, values)
+            await save_changed(current, changed)
             await audit.record(
                 actor,
                 "client.clinical_updated",
@@ -397,9 +446,11 @@ async def do_update_account_details(actor: Caller, client: Client, data: Account
         "account_comments": data.account_comments.strip(),
     }
     async with atomic():
-        changed = _changed(client, values)
+        current = await _current(client, ACCOUNT_FIELDS, data.based_on)
+        changed = _changed(current, values)
         if changed:
-            await save_changed(client, changed)
+            _changed(client, values)
+            await save_changed(current, changed)
             await audit.record(
                 actor,
                 "client.account_updated",
