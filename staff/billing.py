@@ -559,6 +559,8 @@ async def _load_billing_tab(caller: Caller, client: Client, practice: Practice) 
         .order_by("last_name"),
         "currency": practice.currency,
         "today": billing.practice_today(practice),
+        # One key per page shown, for its forms: the refund sent twice records one refund.
+        "request_key": secrets.token_urlsafe(16),
     }
 
 
@@ -604,7 +606,7 @@ async def refund_form(request: Request) -> Response:
     try:
         p = validate(PaymentForm, form)
         await billing.do_refund(
-            caller, client, PaymentIn(p.amount, p.method, p.paid_on, p.reference)
+            caller, client, PaymentIn(p.amount, p.method, p.paid_on, p.reference, p.request_key)
         )
     except ValidationFailed as exc:
         ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": form}

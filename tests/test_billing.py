@@ -32,6 +32,7 @@ from models.billing import (
     InvoiceStatus,
     PayerKind,
     Payment,
+    PaymentKind,
     PaymentMethodUsed,
 )
 from models.clients import Client, Contact
@@ -660,6 +661,40 @@ async def test_partial_payments_balance_overpayment_credit_and_refund(make: Fact
     )
     assert await billing.client_credit(client.id) == Decimal("0.00")
     assert await Payment.filter(client_id=client.id).count() == 8
+
+
+async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:
+    """Credit of 100, a refund of 30 typed in, the button pressed twice: 60 were recorded as
+    given back, and the client's credit showed 40 instead of 70."""
+    practice, owner, therapist, client = await setup(make)
+    await Payment.create(
+        practice=practice,
+        client=client,
+        invoice=None,
+        method=PaymentMethodUsed.CASH,
+        paid_on=date.today(),
+        amount=Decimal("100"),
+    )
+    await login(http, owner)
+    page = f"/staff/clients/{client.id}/billing"
+    form = {"amount": "30", "method": "cash", "paid_on": date.today().isoformat()}
+    sent = {**form, "request_key": await request_key_of(http, page)}
+    url = f"/staff/clients/{client.id}/refund"
+    results = await asyncio.gather(*(http.post(url, data=sent) for _ in range(2)))
+    assert [r.status_code for r in results] == [303, 303]
+    assert await Payment.filter(client_id=client.id, kind=PaymentKind.REFUND).count() == 1
+    assert await billing.client_credit(client.id) == Decimal("70.00")
+    # From the page shown again, a second refund of the same amount is a refund.
+    again = await http.post(url, data={**form, "request_key": await request_key_of(http, page)})
+    assert again.status_code == 303
+    assert await billing.client_credit(client.id) == Decimal("40.00")
+    # All that is left, pressed twice: the second press finds the refund made instead of
+    # being told there is not that much credit left.
+    rest = PaymentIn(Decimal("40"), PaymentMethodUsed.TRANSFER, date.today(), "", "the-rest")
+    both = await asyncio.gather(*(billing.do_refund(caller_of(owner), client, rest) for _ in "12"))
+    assert both[0].id == both[1].id
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+    assert await Payment.filter(client_id=client.id, kind=PaymentKind.REFUND).count() == 3
 
 
 async def test_pdfs_are_real_documents(make: Factory) -> None:

@@ -1166,34 +1166,52 @@ async def do_refund(actor: Caller, client: Client, data: PaymentIn) -> Payment:
         raise _invalid("amount", _("More than zero."))
     if data.method is PaymentMethodUsed.CREDIT:
         raise _invalid("method", _("How is the money given back?"))
-    async with atomic():
-        await _lock_client(client.id)
-        if await client_credit(client.id) < amount:
-            raise _invalid("amount", _("More than the client's credit."))
-        refund = await Payment.create(
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-            client=client,
-            kind=PaymentKind.REFUND,
-            method=data.method,
-            paid_on=data.paid_on,
-            amount=-amount,
-            reference=data.reference.strip()[:120],
-            recorded_by=actor.staff,
-        )
-        await audit.record(
-            actor,
-            "payment.refunded",
-            object_type="client",
-            object_id=client.id,
-            client_id=client.id,
-            detail={"amount": str(amount), "method": data.method.value},
-        )
-        await emit(
-            await _billing_recipients(client.practice_id, {client.id}),  # type: ignore[attr-defined]
-            "invoices.changed",
-            {"ids": []},
-        )
-    return refund
+
+    # The same form sent again (the answer was lost, the button pressed twice): the refund it
+    # recorded, not a second one (server/actions/retries.py).
+    async def write(request_key: str | None) -> Payment:
+        async with atomic():
+            await _lock_client(client.id)
+            if request_key:
+                # Sent twice at once, the second waited for the first's lock above: it finds
+                # the refund made rather than a credit too small to give the money back again
+                # (the usual refund is all of it).
+                earlier = await Payment.get_or_none(
+                    request_key=request_key, client_id=client.id, kind=PaymentKind.REFUND
+                )
+                if earlier is not None:
+                    return earlier
+            if await client_credit(client.id) < amount:
+                raise _invalid("amount", _("More than the client's credit."))
+            refund = await Payment.create(
+                practice_id=client.practice_id,  # type: ignore[attr-defined]
+                client=client,
+                kind=PaymentKind.REFUND,
+                method=data.method,
+                paid_on=data.paid_on,
+                amount=-amount,
+                reference=data.reference.strip()[:120],
+                recorded_by=actor.staff,
+                request_key=request_key,
+            )
+            await audit.record(
+                actor,
+                "payment.refunded",
+                object_type="client",
+                object_id=client.id,
+                client_id=client.id,
+                detail={"amount": str(amount), "method": data.method.value},
+            )
+            await emit(
+                await _billing_recipients(client.practice_id, {client.id}),  # type: ignore[attr-defined]
+                "invoices.changed",
+                {"ids": []},
+            )
+        return refund
+
+    return await once_per_key(
+        Payment, data.request_key, write, client_id=client.id, kind=PaymentKind.REFUND
+    )
 
 
 # --- sending -------------------------------------------------------------------------------
