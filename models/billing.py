@@ -159,6 +159,17 @@ class Invoice(Timestamped):
     payer_name = fields.CharField(max_length=200, default="")
     payer_address = fields.TextField(default="")
     payer_email = fields.CharField(max_length=254, default="")
+    # The issuer and the client as printed, copied when the invoice is finalized (the payer is
+    # copied when it is made): an issued invoice reads the same for good, whatever its
+    # issuer's settings or the client's file say later. Empty on a draft, which prints them as
+    # they are.
+    issuer_name = fields.CharField(max_length=200, default="", db_default="")
+    issuer_address = fields.TextField(default="", db_default="")
+    issuer_registration = fields.TextField(default="", db_default="")
+    issuer_email = fields.CharField(max_length=254, default="", db_default="")
+    issuer_footer = fields.TextField(default="", db_default="")
+    client_name = fields.CharField(max_length=201, default="", db_default="")
+    client_health_id = fields.CharField(max_length=60, default="", db_default="")
     issued_on = fields.DateField(null=True)
     due_on = fields.DateField(null=True)
     currency = fields.CharField(max_length=3, default="EUR")

@@ -264,11 +264,54 @@ def render_invoice(doc: InvoiceDoc) -> bytes:
     return bytes(pdf.output())
 
 
+@dataclass
+class Parties:
+    """Who an invoice is from and for, as it prints them."""
+
+    issuer_name: str
+    issuer_address: str
+    issuer_registration: str
+    issuer_email: str
+    footer: str
+    client_name: str
+    client_health_id: str
+
+    @property
+    def issuer_lines(self) -> list[str]:
+        return [self.issuer_name, self.issuer_address, self.issuer_registration, self.issuer_email]
+
+
+async def parties(invoice: Invoice) -> Parties:
+    """A finalized invoice's (or credit note's) copies, made when it was issued (or by the
+    migration that brought them, for one issued before); a draft's issuer and client as they
+    are now."""
+    if invoice.status is InvoiceStatus.FINALIZED:
+        return Parties(
+            invoice.issuer_name,
+            invoice.issuer_address,
+            invoice.issuer_registration,
+            invoice.issuer_email,
+            invoice.issuer_footer,
+            invoice.client_name,
+            invoice.client_health_id,
+        )
+    profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
+    client = await Client.get_or_none(id=invoice.client_id) if invoice.client_id else None  # type: ignore[attr-defined]
+    return Parties(
+        profile.legal_name,
+        profile.address,
+        profile.registration,
+        profile.email,
+        profile.footer,
+        client.full_name if client else "",
+        client.health_id if client else "",
+    )
+
+
 async def invoice_doc(invoice: Invoice) -> InvoiceDoc:
     from server.web import label
 
-    profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
-    client = await Client.get_or_none(id=invoice.client_id) if invoice.client_id else None  # type: ignore[attr-defined]
+    who = await parties(invoice)
     lines = await InvoiceLine.filter(invoice_id=invoice.id).order_by("position", "id")
     credited = (
         await Invoice.get(id=invoice.credited_invoice_id)  # type: ignore[attr-defined]
@@ -280,14 +323,14 @@ async def invoice_doc(invoice: Invoice) -> InvoiceDoc:
         kind=invoice.kind,
         status=invoice.status,
         number=invoice.number,
-        issuer_name=profile.legal_name,
-        issuer_address=profile.address,
-        issuer_registration=profile.registration,
-        issuer_email=profile.email,
+        issuer_name=who.issuer_name,
+        issuer_address=who.issuer_address,
+        issuer_registration=who.issuer_registration,
+        issuer_email=who.issuer_email,
         payer_name=invoice.payer_name,
         payer_address=invoice.payer_address,
-        client_name=client.full_name if client else "",
-        client_health_id=client.health_id if client else "",
+        client_name=who.client_name,
+        client_health_id=who.client_health_id,
         issued_on=invoice.issued_on,
         due_on=invoice.due_on,
         currency=invoice.currency,
@@ -310,7 +353,7 @@ async def invoice_doc(invoice: Invoice) -> InvoiceDoc:
         paid=Decimal(invoice.paid),
         credited=Decimal(invoice.credited),
         tax_exemption=invoice.tax_exemption,
-        footer=profile.footer,
+        footer=who.footer,
         notes=invoice.notes,
         credited_number=credited.number or "" if credited else "",
         template=invoice.template,
@@ -334,22 +377,24 @@ async def receipt_pdf(payment: Payment) -> bytes:
 
     invoice = await Invoice.get(id=payment.invoice_id) if payment.invoice_id else None  # type: ignore[attr-defined]
     practice = await Practice.get(id=payment.practice_id)  # type: ignore[attr-defined]
-    profile = (
-        await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
-        if invoice
-        else await BillingProfile.get_or_none(practice_id=practice.id, practitioner_id=None)
-    )
     client = await Client.get_or_none(id=payment.client_id) if payment.client_id else None  # type: ignore[attr-defined]
     currency = invoice.currency if invoice else practice.currency
     pdf = _new_pdf()
-    pdf.footer_text = profile.footer if profile else ""
     pdf.alias_nb_pages()
+    if invoice is not None:
+        # From the issuer the invoice names, as it names them.
+        who = await parties(invoice)
+        issuer, pdf.footer_text = who.issuer_lines, who.footer
+    else:
+        # Money on account, for no invoice: the practice as it is now (nothing was issued).
+        profile = await BillingProfile.get_or_none(practice_id=practice.id, practitioner_id=None)
+        issuer = (
+            [profile.legal_name, profile.address, profile.registration, profile.email]
+            if profile
+            else [practice.name]
+        )
+        pdf.footer_text = profile.footer if profile else ""
     pdf.add_page()
-    issuer = (
-        [profile.legal_name, profile.address, profile.registration, profile.email]
-        if profile
-        else [practice.name]
-    )
     _header(
         pdf,
         _("RECEIPT"),

@@ -53,6 +53,7 @@ from server.auth.sessions import Caller
 from server.billing_pdf import (
     invoice_filename,
     invoice_pdf,
+    parties,
     pdf_response,
     receipt_pdf,
     render_invoice,
@@ -405,14 +406,14 @@ async def _invoice_context(caller: Caller, invoice: Invoice) -> dict[str, Any]:
         if invoice.credited_invoice_id  # type: ignore[attr-defined]
         else None
     )
-    profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
     return {
         "invoice": invoice,
         "lines": lines,
         "payments": payments,
         "outbox": outbox,
         "client": client,
-        "profile": profile,
+        # Who it is from and for, as it prints them (as issued, once finalized).
+        "parties": await parties(invoice),
         "credit_notes": credit_notes,
         "credited": credited,
         "credit": await billing.client_credit(client.id) if client else Decimal(0),

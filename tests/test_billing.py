@@ -38,7 +38,7 @@ from models.billing import (
 from models.clients import Client, Contact
 from models.notifications import OutboxAttachment, OutboxMessage, OutboxStatus
 from server.actions import billing
-from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn
+from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn, ProfileChanges
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
 from tests.conftest import Factory, login, request_key_of
@@ -719,6 +719,126 @@ async def test_pdfs_are_real_documents(make: Factory) -> None:
     )
     receipt = PdfReader(io.BytesIO(await receipt_pdf(rest))).pages[0].extract_text()
     assert "€50.00" in receipt and "Kept as credit" in receipt and "€15.00" in receipt
+
+
+async def test_an_issued_invoice_keeps_the_issuer_and_client_it_was_issued_with(
+    make: Factory, http: Any
+) -> None:
+    """Finalized and sent with the practice's old address; the practice moves and updates
+    its billing settings, and the client's name is corrected: the same invoice (same
+    number), downloaded again by the client or for an audit, printed the new issuer and the
+    new client instead of those it was issued with."""
+    from server.billing_pdf import invoice_doc, invoice_pdf, receipt_pdf
+
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
+
+    def profile(name: str, street: str) -> ProfileChanges:
+        return ProfileChanges(
+            legal_name=name,
+            address=street,
+            registration=f"SIRET of {name}",
+            email=f"{street.split()[-1].lower()}@example.org",
+            prefix="F-",
+            yearly_reset=True,
+            tax_rate=Decimal("0"),
+            tax_exemption="",
+            payment_days=30,
+            footer=f"Footer of {name}",
+        )
+
+    client.health_id = "1 85 01 75 123 456"
+    await client.save()
+    await billing.do_update_profile(actor, practice, None, profile("Cabinet Lumière", "2 rue Old"))
+    await billing.do_finalize(actor, invoice)
+    payment = await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+    )
+    issued = await invoice_doc(invoice)
+    await billing.do_update_profile(actor, practice, None, profile("New Name SARL", "9 rue New"))
+    client.last_name, client.health_id = "Renamed", "2 90 02 69 000 111"
+    await client.save()
+
+    after = await invoice_doc(await Invoice.get(id=invoice.id))
+    printed = ("issuer_name", "issuer_address", "issuer_registration", "issuer_email", "footer")
+    printed += ("client_name", "client_health_id")
+    assert {f: getattr(after, f) for f in printed} == {
+        "issuer_name": "Cabinet Lumière",
+        "issuer_address": "2 rue Old",
+        "issuer_registration": "SIRET of Cabinet Lumière",
+        "issuer_email": "old@example.org",
+        "footer": "Footer of Cabinet Lumière",
+        "client_name": "Hélène Dubois",
+        "client_health_id": "1 85 01 75 123 456",
+    }
+    assert {f: getattr(issued, f) for f in printed} == {f: getattr(after, f) for f in printed}
+    text = PdfReader(io.BytesIO(await invoice_pdf(invoice))).pages[0].extract_text()
+    assert "Cabinet Lumière" in text and "2 rue Old" in text and "New Name" not in text
+    receipt = PdfReader(io.BytesIO(await receipt_pdf(payment))).pages[0].extract_text()
+    assert "Cabinet Lumière" in receipt and "New Name" not in receipt
+    await login(http, owner)
+    page = await http.get(f"/staff/billing/invoices/{invoice.id}")
+    assert "Cabinet Lumière" in page.text and "New Name SARL" not in page.text
+    # A credit note is issued when it is made: by the issuer, for the client, as they are then.
+    note = await billing.do_credit_note(actor, invoice, reason="Wrong name")
+    await billing.do_update_profile(actor, practice, None, profile("Third SAS", "3 rue Last"))
+    noted = await invoice_doc(await Invoice.get(id=note.id))
+    assert (noted.issuer_name, noted.issuer_address) == ("New Name SARL", "9 rue New")
+    assert (noted.client_name, noted.footer) == ("Hélène Renamed", "Footer of New Name SARL")
+    # A draft is not issued yet: it shows the issuer and the client as they are now.
+    (draft,) = await bill(owner, await Consultation.filter(client_id=client.id))
+    shown = await invoice_doc(draft)
+    assert (shown.issuer_name, shown.client_name) == ("Third SAS", "Hélène Renamed")
+
+
+async def test_invoices_issued_before_the_copies_existed_get_them_from_the_migration(
+    make: Factory,
+) -> None:
+    """models/migrations/0022_invoice_snapshot.py fills in the finalized invoices' copies
+    from their issuer and client as they are; a draft keeps none (it has not been issued)."""
+    import importlib
+
+    from tortoise.migrations.operations import RunSQL
+
+    from server.billing_pdf import invoice_doc
+    from server.db import connection
+
+    owner, client, invoice = await _draft(make)
+    await billing.do_finalize(caller_of(owner), invoice)
+    (draft,) = await bill(
+        owner,
+        [
+            await Consultation.create(
+                practice_id=owner.practice_id,  # type: ignore[attr-defined]
+                client=client,
+                practitioner=owner,
+                on_date=date.today(),
+                title="Report",
+            )
+        ],
+    )
+    printed = ("issuer_name", "issuer_footer", "client_name", "client_health_id")
+    # As an invoice finalized before the migration: no copies.
+    await Invoice.all().update(**dict.fromkeys(printed, ""))
+    profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
+    profile.footer = "Paid to IBAN FR76 0000"
+    await profile.save()
+    client.health_id = "1 85 01 75 123 456"
+    await client.save()
+    migration = importlib.import_module("models.migrations.0022_invoice_snapshot").Migration
+    (fill,) = [op for op in migration.operations if isinstance(op, RunSQL)]
+    for sql in fill.sql:
+        await connection().execute_query(sql)
+    filled = await Invoice.get(id=invoice.id)
+    assert [getattr(filled, f) for f in printed] == [
+        profile.legal_name,
+        "Paid to IBAN FR76 0000",
+        "Hélène Dubois",
+        "1 85 01 75 123 456",
+    ]
+    assert (await invoice_doc(filled)).issuer_name == profile.legal_name
+    assert [getattr(await Invoice.get(id=draft.id), f) for f in printed] == ["", "", "", ""]
 
 
 # --- sending ----------------------------------------------------------------------------------

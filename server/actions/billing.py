@@ -663,8 +663,8 @@ async def do_bill(
             detail={"method": method.value, "ids": [i.id for i in invoices]},
         )
         if finalize:
-            for invoice in invoices:
-                await _finalize(actor, invoice, profile, practice)
+            for invoice, plan in zip(invoices, plans, strict=True):
+                await _finalize(actor, invoice, profile, practice, plan.client)
         await notify_invoices_changed(practice.id, invoices)
     return invoices
 
@@ -898,9 +898,27 @@ async def _next_number(profile: BillingProfile, year: int) -> str:
     return format_number(profile, year, sequence.last_number)
 
 
+# What _finalize copies onto the invoice: who it is from and for, as printed.
+PARTIES = (
+    "issuer_name",
+    "issuer_address",
+    "issuer_registration",
+    "issuer_email",
+    "issuer_footer",
+    "client_name",
+    "client_health_id",
+)
+
+
 async def _finalize(
-    actor: Caller | None, invoice: Invoice, profile: BillingProfile, practice: Practice
+    actor: Caller | None,
+    invoice: Invoice,
+    profile: BillingProfile,
+    practice: Practice,
+    client: Client | None,
 ) -> None:
+    """Number the draft and copy onto it its issuer and client as they are now. ``client``:
+    the invoice's client (None for one invoice covering several)."""
     if not await InvoiceLine.filter(invoice_id=invoice.id).exists():
         raise _invalid("lines", _("An invoice needs at least one line."))
     # The draft as it is now, under the caller's claim on it: a line added from another page
@@ -913,8 +931,25 @@ async def _finalize(
     invoice.issued_on = today
     invoice.due_on = today + timedelta(days=profile.payment_days)
     invoice.number = await _next_number(profile, today.year)
+    # Printed from these copies from now on: in France (as in most places) an invoice once
+    # issued is never changed, whoever moves office or corrects a name later.
+    invoice.issuer_name = profile.legal_name
+    invoice.issuer_address = profile.address
+    invoice.issuer_registration = profile.registration
+    invoice.issuer_email = profile.email
+    invoice.issuer_footer = profile.footer
+    invoice.client_name = client.full_name if client else ""
+    invoice.client_health_id = client.health_id if client else ""
     await invoice.save(
-        update_fields=["status", "finalized_at", "issued_on", "due_on", "number", "updated_at"]
+        update_fields=[
+            "status",
+            "finalized_at",
+            "issued_on",
+            "due_on",
+            "number",
+            *PARTIES,
+            "updated_at",
+        ]
     )
     await audit.record(
         actor,
@@ -935,7 +970,8 @@ async def do_finalize(actor: Caller | None, invoice: Invoice) -> Invoice:
     await ensure_sequence(profile, practice_today(practice).year)
     async with atomic():
         await _lock_draft(invoice)
-        await _finalize(actor, invoice, profile, practice)
+        client = await Client.get_or_none(id=invoice.client_id) if invoice.client_id else None  # type: ignore[attr-defined]
+        await _finalize(actor, invoice, profile, practice, client)
         await notify_invoices_changed(practice.id, [invoice])
     return invoice
 
@@ -991,7 +1027,8 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
             note.subtotal, note.discount_total, note.tax_total = -remaining, ZERO, ZERO
             await note.save(update_fields=["subtotal", "discount_total", "tax_total", "updated_at"])
         await InvoiceLine.bulk_create([_line_row(note.id, i, r) for i, r in enumerate(rows)])
-        await _finalize(actor, note, profile, practice)
+        client = await Client.get_or_none(id=invoice.client_id) if invoice.client_id else None  # type: ignore[attr-defined]
+        await _finalize(actor, note, profile, practice, client)
         invoice.credited = money(Decimal(invoice.credited) + remaining)
         await invoice.save(update_fields=["credited", "updated_at"])
         await Consultation.filter(invoice_id=invoice.id).update(invoice_id=None)
@@ -1228,14 +1265,14 @@ async def do_send_invoice(actor: Caller, invoice: Invoice, to: str) -> Invoice:
     if "@" not in to or " " in to or len(to) > 254:
         raise _invalid("to", _("An email address."))
     pdf = await invoice_pdf(invoice)
-    profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
+    # The issuer the invoice names (finalized, so its copy).
     subject = _("Invoice %(number)s from %(issuer)s") % {
         "number": invoice.number,
-        "issuer": profile.legal_name,
+        "issuer": invoice.issuer_name,
     }
     body = _("Hello,\n\nPlease find attached invoice %(number)s.\n\nKind regards,\n%(issuer)s") % {
         "number": invoice.number,
-        "issuer": profile.legal_name,
+        "issuer": invoice.issuer_name,
     }
     async with atomic():
         message = await queue_email(
