@@ -42,6 +42,9 @@ class Consultation(Timestamped):
     invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
         "models.Invoice", related_name="consultations", null=True, on_delete=fields.SET_NULL
     )
+    # The form's own key, for one added by hand (one per page shown): sent again, after an
+    # answer that never came, it finds this one instead of making a second to bill.
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "consultation"

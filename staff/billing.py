@@ -560,7 +560,8 @@ async def _load_billing_tab(caller: Caller, client: Client, practice: Practice) 
         .order_by("last_name"),
         "currency": practice.currency,
         "today": billing.practice_today(practice),
-        # One key per page shown, for its forms: the refund sent twice records one refund.
+        # One key per page shown, for its forms (each kind of row keeps its own keys): the
+        # consultation or the refund sent twice is recorded once.
         "request_key": secrets.token_urlsafe(16),
     }
 
@@ -575,6 +576,7 @@ class ConsultationForm(BaseModel):
     on_date: date
     title: str = Field(min_length=1, max_length=200)
     billable: bool = True
+    request_key: str = Field(default="", max_length=64)
 
 
 async def add_consultation(request: Request) -> Response:
@@ -593,6 +595,7 @@ async def add_consultation(request: Request) -> Response:
             on_date=body.on_date,
             title=body.title,
             billable=body.billable,
+            request_key=body.request_key,
         )
     except ValidationFailed as exc:
         ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": form}

@@ -1243,6 +1243,34 @@ async def test_consultation_by_hand_and_not_billable(make: Factory, http: Any) -
     assert r.status_code == 409  # billed already
 
 
+async def test_a_consultation_form_sent_twice_makes_one_consultation(
+    make: Factory, http: Any
+) -> None:
+    """A phone session added by hand, the button pressed twice: two billable consultations,
+    and the next invoice billed the client twice."""
+    practice, owner, therapist, client = await setup(make)
+    await login(http, owner)
+    page = f"/staff/clients/{client.id}/billing"
+    form = {
+        "practitioner_id": str(therapist.id),
+        "on_date": date.today().isoformat(),
+        "title": "Phone session",
+        "billable": "true",
+    }
+    sent = {**form, "request_key": await request_key_of(http, page)}
+    url = f"/staff/clients/{client.id}/consultations"
+    results = await asyncio.gather(*(http.post(url, data=sent) for _ in range(2)))
+    assert [r.status_code for r in results] == [303, 303]
+    assert await Consultation.filter(client_id=client.id).count() == 1
+    # Sent again after the answer came: still one.
+    assert (await http.post(url, data=sent)).status_code == 303
+    assert await Consultation.filter(client_id=client.id).count() == 1
+    # From the page shown again, a second session the same day is a second consultation.
+    again = await http.post(url, data={**form, "request_key": await request_key_of(http, page)})
+    assert again.status_code == 303
+    assert await Consultation.filter(client_id=client.id).count() == 2
+
+
 async def test_bad_input_is_a_clear_error_and_changes_nothing(make: Factory, http: Any) -> None:
     owner, client, invoice = await _draft(make)
     await login(http, owner)

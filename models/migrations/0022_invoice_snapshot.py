@@ -66,5 +66,10 @@ class Migration(migrations.Migration):
             name='client_health_id',
             field=fields.CharField(default='', db_default='', max_length=60),
         ),
+        ops.AddField(
+            model_name='Consultation',
+            name='request_key',
+            field=fields.CharField(null=True, unique=True, max_length=64),
+        ),
         ops.RunSQL([FILL_ISSUER, FILL_CLIENT], reverse_sql="SELECT 1"),
     ]

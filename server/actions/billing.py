@@ -246,27 +246,36 @@ async def do_create_consultation(
     on_date: date,
     title: str,
     billable: bool = True,
+    request_key: str = "",
 ) -> Consultation:
+    """A consultation without an appointment (a phone session, a report...). ``request_key``:
+    the form's own key; the same form sent again gives the consultation it made, not a second
+    one to bill (server/actions/retries.py)."""
     title = title.strip()
     if not title:
         raise _invalid("title", _("Give it a title."))
-    async with atomic():
-        consultation = await Consultation.create(
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-            client=client,
-            practitioner=practitioner,
-            on_date=on_date,
-            title=title[:200],
-            billable=billable,
-        )
-        await audit.record(
-            actor,
-            "consultation.created",
-            object_type="consultation",
-            object_id=consultation.id,
-            client_id=client.id,
-        )
-    return consultation
+
+    async def write(key: str | None) -> Consultation:
+        async with atomic():
+            consultation = await Consultation.create(
+                practice_id=client.practice_id,  # type: ignore[attr-defined]
+                client=client,
+                practitioner=practitioner,
+                on_date=on_date,
+                title=title[:200],
+                billable=billable,
+                request_key=key,
+            )
+            await audit.record(
+                actor,
+                "consultation.created",
+                object_type="consultation",
+                object_id=consultation.id,
+                client_id=client.id,
+            )
+        return consultation
+
+    return await once_per_key(Consultation, request_key, write, client_id=client.id)
 
 
 async def do_set_billable(actor: Caller, consultation: Consultation, billable: bool) -> None:
