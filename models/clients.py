@@ -94,6 +94,10 @@ class Client(Timestamped):
     # Clinical records are never hard-deleted.
     deleted_at = fields.DatetimeField(null=True)
 
+    # The new-client form's own key (server/actions/retries.py): sent twice, it finds this
+    # file instead of opening a second one for the same person.
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
+
     class Meta:
         table = "client"
         # The client list's order: paging through 20,000 clients walks this index.

@@ -57,6 +57,9 @@ class NoteAddendum(Timestamped):
         "models.StaffUser", related_name="addenda", on_delete=fields.RESTRICT
     )
     text = fields.TextField()
+    # The addendum form's own key (server/actions/retries.py): an addendum can never be
+    # removed, so a form sent twice must not add it twice.
+    request_key = fields.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         table = "note_addendum"

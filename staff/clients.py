@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, field_validator
@@ -44,6 +45,9 @@ class NewClientForm(BaseModel):
     phone: str = Field(default="", max_length=40)
     therapist_id: int | None = None
     status: ClientStatus = ClientStatus.ACTIVE
+    # The form's own key: sent twice (a double click, an answer that never came), the
+    # second finds the file the first opened.
+    request_key: str = Field(default="", max_length=64)
 
     @field_validator("therapist_id", mode="before")
     @classmethod
@@ -88,6 +92,7 @@ async def create_client_for(caller: Caller, data: NewClientForm) -> Client:
         phone=data.phone or None,
         therapist=therapist,
         status=data.status,
+        request_key=data.request_key,
     )
 
 
@@ -109,6 +114,7 @@ async def client_list(request: Request) -> Response:
         statuses=list(ClientStatus),
         tags=await Tag.filter(practice_id=caller.practice_id).order_by("name"),
         clinicians=await clinicians(caller),
+        new_client_key=secrets.token_urlsafe(16),
         query_without_page=urlencode(
             {k: v for k, v in request.query_params.items() if k != "page" and v}
         ),

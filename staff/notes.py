@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,8 @@ class NoteIn(BaseModel):
 
 class AddendumIn(BaseModel):
     text: str = Field(max_length=20_000)
+    # The form's own key: an addendum cannot be removed, so sent twice it is added once.
+    request_key: str = Field(default="", max_length=64)
 
 
 class NoteOut(BaseModel):
@@ -134,7 +137,9 @@ async def add_addendum(request: Request, body: AddendumIn) -> NoteOut:
     """Add a dated addendum to a signed note (its author only)"""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
-    await notes.do_add_addendum(caller, await _signed_note(appointment), body.text)
+    await notes.do_add_addendum(
+        caller, await _signed_note(appointment), body.text, body.request_key
+    )
     return await note_out(appointment)
 
 
@@ -197,6 +202,7 @@ async def note_page(
                 and author
                 and author.supervisor_id == caller.staff.id  # type: ignore[attr-defined]
             ),
+            "addendum_key": secrets.token_urlsafe(16),
             "error": error,
             "posted": posted,
             "version": notes.note_version(note),
@@ -245,8 +251,9 @@ async def _run(caller: Caller, appointment: Appointment, act: str, form: dict[st
             # two is a 409, not a signature on text the signer never saw.
             await notes.do_sign(caller, note, based_on=notes.note_version(note))
     elif act == "addendum":
+        addendum = validate(AddendumIn, form)
         await notes.do_add_addendum(
-            caller, await _signed_note(appointment), validate(AddendumIn, form).text
+            caller, await _signed_note(appointment), addendum.text, addendum.request_key
         )
     elif act == "cosign":
         await notes.do_cosign(caller, await _signed_note(appointment))

@@ -3,10 +3,12 @@ and assign what."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from models.clients import Client, ClientStatus, Tag
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, request_key_of
 
 
 async def names(http: httpx.AsyncClient, query: str) -> list[str]:
@@ -120,3 +122,25 @@ async def test_owner_and_front_desk_assign_any_clinician(
         "/api/clients", json={"first_name": "N", "last_name": "New", "therapist_id": desk.id}
     )
     assert r.status_code == 404  # the front desk is not a clinician
+
+
+async def test_a_new_client_form_sent_twice_opens_one_file(
+    make: Factory, http: httpx.AsyncClient
+) -> None:
+    """A double click on "Create" (or the form sent again after an answer that never came)
+    opened two files for one person, and their notes and invoices then split between them."""
+    await login(http, await make.owner())
+    form = {
+        "csrf_token": http.headers["X-CSRF-Token"],
+        "first_name": "Jeanne",
+        "last_name": "Durand",
+        "request_key": await request_key_of(http, "/staff/clients"),
+    }
+    results = await asyncio.gather(*(http.post("/staff/clients", data=form) for _ in range(2)))
+    assert [r.status_code for r in results] == [303, 303]
+    assert len({r.headers["location"] for r in results}) == 1
+    assert await Client.filter(last_name="Durand").count() == 1
+    # Another person of the same name, from a new page, is a new file.
+    form["request_key"] = await request_key_of(http, "/staff/clients")
+    assert (await http.post("/staff/clients", data=form)).status_code == 303
+    assert await Client.filter(last_name="Durand").count() == 2

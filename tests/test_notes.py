@@ -17,7 +17,7 @@ from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from server.actions import agenda, notes
 from server.auth.sessions import Caller
 from server.errors import Conflict
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, request_key_of
 
 
 @pytest.fixture
@@ -206,3 +206,29 @@ async def test_two_first_saves_at_once_are_one_note_and_a_409(session: dict[str,
     assert sum(isinstance(r, SessionNote) for r in results) == 1
     assert sum(isinstance(r, Conflict) for r in results) == 1
     assert await SessionNote.filter(appointment_id=session["appt"].id).count() == 1
+
+
+async def test_an_addendum_form_sent_twice_adds_one_addendum(
+    http: httpx.AsyncClient, session: dict[str, Any]
+) -> None:
+    """An addendum can never be removed: a double click on "Add the addendum" (or a form
+    sent again after an answer that never came) must not leave it twice on the record."""
+    sam, appt = session["sam"], session["appt"]
+    note = await notes.do_save_draft(
+        Caller.acting_as(sam), appt, NoteTemplate.BLANK, {"note": "Session went well"}
+    )
+    await notes.do_sign(Caller.acting_as(sam), note)
+    await login(http, sam)
+    url = f"/staff/appointments/{appt.id}/note"
+    form = {
+        "csrf_token": http.headers["X-CSRF-Token"],
+        "text": "Started melatonin",
+        "request_key": await request_key_of(http, url),
+    }
+    results = await asyncio.gather(*(http.post(f"{url}/addenda", data=form) for _ in range(2)))
+    assert [r.status_code for r in results] == [303, 303]
+    assert await NoteAddendum.filter(note_id=note.id).count() == 1
+    # The next page's form is a new addendum.
+    form["request_key"] = await request_key_of(http, url)
+    assert (await http.post(f"{url}/addenda", data=form)).status_code == 303
+    assert await NoteAddendum.filter(note_id=note.id).count() == 2

@@ -14,6 +14,7 @@ from models.clients import (
     search_key,
 )
 from server.actions import audit
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import ValidationFailed
@@ -30,27 +31,35 @@ async def do_create_client(
     phone: str | None = None,
     therapist: StaffUser | None = None,
     status: ClientStatus = ClientStatus.ACTIVE,
+    request_key: str = "",
 ) -> Client:
-    async with atomic():
-        client = await Client.create(
-            practice=practice,
-            first_name=first_name.strip(),
-            last_name=last_name.strip(),
-            search_name=search_key(first_name, last_name),
-            email=(email or "").strip().lower() or None,
-            phone=phone,
-            therapist=therapist,
-            status=status,
-        )
-        await audit.record(
-            actor,
-            "client.created",
-            object_type="client",
-            object_id=client.id,
-            client_id=client.id,
-            practice_id=practice.id,
-        )
-    return client
+    """A new client file. ``request_key``: the form's own key; sent again with it, the
+    file it opened the first time (server/actions/retries.py)."""
+
+    async def write(key: str | None) -> Client:
+        async with atomic():
+            client = await Client.create(
+                practice=practice,
+                first_name=first_name.strip(),
+                last_name=last_name.strip(),
+                search_name=search_key(first_name, last_name),
+                email=(email or "").strip().lower() or None,
+                phone=phone,
+                therapist=therapist,
+                status=status,
+                request_key=key,
+            )
+            await audit.record(
+                actor,
+                "client.created",
+                object_type="client",
+                object_id=client.id,
+                client_id=client.id,
+                practice_id=practice.id,
+            )
+        return client
+
+    return await once_per_key(Client, request_key, write, practice_id=practice.id)
 
 
 async def do_create_portal_account_with_password(

@@ -15,6 +15,7 @@ from models.accounts import StaffUser
 from models.agenda import Appointment
 from models.notes import TEMPLATE_SECTIONS, NoteAddendum, NoteTemplate, SessionNote
 from server.actions import audit
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -128,7 +129,11 @@ async def do_sign(actor: Caller, note: SessionNote, *, based_on: str | None = No
     return current
 
 
-async def do_add_addendum(actor: Caller, note: SessionNote, text: str) -> NoteAddendum:
+async def do_add_addendum(
+    actor: Caller, note: SessionNote, text: str, request_key: str = ""
+) -> NoteAddendum:
+    """A dated addendum to a signed note, by its author. ``request_key``: the form's own
+    key; sent again with it, the addendum it added the first time."""
     assert actor.staff is not None
     if note.signed_at is None:
         raise Conflict(_("A draft is edited directly; addenda are for signed notes."))
@@ -137,10 +142,16 @@ async def do_add_addendum(actor: Caller, note: SessionNote, text: str) -> NoteAd
     text = text.strip()
     if not text:
         raise ValidationFailed(_("Some fields are missing."), {"text": _("Write the addendum.")})
-    async with atomic():
-        addendum = await NoteAddendum.create(note=note, author=actor.staff, text=text)
-        await _audit(actor, note, "note.addendum")
-    return addendum
+
+    async def write(key: str | None) -> NoteAddendum:
+        async with atomic():
+            addendum = await NoteAddendum.create(
+                note=note, author=actor.staff, text=text, request_key=key
+            )
+            await _audit(actor, note, "note.addendum")
+        return addendum
+
+    return await once_per_key(NoteAddendum, request_key, write, note_id=note.id)
 
 
 async def do_cosign(actor: Caller, note: SessionNote) -> SessionNote:
