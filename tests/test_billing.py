@@ -421,6 +421,39 @@ async def test_numbering_per_issuer_prefix_and_no_yearly_reset(make: Factory) ->
     assert practice_invoice.number == f"F-{date.today().year}-0001"
 
 
+async def test_two_issuers_of_one_practice_never_share_a_default_prefix(make: Factory) -> None:
+    """The default prefix is the surname's first three letters and numbers are counted per
+    issuer: Dupont and Dupuis, billing in their own names, both issued DUP-2026-0001."""
+    practice = await make.practice()
+    owner = await make.owner()
+    dupont = await make.therapist(last_name="Dupont")
+    dupuis = await make.therapist(last_name="Dupuis")
+    dupre = await make.therapist(last_name="Dupré")
+    client = await make.client(dupont)
+    svc = await service()
+    for therapist, days in ((dupont, 2), (dupuis, 3), (dupre, 4)):
+        await appointment(therapist, client, svc, days)
+    consultations = await billing.do_ensure_consultations(None, client)
+    year = date.today().year
+    numbers = []
+    for therapist in (dupont, dupuis, dupre):
+        (invoice,) = await billing.do_bill(
+            caller_of(owner),
+            practice,
+            therapist,
+            [c for c in consultations if c.practitioner_id == therapist.id],  # type: ignore[attr-defined]
+            method=BillingMethod.SINGLE,
+            payer=Payer(),
+            finalize=True,
+        )
+        numbers.append(invoice.number)
+    assert numbers == [f"DUP-{year}-0001", f"DUP2-{year}-0001", f"DUP3-{year}-0001"]
+    # The settings page shows a new issuer the prefix they will get.
+    dupin = await make.therapist(last_name="Dupin")
+    assert (await billing.find_profile(practice, dupin)).prefix == "DUP4-"
+    assert (await billing.profile_for(practice, dupin)).prefix == "DUP4-"
+
+
 CONCURRENT_FINALIZER = textwrap.dedent(
     """
     import asyncio, sys

@@ -81,14 +81,31 @@ def practice_today(practice: Practice) -> date:
 # --- billing profiles ---------------------------------------------------------------------
 
 
+def _default_prefix(practitioner: StaffUser | None) -> str:
+    return f"{practitioner.last_name[:3].upper()}-" if practitioner else "F-"
+
+
 def default_profile(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
     """An issuer's profile before anyone filled it in (not saved)."""
     return BillingProfile(
         practice_id=practice.id,
         practitioner_id=practitioner.id if practitioner else None,
         legal_name=practitioner.full_name if practitioner else practice.name,
-        prefix=f"{practitioner.last_name[:3].upper()}-" if practitioner else "F-",
+        prefix=_default_prefix(practitioner),
     )
+
+
+async def _unused_prefix(practice_id: int, wanted: str) -> str:
+    """``wanted``, or, when another issuer of the practice already numbers with it, the same
+    with the first number free ("DUP-", "DUP2-", "DUP3-"...). Numbers are counted per issuer:
+    Dupont and Dupuis, both "DUP-" by default, issued DUP-2026-0001 twice in one practice."""
+    taken = set(
+        await BillingProfile.filter(practice_id=practice_id).values_list("prefix", flat=True)
+    )
+    stem, n, prefix = wanted.removesuffix("-"), 2, wanted
+    while prefix in taken:
+        prefix, n = f"{stem}{n}-", n + 1
+    return prefix
 
 
 async def find_profile(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
@@ -96,7 +113,12 @@ async def find_profile(practice: Practice, practitioner: StaffUser | None) -> Bi
     profile = await BillingProfile.get_or_none(
         practice_id=practice.id, practitioner_id=practitioner.id if practitioner else None
     )
-    return profile or default_profile(practice, practitioner)
+    if profile is not None:
+        return profile
+    # The prefix it would get if made now (profile_for).
+    profile = default_profile(practice, practitioner)
+    profile.prefix = await _unused_prefix(practice.id, profile.prefix)
+    return profile
 
 
 async def profile_for(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
@@ -109,14 +131,16 @@ async def profile_for(practice: Practice, practitioner: StaffUser | None) -> Bil
     async with atomic():
         # One first use at a time per practice: the practice's own profile has no
         # practitioner, and NULLs never collide under the unique key, so two first invoices
-        # at once made two profiles (two sequences, the same numbers issued twice).
+        # at once made two profiles (two sequences, the same numbers issued twice). The same
+        # lock keeps two new issuers from both taking the same free prefix.
         await Practice.filter(id=practice.id).select_for_update().first()
+        defaults = default_profile(practice, practitioner)
         profile, _created = await BillingProfile.get_or_create(
             practice_id=practice.id,
             practitioner_id=practitioner.id if practitioner else None,
             defaults={
-                "legal_name": practitioner.full_name if practitioner else practice.name,
-                "prefix": f"{practitioner.last_name[:3].upper()}-" if practitioner else "F-",
+                "legal_name": defaults.legal_name,
+                "prefix": await _unused_prefix(practice.id, defaults.prefix),
             },
         )
     return profile
