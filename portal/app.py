@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from models.accounts import Realm
 from portal import billing, booking, documents, forms, measures, offers, pages
+from portal import messaging as _messaging  # noqa: F401 - adds its endpoint to the API
 from portal.api import api
 from server import feeds
 from server.auth.views import AuthPages

@@ -11,6 +11,7 @@ from models.accounts import Practice
 from models.agenda import Appointment, Attendance
 from models.forms import FormAssignment, FormStatus
 from models.measures import AdministrationStatus, MeasureAdministration
+from server.actions.messaging import who_hears_a_client
 from server.web import render, require_client
 
 
@@ -40,9 +41,15 @@ async def home(request: Request) -> Response:
 
 
 async def messages(request: Request) -> Response:
-    require_client(request)
+    caller = require_client(request)
+    assert caller.client is not None
     return render(
         request,
         "portal/messages.html",
-        {"section": "messages", "open_id": request.query_params.get("c", "")},
+        {
+            "section": "messages",
+            "open_id": request.query_params.get("c", ""),
+            # Whom "New message" writes to; no button when nobody may receive it.
+            "write_to": await who_hears_a_client(caller.client),
+        },
     )

@@ -646,3 +646,34 @@ async def test_an_unlinked_parent_s_open_conversation_goes_from_their_screen(
     await expect(phone.locator("#thread")).not_to_have_attribute("data-conv", str(cid))
     await clinician.get_by_text("Show participants").click()
     await expect(clinician.locator(".participants li[data-left]")).to_contain_text("Lucas Martin")
+
+
+async def test_a_client_writes_first_from_the_phone(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    """A client with no conversation yet writes to their therapist from the portal: the
+    dialog names who will read it and says messages are not for emergencies; the therapist's
+    open page shows the new conversation live, waiting for a reply."""
+    clinician = await messages_page(browser, live_server, people["helene"])
+    client = await messages_page(browser, live_server, people["camille"], phone=True)
+    await expect(client.locator("#conv-list")).to_have_text("No conversations yet.")
+    await client.get_by_role("button", name="New message").click()
+    dialog = client.locator("#write-dialog")
+    await expect(dialog).to_contain_text("Hélène Durand")
+    await expect(dialog).to_contain_text("emergency")
+    # Nothing typed: the form says which field, and nothing is sent.
+    await dialog.get_by_role("button", name="Send").click()
+    await expect(dialog.locator(".form-errors")).to_contain_text("Some fields are missing.")
+    await dialog.get_by_label("Subject").fill("Thursday")
+    await dialog.get_by_label("Message").fill("Could we move Thursday to the afternoon?")
+    await dialog.get_by_role("button", name="Send").click()
+    await expect(dialog).to_be_hidden()
+    await expect(client.locator(".thread-head h2")).to_have_text("Thursday")
+    await expect(message(client, "Could we move Thursday")).to_be_visible()
+
+    entry = conversation_in_list(clinician, "Thursday")
+    await expect(entry.locator("[data-unread]")).to_have_text("1")
+    await entry.get_by_role("button").click()
+    await expect(message(clinician, "Could we move Thursday")).to_be_visible()
+    await expect(message(client, "Could we move Thursday").locator(".status")).to_have_text("Read")
+    await never_reloaded(clinician, client)

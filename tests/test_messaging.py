@@ -503,3 +503,71 @@ async def test_deleted_text_is_not_replayed_to_resuming_tabs(
     assert len(mine) == 2  # Alice's tabs and Hélène's
     assert all(e.payload["body"] == "" and e.payload["deleted"] for e in mine)
     assert "wrong person" not in str([e.payload for e in stored])
+
+
+async def test_a_client_writes_first_to_their_therapist(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """The portal says "write to your therapist": a client with no conversation yet starts
+    one. It goes to their therapist only, waits for a staff reply, and a retry of the same
+    dialog (a lost answer) starts nothing more."""
+    portal = new_http("10.2.1.1")
+    await login(portal, cast["helene"])
+    page = await portal.get("/portal/messages")
+    assert 'id="new-message"' in page.text and "Alice" in page.text
+    body = {"subject": "Thursday", "body": "Can we talk about Thursday?", "client_uid": "w-1"}
+    r = await portal.post("/portal/api/conversations", json=body)
+    assert r.status_code == 200, r.text
+    cid = r.json()["id"]
+    again = await portal.post("/portal/api/conversations", json=body)
+    assert again.status_code == 200 and again.json()["id"] == cid
+    assert await Message.filter(body="Can we talk about Thursday?").count() == 1
+    thread = (await portal.get(f"/portal/api/conversations/{cid}")).json()
+    assert sorted(p["name"] for p in thread["participants"]) == [
+        cast["alice"].full_name,
+        "Hélène Dubois",
+    ]
+    alice = new_http("10.2.1.2")
+    await login(alice, cast["alice"])
+    waiting = (await alice.get("/api/conversations?waiting=1")).json()["conversations"]
+    assert [c["id"] for c in waiting] == [cid] and waiting[0]["unread"] == 1
+    assert (await send(alice, "/api", cid, "Of course.", "a-1")).status_code == 200
+    # Nobody else was added: another therapist, the owner and another client see nothing.
+    for who, ip in ((cast["bob"], "10.2.1.3"), (cast["owner"], "10.2.1.4")):
+        other = new_http(ip)
+        await login(other, who)
+        assert (await other.get(f"/api/conversations/{cid}")).status_code == 404
+    stranger = new_http("10.2.1.5")
+    await login(stranger, cast["other"])
+    assert (await stranger.get(f"/portal/api/conversations/{cid}")).status_code == 404
+
+
+async def test_what_a_client_writes_first_needs_and_where_it_goes(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], make: Factory
+) -> None:
+    portal = new_http("10.2.2.1")
+    await login(portal, cast["helene"])
+    url = "/portal/api/conversations"
+    r = await portal.post(url, json={"subject": " ", "body": "Hello", "client_uid": "e-1"})
+    assert r.status_code == 422 and "subject" in r.json()["error"]["fields"]
+    r = await portal.post(url, json={"subject": "Hi", "body": "  ", "client_uid": "e-2"})
+    assert r.status_code == 422 and "body" in r.json()["error"]["fields"]
+    # A therapist kept off the portal: the practice's owners hear it instead.
+    await StaffUser.filter(id=cast["alice"].id).update(portal_enabled=False)
+    r = await portal.post(url, json={"subject": "Hi", "body": "Anyone?", "client_uid": "e-3"})
+    assert r.status_code == 200
+    thread = (await portal.get(f"{url}/{r.json()['id']}")).json()
+    staff = [p["name"] for p in thread["participants"] if p["role"] == "staff"]
+    assert staff == [cast["owner"].full_name]
+    # Nobody who may: a clear 409, nothing started, and no button on the page.
+    await StaffUser.filter(id=cast["owner"].id).update(portal_enabled=False)
+    before = await Message.all().count()
+    r = await portal.post(url, json={"subject": "Hi", "body": "Anyone?", "client_uid": "e-4"})
+    assert r.status_code == 409 and "cannot receive secure messages" in r.json()["error"]["message"]
+    assert await Message.all().count() == before
+    assert 'id="new-message"' not in (await portal.get("/portal/messages")).text
+    # Staff do not start conversations through the portal's API.
+    staff_http = new_http("10.2.2.2")
+    await login(staff_http, cast["alice"])
+    r = await staff_http.post(url, json={"subject": "Hi", "body": "x", "client_uid": "e-5"})
+    assert r.status_code == 401

@@ -263,6 +263,88 @@ async def do_create_conversation(
     return conversation
 
 
+async def who_hears_a_client(client: Client) -> list[StaffUser]:
+    """Whom a conversation a client starts goes to: their therapist, where the therapist may
+    use the portal; else the practice's owners who may (a client with no therapist yet, or
+    whose therapist left or keeps off the portal, still reaches someone responsible for
+    their file). Empty when nobody may."""
+    therapist = await StaffUser.get_or_none(
+        id=client.therapist_id,  # type: ignore[attr-defined]
+        is_active=True,
+        portal_enabled=True,
+    )
+    if therapist is not None and therapist.role is not StaffRole.OFFICE_ADMIN:
+        return [therapist]
+    return await StaffUser.filter(
+        practice_id=client.practice_id,  # type: ignore[attr-defined]
+        role=StaffRole.OWNER,
+        is_active=True,
+        portal_enabled=True,
+    ).order_by("id")
+
+
+async def do_client_starts_conversation(
+    actor: Caller, *, subject: str, first_message: str, client_uid: str
+) -> Conversation:
+    """A client writes first, from the portal: a conversation about their own file with
+    ``who_hears_a_client``. Nobody else is added (a linked parent is added by the staff,
+    as in a conversation the staff start). Sent again with the same ``client_uid`` (the
+    answer was lost), the conversation the first request started."""
+    assert actor.account is not None and actor.client is not None
+    client, account = actor.client, actor.account
+    missing: dict[str, str] = {}
+    if not subject.strip():
+        missing["subject"] = _("A subject is required.")
+    if not first_message.strip():
+        missing["body"] = _("The message is empty.")
+    if missing:  # both at once: the dialog marks each field that needs something
+        raise ValidationFailed(_("Some fields are missing."), missing)
+    body = check_body(first_message)
+    earlier = await Message.filter(
+        client_uid=client_uid, sender__portal_account_id=account.id
+    ).first()
+    if earlier is not None:
+        return await Conversation.get(id=earlier.conversation_id)  # type: ignore[attr-defined]
+    staff = await who_hears_a_client(client)
+    if not staff:
+        raise Conflict(
+            _(
+                "Your practice cannot receive secure messages yet. Please contact it by "
+                "phone or email."
+            )
+        )
+    now = datetime.now(UTC)
+    async with atomic():
+        conversation = await Conversation.create(
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+            kind=ConversationKind.CLIENT,
+            subject=subject.strip(),
+            client=client,
+            last_activity_at=now,
+        )
+        by = actor.label
+        parts = [_client_participant(conversation, account, client, ParticipantRole.CLIENT, by)]
+        parts += [_staff_participant(conversation, s, by) for s in staff]
+        await Participant.bulk_create(parts)
+        parts = await Participant.filter(conversation_id=conversation.id).order_by("id")
+        me = next(p for p in parts if p.portal_account_id == account.id)  # type: ignore[attr-defined]
+        await emit(
+            [p.recipient for p in parts],
+            "conversation.created",
+            conversation_payload(conversation, parts),
+        )
+        await _send(conversation, me, body, client_uid)
+        await audit.record(
+            actor,
+            "conversation.created",
+            object_type="conversation",
+            object_id=conversation.id,
+            client_id=client.id,
+            practice_id=client.practice_id,  # type: ignore[attr-defined]
+        )
+    return conversation
+
+
 async def do_add_participants(
     actor: Caller,
     conversation: Conversation,

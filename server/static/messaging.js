@@ -377,6 +377,22 @@
       }).catch(function (err) { showErrors(form, err); });
     });
   }
+  /* ---- the portal: a client writes first ---- */
+  function setupWriteDialog() {
+    var dlg = $("#write-dialog"), open = $("#new-message"); if (!dlg || !open) return;
+    var form = dlg.querySelector("form");
+    open.addEventListener("click", function () { form.reset(); clearErrors(form); delete form.dataset.uid; dlg.showModal(); form.subject.focus(); });
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      // One key per message being started, kept across retries of the same dialog (see the
+      // staff's dialog): sent again after a lost answer, it finds what the first one started.
+      if (!form.dataset.uid) form.dataset.uid = uid();
+      busy(form, call("POST", "/conversations", { subject: form.subject.value, body: form.body.value, client_uid: form.dataset.uid }))
+        .then(function (r) { delete form.dataset.uid; dlg.close(); loadList().then(function () { openThread(r.id); }); })
+        .catch(function (err) { showErrors(form, err); });
+    });
+    Array.prototype.forEach.call(dlg.querySelectorAll("[data-close]"), function (b) { b.addEventListener("click", function () { dlg.close(); }); });
+  }
   function checked(form, name) { return Array.prototype.map.call(form.querySelectorAll('input[name="' + name + '"]:checked'), function (i) { return parseInt(i.value, 10); }); }
   function setupDialogs() {
     var newDlg = $("#new-dialog"); if (!newDlg) return;
@@ -472,5 +488,6 @@
   if ($("#conv-waiting")) $("#conv-waiting").addEventListener("change", loadList);
   setupDialogs();
   setupTaskDialog();
+  setupWriteDialog();
   loadList().then(function () { if (cfg.openId) openThread(parseInt(cfg.openId, 10)); });
 })();
