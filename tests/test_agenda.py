@@ -379,3 +379,75 @@ async def test_hours_changes_reach_open_agendas(
     assert {e.recipient for e in events} == {f"s:{s['alice'].id}", f"s:{desk.id}"}
     assert all(e.payload == {"practitioner_id": s["alice"].id} for e in events)
     assert len(events) == 4  # two changes, two staff members each
+
+
+async def _group_slot(s: dict[str, Any], weekday: int, start: time, capacity: int) -> None:
+    await agenda.do_add_availability(
+        None,
+        s["alice"],
+        services=[s["group"]],
+        weekday=weekday,
+        start_time=start,
+        end_time=(datetime.combine(MONDAY, start) + timedelta(minutes=90)).time(),
+        location=s["office"],
+        is_group_slot=True,
+        capacity=capacity,
+    )
+
+
+async def _group(s: dict[str, Any], client: int, starts_at: datetime, **kw: Any) -> Appointment:
+    return await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][client],
+        service=s["group"],
+        starts_at=starts_at,
+        location=kw.get("location", s["office"]),
+    )
+
+
+async def test_a_group_slot_holds_its_own_capacity_not_another_days(
+    setup: dict[str, Any],
+) -> None:
+    """Wednesday's group holds two; Thursday's, of the same service, eight. The booking
+    check took the largest of any day, and let eight into Wednesday's two places."""
+    s = setup
+    wednesday = MONDAY + timedelta(days=2)
+    await _group_slot(s, 2, time(18), 2)
+    await _group_slot(s, 3, time(10), 8)
+    await _group(s, 0, paris(wednesday, 18))
+    await _group(s, 1, paris(wednesday, 18))
+    with pytest.raises(Conflict, match="This group slot is full"):
+        await _group(s, 2, paris(wednesday, 18))
+    # Thursday's session has its own eight places.
+    for client in range(3):
+        await _group(s, client, paris(wednesday + timedelta(days=1), 10))
+
+
+async def test_an_ad_hoc_group_outside_the_group_slots(setup: dict[str, Any]) -> None:
+    """The front desk may still run a group session outside the group slots' hours (up to
+    the size of the service's group slots), and hears why when the service has none."""
+    s = setup
+    wednesday = MONDAY + timedelta(days=2)
+    with pytest.raises(Conflict, match="A group service needs a group slot"):
+        await _group(s, 0, paris(wednesday, 14))
+    await _group_slot(s, 2, time(18), 2)
+    await _group(s, 0, paris(wednesday, 14))
+    await _group(s, 1, paris(wednesday, 14))
+    with pytest.raises(Conflict, match="This group slot is full"):
+        await _group(s, 2, paris(wednesday, 14))
+
+
+async def test_one_group_session_is_not_held_at_two_locations_at_once(
+    setup: dict[str, Any],
+) -> None:
+    """The same service at the same time was shared whatever the location: Alice's 18:00
+    group was confirmed at the office to one client and elsewhere to another."""
+    s = setup
+    wednesday = MONDAY + timedelta(days=2)
+    await _group_slot(s, 2, time(18), 3)
+    elsewhere = await agenda.do_create_location(None, s["practice"], name="Villeurbanne")
+    await _group(s, 0, paris(wednesday, 18))
+    with pytest.raises(Conflict, match="already has Groupe"):
+        await _group(s, 1, paris(wednesday, 18), location=elsewhere)
+    assert await Appointment.filter(service_id=s["group"].id).count() == 1

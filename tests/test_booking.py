@@ -199,8 +199,26 @@ async def test_cancellation_notice_and_other_clients(
     ).status_code == 303
 
 
-async def test_two_clients_race_for_the_last_place(new_http: Any, practice: dict[str, Any]) -> None:
+@pytest.mark.parametrize("bigger_slot_elsewhere", [False, True])
+async def test_two_clients_race_for_the_last_place(
+    new_http: Any, practice: dict[str, Any], bigger_slot_elsewhere: bool
+) -> None:
     alice, vil, group = practice["alice"], practice["villeurbanne"], practice["group"]
+    if bigger_slot_elsewhere:
+        # Another day's group slot of the same service, for eight: the check under the lock
+        # took the largest capacity of any day, and let all three in.
+        day = (datetime.now(UTC) + timedelta(days=3)).date()
+        await agenda.do_add_availability(
+            None,
+            alice,
+            services=[group],
+            weekday=(day.weekday() + 1) % 7,
+            start_time=time(10),
+            end_time=time(11),
+            location=vil,
+            is_group_slot=True,
+            capacity=8,
+        )
     sessions = []
     for i, client in enumerate(practice["clients"]):
         http = new_http(f"10.8.1.{i}")

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import (
@@ -33,6 +34,7 @@ from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime, lazy
 from server.i18n import gettext as _
+from server.queries.agenda import windows_around
 from server.queries.agenda_view import appointment_views, client_view
 
 BUILTIN_NAMES = {
@@ -170,12 +172,32 @@ async def _category(service: Service) -> BuiltinCategory | None:
     return category.builtin
 
 
-async def _group_capacity(practitioner: StaffUser, service: Service, start: datetime) -> int:
-    """The capacity of the group slot this booking falls in, or 0 when there is none."""
+async def _group_capacity(
+    practitioner: StaffUser,
+    service: Service,
+    start: datetime,
+    end: datetime,
+    location_id: int | None,
+) -> int | None:
+    """How many people the group session ``start``-``end`` holds: the capacity of the group
+    slot it lies in (that day's, at that location); outside the group slots (a session the
+    front desk sets up at another time), the largest of the service's group slots, as
+    before. None when the service has no group slot at all."""
+    practice = await Practice.get(id=practitioner.practice_id)  # type: ignore[attr-defined]
+    around = [
+        w
+        for w in await windows_around(practitioner.id, ZoneInfo(practice.time_zone), start, end)
+        if w.is_group and service.id in w.service_ids and w.location_id == location_id
+    ]
+    if around:
+        return max(w.capacity for w in around)
     rows = await Availability.filter(
-        practitioner_id=practitioner.id, is_group_slot=True, deleted_at=None
-    ).prefetch_related("services")
-    return max((a.capacity for a in rows if service in a.services), default=0)
+        practitioner_id=practitioner.id,
+        is_group_slot=True,
+        deleted_at=None,
+        services__id=service.id,
+    )
+    return max((a.capacity for a in rows), default=None)
 
 
 async def _check_free(
@@ -185,6 +207,7 @@ async def _check_free(
     end: datetime,
     *,
     is_group: bool,
+    location_id: int | None,
     ignore: int | None = None,
 ) -> None:
     """Refuse a double booking with a 409 that says what it collides with."""
@@ -198,6 +221,8 @@ async def _check_free(
     if ignore is not None:
         query = query.exclude(id=ignore)
     others = await query.prefetch_related("service")
+    # One group session: the same service, times and place (one practitioner cannot hold
+    # it in two places at once).
     shared = [
         a
         for a in others
@@ -205,6 +230,7 @@ async def _check_free(
         and a.is_group
         and a.service.id == service.id
         and (a.starts_at, a.ends_at) == (start, end)
+        and a.location_id == location_id  # type: ignore[attr-defined]
     ]
     clash = next((a for a in others if a not in shared), None)
     if clash is not None:
@@ -217,7 +243,9 @@ async def _check_free(
             }
         )
     if is_group:
-        capacity = await _group_capacity(practitioner, service, start)
+        capacity = await _group_capacity(practitioner, service, start, end, location_id)
+        if capacity is None:
+            raise Conflict(_("A group service needs a group slot."))
         if len(shared) >= capacity:
             raise Conflict(_("This group slot is full."))
 
@@ -285,6 +313,7 @@ async def do_book_appointment(
     starts_at = starts_at.astimezone(UTC)
     ends_at = starts_at + timedelta(minutes=service.duration_minutes)
     is_group = kind is BuiltinCategory.GROUP
+    location_id = location.id if location is not None else None
     async with atomic():
         # Serialise bookings per practitioner: the check and the insert must not interleave.
         await StaffUser.filter(id=practitioner.id).select_for_update().first()
@@ -294,6 +323,7 @@ async def do_book_appointment(
             starts_at,
             ends_at,
             is_group=is_group,
+            location_id=location_id,
             ignore=replacing.id if replacing is not None else None,
         )
         appointment = await Appointment.create(
@@ -391,6 +421,7 @@ async def do_set_attendance(
                 appointment.starts_at,
                 appointment.ends_at,
                 is_group=appointment.is_group,
+                location_id=appointment.location_id,  # type: ignore[attr-defined]
                 ignore=appointment.id,
             )
         before = appointment.attendance

@@ -202,6 +202,16 @@ async def time_off_between(
     return [(s, e) for s, e in rows]
 
 
+async def windows_around(
+    practitioner_id: int, tz: ZoneInfo, start: datetime, end: datetime
+) -> list[Window]:
+    """The practitioner's open windows that hold all of ``start``-``end`` (UTC), computed as
+    for the free slots (the local day of ``start``, in ``tz``)."""
+    day = start.astimezone(tz).date()
+    found = windows(await weekly_hours(practitioner_id, day, day), tz, day, day)
+    return [w for w in found if w.start <= start and end <= w.end]
+
+
 async def slots_for(
     practitioner_id: int,
     service_id: int,
