@@ -451,3 +451,17 @@ async def test_one_group_session_is_not_held_at_two_locations_at_once(
     with pytest.raises(Conflict, match="already has Groupe"):
         await _group(s, 1, paris(wednesday, 18), location=elsewhere)
     assert await Appointment.filter(service_id=s["group"].id).count() == 1
+
+
+async def test_a_group_booking_sent_twice_keeps_one_place(setup: dict[str, Any]) -> None:
+    """A double click at the desk on a group with places left took two places for one
+    client: the second finds the first."""
+    s = setup
+    wednesday = MONDAY + timedelta(days=2)
+    await _group_slot(s, 2, time(18), 3)
+    first = await _group(s, 0, paris(wednesday, 18))
+    again = await _group(s, 0, paris(wednesday, 18))
+    assert again.id == first.id
+    assert await Appointment.filter(service_id=s["group"].id).count() == 1
+    await _group(s, 1, paris(wednesday, 18))
+    await _group(s, 2, paris(wednesday, 18))

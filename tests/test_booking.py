@@ -416,3 +416,24 @@ async def test_the_remote_choice_offers_and_books_remote_slots_only(
     )
     assert r.status_code == 409
     assert not await Appointment.exists()
+
+
+async def test_a_group_booking_sent_twice_takes_one_place(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    """A double tap (or a retry after a lost answer) on a group with places left took a
+    second place for the same client, and sent a second confirmation."""
+    client = practice["clients"][0]
+    alice, vil, group = practice["alice"], practice["villeurbanne"], practice["group"]
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={vil.id}&service={group.id}")
+    start = slot_times(page.text)[0]
+    first = await book(http, alice.id, group.id, vil.id, start)
+    again = await book(http, alice.id, group.id, vil.id, start)
+    assert first.status_code == again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]
+    assert await Appointment.filter(client_id=client.id, service_id=group.id).count() == 1
+    assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1
+    # The other place is still there for someone else.
+    page = await http.get(f"/portal/book/{alice.id}?location={vil.id}&service={group.id}")
+    assert "1 place left" in page.text

@@ -302,7 +302,33 @@ async def do_book_appointment(
 ) -> Appointment:
     """Book one client. No double booking of the practitioner, except clients sharing a
     group slot up to its capacity (409 otherwise, naming what it collides with). With
-    ``replacing`` (a move), that appointment's own time does not count as taken."""
+    ``replacing`` (a move), that appointment's own time does not count as taken. A client
+    who already has a place in that group session keeps it: it is returned."""
+    appointment, _booked = await do_book_or_find(
+        actor,
+        practitioner=practitioner,
+        client=client,
+        service=service,
+        starts_at=starts_at,
+        location=location,
+        replacing=replacing,
+    )
+    return appointment
+
+
+async def do_book_or_find(
+    actor: Caller | None,
+    *,
+    practitioner: StaffUser,
+    client: Client,
+    service: Service,
+    starts_at: datetime,
+    location: Location | None = None,
+    replacing: Appointment | None = None,
+) -> tuple[Appointment, bool]:
+    """``do_book_appointment``, saying whether it booked: False when the client already had
+    a place in this group session (a double tap, a double click, a retry), which is
+    returned instead of a second place, so the caller confirms nothing twice."""
     kind = await _category(service)
     if kind is BuiltinCategory.TELECONSULTATION:
         location = None  # takes place remotely
@@ -317,6 +343,20 @@ async def do_book_appointment(
     async with atomic():
         # Serialise bookings per practitioner: the check and the insert must not interleave.
         await StaffUser.filter(id=practitioner.id).select_for_update().first()
+        if is_group and replacing is None:
+            mine = await Appointment.get_or_none(
+                practitioner_id=practitioner.id,
+                client_id=client.id,
+                service_id=service.id,
+                location_id=location_id,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                is_group=True,
+                deleted_at=None,
+                attendance__in=list(HOLDS_SLOT),
+            )
+            if mine is not None:
+                return mine, False
         await _check_free(
             practitioner,
             service,
@@ -352,7 +392,7 @@ async def do_book_appointment(
         await notify_appointment_changed(appointment)
         await offers.on_appointment_booked(appointment)
         await reminders.sync_appointment(appointment)
-    return appointment
+    return appointment, True
 
 
 # Which attendance may follow which. "Moved" is final: the new date is a new appointment.
@@ -384,7 +424,7 @@ async def do_book_with_options(
     if confirm_sms:
         await reminders.check_can_confirm(client)
     async with atomic():
-        appointment = await do_book_appointment(
+        appointment, booked = await do_book_or_find(
             actor,
             practitioner=practitioner,
             client=client,
@@ -392,6 +432,9 @@ async def do_book_with_options(
             starts_at=starts_at,
             location=location,
         )
+        if not booked:
+            # A second click on the same group booking: its options went with the first.
+            return appointment
         if alert_earlier:
             await offers.do_set_earlier_alert(actor, appointment, True)
         if confirm_sms:

@@ -82,7 +82,7 @@ async def do_book_online(
             return mine
         raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
     async with atomic():
-        appointment = await agenda.do_book_appointment(
+        appointment, booked = await agenda.do_book_or_find(
             caller,
             practitioner=practitioner,
             client=client,
@@ -90,6 +90,10 @@ async def do_book_online(
             starts_at=start,
             location=location,
         )
+        if not booked:
+            # The same booking sent again while the group still has places: the client's
+            # own place, confirmed once already.
+            return appointment
         if alert_earlier:
             await offers.do_set_earlier_alert(caller, appointment, True)
         assert caller.account is not None
