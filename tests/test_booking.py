@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from models.accounts import Practice
-from models.agenda import Appointment, Attendance, Location
+from models.agenda import Appointment, Attendance, Availability, Location
 from models.notifications import OutboxMessage
-from server.actions import agenda
+from server.actions import agenda, booking
 from tests.conftest import Factory, login
 
 
@@ -437,3 +437,41 @@ async def test_a_group_booking_sent_twice_takes_one_place(
     # The other place is still there for someone else.
     page = await http.get(f"/portal/book/{alice.id}?location={vil.id}&service={group.id}")
     assert "1 place left" in page.text
+
+
+@pytest.mark.parametrize("meanwhile", ["time off", "hours removed"])
+async def test_a_booking_racing_a_closed_time_is_refused(
+    http: httpx.AsyncClient,
+    practice: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: str,
+) -> None:
+    """The free-slot check runs before the booking's transaction, and the check inside it
+    looked at appointments only: time off (or the hours taken away) committed in between
+    let the booking land in the closed time."""
+    client = practice["clients"][0]
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    start = datetime.fromisoformat(slot_times(page.text)[0])
+    checked = booking.slots_for
+
+    async def check_then_close(*args: Any, **kw: Any) -> Any:
+        free_now = await checked(*args, **kw)
+        # What the practitioner commits between this check and the booking's transaction.
+        if meanwhile == "time off":
+            await agenda.do_add_time_off(
+                None,
+                alice,
+                starts_at=start - timedelta(hours=1),
+                ends_at=start + timedelta(hours=3),
+            )
+        else:
+            for hours in await Availability.filter(practitioner_id=alice.id, location_id=lyon.id):
+                await agenda.do_remove_availability(None, hours)
+        return free_now
+
+    monkeypatch.setattr(booking, "slots_for", check_then_close)
+    r = await book(http, alice.id, talk.id, lyon.id, start.isoformat())
+    assert r.status_code == 409 and "no longer free" in r.text
+    assert not await Appointment.filter(client_id=client.id).exists()

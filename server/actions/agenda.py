@@ -34,7 +34,7 @@ from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime, lazy
 from server.i18n import gettext as _
-from server.queries.agenda import windows_around
+from server.queries.agenda import has_time_off, windows_around
 from server.queries.agenda_view import appointment_views, client_view
 
 BUILTIN_NAMES = {
@@ -250,6 +250,26 @@ async def _check_free(
             raise Conflict(_("This group slot is full."))
 
 
+async def _check_open(
+    practitioner: StaffUser,
+    service: Service,
+    start: datetime,
+    end: datetime,
+    location_id: int | None,
+) -> None:
+    """Refuse (409) a time that time off covers or that the open hours no longer offer for
+    ``service`` at ``location_id``. For a client's own booking: the front desk may book
+    outside the hours. Call holding the practitioner's row lock."""
+    practice = await Practice.get(id=practitioner.practice_id)  # type: ignore[attr-defined]
+    tz = ZoneInfo(practice.time_zone)
+    offered = any(
+        service.id in w.service_ids and w.location_id == location_id
+        for w in await windows_around(practitioner.id, tz, start, end)
+    )
+    if not offered or await has_time_off(practitioner.id, start, end):
+        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+
+
 async def notify_hours_changed(practitioner_id: int) -> None:
     """Queue ``hours.changed`` for the practice's staff: open agendas fetch the shaded hours
     again. Call inside ``atomic()``; it goes out once the block commits."""
@@ -325,10 +345,15 @@ async def do_book_or_find(
     starts_at: datetime,
     location: Location | None = None,
     replacing: Appointment | None = None,
+    within_hours: bool = False,
 ) -> tuple[Appointment, bool]:
     """``do_book_appointment``, saying whether it booked: False when the client already had
     a place in this group session (a double tap, a double click, a retry), which is
-    returned instead of a second place, so the caller confirms nothing twice."""
+    returned instead of a second place, so the caller confirms nothing twice.
+
+    ``within_hours``: also refuse (409) a time that time off covers or the open hours do not
+    offer, checked under the lock (a client booking online, whose free-slot check ran before
+    this transaction)."""
     kind = await _category(service)
     if kind is BuiltinCategory.TELECONSULTATION:
         location = None  # takes place remotely
@@ -366,6 +391,8 @@ async def do_book_or_find(
             location_id=location_id,
             ignore=replacing.id if replacing is not None else None,
         )
+        if within_hours:
+            await _check_open(practitioner, service, starts_at, ends_at, location_id)
         appointment = await Appointment.create(
             practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
             practitioner=practitioner,
@@ -631,6 +658,14 @@ async def do_update_location(
     return location
 
 
+async def _lock_practitioner(practitioner_id: int) -> None:
+    """Take the practitioner's row lock, which every booking takes first: closing hours
+    (time off, hours changed or removed) then never interleaves with a booking that checks
+    them under the lock. Take it before any other row lock, as bookings do. (SQLite runs one
+    write transaction at a time.)"""
+    await StaffUser.filter(id=practitioner_id).select_for_update().first()
+
+
 async def _practice_of(practitioner_id: int) -> int:
     practitioner = await StaffUser.get(id=practitioner_id)
     return practitioner.practice_id  # type: ignore[attr-defined,no-any-return]
@@ -659,6 +694,7 @@ async def do_update_availability(
     if is_group_slot and capacity < 2:
         raise _invalid("capacity", _("A group slot has room for at least two people."))
     async with atomic():
+        await _lock_practitioner(availability.practitioner_id)  # type: ignore[attr-defined]
         await notify_hours_changed(availability.practitioner_id)  # type: ignore[attr-defined]
         availability.location = location  # type: ignore[assignment]
         availability.weekday = weekday
@@ -687,6 +723,7 @@ async def do_remove_availability(actor: Caller | None, availability: Availabilit
     if availability.deleted_at is not None:
         return
     async with atomic():
+        await _lock_practitioner(availability.practitioner_id)  # type: ignore[attr-defined]
         await notify_hours_changed(availability.practitioner_id)  # type: ignore[attr-defined]
         availability.deleted_at = datetime.now(UTC)
         await availability.save(update_fields=["deleted_at", "updated_at"])
@@ -716,6 +753,7 @@ async def do_add_time_off(
     Appointments already booked in that time stay: the agenda shows them as they are."""
     _check_time_off(starts_at, ends_at)
     async with atomic():
+        await _lock_practitioner(practitioner.id)
         await notify_hours_changed(practitioner.id)
         time_off = await TimeOff.create(
             practitioner=practitioner,
@@ -738,6 +776,7 @@ async def do_update_time_off(
 ) -> TimeOff:
     _check_time_off(starts_at, ends_at)
     async with atomic():
+        await _lock_practitioner(time_off.practitioner_id)  # type: ignore[attr-defined]
         await notify_hours_changed(time_off.practitioner_id)  # type: ignore[attr-defined]
         time_off.starts_at = starts_at.astimezone(UTC)
         time_off.ends_at = ends_at.astimezone(UTC)

@@ -2,8 +2,9 @@
 flag, the confirmation email and the SMS hooks, in one transaction.
 
 The free-slot check runs before the transaction (it reads many rows); the booking itself
-re-checks inside it (``agenda.do_book_appointment`` serialises bookings per practitioner),
-so two clients racing for the last place get one appointment and one Conflict.
+re-checks inside it (``agenda.do_book_or_find`` serialises bookings per practitioner and
+looks again at appointments, time off and open hours), so two clients racing for the last
+place get one appointment and one Conflict, and time off added meanwhile wins.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ async def do_book_online(
             service=service,
             starts_at=start,
             location=location,
+            # Time off or changed hours committed since the free-slot check above.
+            within_hours=True,
         )
         if not booked:
             # The same booking sent again while the group still has places: the client's

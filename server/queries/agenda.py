@@ -202,6 +202,13 @@ async def time_off_between(
     return [(s, e) for s, e in rows]
 
 
+async def has_time_off(practitioner_id: int, start: datetime, end: datetime) -> bool:
+    """Time off of the practitioner overlaps ``start``-``end``."""
+    return await TimeOff.filter(
+        practitioner_id=practitioner_id, starts_at__lt=end, ends_at__gt=start
+    ).exists()
+
+
 async def windows_around(
     practitioner_id: int, tz: ZoneInfo, start: datetime, end: datetime
 ) -> list[Window]:
