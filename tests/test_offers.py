@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from models.accounts import PortalAccount, StaffUser
-from models.agenda import Appointment, Attendance, Location, Service
+from models.agenda import Appointment, Attendance, Location, Service, TimeOff
 from models.audit import AuditEntry
 from models.clients import Client, PhoneNumber
 from models.jobs import Job, JobStatus
@@ -439,6 +439,70 @@ async def test_staff_booking_the_slot_withdraws_its_offers(
     assert [(e.recipient, e.payload["status"]) for e in changed] == [
         (f"c:{account.id}", "withdrawn")
     ]
+
+
+# --- time off --------------------------------------------------------------------------------
+
+
+async def test_a_slot_freed_inside_time_off_is_not_offered(world: dict[str, Any]) -> None:
+    """Alice is off sick on day 12 and cancels her 10:00 there: the round offered 10:00 on
+    her sick day to the waiting list, and a client who accepted was moved into it."""
+    w, make = world, world["make"]
+    await book(w, await make.client(w["alice"]), at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await agenda.do_add_time_off(
+        None, w["alice"], starts_at=at(12, 0), ends_at=at(13, 0), reason="Sick"
+    )
+    await free(freed, Attendance.CANCELLED_BY_PRACTITIONER)
+    assert not await EarlierSlotOffer.exists()
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+
+
+async def test_time_off_withdraws_the_offers_it_covers(
+    world: dict[str, Any], capture_events: Any
+) -> None:
+    """The slot was offered, then Alice took that day off: the offer stayed open, and
+    accepting it moved the client's appointment into her time off."""
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    mine = await book(w, waiting, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=waiting.id)
+    captured = capture_events()
+    await agenda.do_add_time_off(
+        None, w["alice"], starts_at=at(12, 0), ends_at=at(13, 0), reason="Training"
+    )
+    assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.WITHDRAWN
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+    account = await make.portal_account(waiting)
+    assert [(e.recipient, e.payload["status"]) for e in captured.of_type("offer.changed")] == [
+        (f"c:{account.id}", "withdrawn")
+    ]
+    with pytest.raises(Conflict):
+        await offers.do_accept_offer(await caller_of(waiting), offer)
+    assert (await Appointment.get(id=mine.id)).attendance is Attendance.SCHEDULED
+    assert not await Appointment.filter(
+        practitioner_id=w["alice"].id, starts_at=at(12, 10), attendance=Attendance.SCHEDULED
+    ).exists()
+
+
+async def test_an_offer_left_open_over_time_off_cannot_be_accepted(
+    world: dict[str, Any],
+) -> None:
+    """An offer still open over time off (added before time off withdrew offers): accepting
+    it is refused under the practitioner's lock, and the client keeps her appointment."""
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    mine = await book(w, waiting, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=waiting.id)
+    await TimeOff.create(practitioner=w["alice"], starts_at=at(12, 0), ends_at=at(13, 0))
+    with pytest.raises(Conflict, match="this slot has been taken"):
+        await offers.do_accept_offer(await caller_of(waiting), offer)
+    assert (await Appointment.get(id=mine.id)).attendance is Attendance.SCHEDULED
+    assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.SENT
 
 
 # --- two clients accept the same slot at the same moment ---------------------------------------

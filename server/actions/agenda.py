@@ -750,7 +750,8 @@ async def do_add_time_off(
     reason: str = "",
 ) -> TimeOff:
     """Close a practitioner's hours between two aware datetimes (stored in UTC).
-    Appointments already booked in that time stay: the agenda shows them as they are."""
+    Appointments already booked in that time stay: the agenda shows them as they are; freed
+    slots in it are offered no more."""
     _check_time_off(starts_at, ends_at)
     async with atomic():
         await _lock_practitioner(practitioner.id)
@@ -761,6 +762,7 @@ async def do_add_time_off(
             ends_at=ends_at.astimezone(UTC),
             reason=reason.strip(),
         )
+        await offers.on_time_off(time_off)
         await audit.record(
             actor,
             "time_off.added",
@@ -782,6 +784,7 @@ async def do_update_time_off(
         time_off.ends_at = ends_at.astimezone(UTC)
         time_off.reason = reason.strip()
         await time_off.save(update_fields=["starts_at", "ends_at", "reason", "updated_at"])
+        await offers.on_time_off(time_off)
         await audit.record(
             actor,
             "time_off.updated",

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
-from models.agenda import HOLDS_SLOT, Appointment, Attendance, Availability, Service
+from models.agenda import HOLDS_SLOT, Appointment, Attendance, Availability, Service, TimeOff
 from models.clients import Client
 from models.jobs import Job
 from models.offers import (
@@ -48,6 +48,7 @@ from server.i18n import (
 )
 from server.i18n import gettext as _
 from server.mail import queue_email
+from server.queries.agenda import has_time_off
 from server.settings import get_settings
 
 # At most this many clients hear of one freed slot.
@@ -217,10 +218,34 @@ async def _free_slot(appointment: Appointment) -> FreedSlot | None:
 async def slot_taken(appointment: Appointment) -> None:
     """Every freed slot this appointment overlaps is taken: its round is called off and its
     open offers are withdrawn (the clients' portals update)."""
+    await _take_slots(
+        appointment.practitioner_id,  # type: ignore[attr-defined]
+        appointment.practice_id,  # type: ignore[attr-defined]
+        appointment.starts_at,
+        appointment.ends_at,
+    )
+
+
+async def on_time_off(time_off: TimeOff) -> None:
+    """From ``agenda.do_add_time_off`` and ``do_update_time_off``: a freed slot inside the
+    time off is no longer free, as if booked: its round is called off and its open offers
+    withdrawn."""
+    practitioner = await StaffUser.get(id=time_off.practitioner_id)  # type: ignore[attr-defined]
+    await _take_slots(
+        practitioner.id,
+        practitioner.practice_id,  # type: ignore[attr-defined]
+        time_off.starts_at,
+        time_off.ends_at,
+    )
+
+
+async def _take_slots(
+    practitioner_id: int, practice_id: int, starts_at: datetime, ends_at: datetime
+) -> None:
     overlapping = await FreedSlot.filter(
-        practitioner_id=appointment.practitioner_id,  # type: ignore[attr-defined]
-        starts_at__lt=appointment.ends_at,
-        ends_at__gt=appointment.starts_at,
+        practitioner_id=practitioner_id,
+        starts_at__lt=ends_at,
+        ends_at__gt=starts_at,
     )
     if not overlapping:
         return
@@ -246,7 +271,7 @@ async def slot_taken(appointment: Appointment) -> None:
                 object_type="earlier_slot_offer",
                 object_id=offer.id,
                 client_id=offer.client_id,  # type: ignore[attr-defined]
-                practice_id=appointment.practice_id,  # type: ignore[attr-defined]
+                practice_id=practice_id,
             )
             await _notify_offer(offer)
     for slot in overlapping:
@@ -367,7 +392,9 @@ async def offer_slot(slot_id: int, now: datetime | None = None) -> list[EarlierS
             starts_at__lt=slot.ends_at,
             ends_at__gt=slot.starts_at,
         ).exists()
-        if taken:
+        # Time off taken since the slot was freed closes it as surely as a booking.
+        practitioner_id: int = slot.practitioner_id  # type: ignore[attr-defined]
+        if taken or await has_time_off(practitioner_id, slot.starts_at, slot.ends_at):
             await FreedSlot.filter(id=slot.id).update(status=SlotStatus.TAKEN, taken_at=now)
             return []
         chosen = (
@@ -541,6 +568,11 @@ async def do_accept_offer(caller: Caller, offer: EarlierSlotOffer) -> Appointmen
         # taken), so a booking at the desk into the offered time and an accept at the same
         # moment wait for each other instead of deadlocking (a 500 for one of them).
         await StaffUser.filter(id=slot.practitioner_id).select_for_update().first()  # type: ignore[attr-defined]
+        # Time off added since the offer went out (it withdraws the offers it covers; this
+        # holds under the lock, whatever committed first).
+        practitioner_id: int = slot.practitioner_id  # type: ignore[attr-defined]
+        if await has_time_off(practitioner_id, slot.starts_at, slot.ends_at):
+            raise Conflict(_("Sorry, this slot has been taken."))
         won = await FreedSlot.filter(id=slot.id, status=SlotStatus.OFFERED).update(
             status=SlotStatus.TAKEN, taken_at=now, refilled_by_offer=True
         )
