@@ -505,6 +505,34 @@ async def test_an_offer_left_open_over_time_off_cannot_be_accepted(
     assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.SENT
 
 
+async def test_the_client_who_freed_a_slot_is_not_told_what_others_do_with_it(
+    world: dict[str, Any], capture_events: Any
+) -> None:
+    """The offer round and another client's acceptance redraw the cancelled appointment on
+    the front desk's agenda (its "offered" badge); they also pushed it, unchanged, to the
+    portal of the client who cancelled it, telling her when her old slot was offered to
+    others and taken."""
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    leaver = await make.client(w["alice"])
+    freed = await book(w, leaver, at(12, 10))
+    await agenda.do_set_attendance(None, freed, Attendance.CANCELLED_BY_CLIENT)
+    captured = capture_events()
+    await run_jobs()  # the round: an offer goes to `waiting`
+    offer = await EarlierSlotOffer.get(client_id=waiting.id)
+    await offers.do_accept_offer(await caller_of(waiting), offer)
+    leaver_account = await make.portal_account(leaver)
+    assert f"c:{leaver_account.id}" not in captured.recipients()
+    # The agenda still redraws her cancelled appointment, once offered and once taken.
+    badge = [
+        e
+        for e in captured.of_type("appointment.changed")
+        if e.recipient == f"s:{w['alice'].id}" and e.payload["id"] == freed.id
+    ]
+    assert [e.payload["slot_offer"] for e in badge] == ["offered", "taken"]
+
+
 # --- two clients accept the same slot at the same moment ---------------------------------------
 
 

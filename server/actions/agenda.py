@@ -285,9 +285,13 @@ async def notify_hours_changed(practitioner_id: int) -> None:
     )
 
 
-async def notify_appointment_changed(appointment: Appointment) -> None:
+async def notify_appointment_changed(appointment: Appointment, *, staff_only: bool = False) -> None:
     """Queue ``appointment.changed`` for every active staff member of the practice (it is the
     practice's agenda) and the client's portal account, with only their own appointment.
+
+    ``staff_only``: for what only the agenda shows (what became of the slot a cancelled
+    appointment freed), the client is not told: her view of it has not changed, and the
+    signal alone would tell her when other clients were offered or took her old slot.
 
     Call inside ``atomic()``, after the write: the event goes out once the block commits.
     """
@@ -302,6 +306,8 @@ async def notify_appointment_changed(appointment: Appointment) -> None:
         "appointment.changed",
         view,
     )
+    if staff_only:
+        return
     account = await PortalAccount.get_or_none(
         client_id=appointment.client_id,  # type: ignore[attr-defined]
         is_active=True,

@@ -277,7 +277,7 @@ async def _take_slots(
     for slot in overlapping:
         if slot in fresh or open_offers:
             # The front desk's agenda: the cancelled block is no longer "offered".
-            await agenda.notify_appointment_changed(await Appointment.get(id=slot.appointment_id))  # type: ignore[attr-defined]
+            await _notify_slot_badge(slot)
 
 
 # --- the offer round (a job) ------------------------------------------------------------------
@@ -417,7 +417,7 @@ async def offer_slot(slot_id: int, now: datetime | None = None) -> list[EarlierS
             status=SlotStatus.OFFERED if offers else SlotStatus.UNMATCHED,
             offered_at=now if offers else None,
         )
-        await agenda.notify_appointment_changed(await Appointment.get(id=slot.appointment_id))  # type: ignore[attr-defined]
+        await _notify_slot_badge(slot)
     return offers
 
 
@@ -524,6 +524,14 @@ async def send_offer_sms(job: Job) -> None:
     await reminders.queue_sms(practice, number, body, purpose="offer.sent", client_id=client.id)
 
 
+async def _notify_slot_badge(slot: FreedSlot) -> None:
+    """The front desk's agenda shows what became of a freed slot on the cancelled
+    appointment: redraw it there. Only staff: the client who gave the slot up sees nothing
+    new, and is not told when others are offered it or take it."""
+    freed = await Appointment.get(id=slot.appointment_id)  # type: ignore[attr-defined]
+    await agenda.notify_appointment_changed(freed, staff_only=True)
+
+
 async def _notify_offer(offer: EarlierSlotOffer) -> None:
     """``offer.changed`` to the client's portal: their offers list fetches itself again."""
     account = await PortalAccount.get_or_none(
@@ -602,7 +610,7 @@ async def do_accept_offer(caller: Caller, offer: EarlierSlotOffer) -> Appointmen
         )
         await _confirm(offer, new)
         await _notify_offer(offer)
-        await agenda.notify_appointment_changed(await Appointment.get(id=slot.appointment_id))  # type: ignore[attr-defined]
+        await _notify_slot_badge(slot)
     return new
 
 
