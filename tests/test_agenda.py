@@ -465,3 +465,31 @@ async def test_a_group_booking_sent_twice_keeps_one_place(setup: dict[str, Any])
     assert await Appointment.filter(service_id=s["group"].id).count() == 1
     await _group(s, 1, paris(wednesday, 18))
     await _group(s, 2, paris(wednesday, 18))
+
+
+async def test_a_client_books_a_teleconsultation_offered_in_an_offices_hours(
+    setup: dict[str, Any],
+) -> None:
+    """The check of the hours under the lock (for clients' own bookings) looks at the hours
+    the client chose from, the office's, though a teleconsultation takes place remotely."""
+    s = setup
+    booked, _created = await agenda.do_book_or_find(
+        None,
+        practitioner=s["alice"],
+        client=s["clients"][0],
+        service=s["video"],
+        starts_at=paris(MONDAY, 9),
+        location=s["office"],
+        within_hours=True,
+    )
+    assert booked.location_id is None and booked.video_room  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match="no longer free"):
+        await agenda.do_book_or_find(
+            None,
+            practitioner=s["alice"],
+            client=s["clients"][1],
+            service=s["video"],
+            starts_at=paris(MONDAY, 14),
+            location=s["office"],
+            within_hours=True,
+        )

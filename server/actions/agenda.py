@@ -361,6 +361,8 @@ async def do_book_or_find(
     offer, checked under the lock (a client booking online, whose free-slot check ran before
     this transaction)."""
     kind = await _category(service)
+    # The hours the client chose from: a teleconsultation may be offered in a location's.
+    hours_location_id = location.id if location is not None else None
     if kind is BuiltinCategory.TELECONSULTATION:
         location = None  # takes place remotely
     elif location is None and kind is not BuiltinCategory.HOME_VISIT:
@@ -398,7 +400,7 @@ async def do_book_or_find(
             ignore=replacing.id if replacing is not None else None,
         )
         if within_hours:
-            await _check_open(practitioner, service, starts_at, ends_at, location_id)
+            await _check_open(practitioner, service, starts_at, ends_at, hours_location_id)
         appointment = await Appointment.create(
             practice_id=practitioner.practice_id,  # type: ignore[attr-defined]
             practitioner=practitioner,
