@@ -9,6 +9,7 @@
     client accepts ──▶ slot taken (conditional update: first wins) ──▶ agenda.do_move_appointment
         ├ do_book_appointment ──▶ on_appointment_booked: every other open offer withdrawn
         └ do_set_attendance(old, MOVED) ──▶ on_attendance_changed: the old slot is freed (cascade)
+    time off over a freed slot ──▶ taken, as if booked (on_time_off): no round, offers withdrawn
 
 The agenda actions call the ``on_*`` hooks inside their own transactions, so whatever books
 or frees a slot (the front desk, the portal, an accepted offer) keeps the offers right.
