@@ -104,12 +104,18 @@ def _money(amount: Decimal, currency: str) -> str:
 
 
 def _header(pdf: Any, title: str, issuer: list[str], right: list[tuple[str, str]]) -> None:
-    pdf.set_text_color(20, 20, 20)
-    pdf.set_font(FONT, "B", 14)
-    pdf.cell(100, 8, issuer[0])
+    top = pdf.get_y()
     pdf.set_font(FONT, "B", 18)
     pdf.set_text_color(37, 99, 235)
-    pdf.cell(0, 8, title, align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, title, align="R")
+    # The issuer's name takes what the title leaves, on as many lines as it needs: a long
+    # one ("Cabinet … — Claire Rousseau, psychologue") ran under the title.
+    room = pdf.epw - pdf.get_string_width(title) - 6
+    pdf.set_xy(pdf.l_margin, top)
+    pdf.set_text_color(20, 20, 20)
+    pdf.set_font(FONT, "B", 14)
+    pdf.multi_cell(room, 6.5, issuer[0], new_x="LMARGIN", new_y="NEXT")
+    pdf.set_y(max(pdf.get_y(), top + 8))
     pdf.set_text_color(60, 60, 60)
     y = pdf.get_y()
     pdf.set_font(FONT, "", 8.5)

@@ -1424,3 +1424,41 @@ def test_a_pdf_name_beyond_latin_1_is_sent_percent_encoded() -> None:
     assert polish.headers["content-disposition"] == (
         "inline; filename*=utf-8''%C5%81O%C5%9A-000001.pdf"
     )
+
+
+@pytest.mark.parametrize("issuer", ["Cabinet Demo — Claire Rousseau, psychologue", "Dr A"])
+def test_a_long_issuer_name_does_not_run_under_the_title(issuer: str) -> None:
+    """The issuer's name was set in a 100 mm cell that it overflowed: on a statement,
+    "Cabinet Demo — Claire Rousseau, psychologue" ran under "RELEVÉ DE COMPTE"."""
+    from datetime import date as day
+
+    from server.billing_pdf import FONT, _new_pdf, render_statement
+
+    data = render_statement(
+        issuer=[issuer, "1 rue de la Paix\n69001 Lyon"],
+        client_name="Amira Benali",
+        client_address="",
+        start=day(2026, 1, 1),
+        end=day(2026, 12, 31),
+        opening=Decimal("0.00"),
+        rows=[],
+        closing=Decimal("0.00"),
+        credit=Decimal("0.00"),
+        currency="EUR",
+    )
+    spans: list[tuple[float, float, float, str]] = []
+
+    def seen(text: str, cm: Any, tm: Any, font: Any, size: float) -> None:
+        if text.strip():
+            spans.append((tm[4], tm[5], size * tm[0], " ".join(text.split())))
+
+    PdfReader(io.BytesIO(data)).pages[0].extract_text(visitor_text=seen)
+    measure = _new_pdf()
+    measure.set_font(FONT, "B", 18)
+    title = next(s for s in spans if s[3] == "STATEMENT")
+    name = [s for s in spans if s[3] and s[3] in issuer and abs(s[2] - 14) < 0.1]
+    assert " ".join(s[3] for s in name) == issuer  # all of it, on one line or more
+    measure.set_font(FONT, "B", 14)
+    for x, y, _size, text in name:
+        end = x + measure.get_string_width(text) * 72 / 25.4
+        assert end < title[0] or abs(y - title[1]) > 10, (text, end, title)
