@@ -23,8 +23,9 @@ from models.reminders import MessagingSettings
 from server import jobs
 from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
+from server.db import atomic
 from server.errors import Conflict, ValidationFailed
-from tests.conftest import Factory, LiveServer, login
+from tests.conftest import IS_POSTGRES, Factory, LiveServer, login
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -1049,3 +1050,36 @@ async def test_an_offer_sms_waits_for_the_morning_and_not_for_a_gone_offer(
     await jobs.run_due(now=job.run_at + timedelta(minutes=1))
     assert await OutboxMessage.filter(channel="sms").count() == 0
     assert (await Job.get(id=job.id)).status is JobStatus.DONE
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="SQLite runs one write transaction at a time")
+async def test_a_booking_into_a_slot_whose_round_is_running_waits_for_it(
+    world: dict[str, Any],
+) -> None:
+    """The worker holds a round's job row while it locks the freed slot; a booking into that
+    slot took the slot, then the job (to call the round off): on PostgreSQL each waited for
+    the other, and one of them failed with a deadlock. Now the booking waits for the round,
+    then takes the slot and withdraws what the round offered."""
+    w, make = world, world["make"]
+    cancelled = await book(w, await make.client(w["alice"]), at(20, 10))
+    await agenda.do_set_attendance(None, cancelled, Attendance.CANCELLED_BY_CLIENT)
+    slot = await FreedSlot.get(appointment_id=cancelled.id)
+    job = await Job.get(key=f"offers.round:{slot.id}")
+    newcomer = await make.client(w["alice"])
+    holding = asyncio.Event()
+
+    async def worker() -> None:  # what jobs._run_one and offer_slot lock, in their order
+        async with atomic():
+            await Job.filter(id=job.id).select_for_update().first()
+            holding.set()
+            await asyncio.sleep(0.5)  # the booking comes in meanwhile
+            await FreedSlot.filter(id=slot.id).select_for_update().first()
+
+    async def booking() -> Appointment:
+        await holding.wait()
+        return await book(w, newcomer, at(20, 10))
+
+    results = await asyncio.gather(worker(), booking(), return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert (await FreedSlot.get(id=slot.id)).status is SlotStatus.TAKEN
+    assert (await Job.get(id=job.id)).status is JobStatus.CANCELLED

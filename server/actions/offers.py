@@ -253,10 +253,16 @@ async def _take_slots(
     now = _now()
     fresh = [s for s in overlapping if s.status in (SlotStatus.WAITING, SlotStatus.OFFERED)]
     if fresh:
+        # The rounds' jobs first, then the slots: the order the worker takes them in (it
+        # holds a round's job row while offer_slot locks the slot). Slots first, a booking
+        # made while that slot's round ran held the slot and waited for the job, the worker
+        # held the job and waited for the slot: on PostgreSQL a deadlock, and a 500 for the
+        # booking or a failed round. Now the booking waits for the round to finish, then
+        # withdraws what it offered (below).
+        await jobs.cancel([f"offers.round:{s.id}" for s in fresh])
         await FreedSlot.filter(id__in=[s.id for s in fresh]).update(
             status=SlotStatus.TAKEN, taken_at=now
         )
-        await jobs.cancel([f"offers.round:{s.id}" for s in fresh])
     open_offers = await EarlierSlotOffer.filter(
         slot_id__in=[s.id for s in overlapping], status=OfferStatus.SENT
     )
