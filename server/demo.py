@@ -98,6 +98,11 @@ async def create_demo() -> list[tuple[str, str, str]]:
     with writing_in(practice.locale):
         await create_demo_billing(practice, owner, people)
     await demo_reminders(practice, owner, [alice, bruno], [c for _a, c in people])
+    # Their files were opened today, but their sessions and questionnaires go back weeks:
+    # "client since" is dated before any of it, as in a practice that has seen them a while.
+    now = datetime.now(UTC)
+    for i, (_account, client) in enumerate(people):
+        await Client.filter(id=client.id).update(created_at=now - timedelta(days=120 - 7 * i))
     return logins
 
 

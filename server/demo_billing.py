@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from models.accounts import PortalAccount, Practice, StaffUser
@@ -55,9 +54,8 @@ async def create_demo_billing(
             await billing.do_record_payment(
                 actor,
                 invoice,
-                billing.PaymentIn(
-                    Decimal("50"), PaymentMethodUsed.CHEQUE, today - timedelta(days=2), "CHQ 0421"
-                ),
+                # Paid once invoiced (a receipt is never older than its invoice).
+                billing.PaymentIn(Decimal("50"), PaymentMethodUsed.CHEQUE, today, "CHQ 0421"),
             )
         elif i == 1:
             await billing.do_record_payment(
@@ -66,7 +64,7 @@ async def create_demo_billing(
                 billing.PaymentIn(
                     Decimal(invoice.total) + Decimal("20"),
                     PaymentMethodUsed.TRANSFER,
-                    today - timedelta(days=1),
+                    today,
                     "VIR 7781",
                 ),
             )

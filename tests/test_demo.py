@@ -4,6 +4,7 @@ has conversations in each state (waiting for a reply, a family group, the office
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from models.accounts import StaffUser
 from models.tasks import Task
@@ -61,3 +62,22 @@ async def test_demo_shows_a_fill_rate_history_and_bills_in_french(
     assert r.status_code == 200
     page = await http.get("/staff/practice/fill-rate")
     assert 'data-figure="freed">0<' not in page.text and "<svg" in page.text
+
+
+@pytest.mark.usefixtures("db")
+async def test_demo_dates_hold_together() -> None:
+    """What someone trying the demo reads first: a client "since" a date before their first
+    session and questionnaire, and no receipt older than the invoice it pays."""
+    from models.agenda import Appointment
+    from models.billing import Payment
+    from models.clients import Client
+    from models.measures import MeasureAdministration
+
+    await create_demo()
+    for client in await Client.all():
+        dates = [a.starts_at for a in await Appointment.filter(client_id=client.id)]
+        dates += [m.created_at for m in await MeasureAdministration.filter(client_id=client.id)]
+        assert all(client.created_at < d for d in dates), client.full_name
+    for payment in await Payment.filter(invoice_id__not_isnull=True).prefetch_related("invoice"):
+        assert payment.invoice.issued_on is not None
+        assert payment.paid_on >= payment.invoice.issued_on
