@@ -1462,3 +1462,22 @@ def test_a_long_issuer_name_does_not_run_under_the_title(issuer: str) -> None:
     for x, y, _size, text in name:
         end = x + measure.get_string_width(text) * 72 / 25.4
         assert end < title[0] or abs(y - title[1]) > 10, (text, end, title)
+
+
+@pytest.mark.parametrize(
+    ("last_name", "prefix"),
+    [("Dupont", "DUP-"), ("Ôdin", "ODI-"), ("Łoś", "LOS-"), ("de la Tour", "DEL-"), ("王", "F-")],
+)
+def test_the_default_invoice_prefix_is_one_the_settings_form_accepts(
+    last_name: str, prefix: str
+) -> None:
+    """The default was the name's first three letters as they are: "ÔDI-" or "DE -", which
+    the settings form then refused, so the issuer could not save their settings without
+    finding out why."""
+    from models.accounts import StaffUser
+    from server.actions.billing import _default_prefix
+    from staff.billing import ProfileForm
+
+    got = _default_prefix(StaffUser(first_name="A", last_name=last_name))
+    assert got == prefix
+    assert ProfileForm(legal_name="A", prefix=got).prefix == got  # the form takes it

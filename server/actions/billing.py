@@ -41,7 +41,7 @@ from models.billing import (
     PaymentKind,
     PaymentMethodUsed,
 )
-from models.clients import Client, Contact
+from models.clients import Client, Contact, search_key
 from realtime.events import client_recipient, emit, staff_recipient
 from server.actions import audit
 from server.actions.retries import once_per_key
@@ -82,7 +82,14 @@ def practice_today(practice: Practice) -> date:
 
 
 def _default_prefix(practitioner: StaffUser | None) -> str:
-    return f"{practitioner.last_name[:3].upper()}-" if practitioner else "F-"
+    """The first three letters of the issuer's last name, in the letters an invoice number
+    takes (the settings form accepts A-Z, digits, / _ -): "Ôdin" gives ODI-, "Łoś" LOS-,
+    "de la Tour" DEL-; a name with none of them, F-."""
+    if practitioner is None:
+        return "F-"
+    plain = search_key(practitioner.last_name).upper().replace("Ł", "L")
+    letters = "".join(c for c in plain if "A" <= c <= "Z" or c.isdigit() and c.isascii())
+    return f"{letters[:3]}-" if letters else "F-"
 
 
 def default_profile(practice: Practice, practitioner: StaffUser | None) -> BillingProfile:
