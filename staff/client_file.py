@@ -112,16 +112,17 @@ async def _load_tasks(caller: Caller, client: Client, practice: Practice) -> dic
 
 
 async def _load_account(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    version = client_file.details_version(client, client_file.ACCOUNT_FIELDS)
+    version = await client_file.tab_version(client, "account")
     return {**await account_details(client), "version": version}
 
 
 async def _load_contact(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    return await contact_details(client)
+    version = await client_file.tab_version(client, "contact")
+    return {**await contact_details(client), "version": version}
 
 
 async def _load_clinical(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    version = client_file.details_version(client, client_file.CLINICAL_FIELDS)
+    version = await client_file.tab_version(client, "clinical")
     return {**await clinical_details(client), "version": version}
 
 
@@ -372,6 +373,8 @@ class FileOut(BaseModel):
     emails: list[dict[str, Any]]
     tags: list[dict[str, Any]]
     created_at: datetime
+    # Send it back as the contact details' ``based_on`` (see ClinicalIn).
+    contact_version: str
     # Present only for callers who may see clinical details.
     clinical: dict[str, Any] | None
     account: dict[str, Any]
@@ -390,7 +393,7 @@ async def file_out(caller: Caller, client: Client) -> FileOut:
             "client_since": client.created_at.date().isoformat(),
             "attendance": details["attendance"],
             # Send it back as ``based_on`` to be refused what someone else changed since.
-            "version": client_file.details_version(client, client_file.CLINICAL_FIELDS),
+            "version": await client_file.tab_version(client, "clinical"),
         }
     methods = await PaymentMethod.filter(client_id=client.id, deleted_at=None).order_by("id")
     return FileOut(
@@ -401,13 +404,14 @@ async def file_out(caller: Caller, client: Client) -> FileOut:
         phone=client.phone,
         tags=[{"id": t.id, "name": t.name} for t in await client.tags.all()],
         created_at=client.created_at,
+        contact_version=await client_file.tab_version(client, "contact"),
         clinical=clinical,
         account={
             "payment_terms": client.payment_terms.value,
             "health_id": client.health_id,
             "insurance_company": client.insurance_company,
             "account_comments": client.account_comments,
-            "version": client_file.details_version(client, client_file.ACCOUNT_FIELDS),
+            "version": await client_file.tab_version(client, "account"),
             "payment_methods": [
                 {"id": m.id, "kind": m.kind.value, "description": m.description} for m in methods
             ],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -85,6 +84,7 @@ class ContactIn(BaseModel):
     emails: list[EmailIn] = Field(default_factory=list, max_length=10)
     status: ClientStatus | None = None
     tag_ids: list[int] | None = Field(default=None, max_length=50)
+    based_on: str | None = Field(default=None, max_length=64)  # as ClinicalIn's
 
     _blanks = field_validator(
         "date_of_birth", "reminder_email_hours", "reminder_sms_hours", "status", mode="before"
@@ -109,25 +109,57 @@ class AccountIn(BaseModel):
     based_on: str | None = Field(default=None, max_length=64)  # as ClinicalIn's
 
 
-# The columns each tab's form shows and posts back whole.
-CLINICAL_FIELDS = ("referral", "diagnosis_keywords", "clinical_comments")
-ACCOUNT_FIELDS = ("payment_terms", "health_id", "insurance_company", "account_comments")
+# The columns each tab's form shows and posts back whole (the contact tab also its phones,
+# emails and tags).
+TAB_FIELDS = {
+    "clinical": ("referral", "diagnosis_keywords", "clinical_comments"),
+    "account": ("payment_terms", "health_id", "insurance_company", "account_comments"),
+    "contact": (
+        "first_name",
+        "middle_name",
+        "last_name",
+        "preferred_name",
+        "date_of_birth",
+        "address_line1",
+        "address_line2",
+        "postal_code",
+        "city",
+        "country",
+        "reminder_email_hours",
+        "reminder_sms_hours",
+        "status",
+    ),
+}
 
 
-def details_version(client: Client, fields: Sequence[str]) -> str:
-    """What a tab's form was opened on: its columns' values, hashed."""
-    values = [getattr(client, name) for name in fields]
+async def tab_version(client: Client, tab: str) -> str:
+    """What a tab's form was opened on: what it shows, hashed."""
+    values: list[Any] = [getattr(client, name) for name in TAB_FIELDS[tab]]
+    if tab == "contact":
+        values += [
+            [(p.number, p.label, p.is_primary, p.for_sms) for p in await _phones(client)],
+            [(e.address, e.label, e.is_primary) for e in await _emails(client)],
+            sorted(t.id for t in await client.tags.all()),
+        ]
     content = json.dumps(
-        [v.value if isinstance(v, Enum) else v or "" for v in values], sort_keys=True
+        [v.value if isinstance(v, Enum) else v or "" for v in values], sort_keys=True, default=str
     )
     return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+async def _phones(client: Client) -> list[PhoneNumber]:
+    return await PhoneNumber.filter(client_id=client.id).order_by("id")
+
+
+async def _emails(client: Client) -> list[EmailAddress]:
+    return await EmailAddress.filter(client_id=client.id).order_by("id")
 
 
 class DetailsChanged(Conflict):
     """A tab of the file was saved from another window since this page showed it."""
 
 
-async def _current(client: Client, fields: Sequence[str], based_on: str | None) -> Client:
+async def _current(client: Client, tab: str, based_on: str | None) -> Client:
     """The client's row as it is now, locked for the rest of the transaction (PostgreSQL):
     the form's values are compared with it, not with the row read before the transaction.
     Refused when the page showed other values than these (``based_on``): the form posts
@@ -136,7 +168,7 @@ async def _current(client: Client, fields: Sequence[str], based_on: str | None) 
     current = await Client.filter(id=client.id).select_for_update().first()
     if current is None:
         raise DetailsChanged(_("This client file was removed meanwhile."))
-    if based_on is not None and based_on != details_version(current, fields):
+    if based_on is not None and based_on != await tab_version(current, tab):
         raise DetailsChanged(
             _(
                 "These details were saved from another window since you opened this page. "
@@ -249,12 +281,11 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
         values["first_name"], values["middle_name"], values["last_name"], values["preferred_name"]
     )
     async with atomic():
-        changed = _changed(client, values)
-        await save_changed(client, changed)
-        old_phones = [
-            (p.number, p.label, p.is_primary, p.for_sms)
-            for p in await PhoneNumber.filter(client_id=client.id).order_by("id")
-        ]
+        current = await _current(client, "contact", data.based_on)
+        changed = _changed(current, values)
+        _changed(client, values)
+        await save_changed(current, changed)
+        old_phones = [(p.number, p.label, p.is_primary, p.for_sms) for p in await _phones(client)]
         new_phones = [(p.number.strip(), p.label, p.is_primary, p.for_sms) for p in phones]
         if old_phones != new_phones:
             changed.append("phones")
@@ -265,10 +296,7 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
                     for n, lb, pr, sms in new_phones
                 ]
             )
-        old_emails = [
-            (e.address, e.label, e.is_primary)
-            for e in await EmailAddress.filter(client_id=client.id).order_by("id")
-        ]
+        old_emails = [(e.address, e.label, e.is_primary) for e in await _emails(client)]
         new_emails = [(e.address, e.label, e.is_primary) for e in emails]
         if old_emails != new_emails:
             changed.append("emails")
@@ -383,7 +411,7 @@ async def do_update_clinical_details(actor: Caller, client: Client, data: Clinic
         "clinical_comments": data.clinical_comments.strip(),
     }
     async with atomic():
-        current = await _current(client, CLINICAL_FIELDS, data.based_on)
+        current = await _current(client, "clinical", data.based_on)
         if (current.diagnosis_keywords or []) == keywords:
             values.pop("diagnosis_keywords")
         changed = _changed(current, values)
@@ -446,7 +474,7 @@ async def do_update_account_details(actor: Caller, client: Client, data: Account
         "account_comments": data.account_comments.strip(),
     }
     async with atomic():
-        current = await _current(client, ACCOUNT_FIELDS, data.based_on)
+        current = await _current(client, "account", data.based_on)
         changed = _changed(current, values)
         if changed:
             _changed(client, values)
