@@ -9,8 +9,13 @@ The export shows what the caller may see, and says what it leaves out: clinical 
 session notes only for those who may read them, conversations only those the caller takes
 part in (the messaging rule: nobody reads a conversation they are not in). The logs are
 those of the file's Logs tab: what was sent about the client (subjects, never bodies, which
-may hold sign-in links) and the audit entries about them. Producing the export is recorded
-as a read of the file.
+may hold sign-in links) and the audit entries about them. Billing: the invoices and credit
+notes on the client's account or addressed to them that the caller may see
+(``visible_invoices``: a therapist's caseload and own name), drafts included and marked, and
+the money on the client's account. Producing the export is recorded as a read of the file.
+
+Format version 2 filled ``invoices`` (an empty list in version 1) and added
+``money_on_account``.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from models.accounts import PortalAccount, Practice, StaffUser
+from tortoise.expressions import Q
+
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
+from models.billing import CENT, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment
 from models.clients import (
     AlternateContact,
     Client,
@@ -41,9 +50,11 @@ from models.messaging import Conversation, Message, Participant
 from models.notes import NoteAddendum, SessionNote
 from models.tasks import Task
 from server import fhir, storage
-from server.access import can_see_clinical, visible_links
+from server.access import can_see_clinical, visible_invoices, visible_links
 from server.actions import audit
+from server.actions.billing import client_credit
 from server.auth.sessions import Caller
+from server.billing_pdf import parties
 from server.i18n import current_time_zone, ngettext
 from server.i18n import gettext as _
 from server.queries.documents import visible_documents
@@ -52,12 +63,18 @@ from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
 
 FORMAT = "cabinet-client-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNK = 64 * 1024
 
 
 def _iso(value: datetime | date | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _fixed(value: Decimal) -> str:
+    # Money (and quantities, tax rates) as the JSON API writes it: a decimal string with two
+    # places ("70.00"), never a float.
+    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 def _person(user: StaffUser | None) -> dict[str, Any] | None:
@@ -429,6 +446,115 @@ async def _logs_part(client: Client, see_clinical: bool) -> dict[str, list[dict[
     }
 
 
+def _payment(p: Payment) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "kind": p.kind.value,
+        "method": p.method.value,
+        "paid_on": _iso(p.paid_on),
+        # Signed: a refund, credit used or credit moved out is below zero.
+        "amount": _fixed(p.amount),
+        "reference": p.reference,
+        # The payment this row split from: the part of it kept as credit, or the credit it
+        # used or moved.
+        "part_of": p.parent_id,  # type: ignore[attr-defined]
+    }
+
+
+async def _invoices_part(caller: Caller, client: Client) -> list[dict[str, Any]]:
+    """The invoices and credit notes on the client's account or addressed to them (as the
+    portal lists them) that the caller may see, oldest first. Drafts are in, marked: they
+    are on the file's Billing tab and hold the client's sessions as billed so far (the export
+    has note drafts too), but they have no number and nothing is due on them. Issuer,
+    payer and client are as printed: a finalized one's copies, a draft's as they are now."""
+    invoices = (
+        await (await visible_invoices(caller))
+        .filter(Q(client_id=client.id) | Q(payer_client_id=client.id))
+        .order_by("id")
+    )
+    ids = [i.id for i in invoices]
+    lines: dict[int, list[InvoiceLine]] = {}
+    for line in await InvoiceLine.filter(invoice_id__in=ids).order_by("position", "id"):
+        lines.setdefault(line.invoice_id, []).append(line)  # type: ignore[attr-defined]
+    payments: dict[int, list[Payment]] = {}
+    for p in await Payment.filter(invoice_id__in=ids).order_by("paid_on", "id"):
+        payments.setdefault(p.invoice_id, []).append(p)  # type: ignore[attr-defined]
+    credited_ids = [i.credited_invoice_id for i in invoices if i.credited_invoice_id]  # type: ignore[attr-defined]
+    # Printed on the credit note ("Cancels"), whoever may see the invoice it cancels.
+    cancels = dict(await Invoice.filter(id__in=credited_ids).values_list("id", "number"))
+    out = []
+    for invoice in invoices:
+        who = await parties(invoice)
+        finalized = invoice.status is InvoiceStatus.FINALIZED
+        is_invoice = invoice.kind is InvoiceKind.INVOICE
+        out.append(
+            {
+                "id": invoice.id,
+                "number": invoice.number,
+                "kind": invoice.kind.value,
+                "status": invoice.status.value,
+                # On the client's own account, or addressed to them for someone else's.
+                "this_client_is": "client" if invoice.client_id == client.id else "payer",  # type: ignore[attr-defined]
+                "issued_on": _iso(invoice.issued_on),
+                "due_on": _iso(invoice.due_on) if is_invoice else None,
+                "cancels": cancels.get(invoice.credited_invoice_id),  # type: ignore[attr-defined]
+                "issuer": {
+                    "name": who.issuer_name,
+                    "address": who.issuer_address,
+                    "registration": who.issuer_registration,
+                    "email": who.issuer_email,
+                    "footer": who.footer,
+                },
+                # As printed: the payer's email is not, nor where the invoice was sent.
+                "payer": {
+                    "kind": invoice.payer_kind.value,
+                    "name": invoice.payer_name,
+                    "address": invoice.payer_address,
+                },
+                "client_name": who.client_name,
+                "currency": invoice.currency,
+                "lines": [
+                    {
+                        "date": _iso(line.on_date),
+                        "description": line.description,
+                        "quantity": _fixed(line.quantity),
+                        "unit_price": _fixed(line.unit_price),
+                        "discount": _fixed(line.discount),
+                        "tax_rate": _fixed(line.tax_rate),
+                        "amount": _fixed(line.amount),
+                        "tax": _fixed(line.tax),
+                    }
+                    for line in lines.get(invoice.id, [])
+                ],
+                "subtotal": _fixed(invoice.subtotal),
+                "discount_total": _fixed(invoice.discount_total),
+                "tax_total": _fixed(invoice.tax_total),
+                "total": _fixed(invoice.total),
+                "paid": _fixed(invoice.paid),
+                "credited": _fixed(invoice.credited),
+                # What the PDF prints: a finalized invoice's balance; none on a credit note
+                # or a draft.
+                "balance_due": _fixed(invoice.balance) if finalized and is_invoice else None,
+                "tax_exemption": invoice.tax_exemption,
+                "notes": invoice.notes,
+                "payments": [_payment(p) for p in payments.get(invoice.id, [])],
+            }
+        )
+    return out
+
+
+async def _money_on_account_part(client: Client, currency: str) -> dict[str, Any]:
+    """The client's payment rows without invoice (overpayments kept, credit used or moved
+    from a credited invoice, refunds), which add up to their credit. Whoever may open the
+    file sees them (server/access.py's access_payment)."""
+    rows = await Payment.filter(client_id=client.id, invoice_id=None).order_by("paid_on", "id")
+    return {
+        "currency": currency,
+        "credit": _fixed(await client_credit(client.id)),
+        "payments": [_payment(p) for p in rows],
+    }
+
+
 async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any], list[Document]]:
     """The record as the caller may see it, and the documents whose bytes go with it.
 
@@ -439,7 +565,15 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
     see_clinical = can_see_clinical(caller, practice)
     conversations, left_out = await _messages_part(caller, client)
     document_rows, documents = await _documents_part(client, see_clinical)
-    remarks = {"invoices": _("Billing is not part of Cabinet yet: there are no invoices.")}
+    remarks: dict[str, str] = {}
+    if caller.staff.role is StaffRole.THERAPIST:
+        # Said to every therapist, whatever the file holds: a count of what was left out
+        # would tell them that this client pays for someone in a colleague's caseload.
+        remarks["invoices"] = _(
+            "Invoices this client pays for other clients are included only if you may see "
+            "those clients' files or the invoices are in your name; an owner's or the front "
+            "desk's export includes them all."
+        )
     if not see_clinical:
         remarks["clinical"] = _(
             "Clinical details, session notes and clinical documents are left out: your role "
@@ -466,7 +600,8 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "sessions": await _sessions_part(client),
         "session_notes": await _notes_part(client) if see_clinical else None,
         "conversations": conversations,
-        "invoices": [],
+        "invoices": await _invoices_part(caller, client),
+        "money_on_account": await _money_on_account_part(client, practice.currency),
         "documents": document_rows,
         "tasks": await _tasks_part(client),
         "measures": await measures_part(client, see_clinical),
@@ -537,6 +672,7 @@ async def export_client(caller: Caller, client: Client, ip: str = "") -> ExportF
             "session_notes": len(record["session_notes"] or []),
             "documents": len(documents),
             "conversations": len(record["conversations"]),
+            "invoices": len(record["invoices"]),
         },
     )
     today = datetime.now(current_time_zone()).date().isoformat()  # the practice's day

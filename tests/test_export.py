@@ -19,10 +19,12 @@ from fhir.resources.R4B.bundle import Bundle
 from models.accounts import PortalAccount, Practice
 from models.agenda import Attendance
 from models.audit import AuditEntry
+from models.billing import BillingProfile, Invoice, PaymentMethodUsed
 from models.clients import AlternateContact, Client, PhoneNumber, Relationship
 from models.notes import NoteTemplate
 from models.notifications import OutboxMessage
-from server.actions import agenda, notes
+from server.actions import agenda, billing, notes
+from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn, ProfileChanges
 from server.actions.clients import do_link_clients
 from server.auth.sessions import Caller
 from tests.conftest import Factory, login
@@ -202,8 +204,10 @@ async def test_the_therapist_exports_the_whole_file(
     assert note["session_id"] == sessions[0]["id"] and note["signed_at"] is not None
     assert note["sections"] == {"note": "Sommeil en progrès, angoisse nocturne"}
     assert [a["text"] for a in note["addenda"]] == ["Appel de suivi prévu"]
-    # Not there yet, and said so rather than silently missing.
-    assert record["invoices"] == [] and "invoices" in record["remarks"]
+    # Nothing billed yet: empty, and no word of billing being absent.
+    assert record["invoices"] == []
+    assert record["money_on_account"] == {"currency": "EUR", "credit": "0.00", "payments": []}
+    assert "Billing is not part" not in json.dumps(record)
     [conversation] = record["conversations"]
     assert [m["body"] for m in conversation["messages"]] == ["Bonjour Hélène", "Merci, à jeudi"]
     assert [d["name"] for d in record["documents"]] == ["Courrier.pdf"]  # not the deleted one
@@ -394,3 +398,234 @@ async def test_the_sent_log_holds_only_what_went_to_the_client_or_their_circle(
     assert r.status_code == 200 and archive is not None
     record = json.loads(archive.read("record.json"))
     assert [m["to"] for m in record["logs"]["sent"]] == ["ines@example.org", "06 11 22 33 44"]
+
+
+# --- billing ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def billed(make: Factory, practice: dict[str, Any]) -> dict[str, Any]:
+    """Hélène's billing, by the owner for the practice (10% tax): invoice A (a session and a
+    report with a discount) paid by a cheque above its total, the rest kept as credit, part
+    of it refunded; invoice B partly paid then cancelled by credit note C (what was paid
+    moves to her credit); draft D. Then invoice L for Léo, in Bob's caseload, whom Hélène
+    pays for. The issuer's name changes after all that."""
+    owner, alice, bob = practice["owner"], practice["alice"], practice["bob"]
+    helene: Client = practice["helene"]
+    leo = await make.client(bob, first_name="Léo", last_name="Dubois")
+    actor = Caller.acting_as(owner)
+    practice_row = await make.practice()
+    profile = ProfileChanges(
+        legal_name="Cabinet Martin",
+        address="1 rue de la Paix\n69001 Lyon",
+        registration="SIRET 123 456 789 00012",
+        email="compta@example.org",
+        prefix="F-",
+        yearly_reset=True,
+        tax_rate=Decimal("10.00"),
+        tax_exemption="",
+        payment_days=30,
+        footer="Merci de votre confiance",
+    )
+    await billing.do_update_profile(actor, practice_row, None, profile)
+
+    async def draft(client: Client, practitioner: Any, on: date, payer: Payer) -> Invoice:
+        consultation = await billing.do_create_consultation(
+            actor, client, practitioner, on_date=on, title=f"Séance du {on.isoformat()}"
+        )
+        [invoice] = await billing.do_bill(
+            actor,
+            practice_row,
+            None,
+            [consultation],
+            method=BillingMethod.PER_CLIENT,
+            payer=payer,
+        )
+        return invoice
+
+    a = await draft(helene, alice, date(2026, 3, 2), Payer())
+    report = LineIn(
+        "Compte rendu écrit",
+        Decimal("30"),
+        quantity=Decimal("2"),
+        discount=Decimal("5"),
+        on_date=date(2026, 3, 3),
+    )
+    await billing.do_add_line(actor, a, report)
+    await billing.do_finalize(actor, a)
+    cheque = await billing.do_record_payment(
+        actor, a, PaymentIn(Decimal("150"), PaymentMethodUsed.CHEQUE, date(2026, 3, 10), "CHQ-001")
+    )
+    refund = await billing.do_refund(
+        actor, helene, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date(2026, 3, 20))
+    )
+    b = await draft(helene, alice, date(2026, 3, 16), Payer())
+    await billing.do_finalize(actor, b)
+    await billing.do_record_payment(
+        actor, b, PaymentIn(Decimal("20"), PaymentMethodUsed.CARD, date(2026, 3, 17), "CB-42")
+    )
+    c = await billing.do_credit_note(actor, await Invoice.get(id=b.id), reason="Séance offerte")
+    d = await draft(helene, alice, date(2026, 3, 23), Payer())
+    leos = await draft(leo, bob, date(2026, 3, 5), Payer(client=helene))
+    await billing.do_finalize(actor, leos)
+    # Printed from the copies made when each was issued; a draft as things are now.
+    await BillingProfile.filter(practice_id=practice_row.id, practitioner_id=None).update(
+        legal_name="Cabinet Martin & Associés"
+    )
+    return {
+        **practice,
+        "leo": leo,
+        "a": await Invoice.get(id=a.id),
+        "b": await Invoice.get(id=b.id),
+        "c": c,
+        "d": d,
+        "l": await Invoice.get(id=leos.id),
+        "cheque": cheque,
+        "refund": refund,
+    }
+
+
+async def test_the_export_holds_the_clients_invoices_payments_and_credit(
+    new_http: Callable[..., httpx.AsyncClient], billed: dict[str, Any]
+) -> None:
+    a, b, c, d, leos = (billed[k] for k in "abcdl")
+    r, archive = await export_of(new_http, billed["owner"], billed["helene"])
+    assert r.status_code == 200 and archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert record["format_version"] == 2
+    assert "invoices" not in record["remarks"]
+    assert "Billing is not part" not in json.dumps(record)
+    invoices = {i["id"]: i for i in record["invoices"]}
+    assert list(invoices) == [a.id, b.id, c.id, d.id, leos.id]
+
+    first = invoices[a.id]
+    assert (first["number"], first["kind"], first["status"]) == (a.number, "invoice", "finalized")
+    assert first["this_client_is"] == "client"
+    assert first["issued_on"] == a.issued_on.isoformat()
+    assert first["due_on"] == (a.issued_on + timedelta(days=30)).isoformat()
+    assert first["issuer"] == {
+        "name": "Cabinet Martin",  # as issued, not as the settings read now
+        "address": "1 rue de la Paix\n69001 Lyon",
+        "registration": "SIRET 123 456 789 00012",
+        "email": "compta@example.org",
+        "footer": "Merci de votre confiance",
+    }
+    assert first["payer"] == {"kind": "client", "name": "Hélène Dubois", "address": "Lyon"}
+    assert first["client_name"] == "Hélène Dubois"
+    assert first["currency"] == "EUR"
+    assert first["lines"] == [
+        {
+            "date": "2026-03-02",
+            "description": "Séance individuelle — Séance du 2026-03-02",
+            "quantity": "1.00",
+            "unit_price": "70.00",
+            "discount": "0.00",
+            "tax_rate": "10.00",
+            "amount": "70.00",
+            "tax": "7.00",
+        },
+        {
+            "date": "2026-03-03",
+            "description": "Compte rendu écrit",
+            "quantity": "2.00",
+            "unit_price": "30.00",
+            "discount": "5.00",
+            "tax_rate": "10.00",
+            "amount": "55.00",
+            "tax": "5.50",
+        },
+    ]
+    totals = ("subtotal", "discount_total", "tax_total", "total", "paid", "credited")
+    assert [first[k] for k in totals] == ["130.00", "5.00", "12.50", "137.50", "137.50", "0.00"]
+    assert first["balance_due"] == "0.00"
+    cheque = billed["cheque"]
+    assert first["payments"] == [
+        {
+            "id": cheque.id,
+            "kind": "payment",
+            "method": "cheque",
+            "paid_on": "2026-03-10",
+            "amount": "137.50",
+            "reference": "CHQ-001",
+            "part_of": None,
+        }
+    ]
+
+    # B: paid 20, then cancelled: the 20 moved to her credit, nothing is due.
+    second = invoices[b.id]
+    assert [second[k] for k in totals] == ["70.00", "0.00", "7.00", "77.00", "0.00", "77.00"]
+    assert second["balance_due"] == "0.00"
+    assert [(p["method"], p["amount"], p["reference"]) for p in second["payments"]] == [
+        ("card", "20.00", "CB-42"),
+        ("credit", "-20.00", c.number),
+    ]
+    note = invoices[c.id]
+    assert (note["kind"], note["status"], note["cancels"]) == ("credit_note", "finalized", b.number)
+    assert note["due_on"] is None and note["balance_due"] is None
+    assert note["total"] == "-77.00" and note["notes"] == "Séance offerte"
+    assert [(x["unit_price"], x["amount"], x["tax"]) for x in note["lines"]] == [
+        ("-70.00", "-70.00", "-7.00")
+    ]
+    assert note["issuer"]["name"] == "Cabinet Martin"
+
+    # The draft: marked, unnumbered, nothing due, its issuer as it is now.
+    draft = invoices[d.id]
+    assert (draft["status"], draft["number"], draft["issued_on"]) == ("draft", None, None)
+    assert (draft["total"], draft["balance_due"]) == ("77.00", None)
+    assert draft["issuer"]["name"] == "Cabinet Martin & Associés"
+
+    # Léo's session, addressed to Hélène: hers as the payer.
+    theirs = invoices[leos.id]
+    assert (theirs["this_client_is"], theirs["client_name"]) == ("payer", "Léo Dubois")
+    assert theirs["payer"]["name"] == "Hélène Dubois" and theirs["balance_due"] == "77.00"
+
+    # Her account: 12.50 kept from the cheque, 10.00 refunded, 20.00 moved from B.
+    account = record["money_on_account"]
+    assert account["currency"] == "EUR" and account["credit"] == "22.50"
+    assert [
+        (p["kind"], p["method"], p["amount"], p["part_of"] is not None) for p in account["payments"]
+    ] == [
+        ("payment", "cheque", "12.50", True),
+        ("refund", "cash", "-10.00", False),
+        ("payment", "credit", "20.00", True),
+    ]
+    assert account["payments"][0]["part_of"] == cheque.id
+    assert account["payments"][1]["id"] == billed["refund"].id
+    assert sum(Decimal(p["amount"]) for p in account["payments"]) == Decimal("22.50")
+    assert isinstance(first["total"], str)  # money is never a float
+
+    # Invoices are not clinical: the FHIR bundle is unchanged by them, and still validates.
+    raw, _bundle = validated_bundle(archive)
+    assert "Invoice" not in {e["resource"]["resourceType"] for e in raw["entry"]}
+    entry = await AuditEntry.filter(action="client.exported").order_by("-id").first()
+    assert entry is not None and entry.detail["invoices"] == 5
+    # Shown in a later export's logs as the Logs tab shows it: no counts, no figures.
+    _r, archive = await export_of(new_http, billed["owner"], billed["helene"])
+    assert archive is not None
+    later = json.loads(archive.read("record.json"))
+    [shown] = [e for e in later["logs"]["audit"] if e["action"] == "client.exported"]
+    assert shown["detail"] == {}
+
+
+async def test_a_therapists_export_leaves_out_the_invoices_they_may_not_see(
+    new_http: Callable[..., httpx.AsyncClient], billed: dict[str, Any]
+) -> None:
+    """Léo is Bob's client: Alice, Hélène's therapist, does not see the invoice Hélène pays
+    for him; she is told that such invoices may be missing, whether there are any or not."""
+    a, b, c, d, leos = (billed[k] for k in "abcdl")
+    r, archive = await export_of(new_http, billed["alice"], billed["helene"])
+    assert r.status_code == 200 and archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert [i["id"] for i in record["invoices"]] == [a.id, b.id, c.id, d.id]
+    assert "Léo" not in json.dumps(record["invoices"])
+    assert record["remarks"]["invoices"].startswith("Invoices this client pays for other")
+    assert record["money_on_account"]["credit"] == "22.50"
+    # The front desk bills for the whole practice: Léo's invoice is in its export.
+    _r, archive = await export_of(new_http, billed["desk"], billed["helene"])
+    assert archive is not None
+    record = json.loads(archive.read("record.json"))
+    assert leos.id in [i["id"] for i in record["invoices"]]
+    assert "invoices" not in record["remarks"]
+    # Bob does not see Hélène at all.
+    r, _archive = await export_of(new_http, billed["bob"], billed["helene"])
+    assert r.status_code == 404
