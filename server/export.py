@@ -2,8 +2,9 @@
 
 ``record.json`` holds everything the file holds, in Cabinet's own words; ``fhir.json`` the
 same record as an HL7 FHIR R4 Bundle (server/fhir.py) for another system to import;
-``documents/`` the documents' bytes. It is what a practice hands over when a client asks
-for their data or moves to another practitioner.
+``documents/`` the documents' bytes; ``invoices/`` the PDF of each finalized invoice and
+credit note in ``record.json``, drawn as the invoice's download draws it. It is what a
+practice hands over when a client asks for their data or moves to another practitioner.
 
 The export shows what the caller may see, and says what it leaves out: clinical details and
 session notes only for those who may read them, conversations only those the caller takes
@@ -54,7 +55,7 @@ from server.access import can_see_clinical, visible_invoices, visible_links
 from server.actions import audit
 from server.actions.billing import client_credit
 from server.auth.sessions import Caller
-from server.billing_pdf import parties
+from server.billing_pdf import InvoiceDoc, invoice_doc, invoice_filename, parties, render_invoice
 from server.i18n import current_time_zone, ngettext
 from server.i18n import gettext as _
 from server.queries.documents import visible_documents
@@ -461,11 +462,21 @@ def _payment(p: Payment) -> dict[str, Any]:
     }
 
 
+def _pdf_name(invoice: Invoice, taken: set[str]) -> str:
+    # The download's file name. Numbers are unique per issuer only, and a prefix is taken as
+    # typed, so two issuers may both print "F-2026-0001": the second gets its id as well.
+    name = "invoices/" + invoice_filename(invoice).replace("\\", "-")
+    if name in taken:
+        name = f"{name.removesuffix('.pdf')}-{invoice.id}.pdf"
+    taken.add(name)
+    return name
+
+
 async def _invoices_part(caller: Caller, client: Client) -> list[dict[str, Any]]:
     """The invoices and credit notes on the client's account or addressed to them (as the
     portal lists them) that the caller may see, oldest first. Drafts are in, marked: they
     are on the file's Billing tab and hold the client's sessions as billed so far (the export
-    has note drafts too), but they have no number and nothing is due on them. Issuer,
+    has note drafts too), but they have no number, no PDF and nothing is due on them. Issuer,
     payer and client are as printed: a finalized one's copies, a draft's as they are now."""
     invoices = (
         await (await visible_invoices(caller))
@@ -482,6 +493,7 @@ async def _invoices_part(caller: Caller, client: Client) -> list[dict[str, Any]]
     credited_ids = [i.credited_invoice_id for i in invoices if i.credited_invoice_id]  # type: ignore[attr-defined]
     # Printed on the credit note ("Cancels"), whoever may see the invoice it cancels.
     cancels = dict(await Invoice.filter(id__in=credited_ids).values_list("id", "number"))
+    taken: set[str] = set()
     out = []
     for invoice in invoices:
         who = await parties(invoice)
@@ -538,6 +550,7 @@ async def _invoices_part(caller: Caller, client: Client) -> list[dict[str, Any]]
                 "tax_exemption": invoice.tax_exemption,
                 "notes": invoice.notes,
                 "payments": [_payment(p) for p in payments.get(invoice.id, [])],
+                "pdf": _pdf_name(invoice, taken) if finalized else None,
             }
         )
     return out
@@ -623,7 +636,11 @@ def _sha1_b64(path: Path) -> str:
 
 
 def _write_zip(
-    record: dict[str, Any], documents: list[Document], base_url: str, folder: Path
+    record: dict[str, Any],
+    documents: list[Document],
+    invoices: list[tuple[str, InvoiceDoc]],
+    base_url: str,
+    folder: Path,
 ) -> tuple[IO[bytes], int]:
     present: dict[int, Path] = {}
     for d in documents:
@@ -645,6 +662,10 @@ def _write_zip(
             for d in documents:
                 if d.id in present:
                     archive.write(present[d.id], archive_name(d))
+            # Drawn here, off the event loop, one at a time (the thread runs in the request's
+            # context: its locale and time zone).
+            for name, doc in invoices:
+                archive.writestr(name, render_invoice(doc))
         size = out.tell()
     except BaseException:
         out.close()
@@ -652,12 +673,26 @@ def _write_zip(
     return out, size
 
 
+async def _invoice_docs(record: dict[str, Any]) -> list[tuple[str, InvoiceDoc]]:
+    """What the PDF of each invoice and credit note the record lists with one prints, read
+    as its download reads it (server/billing_pdf.py's invoice_pdf), with its name in the zip."""
+    names = {row["id"]: row["pdf"] for row in record["invoices"] if row["pdf"]}
+    found = await Invoice.filter(id__in=list(names)).order_by("id")
+    return [(names[invoice.id], await invoice_doc(invoice)) for invoice in found]
+
+
 async def export_client(caller: Caller, client: Client, ip: str = "") -> ExportFile:
     """Build the client's export for ``caller`` and record that they took it."""
     record, documents = await client_record(caller, client)
+    invoices = await _invoice_docs(record)
     settings = get_settings()
     out, size = await asyncio.to_thread(
-        _write_zip, record, documents, settings.public_url, settings.data_dir / "exports"
+        _write_zip,
+        record,
+        documents,
+        invoices,
+        settings.public_url,
+        settings.data_dir / "exports",
     )
     await audit.record(
         caller,

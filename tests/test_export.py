@@ -1,5 +1,6 @@
 """Export client: the zip holds the whole record as the caller may see it, a FHIR R4 Bundle
-that validates, and the documents' bytes; producing it is recorded; outsiders get 404."""
+that validates, the documents' bytes and the invoices' PDFs; producing it is recorded;
+outsiders get 404."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
+from pypdf import PdfReader
 
 from models.accounts import PortalAccount, Practice
 from models.agenda import Attendance
@@ -550,6 +552,7 @@ async def test_the_export_holds_the_clients_invoices_payments_and_credit(
             "part_of": None,
         }
     ]
+    assert first["pdf"] == f"invoices/invoice-{a.number}.pdf"
 
     # B: paid 20, then cancelled: the 20 moved to her credit, nothing is due.
     second = invoices[b.id]
@@ -567,11 +570,12 @@ async def test_the_export_holds_the_clients_invoices_payments_and_credit(
         ("-70.00", "-70.00", "-7.00")
     ]
     assert note["issuer"]["name"] == "Cabinet Martin"
+    assert note["pdf"] == f"invoices/credit-note-{c.number}.pdf"
 
-    # The draft: marked, unnumbered, nothing due, its issuer as it is now.
+    # The draft: marked, unnumbered, nothing due, no PDF, its issuer as it is now.
     draft = invoices[d.id]
     assert (draft["status"], draft["number"], draft["issued_on"]) == ("draft", None, None)
-    assert (draft["total"], draft["balance_due"]) == ("77.00", None)
+    assert (draft["total"], draft["balance_due"], draft["pdf"]) == ("77.00", None, None)
     assert draft["issuer"]["name"] == "Cabinet Martin & Associés"
 
     # Léo's session, addressed to Hélène: hers as the payer.
@@ -607,16 +611,48 @@ async def test_the_export_holds_the_clients_invoices_payments_and_credit(
     assert shown["detail"] == {}
 
 
+async def test_the_zip_holds_the_issued_invoices_pdfs(
+    new_http: Callable[..., httpx.AsyncClient], billed: dict[str, Any]
+) -> None:
+    a, b, c, leos = (billed[k] for k in "abcl")
+    r, archive = await export_of(new_http, billed["owner"], billed["helene"])
+    assert r.status_code == 200 and archive is not None
+    record = json.loads(archive.read("record.json"))
+    pdfs = sorted(n for n in archive.namelist() if n.startswith("invoices/"))
+    # Finalized invoices and credit notes only: the draft was never issued.
+    assert pdfs == sorted(
+        [
+            f"invoices/invoice-{a.number}.pdf",
+            f"invoices/invoice-{b.number}.pdf",
+            f"invoices/credit-note-{c.number}.pdf",
+            f"invoices/invoice-{leos.number}.pdf",
+        ]
+    )
+    assert sorted(i["pdf"] for i in record["invoices"] if i["pdf"]) == pdfs
+    for name in pdfs:
+        content = archive.read(name)
+        assert content.startswith(b"%PDF"), name
+    issued = PdfReader(io.BytesIO(archive.read(f"invoices/invoice-{a.number}.pdf")))
+    printed = issued.pages[0].extract_text()
+    assert a.number in printed and "Cabinet Martin" in printed and "PAID" in printed
+    assert "Associés" not in printed  # the issuer as issued
+    note = PdfReader(io.BytesIO(archive.read(f"invoices/credit-note-{c.number}.pdf")))
+    printed = note.pages[0].extract_text()
+    assert "CREDIT NOTE" in printed and str(b.number) in printed
+
+
 async def test_a_therapists_export_leaves_out_the_invoices_they_may_not_see(
     new_http: Callable[..., httpx.AsyncClient], billed: dict[str, Any]
 ) -> None:
     """Léo is Bob's client: Alice, Hélène's therapist, does not see the invoice Hélène pays
-    for him; she is told that such invoices may be missing, whether there are any or not."""
+    for him, in the record or as a PDF; she is told that such invoices may be missing,
+    whether there are any or not."""
     a, b, c, d, leos = (billed[k] for k in "abcdl")
     r, archive = await export_of(new_http, billed["alice"], billed["helene"])
     assert r.status_code == 200 and archive is not None
     record = json.loads(archive.read("record.json"))
     assert [i["id"] for i in record["invoices"]] == [a.id, b.id, c.id, d.id]
+    assert not any(name.endswith(f"-{leos.number}.pdf") for name in archive.namelist())
     assert "Léo" not in json.dumps(record["invoices"])
     assert record["remarks"]["invoices"].startswith("Invoices this client pays for other")
     assert record["money_on_account"]["credit"] == "22.50"
@@ -626,6 +662,7 @@ async def test_a_therapists_export_leaves_out_the_invoices_they_may_not_see(
     record = json.loads(archive.read("record.json"))
     assert leos.id in [i["id"] for i in record["invoices"]]
     assert "invoices" not in record["remarks"]
+    assert f"invoices/invoice-{leos.number}.pdf" in archive.namelist()
     # Bob does not see Hélène at all.
     r, _archive = await export_of(new_http, billed["bob"], billed["helene"])
     assert r.status_code == 404
