@@ -16,7 +16,7 @@ notes on the client's account or addressed to them that the caller may see
 the money on the client's account. Producing the export is recorded as a read of the file.
 
 Format version 2 filled ``invoices`` (an empty list in version 1) and added
-``money_on_account``.
+``money_on_account``; docs/billing.md describes both.
 """
 
 from __future__ import annotations

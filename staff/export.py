@@ -33,6 +33,7 @@ async def export_page(request: Request) -> Response:
 
 @api.route("GET", "/clients/{client_id}/export", response=None)
 async def export_client(request: Request) -> Response:
-    """The client's whole record as a zip: record.json, fhir.json (FHIR R4 Bundle) and the
-    documents (clinical details only for those who may see them)"""
+    """The client's whole record as a zip: record.json, fhir.json (FHIR R4 Bundle), the
+    documents (clinical details only for those who may see them) and the PDFs of the
+    invoices and credit notes"""
     return await _export(request)
