@@ -6,7 +6,8 @@ RelatedPerson; sessions as Appointment; messages as Communication; documents as
 DocumentReference, their bytes beside the bundle in the zip (``attachment.url`` is the path
 inside it); completed measures (PHQ-9, GAD-7) as QuestionnaireResponse with an Observation
 of the total score, coded in LOINC, only when the record holds their answers (the caller may
-read clinical details). Invoice joins once billing exists. Clinical details have no resource here:
+read clinical details). Invoices are in record.json and as their PDFs, not in the bundle:
+the bundle is the clinical record. Clinical details have no resource here:
 diagnosis keywords are free words, not coded conditions, and stay in record.json.
 
 Resource ids are UUIDs derived from the practice's address and Cabinet's ids, so two exports
