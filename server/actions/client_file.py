@@ -257,20 +257,8 @@ async def do_update_contact_details(actor: Caller, client: Client, data: Contact
             raise ValidationFailed(_("Some fields are not valid."), {"tag_ids": _("Unknown tag.")})
     values: dict[str, Any] = {
         k: getattr(data, k).strip() if isinstance(getattr(data, k), str) else getattr(data, k)
-        for k in (
-            "first_name",
-            "middle_name",
-            "last_name",
-            "preferred_name",
-            "date_of_birth",
-            "address_line1",
-            "address_line2",
-            "postal_code",
-            "city",
-            "country",
-            "reminder_email_hours",
-            "reminder_sms_hours",
-        )
+        for k in TAB_FIELDS["contact"]
+        if k != "status"  # below: kept as it is when the form leaves it out
     }
     if data.status is not None:
         values["status"] = data.status
