@@ -17,6 +17,8 @@ from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection
 
 from models.accounts import AccountToken, AuthSession, LoginAttempt, PortalAccount, Realm, StaffUser
+from models.audit import AuditEntry
+from models.clients import Client
 from models.jobs import Job
 from models.notifications import OutboxMessage
 from server import jobs
@@ -839,3 +841,67 @@ async def test_inviting_again_after_access_was_switched_off_starts_afresh(
         done = await browser.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
         assert done.status_code == 200 and "Your account is ready" in done.text
         assert (await sign_in(browser, email, NEW_PASSWORD, "portal")).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["office_admin", "therapist"])
+async def test_only_an_owner_moves_a_portal_account_in_use_to_another_address(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory, role: str
+) -> None:
+    """The invitation sets the account's password. Sent to an address the front desk typed
+    (its own), it let the desk sign in as the client and read her messages with her
+    clinician; the client was locked out. Now only an owner may move an account in use, the
+    client hears of it at her old address, and the audit trail says from where to where."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    someone = therapist if role == "therapist" else await make.office_admin()
+    await login(http, someone)
+    url = f"/api/clients/{client.id}/portal/invite"
+    r = await http.post(url, json={"email": "not.the.client@example.org"})
+    assert r.status_code == 422 and "email" in r.json()["error"]["fields"]
+    account = await PortalAccount.get(client_id=client.id)
+    assert account.email == email and account.password_hash
+    assert not await OutboxMessage.filter(purpose="portal_invitation").exists()
+    async with new_http("10.0.3.1") as client_http:
+        assert (await sign_in(client_http, email, PASSWORD, "portal")).status_code == 200
+    # A resend to the address she uses goes through, as before.
+    assert (await http.post(url, json={"email": email})).status_code == 200
+    # The owner may move it: the old address is told, the audit trail says where.
+    async with new_http("10.0.3.2") as owner:
+        await login(owner, await make.owner())
+        r = await owner.post(url, json={"email": "ines.new@example.org"})
+        assert r.status_code == 200 and r.json() == {"link": None}
+    told = await OutboxMessage.get(purpose="portal_moved")
+    assert told.to == email and "contact your practice" in told.body_text
+    invited = await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first()
+    assert invited is not None and invited.to == "ines.new@example.org"
+    entry = await AuditEntry.filter(action="portal.invited").order_by("-id").first()
+    assert entry is not None and entry.detail == {"from": email, "to": "ines.new@example.org"}
+
+
+async def test_a_new_invitation_goes_to_the_accounts_address_not_the_files(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """ "Send a new invitation" sent the link to the file's email address, and moved the
+    account there: changing the file's address, then pressing the button, moved a client's
+    account to any address. It now resends to the account's own; only an owner's page has a
+    form to move it."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    await Client.filter(id=client.id).update(email="typed.by.someone@example.org")
+    desk = await make.office_admin()
+    await login(http, desk)
+    page = await http.get(f"/staff/clients/{client.id}/account")
+    assert "data-move-account" not in page.text
+    r = await http.post(
+        f"/staff/clients/{client.id}/portal/invite",
+        data={"csrf_token": http.headers["X-CSRF-Token"]},
+    )
+    assert r.status_code == 200
+    sent = await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first()
+    assert sent is not None and sent.to == email
+    assert (await PortalAccount.get(client_id=client.id)).email == email
+    await login(http, await make.owner())
+    page = await http.get(f"/staff/clients/{client.id}/account")
+    assert "data-move-account" in page.text and "typed.by.someone@example.org" in page.text

@@ -491,13 +491,33 @@ async def do_invite_to_portal(
     an account already used (a resend, access back on, a new address), the link goes by
     email only, and None is returned.
     """
-    address = normalize_email(email or client.email or "")
+    existing = await PortalAccount.get_or_none(client_id=client.id)
+    # No address given: the account's own (a resend), else the file's. An account moves to
+    # another address only when one is typed for it, never because the file's changed.
+    address = normalize_email(email or (existing.email if existing else "") or client.email or "")
     if not address or "@" not in address:
         raise ValidationFailed(
             _("The client needs an email address for a portal account."),
             {"email": _("Enter a valid email address.")},
         )
-    existing = await PortalAccount.get_or_none(client_id=client.id)
+    moved_from = (
+        existing.email
+        if existing is not None and existing.activated_at is not None and existing.email != address
+        else None
+    )
+    if moved_from is not None and actor.role is not StaffRole.OWNER:
+        # The invitation sets the password of an account the client has used: sent to
+        # another address, whoever reads that inbox (the colleague who typed their own)
+        # signs in as the client and reads their messages with their clinician, the
+        # documents shared with them and their invoices. Moving it is the owner's call.
+        raise ValidationFailed(
+            _(
+                "This client already uses the portal as %(email)s. Only an owner of the "
+                "practice can move the account to another address."
+            )
+            % {"email": moved_from},
+            {"email": _("Only an owner can change the address of an account in use.")},
+        )
     clash = await PortalAccount.get_or_none(email=address)
     if clash is not None and (existing is None or clash.id != existing.id):
         raise ValidationFailed(
@@ -547,12 +567,30 @@ async def do_invite_to_portal(
             client_id=client.id,
             practice_id=actor.practice_id,
         )
+        if moved_from is not None:
+            # The client hears of it at the address they used: if they did not ask for it,
+            # they can call the practice before anyone follows the link.
+            await queue_email(
+                moved_from,
+                _("Your secure client portal has a new address"),
+                _(
+                    "Hello %(name)s,\n\nYour practice moved your client portal account to "
+                    "another email address, where an invitation to choose a new password "
+                    "was sent. Your old password no longer works.\n\nIf you did not ask "
+                    "for this, contact your practice now."
+                )
+                % {"name": client.first_name},
+                purpose="portal_moved",
+                client_id=client.id,
+                practice_id=actor.practice_id,
+            )
         await audit.record(
             actor,
             "portal.invited",
             object_type="portal_account",
             object_id=account.id,
             client_id=client.id,
+            detail={"from": moved_from, "to": address} if moved_from else None,
         )
     return link if account.activated_at is None else None
 
