@@ -644,3 +644,54 @@ async def test_the_demo_practice_has_reminders_scheduled(db: None) -> None:
     assert any(k.endswith(":email") for k in mine) and any(k.endswith(":sms") for k in mine)
     # The demo's unread messages wait for their notices too.
     assert all(k.startswith(("reminder:", "notice:")) for k in keys)
+
+
+async def test_quiet_hours_hold_a_colleagues_text_not_everyone_elses_email(
+    setup: dict[str, Any], make: Factory
+) -> None:
+    """Quiet hours hold texts, never email. Bob takes his notices by SMS; during quiet hours
+    his text deferred the whole notice job, and Alice's email, queued in it, was rolled back
+    with it until the morning. Now Alice's email goes at once and Bob's text once quiet
+    hours end, still only if the message is unread then."""
+    from server.actions import messaging
+
+    s = setup
+    bob = await make.therapist(first_name="Bob")
+    await reminders.do_set_practitioner_sms(
+        Caller.acting_as(s["owner"]),
+        bob,
+        default_template=None,
+        mobile="+33622222222",
+        notify_online_bookings=False,
+        notices_by_sms=True,
+    )
+    here = datetime.now(PARIS)
+    minute = here.hour * 60 + here.minute
+    await reminders.messaging_settings(s["practice"].id)
+    await MessagingSettings.filter(practice_id=s["practice"].id).update(
+        quiet_start_minute=(minute - 60) % 1440, quiet_end_minute=(minute + 180) % 1440
+    )
+    conversation = await messaging.do_create_conversation(
+        Caller.acting_as(s["alice"]),
+        kind=ConversationKind.CLIENT,
+        subject="Hello",
+        group_name="Care team",
+        client=s["client"],
+        staff=[s["alice"], bob],
+    )
+    client_p = await Participant.get(conversation_id=conversation.id, role="client")
+    account = await PortalAccount.get(client_id=s["client"].id)
+    await messaging.do_send_message(
+        Caller.acting_as((account, s["client"])), conversation, client_p, "hi", "c1"
+    )
+
+    async def sent(channel: str) -> list[str]:
+        rows = await OutboxMessage.filter(purpose="message.notice", channel=channel)
+        return [m.to for m in rows]
+
+    await run_all(datetime.now(UTC) + timedelta(minutes=120))
+    assert await sent("email") == [s["alice"].email]
+    assert await sent("sms") == []
+    await run_all(datetime.now(UTC) + timedelta(minutes=200))
+    assert await sent("sms") == ["+33622222222"]
+    assert await sent("email") == [s["alice"].email]  # nothing twice

@@ -246,7 +246,13 @@ async def send_unread_notice(job: Job) -> None:
         by_sms = client.reminder_sms_hours is not None and client.reminder_email_hours is None
         number = await sms_number(client_id=client.id) if by_sms else ""
         await _notice(
-            practice, account.email, number, locale, f"{public}/portal/messages", client_id
+            practice,
+            account.email,
+            number,
+            locale,
+            f"{public}/portal/messages",
+            client_id,
+            _moment(job),
         )
         return
     staff = [
@@ -257,23 +263,47 @@ async def send_unread_notice(job: Job) -> None:
     ]
     if not staff or not await _unread_by(conversation.id, staff, from_staff=False):
         return
+    # The texts that quiet hours held back (below): only those people, in the morning.
+    only = set(job.payload.get("staff_ids") or [])
+    held: list[int] = []
     for p in staff:
         user = await StaffUser.get_or_none(id=p.staff_user_id, is_active=True)  # type: ignore[attr-defined]
-        if user is None:
+        if user is None or (only and user.id not in only):
             continue
         prefs = await PractitionerSms.get_or_none(practitioner_id=user.id)
         number = prefs.mobile if prefs is not None and prefs.notices_by_sms else ""
+        if number and not await _sms_window_open(practice, _moment(job)):
+            held.append(user.id)
+            continue
         locale = language(user.locale, practice.locale)
-        await _notice(practice, user.email, number, locale, f"{public}/staff/messages", client_id)
+        link = f"{public}/staff/messages"
+        await _notice(practice, user.email, number, locale, link, client_id, _moment(job))
+    if held:
+        # Quiet hours hold a colleague's text, not everyone else's email: the texts go in a
+        # job of their own at the end of quiet hours (still only if unread by then).
+        await jobs.schedule(
+            UNREAD,
+            await sms_allowed_from(practice, _moment(job)),
+            {"conversation": conversation.id, "staff_ids": held},
+            key=f"notice:{conversation.id}:staff-sms",
+            practice_id=practice.id,
+            again_if_done=True,
+        )
 
 
 async def _notice(
-    practice: Practice, email: str, number: str, locale: str, link: str, client_id: int | None
+    practice: Practice,
+    email: str,
+    number: str,
+    locale: str,
+    link: str,
+    client_id: int | None,
+    at: datetime,
 ) -> None:
     text = UNREAD_NOTICE[locale]
     if number:
-        if not await _sms_window_open(practice):
-            raise jobs.Defer(await sms_allowed_from(practice, datetime.now(UTC)))
+        if not await _sms_window_open(practice, at):
+            raise jobs.Defer(await sms_allowed_from(practice, at))
         body = render(text.subject + ". {link}", {"link": link})
         await queue_sms(practice, number, body, purpose="message.notice", client_id=client_id)
         return
@@ -288,6 +318,5 @@ async def _notice(
     )
 
 
-async def _sms_window_open(practice: Practice) -> bool:
-    now = datetime.now(UTC)
-    return await sms_allowed_from(practice, now) <= now
+async def _sms_window_open(practice: Practice, at: datetime) -> bool:
+    return await sms_allowed_from(practice, at) <= at
