@@ -695,3 +695,34 @@ async def test_quiet_hours_hold_a_colleagues_text_not_everyone_elses_email(
     await run_all(datetime.now(UTC) + timedelta(minutes=200))
     assert await sent("sms") == ["+33622222222"]
     assert await sent("email") == [s["alice"].email]  # nothing twice
+
+
+@pytest.mark.parametrize("marked", [False, True])
+async def test_an_automatic_booking_text_goes_only_to_a_number_marked_for_sms(
+    setup: dict[str, Any], marked: bool
+) -> None:
+    """With "SMS on online booking" on, a client who had marked no number for texts got one
+    on her primary phone (a home landline, a work or a family phone). The practice's
+    automatic text now goes only to a number the client marked for SMS."""
+    s = setup
+    client = s["client"]
+    await client_file.do_update_contact_details(
+        Caller.acting_as(s["alice"]),
+        client,
+        ContactIn(
+            first_name=client.first_name,
+            last_name=client.last_name,
+            phones=[PhoneIn(number="+33478000000", label="home", for_sms=marked, is_primary=True)],
+            emails=[EmailIn(address=client.email or "", is_primary=True)],
+        ),
+    )
+    await reminders.do_update_messaging_settings(
+        Caller.acting_as(s["owner"]), s["practice"], {"sms_on_online_booking": True}
+    )
+    appointment = await book(s, in_days(2, 11))
+    async with atomic():
+        await reminders.on_online_booking(appointment)
+    noon = datetime.combine(datetime.now(PARIS).date() + timedelta(days=1), time(12), PARIS)
+    await run_all(noon.astimezone(UTC))
+    texts = [m.to for m in await OutboxMessage.filter(channel="sms", purpose="confirmation")]
+    assert texts == (["+33478000000"] if marked else [])

@@ -150,7 +150,10 @@ async def send_confirmation(job: Job) -> None:
         return  # deleted in the window: nothing is sent
     practice = await Practice.get(id=appointment.practice_id)  # type: ignore[attr-defined]
     client = await Client.get(id=appointment.client_id)  # type: ignore[attr-defined]
-    number = await confirmation_number(client)
+    if job.payload.get("marked_only"):
+        number = await sms_number(client_id=client.id)
+    else:
+        number = await confirmation_number(client)
     if not number:
         return
     if not await _defer_for_quiet_hours(job, practice, appointment):

@@ -248,15 +248,29 @@ async def on_moved(old: Appointment, new: Appointment) -> None:
 
 
 async def schedule_confirmation(
-    appointment: Appointment, template: SmsTemplate | None, *, delay: timedelta | None = None
+    appointment: Appointment,
+    template: SmsTemplate | None,
+    *,
+    delay: timedelta | None = None,
+    marked_only: bool = False,
 ) -> None:
-    """Send an SMS confirmation after the practice's delay. Call inside ``atomic()``."""
+    """Send an SMS confirmation after the practice's delay. Call inside ``atomic()``.
+
+    ``marked_only``: only to a number the client marked for SMS, for a confirmation nobody
+    asked for at that moment (the practice's setting for online bookings); a person who
+    ticks "confirm by SMS" may send it to the primary phone."""
     settings = await messaging_settings(appointment.practice_id)  # type: ignore[attr-defined]
     wait = delay if delay is not None else timedelta(minutes=settings.confirmation_delay_minutes)
+    payload: dict[str, Any] = {
+        "appointment": appointment.id,
+        "template": template.id if template else None,
+    }
+    if marked_only:
+        payload["marked_only"] = True
     await jobs.schedule(
         CONFIRMATION,
         datetime.now(UTC) + wait,
-        {"appointment": appointment.id, "template": template.id if template else None},
+        payload,
         key=f"confirmation:{appointment.id}",
         practice_id=appointment.practice_id,  # type: ignore[attr-defined]
     )
@@ -276,7 +290,9 @@ async def on_online_booking(appointment: Appointment) -> None:
                 id=prefs.default_template_id,  # type: ignore[attr-defined]
                 deleted_at=None,
             )
-        await schedule_confirmation(appointment, template, delay=timedelta(0))
+        # A landline, a work or a family phone may be the primary one: the client's own
+        # choice of a number for texts is what an automatic text goes to.
+        await schedule_confirmation(appointment, template, delay=timedelta(0), marked_only=True)
     if prefs is not None and prefs.notify_online_bookings and prefs.mobile:
         await jobs.schedule(
             BOOKING_NOTICE,
