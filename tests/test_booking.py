@@ -138,6 +138,8 @@ async def test_book_confirm_and_cancel(
     assert appt.starts_at == datetime.fromisoformat(first)
     mail = await OutboxMessage.get(purpose="appointment.confirmation")
     assert mail.to == client.email and "Alice Mercier" in mail.body_text
+    # Not which therapy: a shared mailbox or a lock screen shows the mail (reminders too).
+    assert talk.name not in mail.subject + mail.body_text + (mail.body_html or "")
     # The slot is gone for everyone.
     page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
     assert first not in slot_times(page.text)

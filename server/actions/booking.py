@@ -104,8 +104,10 @@ async def do_book_online(
         await queue_email(
             caller.account.email,
             _("Your appointment on %(when)s") % {"when": when},
-            _("Your appointment is booked: %(service)s with %(name)s on %(when)s.")
-            % {"service": service.name, "name": practitioner.full_name, "when": when}
+            # Not the service's name, as in reminders: a shared mailbox or a phone's lock
+            # screen would say which therapy ("EMDR (trauma)"); the portal shows it.
+            _("Your appointment with %(name)s is booked for %(when)s.")
+            % {"name": practitioner.full_name, "when": when}
             + "\n"
             + where(appointment, practice, location, client),
             purpose="appointment.confirmation",

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
-from models.agenda import HOLDS_SLOT, Appointment, Attendance, Availability, Service, TimeOff
+from models.agenda import HOLDS_SLOT, Appointment, Attendance, Availability, TimeOff
 from models.clients import Client
 from models.jobs import Job
 from models.offers import (
@@ -626,14 +626,14 @@ async def _confirm(offer: EarlierSlotOffer, new: Appointment) -> None:
         client_id=offer.client_id,  # type: ignore[attr-defined]
         is_active=True,
     )
-    service = await Service.get(id=new.service_id)  # type: ignore[attr-defined]
     practitioner = await StaffUser.get(id=new.practitioner_id)  # type: ignore[attr-defined]
     when = format_datetime(new.starts_at, "full")
     await queue_email(
         account.email,
         _("Your appointment is moved to %(when)s") % {"when": when},
-        _("Your appointment is moved: %(service)s with %(name)s on %(when)s.")
-        % {"service": service.name, "name": practitioner.full_name, "when": when},
+        # Not the service's name (see the booking's confirmation).
+        _("Your appointment with %(name)s is moved to %(when)s.")
+        % {"name": practitioner.full_name, "when": when},
         purpose="offer.accepted",
         client_id=offer.client_id,  # type: ignore[attr-defined]
         practice_id=new.practice_id,  # type: ignore[attr-defined]
