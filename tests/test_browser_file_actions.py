@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.conftest import PASSWORD, PHONE, LiveServer, sign_in, signed_in
+from tests.conftest import DESKTOP, PASSWORD, PHONE, LiveServer, sign_in, signed_in
 from tests.test_browser_messaging import people
 
 __all__ = ["people"]  # the fixture, re-used
@@ -49,4 +49,22 @@ async def test_every_file_tab_is_on_screen_on_a_phone(
         )
     # The page itself does not scroll sideways either.
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    await page.close()
+
+
+async def test_labelled_fields_keep_their_height(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    # A field inside a <label> in a .row took the row's 12rem flex basis as its height: the
+    # "New client" form showed 192px-tall boxes.
+    page = await signed_in(browser, live_server, people["helene"].email, locale="fr-FR", **DESKTOP)
+    await page.goto(f"{live_server.url}/staff/clients")
+    heights = await page.evaluate(
+        """() => [...document.querySelectorAll('.row label input, .row label select')]
+          .filter(e => e.type !== 'checkbox' && e.type !== 'hidden')
+          .map(e => { e.closest('details, dialog')?.setAttribute('open', '');
+                      return [e.name, e.getBoundingClientRect().height]; })"""
+    )
+    assert heights, "the page has labelled fields in a row"
+    assert all(h < 60 for _, h in heights), heights
     await page.close()
