@@ -52,6 +52,27 @@ async def test_every_file_tab_is_on_screen_on_a_phone(
     await page.close()
 
 
+async def test_every_file_tab_is_on_screen_at_desktop_width(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    # At 1280px the French tabs needed 1469px on one row: the later ones, even the current one,
+    # were cut off by the edge of the file with no scrollbar to reach them.
+    camille = people["camille"]
+    page = await signed_in(browser, live_server, people["helene"].email, locale="fr-FR", **DESKTOP)
+    await page.goto(f"{live_server.url}/staff/clients/{camille.id}/logs")
+    nav = await page.locator("nav.tabs").bounding_box()
+    assert nav is not None
+    tabs = page.locator("nav.tabs a")
+    for i in range(await tabs.count()):
+        box = await tabs.nth(i).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= nav["x"] + nav["width"] + 1, (
+            await tabs.nth(i).inner_text(),
+            box,
+        )
+    await expect(page.locator("nav.tabs a[aria-current=page]")).to_be_in_viewport()
+    await page.close()
+
+
 async def test_labelled_fields_keep_their_height(
     browser: Browser, live_server: LiveServer, people: dict[str, Any]
 ) -> None:
