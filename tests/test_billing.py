@@ -1157,6 +1157,24 @@ async def test_billing_settings_and_default_services(
     assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
 
 
+async def test_the_desk_sees_no_billing_settings_link_it_cannot_open(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    # The front desk's billing page offered "Billing settings", which answered 404.
+    practice, owner, therapist, client = await setup(make)
+    await login(http, await make.office_admin())
+    page = await http.get("/staff/billing")
+    assert page.status_code == 200
+    assert "/staff/billing/settings" not in page.text
+    assert (await http.get("/staff/billing/settings")).status_code == 404
+    for who in (owner, therapist):
+        theirs = new_http()
+        await login(theirs, who)
+        page = await theirs.get("/staff/billing/consultations")
+        assert 'href="/staff/billing/settings"' in page.text
+        assert (await theirs.get("/staff/billing/settings")).status_code == 200
+
+
 async def test_the_practice_profile_is_made_once_when_first_needed_twice_at_once(
     make: Factory,
 ) -> None:
