@@ -30,6 +30,7 @@ from models.agenda import Attendance
 from models.clients import ClientStatus, PaymentMethodKind
 from models.offers import OfferStatus
 from server import i18n
+from server.audit_labels import action_label, actor_label, object_label, purpose_label
 from server.auth.sessions import COOKIE_NAMES, Caller, load_caller
 from server.billing_labels import BILLING_LABELS
 from server.db import unstorable_text
@@ -423,6 +424,11 @@ _env.filters.update(
     time=i18n.format_time,
     money=i18n.format_money,
     amount=i18n.format_amount,
+    # The audit trail's codes in words (server/audit_labels.py).
+    audit_action=action_label,
+    audit_actor=actor_label,
+    audit_object=object_label,
+    purpose=purpose_label,
 )
 
 

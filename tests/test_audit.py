@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from models.accounts import StaffUser
 from models.audit import AuditEntry
+from server.actions import audit
 from tests.conftest import PASSWORD, Factory, login
 
 pytestmark = pytest.mark.usefixtures("settled_hub")
@@ -176,3 +178,26 @@ async def test_the_trail_stays_within_the_practice(http: httpx.AsyncClient, make
     await login(http, owner)
     actions = [r["action"] for r in (await http.get("/api/audit")).json()]
     assert "elsewhere.secret" not in actions
+
+
+async def test_the_trail_reads_in_words(http: httpx.AsyncClient, make: Factory) -> None:
+    # On French pages the trail showed "read.file", "auth.login", "client 3", "system".
+    owner = await make.owner()
+    client = await make.client(await make.therapist())
+    await audit.record(
+        None,
+        "form.sent",
+        object_type="form_assignment",
+        object_id=7,
+        client_id=client.id,
+        practice_id=owner.practice_id,
+    )
+    await login(http, owner)
+    await http.get(f"/staff/clients/{client.id}")
+    page = (await http.get("/staff/audit", headers={"Accept-Language": "fr-FR"})).text
+    assert "a ouvert le dossier" in page and "a ouvert une session" in page
+    assert f"Dossier client #{client.id}" in page and "Formulaire envoyé #7" in page
+    assert "Cabinet (automatique)" in page
+    shown = re.sub(r"<[^>]+>", " ", page)  # the text, without the codes kept in titles
+    for code in ("read.file", "auth.login", "form_assignment", f"client {client.id}", "system"):
+        assert code not in shown, code

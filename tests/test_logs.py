@@ -47,7 +47,7 @@ async def test_logs_show_mail_sessions_and_activity(http: httpx.AsyncClient, mak
     assert "helene@example.org" in text and "Your appointment" in text
     assert "Not hers" not in text  # another client's mail stays in their file
     assert "Alice Mercier</strong> booked a session" in text
-    assert "(scheduled → cancelled_by_client)" in text
+    assert "(Scheduled → Cancelled by the client)" in text
     assert "opened the file" in text
 
 
@@ -90,3 +90,129 @@ async def test_logs_and_export_name_no_one_the_reader_may_not_see(
     text = json.dumps(record["logs"], default=str)
     assert "parent.elsewhere" not in text and "Secret Person" not in text and "999" not in text
     assert '"fields": ["phone"]' in text
+
+
+def _codes_written() -> tuple[set[str], set[str], set[str]]:
+    """Every audit action, object kind and email/SMS purpose the code writes as a literal
+    (both branches of ``"a" if x else "b"``, and the ``event=`` of shared helpers)."""
+    import ast
+
+    from server.settings import ROOT
+
+    actions: set[str] = set()
+    objects: set[str] = set()
+    purposes: set[str] = set()
+
+    def strings(node: ast.AST) -> set[str]:
+        return {
+            n.value
+            for n in ast.walk(node)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
+
+    for folder in ("server", "staff", "portal"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in ("record", "_audit") and len(node.args) > 1:
+                    if isinstance(node.args[1], ast.JoinedStr):
+                        continue  # record_read's f"read.{what}", listed from its callers
+                    actions |= strings(node.args[1])
+                if name == "record_read" and len(node.args) > 2:
+                    actions |= {f"read.{what}" for what in strings(node.args[2])}
+                for keyword in node.keywords:
+                    if keyword.arg == "event":
+                        actions |= strings(keyword.value)
+                    elif keyword.arg == "object_type":
+                        objects |= strings(keyword.value)
+                    elif keyword.arg == "purpose" and name in (
+                        "queue_email",
+                        "queue_sms",
+                        "email_client",
+                    ):
+                        purposes |= strings(keyword.value)
+    return actions, objects, purposes
+
+
+def test_every_code_the_app_writes_has_words() -> None:
+    # The Logs tab and the audit trail showed "invoice.created", "form_sent",
+    # "form_assignment 1": codes with no label. Each one the code writes now has one.
+    from server.audit_labels import ACTION_LABELS, OBJECT_LABELS, PURPOSE_LABELS, action_label
+
+    actions, objects, purposes = _codes_written()
+    assert {"invoice.created", "form.sent", "read.file", "auth.logout"} <= actions
+    assert actions - ACTION_LABELS.keys() == set()
+    assert {"client", "form_assignment"} <= objects
+    assert objects - OBJECT_LABELS.keys() == set()
+    assert {"form_sent", "measure_sent", "reminder"} <= purposes
+    assert purposes - PURPOSE_LABELS.keys() == set()
+    # A code added later without a label still reads as words.
+    assert action_label("invoice.line_moved") == "invoice line moved"
+
+
+async def test_the_logs_tab_speaks_french_not_codes(http: httpx.AsyncClient, make: Factory) -> None:
+    alice = await make.therapist(first_name="Alice", last_name="Mercier")
+    client = await make.client(
+        alice, first_name="Amira", last_name="Benali", email="amira@example.org"
+    )
+    practice = await make.practice()
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    appt = await agenda.do_book_appointment(
+        Caller.acting_as(alice),
+        practitioner=alice,
+        client=client,
+        service=talk,
+        starts_at=datetime.now(UTC) + timedelta(days=2),
+        location=office,
+    )
+    await agenda.do_set_attendance(
+        Caller.acting_as(alice), appt, agenda.Attendance.CANCELLED_BY_PRACTITIONER
+    )
+    await audit.record(
+        None,
+        "form.sent",
+        object_type="form_assignment",
+        object_id=1,
+        client_id=client.id,
+        practice_id=practice.id,
+    )
+    await audit.record(
+        None,
+        "invoice.finalized",
+        object_type="invoice",
+        object_id=1,
+        client_id=client.id,
+        practice_id=practice.id,
+    )
+    await queue_email(
+        "amira@example.org",
+        "Un formulaire vous attend",
+        "…",
+        client_id=client.id,
+        purpose="form_sent",
+    )
+    await login(http, alice)
+    page = await http.get(
+        f"/staff/clients/{client.id}/logs", headers={"Accept-Language": "fr-FR,fr;q=0.9"}
+    )
+    text = page.text
+    assert "(Prévu → Annulé par le praticien)" in text
+    assert "a envoyé un formulaire" in text and "a finalisé une facture" in text
+    assert "Cabinet (automatique)" in text
+    assert "Formulaire à remplir" in text
+    for code in (
+        "form.sent",
+        "invoice.finalized",
+        "form_sent",
+        "cancelled_by_practitioner",
+        ">system<",
+    ):
+        assert code not in text, code
+    # The two columns no longer read the same.
+    assert "<th>Motif</th>" in text and "<th>Objet</th>" in text
