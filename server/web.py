@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from models.accounts import Realm, StaffRole
 from models.agenda import Attendance
 from models.clients import ClientStatus, PaymentMethodKind
+from models.notifications import OutboxStatus
 from models.offers import OfferStatus
 from server import i18n
 from server.audit_labels import action_label, actor_label, object_label, purpose_label
@@ -402,6 +403,11 @@ LABELS: dict[StrEnum, str] = {
     OfferStatus.ACCEPTED: i18n.lazy("Accepted"),
     OfferStatus.EXPIRED: i18n.lazy("Expired"),
     OfferStatus.WITHDRAWN: i18n.lazy("Withdrawn"),
+    # Lowercase: they follow a "·" in the outbox, as on the Logs tab.
+    OutboxStatus.QUEUED: i18n.lazy("waiting to be sent"),
+    OutboxStatus.SENT: i18n.lazy("sent"),
+    OutboxStatus.DELIVERED: i18n.lazy("delivered"),
+    OutboxStatus.FAILED: i18n.lazy("failed"),
 }
 
 

@@ -72,3 +72,18 @@ async def test_a_message_whose_worker_stopped_on_its_last_try_is_not_sent_again(
     assert sent_to == [fresh.to]
     spent = await OutboxMessage.get(id=spent.id)
     assert spent.status is OutboxStatus.FAILED and "may have been sent" in spent.error
+
+
+async def test_the_outbox_page_names_the_status_in_the_readers_language(
+    http: Any, make: Factory
+) -> None:
+    # The page printed the stored value: "sent" on a French page.
+    from tests.conftest import login
+
+    await queue(make, 1, status=OutboxStatus.SENT)
+    await queue(make, 1, status=OutboxStatus.FAILED)
+    await login(http, await make.owner())
+    page = (await http.get("/staff/outbox", headers={"Accept-Language": "fr-FR"})).text
+    assert '<strong data-status="sent">envoyé</strong>' in page
+    assert '<strong data-status="failed">échec</strong>' in page
+    assert ">sent<" not in page and ">failed<" not in page
