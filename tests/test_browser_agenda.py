@@ -7,6 +7,7 @@ fails in CI (require_service).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from playwright.async_api import Browser, Page, expect
 from models.accounts import StaffUser
 from models.agenda import Appointment
 from server.actions import agenda
+from server.auth.sessions import Caller
 from tests.conftest import (
     Factory,
     LiveServer,
@@ -77,8 +79,10 @@ async def practice(make: Factory) -> dict[str, Any]:
     }
 
 
-async def agenda_page(browser: Browser, server: LiveServer, who: StaffUser, query: str) -> Page:
-    context = await browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
+async def agenda_page(
+    browser: Browser, server: LiveServer, who: StaffUser, query: str, locale: str = "en-US"
+) -> Page:
+    context = await browser.new_context(locale=locale, viewport={"width": 1400, "height": 900})
     page = await signed_in(context, server, who.email)
     await page.goto(f"{server.url}/staff/agenda?{query}")
     await expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
@@ -120,7 +124,7 @@ async def test_the_agenda_follows_bookings_and_attendance_live(
         for page in (desk, day):
             block = page.locator(f'[data-appointment-id="{booked}"]')
             await expect(block).to_contain_text("Camille Roux")
-            await expect(block).to_contain_text("09:00")
+            await expect(block).to_contain_text(re.compile(r"9:00\sAM"))  # en-US, as the dialog
             await expect(block).to_have_attribute("data-attendance", "scheduled")
 
         block = desk.locator(f'[data-appointment-id="{booked}"]')
@@ -144,7 +148,7 @@ async def test_the_agenda_follows_bookings_and_attendance_live(
     await expect(dialog).to_be_visible()
     await expect(dialog.locator("input[name=time]")).to_have_value("10:00")
     # The free times of the service that day are offered: 9:50 is the first.
-    await dialog.locator("#book-free button", has_text="09:50").click()
+    await dialog.locator("#book-free button", has_text=re.compile(r"^9:50\sAM")).click()
     await dialog.locator("#book-client-search").fill("noe")
     await dialog.locator("#book-client-results button", has_text="Noé Blanc").click()
     await dialog.locator("button[type=submit]").click()
@@ -229,7 +233,7 @@ async def test_the_night_the_clocks_go_back(
     await alice_column.locator(".agenda-open").click(position={"x": 20, "y": 5})
     dialog = page.locator("#book-dialog")
     await expect(dialog).to_be_visible()
-    twice = dialog.locator("#book-free button", has_text="02:00")
+    twice = dialog.locator("#book-free button", has_text=re.compile(r"^2:00\sAM"))
     await expect(twice).to_have_count(2)
     labels = await twice.all_inner_texts()
     assert len(set(labels)) == 2, labels  # told apart by the offset
@@ -241,3 +245,35 @@ async def test_the_night_the_clocks_go_back(
     await expect(dialog).to_be_hidden()
     noes = await Appointment.get(client_id=s["noe"].id)
     assert noes.starts_at == datetime(2027, 10, 31, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("locale", "rail", "block"),
+    [
+        ("en-US", r"^9\sAM$", r"^9:00\sAM$"),
+        ("en-GB", r"^09:00$", r"^09:00$"),
+        ("fr-FR", r"^09:00$", r"^09:00$"),
+    ],
+)
+async def test_the_grid_writes_times_as_the_reader_does(
+    browser: Browser,
+    live_server: LiveServer,
+    practice: dict[str, Any],
+    locale: str,
+    rail: str,
+    block: str,
+) -> None:
+    # In en-US the grid said "14:00" while its dialog said "2:00 PM".
+    s = practice
+    await agenda.do_book_appointment(
+        Caller.acting_as(s["alice"]),
+        practitioner=s["alice"],
+        client=s["camille"],
+        service=s["talk"],
+        starts_at=datetime.fromisoformat(paris(9)),
+        location=s["office"],
+    )
+    page = await agenda_page(browser, live_server, s["fanny"], f"date={MONDAY}", locale=locale)
+    rail_texts = await page.locator(".agenda-hour").all_inner_texts()
+    assert any(re.match(rail, t) for t in rail_texts), rail_texts
+    await expect(page.locator(".appt .appt-time")).to_have_text(re.compile(block))

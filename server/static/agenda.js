@@ -75,12 +75,23 @@
     var d = dateStr.split("-").map(Number), wd = new Date(Date.UTC(d[0], d[1] - 1, d[2])).getUTCDay();
     return addDays(dateStr, -((wd + 6) % 7));
   }
+  // "14:00" or "2:00 PM", as the reader's locale writes a time of day (the grid and blocks,
+  // like the dialogs); hhmm() stays the form fields' value.
+  var twelveHour = /h1[12]/.test(new Intl.DateTimeFormat(LANG, { hour: "numeric" }).resolvedOptions().hourCycle || "");
+  // "2:00 PM" but "09:00": the hour padded only on a 24-hour clock.
+  var HOUR = twelveHour ? "numeric" : "2-digit";
+  var clockFmt = new Intl.DateTimeFormat(LANG, { hour: HOUR, minute: "2-digit", timeZone: "UTC" });
+  // The hour rail keeps to "2 PM" where a 12-hour clock would not fit its narrow column.
+  var hourFmt = twelveHour ? new Intl.DateTimeFormat(LANG, { hour: "numeric", timeZone: "UTC" }) : clockFmt;
+  function atMinute(fmt, minute) { return fmt.format(new Date(Date.UTC(2000, 0, 1, Math.floor(minute / 60), minute % 60))); }
+  function clock(minute) { return atMinute(clockFmt, minute); }
+  function plural(n, forms) { return forms[new Intl.PluralRules(LANG).select(n) === "one" ? 0 : 1]; }
   function hhmm(minute) { var h = Math.floor(minute / 60), m = minute % 60; return (h < 10 ? "0" : "") + h + ":" + (m < 10 ? "0" : "") + m; }
   function dayLabel(dateStr, long) {
     var d = dateStr.split("-").map(Number);
     return new Date(Date.UTC(d[0], d[1] - 1, d[2], 12)).toLocaleDateString(LANG, long ? { weekday: "long", day: "numeric", month: "long", year: "numeric", timeZone: "UTC" } : { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
   }
-  function timeLabel(iso) { return new Date(iso).toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit", timeZone: TZ }); }
+  function timeLabel(iso) { return new Date(iso).toLocaleTimeString(LANG, { hour: HOUR, minute: "2-digit", timeZone: TZ }); }
   function name(list, id) { var f = list.filter(function (x) { return x.id === id; })[0]; return f ? f.name : ""; }
 
   /* ---- loading and live patches ---- */
@@ -193,7 +204,7 @@
     grid.appendChild(head);
     var body = el("div", { "class": "agenda-body", style: "height:" + height + "px" });
     var times = el("div", { "class": "agenda-times" });
-    for (var m = lo; m < hi; m += 60) times.appendChild(el("div", { "class": "agenda-hour", style: "top:" + (m - lo) * PX_PER_MIN + "px", text: hhmm(m) }));
+    for (var m = lo; m < hi; m += 60) times.appendChild(el("div", { "class": "agenda-hour", style: "top:" + (m - lo) * PX_PER_MIN + "px", text: atMinute(hourFmt, m) }));
     body.appendChild(times);
     cols.forEach(function (col) {
       var c = el("div", { "class": "agenda-col", "data-date": col.date, "data-practitioner": col.practitioner || "" });
@@ -204,7 +215,7 @@
         var who = name(cfg.practitioners, w.practitioner_id), where = name(cfg.locations, w.location_id);
         c.appendChild(el("div", {
           "class": "agenda-open" + (w.is_group ? " group" : ""), "data-practitioner": w.practitioner_id,
-          title: who + (where ? " · " + where : "") + " · " + hhmm(sp.from) + "–" + hhmm(sp.to),
+          title: who + (where ? " · " + where : "") + " · " + clock(sp.from) + "–" + clock(sp.to),
           style: "top:" + (sp.from - lo) * PX_PER_MIN + "px;height:" + (sp.to - sp.from) * PX_PER_MIN + "px",
           onclick: function (ev) {
             var rect = ev.currentTarget.getBoundingClientRect();
@@ -247,10 +258,10 @@
     var b = el("button", {
       type: "button", "class": "appt att-" + a.attendance, "data-appointment-id": a.id, "data-attendance": a.attendance,
       style: "--cat:" + a.color + ";top:" + (sp.from - lo) * PX_PER_MIN + "px;height:" + Math.max((sp.to - sp.from) * PX_PER_MIN, 18) + "px;left:calc(" + (lane * 100 / lanes) + "% + 2px);width:calc(" + (100 / lanes) + "% - 4px)",
-      title: [hhmm(sp.from) + "–" + hhmm(sp.to), a.client_name, a.service_name, who, where, label].filter(Boolean).join(" · "),
+      title: [clock(sp.from) + "–" + clock(sp.to), a.client_name, a.service_name, who, where, label].filter(Boolean).join(" · "),
       onclick: function () { showAppointment(state.byId[a.id] || a); }
     }, [
-      el("span", { "class": "appt-time", text: hhmm(sp.from) }),
+      el("span", { "class": "appt-time", text: clock(sp.from) }),
       el("span", { "class": "appt-client", text: a.client_name }),
       el("span", { "class": "appt-service", text: a.service_name + (who ? " · " + who : "") }),
       a.attendance !== "scheduled" ? el("span", { "class": "appt-att", "data-attendance-label": "", text: label }) : null,
@@ -333,11 +344,11 @@
       slots.forEach(function (slot) { var t = hhmm(local(slot.start).minute); seen[t] = (seen[t] || 0) + 1; });
       slots.forEach(function (slot) {
         var l = local(slot.start), t = hhmm(l.minute);
-        box.appendChild(el("button", { type: "button", "class": "small", "data-start": slot.start, title: slot.is_group ? T.places_left.replace("%(num)s", slot.places_left) : null, onclick: function () {
+        box.appendChild(el("button", { type: "button", "class": "small", "data-start": slot.start, title: slot.is_group ? plural(slot.places_left, T.places_left).replace("%(num)s", slot.places_left) : null, onclick: function () {
           bookForm.time.value = t;
           // The very instant, for a time that happens twice that night.
           chosenSlot = { date: l.date, time: t, start: slot.start };
-        } }, [seen[t] > 1 ? t + " " + zoneLabel(slot.start) : t]));
+        } }, [seen[t] > 1 ? clock(l.minute) + " " + zoneLabel(slot.start) : clock(l.minute)]));
       });
     }).catch(function () {});
   }
