@@ -97,3 +97,36 @@ async def test_booking_with_confirm_by_sms_from_the_agenda(
     sms = await OutboxMessage.get(channel="sms")
     assert sms.to == "+33612345678" and sms.sender == "Cabinet"
     assert sms.body_text.startswith("Booked with Alice Martin: Monday, March 1, 2027")
+
+
+@pytest.mark.parametrize(
+    ("locale", "empty", "hello"),
+    [
+        (
+            "fr-FR",
+            "0 caractère, GSM-7, 0 segment (champs à remplacer comptés tels qu’écrits)",
+            "7 caractères, GSM-7, 1 segment (champs à remplacer comptés tels qu’écrits)",
+        ),
+        (
+            "en-US",
+            "0 characters, GSM-7, 0 segments (placeholders counted as written)",
+            "7 characters, GSM-7, 1 segment (placeholders counted as written)",
+        ),
+    ],
+)
+async def test_the_sms_counter_speaks_the_pages_language(
+    browser: Browser, live_server: LiveServer, make: Any, locale: str, empty: str, hello: str
+) -> None:
+    # The counter was written in the script, outside the catalogs: "segment(s)", and a
+    # French sentence with "placeholders" in it.
+    from tests.conftest import DESKTOP, signed_in
+
+    owner = await make.owner()
+    page = await signed_in(browser, live_server, owner.email, locale=locale, **DESKTOP)
+    await page.goto(f"{live_server.url}/staff/settings/sms")
+    area = page.locator('textarea[data-sms-count="seg-new"]')
+    await area.fill("Bonjour")
+    await expect(page.locator("#seg-new")).to_have_text(hello)
+    await area.fill("")
+    await expect(page.locator("#seg-new")).to_have_text(empty)
+    await page.close()

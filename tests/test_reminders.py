@@ -3,6 +3,7 @@ right people, in their language, within quiet hours and credits, and logged."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from email import message_from_bytes
@@ -556,6 +557,10 @@ async def test_owner_edits_templates_and_sms_settings_in_the_browser_forms(
     await login(http, s["owner"])
     page = await http.get("/staff/settings/reminders")
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    # The sample's size in real plurals (it said "1 segment(s)").
+    assert re.search(r"With sample details: \d+ characters, GSM-7, 1 segment\.", page.text)
+    french = await http.get("/staff/settings/reminders", headers={"Accept-Language": "fr-FR"})
+    assert "Avec des données d’exemple :" in french.text and "(s)" not in french.text
     bad = await http.post(
         "/staff/settings/reminders",
         data={"csrf_token": token, "sms_fr_body": "Rappel {oops.x}", "quiet_start": "21:00"},

@@ -277,6 +277,12 @@ async def test_clinical_attendance_totals(http: httpx.AsyncClient, file: dict[st
     )
     out = (await http.get(f"/api/clients/{helene.id}")).json()
     assert out["clinical"]["attendance"]["no_show"] == 2
+    # Real plural forms, not "(s)": French counts 0 and 1 as singular.
+    french = {"Accept-Language": "fr-FR"}
+    page = (await http.get(f"/staff/clients/{helene.id}/clinical", headers=french)).text
+    assert "1 honorée, 2 annulées, 2 absences" in page
+    page = (await http.get(f"/staff/clients/{helene.id}/clinical")).text
+    assert "1 attended, 2 cancelled, 2 no-shows" in page
 
 
 async def test_demo_practice_has_an_agenda(http: httpx.AsyncClient) -> None:

@@ -21,19 +21,26 @@
     var segments = units === 0 ? 0 : units <= single ? 1 : Math.ceil(units / multi);
     return { units: units, encoding: gsm ? "GSM-7" : "UCS-2", segments: segments };
   }
+  // The words come translated from the page (staff/templates/sms_count_words.html).
+  var words = document.getElementById("sms-count-words");
+  var rules = new Intl.PluralRules(document.documentElement.lang || "en");
+  function plural(n, what) {
+    var form = rules.select(n) === "one" ? "One" : "Other";
+    return words.dataset[what + form].replace("{n}", String(n));
+  }
   function wire(area) {
     var out = document.getElementById(area.getAttribute("data-sms-count"));
     if (!out) return;
-    var template = document.documentElement.lang.split("-")[0] === "fr"
-      ? "{u} caractères, {e}, {s} segment(s) (placeholders comptés tels qu'écrits)"
-      : "{u} characters, {e}, {s} segment(s) (placeholders counted as written)";
     function update() {
       var r = count(area.value);
-      out.textContent = template.replace("{u}", r.units).replace("{e}", r.encoding).replace("{s}", r.segments);
+      out.textContent = words.dataset.sentence
+        .replace("{chars}", plural(r.units, "chars"))
+        .replace("{encoding}", r.encoding)
+        .replace("{segments}", plural(r.segments, "segments"));
       out.setAttribute("data-segments", String(r.segments));
     }
     area.addEventListener("input", update);
     if (!out.textContent.trim()) update();
   }
-  document.querySelectorAll("textarea[data-sms-count]").forEach(wire);
+  if (words) document.querySelectorAll("textarea[data-sms-count]").forEach(wire);
 })();
