@@ -62,7 +62,7 @@ async def test_a_portal_booking_reaches_the_desk_live_and_back(
     booked = await Appointment.get(client_id=s["camille"].id)
     block = desk.locator(f'[data-appointment-id="{booked.id}"]')
     await expect(block).to_contain_text("Camille Roux")
-    await expect(block).to_contain_text(f"{start:%H:%M}")
+    await expect(block).to_contain_text(f"{hour}:{start:%M}")  # en-US: "9:50 AM"
 
     # The practice cancels: the client's page says so without a reload.
     await phone.evaluate("window.neverReloaded = true")
@@ -80,3 +80,27 @@ async def test_a_portal_booking_reaches_the_desk_live_and_back(
     # Neither page polls: what reached them without a reload came over their socket. (No
     # time bound beyond expect's default: how fast is the benchmarks' business.)
     assert await desk.evaluate("window.neverReloaded") is True
+
+
+async def test_the_booking_form_fits_a_phone(
+    browser: Browser, live_server: LiveServer, practice: dict[str, Any]
+) -> None:
+    # At 390px the earlier-slot checkbox's label was squeezed one word a line beside its
+    # hint, and the chosen service's price was cut off by the select.
+    from models.accounts import Practice
+
+    s = practice
+    await Practice.filter(id=s["alice"].practice_id).update(earlier_slot_alerts=True)
+    phone = await (await browser.new_context(locale="fr-FR", **PHONE)).new_page()
+    await sign_in(phone, f"{live_server.url}/portal/login", s["camille"].email, PASSWORD)
+    await expect(phone).to_have_url(f"{live_server.url}/portal/")
+    await phone.goto(f"{live_server.url}/portal/book/{s['alice'].id}?service={s['talk'].id}")
+    label = phone.locator("label.check", has=phone.locator("input[name=alert]"))
+    line = await phone.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 23")
+    box = await label.bounding_box()
+    assert box is not None and box["height"] < 2.5 * line, box  # two lines at most
+    hint = await phone.locator("#alert-hint").bounding_box()
+    assert hint is not None and hint["y"] >= box["y"] + box["height"] - 1  # under, not beside
+    await expect(phone.locator("[data-service-detail]")).to_have_text("50 minutes · 70,00 €")
+    await expect(phone.locator("[data-service-detail]")).to_be_in_viewport()
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
