@@ -21,6 +21,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as _format_date
 from babel.dates import format_datetime as _format_datetime
 from babel.dates import format_time as _format_time
+from babel.dates import get_timezone_location
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -181,6 +182,21 @@ def format_time(value: datetime | None, fmt: str = "short") -> str:
     if value is None:
         return ""
     return _format_time(value, fmt, tzinfo=current_time_zone(), locale=_babel_locale())
+
+
+def weekday_name(weekday: int) -> str:
+    """The day's name as it is written inside a sentence (0 is Monday): "Monday" in English,
+    "lundi" in French, where day names take no capital."""
+    return str(_babel_locale().days["format"]["wide"][weekday])
+
+
+def zone_city(name: str) -> str:
+    """A time zone as people name it, by its city in the reader's language ("Europe/Paris"
+    -> "Paris", "Europe/London" -> "Londres" in French); the name itself if unknown."""
+    try:
+        return str(get_timezone_location(name, locale=_babel_locale(), return_city=True))
+    except LookupError:
+        return name
 
 
 def format_date(value: date | datetime | None, fmt: str = "medium") -> str:

@@ -427,6 +427,8 @@ _env.filters.update(
     payment_kind=label,
     datetime=i18n.format_datetime,
     date=i18n.format_date,
+    weekday=i18n.weekday_name,
+    zone_city=i18n.zone_city,
     time=i18n.format_time,
     money=i18n.format_money,
     amount=i18n.format_amount,

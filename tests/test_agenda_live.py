@@ -408,3 +408,14 @@ async def test_built_in_categories_read_in_the_readers_language(
     assert ">Teleconsultation<" not in french and ">Home visit<" not in french
     english = (await http.get("/staff/agenda", headers={"Accept-Language": "en"})).text
     assert ">Teleconsultation<" in english
+
+
+async def test_the_agenda_names_its_time_zone_by_its_city(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    # French read "Heures de Europe/Paris".
+    await login(http, await make.owner())
+    french = (await http.get("/staff/agenda", headers={"Accept-Language": "fr"})).text
+    assert "Horaires à l’heure de Paris." in french and "Europe/Paris." not in french
+    english = (await http.get("/staff/agenda", headers={"Accept-Language": "en"})).text
+    assert "Times are Paris time." in english

@@ -751,3 +751,17 @@ async def test_setup_actions_are_audited(team: dict[str, Any]) -> None:
         "time_off.added",
         "time_off.removed",
     } <= set(actions)
+
+
+async def test_french_day_names_take_no_capital_in_a_sentence(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    # The list of open hours said "Chaque Lundi".
+    alice, talk = team["alice"], team["talk"]
+    await login(http, team["desk"])
+    r = await http.post("/api/setup/availability", json=hours(alice, [talk], weekday=0))
+    assert r.status_code == 200, r.text
+    url = f"/staff/setup/availability?practitioner={alice.id}"
+    french = (await http.get(url, headers={"Accept-Language": "fr-FR"})).text
+    assert "Chaque lundi" in french and "Chaque Lundi" not in french
+    assert "Every Monday" in (await http.get(url, headers={"Accept-Language": "en-GB"})).text

@@ -1035,6 +1035,9 @@ async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None
     assert r.status_code == 200 and (await Invoice.get()).number in r.text  # type: ignore[operator]
     r = await http.get(f"/staff/clients/{client.id}/statement")
     assert r.status_code == 200 and "€190.00" in r.text and "€100.00" in r.text
+    # French puts a no-break space before the colon (it read "Relevé de compte: …").
+    r = await http.get(f"/staff/clients/{client.id}/statement", headers={"Accept-Language": "fr"})
+    assert "<h1>Relevé de compte\u00a0: <a " in r.text
     r = await http.get(f"/staff/clients/{client.id}/statement", params={"format": "pdf"})
     assert r.headers["content-type"] == "application/pdf"
     r = await http.get(f"/staff/clients/{client.id}/statement", params={"start": "nope"})

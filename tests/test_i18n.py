@@ -194,3 +194,14 @@ def test_dates_and_amounts_follow_the_region_until_the_language_is_set_again() -
         assert i18n.format_date(day, "short") == "12/7/26"
     finally:
         i18n.set_locale("en")
+
+
+def test_french_uses_curly_apostrophes() -> None:
+    # The French pages mixed "Boîte d'envoi" with "Journal d’audit".
+    straight = [
+        m.id
+        for m in catalog("fr")
+        if m.id
+        and any("'" in s for s in (m.string if isinstance(m.string, tuple) else (m.string,)))
+    ]
+    assert straight == []

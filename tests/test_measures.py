@@ -634,6 +634,8 @@ async def test_schedules_on_the_tab(
     assert r.status_code == 303
     page = (await http.get(f"/staff/clients/{cid}/measures")).text
     assert "every 3 weeks" in page and "48 hours before each session" in page
+    french = await http.get(f"/staff/clients/{cid}/measures", headers={"Accept-Language": "fr"})
+    assert "GAD-7\u00a0: toutes les 3 semaines" in french.text  # it read "GAD-7: toutes…"
     weekly = await MeasureSchedule.get(every_weeks=3)
     # Sent at once for "every 3 weeks"; "before every session" waits for a session.
     assert await MeasureAdministration.filter(client_id=cid).count() == 1

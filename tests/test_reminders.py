@@ -560,7 +560,7 @@ async def test_owner_edits_templates_and_sms_settings_in_the_browser_forms(
     # The sample's size in real plurals (it said "1 segment(s)").
     assert re.search(r"With sample details: \d+ characters, GSM-7, 1 segment\.", page.text)
     french = await http.get("/staff/settings/reminders", headers={"Accept-Language": "fr-FR"})
-    assert "Avec des données d’exemple :" in french.text and "(s)" not in french.text
+    assert "Avec des données d’exemple\u00a0:" in french.text and "(s)" not in french.text
     bad = await http.post(
         "/staff/settings/reminders",
         data={"csrf_token": token, "sms_fr_body": "Rappel {oops.x}", "quiet_start": "21:00"},
