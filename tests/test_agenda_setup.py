@@ -3,6 +3,7 @@ JSON API and the pages, as each kind of caller."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -765,3 +766,19 @@ async def test_french_day_names_take_no_capital_in_a_sentence(
     french = (await http.get(url, headers={"Accept-Language": "fr-FR"})).text
     assert "Chaque lundi" in french and "Chaque Lundi" not in french
     assert "Every Monday" in (await http.get(url, headers={"Accept-Language": "en-GB"})).text
+
+
+async def test_each_services_fields_have_visible_labels(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    # The inline form of each service had its duration and price named only by aria-labels.
+    await login(http, team["owner"])
+    page = (await http.get("/staff/setup/services")).text
+    row = page.split(f'data-service="{team["talk"].id}"')[1].split("</tr>")[0]
+    for text, field in (
+        ("Name", 'name="name"'),
+        ("Duration (minutes)", 'name="duration_minutes"'),
+        ("Price", 'name="price"'),
+        ("Category", 'name="category_id"'),
+    ):
+        assert re.search(rf"<label[^>]*>{re.escape(text)}\s*<(input|select)[^>]*{field}", row), text
