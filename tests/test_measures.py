@@ -258,10 +258,12 @@ async def test_item9_raises_an_alert_a_task_an_email_and_the_crisis_message(
         for page in (logs.text, outbox.text, json.dumps(record, default=str)):
             assert "a client needs your attention" not in page and "measure_alert" not in page
             assert "measure.alert" not in page.replace('"measure.alert"', "")  # the script
+            assert "raised a safety alert in a" not in page and ">Safety alert<" not in page
     async with new_http("10.0.0.5") as therapist:
         await login(therapist, people["alice"])
         logs = await therapist.get(f"/staff/clients/{people['camille'].id}/logs")
-        assert "a client needs your attention" in logs.text and "measure.alert" in logs.text
+        assert "a client needs your attention" in logs.text
+        assert "raised a safety alert in a questionnaire" in logs.text
     alert_mail = await OutboxMessage.get(purpose="measure_alert")
     assert alert_mail.to == people["alice"].email
     assert f"/staff/clients/{people['camille'].id}/measures" in alert_mail.body_text

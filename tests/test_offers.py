@@ -871,7 +871,7 @@ async def test_offers_answers_and_moves_are_on_the_clients_log(
     assert page.status_code == 200
     for text in (
         "asked to be alerted of an earlier slot",
-        "system</strong> offered an earlier slot",
+        "Cabinet (automatic)</strong> offered an earlier slot",
         "accepted an earlier slot",
         "An earlier slot is free",  # the email
         "Your appointment is moved",  # the confirmation
