@@ -189,6 +189,7 @@ PURPOSE_LABELS: dict[str, str] = {
     "measure_reminder": lazy("Questionnaire reminder"),
     "measure_alert": lazy("Safety alert"),
     "portal_invitation": lazy("Portal invitation"),
+    "portal_moved": lazy("Portal account moved to another address"),
     "staff_invitation": lazy("Team invitation"),
     "password_reset": lazy("Password reset"),
     "sms.credits": lazy("SMS credits running out"),
