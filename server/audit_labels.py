@@ -196,6 +196,44 @@ PURPOSE_LABELS: dict[str, str] = {
 }
 
 
+# The fields an entry says were changed ({"fields": [...]}: the client file's tabs, a circle
+# contact, a contact), named as their forms name them.
+FIELD_LABELS: dict[str, Any] = {
+    "first_name": lazy("First name"),
+    "middle_name": lazy("Middle name"),
+    "last_name": lazy("Last name"),
+    "preferred_name": lazy("Preferred name"),
+    "date_of_birth": lazy("Date of birth"),
+    "address_line1": lazy("Address"),
+    "address_line2": lazy("Address (continued)"),
+    "postal_code": lazy("Postal code"),
+    "city": lazy("City"),
+    "country": lazy("Country"),
+    "status": lazy("Status"),
+    "tags": lazy("Tags"),
+    "phones": lazy("Phone numbers"),
+    "phone": lazy("Phone numbers"),
+    "emails": lazy("Emails"),
+    "email": lazy("Email"),
+    "referral": lazy("Referral"),
+    "diagnosis_keywords": lazy("Diagnosis keywords (up to four)"),
+    "clinical_comments": lazy("Comments"),
+    "payment_terms": lazy("Payment terms"),
+    "health_id": lazy("Health identification number"),
+    "insurance_company": lazy("Insurance company"),
+    "account_comments": lazy("Account comments"),
+    "name": lazy("Name"),
+    "reminder_email_hours": lazy("Email reminder"),
+    "reminder_sms_hours": lazy("SMS reminder"),
+    "is_emergency": lazy("Emergency contact"),
+}
+
+
+def field_label(name: str) -> str:
+    label = FIELD_LABELS.get(name)
+    return gettext(label) if label else readable_code(name)
+
+
 def readable_code(code: str) -> str:
     """A code no label names, still as words: "invoice.line_added" -> "invoice line added"."""
     return code.replace(".", " ").replace("_", " ").strip()
@@ -241,7 +279,7 @@ def describe(entry: Any) -> str:
     text = action_label(entry.action)
     detail = entry.detail or {}
     if "fields" in detail:
-        text += f" ({', '.join(detail['fields'])})"
+        text += f" ({', '.join(field_label(str(f)) for f in detail['fields'])})"
     elif "from" in detail and "to" in detail:
         text += f" ({state_label(detail['from'])} → {state_label(detail['to'])})"
     return text

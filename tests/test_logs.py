@@ -216,3 +216,22 @@ async def test_the_logs_tab_speaks_french_not_codes(http: httpx.AsyncClient, mak
         assert code not in text, code
     # The two columns no longer read the same.
     assert "<th>Motif</th>" in text and "<th>Objet</th>" in text
+
+
+def test_the_fields_an_entry_names_read_as_the_forms_name_them() -> None:
+    """ "a modifié les informations cliniques (clinical_comments)": the Logs tab printed the
+    column names a change touched."""
+    from types import SimpleNamespace
+
+    from server import i18n
+    from server.audit_labels import describe
+
+    entry = SimpleNamespace(
+        action="client.clinical_updated", detail={"fields": ["clinical_comments", "referral"]}
+    )
+    i18n.set_locale("fr")
+    try:
+        text = describe(entry)
+    finally:
+        i18n.set_locale("en")
+    assert "clinical_comments" not in text and "(Remarques, Adressé par)" in text
