@@ -731,3 +731,27 @@ async def test_an_automatic_booking_text_goes_only_to_a_number_marked_for_sms(
     await run_all(noon.astimezone(UTC))
     texts = [m.to for m in await OutboxMessage.filter(channel="sms", purpose="confirmation")]
     assert texts == (["+33478000000"] if marked else [])
+
+
+async def test_a_practitioner_who_left_is_not_texted_a_booking(setup: dict[str, Any]) -> None:
+    """The practitioner's "booked online" text waited for quiet hours to end; switched off
+    meanwhile, she still got it on her own mobile."""
+    from server.actions import accounts
+
+    s = setup
+    owner = Caller.acting_as(s["owner"])
+    await reminders.do_set_practitioner_sms(
+        owner,
+        s["alice"],
+        default_template=None,
+        mobile="+33699999999",
+        notify_online_bookings=True,
+        notices_by_sms=False,
+    )
+    appointment = await book(s, in_days(2, 11))
+    async with atomic():
+        await reminders.on_online_booking(appointment)
+    await accounts.do_set_staff_active(owner, s["alice"], False)
+    noon = datetime.combine(datetime.now(PARIS).date() + timedelta(days=1), time(12), PARIS)
+    await run_all(noon.astimezone(UTC))
+    assert not await OutboxMessage.filter(channel="sms", to="+33699999999").exists()

@@ -184,10 +184,16 @@ async def send_booking_notice(job: Job) -> None:
     )
     if prefs is None or not prefs.notify_online_bookings or not prefs.mobile:
         return
+    # Not to someone who left the practice since (the text waited for quiet hours to end).
+    practitioner = await StaffUser.get_or_none(
+        id=appointment.practitioner_id,  # type: ignore[attr-defined]
+        is_active=True,
+    )
+    if practitioner is None:
+        return
     practice = await Practice.get(id=appointment.practice_id)  # type: ignore[attr-defined]
     if not await _defer_for_quiet_hours(job, practice, appointment):
         return
-    practitioner = await StaffUser.get(id=appointment.practitioner_id)  # type: ignore[attr-defined]
     locale = language(practitioner.locale, practice.locale)
     # No client name: a text on a lock screen should not say who sees a therapist.
     body = render(
