@@ -130,6 +130,7 @@ ACTION_LABELS: dict[str, str] = {
     "task.created": lazy("created a task"),
     "task.done": lazy("completed a task"),
     "task.reopened": lazy("reopened a task"),
+    "task.handed_over": lazy("handed over the task of someone who left"),
     "time_off.added": lazy("added time off"),
     "time_off.updated": lazy("changed time off"),
     "time_off.removed": lazy("removed time off"),

@@ -905,3 +905,48 @@ async def test_a_new_invitation_goes_to_the_accounts_address_not_the_files(
     await login(http, await make.owner())
     page = await http.get(f"/staff/clients/{client.id}/account")
     assert "data-move-account" in page.text and "typed.by.someone@example.org" in page.text
+
+
+async def test_what_someone_leaving_answered_for_goes_to_someone_still_here(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any], make: Factory
+) -> None:
+    """Alice leaves the practice. Her open safety task ("contact the client today") stayed
+    assigned to an account nobody signs in to, in no one's list; and her client's next
+    message in their conversation, which the portal still takes, reached no one. Both now
+    go to someone still here: the task to the owner who switched her off (Camille's
+    therapist is Alice herself), the conversation to the owners, who may use the portal."""
+    from models.measures import MeasureAdministration, MeasureKind
+    from models.messaging import Participant
+    from models.tasks import Task
+    from server.actions import measures
+    from server.auth.sessions import Caller
+    from server.instruments import PHQ9
+    from tests.test_measures import form
+    from tests.test_messaging import new_client_conversation, send
+
+    camille, alice, owner = people["camille"], people["alice"], people["owner"]
+    sent, _ = await measures.do_send_measure(Caller.acting_as(alice), camille, MeasureKind.PHQ9)
+    assert sent is not None
+    account = await make.portal_account(camille)
+    await measures.do_complete_measure(
+        Caller.acting_as((account, camille)),
+        await MeasureAdministration.get(id=sent.id),
+        form(PHQ9, 17, item9=2),
+    )
+    task = await Task.get(client_id=camille.id, assignee_id=alice.id)
+    _staff, cid = await new_client_conversation(new_http, alice, camille)
+    async with new_http("10.9.4.1") as boss, new_http("10.9.4.2") as portal:
+        await login(boss, owner)
+        r = await boss.post(f"/api/staff/{alice.id}/active", json={"active": False})
+        assert r.status_code == 200
+        mine = [t["id"] for t in (await boss.get("/api/tasks")).json() if t["done_at"] is None]
+        assert task.id in mine
+        assert await AuditEntry.filter(action="task.handed_over", object_id=str(task.id)).exists()
+        await login(portal, camille)
+        assert (
+            await send(portal, "/portal/api", cid, "Je ne vais pas bien.", "c1")
+        ).status_code == 200
+        listed = (await boss.get("/api/conversations")).json()["conversations"]
+        assert [c["id"] for c in listed if c["unread"]] == [cid]
+    staff = await Participant.filter(conversation_id=cid, role="staff", left_at=None)
+    assert {p.staff_user_id for p in staff} == {alice.id, owner.id}  # type: ignore[attr-defined]

@@ -458,6 +458,12 @@ async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> S
         await user.save(update_fields=["is_active"])
         if not active:
             await _end_access(user)
+            # What they were answering for goes to someone still here (not at import: the
+            # messaging actions reach the accounts' in turn).
+            from server.actions import messaging, tasks
+
+            await tasks.hand_over_tasks(actor, user)
+            await messaging.hand_over_conversations(actor, user)
         await audit.record(
             actor,
             "staff.activated" if active else "staff.deactivated",

@@ -345,6 +345,38 @@ async def do_client_starts_conversation(
     return conversation
 
 
+async def hand_over_conversations(actor: Caller, leaving: StaffUser) -> int:
+    """A client conversation whose only staff member leaves the practice gets
+    ``who_hears_a_client``: otherwise the client's next message there (their portal still
+    lists it and takes it) would reach no one, and nobody would be told. Those added see
+    the history, as anyone added does. Call inside ``atomic()``, once ``leaving`` is
+    inactive. Returns how many conversations were handed over."""
+    handed = 0
+    conversations = await Conversation.filter(
+        kind=ConversationKind.CLIENT,
+        participants__staff_user_id=leaving.id,
+        participants__left_at=None,
+    ).distinct()
+    for conversation in conversations:
+        staff_ids = await Participant.filter(
+            conversation_id=conversation.id, role=ParticipantRole.STAFF, left_at=None
+        ).values_list("staff_user_id", flat=True)
+        if await StaffUser.filter(id__in=list(staff_ids), is_active=True).exists():
+            continue
+        client = await Client.get_or_none(id=conversation.client_id, deleted_at=None)  # type: ignore[attr-defined]
+        heirs = await who_hears_a_client(client) if client is not None else []
+        if not heirs:
+            continue
+        await do_add_participants(
+            actor,
+            conversation,
+            staff=heirs,
+            group_name=conversation.group_name or _("Care team"),
+        )
+        handed += 1
+    return handed
+
+
 async def do_add_participants(
     actor: Caller,
     conversation: Conversation,

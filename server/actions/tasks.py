@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from models.accounts import StaffUser
+from models.accounts import StaffRole, StaffUser
 from models.clients import Client
 from models.messaging import Message
 from models.tasks import Task
@@ -69,3 +69,44 @@ async def do_set_task_done(actor: Caller, task: Task, done: bool) -> Task:
             client_id=task.client_id,  # type: ignore[attr-defined]
         )
     return task
+
+
+async def hand_over_tasks(actor: Caller, leaving: StaffUser) -> int:
+    """The open tasks of someone leaving the practice go where someone will see them: to the
+    client's therapist when that is someone else still here, else to whoever switched the
+    account off (an owner). "My tasks" lists only one's own, so a task left with an account
+    nobody signs in to, a safety alert's "contact the client today" among them, was seen by
+    no one. Call inside ``atomic()``, once ``leaving`` is inactive. Returns how many."""
+    moved = 0
+    for task in await Task.filter(
+        assignee_id=leaving.id, done_at=None, deleted_at=None
+    ).prefetch_related("client"):
+        therapist_id = task.client.therapist_id  # type: ignore[attr-defined]
+        heir = (
+            await StaffUser.get_or_none(id=therapist_id, is_active=True)
+            if therapist_id is not None and therapist_id != leaving.id
+            else None
+        ) or actor.staff
+        if heir is None:  # a script's deactivation: the practice's first owner still here
+            heir = (
+                await StaffUser.filter(
+                    practice_id=leaving.practice_id,  # type: ignore[attr-defined]
+                    role=StaffRole.OWNER,
+                    is_active=True,
+                )
+                .order_by("id")
+                .first()
+            )
+        if heir is None:
+            continue
+        await Task.filter(id=task.id).update(assignee_id=heir.id)
+        await audit.record(
+            actor,
+            "task.handed_over",
+            object_type="task",
+            object_id=task.id,
+            client_id=task.client_id,  # type: ignore[attr-defined]
+            practice_id=task.practice_id,  # type: ignore[attr-defined]
+        )
+        moved += 1
+    return moved
