@@ -77,6 +77,7 @@ def build_staff_app() -> ASGIApp:
         *contacts.routes,
         Route("/clients/{client_id:int}", client_file.file_page),
         Route("/clients/{client_id:int}/contact", client_file.save_contact, methods=["POST"]),
+        Route("/clients/{client_id:int}/therapist", client_file.save_therapist, methods=["POST"]),
         Route("/clients/{client_id:int}/clinical", client_file.save_clinical, methods=["POST"]),
         Route("/clients/{client_id:int}/account", client_file.save_account, methods=["POST"]),
         Route("/clients/{client_id:int}/tags", client_file.add_tag, methods=["POST"]),

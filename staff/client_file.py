@@ -12,18 +12,24 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from models.accounts import PortalAccount, Practice, StaffUser
+from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Service, ServiceDiscount
 from models.clients import Client, ClientStatus, EmailAddress, PaymentMethod, PhoneNumber
-from server.access import access_client, access_payment_method, can_see_clinical
+from server.access import (
+    access_client,
+    access_payment_method,
+    access_practitioner,
+    can_see_clinical,
+)
 from server.actions import client_file
 from server.actions.audit import record_read
 from server.auth.sessions import Caller
-from server.errors import NotFound, ValidationFailed
+from server.errors import NotFound, PermissionDenied, ValidationFailed
+from server.i18n import gettext as _
 from server.i18n import lazy
 from server.queries.client_file import (
     account_details,
@@ -118,7 +124,17 @@ async def _load_account(caller: Caller, client: Client, practice: Practice) -> d
 
 async def _load_contact(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
     version = await client_file.tab_version(client, "contact")
-    return {**await contact_details(client), "version": version}
+    return {
+        **await contact_details(client),
+        "version": version,
+        # Who the file may be handed to, for those who may hand it (may_assign).
+        "clinicians": await StaffUser.filter(
+            practice_id=practice.id,
+            is_active=True,
+            role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
+        ).order_by("last_name", "first_name"),
+        "may_assign": caller.role is not StaffRole.THERAPIST,
+    }
 
 
 async def _load_clinical(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
@@ -259,6 +275,29 @@ async def save_clinical(request: Request) -> Response:
         _keywords,
         clinical=True,
     )
+
+
+class TherapistIn(BaseModel):
+    therapist_id: int | None = None  # none: the client has no therapist for now
+
+    @field_validator("therapist_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+async def _assign(caller: Caller, client: Client, body: TherapistIn) -> None:
+    # Owners and the front desk: a therapist handing a client on would lose the file at once.
+    if caller.role is StaffRole.THERAPIST:
+        raise PermissionDenied(
+            _("Only an owner or the front desk can change a client's therapist.")
+        )
+    therapist = await access_practitioner(caller, body.therapist_id) if body.therapist_id else None
+    await client_file.do_assign_therapist(caller, client, therapist)
+
+
+async def save_therapist(request: Request) -> Response:
+    return await _submit(request, "contact", TherapistIn, _assign)
 
 
 async def save_account(request: Request) -> Response:
@@ -444,6 +483,16 @@ async def put_clinical(request: Request, body: client_file.ClinicalIn) -> FileOu
     client = await access_client(caller, path_id(request, "client_id"))
     await _require_clinical(caller)
     await client_file.do_update_clinical_details(caller, client, body)
+    return await file_out(caller, client)
+
+
+@api.route("PUT", "/clients/{client_id}/therapist", body=TherapistIn, response=FileOut)
+async def put_therapist(request: Request, body: TherapistIn) -> FileOut:
+    """Hand the client to another therapist (owners and the front desk): the previous one no
+    longer sees the file, and their open tasks on it go to the new one"""
+    caller = require_staff(request)
+    client = await access_client(caller, path_id(request, "client_id"))
+    await _assign(caller, client, body)
     return await file_out(caller, client)
 
 

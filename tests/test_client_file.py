@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from models.accounts import Practice
+from models.accounts import Practice, StaffUser
 from models.audit import AuditEntry
 from models.clients import Client, PaymentMethod, PhoneNumber, Tag
 from server.actions.client_file import looks_like_card_number
@@ -503,3 +503,47 @@ async def test_the_api_refuses_a_save_based_on_details_changed_since(
         await alice.put(account, json={"health_id": "13", "based_on": stale})
     ).status_code == 409
     assert (await Client.get(id=helene.id)).health_id == "12"
+
+
+async def test_the_front_desk_hands_a_client_to_another_therapist(
+    new_http: Any, file: dict[str, Any], make: Factory
+) -> None:
+    """There was no way to change a client's therapist after the file was opened. Owners
+    and the front desk now can, on the Contact tab or through the API; the previous
+    therapist then loses the file, and her open tasks on it go to the new one (a safety
+    alert's task would otherwise sit in no one's list)."""
+    from models.tasks import Task
+    from server.actions import tasks
+    from server.auth.sessions import Caller
+
+    helene: Client = file["helene"]
+    alice, bob, desk = file["alice"], file["bob"], file["desk"]
+    task = await tasks.do_create_task(
+        Caller.acting_as(alice), helene, note="Call her back today", assignee=alice
+    )
+    therapist = new_http("10.5.3.1")
+    await login(therapist, alice)
+    url = f"/staff/clients/{helene.id}/therapist"
+    page = await therapist.get(f"/staff/clients/{helene.id}/contact")
+    assert "data-therapist-form" not in page.text
+    r = await therapist.put(f"/api/clients/{helene.id}/therapist", json={"therapist_id": bob.id})
+    assert r.status_code == 403
+    front = new_http("10.5.3.2")
+    await login(front, desk)
+    page = await front.get(f"/staff/clients/{helene.id}/contact")
+    assert "data-therapist-form" in page.text and bob.full_name in page.text
+    # Not to the front desk, another practice's clinician, or someone who left.
+    elsewhere = await make.therapist(first_name="Elsewhere")
+    other_practice = await Practice.create(name="Elsewhere")
+    await StaffUser.filter(id=elsewhere.id).update(practice_id=other_practice.id)
+    gone = await make.therapist(first_name="Gone")
+    await StaffUser.filter(id=gone.id).update(is_active=False)
+    for who in (desk, elsewhere, gone):
+        r = await front.put(f"/api/clients/{helene.id}/therapist", json={"therapist_id": who.id})
+        assert r.status_code == 404
+    assert (await Client.get(id=helene.id)).therapist_id == alice.id  # type: ignore[attr-defined]
+    form = {"csrf_token": front.headers["X-CSRF-Token"], "therapist_id": str(bob.id)}
+    assert (await front.post(url, data=form)).status_code == 303
+    assert (await Client.get(id=helene.id)).therapist_id == bob.id  # type: ignore[attr-defined]
+    assert (await therapist.get(f"/api/clients/{helene.id}")).status_code == 404
+    assert (await Task.get(id=task.id)).assignee_id == bob.id  # type: ignore[attr-defined]

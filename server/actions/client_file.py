@@ -29,6 +29,7 @@ from models.clients import (
     Tag,
     search_key,
 )
+from models.tasks import Task
 from server.actions import audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -519,11 +520,22 @@ async def do_remove_payment_method(actor: Caller, method: PaymentMethod) -> None
 
 
 async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUser | None) -> None:
-    if client.therapist_id == (therapist.id if therapist else None):  # type: ignore[attr-defined]
+    """Hand the client to another therapist (None: to none). The previous one no longer sees
+    the file (unless they supervise the new one); their open tasks on it go to the new
+    therapist, or the safety alert's "contact the client today" would sit in no one's list.
+
+    Precondition: ``therapist`` came through ``access_practitioner`` (an active clinician or
+    owner of the practice)."""
+    old_id: int | None = client.therapist_id  # type: ignore[attr-defined]
+    if old_id == (therapist.id if therapist else None):
         return
     async with atomic():
         client.therapist = therapist  # type: ignore[assignment]
         await client.save(update_fields=["therapist_id", "updated_at"])
+        if old_id is not None and therapist is not None:
+            await Task.filter(
+                client_id=client.id, assignee_id=old_id, done_at=None, deleted_at=None
+            ).update(assignee_id=therapist.id)
         await audit.record(
             actor,
             "client.therapist_changed",
