@@ -467,6 +467,32 @@ async def test_a_group_booking_sent_twice_keeps_one_place(setup: dict[str, Any])
     await _group(s, 2, paris(wednesday, 18))
 
 
+async def test_a_move_or_a_reinstatement_never_gives_a_client_two_places_in_a_session(
+    setup: dict[str, Any],
+) -> None:
+    """A client with a place in Wednesday's group had another one moved in, or a cancelled
+    place there set back to scheduled: two places for one person, one of someone else's."""
+    s = setup
+    wednesday = MONDAY + timedelta(days=2)
+    thursday = MONDAY + timedelta(days=3)
+    await _group_slot(s, 2, time(18), 3)
+    await _group_slot(s, 3, time(18), 3)
+    await _group(s, 0, paris(wednesday, 18))
+    later = await _group(s, 0, paris(thursday, 18))
+    with pytest.raises(Conflict, match="already has a place"):
+        await agenda.do_move_appointment(None, later, paris(wednesday, 18))
+    assert (await Appointment.get(id=later.id)).attendance is Attendance.SCHEDULED
+    cancelled = await _group(s, 1, paris(wednesday, 18))
+    await agenda.do_set_attendance(None, cancelled, Attendance.CANCELLED_BY_CLIENT)
+    await _group(s, 1, paris(wednesday, 18))  # booked again meanwhile
+    with pytest.raises(Conflict, match="already has a place"):
+        await agenda.do_set_attendance(None, cancelled, Attendance.SCHEDULED)
+    held = Appointment.filter(starts_at=paris(wednesday, 18), attendance=Attendance.SCHEDULED)
+    assert sorted(a.client_id for a in await held) == sorted(  # type: ignore[attr-defined]
+        [s["clients"][0].id, s["clients"][1].id]
+    )
+
+
 async def test_a_client_books_a_teleconsultation_offered_in_an_offices_hours(
     setup: dict[str, Any],
 ) -> None:

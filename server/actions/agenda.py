@@ -209,8 +209,11 @@ async def _check_free(
     is_group: bool,
     location_id: int | None,
     ignore: int | None = None,
+    client_id: int | None = None,
 ) -> None:
-    """Refuse a double booking with a 409 that says what it collides with."""
+    """Refuse a double booking with a 409 that says what it collides with; in a group
+    session, also a second place for ``client_id`` (a move or a session set back to
+    scheduled, into a session where the client already has one)."""
     query = Appointment.filter(
         practitioner_id=practitioner.id,
         deleted_at=None,
@@ -242,6 +245,8 @@ async def _check_free(
                 "when": format_datetime(clash.starts_at, "short"),
             }
         )
+    if is_group and any(a.client_id == client_id for a in shared):  # type: ignore[attr-defined]
+        raise Conflict(_("This client already has a place in that group session."))
     if is_group:
         capacity = await _group_capacity(practitioner, service, start, end, location_id)
         if capacity is None:
@@ -398,6 +403,7 @@ async def do_book_or_find(
             is_group=is_group,
             location_id=location_id,
             ignore=replacing.id if replacing is not None else None,
+            client_id=client.id,
         )
         if within_hours:
             await _check_open(practitioner, service, starts_at, ends_at, hours_location_id)
@@ -501,6 +507,7 @@ async def do_set_attendance(
                 is_group=appointment.is_group,
                 location_id=appointment.location_id,  # type: ignore[attr-defined]
                 ignore=appointment.id,
+                client_id=appointment.client_id,  # type: ignore[attr-defined]
             )
         before = appointment.attendance
         # Claimed from the state the caller saw: two changes of one appointment at once (two
