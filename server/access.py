@@ -78,10 +78,7 @@ async def may_hear_of(staff: StaffUser, client: Client, practice: Practice) -> b
     """Whether a staff member may be told of a client's clinical result (a completed measure
     or form): they can still see the client (a therapist who handed the client over cannot),
     and they may read clinical details (the front desk only where the practice allows)."""
-    who = Caller.acting_as(staff)
-    if not can_see_clinical(who, practice):
-        return False
-    return await (await visible_clients(who)).filter(id=client.id).exists()
+    return client.id in await _heard_of(staff, practice, {client.id})
 
 
 async def clients_heard_of(staff_id: int, client_ids: set[int]) -> set[int]:
@@ -90,8 +87,12 @@ async def clients_heard_of(staff_id: int, client_ids: set[int]) -> set[int]:
     staff = await StaffUser.get_or_none(id=staff_id, is_active=True)
     if staff is None or not client_ids:
         return set()
+    return await _heard_of(staff, await Practice.get(id=staff.practice_id), client_ids)  # type: ignore[attr-defined]
+
+
+async def _heard_of(staff: StaffUser, practice: Practice, client_ids: set[int]) -> set[int]:
     who = Caller.acting_as(staff)
-    if not can_see_clinical(who, await Practice.get(id=staff.practice_id)):  # type: ignore[attr-defined]
+    if not can_see_clinical(who, practice):
         return set()
     ids = (
         await (await visible_clients(who))

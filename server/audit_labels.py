@@ -199,7 +199,7 @@ PURPOSE_LABELS: dict[str, str] = {
 
 # The fields an entry says were changed ({"fields": [...]}: the client file's tabs, a circle
 # contact, a contact), named as their forms name them.
-FIELD_LABELS: dict[str, Any] = {
+FIELD_LABELS: dict[str, str] = {
     "first_name": lazy("First name"),
     "middle_name": lazy("Middle name"),
     "last_name": lazy("Last name"),
@@ -231,8 +231,7 @@ FIELD_LABELS: dict[str, Any] = {
 
 
 def field_label(name: str) -> str:
-    label = FIELD_LABELS.get(name)
-    return gettext(label) if label else readable_code(name)
+    return _label(FIELD_LABELS, name)
 
 
 def readable_code(code: str) -> str:
@@ -240,19 +239,21 @@ def readable_code(code: str) -> str:
     return code.replace(".", " ").replace("_", " ").strip()
 
 
-def action_label(code: str) -> str:
-    label = ACTION_LABELS.get(code)
+def _label(labels: dict[str, str], code: str) -> str:
+    label = labels.get(code)
     return gettext(label) if label else readable_code(code)
+
+
+def action_label(code: str) -> str:
+    return _label(ACTION_LABELS, code)
 
 
 def object_label(kind: str) -> str:
-    label = OBJECT_LABELS.get(kind)
-    return gettext(label) if label else readable_code(kind)
+    return _label(OBJECT_LABELS, kind)
 
 
 def purpose_label(code: str) -> str:
-    label = PURPOSE_LABELS.get(code)
-    return gettext(label) if label else readable_code(code)
+    return _label(PURPOSE_LABELS, code)
 
 
 def actor_label(entry: Any) -> str:

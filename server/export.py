@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +38,7 @@ from tortoise.expressions import Q
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.agenda import Appointment
-from models.billing import CENT, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment
+from models.billing import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, Payment
 from models.clients import (
     AlternateContact,
     Client,
@@ -53,7 +53,7 @@ from models.tasks import Task
 from server import fhir, storage
 from server.access import can_see_clinical, visible_invoices, visible_links
 from server.actions import audit
-from server.actions.billing import client_credit
+from server.actions.billing import client_credit, money
 from server.auth.sessions import Caller
 from server.billing_pdf import InvoiceDoc, invoice_doc, invoice_filename, parties, render_invoice
 from server.i18n import current_time_zone, ngettext
@@ -75,7 +75,7 @@ def _iso(value: datetime | date | None) -> str | None:
 def _fixed(value: Decimal) -> str:
     # Money (and quantities, tax rates) as the JSON API writes it: a decimal string with two
     # places ("70.00"), never a float.
-    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+    return str(money(value))
 
 
 def _person(user: StaffUser | None) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from server.queries.client_file import (
     clinical_details,
     contact_details,
 )
+from server.queries.clients import clinicians
 from server.queries.sessions import load_sessions
 from server.queries.tasks import client_tasks
 from server.web import client_address, id_or_none, path_id, render, require_staff, validate
@@ -124,16 +125,13 @@ async def _load_account(caller: Caller, client: Client, practice: Practice) -> d
 
 async def _load_contact(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
     version = await client_file.tab_version(client, "contact")
+    may_assign = caller.role is not StaffRole.THERAPIST
     return {
         **await contact_details(client),
         "version": version,
-        # Who the file may be handed to, for those who may hand it (may_assign).
-        "clinicians": await StaffUser.filter(
-            practice_id=practice.id,
-            is_active=True,
-            role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
-        ).order_by("last_name", "first_name"),
-        "may_assign": caller.role is not StaffRole.THERAPIST,
+        # Who the file may be handed to, for those who may hand it (see _assign).
+        "clinicians": await clinicians(caller) if may_assign else [],
+        "may_assign": may_assign,
     }
 
 
@@ -280,10 +278,7 @@ async def save_clinical(request: Request) -> Response:
 class TherapistIn(BaseModel):
     therapist_id: int | None = None  # none: the client has no therapist for now
 
-    @field_validator("therapist_id", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+    _blank = field_validator("therapist_id", mode="before")(client_file.blank_to_none)
 
 
 async def _assign(caller: Caller, client: Client, body: TherapistIn) -> None:

@@ -10,14 +10,14 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from models.accounts import Practice, StaffRole, StaffUser
+from models.accounts import Practice, StaffRole
 from models.clients import Client, ClientStatus, Tag
-from server.access import access_client, caseload_therapist_ids
+from server.access import access_client
 from server.actions import accounts, clients
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
-from server.queries.clients import ClientFilters, ClientRow
+from server.queries.clients import ClientFilters, ClientRow, clinicians
 from server.queries.clients import client_page as client_page_query
 from server.web import parse_body, path_id, render, require_staff, validate
 from staff.api import api
@@ -61,19 +61,6 @@ class NewClientForm(BaseModel):
         if value and not EMAIL.match(value):
             raise ValueError(_("Enter an email address such as name@example.org."))
         return value
-
-
-async def clinicians(caller: Caller) -> list[StaffUser]:
-    """Who a client can be assigned to: a therapist only to themselves or a supervisee (so
-    they never create a file they cannot see); owners and the front desk to any clinician."""
-    query = StaffUser.filter(
-        practice_id=caller.practice_id,
-        is_active=True,
-        role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
-    )
-    if caller.role is StaffRole.THERAPIST:
-        query = query.filter(id__in=await caseload_therapist_ids(caller))
-    return await query.order_by("last_name", "first_name")
 
 
 async def create_client_for(caller: Caller, data: NewClientForm) -> Client:

@@ -32,10 +32,10 @@ from server.actions import audit, messaging, reminders
 from server.actions.client_file import (
     EMAIL,
     PhoneIn,
-    _blank_to_none,
     _changed,
     _check_phones,
     _reminder,
+    blank_to_none,
     save_changed,
 )
 from server.auth.sessions import Caller
@@ -101,7 +101,7 @@ class CircleContactIn(BaseModel):
 
     _blanks = field_validator(
         "contact_id", "date_of_birth", "reminder_email_hours", "reminder_sms_hours", mode="before"
-    )(_blank_to_none)
+    )(blank_to_none)
 
 
 def prefill_from_contact(contact: Contact) -> dict[str, Any]:

@@ -42,7 +42,7 @@ MAX_KEYWORDS = 4
 REMINDER_MIN, REMINDER_MAX = 2, 72
 
 
-def _blank_to_none(value: object) -> object:
+def blank_to_none(value: object) -> object:
     return None if value == "" else value
 
 
@@ -89,14 +89,14 @@ class ContactIn(BaseModel):
 
     _blanks = field_validator(
         "date_of_birth", "reminder_email_hours", "reminder_sms_hours", "status", mode="before"
-    )(_blank_to_none)
+    )(blank_to_none)
 
 
 class ClinicalIn(BaseModel):
     referral: str = Field(default="", max_length=300)
     diagnosis_keywords: list[str] = Field(default_factory=list)
     clinical_comments: str = Field(default="", max_length=10_000)
-    # ``details_version`` of what the page showed: a save from a page opened before someone
+    # ``tab_version`` of what the page showed: a save from a page opened before someone
     # else's save is refused instead of putting back what they changed. API callers that
     # leave it out replace the details whatever they hold.
     based_on: str | None = Field(default=None, max_length=64)
@@ -323,7 +323,7 @@ class OwnRemindersIn(BaseModel):
     reminder_sms_hours: int | None = None
 
     _blanks = field_validator("reminder_email_hours", "reminder_sms_hours", mode="before")(
-        _blank_to_none
+        blank_to_none
     )
 
 

@@ -220,15 +220,51 @@ async def do_create_conversation(
     if first_message is not None and not first_message.strip():
         first_message = None
     if first_message is not None and client_uid:
-        # Sent again (the answer was lost, the dialog submitted twice): the conversation the
-        # first request started, not a second one with the same message, which the client
-        # would see twice.
-        earlier = await Message.filter(
-            client_uid=client_uid, sender__staff_user_id=actor.staff.id
-        ).first()
+        earlier = await _started_before(actor, client_uid)
         if earlier is not None:
-            return await Conversation.get(id=earlier.conversation_id)  # type: ignore[attr-defined]
+            return earlier
+    return await _open_conversation(
+        actor,
+        kind=kind,
+        subject=subject,
+        group_name=group_name,
+        client=client,
+        staff=list(members.values()),
+        accounts=accounts,
+        first_message=first_message,
+        client_uid=client_uid,
+    )
 
+
+async def _started_before(actor: Caller, client_uid: str) -> Conversation | None:
+    """Sent again (the answer was lost, the dialog submitted twice): the conversation the
+    first request started, found by its first message's ``client_uid``, not a second one
+    with the same message, which the others would read twice."""
+    sender = (
+        {"sender__staff_user_id": actor.staff.id}
+        if actor.staff is not None
+        else {"sender__portal_account_id": actor.account.id if actor.account else None}
+    )
+    earlier = await Message.filter(client_uid=client_uid, **sender).first()
+    if earlier is None:
+        return None
+    return await Conversation.get(id=earlier.conversation_id)  # type: ignore[attr-defined]
+
+
+async def _open_conversation(
+    actor: Caller,
+    *,
+    kind: ConversationKind,
+    subject: str,
+    group_name: str | None,
+    client: Client | None,
+    staff: Sequence[StaffUser],
+    accounts: Sequence[tuple[PortalAccount, Client, ParticipantRole]],
+    first_message: str | None,
+    client_uid: str | None,
+) -> Conversation:
+    """Write a new conversation, its participants (the actor among them) and the actor's
+    first message; its events go out once committed. Call with everything checked."""
     now = datetime.now(UTC)
     async with atomic():
         conversation = await Conversation.create(
@@ -241,17 +277,17 @@ async def do_create_conversation(
             last_activity_at=now,
         )
         by = actor.label
-        parts = [_staff_participant(conversation, s, by) for s in members.values()]
+        parts = [_staff_participant(conversation, s, by) for s in staff]
         parts += [_client_participant(conversation, a, c, r, by) for a, c, r in accounts]
         await Participant.bulk_create(parts)
         parts = await Participant.filter(conversation_id=conversation.id).order_by("id")
-        me = next(p for p in parts if p.staff_user_id == actor.staff.id)  # type: ignore[attr-defined]
         await emit(
             [p.recipient for p in parts],
             "conversation.created",
             conversation_payload(conversation, parts),
         )
         if first_message:
+            me = next(p for p in parts if p.recipient == actor.recipient)
             await _send(conversation, me, first_message, client_uid or f"first-{conversation.id}")
         await audit.record(
             actor,
@@ -300,11 +336,9 @@ async def do_client_starts_conversation(
     if missing:  # both at once: the dialog marks each field that needs something
         raise ValidationFailed(_("Some fields are missing."), missing)
     body = check_body(first_message)
-    earlier = await Message.filter(
-        client_uid=client_uid, sender__portal_account_id=account.id
-    ).first()
+    earlier = await _started_before(actor, client_uid)
     if earlier is not None:
-        return await Conversation.get(id=earlier.conversation_id)  # type: ignore[attr-defined]
+        return earlier
     staff = await who_hears_a_client(client)
     if not staff:
         raise Conflict(
@@ -313,36 +347,17 @@ async def do_client_starts_conversation(
                 "phone or email."
             )
         )
-    now = datetime.now(UTC)
-    async with atomic():
-        conversation = await Conversation.create(
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-            kind=ConversationKind.CLIENT,
-            subject=subject.strip(),
-            client=client,
-            last_activity_at=now,
-        )
-        by = actor.label
-        parts = [_client_participant(conversation, account, client, ParticipantRole.CLIENT, by)]
-        parts += [_staff_participant(conversation, s, by) for s in staff]
-        await Participant.bulk_create(parts)
-        parts = await Participant.filter(conversation_id=conversation.id).order_by("id")
-        me = next(p for p in parts if p.portal_account_id == account.id)  # type: ignore[attr-defined]
-        await emit(
-            [p.recipient for p in parts],
-            "conversation.created",
-            conversation_payload(conversation, parts),
-        )
-        await _send(conversation, me, body, client_uid)
-        await audit.record(
-            actor,
-            "conversation.created",
-            object_type="conversation",
-            object_id=conversation.id,
-            client_id=client.id,
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-        )
-    return conversation
+    return await _open_conversation(
+        actor,
+        kind=ConversationKind.CLIENT,
+        subject=subject,
+        group_name=None,
+        client=client,
+        staff=staff,
+        accounts=[(account, client, ParticipantRole.CLIENT)],
+        first_message=body,
+        client_uid=client_uid,
+    )
 
 
 async def hand_over_conversations(actor: Caller, leaving: StaffUser) -> int:

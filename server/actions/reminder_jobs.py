@@ -239,6 +239,7 @@ async def send_unread_notice(job: Job) -> None:
     practice = await Practice.get(id=conversation.practice_id)  # type: ignore[attr-defined]
     public = get_settings().public_url
     client_id = conversation.client_id  # type: ignore[attr-defined]
+    at = _moment(job)
     if job.payload.get("participant"):
         target = await Participant.get_or_none(id=job.payload["participant"], left_at=None)
         if target is None or not await _unread_by(conversation.id, [target], from_staff=True):
@@ -261,7 +262,7 @@ async def send_unread_notice(job: Job) -> None:
             locale,
             f"{public}/portal/messages",
             client_id,
-            _moment(job),
+            at,
         )
         return
     staff = [
@@ -281,18 +282,18 @@ async def send_unread_notice(job: Job) -> None:
             continue
         prefs = await PractitionerSms.get_or_none(practitioner_id=user.id)
         number = prefs.mobile if prefs is not None and prefs.notices_by_sms else ""
-        if number and not await _sms_window_open(practice, _moment(job)):
+        if number and not await _sms_window_open(practice, at):
             held.append(user.id)
             continue
         locale = language(user.locale, practice.locale)
         link = f"{public}/staff/messages"
-        await _notice(practice, user.email, number, locale, link, client_id, _moment(job))
+        await _notice(practice, user.email, number, locale, link, client_id, at)
     if held:
         # Quiet hours hold a colleague's text, not everyone else's email: the texts go in a
         # job of their own at the end of quiet hours (still only if unread by then).
         await jobs.schedule(
             UNREAD,
-            await sms_allowed_from(practice, _moment(job)),
+            await sms_allowed_from(practice, at),
             {"conversation": conversation.id, "staff_ids": held},
             key=f"notice:{conversation.id}:staff-sms",
             practice_id=practice.id,

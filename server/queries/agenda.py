@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from tortoise.queryset import QuerySet
+
 from models.agenda import HOLDS_SLOT, Appointment, Availability, TimeOff
 
 
@@ -193,20 +195,24 @@ async def busy_between(practitioner_id: int, start: datetime, end: datetime) -> 
     return [Busy(r["starts_at"], r["ends_at"], r["service_id"], r["is_group"]) for r in rows]
 
 
+def _time_off_overlapping(
+    practitioner_id: int, start: datetime, end: datetime
+) -> QuerySet[TimeOff]:
+    return TimeOff.filter(practitioner_id=practitioner_id, starts_at__lt=end, ends_at__gt=start)
+
+
 async def time_off_between(
     practitioner_id: int, start: datetime, end: datetime
 ) -> list[tuple[datetime, datetime]]:
-    rows = await TimeOff.filter(
-        practitioner_id=practitioner_id, starts_at__lt=end, ends_at__gt=start
-    ).values_list("starts_at", "ends_at")
+    rows = await _time_off_overlapping(practitioner_id, start, end).values_list(
+        "starts_at", "ends_at"
+    )
     return [(s, e) for s, e in rows]
 
 
 async def has_time_off(practitioner_id: int, start: datetime, end: datetime) -> bool:
     """Time off of the practitioner overlaps ``start``-``end``."""
-    return await TimeOff.filter(
-        practitioner_id=practitioner_id, starts_at__lt=end, ends_at__gt=start
-    ).exists()
+    return bool(await _time_off_overlapping(practitioner_id, start, end).exists())
 
 
 async def windows_around(

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from models.accounts import PortalAccount
+from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.clients import ClientStatus, search_key
-from server.access import visible_clients
+from server.access import caseload_therapist_ids, visible_clients
 from server.auth.sessions import Caller
 
 PER_PAGE = 50
@@ -88,3 +88,16 @@ async def client_page(caller: Caller, filters: ClientFilters) -> ClientPage:
         for c in clients
     ]
     return ClientPage(rows=rows, total=total, page=page, pages=pages)
+
+
+async def clinicians(caller: Caller) -> list[StaffUser]:
+    """Who a client can be assigned to: a therapist only to themselves or a supervisee (so
+    they never create a file they cannot see); owners and the front desk to any clinician."""
+    query = StaffUser.filter(
+        practice_id=caller.practice_id,
+        is_active=True,
+        role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
+    )
+    if caller.role is StaffRole.THERAPIST:
+        query = query.filter(id__in=await caseload_therapist_ids(caller))
+    return await query.order_by("last_name", "first_name")
