@@ -118,20 +118,32 @@ def require_client(conn: HTTPConnection) -> Caller:
 
 
 @functools.lru_cache(maxsize=256)
-def _netloc(url: str) -> str:
+def _origin_of(url: str) -> tuple[str, str]:
     # Every unsafe request parses its Origin and the public URL, the same few strings over
     # and over; urlparse costs more than the rest of the check (bounded: any Origin is sent).
-    return urlparse(url).netloc
+    parts = urlparse(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+# A socket's scope says ws/wss where the page that opened it said http/https.
+_PAGE_SCHEME = {"ws": "http", "wss": "https"}
 
 
 def same_origin(scope: Scope, origin: str) -> bool:
-    """``origin`` (an Origin or Referer header) is this site: the request's Host, or the
-    public URL's. For HTTP requests and the realtime sockets alike."""
-    netloc = _netloc(origin)
+    """``origin`` (an Origin or Referer header) is this site: the request's scheme and Host,
+    or the public URL's. For HTTP requests and the realtime sockets alike.
+
+    The scheme counts: a page served over plain http on the same host (a captive portal, a
+    network that rewrites http) is another origin, and must not drive the https site with
+    its cookies."""
+    scheme, netloc = _origin_of(origin)
     if not netloc:
         return False
     host = next((v for k, v in scope.get("headers") or () if k == b"host"), b"").decode()
-    return netloc == host or netloc == _netloc(get_settings().public_url)
+    own = scope.get("scheme", "http")
+    if (scheme, netloc) == (_PAGE_SCHEME.get(own, own), host.lower()):
+        return True
+    return (scheme, netloc) == _origin_of(get_settings().public_url)
 
 
 class SessionMiddleware:

@@ -680,6 +680,9 @@ async def test_sockets_are_refused_without_the_right_session_or_origin(
     # Another site's page cannot open a socket with the user's cookie.
     assert await refused(live_server, "/staff/ws", alice.cookie, "https://evil.example")
     assert await refused(live_server, "/portal/ws", helene.cookie, "http://127.0.0.1:1")
+    # Same host and port, another scheme: a plain-http page is not the site.
+    other_scheme = live_server.url.replace("http://", "https://", 1)
+    assert await refused(live_server, "/staff/ws", alice.cookie, other_scheme)
     # No cookie, or a made-up one.
     assert await refused(live_server, "/staff/ws", None, same_site)
     assert await refused(live_server, "/portal/ws", "cabinet_portal=forged", same_site)

@@ -68,6 +68,11 @@ async def test_a_post_from_another_site_is_refused(http: httpx.AsyncClient, make
         "/api/staff", json=new_staff(), headers={"Origin": "https://evil.example"}
     )
     assert response.status_code == 403
+    # The same host under another scheme is another site (a page over plain http).
+    other_scheme = await http.post(
+        "/api/staff", json=new_staff(), headers={"Origin": "https://testserver"}
+    )
+    assert other_scheme.status_code == 403
     assert not await StaffUser.exists(email=NEW_STAFF["email"])
     # Signed out, a cross-site sign-in is refused too (login CSRF).
     async with httpx.AsyncClient(transport=http._transport, base_url="http://testserver") as anon:
