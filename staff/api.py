@@ -115,7 +115,7 @@ async def invite_client(request: Request, body: InviteIn) -> InviteOut:
 
 @api.route("POST", "/clients/{client_id}/portal/active", body=ActiveIn, response=None)
 async def set_portal_active(request: Request, body: ActiveIn) -> dict[str, bool]:
-    """Enable or disable a client's portal access; disabling ends their sessions at once"""
+    """Enable or disable a client's portal access (enabling invites to a new password)"""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     account = await accounts.do_set_portal_active(caller, client, body.active)

@@ -126,7 +126,10 @@ async def set_portal(request: Request) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     active = _switch(request.path_params["state"], on="enable", off="disable")
-    await accounts.do_set_portal_active(caller, client, active)
+    account = await accounts.do_set_portal_active(caller, client, active)
+    if active:
+        # Say where the invitation went: the client's old password no longer works.
+        return await file_page(request, {"enabled_to": account.email}, tab_name="account")
     return RedirectResponse(f"/staff/clients/{client.id}/account", status_code=303)
 
 

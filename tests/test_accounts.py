@@ -172,7 +172,14 @@ async def test_switching_an_account_off_cancels_the_links_in_its_inbox(
     assert page.status_code == 404 and "expired or was already used" in page.text
     taken = await http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert taken.status_code == 404
-    assert (await sign_in(http, email, PASSWORD, "portal")).status_code == 200
+    # Back on is a fresh start: the old password is gone, a new invitation is in the inbox.
+    assert (await sign_in(http, email, PASSWORD, "portal")).status_code == 401
+    invitation = link_in(
+        await OutboxMessage.filter(to=email, purpose="portal_invitation").order_by("-id").first()
+    )
+    chosen = await http.post(invitation, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert chosen.status_code == 200
+    assert (await sign_in(http, email, NEW_PASSWORD, "portal")).status_code == 200
     # The same for a colleague deactivated, then reactivated.
     therapist = await make.therapist()
     await ask_reset(http, "/staff/password/forgot", data={"email": therapist.email})
@@ -701,6 +708,36 @@ async def test_the_link_of_an_account_in_use_goes_to_the_client_only(
     fresh = await make.client(therapist, portal=False, email="nina@example.org")
     r = await http.post(f"/api/clients/{fresh.id}/portal/invite", json={})
     assert r.json()["link"].startswith("http")
+
+
+async def test_switching_the_portal_back_on_never_brings_back_the_old_password(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """The practice switched Inès's portal off because her ex-partner knew her password;
+    "Enable portal access" switched it back on with that same password. Back on is now a
+    fresh start: the old password fails, and an invitation goes to the account's address."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    await login(http, therapist)
+    off = await http.post(f"/staff/clients/{client.id}/portal/disable", data={})
+    assert off.status_code == 303
+    page = await http.get(f"/staff/clients/{client.id}/account")
+    assert f"/staff/clients/{client.id}/portal/enable" in page.text
+    assert "Send a new invitation" not in page.text
+    on = await http.post(f"/staff/clients/{client.id}/portal/enable", data={})
+    assert on.status_code == 200
+    assert f"An invitation to choose a new password went to {email}" in on.text
+    async with new_http("10.0.0.8") as ex_partner:
+        assert (await sign_in(ex_partner, email, PASSWORD, "portal")).status_code == 401
+    sent = await OutboxMessage.filter(purpose="portal_invitation").order_by("-id").first()
+    assert sent is not None and sent.to == email
+    assert await AuditEntry.exists(action="portal.enabled", client_id=client.id)
+    # Switching on an account already on changes nothing and sends nothing more.
+    count = await OutboxMessage.filter(purpose="portal_invitation").count()
+    r = await http.post(f"/api/clients/{client.id}/portal/active", json={"active": True})
+    assert r.status_code == 200 and r.json() == {"active": True}
+    assert await OutboxMessage.filter(purpose="portal_invitation").count() == count
 
 
 # --- deactivation closes sessions and sockets ------------------------------------------------

@@ -602,13 +602,26 @@ async def do_invite_to_portal(
 
 
 async def do_set_portal_active(actor: Caller, client: Client, active: bool) -> PortalAccount:
+    """Switch a client's portal access off (every session, link and feed ends at once), or
+    back on.
+
+    Back on is a fresh start, as an invitation after a switch-off is: the old password does
+    not come back, and an invitation to choose a new one goes to the account's address. The
+    reason to switch it off may be who knew that password (an ex-partner, a parent once the
+    client came of age); the practice cannot know, so it never restores it.
+    """
     account = await PortalAccount.get_or_none(client_id=client.id)
     if account is None:
         raise NotFound(_("This client has no portal account."))
+    if account.is_active == active:
+        return account
     async with atomic():
-        account.is_active = active
-        await account.save(update_fields=["is_active"])
-        if not active:
+        if active:
+            await do_invite_to_portal(actor, client)
+            await account.refresh_from_db()
+        else:
+            account.is_active = False
+            await account.save(update_fields=["is_active"])
             await _end_access(account)
         await audit.record(
             actor,
