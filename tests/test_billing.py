@@ -1160,6 +1160,32 @@ async def test_billing_settings_and_default_services(
     assert (await mine.get(f"/staff/billing/settings?issuer={colleague.id}")).status_code == 404
 
 
+async def test_a_typed_prefix_another_issuer_uses_is_refused(
+    make: Factory, http: Any, new_http: Any
+) -> None:
+    """Defaults never collide (093d6c5), but a prefix typed in the settings was not checked:
+    a therapist typing the practice's "CAB-" printed the practice's invoice numbers."""
+    practice, owner, therapist, client = await setup(make)
+    await login(http, owner)
+    form = {"legal_name": "Cabinet Dubois", "prefix": "CAB-", "tax_rate": "0", "payment_days": "15"}
+    assert (
+        await http.post("/staff/billing/settings?issuer=practice", data=form)
+    ).status_code == 303
+    mine = new_http()
+    await login(mine, therapist)
+    url = f"/staff/billing/settings?issuer={therapist.id}"
+    taken = await mine.post(url, data={**form, "legal_name": "Dr Martin"})
+    assert taken.status_code == 422
+    assert "already numbers its invoices with it" in taken.text
+    assert (await billing.find_profile(practice, therapist)).prefix != "CAB-"
+    # Saving one's own prefix again is fine.
+    ok = await mine.post(url, data={**form, "legal_name": "Dr Martin", "prefix": "MAR-"})
+    assert ok.status_code == 303
+    again = await mine.post(url, data={**form, "legal_name": "Dr Martin B.", "prefix": "MAR-"})
+    assert again.status_code == 303
+    assert (await billing.find_profile(practice, therapist)).legal_name == "Dr Martin B."
+
+
 async def test_the_desk_sees_no_billing_settings_link_it_cannot_open(
     make: Factory, http: Any, new_http: Any
 ) -> None:

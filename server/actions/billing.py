@@ -178,6 +178,19 @@ async def do_update_profile(
         raise _invalid("legal_name", _("The name printed on invoices."))
     profile = await profile_for(practice, practitioner)
     async with atomic():
+        # Numbers are counted per issuer: two issuers of one practice with the same prefix
+        # print the same invoice numbers. The practice's lock, as in profile_for, keeps two
+        # saves at once from both taking a free prefix.
+        await Practice.filter(id=practice.id).select_for_update().first()
+        if await (
+            BillingProfile.filter(practice_id=practice.id, prefix=changes.prefix)
+            .exclude(id=profile.id)
+            .exists()
+        ):
+            raise _invalid(
+                "prefix",
+                _("Another issuer of the practice already numbers its invoices with it."),
+            )
         for name, value in vars(changes).items():
             setattr(profile, name, value)
         await profile.save()
