@@ -42,6 +42,9 @@ class SlotStatus(StrEnum):
     OFFERED = "offered"  # offers are out
     UNMATCHED = "unmatched"  # nobody on the waiting list fitted it
     TAKEN = "taken"  # booked again (through an offer or by the front desk)
+    # Inside the practitioner's time off: offered no more, and waiting again if that time
+    # off is shortened or removed (offers.reopen_slots).
+    CLOSED = "closed"
 
 
 class FreedSlot(Timestamped):

@@ -457,7 +457,7 @@ async def test_a_slot_freed_inside_time_off_is_not_offered(world: dict[str, Any]
     )
     await free(freed, Attendance.CANCELLED_BY_PRACTITIONER)
     assert not await EarlierSlotOffer.exists()
-    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.CLOSED
 
 
 async def test_time_off_withdraws_the_offers_it_covers(
@@ -476,7 +476,7 @@ async def test_time_off_withdraws_the_offers_it_covers(
         None, w["alice"], starts_at=at(12, 0), ends_at=at(13, 0), reason="Training"
     )
     assert (await EarlierSlotOffer.get(id=offer.id)).status is OfferStatus.WITHDRAWN
-    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.CLOSED
     account = await make.portal_account(waiting)
     assert [(e.recipient, e.payload["status"]) for e in captured.of_type("offer.changed")] == [
         (f"c:{account.id}", "withdrawn")
@@ -487,6 +487,58 @@ async def test_time_off_withdraws_the_offers_it_covers(
     assert not await Appointment.filter(
         practitioner_id=w["alice"].id, starts_at=at(12, 10), attendance=Attendance.SCHEDULED
     ).exists()
+
+
+async def test_a_slot_time_off_closed_is_offered_once_the_time_off_goes(
+    world: dict[str, Any],
+) -> None:
+    """Alice's sick day closed the 10:00 and 15:00 she had cancelled. She felt better and
+    shortened it to the morning: the 15:00 stayed closed to the waiting list for good, and
+    so did the 10:00 once she removed the time off altogether."""
+    w, make = world, world["make"]
+    waiting = await make.client(w["alice"])
+    await book(w, waiting, at(25, 10), flag=True)
+    morning = await book(w, await make.client(w["alice"]), at(12, 10))
+    afternoon = await book(w, await make.client(w["alice"]), at(12, 15))
+    sick = await agenda.do_add_time_off(
+        None, w["alice"], starts_at=at(12, 0), ends_at=at(13, 0), reason="Sick"
+    )
+    await free(morning, Attendance.CANCELLED_BY_PRACTITIONER)
+    await free(afternoon, Attendance.CANCELLED_BY_PRACTITIONER)
+    assert not await EarlierSlotOffer.exists()
+    await agenda.do_update_time_off(
+        None, sick, starts_at=at(12, 0), ends_at=at(12, 13), reason="Sick"
+    )
+    await run_jobs()
+    assert (await FreedSlot.get(appointment_id=morning.id)).status is SlotStatus.CLOSED
+    assert await offered_clients(afternoon) == [waiting.id]
+    # The 15:00 is now offered; removing the time off opens the 10:00 too, for the others.
+    other = await make.client(w["alice"])
+    await book(w, other, at(26, 10), flag=True)
+    await agenda.do_remove_time_off(None, sick)
+    await run_jobs()
+    assert (await FreedSlot.get(appointment_id=morning.id)).status is SlotStatus.OFFERED
+    assert other.id in await offered_clients(morning)
+
+
+async def test_a_closed_slot_booked_meanwhile_stays_taken_when_the_time_off_goes(
+    world: dict[str, Any],
+) -> None:
+    w, make = world, world["make"]
+    await book(w, await make.client(w["alice"]), at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    sick = await agenda.do_add_time_off(
+        None, w["alice"], starts_at=at(12, 0), ends_at=at(13, 0), reason="Sick"
+    )
+    # The front desk booked someone at 10:00 all the same (a booking is not refused by
+    # time off: the desk decides).
+    await book(w, await make.client(w["alice"]), at(12, 10))
+    offers_before = await EarlierSlotOffer.filter(status=OfferStatus.SENT).count()
+    await agenda.do_remove_time_off(None, sick)
+    await run_jobs()
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.TAKEN
+    assert await EarlierSlotOffer.filter(status=OfferStatus.SENT).count() == offers_before
 
 
 async def test_an_offer_left_open_over_time_off_cannot_be_accepted(

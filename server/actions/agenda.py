@@ -795,11 +795,13 @@ async def do_update_time_off(
     async with atomic():
         await _lock_practitioner(time_off.practitioner_id)  # type: ignore[attr-defined]
         await notify_hours_changed(time_off.practitioner_id)  # type: ignore[attr-defined]
+        was = (time_off.starts_at, time_off.ends_at)
         time_off.starts_at = starts_at.astimezone(UTC)
         time_off.ends_at = ends_at.astimezone(UTC)
         time_off.reason = reason.strip()
         await time_off.save(update_fields=["starts_at", "ends_at", "reason", "updated_at"])
         await offers.on_time_off(time_off)
+        await offers.reopen_slots(time_off.practitioner_id, *was)  # type: ignore[attr-defined]
         await audit.record(
             actor,
             "time_off.updated",
@@ -813,6 +815,7 @@ async def do_update_time_off(
 async def do_remove_time_off(actor: Caller | None, time_off: TimeOff) -> None:
     """Time off has no history worth keeping beyond the audit entry: the row goes."""
     async with atomic():
+        await _lock_practitioner(time_off.practitioner_id)  # type: ignore[attr-defined]
         await notify_hours_changed(time_off.practitioner_id)  # type: ignore[attr-defined]
         await audit.record(
             actor,
@@ -826,3 +829,8 @@ async def do_remove_time_off(actor: Caller | None, time_off: TimeOff) -> None:
             },
         )
         await time_off.delete()
+        await offers.reopen_slots(
+            time_off.practitioner_id,  # type: ignore[attr-defined]
+            time_off.starts_at,
+            time_off.ends_at,
+        )

@@ -9,7 +9,9 @@
     client accepts ──▶ slot taken (conditional update: first wins) ──▶ agenda.do_move_appointment
         ├ do_book_appointment ──▶ on_appointment_booked: every other open offer withdrawn
         └ do_set_attendance(old, MOVED) ──▶ on_attendance_changed: the old slot is freed (cascade)
-    time off over a freed slot ──▶ taken, as if booked (on_time_off): no round, offers withdrawn
+    time off over a freed slot ──▶ closed (on_time_off): no round, offers withdrawn
+    time off shortened or removed ──▶ a closed slot it no longer covers waits again, and its
+        round runs (reopen_slots)
 
 The agenda actions call the ``on_*`` hooks inside their own transactions, so whatever books
 or frees a slot (the front desk, the portal, an accepted offer) keeps the offers right.
@@ -229,19 +231,66 @@ async def slot_taken(appointment: Appointment) -> None:
 
 async def on_time_off(time_off: TimeOff) -> None:
     """From ``agenda.do_add_time_off`` and ``do_update_time_off``: a freed slot inside the
-    time off is no longer free, as if booked: its round is called off and its open offers
-    withdrawn."""
+    time off is no longer free: its round is called off and its open offers withdrawn. It
+    is closed, not taken, so that it waits again if the time off goes (reopen_slots)."""
     practitioner = await StaffUser.get(id=time_off.practitioner_id)  # type: ignore[attr-defined]
     await _take_slots(
         practitioner.id,
         practitioner.practice_id,  # type: ignore[attr-defined]
         time_off.starts_at,
         time_off.ends_at,
+        SlotStatus.CLOSED,
     )
 
 
+async def reopen_slots(practitioner_id: int, starts_at: datetime, ends_at: datetime) -> None:
+    """From ``agenda.do_update_time_off`` (with the time off's old bounds) and
+    ``do_remove_time_off``: a slot the time off closed, still ahead, that no time off covers
+    any more and nobody booked meanwhile, waits again and its round runs (the waiting list
+    hears of it as of any freed slot). Without this, a sick day shortened to the morning kept
+    the afternoon's cancelled sessions from the waiting list for good. Call inside the
+    agenda action's transaction, after the time off's change."""
+    now = _now()
+    closed = await FreedSlot.filter(
+        practitioner_id=practitioner_id,
+        status=SlotStatus.CLOSED,
+        starts_at__lt=ends_at,
+        ends_at__gt=starts_at,
+        starts_at__gt=now,
+    )
+    delay = timedelta(seconds=get_settings().offer_delay_seconds)
+    for slot in closed:
+        if await has_time_off(practitioner_id, slot.starts_at, slot.ends_at):
+            continue
+        if await Appointment.filter(
+            practitioner_id=practitioner_id,
+            deleted_at=None,
+            attendance__in=list(HOLDS_SLOT),
+            starts_at__lt=slot.ends_at,
+            ends_at__gt=slot.starts_at,
+        ).exists():
+            # Booked meanwhile: taken for good, as a booking over a waiting slot would.
+            await FreedSlot.filter(id=slot.id).update(status=SlotStatus.TAKEN)
+            continue
+        await FreedSlot.filter(id=slot.id).update(status=SlotStatus.WAITING, taken_at=None)
+        # The round may have run already (it closed the slot when it found the time off).
+        await jobs.schedule(
+            ROUND_JOB,
+            now + delay,
+            {"slot": slot.id},
+            key=f"offers.round:{slot.id}",
+            practice_id=slot.practice_id,  # type: ignore[attr-defined]
+            again_if_done=True,
+        )
+        await _notify_slot_badge(slot)
+
+
 async def _take_slots(
-    practitioner_id: int, practice_id: int, starts_at: datetime, ends_at: datetime
+    practitioner_id: int,
+    practice_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    becomes: SlotStatus = SlotStatus.TAKEN,
 ) -> None:
     overlapping = await FreedSlot.filter(
         practitioner_id=practitioner_id,
@@ -260,9 +309,7 @@ async def _take_slots(
         # booking or a failed round. Now the booking waits for the round to finish, then
         # withdraws what it offered (below).
         await jobs.cancel([f"offers.round:{s.id}" for s in fresh])
-        await FreedSlot.filter(id__in=[s.id for s in fresh]).update(
-            status=SlotStatus.TAKEN, taken_at=now
-        )
+        await FreedSlot.filter(id__in=[s.id for s in fresh]).update(status=becomes, taken_at=now)
     open_offers = await EarlierSlotOffer.filter(
         slot_id__in=[s.id for s in overlapping], status=OfferStatus.SENT
     )
@@ -402,7 +449,9 @@ async def offer_slot(slot_id: int, now: datetime | None = None) -> list[EarlierS
         # Time off taken since the slot was freed closes it as surely as a booking.
         practitioner_id: int = slot.practitioner_id  # type: ignore[attr-defined]
         if taken or await has_time_off(practitioner_id, slot.starts_at, slot.ends_at):
-            await FreedSlot.filter(id=slot.id).update(status=SlotStatus.TAKEN, taken_at=now)
+            await FreedSlot.filter(id=slot.id).update(
+                status=SlotStatus.TAKEN if taken else SlotStatus.CLOSED, taken_at=now
+            )
             return []
         chosen = (
             await matches(slot, now)

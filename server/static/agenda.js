@@ -413,7 +413,7 @@
       offersBox.innerHTML = "";
       var any = rows.some(function (r) { return r.offers.length; });
       offersBox.appendChild(el("h3", { text: T.offered_to }));
-      if (!any) { offersBox.appendChild(el("p", { "class": "muted small", text: a.slot_offer === "waiting" ? T.offer_waiting : T.offered_nobody })); return; }
+      if (!any) { offersBox.appendChild(el("p", { "class": "muted small", text: a.slot_offer === "waiting" ? T.offer_waiting : a.slot_offer === "closed" ? T.offer_closed : T.offered_nobody })); return; }
       rows.forEach(function (r) {
         if (!r.offers.length) return;
         offersBox.appendChild(el("p", { "class": "small", text: (r.client_name || T.another_client) + " · " + (T.attendance[r.attendance] || r.attendance) }));
