@@ -126,6 +126,7 @@ ACTION_LABELS: dict[str, str] = {
     "staff.created": lazy("added a team member"),
     "staff.activated": lazy("reactivated a team member"),
     "staff.deactivated": lazy("deactivated a team member"),
+    "staff.updated": lazy("changed a team member's role or supervisor"),
     "tag.created": lazy("created a tag"),
     "task.created": lazy("created a task"),
     "task.done": lazy("completed a task"),
@@ -227,6 +228,9 @@ FIELD_LABELS: dict[str, str] = {
     "reminder_email_hours": lazy("Email reminder"),
     "reminder_sms_hours": lazy("SMS reminder"),
     "is_emergency": lazy("Emergency contact"),
+    "role": lazy("Role"),
+    "supervisor_id": lazy("Supervisor"),
+    "portal_enabled": lazy("May message clients on the portal"),
 }
 
 

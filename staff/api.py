@@ -18,7 +18,7 @@ from server.auth.sessions import COOKIE_NAMES
 from server.billing_api import add_billing_endpoints
 from server.messaging_api import add_messaging_endpoints
 from server.web import path_id, require_staff
-from staff.pages import OWNER, NewStaffForm
+from staff.pages import OWNER, NewStaffForm, StaffChangesForm
 
 api = Api("Cabinet staff API", "/api", COOKIE_NAMES[Realm.STAFF])
 add_auth_endpoints(api, Realm.STAFF)
@@ -94,6 +94,29 @@ async def create_staff(request: Request, body: NewStaffForm) -> StaffOut:
         portal_enabled=body.portal_enabled,
     )
     return staff_out(user)
+
+
+@api.route(
+    "PUT",
+    "/staff/{staff_id}",
+    body=StaffChangesForm,
+    response=StaffOut,
+    statuses=(401, 403, 404, 409, 422),
+)
+async def update_staff(request: Request, body: StaffChangesForm) -> StaffOut:
+    """Change a staff user's role, supervisor or portal messaging (owner only)"""
+    caller = require_staff(request, OWNER)
+    user = await access_staff_user(caller, path_id(request, "staff_id"))
+    supervisor = await access_staff_user(caller, body.supervisor_id) if body.supervisor_id else None
+    return staff_out(
+        await accounts.do_update_staff_user(
+            caller,
+            user,
+            role=body.role,
+            supervisor=supervisor,
+            portal_enabled=body.portal_enabled,
+        )
+    )
 
 
 @api.route("POST", "/staff/{staff_id}/active", body=ActiveIn, response=StaffOut)

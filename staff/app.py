@@ -64,6 +64,7 @@ def build_staff_app() -> ASGIApp:
         Route("/", pages.home),
         *auth.routes(),
         Route("/team", pages.team, methods=["GET", "POST"]),
+        Route("/team/{staff_id:int}", pages.edit_staff, methods=["POST"]),
         Route("/team/{staff_id:int}/{state:str}", pages.set_staff_active, methods=["POST"]),
         Route("/audit", pages.audit_trail),
         Route("/practice", practice.settings_page, methods=["GET", "POST"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -14,7 +14,9 @@ from models.agenda import Appointment
 from models.audit import AuditEntry
 from server.access import access_staff_user
 from server.actions import accounts
-from server.errors import NotFound, ValidationFailed
+from server.actions.client_file import blank_to_none
+from server.auth.sessions import Caller
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.queries.tasks import my_open_counts
 from server.web import id_or_none, parse_body, path_id, render, require_staff
 
@@ -28,6 +30,8 @@ class NewStaffForm(BaseModel):
     role: StaffRole
     supervisor_id: int | None = None
     portal_enabled: bool = False
+    # The form's "—" (no supervisor) posts an empty string.
+    _blank = field_validator("supervisor_id", mode="before")(blank_to_none)
 
 
 async def home(request: Request) -> Response:
@@ -62,12 +66,23 @@ async def home(request: Request) -> Response:
     return render(request, "staff/home.html", ctx)
 
 
-async def team(request: Request) -> Response:
-    caller = require_staff(request, OWNER)
+class StaffChangesForm(BaseModel):
+    role: StaffRole
+    supervisor_id: int | None = None
+    portal_enabled: bool = False
+    _blank = field_validator("supervisor_id", mode="before")(blank_to_none)
+
+
+async def _team_context(caller: Caller) -> dict[str, object]:
     members = await StaffUser.filter(practice_id=caller.practice_id).order_by(
         "last_name", "first_name"
     )
-    ctx: dict[str, object] = {"members": members, "roles": list(StaffRole), "section": "team"}
+    return {"members": members, "roles": list(StaffRole), "section": "team"}
+
+
+async def team(request: Request) -> Response:
+    caller = require_staff(request, OWNER)
+    ctx = await _team_context(caller)
     if request.method == "POST":
         try:
             data = await parse_body(request, NewStaffForm)
@@ -90,6 +105,29 @@ async def team(request: Request) -> Response:
             return render(request, "staff/team.html", ctx, status=422)
         return RedirectResponse("/staff/team", status_code=303)
     return render(request, "staff/team.html", ctx)
+
+
+async def edit_staff(request: Request) -> Response:
+    """A team member's role, supervisor and portal messaging (the team page's "Change")."""
+    caller = require_staff(request, OWNER)
+    user = await access_staff_user(caller, path_id(request, "staff_id"))
+    try:
+        data = await parse_body(request, StaffChangesForm)
+        supervisor = (
+            await access_staff_user(caller, data.supervisor_id) if data.supervisor_id else None
+        )
+        await accounts.do_update_staff_user(
+            caller,
+            user,
+            role=data.role,
+            supervisor=supervisor,
+            portal_enabled=data.portal_enabled,
+        )
+    except (ValidationFailed, Conflict) as exc:
+        ctx = await _team_context(caller)
+        ctx.update(edit_error=exc.message, edit_fields=exc.fields, editing=user.id)
+        return render(request, "staff/team.html", ctx, status=exc.status_code)
+    return RedirectResponse("/staff/team", status_code=303)
 
 
 async def set_staff_active(request: Request) -> Response:

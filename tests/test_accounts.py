@@ -16,7 +16,15 @@ import websockets
 from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection
 
-from models.accounts import AccountToken, AuthSession, LoginAttempt, PortalAccount, Realm, StaffUser
+from models.accounts import (
+    AccountToken,
+    AuthSession,
+    LoginAttempt,
+    PortalAccount,
+    Realm,
+    StaffRole,
+    StaffUser,
+)
 from models.audit import AuditEntry
 from models.clients import Client
 from models.jobs import Job
@@ -794,6 +802,125 @@ async def test_owner_cannot_deactivate_themselves(http: httpx.AsyncClient, make:
     response = await http.post(f"/api/staff/{owner.id}/active", json={"active": False})
     assert response.status_code == 409
     assert (await http.get("/api/me")).status_code == 200
+
+
+async def test_an_owner_changes_a_colleagues_supervisor_and_access_follows(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """Supervisors were fixed when the account was made: a practice whose supervisor left
+    could not give Sam another, and Sam's notes could never be countersigned."""
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    sam = await make.therapist(first_name="Sam", supervisor=alice)
+    client = await make.client(sam)
+    await login(http, owner)
+    page = await http.get("/staff/team")
+    assert f'action="/staff/team/{sam.id}"' in page.text
+    changed = await http.post(
+        f"/staff/team/{sam.id}",
+        data={"role": "therapist", "supervisor_id": str(bob.id), "portal_enabled": "true"},
+    )
+    assert changed.status_code == 303
+    assert (await StaffUser.get(id=sam.id)).supervisor_id == bob.id  # type: ignore[attr-defined]
+    async with new_http("10.0.1.1") as as_alice, new_http("10.0.1.2") as as_bob:
+        await login(as_alice, alice)
+        await login(as_bob, bob)
+        assert (await as_alice.get(f"/api/clients/{client.id}")).status_code == 404
+        assert (await as_bob.get(f"/api/clients/{client.id}")).status_code == 200
+    entry = await AuditEntry.get(action="staff.updated", object_id=str(sam.id))
+    assert entry.detail["fields"] == ["supervisor_id"]
+    assert entry.detail["after"] == {"supervisor_id": bob.id}
+    logs = await http.get("/staff/audit")
+    assert "changed a team member" in logs.text
+    # Nobody supervises themselves, nor their own supervisor, nor from the front desk.
+    desk = await make.office_admin()
+    for supervisor in (sam, desk):
+        r = await http.put(
+            f"/api/staff/{sam.id}",
+            json={"role": "therapist", "supervisor_id": supervisor.id, "portal_enabled": True},
+        )
+        assert r.status_code == 422 and "supervisor_id" in r.json()["error"]["fields"]
+    await StaffUser.filter(id=bob.id).update(supervisor_id=sam.id)
+    r = await http.put(
+        f"/api/staff/{sam.id}",
+        json={"role": "therapist", "supervisor_id": bob.id, "portal_enabled": False},
+    )
+    assert r.status_code == 422
+    # Back to no supervisor through the API.
+    r = await http.put(
+        f"/api/staff/{sam.id}",
+        json={"role": "therapist", "supervisor_id": None, "portal_enabled": False},
+    )
+    assert r.status_code == 200 and r.json()["supervisor_id"] is None
+    assert r.json()["portal_enabled"] is False
+
+
+async def test_the_team_form_adds_a_colleague_with_no_supervisor(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """The form's "—" posts supervisor_id="", which was refused as not a number: nobody could
+    be added from the team page without a supervisor."""
+    await login(http, await make.owner())
+    r = await http.post(
+        "/staff/team",
+        data={
+            "first_name": "Nina",
+            "last_name": "Roux",
+            "email": "nina.roux@example.org",
+            "role": "therapist",
+            "supervisor_id": "",
+        },
+    )
+    assert r.status_code == 303, r.text
+    added = await StaffUser.get(email="nina.roux@example.org")
+    assert added.supervisor_id is None  # type: ignore[attr-defined]
+
+
+async def test_a_clinician_becomes_front_desk_only_once_their_clients_are_handed_over(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    owner = await make.owner()
+    sam = await make.therapist(first_name="Sam")
+    other = await make.therapist(first_name="Nina")
+    client = await make.client(sam)
+    await login(http, owner)
+    refused = await http.post(
+        f"/staff/team/{sam.id}", data={"role": "office_admin", "supervisor_id": ""}
+    )
+    assert refused.status_code == 409
+    assert "still the therapist of 1 clients" in refused.text
+    assert (await StaffUser.get(id=sam.id)).role is StaffRole.THERAPIST
+    handed = await http.put(f"/api/clients/{client.id}/therapist", json={"therapist_id": other.id})
+    assert handed.status_code == 200
+    # Supervising a colleague keeps them a clinician too.
+    junior = await make.therapist(first_name="Léa", supervisor=sam)
+    r = await http.put(
+        f"/api/staff/{sam.id}",
+        json={"role": "office_admin", "supervisor_id": None, "portal_enabled": False},
+    )
+    assert r.status_code == 409 and "supervises colleagues" in r.json()["error"]["message"]
+    await StaffUser.filter(id=junior.id).update(supervisor_id=None)
+    r = await http.put(
+        f"/api/staff/{sam.id}",
+        json={"role": "office_admin", "supervisor_id": None, "portal_enabled": False},
+    )
+    assert r.status_code == 200 and r.json()["role"] == "office_admin"
+    # An owner's own role is another owner's to change; a therapist changes nobody's.
+    mine = await http.put(
+        f"/api/staff/{owner.id}",
+        json={"role": "therapist", "supervisor_id": None, "portal_enabled": True},
+    )
+    assert mine.status_code == 409
+    assert (await StaffUser.get(id=owner.id)).role is StaffRole.OWNER
+    async with new_http("10.0.1.3") as as_nina:
+        await login(as_nina, other)
+        r = await as_nina.put(
+            f"/api/staff/{other.id}",
+            json={"role": "owner", "supervisor_id": None, "portal_enabled": True},
+        )
+        assert r.status_code == 403
+        assert (await StaffUser.get(id=other.id)).role is StaffRole.THERAPIST
 
 
 async def test_disabling_portal_access_ends_the_client_session_and_socket(

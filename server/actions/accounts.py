@@ -473,6 +473,90 @@ async def do_set_staff_active(actor: Caller, user: StaffUser, active: bool) -> S
     return user
 
 
+async def do_update_staff_user(
+    actor: Caller,
+    user: StaffUser,
+    *,
+    role: StaffRole,
+    supervisor: StaffUser | None,
+    portal_enabled: bool,
+) -> StaffUser:
+    """Change a team member's role, supervisor, or whether they may message clients.
+
+    Access follows at once: every check reads the role and the supervisor afresh, so a
+    supervisor replaced stops seeing the supervisee's caseload at the next request, and the
+    new one countersigns the notes waiting for it. What would leave someone without a
+    clinician is refused rather than done halfway: a clinician who is still a client's
+    therapist, or supervises colleagues, does not become front desk until those are handed
+    over."""
+    clinician = role is not StaffRole.OFFICE_ADMIN
+    if actor.staff is not None and actor.staff.id == user.id and role is not user.role:
+        # Another owner does it: an owner demoting themselves by mistake could leave the
+        # practice with no one to undo it.
+        raise Conflict(_("You cannot change your own role."))
+    if supervisor is not None:
+        if supervisor.id == user.id:
+            raise _field("supervisor_id", _("Nobody supervises themselves."))
+        if supervisor.role is StaffRole.OFFICE_ADMIN or not supervisor.is_active:
+            raise _field("supervisor_id", _("A supervisor must be an active clinician."))
+        if supervisor.supervisor_id == user.id:  # type: ignore[attr-defined]
+            raise _field(
+                "supervisor_id",
+                _("%(name)s is supervised by this person.") % {"name": supervisor.full_name},
+            )
+    async with atomic():
+        locked = await StaffUser.filter(id=user.id).select_for_update().first()
+        assert locked is not None
+        if not clinician and locked.role is not StaffRole.OFFICE_ADMIN:
+            clients = await Client.filter(therapist_id=user.id, deleted_at=None).count()
+            if clients:
+                raise Conflict(
+                    _(
+                        "%(name)s is still the therapist of %(count)d clients: hand them "
+                        "over to another therapist first (Contact tab of each file)."
+                    )
+                    % {"name": user.full_name, "count": clients}
+                )
+            if await StaffUser.filter(supervisor_id=user.id, is_active=True).exists():
+                raise Conflict(
+                    _("%(name)s supervises colleagues: give them another supervisor first.")
+                    % {"name": user.full_name}
+                )
+        before = {
+            "role": locked.role.value,
+            "supervisor_id": locked.supervisor_id,  # type: ignore[attr-defined]
+            "portal_enabled": locked.portal_enabled,
+        }
+        after = {
+            "role": role.value,
+            "supervisor_id": supervisor.id if supervisor else None,
+            "portal_enabled": portal_enabled,
+        }
+        changed = [k for k in before if before[k] != after[k]]
+        if not changed:
+            return locked
+        locked.role = role
+        locked.supervisor = supervisor  # type: ignore[assignment]
+        locked.portal_enabled = portal_enabled
+        await locked.save(update_fields=["role", "supervisor_id", "portal_enabled"])
+        await audit.record(
+            actor,
+            "staff.updated",
+            object_type="staff_user",
+            object_id=user.id,
+            detail={
+                "fields": changed,
+                "before": {k: before[k] for k in changed},
+                "after": {k: after[k] for k in changed},
+            },
+        )
+    return locked
+
+
+def _field(name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, {name: message})
+
+
 async def do_set_locale(caller: Caller, locale: str) -> None:
     account: StaffUser | PortalAccount | None = caller.staff or caller.account
     assert account is not None
