@@ -414,14 +414,36 @@ async def access_contact(caller: Caller, contact_id: int) -> Contact:
 
 
 # --- the agenda --------------------------------------------------------------------------------
-# The agenda is the practice's: every staff member reaches every appointment of it, clients
-# none through these (the portal reaches its own through access_appointment, which also
-# limits staff to the files they may see: for a client's file, not for the agenda). Anything
-# else is a 404.
+# The agenda is the practice's: every staff member sees its times taken, owners and the front
+# desk every appointment in full, a therapist those of their caseload (agenda_caseload).
+# Clients reach none through these (the portal reaches its own through access_appointment,
+# which also limits staff to the files they may see). Anything else is a 404.
+
+
+async def agenda_caseload(caller: Caller) -> set[int] | None:
+    """Whose sessions a staff member sees in full in the agenda: None for the whole agenda
+    (owners and the front desk run it); for a therapist, their own caseload's and their
+    supervisees' (``caseload_therapist_ids``): the sessions they hold, and those of the
+    clients they may see. Of a colleague's other sessions, only that the time is taken."""
+    if caller.staff is None or caller.staff.role is not StaffRole.THERAPIST:
+        return None
+    return set(await caseload_therapist_ids(caller))
 
 
 async def access_agenda_appointment(caller: Caller, appointment_id: int) -> Appointment:
-    return await _staff_row(caller, Appointment, appointment_id, deleted_at=None)
+    """An appointment of the caller's practice that the caller sees in full in the agenda
+    (``agenda_caseload``): a therapist cannot mark, move or remove a colleague's session with
+    a client they may not see (404, as for any id they cannot reach)."""
+    appointment = await _staff_row(caller, Appointment, appointment_id, deleted_at=None)
+    caseload = await agenda_caseload(caller)
+    if caseload is None or appointment.practitioner_id in caseload:  # type: ignore[attr-defined]
+        return appointment
+    therapist_id = await Client.filter(id=appointment.client_id).values_list(  # type: ignore[attr-defined]
+        "therapist_id", flat=True
+    )
+    if not therapist_id or therapist_id[0] not in caseload:
+        raise NotFound()
+    return appointment
 
 
 async def access_agenda_service(caller: Caller, service_id: int) -> Service:

@@ -22,6 +22,7 @@ from server.access import (
     access_client,
     access_practitioner,
     access_sms_template,
+    agenda_caseload,
 )
 from server.actions import agenda
 from server.api import Ok
@@ -49,9 +50,11 @@ MAX_DAYS = 31
 class AppointmentOut(BaseModel):
     id: int
     practitioner_id: int
-    client_id: int
+    # None and "" in a private view: a colleague's session with a client the reader may
+    # not see (server/queries/agenda_view.private_view).
+    client_id: int | None
     client_name: str
-    service_id: int
+    service_id: int | None
     service_name: str
     category_id: int | None
     category: str | None
@@ -66,6 +69,7 @@ class AppointmentOut(BaseModel):
     # Earlier-slot alerts: on the waiting list; what became of the slot it freed.
     alert_earlier: bool = False
     slot_offer: str | None = None
+    private: bool = False
 
 
 class WindowOut(BaseModel):
@@ -213,7 +217,7 @@ async def get_agenda(request: Request) -> Response:
             "time_zone": tz.key,
             "range_start": utc_iso(range_start),
             "range_end": utc_iso(range_end),
-            "appointments": await appointment_views(query),
+            "appointments": await appointment_views(query, await agenda_caseload(caller)),
             "availability": availability,
             "time_off": await time_off(people, range_start, range_end),
         }

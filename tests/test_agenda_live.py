@@ -268,12 +268,33 @@ async def test_who_reaches_which_appointment(
     r = await http.post("/api/appointments", json=booking(s, "camille", paris(MONDAY, 10)))
     assert r.status_code == 401
 
-    # Every staff member of the practice sees and changes the practice's agenda...
+    # Every staff member of the practice sees the practice's agenda; a therapist sees a
+    # colleague's session with a client not in their caseload as private (the time is
+    # taken, no name, no service) and cannot change it...
     for who in ("owner", "alice", "bob", "fanny"):
         async with new_http() as browser:
             await login(browser, s[who])
             week = (await browser.get(f"/api/agenda?start={MONDAY}")).json()
-            assert [a["client_name"] for a in week["appointments"]] == ["Camille Roux"], who
+            (seen,) = week["appointments"]
+            if who == "bob":
+                assert (seen["client_name"], seen["service_name"], seen["private"]) == (
+                    "",
+                    "",
+                    True,
+                )
+                assert seen["client_id"] is None and seen["starts_at"] == "2027-03-01T08:00:00Z"
+                for url in (
+                    f"/api/appointments/{ours.id}/attendance",
+                    f"/api/appointments/{ours.id}/move",
+                ):
+                    r = await browser.post(
+                        url, json={"attendance": "no_show", "starts_at": "2027-03-01T10:00:00Z"}
+                    )
+                    assert r.status_code == 404, url
+                assert (await browser.delete(f"/api/appointments/{ours.id}")).status_code == 404
+                assert (await browser.get(f"/api/appointments/{ours.id}/offers")).status_code == 404
+            else:
+                assert seen["client_name"] == "Camille Roux" and not seen["private"], who
             # ...but another practice's ids, and things that are not ids, are 404s.
             for url in (
                 f"/api/appointments/{theirs.id}/attendance",
@@ -316,6 +337,64 @@ async def test_who_reaches_which_appointment(
     assert (await Appointment.get(id=ours.id)).attendance is Attendance.SCHEDULED
 
 
+async def test_a_therapist_sees_in_full_only_the_sessions_of_their_caseload(
+    new_http: Any, practice: dict[str, Any], make: Factory, capture_events: Any
+) -> None:
+    """The agenda named every client of the practice to every therapist: Bob learned that his
+    neighbour saw Alice on Mondays, which the client list, the file and the circle of care
+    never tell him. He now sees in full the sessions he holds and those of his own clients
+    (Basile, covered by Alice), and of a colleague's others only that the time is taken; a
+    supervisor sees the supervisee's, as with their files."""
+    s = practice
+    sup = await make.therapist(first_name="Sophie")
+    await StaffUser.filter(id=s["alice"].id).update(supervisor_id=sup.id)
+    captured = capture_events()
+    covered = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["bobs"],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 10),
+        location=s["office"],
+    )
+    hers = await agenda.do_book_appointment(
+        None,
+        practitioner=s["alice"],
+        client=s["camille"],
+        service=s["talk"],
+        starts_at=paris(MONDAY, 11),
+        location=s["office"],
+    )
+    private = {
+        (e.recipient, e.payload["id"])
+        for e in captured.of_type("appointment.changed")
+        if e.payload.get("private")
+    }
+    assert private == {(f"s:{s['bob'].id}", hers.id)}
+    expected = {
+        "bob": {covered.id: "Basile Vidal", hers.id: ""},
+        "sup": {covered.id: "Basile Vidal", hers.id: "Camille Roux"},
+        "fanny": {covered.id: "Basile Vidal", hers.id: "Camille Roux"},
+    }
+    people = {"bob": s["bob"], "sup": sup, "fanny": s["fanny"]}
+    for who, names in expected.items():
+        async with new_http() as browser:
+            await login(browser, people[who])
+            week = (await browser.get(f"/api/agenda?start={MONDAY}")).json()
+            assert {a["id"]: a["client_name"] for a in week["appointments"]} == names, who
+            # Bob marks his own client's session; the colleague's is out of his reach.
+            if who == "bob":
+                r = await browser.post(
+                    f"/api/appointments/{covered.id}/attendance", json={"attendance": "attended"}
+                )
+                assert r.status_code == 200
+                r = await browser.post(
+                    f"/api/appointments/{hers.id}/attendance", json={"attendance": "no_show"}
+                )
+                assert r.status_code == 404
+    assert (await Appointment.get(id=hers.id)).attendance is Attendance.SCHEDULED
+
+
 async def test_every_change_is_announced_to_the_staff_and_the_client(
     http: httpx.AsyncClient, practice: dict[str, Any], capture_events: Any, make: Factory
 ) -> None:
@@ -330,9 +409,14 @@ async def test_every_change_is_announced_to_the_staff_and_the_client(
     events = captured.of_type("appointment.changed")
     assert {e.recipient for e in events} == staff | {f"c:{camille_account.id}"}
     for e in events:
-        if e.recipient.startswith("s:"):
+        if e.recipient == f"s:{s['bob'].id}":
+            # Bob is told as his agenda shows it: a colleague's session, private.
+            assert e.payload["client_name"] == "" and e.payload["private"] is True
+            assert e.payload["id"] == booked["id"] and e.payload["service_name"] == ""
+        elif e.recipient.startswith("s:"):
             assert e.payload["client_name"] == "Camille Roux"
             assert e.payload["id"] == booked["id"] and e.payload["deleted"] is False
+            assert "_client_therapist_id" not in e.payload
         else:
             # The client's own appointment, without the office's names and colours.
             assert "client_name" not in e.payload and "color" not in e.payload

@@ -35,7 +35,7 @@ from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime, lazy
 from server.i18n import gettext as _
 from server.queries.agenda import has_time_off, windows_around
-from server.queries.agenda_view import appointment_views, client_view
+from server.queries.agenda_view import appointment_views, client_view, staff_audiences
 
 BUILTIN_NAMES = {
     BuiltinCategory.TELECONSULTATION: lazy("Teleconsultation"),
@@ -292,7 +292,9 @@ async def notify_hours_changed(practitioner_id: int) -> None:
 
 async def notify_appointment_changed(appointment: Appointment, *, staff_only: bool = False) -> None:
     """Queue ``appointment.changed`` for every active staff member of the practice (it is the
-    practice's agenda) and the client's portal account, with only their own appointment.
+    practice's agenda), each as their agenda shows it (in full, or private for a therapist
+    outside the client's caseload), and the client's portal account, with only their own
+    appointment.
 
     ``staff_only``: for what only the agenda shows (what became of the slot a cancelled
     appointment freed), the client is not told: her view of it has not changed, and the
@@ -300,19 +302,19 @@ async def notify_appointment_changed(appointment: Appointment, *, staff_only: bo
 
     Call inside ``atomic()``, after the write: the event goes out once the block commits.
     """
-    views = await appointment_views(Appointment.filter(id=appointment.id))
-    view = views[0]
-    staff_ids = await StaffUser.filter(
-        practice_id=appointment.practice_id,  # type: ignore[attr-defined]
-        is_active=True,
-    ).values_list("id", flat=True)
-    await emit(
-        [staff_recipient(int(i)) for i in staff_ids],  # type: ignore[call-overload]
-        "appointment.changed",
-        view,
+    audiences = await staff_audiences(
+        Appointment.filter(id=appointment.id),
+        appointment.practice_id,  # type: ignore[attr-defined]
     )
+    for staff_ids, shown in audiences:
+        # A therapist is told of a colleague's session as the agenda shows it to them:
+        # private (queries/agenda_view.private_view).
+        await emit([staff_recipient(i) for i in staff_ids], "appointment.changed", shown)
     if staff_only:
         return
+    view = next((v for _ids, v in audiences if not v["private"]), None)
+    if view is None:  # nobody on staff sees it in full (every colleague switched off)
+        (view,) = await appointment_views(Appointment.filter(id=appointment.id))
     account = await PortalAccount.get_or_none(
         client_id=appointment.client_id,  # type: ignore[attr-defined]
         is_active=True,

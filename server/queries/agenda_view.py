@@ -27,6 +27,7 @@ _FIELDS = (
     "client_id",
     "client__first_name",
     "client__last_name",
+    "client__therapist_id",
     "service_id",
     "service__name",
     "service__category_id",
@@ -75,11 +76,65 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "attendance": getattr(row["attendance"], "value", row["attendance"]),
         "is_group": bool(row["is_group"]),
         "deleted": row["deleted_at"] is not None,
+        "private": False,
+        # Whose caseload the client is in (for_reader), never sent as such.
+        THERAPIST_KEY: row["client__therapist_id"],
     }
 
 
-async def appointment_views(query: QuerySet[Appointment]) -> list[dict[str, Any]]:
-    """Appointments as the agenda shows them (staff view: with the client's name)."""
+THERAPIST_KEY = "_client_therapist_id"
+PRIVATE_COLOR = "#94a3b8"
+
+
+def private_view(view: dict[str, Any]) -> dict[str, Any]:
+    """What a therapist sees of a colleague's session with a client not in their caseload:
+    that the time is taken, and where. Not who, and not what for: a name in the practice's
+    agenda told a therapist that their neighbour, or a child's parent, was in therapy with a
+    colleague, as the client file and the circle of care never do (server/access.py)."""
+    return {
+        **view,
+        "client_id": None,
+        "client_name": "",
+        "service_id": None,
+        "service_name": "",
+        "category_id": None,
+        "category": None,
+        "category_name": None,
+        "color": PRIVATE_COLOR,
+        "alert_earlier": False,
+        "slot_offer": None,
+        "private": True,
+    }
+
+
+def sees_in_full(view: dict[str, Any], caseload: set[int] | None) -> bool:
+    """``caseload``: None for who runs the whole agenda (owners, the front desk); else the
+    therapists whose clients the reader may see (``access.agenda_caseload``)."""
+    return (
+        caseload is None
+        or view["practitioner_id"] in caseload
+        or view.get(THERAPIST_KEY) in caseload
+    )
+
+
+def for_reader(views: list[dict[str, Any]], caseload: set[int] | None) -> list[dict[str, Any]]:
+    """The views as one reader may see them: in full, or private (``private_view``)."""
+    out = []
+    for view in views:
+        shown = view if sees_in_full(view, caseload) else private_view(view)
+        out.append({k: v for k, v in shown.items() if k != THERAPIST_KEY})
+    return out
+
+
+async def appointment_views(
+    query: QuerySet[Appointment], caseload: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """Appointments as the agenda shows them to staff: with the client's name, or private
+    for a therapist reading a colleague's session (``caseload``: see ``sees_in_full``)."""
+    return for_reader(await _raw_views(query), caseload)
+
+
+async def _raw_views(query: QuerySet[Appointment]) -> list[dict[str, Any]]:
     values = query.order_by("starts_at", "id").values(*_FIELDS)
     # Tortoise builds the query; the rows are converted here rather than by Tortoise, which
     # parses each SQLite date with iso8601 one value at a time: that was two thirds of the
@@ -90,6 +145,29 @@ async def appointment_views(query: QuerySet[Appointment]) -> list[dict[str, Any]
     views = [_view(r) for r in rows]
     await offers.annotate(views)  # the waiting-list flag and the freed slot's state
     return views
+
+
+async def staff_audiences(
+    query: QuerySet[Appointment], practice_id: int
+) -> list[tuple[list[int], dict[str, Any]]]:
+    """For ``appointment.changed``: the practice's active staff, grouped by the view of the
+    (one) appointment each may see, in full or private."""
+    (view,) = await _raw_views(query)
+    staff = await StaffUser.filter(practice_id=practice_id, is_active=True).values_list(
+        "id", "role", "supervisor_id"
+    )
+    # The practitioner and the client's therapist, and their supervisors (who see their
+    # supervisees' caseload: access.caseload_therapist_ids).
+    theirs = {view["practitioner_id"], view.get(THERAPIST_KEY)}
+    theirs |= {sup for staff_id, _role, sup in staff if staff_id in theirs and sup is not None}
+    full: list[int] = []
+    private: list[int] = []
+    for staff_id, role, _sup in staff:
+        therapist = getattr(role, "value", role) == StaffRole.THERAPIST.value
+        (private if therapist and staff_id not in theirs else full).append(int(staff_id))
+    (shown,) = for_reader([view], None)
+    (hidden,) = for_reader([private_view(view)], None)
+    return [(ids, v) for ids, v in ((full, shown), (private, hidden)) if ids]
 
 
 def _moment(value: datetime | str | None) -> datetime | None:

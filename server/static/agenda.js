@@ -130,7 +130,7 @@
   CabinetLive.on("appointment.changed", function (a) {
     if (state.loading) { state.held.push(a); return; }
     apply(a); render();
-    if (state.current && state.current.id === a.id) { if (a.deleted) closeDialog($("#appt-dialog")); else showAppointment(a); }
+    if (state.current && state.current.id === a.id) { if (a.deleted || a.private) closeDialog($("#appt-dialog")); else showAppointment(a); }
   });
   // Someone changed opening hours or time off: the shaded hours come from a fresh fetch.
   CabinetLive.on("hours.changed", function () { if (!state.loading) load(); });
@@ -229,7 +229,9 @@
         var sp = span(col, t.start, t.end); if (!sp) return;
         c.appendChild(el("div", { "class": "agenda-off", title: name(cfg.practitioners, t.practitioner_id), style: "top:" + (Math.max(sp.from, lo) - lo) * PX_PER_MIN + "px;height:" + (Math.min(sp.to, hi) - Math.max(sp.from, lo)) * PX_PER_MIN + "px" }));
       });
-      layout(appts.filter(function (a) { return inCol(col, a) && span(col, a.starts_at, a.ends_at); }), col).forEach(function (p) {
+      // A colleague's session shown private (its client is not the reader's) only says the
+      // time is taken: once cancelled, it says nothing at all.
+      layout(appts.filter(function (a) { return inCol(col, a) && span(col, a.starts_at, a.ends_at) && !(a.private && a.attendance !== "scheduled" && a.attendance !== "attended"); }), col).forEach(function (p) {
         c.appendChild(block(p.a, p.sp, lo, p.lane, p.lanes, col));
       });
       body.appendChild(c);
@@ -255,9 +257,20 @@
     var label = T.attendance[a.attendance] || a.attendance;
     var who = col.practitioner === null && !state.practitioner ? name(cfg.practitioners, a.practitioner_id) : "";
     var where = name(cfg.locations, a.location_id);
+    var style = "--cat:" + a.color + ";top:" + (sp.from - lo) * PX_PER_MIN + "px;height:" + Math.max((sp.to - sp.from) * PX_PER_MIN, 18) + "px;left:calc(" + (lane * 100 / lanes) + "% + 2px);width:calc(" + (100 / lanes) + "% - 4px)";
+    if (a.private) {
+      // Not a button: nothing to open, mark or move (the server answers 404 all the same).
+      return el("div", {
+        "class": "appt appt-private", "data-appointment-id": a.id, "data-private": "", style: style,
+        title: [clock(sp.from) + "–" + clock(sp.to), T.busy, who, where].filter(Boolean).join(" · ")
+      }, [
+        el("span", { "class": "appt-time", text: clock(sp.from) }),
+        el("span", { "class": "appt-client", text: T.busy + (who ? " · " + who : "") })
+      ]);
+    }
     var b = el("button", {
       type: "button", "class": "appt att-" + a.attendance, "data-appointment-id": a.id, "data-attendance": a.attendance,
-      style: "--cat:" + a.color + ";top:" + (sp.from - lo) * PX_PER_MIN + "px;height:" + Math.max((sp.to - sp.from) * PX_PER_MIN, 18) + "px;left:calc(" + (lane * 100 / lanes) + "% + 2px);width:calc(" + (100 / lanes) + "% - 4px)",
+      style: style,
       title: [clock(sp.from) + "–" + clock(sp.to), a.client_name, a.service_name, who, where, label].filter(Boolean).join(" · "),
       onclick: function () { showAppointment(state.byId[a.id] || a); }
     }, [
