@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.errors import CabinetError
-from server.web import error_response, parse_body, parse_id
+from server.web import UNSAFE, error_response, parse_body, parse_id
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -173,7 +173,9 @@ class Api:
                 }
             else:
                 op["responses"]["200"] = {"description": "OK"}
-            for status in (*ep.statuses, 403, 429):
+            # Any request with a body may be refused as too large (server.web.capped_receive).
+            too_large = (413,) if ep.method in UNSAFE else ()
+            for status in (*ep.statuses, 403, 429, *too_large):
                 op["responses"][str(status)] = {
                     "description": "Error",
                     "content": {"application/json": {"schema": error_ref}},

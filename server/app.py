@@ -27,7 +27,7 @@ from server.collector import freezing_collector
 from server.errors import CabinetError
 from server.queries.messaging import presence_audience
 from server.settings import ROOT, Settings, get_settings, set_settings
-from server.web import SERVER_ERRORS, SessionMiddleware, error_response, render
+from server.web import SERVER_ERRORS, SessionMiddleware, capped_receive, error_response, render
 from server.worker import run_worker
 from staff.app import build_staff_api, build_staff_app
 
@@ -91,6 +91,7 @@ class CabinetApp(Starlette):
         if scope["type"] == "http":
             # Every answer, errors included (server/security_headers.py).
             send = security_headers.start(scope, send, https=self.https)
+            receive = capped_receive(scope, receive)
         await super().__call__(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ CabinetError
 ├── ValidationFailed  422  bad input; ``fields`` maps field -> message
 ├── Conflict          409  a business rule refuses the change (e.g. deleting a read message)
 ├── Unauthenticated   401  no valid session
+├── PayloadTooLarge   413  the request body is larger than any such request needs
 ├── TooManyRequests   429  throttled; ``retry_after`` in seconds
 └── ServiceUnavailable 503  the database cannot be reached right now (restart, failover);
                            nothing was changed, try again after ``retry_after`` seconds
@@ -48,6 +49,11 @@ class ValidationFailed(CabinetError):
 class Conflict(CabinetError):
     status_code = 409
     code = "conflict"
+
+
+class PayloadTooLarge(CabinetError):
+    status_code = 413
+    code = "too_large"
 
 
 class Unauthenticated(CabinetError):

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 from jinja2 import Environment, FileSystemLoader, PrefixLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import (
     HTMLResponse,
@@ -38,6 +39,7 @@ from server.db import unstorable_text
 from server.errors import (
     CabinetError,
     NotFound,
+    PayloadTooLarge,
     PermissionDenied,
     ServiceUnavailable,
     TooManyRequests,
@@ -48,7 +50,11 @@ from server.settings import ROOT, get_settings
 
 M = TypeVar("M", bound=BaseModel)
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-MAX_FORM_BYTES = 1024 * 1024
+# The largest body any request but an upload needs: a note, a form's answers or a batch of
+# changes are far smaller. Past it a request is refused before its body is read.
+MAX_BODY_BYTES = 1024 * 1024
+# Room for the multipart envelope and the small fields beside an uploaded file.
+FORM_SLACK = 64 * 1024
 
 
 # --- request state ---------------------------------------------------------------------------
@@ -248,7 +254,7 @@ async def _csrf_token_from(
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > MAX_FORM_BYTES:
+            if len(body) > MAX_BODY_BYTES:
                 break
         replayed = False
 
@@ -278,6 +284,42 @@ async def _reject(scope: Scope, receive: Receive, send: Send, message: str) -> N
 
 
 # --- bodies ----------------------------------------------------------------------------------
+
+
+def _body_limit(scope: Scope) -> tuple[int, CabinetError]:
+    """The most bytes this request's body may hold, and the refusal past them: a multipart
+    form (an upload) one document and its fields, refused as the upload's file being too
+    large; anything else MAX_BODY_BYTES, a 413."""
+    content_type = Headers(scope=scope).get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        from server.actions import documents
+
+        return documents.max_bytes() + FORM_SLACK, documents.too_large()
+    return MAX_BODY_BYTES, PayloadTooLarge(i18n.gettext("The request is too large."))
+
+
+def capped_receive(scope: Scope, receive: Receive) -> Receive:
+    """``receive`` for one HTTP request, refusing (raising) a body larger than
+    ``_body_limit``: at once when its Content-Length says so, else as soon as more bytes
+    than that have arrived. Either way the rest is never read, so no request, signed in or
+    not, makes a process hold more than the limit in memory (parse_body and Starlette's
+    forms read a body whole). The error is raised inside whichever layer reads the body
+    (the CSRF check, a form, parse_body) and answered like any other CabinetError."""
+    limit, refusal = _body_limit(scope)
+    declared = Headers(scope=scope).get("content-length", "")
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise refusal
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise refusal
+        return message
+
+    return capped
 
 
 async def parse_body(request: Request, model: type[M]) -> M:

@@ -15,7 +15,6 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import Message, Receive
 
 from models.accounts import Practice
 from models.clients import Client, Document
@@ -33,8 +32,6 @@ from server.web import client_address, path_id, require_staff
 from staff.api import api
 from staff.client_file import Tab, file_page, register_tab
 
-# Room for the multipart envelope and the small fields beside the file.
-FORM_SLACK = 64 * 1024
 # What the file picker offers; the server still decides by content.
 ACCEPT = ",".join(ext for t in filetypes.ACCEPTED for ext in t.extensions)
 
@@ -58,36 +55,19 @@ register_tab(
 # --- reading an upload -----------------------------------------------------------------------
 
 
-def _capped(receive: Receive, limit: int) -> Receive:
-    seen = 0
-
-    async def capped() -> Message:
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise documents.too_large()
-        return message
-
-    return capped
-
-
 async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
     """The uploaded file's name and bytes, and the form's other fields.
 
-    Refuses (ValidationFailed) a body announced or found to be larger than the limit before
-    reading it all, a body that is not a form with one file, and a file over the limit.
+    Refuses (ValidationFailed) a body that is not a form with one file, and a file over the
+    limit. A body announced or found to be far larger is refused before it is read to its
+    end, as every body is (server.web.capped_receive).
     """
     limit = documents.max_bytes()
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_SLACK:
-        raise documents.too_large()
     no_file = ValidationFailed(_("Choose a file to upload."), {"file": _("Choose a file.")})
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise no_file
-    capped = Request(request.scope, _capped(request.receive, limit + FORM_SLACK))
     try:
-        form = await capped.form(max_files=1, max_fields=20)
+        form = await request.form(max_files=1, max_fields=20)
     except HTTPException:
         # A malformed body, or more than one file.
         raise no_file from None

@@ -188,6 +188,44 @@ async def test_sign_in_with_a_bad_body_gets_422(http: httpx.AsyncClient, make: F
     assert {"email", "password"} <= set(response.json()["error"]["fields"])
 
 
+async def test_a_body_past_the_limit_is_refused_before_it_is_read(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """No session is needed to make the server read a body: sign-in and "forgot password"
+    refuse one larger than any request needs (413), from its Content-Length or, without
+    one, as soon as the limit is passed, never reading the rest."""
+    huge = b'{"email": "' + b"a" * (20 * 1024 * 1024) + b'", "password": "x"}'
+    for url in ("/api/session", "/portal/api/session", "/api/password/forgot"):
+        r = await http.post(url, content=huge, headers={"content-type": "application/json"})
+        assert r.status_code == 413, (url, r.status_code)
+        assert r.json()["error"]["code"] == "too_large"
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"email": "'
+        for _ in range(64):  # 4 MiB, announced by no Content-Length
+            sent += 64 * 1024
+            yield b"a" * (64 * 1024)
+        yield b'", "password": "x"}'
+
+    r = await http.post(
+        "/api/session", content=stream(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert sent < 2 * 1024 * 1024  # the rest was never read
+    # A form post past the limit too (the CSRF check reads form bodies first).
+    r = await http.post("/staff/login", data={"email": "a" * (2 * 1024 * 1024)})
+    assert r.status_code == 413
+    # A body within the limit is read as before.
+    owner = await make.owner()
+    r = await http.post(
+        "/api/session",
+        json={"email": owner.email, "password": PASSWORD, "padding": "a" * 500_000},
+    )
+    assert r.status_code == 200
+
+
 @pytest.mark.parametrize("staff_id", ["abc", "-1", "0", "99999999999", "1e3"])
 async def test_a_malformed_id_is_a_404_not_a_crash(
     http: httpx.AsyncClient, make: Factory, staff_id: str
