@@ -346,6 +346,45 @@ async def test_changing_the_password_needs_the_current_one(
     assert "current_password" in response.json()["error"]["fields"]
 
 
+async def test_guessing_the_current_password_is_throttled_as_sign_in_is(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """Whoever finds a session open on an unlocked screen guessed the password through the
+    change-password form as fast as argon2 checked it: a 422 each time, never a 429."""
+    therapist = await make.therapist()
+    await login(http, therapist)
+    codes = []
+    for i in range(7):
+        r = await http.post(
+            "/api/account/password",
+            json={"current_password": f"guess-{i}", "new_password": NEW_PASSWORD},
+        )
+        codes.append(r.status_code)
+    assert codes == [422] * 5 + [429] * 2, codes
+    assert int(r.headers["retry-after"]) > 0
+    # Even the right password is refused now, and it is not changed.
+    r = await http.post(
+        "/api/account/password", json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
+    assert r.status_code == 429
+    form = await http.post(
+        "/staff/account/password",
+        data={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    assert form.status_code == 429 and form.headers["retry-after"]
+    # They count as failed sign-ins from that address: signing in from there is held too.
+    assert (await sign_in(http, therapist.email, PASSWORD)).status_code == 429
+    # The owner, signed in from another address, still changes it.
+    async with new_http("10.0.0.8") as own:
+        await login(own, therapist)
+        r = await own.post(
+            "/api/account/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+        assert r.status_code == 200
+    assert await LoginAttempt.filter(succeeded=False).count() == 5
+
+
 @pytest.mark.parametrize(
     "password",
     ["short1!", "password1234", "Password2024!", "aaaaaaaaaaaa", "dana.smith is me"],

@@ -82,14 +82,7 @@ async def do_login(
     timing say whether an account exists.
     """
     email = normalize_email(email)
-    # Recorded as a failure before the check, and until the password proves right (see
-    # check_throttle); an attempt refused by the throttle is not counted.
-    attempt = await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
-    try:
-        await check_throttle(realm, email, address, known_device, attempt=attempt.id)
-    except TooManyRequests:
-        await LoginAttempt.filter(id=attempt.id).delete()
-        raise
+    attempt = await _counted_attempt(realm, email, address, known_device)
     account = await _find_account(realm, email)
     usable = _can_sign_in(account)
     ok = await verify_password(account.password_hash if usable and account else None, password)
@@ -124,6 +117,21 @@ async def do_login(
         assert caller is not None
         await audit.record(caller, "auth.login", object_type="session", ip=address)
     return SignIn(token=token, caller=caller)
+
+
+async def _counted_attempt(
+    realm: Realm, email: str, address: str, known_device: bool
+) -> LoginAttempt:
+    """A password check about to be made for ``email``, or TooManyRequests when the
+    throttle refuses it. Recorded as a failure before the check, and until the password
+    proves right (see check_throttle); an attempt refused by the throttle is not counted."""
+    attempt = await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
+    try:
+        await check_throttle(realm, email, address, known_device, attempt=attempt.id)
+    except TooManyRequests:
+        await LoginAttempt.filter(id=attempt.id).delete()
+        raise
+    return attempt
 
 
 async def _revoke(sessions_filter: dict[str, object], *, keep: str | None = None) -> list[str]:
@@ -166,14 +174,23 @@ def _owner_filter(caller: Caller) -> dict[str, int]:
     return _owner_of(account)
 
 
-async def do_change_password(caller: Caller, current: str, new: str) -> None:
+async def do_change_password(caller: Caller, current: str, new: str, *, address: str) -> None:
+    """Change the caller's password, given the current one.
+
+    A wrong current password counts as a failed sign-in to the account from ``address``
+    (TooManyRequests past the throttle's limits): whoever finds a session open, on a screen
+    left unlocked, may not guess the password here at argon2's pace. The account-wide
+    limit is left out, as for a known device: the caller signed in.
+    """
     account: StaffUser | PortalAccount | None = caller.staff or caller.account
     assert account is not None
+    attempt = await _counted_attempt(caller.realm, account.email, address, known_device=True)
     if not await verify_password(account.password_hash, current):
         raise ValidationFailed(
             _("The current password is incorrect."),
             {"current_password": _("The current password is incorrect.")},
         )
+    await LoginAttempt.filter(id=attempt.id).update(succeeded=True)
     check_password_policy(new, account.email)
     new_hash = await hash_password(new)
     async with atomic():

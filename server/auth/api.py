@@ -63,9 +63,13 @@ def add_auth_endpoints(api: Api, realm: Realm) -> None:
 
     @api.route("POST", "/account/password", body=ChangePasswordForm, response=Ok)
     async def change_password(request: Request, body: ChangePasswordForm) -> Ok:
-        """Change my password (ends my other sessions)"""
+        """Change my password (ends my other sessions; wrong current passwords are
+        throttled as failed sign-ins are)"""
         await accounts.do_change_password(
-            require_caller(request), body.current_password, body.new_password
+            require_caller(request),
+            body.current_password,
+            body.new_password,
+            address=client_address(request),
         )
         return Ok()
 

@@ -6,6 +6,9 @@ Three scopes, each counted over a sliding window of failed attempts:
 - account: many addresses guessing one account are blocked, *except* a browser that has
   signed in to that account before, or set its password from the emailed link (it carries a
   signed "known device" cookie), so a distributed attack cannot keep the owner out.
+
+A wrong current password given to change it counts as a failed sign-in
+(``do_change_password``), checked as from a known device: the caller is signed in.
 """
 
 from __future__ import annotations

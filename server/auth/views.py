@@ -204,14 +204,19 @@ class AuthPages:
         caller = require_caller(request)
         try:
             data = await parse_body(request, ChangePasswordForm)
-            await accounts.do_change_password(caller, data.current_password, data.new_password)
-        except ValidationFailed as exc:
-            return self._page(
+            await accounts.do_change_password(
+                caller, data.current_password, data.new_password, address=client_address(request)
+            )
+        except (ValidationFailed, TooManyRequests) as exc:
+            page = self._page(
                 request,
                 "account.html",
                 {"error": exc.message, "fields": exc.fields, "locales": LOCALES},
-                status=422,
+                status=exc.status_code,
             )
+            if isinstance(exc, TooManyRequests):
+                page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         return self._page(request, "account.html", {"changed": True, "locales": LOCALES})
 
     async def set_locale(self, request: Request) -> Response:
