@@ -23,6 +23,7 @@ from server.access import access_client, access_document, can_see_clinical
 from server.actions import documents
 from server.api import Ok
 from server.auth.sessions import Caller
+from server.db import unstorable_text
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
@@ -58,8 +59,8 @@ register_tab(
 async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
     """The uploaded file's name and bytes, and the form's other fields.
 
-    Refuses (ValidationFailed) a body that is not a form with one file, and a file over the
-    limit. A body announced or found to be far larger is refused before it is read to its
+    Refuses (ValidationFailed) a body that is not a form with one file, a file over the
+    limit, and a field no column can hold (``unstorable_text``). A body announced or found to be far larger is refused before it is read to its
     end, as every body is (server.web.capped_receive).
     """
     limit = documents.max_bytes()
@@ -79,6 +80,12 @@ async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
             raise documents.too_large()
         data = await upload.read()
         fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+        # validate() refuses such text in JSON bodies; a form's fields skip it, and a NUL in
+        # the request_key, looked up and stored as sent, is a 500 on PostgreSQL.
+        wild = sorted(k for k, v in fields.items() if unstorable_text(v))
+        if wild:
+            message = _("This value is out of range.")
+            raise ValidationFailed(_("Some fields are not valid."), dict.fromkeys(wild, message))
         return upload.filename or "", data, fields
     finally:
         await form.close()

@@ -219,6 +219,28 @@ async def test_an_upload_sent_twice_files_one_document(
     assert len(stored_files(settings)) == 3
 
 
+async def test_a_form_field_no_column_can_hold_is_a_422_naming_it(
+    http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
+) -> None:
+    """A JSON body's text is checked for a NUL (validate's unstorable_text); an upload's
+    form fields were not, and its request_key went to the database as sent (a 500 on
+    PostgreSQL, which refuses a NUL in text)."""
+    await login(http, people["owner"])
+    for fields, named in (
+        ({"request_key": "key\x00one"}, "request_key"),
+        ({"request_key": "fine", "shared": "1\x00"}, "shared"),
+    ):
+        r = await http.post(
+            f"/api/clients/{people['camille'].id}/documents",
+            files={"file": ("Bilan.pdf", PDF, "application/pdf")},
+            data=fields,
+        )
+        assert r.status_code == 422, r.text
+        assert list(r.json()["error"]["fields"]) == [named]
+    assert await Document.all().count() == 0
+    assert stored_files(settings) == []
+
+
 async def test_a_renamed_program_is_refused(
     http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
 ) -> None:
