@@ -44,11 +44,12 @@ class Consultation(Timestamped):
     )
     # The form's own key, for one added by hand (one per page shown): sent again, after an
     # answer that never came, it finds this one instead of making a second to bill.
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "consultation"
         indexes = (("client_id", "on_date"), ("practice_id", "invoice_id", "billable"))
+        unique_together = (("client", "request_key"),)
 
 
 class DefaultService(Timestamped):
@@ -275,8 +276,9 @@ class Payment(Timestamped):
     )
     # The form's own key (one per page shown): the same payment sent again, after an answer
     # that never came, is found instead of recorded twice (a payment is never deleted).
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "payment"
         indexes = (("client_id", "paid_on"),)
+        unique_together = (("practice", "request_key"),)

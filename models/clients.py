@@ -96,12 +96,13 @@ class Client(Timestamped):
 
     # The new-client form's own key (server/actions/retries.py): sent twice, it finds this
     # file instead of opening a second one for the same person.
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "client"
         # The client list's order: paging through 20,000 clients walks this index.
         indexes = (("practice_id", "last_name", "first_name", "id"),)
+        unique_together = (("practice", "request_key"),)
 
     @property
     def full_name(self) -> str:
@@ -256,10 +257,11 @@ class Document(Timestamped):
     deleted_at = fields.DatetimeField(null=True)
     # The upload form's own key (server/actions/retries.py): sent again after an answer
     # that never came, it finds this document instead of filing the same one twice.
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "document"
+        unique_together = (("client", "request_key"),)
 
 
 class Relationship(StrEnum):

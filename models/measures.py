@@ -96,10 +96,10 @@ class MeasureAdministration(Timestamped):
     reminded_at = fields.DatetimeField(null=True)
     # The in-session form's own key (server/actions/retries.py): sent twice, one score on
     # the chart and one safety alert, not two.
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "measure_administration"
         indexes = (("client_id", "measure", "completed_at"),)
         # A schedule sends once per session: several workers may look at the same one.
-        unique_together = (("schedule", "appointment"),)
+        unique_together = (("schedule", "appointment"), ("client", "request_key"))

@@ -59,7 +59,8 @@ class NoteAddendum(Timestamped):
     text = fields.TextField()
     # The addendum form's own key (server/actions/retries.py): an addendum can never be
     # removed, so a form sent twice must not add it twice.
-    request_key = fields.CharField(max_length=64, null=True, unique=True)
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "note_addendum"
+        unique_together = (("note", "request_key"),)

@@ -7,7 +7,9 @@ import asyncio
 
 import httpx
 
+from models.accounts import Practice
 from models.clients import Client, ClientStatus, Tag
+from server.actions import clients
 from tests.conftest import Factory, login, request_key_of
 
 
@@ -122,6 +124,24 @@ async def test_owner_and_front_desk_assign_any_clinician(
         "/api/clients", json={"first_name": "N", "last_name": "New", "therapist_id": desk.id}
     )
     assert r.status_code == 404  # the front desk is not a clinician
+
+
+async def test_a_request_key_is_one_practice_s_own(make: Factory) -> None:
+    """The same key in two practices opens a file in each (it was unique across every
+    practice's clients, so the second answered 409 and told the key had been used)."""
+    ours = await make.practice()
+    theirs = await Practice.create(name="Other practice")
+    first = await clients.do_create_client(
+        None, theirs, first_name="Bea", last_name="B", request_key="new-client-1"
+    )
+    mine = await clients.do_create_client(
+        None, ours, first_name="Jeanne", last_name="Durand", request_key="new-client-1"
+    )
+    assert mine.id != first.id and mine.practice_id == ours.id  # type: ignore[attr-defined]
+    again = await clients.do_create_client(
+        None, ours, first_name="Jeanne", last_name="Durand", request_key="new-client-1"
+    )
+    assert again.id == mine.id
 
 
 async def test_a_new_client_form_sent_twice_opens_one_file(

@@ -13,14 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
+from models.accounts import Practice, StaffRole
 from models.audit import AuditEntry
 from models.clients import Client, Document
 from server import filetypes, storage
-from server.actions import documents
+from server.actions import accounts, clients, documents
 from server.auth.sessions import Caller
 from server.errors import ValidationFailed
 from server.settings import Settings, set_settings
-from tests.conftest import login, request_key_of
+from tests.conftest import PASSWORD, login, request_key_of
 
 # --- sample files ----------------------------------------------------------------------------
 
@@ -239,6 +240,45 @@ async def test_a_form_field_no_column_can_hold_is_a_422_naming_it(
         assert list(r.json()["error"]["fields"]) == [named]
     assert await Document.all().count() == 0
     assert stored_files(settings) == []
+
+
+async def test_an_upload_key_another_practice_used_does_not_refuse_mine(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    """request_key was unique across the whole table though looked up within the client's
+    documents: a key another practice's script had used answered 409 here, telling that it
+    had been used. Within one client's documents it still files one document."""
+    other_practice = await Practice.create(name="Other practice")
+    b_owner = await accounts.do_create_staff_user(
+        None,
+        other_practice,
+        email="owner-b@example.org",
+        first_name="B",
+        last_name="Owner",
+        role=StaffRole.OWNER,
+        password=PASSWORD,
+    )
+    b_client = await clients.do_create_client(None, other_practice, first_name="Bea", last_name="B")
+    async with new_http("10.7.7.7") as b_http:
+        await login(b_http, b_owner)
+        r = await b_http.post(
+            f"/api/clients/{b_client.id}/documents",
+            files={"file": ("b.pdf", PDF, "application/pdf")},
+            data={"request_key": "upload-1"},
+        )
+        assert r.status_code == 200, r.text
+    await login(http, people["owner"])
+    ids = []
+    for _ in range(2):
+        r = await http.post(
+            f"/api/clients/{people['camille'].id}/documents",
+            files={"file": ("a.pdf", PDF, "application/pdf")},
+            data={"request_key": "upload-1"},
+        )
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["id"])
+    assert ids[0] == ids[1]
+    assert await Document.filter(request_key="upload-1").count() == 2
 
 
 async def test_a_renamed_program_is_refused(

@@ -5,7 +5,9 @@ people then press the button again. Where the second press would record the same
 twice, and that thing cannot simply be taken back (a payment, a questionnaire's scores, a
 document on a health record), the page carries a key of its own, made when it is shown, and
 the row keeps it in a unique column: sent again, the form finds the first row instead of
-writing a second.
+writing a second. The column is unique within the scope ``once_per_key`` looks in (the
+model's ``unique_together``, e.g. client and key), never across the table: another
+practice's key must neither refuse this one nor tell that it was used.
 """
 
 from __future__ import annotations
