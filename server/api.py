@@ -47,6 +47,17 @@ class Endpoint:
     public: bool = False
     busiest: bool = False
 
+    @property
+    def documented(self) -> tuple[int, ...]:
+        """Every status but 200 this endpoint may answer, as its OpenAPI lists them: its
+        own, 403 (CSRF, a role) and 429 (throttles) on any, and on a write 409 (a business
+        rule, or a form's key sent for something else: once_per_key) and 413 (a body too
+        large, server.web.capped_receive). Listed for every write rather than route by
+        route: whether a handler can raise Conflict is decided deep in its action, and a
+        route that forgot it answered a status its document did not mention."""
+        writes = (409, 413) if self.method in UNSAFE else ()
+        return tuple(sorted({*self.statuses, 403, 429, *writes}))
+
 
 class Api:
     def __init__(self, title: str, mount: str, cookie: str) -> None:
@@ -173,9 +184,7 @@ class Api:
                 }
             else:
                 op["responses"]["200"] = {"description": "OK"}
-            # Any request with a body may be refused as too large (server.web.capped_receive).
-            too_large = (413,) if ep.method in UNSAFE else ()
-            for status in (*ep.statuses, 403, 429, *too_large):
+            for status in ep.documented:
                 op["responses"][str(status)] = {
                     "description": "Error",
                     "content": {"application/json": {"schema": error_ref}},

@@ -3,7 +3,9 @@
 Every operation of ``/api/openapi.json`` (as the practice owner) and of
 ``/portal/api/openapi.json`` (as a client) gets generated requests, valid and not: none may
 answer 500, and every answer must match the schema the document gives for its status.
-A bounded number of examples per operation keeps this within the suite's time.
+Every status answered must be one the document lists for that operation (a client built
+from the document is told of nothing else). A bounded number of examples per operation
+keeps this within the suite's time.
 
 Left out, because they would end the very session the fuzzing runs in (they have tests of
 their own): signing out, and deactivating the signed-in owner or the signed-in client's
@@ -20,7 +22,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from tests.conftest import Factory, LiveServer, login
 
@@ -56,7 +58,7 @@ def runner(operation: Any, label: str, base_url: str, who: Signed, spare: dict[s
         case.call_and_validate(
             base_url=base_url,
             headers=dict(who.headers),
-            checks=[not_a_server_error, response_schema_conformance],
+            checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
             timeout=15,
         )
 

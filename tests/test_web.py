@@ -316,6 +316,42 @@ async def test_the_api_describes_itself_in_openapi_3_1(
     assert me["security"] == [{"session": []}]
 
 
+async def test_the_conflicts_writes_answer_are_in_the_openapi(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """The client file's tabs, notes, uploads, measures and the portal's answers raise
+    Conflict (409) but did not list it, so a client built from the document, or a fuzzer
+    checking statuses, met a status it was never told of. Every write lists 409 and 413."""
+    owner = await make.owner()
+    client = await make.client(await make.therapist())
+    await login(http, owner)
+    r = await http.put(
+        f"/api/clients/{client.id}/clinical", json={"referral": "GP", "based_on": "an-old-version"}
+    )
+    assert r.status_code == 409, r.text
+    staff = (await http.get("/api/openapi.json")).json()["paths"]
+    portal = (await http.get("/portal/api/openapi.json")).json()["paths"]
+    undocumented = [
+        f"{method} {path}"
+        for paths in (staff, portal)
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if method in {"post", "put", "patch", "delete"}
+        and not {"409", "413"} <= set(op["responses"])
+    ]
+    assert undocumented == []
+    for path, method in [
+        ("/api/clients/{client_id}/clinical", "put"),
+        ("/api/clients/{client_id}/contact", "put"),
+        ("/api/clients/{client_id}/account", "put"),
+        ("/api/appointments/{appointment_id}/note", "put"),
+        ("/api/appointments/{appointment_id}/note/addenda", "post"),
+        ("/api/clients/{client_id}/documents", "post"),
+        ("/api/clients/{client_id}/measures", "post"),
+    ]:
+        assert "409" in staff[path][method]["responses"], (method, path)
+
+
 # --- who reaches what ------------------------------------------------------------------------
 
 
