@@ -28,7 +28,6 @@ from server.access import (
 )
 from server.actions import measures, schedules
 from server.actions.audit import record_read
-from server.api import Ok
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import lazy
@@ -227,6 +226,24 @@ class MeasuresOut(BaseModel):
     charts: list[ChartOut]
 
 
+class ScheduleOut(BaseModel):
+    id: int
+    measure: MeasureKind
+    # One of the two: every N weeks (next_due_at the next send), or N hours before each
+    # of the client's sessions.
+    every_weeks: int | None
+    hours_before: int | None
+    next_due_at: datetime | None
+
+
+class SentMeasureOut(BaseModel):
+    # What went to the portal now: nothing yet for "before each session" until a session
+    # is that close.
+    administration: AdministrationOut | None
+    # The schedule that sends it again, when one was asked for.
+    schedule: ScheduleOut | None
+
+
 class SendApiIn(BaseModel):
     measure: MeasureKind
     every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
@@ -267,19 +284,31 @@ async def get_measures(request: Request) -> MeasuresOut:
     )
 
 
-@api.route("POST", "/clients/{client_id}/measures", body=SendApiIn, response=AdministrationOut)
-async def post_measure(request: Request, body: SendApiIn) -> AdministrationOut | Ok:
+@api.route("POST", "/clients/{client_id}/measures", body=SendApiIn, response=SentMeasureOut)
+async def post_measure(request: Request, body: SendApiIn) -> SentMeasureOut:
     """Send a measure to the client's portal, once or on a schedule (every N weeks, or N
-    hours before each session)"""
+    hours before each session): what was sent now (none yet before each session) and the
+    schedule"""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
-    administration, _schedule = await measures.do_send_measure(
+    administration, schedule = await measures.do_send_measure(
         caller, client, body.measure, every_weeks=body.every_weeks, hours_before=body.hours_before
     )
-    if administration is None:
-        return Ok()
     practice = await Practice.get(id=caller.practice_id)
-    return administration_out(administration, can_see_clinical(caller, practice))
+    return SentMeasureOut(
+        administration=administration_out(administration, can_see_clinical(caller, practice))
+        if administration is not None
+        else None,
+        schedule=ScheduleOut(
+            id=schedule.id,
+            measure=schedule.measure,
+            every_weeks=schedule.every_weeks,
+            hours_before=schedule.hours_before,
+            next_due_at=schedule.next_due_at,
+        )
+        if schedule is not None
+        else None,
+    )
 
 
 @api.route("GET", "/measures/{administration_id}", response=AdministrationOut)

@@ -154,6 +154,37 @@ def form(inst: Instrument, total: int, item9: int | None = None) -> dict[str, st
 # --- sending and answering ---------------------------------------------------------------
 
 
+async def test_the_api_answers_what_was_sent_and_the_schedule_as_documented(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """Documented to answer an AdministrationOut, the API answered {"ok": true} for "N hours
+    before each session" (nothing is sent yet): neither matched the other. It answers what
+    was sent now, if anything, and the schedule, as its OpenAPI says."""
+    from staff.measures import SentMeasureOut
+
+    await login(http, people["alice"])
+    url = f"/api/clients/{people['camille'].id}/measures"
+    spec = (await http.get("/api/openapi.json")).json()
+    documented = spec["paths"][url.replace(str(people["camille"].id), "{client_id}")]["post"]
+    schema = documented["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("/SentMeasureOut")
+
+    before = (await http.post(url, json={"measure": "phq9", "hours_before": 24})).json()
+    SentMeasureOut.model_validate(before)
+    assert before["administration"] is None
+    assert before["schedule"]["hours_before"] == 24 and before["schedule"]["every_weeks"] is None
+
+    weekly = (await http.post(url, json={"measure": "gad7", "every_weeks": 2})).json()
+    SentMeasureOut.model_validate(weekly)
+    assert weekly["administration"]["measure"] == "gad7"
+    assert weekly["schedule"]["every_weeks"] == 2 and weekly["schedule"]["next_due_at"]
+
+    once = (await http.post(url, json={"measure": "phq9"})).json()
+    SentMeasureOut.model_validate(once)
+    assert once["administration"]["status"] == "sent" and once["schedule"] is None
+    assert await MeasureAdministration.filter(client_id=people["camille"].id).count() == 2
+
+
 async def test_send_then_the_client_answers_on_the_portal(
     new_http: Callable[..., httpx.AsyncClient],
     people: dict[str, Any],
