@@ -91,6 +91,8 @@ class FormSchedule(Timestamped):
         "models.FormTemplate", related_name="schedules", on_delete=fields.RESTRICT
     )
     every_weeks = fields.SmallIntField(null=True)
+    # For "before every session": null, or not before this time (a send that failed is
+    # tried again later, server/actions/schedules.py).
     next_due_at = fields.DatetimeField(null=True, db_index=True)
     hours_before = fields.SmallIntField(null=True)
     created_by: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(

@@ -41,6 +41,8 @@ class MeasureSchedule(Timestamped):
     )
     measure = fields.CharEnumField(MeasureKind, max_length=10)
     every_weeks = fields.SmallIntField(null=True)
+    # For "before every session": null, or not before this time (a send that failed is
+    # tried again later, server/actions/schedules.py).
     next_due_at = fields.DatetimeField(null=True, db_index=True)
     # Set for "before every session"; every_weeks is then null.
     hours_before = fields.SmallIntField(null=True)

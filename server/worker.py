@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from models.accounts import AccountToken, AuthSession, LoginAttempt
 from models.jobs import Job, JobStatus
@@ -22,6 +24,8 @@ from server.mail import deliver_due
 from server.sms import deliver_due_sms
 
 log = logging.getLogger("cabinet.worker")
+
+T = TypeVar("T")
 
 # The modules whose job handlers the worker runs (they register with @jobs.handler on
 # import). A job kind without a handler fails at once, loudly, rather than waiting forever.
@@ -58,25 +62,32 @@ async def prune() -> None:
     ).delete()
 
 
+async def _stage(name: str, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run one stage of a tick; a failure is logged with the stage's name and the next
+    stage runs all the same (a bad measure schedule must not hold back every SMS)."""
+    try:
+        return await work()
+    except Exception:  # noqa: BLE001 - keep the worker alive; the next tick retries
+        log.exception("worker stage %s failed", name)
+        return None
+
+
 async def run_worker(stop: asyncio.Event, interval: float = 1.0) -> None:
     load_job_handlers()
     last_prune = 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
-        busy = False
-        try:
-            # A full batch means more is due: go again at once instead of sleeping, so a
-            # minute's worth of reminders does not trickle out one batch a second.
-            busy = await jobs.run_due(limit=JOB_BATCH) >= JOB_BATCH
-            await deliver_due()
-            await send_due_measures()
-            await deliver_due_sms()
-            await send_due_forms()
-            if loop.time() - last_prune > 3600:
-                await prune()
-                last_prune = loop.time()
-        except Exception:  # noqa: BLE001 - keep the worker alive; the next tick retries
-            log.exception("worker tick failed")
+        # A full batch means more is due: go again at once instead of sleeping, so a
+        # minute's worth of reminders does not trickle out one batch a second.
+        claimed = await _stage("jobs", lambda: jobs.run_due(limit=JOB_BATCH))
+        busy = claimed is not None and claimed >= JOB_BATCH
+        await _stage("email", deliver_due)
+        await _stage("measures", send_due_measures)
+        await _stage("sms", deliver_due_sms)
+        await _stage("forms", send_due_forms)
+        if loop.time() - last_prune > 3600:
+            await _stage("prune", prune)
+            last_prune = loop.time()
         if busy:
             continue
         try:

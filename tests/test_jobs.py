@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from models.jobs import Job, JobStatus
-from models.notifications import OutboxMessage
+from models.notifications import OutboxMessage, OutboxStatus
 from server import jobs
 from server.db import atomic
 from server.quiet_hours import next_allowed
+from tests.conftest import Factory
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -336,3 +337,39 @@ def test_quiet_hours_within_a_day_and_none() -> None:
 def test_quiet_hours_that_end_in_the_hour_that_repeats(at: datetime, expected: datetime) -> None:
     allowed = next_allowed(at, PARIS, time(22), time(2, 30))
     assert allowed == expected and allowed >= at
+
+
+async def test_one_failing_worker_stage_does_not_stop_the_others(
+    make: Factory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A measure schedule whose sending raised on every tick used to skip the SMS and forms
+    stages that come after it in the tick: no text went out at all."""
+    from server import worker
+
+    practice = await make.practice()
+    async with atomic():
+        text = await OutboxMessage.create(
+            channel="sms",
+            to="+33611111111",
+            body_text="hello",
+            practice_id=practice.id,
+            next_attempt_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+    stop = asyncio.Event()
+    forms_ran = asyncio.Event()
+
+    async def poisoned_measures(now: datetime | None = None) -> int:
+        raise RuntimeError("a bad measure schedule")
+
+    async def forms(now: datetime | None = None) -> int:
+        forms_ran.set()
+        stop.set()
+        return 0
+
+    monkeypatch.setattr(worker, "send_due_measures", poisoned_measures)
+    monkeypatch.setattr(worker, "send_due_forms", forms)
+    with caplog.at_level(logging.ERROR, logger="cabinet.worker"):
+        await asyncio.wait_for(worker.run_worker(stop, interval=0.01), timeout=10)
+    assert forms_ran.is_set()
+    assert (await OutboxMessage.get(id=text.id)).status is OutboxStatus.SENT
+    assert "worker stage measures failed" in caplog.text

@@ -871,3 +871,70 @@ async def test_a_sender_who_may_no_longer_see_the_client_does_not_hear_the_score
         f"s:{people['bob'].id}",
         f"s:{people['bob'].id}",
     ]
+
+
+async def test_a_schedule_whose_sending_fails_is_held_and_the_others_go_on(
+    people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One schedule whose sending raised stopped the tick for every schedule after it, and
+    raised again on every tick of the worker (each second)."""
+    from server.actions import schedules
+
+    practice = people["practice"]
+    book = await session_booker(practice, people["alice"], people["camille"])
+    now = datetime.now(UTC)
+    tick = now + timedelta(weeks=2, minutes=1)  # the periodic ones are due...
+    await book(tick + timedelta(hours=20))  # ...and a session is within a day
+    actor = Caller.acting_as(people["alice"])
+    _, bad_before = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.PHQ9, hours_before=24
+    )
+    _, good_before = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.GAD7, hours_before=24
+    )
+    _, bad_periodic = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.PHQ9, every_weeks=2
+    )
+    _, good_periodic = await measures.do_send_measure(
+        actor, people["camille"], MeasureKind.GAD7, every_weeks=2
+    )
+    assert bad_before and good_before and bad_periodic and good_periodic
+    bad = {bad_before.id, bad_periodic.id}
+    tries: list[int] = []
+    send_now, send_before = measures._send_periodic, measures._send_before_sessions
+
+    async def poisoned_now(schedule: MeasureSchedule, client: Any) -> bool:
+        if schedule.id in bad:
+            tries.append(schedule.id)
+            raise RuntimeError("a bad row")
+        return await send_now(schedule, client)
+
+    async def poisoned_before(schedule: MeasureSchedule, client: Any, at: datetime) -> int:
+        if schedule.id in bad:
+            tries.append(schedule.id)
+            raise RuntimeError("a bad row")
+        return await send_before(schedule, client, at)
+
+    monkeypatch.setattr(measures, "_send_periodic", poisoned_now)
+    monkeypatch.setattr(measures, "_send_before_sessions", poisoned_before)
+    assert await measures.send_due_measures(tick) == 2
+    assert sorted(tries) == sorted(bad)
+    assert await MeasureAdministration.filter(schedule_id=good_before.id).count() == 1
+    # (A periodic schedule sends its first one when it is made.)
+    assert await MeasureAdministration.filter(schedule_id=good_periodic.id).count() == 2
+    # Held: the next ticks leave the bad ones alone until the hold is over...
+    assert await measures.send_due_measures(tick + timedelta(seconds=1)) == 0
+    assert len(tries) == 2
+    for schedule in (bad_before, bad_periodic):
+        await schedule.refresh_from_db()
+        assert schedule.next_due_at == tick + schedules.RETRY_AFTER
+    # ...then try them again, and once they send, they go on as before.
+    monkeypatch.setattr(measures, "_send_periodic", send_now)
+    monkeypatch.setattr(measures, "_send_before_sessions", send_before)
+    retry = tick + schedules.RETRY_AFTER
+    assert await measures.send_due_measures(retry - timedelta(seconds=1)) == 0
+    assert await measures.send_due_measures(retry) == 2
+    assert await MeasureAdministration.filter(schedule_id=bad_before.id).count() == 1
+    assert await MeasureAdministration.filter(schedule_id=bad_periodic.id).count() == 2
+    await bad_periodic.refresh_from_db()
+    assert bad_periodic.next_due_at == retry + timedelta(weeks=2)

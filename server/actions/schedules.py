@@ -4,7 +4,8 @@ the client's sessions.
 
 Safe with several workers: a periodic schedule is claimed by moving its ``next_due_at`` with
 a conditional update (only one worker's update matches); a "before each session" send relies
-on the unique (schedule, appointment) key of what was sent. A moved session is asked about
+on the unique (schedule, appointment) key of what was sent. A schedule whose sending fails
+is held a while (``RETRY_AFTER``) and the others go on. A moved session is asked about
 once (what was sent follows it to its new date); what was sent before a session that was
 then cancelled is withdrawn while the client has not answered it.
 """
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from models.agenda import Appointment, Attendance
 from models.clients import Client
@@ -33,6 +35,8 @@ MAX_HOURS_BEFORE = 14 * 24
 # How long after a moved appointment's replacement was booked the old one is marked moved
 # (server/actions/agenda.py do_move_appointment does both in one transaction).
 MOVE_WINDOW = timedelta(seconds=60)
+# How long a schedule whose sending raised waits before it is tried again (send_due).
+RETRY_AFTER = timedelta(minutes=15)
 # A session that will not happen: what was sent before it is withdrawn.
 CALLED_OFF = (Attendance.CANCELLED_BY_CLIENT, Attendance.CANCELLED_BY_PRACTITIONER)
 
@@ -199,9 +203,15 @@ async def send_due(
     a periodic schedule moves on all the same, so nothing piles up. ``send_now`` sends one
     (False if it sent nothing); ``send_before`` sends for the sessions within reach, inside
     the transaction it is given.
+
+    A schedule whose sending raises is logged and held for ``RETRY_AFTER`` (``_hold``), and
+    the others go on: one bad row must not stop every client's questionnaires, nor raise
+    on every tick of the worker.
     """
     sent = 0
-    due = await schedule_model.filter(stopped_at=None, next_due_at__lte=now).order_by("id")
+    due = await schedule_model.filter(
+        stopped_at=None, hours_before=None, next_due_at__lte=now
+    ).order_by("id")
     for schedule in due:
         assert schedule.every_weeks is not None and schedule.next_due_at is not None
         step = timedelta(weeks=schedule.every_weeks)
@@ -209,24 +219,51 @@ async def send_due(
         # A worker that was down for a month sends one, not four: catch up to the future.
         while following <= now:
             following += step
-        what = await target(schedule)
-        async with atomic():
-            claimed = await schedule_model.filter(
-                id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
-            ).update(next_due_at=following, updated_at=now)
-            if claimed and what is not None and await send_now(schedule, what):
-                sent += 1
-    for schedule in await schedule_model.filter(stopped_at=None, hours_before__not_isnull=True):
-        what = await target(schedule)
-        if what is None:
-            continue
         try:
+            what = await target(schedule)
+            async with atomic():
+                claimed = await schedule_model.filter(
+                    id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
+                ).update(next_due_at=following, updated_at=now)
+                if claimed and what is not None and await send_now(schedule, what):
+                    sent += 1
+        except Exception as exc:  # noqa: BLE001 - one bad schedule must not stop the others
+            await _hold(schedule_model, schedule, now, exc)
+    before = await schedule_model.filter(
+        Q(next_due_at=None) | Q(next_due_at__lte=now),
+        stopped_at=None,
+        hours_before__not_isnull=True,
+    ).order_by("id")
+    for schedule in before:
+        try:
+            what = await target(schedule)
+            if what is None:
+                continue
             async with atomic():
                 sent += await send_before(schedule, what, now)
         except IntegrityError:
             # Another worker sent it first: nothing lost, nothing doubled.
             log.info("%s %s: another worker sent it", schedule_model.__name__, schedule.id)
+        except Exception as exc:  # noqa: BLE001 - one bad schedule must not stop the others
+            await _hold(schedule_model, schedule, now, exc)
     return sent
+
+
+async def _hold(schedule_model: Any, schedule: Any, now: datetime, exc: Exception) -> None:
+    """Try the schedule again in ``RETRY_AFTER``, by moving its ``next_due_at``, which a
+    "before each session" schedule uses for this alone. Conditional, as the claim is: a
+    worker that sent it meanwhile is not undone. A periodic schedule keeps its period from
+    the send that finally goes out."""
+    log.error(
+        "%s %s failed to send, trying again in %s",
+        schedule_model.__name__,
+        schedule.id,
+        RETRY_AFTER,
+        exc_info=exc,
+    )
+    await schedule_model.filter(
+        id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
+    ).update(next_due_at=now + RETRY_AFTER, updated_at=now)
 
 
 async def withdraw_for_called_off_sessions(
