@@ -12,7 +12,9 @@ function registered with :func:`handler`; it receives the job and does its write
 job is marked done **in the same transaction**, so a worker killed mid-job leaves no trace
 of it and the job runs again once its lease runs out, and a job is never done twice.
 Handlers must only write to the database (queue an email in the outbox, create a row);
-talking to the outside world is the outbox's business, retried on its own.
+talking to the outside world is the outbox's business, retried on its own. A handler may
+name payload fields that are private (``handler(kind, private=...)``): a finished job's row
+keeps none of them.
 
 Claiming is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL, so
 several ``cabinet worker`` processes share the queue without waiting on each other; SQLite
@@ -54,6 +56,8 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 
 _handlers: dict[str, Handler] = {}
+# Per kind, the payload fields a job needs only until it has run (see handler()).
+_private: dict[str, frozenset[str]] = {}
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 # Rows a statement of schedule_unless_waiting inserts at most (14 parameters each: well
@@ -97,16 +101,31 @@ class Defer(Exception):  # noqa: N818 - it is a request, not an error
         self.until = until
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that runs jobs of ``kind``."""
+def handler(kind: str, *, private: Iterable[str] = ()) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``.
+
+    ``private``: payload fields the job needs only to run (what a person typed, their network
+    address). They are dropped from the row when the job is done or has failed for good:
+    finished jobs are kept for weeks (``worker.prune``), failed ones until someone looks."""
 
     def register(fn: Handler) -> Handler:
         if kind in _handlers and _handlers[kind] is not fn:
             raise RuntimeError(f"two handlers for job kind {kind!r}")
         _handlers[kind] = fn
+        if private:
+            _private[kind] = frozenset(private)
         return fn
 
     return register
+
+
+def _spent(job: Job) -> dict[str, Any]:
+    """What a finished job's row keeps of it: its payload without the private fields, if
+    its kind has any (an update writes the payload only then)."""
+    private = _private.get(job.kind)
+    if not private:
+        return {}
+    return {"payload": {k: v for k, v in job.payload.items() if k not in private}}
 
 
 def handlers() -> dict[str, Handler]:
@@ -352,6 +371,7 @@ async def _run_one(job_id: int, worker_id: str, now: datetime) -> None:
                 finished_at=datetime.now(UTC),
                 locked_until=None,
                 last_error="",
+                **_spent(mine),
             )
     except Defer as deferred:
         await Job.filter(id=job_id, status=JobStatus.RUNNING, locked_by=worker_id).update(
@@ -397,4 +417,5 @@ async def _finish_failed(job: Job, worker_id: str, reason: str, now: datetime) -
         finished_at=now,
         locked_by="",
         locked_until=None,
+        **_spent(job),
     )

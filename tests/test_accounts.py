@@ -1153,3 +1153,51 @@ async def test_what_someone_leaving_answered_for_goes_to_someone_still_here(
         assert [c["id"] for c in listed if c["unread"]] == [cid]
     staff = await Participant.filter(conversation_id=cid, role="staff", left_at=None)
     assert {p.staff_user_id for p in staff} == {alice.id, owner.id}  # type: ignore[attr-defined]
+
+
+async def test_a_finished_reset_job_keeps_neither_the_email_nor_the_network_address(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job kept what was typed and the requester's address in clear on its row, which
+    stays 30 days once done and for good once failed (a portal address typed is a client's,
+    or a typo that is someone else's)."""
+    import hashlib
+
+    from models.jobs import JobStatus
+
+    therapist = await make.therapist()
+    typed = [therapist.email, "someone.private@example.org"]
+    for email in typed:
+        await account_actions.do_request_password_reset(Realm.STAFF, email, address="203.0.113.7")
+    await jobs.run_due(now=datetime.now(UTC) + timedelta(seconds=1))
+    done = await Job.filter(kind=account_actions.RESET_REQUESTED)
+    assert [j.status for j in done] == [JobStatus.DONE, JobStatus.DONE]
+    # The link went out, and the audit entry still says from where.
+    assert await OutboxMessage.filter(to=therapist.email, purpose="password_reset").exists()
+    entry = await AuditEntry.get(action="auth.reset_requested")
+    assert entry.ip == "203.0.113.7"
+    # A plain hash of an IPv4 address in the key is undone by trying them all.
+    plain = hashlib.sha256(b"staff:203.0.113.7").hexdigest()[:16]
+
+    def kept(job: Job) -> str:
+        return f"{job.payload} {job.key}"
+
+    for job in done:
+        for secret in (*typed, "203.0.113.7", plain):
+            assert secret not in kept(job)
+
+    # A job that fails for good keeps neither either.
+    async def broken(realm: Realm, email: str) -> None:
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(account_actions, "_find_account", broken)
+    await account_actions.do_request_password_reset(
+        Realm.PORTAL, "another.private@example.org", address="198.51.100.9"
+    )
+    at = datetime.now(UTC)
+    for _ in range(3):
+        at += timedelta(hours=2)
+        await jobs.run_due(now=at)
+    failed = await Job.get(kind=account_actions.RESET_REQUESTED, status=JobStatus.FAILED)
+    assert "another.private@example.org" not in kept(failed)
+    assert "198.51.100.9" not in kept(failed)

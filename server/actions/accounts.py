@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -264,8 +265,11 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
     """
     settings = get_settings()
     now = datetime.now(UTC)
-    # The job's key names the address (hashed: keys are not where addresses are kept).
-    tag = hashlib.sha256(f"{realm.value}:{address}".encode()).hexdigest()[:16]
+    # The job's key names the address, keyed with the site's secret: a plain hash of an IPv4
+    # address is undone by trying them all, and the key stays on the row for weeks.
+    tag = hmac.new(
+        settings.secret_key.encode(), f"reset:{realm.value}:{address}".encode(), hashlib.sha256
+    ).hexdigest()[:16]
     prefix = f"{RESET_REQUESTED}:{tag}:"
     window = timedelta(minutes=settings.throttle_window_minutes)
     recent = await Job.filter(
@@ -283,6 +287,8 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
             now,
             {
                 "realm": realm.value,
+                # Both only until the job has run (``private`` below): the email to look the
+                # account up, the address for its audit entry.
                 "email": normalize_email(email),
                 "address": address,
                 # The email is written in the language of the page it was asked from.
@@ -293,7 +299,7 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
         )
 
 
-@jobs.handler(RESET_REQUESTED)
+@jobs.handler(RESET_REQUESTED, private=("email", "address"))
 async def send_reset_link(job: Job) -> None:
     """Runs in the job's transaction: a worker killed halfway sends nothing, and the job
     runs again, once."""
