@@ -19,6 +19,8 @@ from models.notifications import OutboxMessage, OutboxStatus
 LEASE = timedelta(minutes=2)
 
 Send = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
+# When a due message must wait instead (quiet hours), or None to send it now.
+Hold = Callable[[OutboxMessage, datetime], Awaitable[datetime | None]]
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -34,13 +36,15 @@ async def deliver_outbox(
     log: logging.Logger,
     permanent: tuple[type[Exception], ...] = (),
     name_empty_errors: bool = False,
+    hold: Hold | None = None,
 ) -> int:
     """Send the queued messages of ``channel`` whose time has come; returns how many left.
 
     ``send`` hands one message over and returns the fields to record with it once sent
     (``{}`` for none); it raises on failure. An exception of a ``permanent`` class fails the
     message without retrying. ``name_empty_errors``: an exception without a message is
-    recorded by its class name rather than as an empty error.
+    recorded by its class name rather than as an empty error. ``hold(message, now)``: when a
+    message must wait instead of going now; it is moved there without using an attempt.
     """
     now = datetime.now(UTC)
     due = (
@@ -62,9 +66,14 @@ async def deliver_outbox(
                 error="The worker stopped during the last attempt: it may have been sent.",
             )
             continue
+        if hold is not None and (until := await hold(msg, now)) is not None:
+            # Conditional as the claim is: a worker that claimed it meanwhile keeps it.
+            await OutboxMessage.filter(**still).update(next_attempt_at=until)
+            continue
         # The lease runs from the claim, not from the batch's start: the messages before
-        # this one may have taken minutes (each send may wait 20 s on its provider).
-        claimed = await OutboxMessage.filter(**still).update(
+        # this one may have taken minutes (each send may wait 20 s on its provider). Only if
+        # still due: another worker may have just held it for the morning.
+        claimed = await OutboxMessage.filter(**still, next_attempt_at__lte=now).update(
             attempts=msg.attempts + 1, next_attempt_at=datetime.now(UTC) + LEASE
         )
         if not claimed:

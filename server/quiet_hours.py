@@ -1,7 +1,8 @@
 """Quiet hours: when a text message may not wake someone up.
 
 SMS (reminders, confirmations, earlier-slot offers) are held back between ``start`` and
-``end`` in the recipient's time zone (21:00 to 08:00 by default) and go out at ``end``.
+``end`` in the recipient's time zone (21:00 to 08:00 by default) and go out at ``end``:
+the job that queues one waits, and delivery checks again (a retry may come in the night).
 Email is not held: it does not ring.
 """
 
@@ -12,6 +13,13 @@ from zoneinfo import ZoneInfo
 
 DEFAULT_START = time(21, 0)
 DEFAULT_END = time(8, 0)
+
+# The outbox purposes of the texts quiet hours hold: those the job handlers wait with
+# (server/actions/reminder_jobs.py, server/actions/offers.py). Delivery checks again
+# (server/sms.py): a text queued at 20:58 whose try comes at 23:30 waits for the morning.
+HELD_PURPOSES = frozenset(
+    {"reminder", "confirmation", "booking.practitioner", "message.notice", "offer.sent"}
+)
 
 
 def in_quiet_hours(local: time, start: time, end: time) -> bool:

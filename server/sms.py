@@ -15,12 +15,17 @@ import hmac
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime, time
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from models.accounts import Practice
 from models.notifications import OutboxMessage
+from models.reminders import MessagingSettings
 from server.outbox import deliver_outbox
+from server.quiet_hours import DEFAULT_END, DEFAULT_START, HELD_PURPOSES, next_allowed
 from server.settings import Settings, get_settings
 
 log = logging.getLogger("cabinet.sms")
@@ -161,12 +166,26 @@ def valid_twilio_signature(settings: Settings, signature: str, params: dict[str,
 
 async def deliver_due_sms(limit: int = 20) -> int:
     """Hand queued SMS to the provider (server/outbox.py: claimed, retried). A refusal for
-    good (``SmsRejected``) is not retried."""
+    good (``SmsRejected``) is not retried.
+
+    Quiet hours are checked again here, not only when the job queued the text: a retry (the
+    provider down, the worker restarting) may come in the night. A text they hold waits
+    for their end without using an attempt."""
     sender = provider()
+    quiet: dict[int, tuple[ZoneInfo, time, time]] = {}  # per practice, for this batch
 
     async def send(msg: OutboxMessage) -> dict[str, Any]:
         ref = await sender.send(msg.to, msg.body_text, msg.sender)
         return {"provider_ref": ref, "error": ""}
+
+    async def hold(msg: OutboxMessage, now: datetime) -> datetime | None:
+        practice_id: int | None = msg.practice_id  # type: ignore[attr-defined]
+        if msg.purpose not in HELD_PURPOSES or practice_id is None:
+            return None
+        if practice_id not in quiet:
+            quiet[practice_id] = await _quiet_hours(practice_id)
+        allowed = next_allowed(now, *quiet[practice_id])
+        return allowed if allowed > now else None
 
     return await deliver_outbox(
         "sms",
@@ -176,4 +195,16 @@ async def deliver_due_sms(limit: int = 20) -> int:
         log=log,
         permanent=(SmsRejected,),
         name_empty_errors=True,
+        hold=hold,
     )
+
+
+async def _quiet_hours(practice_id: int) -> tuple[ZoneInfo, time, time]:
+    """The practice's time zone and quiet hours (the defaults where it has not set them),
+    read without creating its settings row, as ``reminders.sms_allowed_from`` reads them."""
+    practice = await Practice.get(id=practice_id)
+    settings = await MessagingSettings.get_or_none(practice_id=practice_id)
+    if settings is None:
+        return ZoneInfo(practice.time_zone), DEFAULT_START, DEFAULT_END
+    start, end = settings.quiet_start_minute, settings.quiet_end_minute
+    return ZoneInfo(practice.time_zone), time(start // 60, start % 60), time(end // 60, end % 60)

@@ -87,3 +87,30 @@ async def test_the_outbox_page_names_the_status_in_the_readers_language(
     assert '<strong data-status="sent">envoyé</strong>' in page
     assert '<strong data-status="failed">échec</strong>' in page
     assert ">sent<" not in page and ">failed<" not in page
+
+
+async def test_a_message_another_worker_held_meanwhile_is_not_claimed(make: Factory) -> None:
+    """Between this worker's read and its claim, another one held the message (quiet hours
+    began): the claim must not take it, or the text would go out in the night."""
+    [msg] = await queue(make, 1, next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+    morning = datetime.now(UTC) + timedelta(hours=9)
+    sent: list[int] = []
+
+    async def send(m: OutboxMessage) -> dict[str, Any]:
+        sent.append(m.id)
+        return {}
+
+    async def other_worker_holds_it(m: OutboxMessage, now: datetime) -> datetime | None:
+        await OutboxMessage.filter(id=m.id).update(next_attempt_at=morning)
+        return None  # this worker, a moment earlier, saw no reason to wait
+
+    assert (
+        await outbox.deliver_outbox(
+            "email", send, limit=10, max_attempts=3, log=log, hold=other_worker_holds_it
+        )
+        == 0
+    )
+    assert sent == []
+    row = await OutboxMessage.get(id=msg.id)
+    assert row.status is OutboxStatus.QUEUED and row.attempts == 0
+    assert row.next_attempt_at == morning

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from models.notifications import OutboxMessage, OutboxStatus
+from models.reminders import MessagingSettings
 from server.actions import reminders
 from server.db import atomic
 from server.settings import Settings, set_settings
@@ -77,6 +79,10 @@ def twilio(settings: Settings) -> Iterator[FakeTwilio]:
 
 async def queue(make: Factory, body: str = "Rappel : rendez-vous demain à 10:00") -> int:
     practice = await make.practice()
+    # No quiet hours: a run in the evening would hold the reminder until the morning (they
+    # have their own test below).
+    settings = await reminders.messaging_settings(practice.id)
+    await MessagingSettings.filter(id=settings.id).update(quiet_start_minute=0, quiet_end_minute=0)
     async with atomic():
         msg = await reminders.queue_sms(
             practice, "+33611111111", body, purpose="reminder", client_id=None, sender="Cabinet"
@@ -166,3 +172,54 @@ async def test_without_a_provider_texts_stay_in_the_outbox_and_print(
     assert await deliver_due_sms() == 1
     assert "[outbox] SMS to +33611111111 from Cabinet" in capsys.readouterr().out
     assert (await OutboxMessage.get(id=msg_id)).status == OutboxStatus.SENT
+
+
+async def test_a_text_whose_try_falls_in_quiet_hours_waits_for_their_end(
+    db: None, make: Factory, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quiet hours were checked only when the job queued the text: a reminder queued at 20:58
+    whose try came at 23:30 (the provider down, the worker restarting) woke the client up."""
+    import server.outbox as outbox_module
+
+    paris = ZoneInfo("Europe/Paris")
+    practice = await make.practice()
+    practice.time_zone = "Europe/Paris"
+    await practice.save()
+    queued_at = datetime(2027, 1, 12, 20, 58, tzinfo=paris).astimezone(UTC)
+    clock = [datetime(2027, 1, 12, 23, 30, tzinfo=paris).astimezone(UTC)]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return clock[0] if tz is None else clock[0].astimezone(tz)
+
+    monkeypatch.setattr(outbox_module, "datetime", Clock)
+    async with atomic():
+        reminder = await OutboxMessage.create(
+            channel="sms",
+            to="+33611111111",
+            body_text="Reminder: tomorrow 10:00",
+            purpose="reminder",
+            practice_id=practice.id,
+            next_attempt_at=queued_at,
+            attempts=1,  # its first try failed
+        )
+        # A text quiet hours do not hold goes out all the same.
+        other = await OutboxMessage.create(
+            channel="sms",
+            to="+33622222222",
+            body_text="Test",
+            practice_id=practice.id,
+            next_attempt_at=queued_at,
+        )
+    assert await deliver_due_sms() == 1
+    assert [r["form"]["To"] for r in twilio.requests] == ["+33622222222"]
+    held = await OutboxMessage.get(id=reminder.id)
+    assert held.status is OutboxStatus.QUEUED and held.attempts == 1
+    assert held.next_attempt_at == datetime(2027, 1, 13, 8, 0, tzinfo=paris)
+    assert (await OutboxMessage.get(id=other.id)).status is OutboxStatus.SENT
+    # In the morning it goes.
+    clock[0] = datetime(2027, 1, 13, 8, 0, 5, tzinfo=paris).astimezone(UTC)
+    assert await deliver_due_sms() == 1
+    sent = await OutboxMessage.get(id=reminder.id)
+    assert sent.status is OutboxStatus.SENT and sent.attempts == 2
