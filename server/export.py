@@ -7,10 +7,11 @@ credit note in ``record.json``, drawn as the invoice's download draws it. It is 
 practice hands over when a client asks for their data or moves to another practitioner.
 
 The export shows what the caller may see, and says what it leaves out: clinical details and
-session notes only for those who may read them, conversations only those the caller takes
-part in (the messaging rule: nobody reads a conversation they are not in). The logs are
-those of the file's Logs tab: what was sent about the client (subjects, never bodies, which
-may hold sign-in links) and the audit entries about them. Billing: the invoices and credit
+session notes only for those who may read them (and a draft's text only for its author),
+conversations only those the caller takes part in (the messaging rule: nobody reads a
+conversation they are not in). The logs are those of the file's Logs tab: what was sent
+about the client (subjects, never bodies, which may hold sign-in links) and the audit
+entries about them. Billing: the invoices and credit
 notes on the client's account or addressed to them that the caller may see
 (``visible_invoices``: a therapist's caseload and own name), drafts included and marked, and
 the money on the client's account. Producing the export is recorded as a read of the file.
@@ -376,8 +377,11 @@ async def _tasks_part(client: Client) -> list[dict[str, Any]]:
     ]
 
 
-async def _notes_part(client: Client) -> list[dict[str, Any]]:
-    """Session notes, drafts included (``signed_at`` null), with their addenda."""
+async def _notes_part(caller: Caller, client: Client) -> list[dict[str, Any]]:
+    """Session notes with their addenda. Drafts are there, marked ``state: "draft"``: with
+    their text for their author only; others' with their author and no text, as the note
+    page shows them (a draft is its author's until signed)."""
+    assert caller.staff is not None
     notes = (
         await SessionNote.filter(appointment__client_id=client.id, appointment__deleted_at=None)
         .order_by("appointment__starts_at", "id")
@@ -390,25 +394,29 @@ async def _notes_part(client: Client) -> list[dict[str, Any]]:
         .prefetch_related("author")
     ):
         addenda.setdefault(a.note_id, []).append(a)  # type: ignore[attr-defined]
-    return [
-        {
-            "id": n.id,
-            "session_id": n.appointment_id,  # type: ignore[attr-defined]
-            "template": n.template.value,
-            "sections": n.sections,
-            "author": _person(n.author),
-            "created_at": _iso(n.created_at),
-            "updated_at": _iso(n.updated_at),
-            "signed_at": _iso(n.signed_at),
-            "cosigned_by": _person(n.cosigned_by),
-            "cosigned_at": _iso(n.cosigned_at),
-            "addenda": [
-                {"author": _person(a.author), "text": a.text, "added_at": _iso(a.created_at)}
-                for a in addenda.get(n.id, [])
-            ],
-        }
-        for n in notes
-    ]
+    rows = []
+    for n in notes:
+        withheld = n.signed_at is None and n.author_id != caller.staff.id  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "id": n.id,
+                "session_id": n.appointment_id,  # type: ignore[attr-defined]
+                "state": "draft" if n.signed_at is None else "signed",
+                "template": None if withheld else n.template.value,
+                "sections": None if withheld else n.sections,
+                "author": _person(n.author),
+                "created_at": _iso(n.created_at),
+                "updated_at": _iso(n.updated_at),
+                "signed_at": _iso(n.signed_at),
+                "cosigned_by": _person(n.cosigned_by),
+                "cosigned_at": _iso(n.cosigned_at),
+                "addenda": [
+                    {"author": _person(a.author), "text": a.text, "added_at": _iso(a.created_at)}
+                    for a in addenda.get(n.id, [])
+                ],
+            }
+        )
+    return rows
 
 
 async def _logs_part(client: Client, see_clinical: bool) -> dict[str, list[dict[str, Any]]]:
@@ -611,7 +619,7 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "account": await _account_part(client),
         "circle_of_care": await _circle_part(caller, client),
         "sessions": await _sessions_part(client),
-        "session_notes": await _notes_part(client) if see_clinical else None,
+        "session_notes": await _notes_part(caller, client) if see_clinical else None,
         "conversations": conversations,
         "invoices": await _invoices_part(caller, client),
         "money_on_account": await _money_on_account_part(client, practice.currency),
@@ -621,6 +629,11 @@ async def client_record(caller: Caller, client: Client) -> tuple[dict[str, Any],
         "forms": await forms_part(client, see_clinical),
         "logs": await _logs_part(client, see_clinical),
     }
+    if any(n["sections"] is None for n in record["session_notes"] or []):
+        remarks["session_notes"] = _(
+            "Session notes others are still writing are listed without their text: a draft "
+            "is its author's until signed."
+        )
     return record, documents
 
 

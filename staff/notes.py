@@ -57,6 +57,9 @@ class NoteOut(BaseModel):
     exists: bool
     template: NoteTemplate | None
     sections: dict[str, str]
+    # Someone else's draft: its template, text and version are left out (the page shows
+    # others only who is writing it), until its author signs it.
+    withheld: bool = False
     author_id: int | None
     signed_at: datetime | None
     cosigned_by_id: int | None
@@ -69,8 +72,33 @@ async def _note(appointment: Appointment) -> SessionNote | None:
     return await SessionNote.get_or_none(appointment_id=appointment.id)
 
 
-async def note_out(appointment: Appointment) -> NoteOut:
+def _withheld(caller: Caller, note: SessionNote | None) -> bool:
+    """Whether the note is a draft of someone other than the caller: a draft is its author's
+    work in progress, read by others only once signed."""
+    assert caller.staff is not None
+    return (
+        note is not None and note.signed_at is None and note.author_id != caller.staff.id  # type: ignore[attr-defined]
+    )
+
+
+async def note_out(caller: Caller, appointment: Appointment) -> NoteOut:
     note = await _note(appointment)
+    if _withheld(caller, note):
+        assert note is not None
+        return NoteOut(
+            appointment_id=appointment.id,
+            exists=True,
+            template=None,
+            sections={},
+            withheld=True,
+            author_id=note.author_id,  # type: ignore[attr-defined]
+            signed_at=None,
+            cosigned_by_id=None,
+            cosigned_at=None,
+            addenda=[],
+            # A hash of the text would let a reader check a guess of it.
+            version="",
+        )
     addenda = (
         await NoteAddendum.filter(note_id=note.id).order_by("id").prefetch_related("author")
         if note
@@ -105,11 +133,12 @@ async def _signed_note(appointment: Appointment) -> SessionNote:
 
 @api.route("GET", "/appointments/{appointment_id}/note", response=NoteOut)
 async def get_note(request: Request) -> NoteOut:
-    """A session's note with its addenda (staff who may see clinical content)"""
+    """A session's note with its addenda (staff who may see clinical content); of someone
+    else's draft, only who writes it (``withheld``)"""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
-    return await note_out(appointment)
+    return await note_out(caller, appointment)
 
 
 @api.route("PUT", "/appointments/{appointment_id}/note", body=NoteIn, response=NoteOut)
@@ -120,7 +149,7 @@ async def put_note(request: Request, body: NoteIn) -> NoteOut:
     await notes.do_save_draft(
         caller, appointment, body.template, body.sections, based_on=body.based_on
     )
-    return await note_out(appointment)
+    return await note_out(caller, appointment)
 
 
 @api.route("POST", "/appointments/{appointment_id}/note/sign", response=NoteOut)
@@ -129,7 +158,7 @@ async def sign_note(request: Request) -> NoteOut:
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await notes.do_sign(caller, await _signed_note(appointment))
-    return await note_out(appointment)
+    return await note_out(caller, appointment)
 
 
 @api.route("POST", "/appointments/{appointment_id}/note/addenda", body=AddendumIn, response=NoteOut)
@@ -140,7 +169,7 @@ async def add_addendum(request: Request, body: AddendumIn) -> NoteOut:
     await notes.do_add_addendum(
         caller, await _signed_note(appointment), body.text, body.request_key
     )
-    return await note_out(appointment)
+    return await note_out(caller, appointment)
 
 
 @api.route("POST", "/appointments/{appointment_id}/note/cosign", response=NoteOut)
@@ -149,7 +178,7 @@ async def cosign_note(request: Request) -> NoteOut:
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await notes.do_cosign(caller, await _signed_note(appointment))
-    return await note_out(appointment)
+    return await note_out(caller, appointment)
 
 
 # --- the page --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from server.actions import agenda, billing, notes
 from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn, ProfileChanges
 from server.actions.clients import do_link_clients
 from server.auth.sessions import Caller
+from server.export import client_record
 from tests.conftest import Factory, login
 from tests.test_documents import PDF, PNG, upload
 from tests.test_messaging import send
@@ -666,3 +667,37 @@ async def test_a_therapists_export_leaves_out_the_invoices_they_may_not_see(
     # Bob does not see Hélène at all.
     r, _archive = await export_of(new_http, billed["bob"], billed["helene"])
     assert r.status_code == 404
+
+
+async def test_a_draft_note_is_exported_with_its_text_to_its_author_only(make: Factory) -> None:
+    """The note page shows others only who is writing a draft, but the export gave the
+    owner (and a supervisor, the front desk where allowed) its text. Others' drafts are
+    listed with their author and state; their author's own export keeps the text."""
+    practice = await make.practice()
+    owner = await make.owner()
+    alice = await make.therapist(first_name="Alice")
+    client = await make.client(alice, first_name="Hélène")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=alice,
+        client=client,
+        service=talk,
+        starts_at=datetime.now(UTC),
+        location=office,
+    )
+    as_alice = Caller.acting_as(alice)
+    await notes.do_save_draft(as_alice, appt, NoteTemplate.BLANK, {"note": "Half-written"})
+    record, _docs = await client_record(Caller.acting_as(owner), client)
+    [draft] = record["session_notes"]
+    assert draft["state"] == "draft" and draft["author"]["id"] == alice.id
+    assert draft["sections"] is None and draft["template"] is None
+    assert "Half-written" not in json.dumps(record)
+    assert "session_notes" in record["remarks"]
+    record, _docs = await client_record(as_alice, client)
+    [draft] = record["session_notes"]
+    assert draft["state"] == "draft" and draft["sections"] == {"note": "Half-written"}
+    assert "session_notes" not in record["remarks"]

@@ -23,6 +23,7 @@ from tests.conftest import Factory, login, request_key_of
 @pytest.fixture
 async def session(make: Factory) -> dict[str, Any]:
     practice = await make.practice()
+    owner = await make.owner(first_name="Olga")
     alice = await make.therapist(first_name="Alice")
     sam = await make.therapist(first_name="Sam", supervisor=alice)
     bob = await make.therapist(first_name="Bob")
@@ -40,7 +41,18 @@ async def session(make: Factory) -> dict[str, Any]:
         starts_at=datetime.now(UTC) - timedelta(days=1),
         location=office,
     )
-    return {"alice": alice, "sam": sam, "bob": bob, "desk": desk, "appt": appt, "client": client}
+    return {
+        "practice": practice,
+        "owner": owner,
+        "alice": alice,
+        "sam": sam,
+        "bob": bob,
+        "desk": desk,
+        "appt": appt,
+        "client": client,
+        "talk": talk,
+        "office": office,
+    }
 
 
 async def test_draft_sign_addendum_cosign(new_http: Any, session: dict[str, Any]) -> None:
@@ -109,6 +121,8 @@ async def test_who_may_read_notes(new_http: Any, session: dict[str, Any]) -> Non
     assert forbidden.json() == missing.json()
     assert (await desk.get(f"/staff/appointments/{session['appt'].id}/note")).status_code == 404
     await Practice.filter(id=session["client"].practice_id).update(office_admins_see_clinical=True)
+    assert (await desk.get(url)).json()["withheld"] is True  # a draft: its author's
+    assert (await sam.post(f"{url}/sign")).status_code == 200
     assert (await desk.get(url)).json()["sections"] == {"note": "Private"}
     # A client never reaches notes: the staff API refuses portal sessions.
     portal = new_http("10.6.1.3")
@@ -232,3 +246,33 @@ async def test_an_addendum_form_sent_twice_adds_one_addendum(
     form["request_key"] = await request_key_of(http, url)
     assert (await http.post(f"{url}/addenda", data=form)).status_code == 303
     assert await NoteAddendum.filter(note_id=note.id).count() == 2
+
+
+async def test_a_draft_is_read_only_by_its_author(new_http: Any, session: dict[str, Any]) -> None:
+    """The page told everyone but the author "X is writing this note", but the API handed
+    the draft's text to the supervisor, the owner and the front desk (where it may read
+    clinical details). Others get who writes it, and no text, until it is signed."""
+    await Practice.filter(id=session["practice"].id).update(office_admins_see_clinical=True)
+    url = f"/api/appointments/{session['appt'].id}/note"
+    sam = new_http("10.6.2.1")
+    await login(sam, session["sam"])
+    mine = await sam.put(url, json={"template": "blank", "sections": {"note": "Half-written"}})
+    assert mine.json()["sections"] == {"note": "Half-written"} and not mine.json()["withheld"]
+    for n, who in enumerate(("alice", "owner", "desk")):
+        other = new_http(f"10.6.2.{n + 2}")
+        await login(other, session[who])
+        got = await other.get(url)
+        assert got.status_code == 200, who
+        assert "Half-written" not in got.text, who
+        body = got.json()
+        assert body["exists"] and body["withheld"] and body["signed_at"] is None, who
+        assert body["author_id"] == session["sam"].id and body["sections"] == {}, who
+        assert body["version"] == "", who
+        page = await other.get(f"/staff/appointments/{session['appt'].id}/note")
+        assert "Half-written" not in page.text and "is writing this note" in page.text, who
+    # Once signed, it is the record: everyone who may read notes reads it.
+    assert (await sam.post(f"{url}/sign")).status_code == 200
+    alice = new_http("10.6.2.9")
+    await login(alice, session["alice"])
+    signed = (await alice.get(url)).json()
+    assert signed["sections"] == {"note": "Half-written"} and not signed["withheld"]
