@@ -223,7 +223,11 @@ async def note_page(
             .prefetch_related("author")
             if note
             else [],
-            "is_author": note is None or author is not None and author.id == caller.staff.id,
+            # Who may write here: the note's author, or before there is a note, the
+            # practitioner who held the session (do_save_draft refuses anyone else).
+            "is_author": author.id == caller.staff.id
+            if author is not None
+            else appointment.practitioner_id == caller.staff.id,  # type: ignore[attr-defined]
             "may_cosign": bool(
                 note
                 and note.signed_at

@@ -276,3 +276,31 @@ async def test_a_draft_is_read_only_by_its_author(new_http: Any, session: dict[s
     await login(alice, session["alice"])
     signed = (await alice.get(url)).json()
     assert signed["sections"] == {"note": "Half-written"} and not signed["withheld"]
+
+
+async def test_only_the_practitioner_of_the_session_starts_its_note(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """Whoever saved first became the author: the front desk (where it may read clinical
+    details), the owner or the supervisor could start the note of a session they did not
+    hold, and the practitioner who held it could never write, sign or add to it."""
+    await Practice.filter(id=session["practice"].id).update(office_admins_see_clinical=True)
+    appt = session["appt"]
+    url = f"/api/appointments/{appt.id}/note"
+    for n, who in enumerate(("desk", "owner", "alice")):
+        other = new_http(f"10.6.3.{n + 1}")
+        me = await login(other, session[who])
+        r = await other.put(url, json={"template": "blank", "sections": {"note": "not mine"}})
+        assert r.status_code == 409 and "held this session" in r.text, who
+        page = await other.get(f"/staff/appointments/{appt.id}/note")
+        assert page.status_code == 200 and "<textarea" not in page.text, who
+        assert "No note was written for this session yet" in page.text, who
+        form = {"csrf_token": me["csrf_token"], "template": "blank", "section_note": "mine"}
+        posted = await other.post(f"/staff/appointments/{appt.id}/note", data=form)
+        assert posted.status_code == 409, who
+    assert await SessionNote.filter(appointment_id=appt.id).count() == 0
+    sam = new_http("10.6.3.9")
+    await login(sam, session["sam"])
+    assert "<textarea" in (await sam.get(f"/staff/appointments/{appt.id}/note")).text
+    r = await sam.put(url, json={"template": "soap", "sections": {"subjective": "My session"}})
+    assert r.status_code == 200 and r.json()["author_id"] == session["sam"].id

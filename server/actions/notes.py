@@ -67,7 +67,8 @@ async def do_save_draft(
     *,
     based_on: str | None = None,
 ) -> SessionNote:
-    """Create or update the appointment's note while it is a draft (its author only).
+    """Create the appointment's note (its practitioner only, who becomes its author) or
+    update it while it is a draft (its author only).
 
     With ``based_on`` (``note_version`` of the note the page showed), a note saved from
     another window meanwhile is a ``NoteChanged`` conflict, not silently written over."""
@@ -75,10 +76,15 @@ async def do_save_draft(
     async with atomic():
         # The appointment's row first: two first saves at once (no note row to lock yet)
         # take turns instead of the second failing on the unique appointment.
-        await Appointment.filter(id=appointment.id).select_for_update().first()
+        locked = await Appointment.filter(id=appointment.id).select_for_update().first()
+        assert locked is not None
         note = await SessionNote.filter(appointment_id=appointment.id).select_for_update().first()
         _check_version(note, based_on)
         if note is None:
+            # Whoever saves first becomes the author, and only the author may go on: a
+            # note started by anyone else would lock out the clinician who held the session.
+            if locked.practitioner_id != actor.staff.id:  # type: ignore[attr-defined]
+                raise Conflict(_("Only the practitioner who held this session can write its note."))
             note = await SessionNote.create(
                 appointment=appointment,
                 author=actor.staff,
