@@ -2,7 +2,8 @@
 
 A missing id and an id the caller may not see give the same NotFound, so ids reveal
 nothing. Therapists see their own caseload and their supervisees'; owners and office
-admins see the whole practice; a client sees only their own records.
+admins see the whole practice; a client sees only their own records. A session's note also
+reaches its own clinicians, whoever the client's therapist is now (``access_note``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.clients import Client, Contact, Document, LinkedAccount, PaymentMeth
 from models.forms import FormAssignment, FormSchedule, FormStatus, FormTemplate
 from models.measures import AdministrationStatus, MeasureAdministration, MeasureSchedule
 from models.messaging import Conversation, Message, Participant
+from models.notes import SessionNote
 from models.offers import EarlierSlotOffer
 from models.reminders import SmsTemplate
 from models.tasks import Task
@@ -263,13 +265,38 @@ async def access_appointment(caller: Caller, appointment_id: int) -> Appointment
 
 async def access_note(caller: Caller, appointment_id: int) -> tuple[Appointment, Practice]:
     """The appointment whose note the caller may read or write: staff who may see clinical
-    content, on a file they may see. Anyone else gets the same 404 as a missing id."""
+    content, on a file they may see, or, for this one note, its own clinicians (``_note_is_
+    theirs``). Anyone else gets the same 404 as a missing id."""
     if caller.staff is None:
         raise NotFound()
     practice = await Practice.get(id=caller.practice_id)
     if not can_see_clinical(caller, practice):
         raise NotFound()
-    return await access_appointment(caller, appointment_id), practice
+    appointment = await Appointment.get_or_none(id=appointment_id, practice_id=caller.practice_id)
+    if appointment is None or not await _note_is_theirs(caller, appointment):
+        return await access_appointment(caller, appointment_id), practice
+    if not await Client.exists(id=appointment.client_id, deleted_at=None):  # type: ignore[attr-defined]
+        raise NotFound()
+    return appointment, practice
+
+
+async def _note_is_theirs(caller: Caller, appointment: Appointment) -> bool:
+    """Whether the caller is one of the note's own clinicians, whoever the client's therapist
+    is now: the practitioner who held the session (a colleague covering it writes its note),
+    the note's author (a client handed over keeps their draft signable by them), and the
+    author's supervisor (who countersigns it). This reaches the note's page only, never the
+    client's file, which stays with the caseload."""
+    assert caller.staff is not None
+    if appointment.practitioner_id == caller.staff.id:  # type: ignore[attr-defined]
+        return True
+    author_id = await SessionNote.filter(appointment_id=appointment.id).values_list(
+        "author_id", flat=True
+    )
+    if not author_id:
+        return False
+    if author_id[0] == caller.staff.id:
+        return True
+    return await StaffUser.exists(id=author_id[0], supervisor_id=caller.staff.id)
 
 
 async def access_administration(caller: Caller, administration_id: int) -> MeasureAdministration:

@@ -304,3 +304,75 @@ async def test_only_the_practitioner_of_the_session_starts_its_note(
     assert "<textarea" in (await sam.get(f"/staff/appointments/{appt.id}/note")).text
     r = await sam.put(url, json={"template": "soap", "sections": {"subjective": "My session"}})
     assert r.status_code == 200 and r.json()["author_id"] == session["sam"].id
+
+
+async def test_a_draft_is_finished_and_countersigned_after_the_client_is_handed_over(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """Who may reach a note was decided by the client's therapist now: once the owner handed
+    the client to Bob, Sam got a 404 on his own draft, Bob could not sign it (not his), and
+    Alice, Sam's supervisor, could not countersign it: the session stayed unsigned for good."""
+    appt = session["appt"]
+    url = f"/api/appointments/{appt.id}/note"
+    sam = new_http("10.6.4.1")
+    await login(sam, session["sam"])
+    await sam.put(url, json={"template": "blank", "sections": {"note": "Session content"}})
+    owner = new_http("10.6.4.2")
+    await login(owner, session["owner"])
+    r = await owner.put(
+        f"/api/clients/{session['client'].id}/therapist",
+        json={"therapist_id": session["bob"].id},
+    )
+    assert r.status_code == 200, r.text
+    bob = new_http("10.6.4.3")
+    await login(bob, session["bob"])
+    assert (await bob.post(f"{url}/sign")).status_code == 409  # not the author
+    assert (await sam.get(url)).json()["sections"] == {"note": "Session content"}
+    assert (await sam.get(f"/staff/appointments/{appt.id}/note")).status_code == 200
+    assert (await sam.post(f"{url}/sign")).status_code == 200
+    assert (await sam.post(f"{url}/addenda", json={"text": "Handed over"})).status_code == 200
+    alice = new_http("10.6.4.4")
+    await login(alice, session["alice"])
+    r = await alice.post(f"{url}/cosign")
+    assert r.status_code == 200 and r.json()["cosigned_at"] is not None
+    # The note only: the file stays with Bob's caseload.
+    for http in (sam, alice):
+        assert (await http.get(f"/api/clients/{session['client'].id}")).status_code == 404
+        assert (await http.get(f"/staff/clients/{session['client'].id}")).status_code == 404
+
+
+async def test_a_colleague_covering_a_session_writes_its_note(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """Bob covers one session of Sam's client. Only those who see Sam's caseload could reach
+    its note, so the clinician who held the session could not write it."""
+    covered = await agenda.do_book_appointment(
+        None,
+        practitioner=session["bob"],
+        client=session["client"],
+        service=session["talk"],
+        starts_at=datetime.now(UTC) - timedelta(days=2),
+        location=session["office"],
+    )
+    bob = new_http("10.6.5.1")
+    await login(bob, session["bob"])
+    url = f"/api/appointments/{covered.id}/note"
+    r = await bob.put(url, json={"template": "blank", "sections": {"note": "I saw Chloé"}})
+    assert r.status_code == 200, r.text
+    assert (await bob.post(f"{url}/sign")).status_code == 200
+    # Sam, the client's therapist, reads it once signed.
+    sam = new_http("10.6.5.2")
+    await login(sam, session["sam"])
+    assert (await sam.get(url)).json()["sections"] == {"note": "I saw Chloé"}
+    # That session's note only: Sam's sessions' notes and the file stay out of Bob's reach.
+    sams = session["appt"]
+    await notes.do_save_draft(
+        Caller.acting_as(session["sam"]), sams, NoteTemplate.BLANK, {"note": "x"}
+    )
+    assert (await bob.get(f"/api/appointments/{sams.id}/note")).status_code == 404
+    assert (await bob.get(f"/staff/appointments/{sams.id}/note")).status_code == 404
+    assert (await bob.get(f"/api/clients/{session['client'].id}")).status_code == 404
+    # The front desk kept from clinical details is kept from it all the same.
+    desk = new_http("10.6.5.3")
+    await login(desk, session["desk"])
+    assert (await desk.get(url)).status_code == 404
