@@ -191,7 +191,8 @@ async def note_page(
     posted: dict[str, str] | None = None,
 ) -> Response:
     """The note, or its form. ``posted``: the text of a save that failed, shown in the form
-    again (an error must never cost the writer their text)."""
+    again, or read-only beside the note where the form cannot take it (an error must never
+    cost the writer their text)."""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
@@ -205,6 +206,14 @@ async def note_page(
     )
     assert caller.staff is not None
     template = note.template if note else _template(request)
+    # Who may write here: the note's author, or before there is a note, the practitioner who
+    # held the session (do_save_draft refuses anyone else).
+    is_author = (
+        author.id == caller.staff.id
+        if author is not None
+        else appointment.practitioner_id == caller.staff.id  # type: ignore[attr-defined]
+    )
+    form_shown = is_author and not (note and note.signed_at)
     return render(
         request,
         "staff/note.html",
@@ -223,11 +232,7 @@ async def note_page(
             .prefetch_related("author")
             if note
             else [],
-            # Who may write here: the note's author, or before there is a note, the
-            # practitioner who held the session (do_save_draft refuses anyone else).
-            "is_author": author.id == caller.staff.id
-            if author is not None
-            else appointment.practitioner_id == caller.staff.id,  # type: ignore[attr-defined]
+            "is_author": is_author,
             "may_cosign": bool(
                 note
                 and note.signed_at
@@ -237,11 +242,21 @@ async def note_page(
             ),
             "addendum_key": secrets.token_urlsafe(16),
             "error": error,
-            "posted": posted,
+            "posted": posted if form_shown else None,
+            "unsaved": _unsaved(posted, TEMPLATE_SECTIONS[template] if form_shown else ()),
             "version": notes.note_version(note),
         },
         status=status,
     )
+
+
+def _unsaved(posted: dict[str, str] | None, boxes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The text of a refused save that the page's form cannot take back (the note was
+    signed meanwhile, started under another template, or is not the caller's to write), as
+    (label, text) pairs to show read-only: all of it, so the writer can copy it whole."""
+    if not posted or all(name in boxes for name, text in posted.items() if text.strip()):
+        return []
+    return [(SECTION_LABELS.get(name, name), text) for name, text in posted.items() if text]
 
 
 def _template(request: Request) -> NoteTemplate:

@@ -376,3 +376,56 @@ async def test_a_colleague_covering_a_session_writes_its_note(
     desk = new_http("10.6.5.3")
     await login(desk, session["desk"])
     assert (await desk.get(url)).status_code == 404
+
+
+async def test_a_refused_save_keeps_the_text_whatever_the_note_became(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """The page promises an error never costs the writer their text, but two 409s did: the
+    note signed from another window (the page showed the signed note, and A's text was
+    gone), and the note started from another window under another template (the page drew
+    SOAP's boxes, and A's blank-note text was in none of them)."""
+    appt = session["appt"]
+    page_url = f"/staff/appointments/{appt.id}/note"
+    url = f"/api/appointments/{appt.id}/note"
+    sam = new_http("10.6.6.1")
+    me = await login(sam, session["sam"])
+    # Window B starts the note as SOAP while window A has the new blank note open.
+    r = await sam.put(url, json={"template": "soap", "sections": {"subjective": "From B"}})
+    assert r.status_code == 200
+    form = {
+        "csrf_token": me["csrf_token"],
+        "template": "blank",
+        "section_note": "A whole session written in window A",
+        "based_on": "",
+    }
+    page = await sam.post(page_url, data=form)
+    assert page.status_code == 409
+    assert "data-not-saved" in page.text and "A whole session written in window A" in page.text
+    # B's text stays in its boxes: saving from here does not blank it.
+    assert ">From B</textarea>" in page.text
+    # Window B signs; window A, opened on that same draft, saves.
+    opened = r.json()["version"]
+    assert (await sam.post(f"{url}/sign")).status_code == 200
+    form = {
+        "csrf_token": me["csrf_token"],
+        "template": "soap",
+        "section_subjective": "From B, and twenty minutes of more writing",
+        "section_plan": "",
+        "based_on": opened,
+    }
+    page = await sam.post(page_url, data=form)
+    assert page.status_code == 409 and 'data-note-state="signed"' in page.text
+    assert "data-not-saved" in page.text and "twenty minutes of more writing" in page.text
+    assert (await SessionNote.get(appointment_id=appt.id)).sections["subjective"] == "From B"
+
+
+async def test_a_save_that_fits_the_form_is_not_shown_twice(
+    http: httpx.AsyncClient, session: dict[str, Any]
+) -> None:
+    me = await login(http, session["sam"])
+    page_url = f"/staff/appointments/{session['appt'].id}/note"
+    form = {"csrf_token": me["csrf_token"], "template": "blank", "section_note": "x" * 20_001}
+    page = await http.post(page_url, data=form)
+    assert page.status_code == 422 and "x" * 20_001 + "</textarea>" in page.text
+    assert "data-not-saved" not in page.text
