@@ -318,9 +318,10 @@ async def move(request: Request, body: MoveIn) -> AppointmentOut:
     return await _one(new.id)
 
 
-@api.route("DELETE", "/appointments/{appointment_id}", response=Ok)
+@api.route("DELETE", "/appointments/{appointment_id}", response=Ok, statuses=(401, 404, 409, 422))
 async def delete(request: Request) -> Ok:
-    """Remove an appointment from the agenda (its record and log stay)"""
+    """Remove an appointment from the agenda (its record and log stay); 409 if it has a
+    session note: cancel it instead"""
     caller = require_staff(request)
     appointment = await access_agenda_appointment(caller, path_id(request, "appointment_id"))
     await agenda.do_delete_appointment(caller, appointment)

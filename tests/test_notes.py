@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from models.accounts import Practice
+from models.agenda import Appointment
 from models.audit import AuditEntry
 from models.notes import NoteAddendum, NoteTemplate, SessionNote
 from server.actions import agenda, notes
 from server.auth.sessions import Caller
 from server.errors import Conflict
+from server.export import client_record
 from tests.conftest import Factory, login, request_key_of
 
 
@@ -429,3 +431,44 @@ async def test_a_save_that_fits_the_form_is_not_shown_twice(
     page = await http.post(page_url, data=form)
     assert page.status_code == 422 and "x" * 20_001 + "</textarea>" in page.text
     assert "data-not-saved" not in page.text
+
+
+async def test_a_session_with_a_note_is_cancelled_not_deleted(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """Any staff member (the front desk too) could delete an appointment from the agenda; a
+    signed note on it then left the client's export and the sessions tab with it. A session
+    with a note, signed or draft, is now a 409 that says to cancel it; cancelling keeps it."""
+    appt, client = session["appt"], session["client"]
+    sam = Caller.acting_as(session["sam"])
+    note = await notes.do_save_draft(sam, appt, NoteTemplate.BLANK, {"note": "Signed"})
+    desk = new_http("10.6.7.1")
+    await login(desk, session["desk"])
+    r = await desk.delete(f"/api/appointments/{appt.id}")
+    assert r.status_code == 409 and "cancelled" in r.json()["error"]["message"]
+    await notes.do_sign(sam, note)
+    assert (await desk.delete(f"/api/appointments/{appt.id}")).status_code == 409
+    assert (await Appointment.get(id=appt.id)).deleted_at is None
+    r = await desk.post(
+        f"/api/appointments/{appt.id}/attendance", json={"attendance": "cancelled_by_client"}
+    )
+    assert r.status_code == 200, r.text
+    record, _docs = await client_record(Caller.acting_as(session["owner"]), client)
+    assert [n["id"] for n in record["session_notes"]] == [note.id]
+    owner = new_http("10.6.7.2")
+    await login(owner, session["owner"])
+    tab = await owner.get(f"/staff/clients/{client.id}/sessions")
+    assert f"/staff/appointments/{appt.id}/note" in tab.text
+    # An appointment without a note still goes; a deleted one takes no note afterwards.
+    other = await agenda.do_book_appointment(
+        None,
+        practitioner=session["sam"],
+        client=client,
+        service=session["talk"],
+        starts_at=datetime.now(UTC) + timedelta(days=3),
+        location=session["office"],
+    )
+    assert (await desk.delete(f"/api/appointments/{other.id}")).status_code == 200
+    with pytest.raises(Conflict):
+        await notes.do_save_draft(sam, other, NoteTemplate.BLANK, {"note": "Too late"})
+    assert not await SessionNote.exists(appointment_id=other.id)

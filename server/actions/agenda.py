@@ -26,6 +26,7 @@ from models.agenda import (
     TimeOff,
 )
 from models.clients import Client
+from models.notes import SessionNote
 from models.reminders import SmsTemplate
 from realtime.events import client_recipient, emit, staff_recipient
 from server.actions import audit, offers, reminders
@@ -565,10 +566,24 @@ async def do_move_appointment(
 
 
 async def do_delete_appointment(actor: Caller | None, appointment: Appointment) -> None:
-    """Soft: the appointment leaves the agenda, its record and log stay."""
+    """Soft: the appointment leaves the agenda, its record and log stay. Not one with a
+    session note: a removed session leaves the file's sessions and its export, and a
+    clinical record must not leave with it (a session that did not take place is cancelled,
+    which keeps it in the file)."""
     if appointment.deleted_at is not None:
         return
     async with atomic():
+        # The row lock do_save_draft takes before it starts a note: no note starts meanwhile.
+        locked = await Appointment.filter(id=appointment.id).select_for_update().first()
+        if locked is None or locked.deleted_at is not None:
+            return
+        if await SessionNote.exists(appointment_id=appointment.id):
+            raise Conflict(
+                _(
+                    "This session has a session note, and a clinical record must not vanish "
+                    "from the file: mark the session as cancelled instead of deleting it."
+                )
+            )
         appointment.deleted_at = datetime.now(UTC)
         await appointment.save(update_fields=["deleted_at", "updated_at"])
         await audit.record(

@@ -85,6 +85,10 @@ async def do_save_draft(
             # note started by anyone else would lock out the clinician who held the session.
             if locked.practitioner_id != actor.staff.id:  # type: ignore[attr-defined]
                 raise Conflict(_("Only the practitioner who held this session can write its note."))
+            # A removed session keeps no note: do_delete_appointment refuses to remove one
+            # that has a note, so the file and the export never lose it.
+            if locked.deleted_at is not None:
+                raise Conflict(_("This session was deleted from the agenda: it takes no note."))
             note = await SessionNote.create(
                 appointment=appointment,
                 author=actor.staff,
