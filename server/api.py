@@ -171,7 +171,8 @@ class Api:
                 ]
             if ep.body is not None:
                 op["requestBody"] = {
-                    "required": True,
+                    # A body whose every field has a default may be left out.
+                    "required": any(f.is_required() for f in ep.body.model_fields.values()),
                     "content": {"application/json": {"schema": ref(ep.body)}},
                 }
             if ep.response is not None:

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -44,6 +44,18 @@ class NoteIn(BaseModel):
     # saved from another window since is a 409 instead of being written over. Absent: the
     # save writes whatever is there.
     based_on: str | None = Field(default=None, max_length=64)
+
+
+class SignIn(BaseModel):
+    # The ``version`` of the note the signer read: a note saved from another window since is
+    # a 409, not a signature on text they never saw. Absent: signs what was saved last.
+    based_on: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_body(cls, data: Any) -> Any:
+        # An empty JSON body (``null``) is no ``based_on``, as a request without one is.
+        return {} if data is None else data
 
 
 class AddendumIn(BaseModel):
@@ -152,12 +164,18 @@ async def put_note(request: Request, body: NoteIn) -> NoteOut:
     return await note_out(caller, appointment)
 
 
-@api.route("POST", "/appointments/{appointment_id}/note/sign", response=NoteOut)
-async def sign_note(request: Request) -> NoteOut:
-    """Sign the note: from then on it cannot change"""
+@api.route(
+    "POST",
+    "/appointments/{appointment_id}/note/sign",
+    body=SignIn,
+    response=NoteOut,
+    statuses=(401, 404, 409, 422),
+)
+async def sign_note(request: Request, body: SignIn) -> NoteOut:
+    """Sign the note: from then on it cannot change (409 if saved since ``based_on``)"""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
-    await notes.do_sign(caller, await _signed_note(appointment))
+    await notes.do_sign(caller, await _signed_note(appointment), based_on=body.based_on)
     return await note_out(caller, appointment)
 
 

@@ -472,3 +472,35 @@ async def test_a_session_with_a_note_is_cancelled_not_deleted(
     with pytest.raises(Conflict):
         await notes.do_save_draft(sam, other, NoteTemplate.BLANK, {"note": "Too late"})
     assert not await SessionNote.exists(appointment_id=other.id)
+
+
+async def test_the_api_signs_only_the_version_its_caller_read(
+    new_http: Any, session: dict[str, Any]
+) -> None:
+    """PUT took ``based_on``, but POST .../sign took no body: an API client signed whatever
+    was saved last, text from another window it never read included."""
+    appt = session["appt"]
+    sam = new_http("10.6.8.1")
+    await login(sam, session["sam"])
+    url = f"/api/appointments/{appt.id}/note"
+    seen = (await sam.put(url, json={"sections": {"note": "Seen"}})).json()["version"]
+    now = (await sam.put(url, json={"sections": {"note": "Saved elsewhere"}})).json()["version"]
+    r = await sam.post(f"{url}/sign", json={"based_on": seen})
+    assert r.status_code == 409, r.text
+    assert (await SessionNote.get(appointment_id=appt.id)).signed_at is None
+    assert (await sam.post(f"{url}/sign", json={"based_on": 5})).status_code == 422
+    r = await sam.post(f"{url}/sign", json={"based_on": now})
+    assert r.status_code == 200 and r.json()["signed_at"] is not None
+    # Without a body (or an empty one), it signs what was saved last, as before.
+    other = await agenda.do_book_appointment(
+        None,
+        practitioner=session["sam"],
+        client=session["client"],
+        service=session["talk"],
+        starts_at=datetime.now(UTC) - timedelta(days=3),
+        location=session["office"],
+    )
+    url = f"/api/appointments/{other.id}/note"
+    await sam.put(url, json={"sections": {"note": "Plain"}})
+    r = await sam.post(f"{url}/sign", content=b"", headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
