@@ -4,12 +4,15 @@ or looked at what."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 
-from server.actions import agenda, audit
+from models.accounts import Practice
+from models.notes import NoteTemplate
+from server.actions import agenda, audit, notes
 from server.auth.sessions import Caller
 from server.export import client_record
 from server.mail import queue_email
@@ -237,3 +240,46 @@ def test_the_fields_an_entry_names_read_as_the_forms_name_them() -> None:
     finally:
         i18n.set_locale("en")
     assert "clinical_comments" not in text and "(Remarques, Adressé par)" in text
+
+
+async def test_note_activity_is_clinical(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """The sessions tab keeps the notes from a front desk that may not read clinical
+    details, but the Logs tab (and the export's logs) told it who started, signed and read
+    a session note, and when."""
+    practice = await make.practice()
+    alice = await make.therapist(first_name="Alice")
+    desk = await make.office_admin()
+    client = await make.client(alice, first_name="Hélène")
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    as_alice = Caller.acting_as(alice)
+    appt = await agenda.do_book_appointment(
+        as_alice,
+        practitioner=alice,
+        client=client,
+        service=talk,
+        starts_at=datetime.now(UTC) - timedelta(days=1),
+        location=office,
+    )
+    note = await notes.do_save_draft(as_alice, appt, NoteTemplate.BLANK, {"note": "x"})
+    await notes.do_save_draft(as_alice, appt, NoteTemplate.BLANK, {"note": "xy"})
+    await notes.do_sign(as_alice, note)
+    await notes.do_add_addendum(as_alice, note, "later")
+    await audit.record_read(as_alice, client.id, "note")
+    http = new_http("10.9.0.1")
+    await login(http, desk)
+    page = await http.get(f"/staff/clients/{client.id}/logs")
+    assert page.status_code == 200 and "booked a session" in page.text
+    assert "session note" not in page.text and "addendum" not in page.text
+    assert "draft note" not in page.text
+    record, _docs = await client_record(Caller.acting_as(desk), client)
+    actions = {e["action"] for e in record["logs"]["audit"]}
+    assert not {a for a in actions if a.startswith("note.") or a == "read.note"}, actions
+    # Where the practice opens clinical details to the front desk, it sees them.
+    await Practice.filter(id=practice.id).update(office_admins_see_clinical=True)
+    page = await http.get(f"/staff/clients/{client.id}/logs")
+    assert "signed a session note" in page.text and "read a session note" in page.text

@@ -17,11 +17,19 @@ from server.audit_labels import describe
 LIMIT = 200
 
 # What only those who may read clinical details may know of: that a questionnaire raised a
-# safety alert (PHQ-9 item 9), as its email and its audit entry say. The front desk, where
-# the practice keeps clinical details from it, sees neither (the Measures API hides the flag
-# from it too).
+# safety alert (PHQ-9 item 9), as its email and its audit entry say, and the session notes'
+# activity (who started, signed, read one, and when), as the sessions tab keeps the notes
+# themselves from them. The front desk, where the practice keeps clinical details from it,
+# sees none of it (the Measures API hides the flag from it too).
 CLINICAL_PURPOSES = frozenset({"measure_alert"})
-CLINICAL_ACTIONS = frozenset({"measure.alert"})
+CLINICAL_ACTIONS = frozenset({"measure.alert", "read.note"})
+CLINICAL_ACTION_PREFIXES = ("note.",)  # every note action, those added later too
+
+
+def is_clinical_action(action: str) -> bool:
+    return action in CLINICAL_ACTIONS or action.startswith(CLINICAL_ACTION_PREFIXES)
+
+
 # The audit details the file's logs show (``describe``), and the export copies: the others
 # can name people the reader may not see (a colleague's client added to a conversation, a
 # linked file's id).
@@ -66,9 +74,9 @@ async def file_logs(
     """What was sent about the client, newest first: to the client and their circle (and
     with ``to_staff``, to the practice's staff), never to another client (a linked person's
     notice is filed under the conversation's client); and the file's audit entries. Without
-    ``clinical``, neither says that a questionnaire raised a safety alert. ``latest``: looks
-    at only the latest this many messages and twice as many audit entries (a page); all of
-    them by default (the export)."""
+    ``clinical``, neither says that a questionnaire raised a safety alert, nor what was
+    done with the session notes. ``latest``: looks at only the latest this many messages
+    and twice as many audit entries (a page); all of them by default (the export)."""
     wanted = await addresses_of(client)
     if to_staff:
         wanted |= await _staff_addresses(client.practice_id)  # type: ignore[attr-defined]
@@ -84,7 +92,7 @@ async def file_logs(
         for m in await outbox
         if m.to.strip().lower() in wanted and (clinical or m.purpose not in CLINICAL_PURPOSES)
     ]
-    return sent, [e for e in await audit if clinical or e.action not in CLINICAL_ACTIONS]
+    return sent, [e for e in await audit if clinical or not is_clinical_action(e.action)]
 
 
 async def client_logs(client: Client, *, clinical: bool, reads: bool = True) -> dict[str, Any]:
