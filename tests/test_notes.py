@@ -504,3 +504,19 @@ async def test_the_api_signs_only_the_version_its_caller_read(
     await sam.put(url, json={"sections": {"note": "Plain"}})
     r = await sam.post(f"{url}/sign", content=b"", headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
+
+
+async def test_a_double_click_countersigns_once(session: dict[str, Any]) -> None:
+    """do_cosign checked cosigned_at on the handler's copy, with no lock: two requests at
+    once both countersigned, writing two audit entries, the second moving the time."""
+    sam = Caller.acting_as(session["sam"])
+    note = await notes.do_save_draft(sam, session["appt"], NoteTemplate.BLANK, {"note": "x"})
+    await notes.do_sign(sam, note)
+    alice = Caller.acting_as(session["alice"])
+    # Each request read the note before either wrote: the second's copy is not cosigned.
+    copies = [await SessionNote.get(id=note.id) for _ in range(2)]
+    first = await notes.do_cosign(alice, copies[0])
+    second = await notes.do_cosign(alice, copies[1])
+    assert second.cosigned_at == first.cosigned_at == copies[1].cosigned_at
+    assert (await SessionNote.get(id=note.id)).cosigned_at == first.cosigned_at
+    assert await AuditEntry.filter(action="note.cosigned", object_id=note.id).count() == 1

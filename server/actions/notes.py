@@ -165,21 +165,26 @@ async def do_add_addendum(
 
 
 async def do_cosign(actor: Caller, note: SessionNote) -> SessionNote:
-    """Countersign a supervisee's signed note (the author's supervisor only)."""
+    """Countersign a supervisee's signed note (the author's supervisor only); once only."""
     assert actor.staff is not None
     author = await StaffUser.get(id=note.author_id)  # type: ignore[attr-defined]
     if author.supervisor_id != actor.staff.id:  # type: ignore[attr-defined]
         raise Conflict(_("Only the author's supervisor can countersign."))
     if note.signed_at is None:
         raise Conflict(_("The author signs the note first."))
-    if note.cosigned_at is not None:
-        return note
     async with atomic():
-        note.cosigned_by = actor.staff  # type: ignore[assignment]
-        note.cosigned_at = datetime.now(UTC)
-        await note.save(update_fields=["cosigned_by_id", "cosigned_at", "updated_at"])
-        await _audit(actor, note, "note.cosigned")
-    return note
+        # Read again under the row lock: a double click must countersign once, not write a
+        # second audit entry and move the time of the first.
+        current = await SessionNote.filter(id=note.id).select_for_update().first()
+        assert current is not None
+        if current.cosigned_at is None:
+            current.cosigned_by = actor.staff  # type: ignore[assignment]
+            current.cosigned_at = datetime.now(UTC)
+            await current.save(update_fields=["cosigned_by_id", "cosigned_at", "updated_at"])
+            await _audit(actor, current, "note.cosigned")
+    # The caller's copy says so too.
+    note.cosigned_by_id, note.cosigned_at = current.cosigned_by_id, current.cosigned_at  # type: ignore[attr-defined]
+    return current
 
 
 async def _audit(actor: Caller, note: SessionNote, action: str) -> None:
