@@ -17,7 +17,9 @@ notes on the client's account or addressed to them that the caller may see
 the money on the client's account. Producing the export is recorded as a read of the file.
 
 Format version 2 filled ``invoices`` (an empty list in version 1) and added
-``money_on_account``; docs/billing.md describes both.
+``money_on_account``; docs/billing.md describes both. Version 3 gave each session note a
+``state`` ("draft" or "signed"), ``template`` and ``sections`` null for a draft the caller
+did not write, and ``session_removed`` for a note whose session left the agenda.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from server.queries.record_measures import forms_part, measures_part
 from server.settings import get_settings
 
 FORMAT = "cabinet-client-export"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CHUNK = 64 * 1024
 
 
@@ -380,12 +382,14 @@ async def _tasks_part(client: Client) -> list[dict[str, Any]]:
 async def _notes_part(caller: Caller, client: Client) -> list[dict[str, Any]]:
     """Session notes with their addenda. Drafts are there, marked ``state: "draft"``: with
     their text for their author only; others' with their author and no text, as the note
-    page shows them (a draft is its author's until signed)."""
+    page shows them (a draft is its author's until signed). A note whose session was removed
+    from the agenda (possible before 3b6aaec) is there too, marked ``session_removed``: the
+    record is the client's whatever became of the booking."""
     assert caller.staff is not None
     notes = (
-        await SessionNote.filter(appointment__client_id=client.id, appointment__deleted_at=None)
+        await SessionNote.filter(appointment__client_id=client.id)
         .order_by("appointment__starts_at", "id")
-        .prefetch_related("author", "cosigned_by")
+        .prefetch_related("author", "cosigned_by", "appointment")
     )
     addenda: dict[int, list[NoteAddendum]] = {}
     for a in (
@@ -401,6 +405,7 @@ async def _notes_part(caller: Caller, client: Client) -> list[dict[str, Any]]:
             {
                 "id": n.id,
                 "session_id": n.appointment_id,  # type: ignore[attr-defined]
+                "session_removed": n.appointment.deleted_at is not None,
                 "state": "draft" if n.signed_at is None else "signed",
                 "template": None if withheld else n.template.value,
                 "sections": None if withheld else n.sections,

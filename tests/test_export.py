@@ -19,7 +19,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pypdf import PdfReader
 
 from models.accounts import PortalAccount, Practice
-from models.agenda import Attendance
+from models.agenda import Appointment, Attendance
 from models.audit import AuditEntry
 from models.billing import BillingProfile, Invoice, PaymentMethodUsed
 from models.clients import AlternateContact, Client, PhoneNumber, Relationship
@@ -495,7 +495,7 @@ async def test_the_export_holds_the_clients_invoices_payments_and_credit(
     r, archive = await export_of(new_http, billed["owner"], billed["helene"])
     assert r.status_code == 200 and archive is not None
     record = json.loads(archive.read("record.json"))
-    assert record["format_version"] == 2
+    assert record["format_version"] == 3
     assert "invoices" not in record["remarks"]
     assert "Billing is not part" not in json.dumps(record)
     invoices = {i["id"]: i for i in record["invoices"]}
@@ -701,3 +701,33 @@ async def test_a_draft_note_is_exported_with_its_text_to_its_author_only(make: F
     [draft] = record["session_notes"]
     assert draft["state"] == "draft" and draft["sections"] == {"note": "Half-written"}
     assert "session_notes" not in record["remarks"]
+    assert draft["session_removed"] is False
+
+
+async def test_a_note_whose_session_left_the_agenda_is_still_exported(make: Factory) -> None:
+    """Before 3b6aaec a session with a signed note could be removed from the agenda, and the
+    export then left the note out: a records request lost a signed clinical record."""
+    practice = await make.practice()
+    alice = await make.therapist(first_name="Alice")
+    client = await make.client(alice, first_name="Hélène")
+    talk = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    appt = await agenda.do_book_appointment(
+        None,
+        practitioner=alice,
+        client=client,
+        service=talk,
+        starts_at=datetime.now(UTC),
+        location=office,
+    )
+    as_alice = Caller.acting_as(alice)
+    note = await notes.do_save_draft(as_alice, appt, NoteTemplate.BLANK, {"note": "Signed"})
+    await notes.do_sign(as_alice, note)
+    # Removed as the agenda removed it then (it refuses now).
+    await Appointment.filter(id=appt.id).update(deleted_at=datetime.now(UTC))
+    record, _docs = await client_record(as_alice, client)
+    [kept] = record["session_notes"]
+    assert kept["id"] == note.id and kept["sections"] == {"note": "Signed"}
+    assert kept["session_removed"] is True

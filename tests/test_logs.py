@@ -270,15 +270,20 @@ async def test_note_activity_is_clinical(
     await notes.do_sign(as_alice, note)
     await notes.do_add_addendum(as_alice, note, "later")
     await audit.record_read(as_alice, client.id, "note")
+    # Reading the clinical details or a questionnaire's answers says as much.
+    await audit.record_read(as_alice, client.id, "clinical")
+    await audit.record_read(as_alice, client.id, "measures")
     http = new_http("10.9.0.1")
     await login(http, desk)
     page = await http.get(f"/staff/clients/{client.id}/logs")
     assert page.status_code == 200 and "booked a session" in page.text
     assert "session note" not in page.text and "addendum" not in page.text
     assert "draft note" not in page.text
+    assert "clinical details" not in page.text and "questionnaire answers" not in page.text
     record, _docs = await client_record(Caller.acting_as(desk), client)
     actions = {e["action"] for e in record["logs"]["audit"]}
-    assert not {a for a in actions if a.startswith("note.") or a == "read.note"}, actions
+    hidden = {"read.note", "read.clinical", "read.measures"}
+    assert not {a for a in actions if a.startswith("note.") or a in hidden}, actions
     # Where the practice opens clinical details to the front desk, it sees them.
     await Practice.filter(id=practice.id).update(office_admins_see_clinical=True)
     page = await http.get(f"/staff/clients/{client.id}/logs")

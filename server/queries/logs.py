@@ -22,7 +22,8 @@ LIMIT = 200
 # themselves from them. The front desk, where the practice keeps clinical details from it,
 # sees none of it (the Measures API hides the flag from it too).
 CLINICAL_PURPOSES = frozenset({"measure_alert"})
-CLINICAL_ACTIONS = frozenset({"measure.alert", "read.note"})
+# Reading the clinical details or a questionnaire's answers is the same kind of fact.
+CLINICAL_ACTIONS = frozenset({"measure.alert", "read.note", "read.clinical", "read.measures"})
 CLINICAL_ACTION_PREFIXES = ("note.",)  # every note action, those added later too
 
 
