@@ -571,3 +571,59 @@ async def test_what_a_client_writes_first_needs_and_where_it_goes(
     await login(staff_http, cast["alice"])
     r = await staff_http.post(url, json={"subject": "Hi", "body": "x", "client_uid": "e-5"})
     assert r.status_code == 401
+
+
+async def test_a_client_handed_over_takes_their_conversations_to_the_new_therapist(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], capture_events: Any
+) -> None:
+    """The desk handed Hélène from Alice to Bob: Alice could no longer open the file, yet
+    Hélène's next message ("mes idées noires reviennent") went to Alice's thread and badge,
+    and Bob, now responsible for her, was never told."""
+    alice, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    assert (await send(alice, "/api", cid, "Comment allez-vous ?", "a1")).status_code == 200
+    desk = new_http("10.1.0.4")
+    await login(desk, cast["desk"])
+    captured = capture_events()
+    r = await desk.put(
+        f"/api/clients/{cast['helene'].id}/therapist", json={"therapist_id": cast["bob"].id}
+    )
+    assert r.status_code == 200, r.text
+    left = captured.of_type("conversation.participant_left")
+    assert f"s:{cast['alice'].id}" in {e.recipient for e in left}
+    portal = new_http("10.2.0.1")
+    await login(portal, cast["helene"])
+    r = await send(portal, "/portal/api", cid, "Mes idées noires reviennent", "c1")
+    assert r.status_code == 200, r.text
+    bob = new_http("10.1.0.3")
+    await login(bob, cast["bob"])
+    bobs = (await bob.get("/api/conversations")).json()
+    assert cid in [c["id"] for c in bobs["conversations"]]
+    # Bob reads the history too, as anyone added does.
+    thread = (await bob.get(f"/api/conversations/{cid}")).json()
+    assert [m["body"] for m in thread["messages"]] == [
+        "Comment allez-vous ?",
+        "Mes idées noires reviennent",
+    ]
+    alices = (await alice.get("/api/conversations")).json()
+    assert cid not in [c["id"] for c in alices["conversations"]]
+    assert (await alice.get(f"/api/conversations/{cid}")).status_code == 404
+    # Handed back, Alice is in again.
+    r = await desk.put(
+        f"/api/clients/{cast['helene'].id}/therapist", json={"therapist_id": cast["alice"].id}
+    )
+    assert r.status_code == 200
+    assert (await alice.get(f"/api/conversations/{cid}")).status_code == 200
+
+
+async def test_a_client_left_with_no_therapist_is_heard_by_the_owners(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    alice, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    desk = new_http("10.1.0.4")
+    await login(desk, cast["desk"])
+    r = await desk.put(f"/api/clients/{cast['helene'].id}/therapist", json={"therapist_id": None})
+    assert r.status_code == 200, r.text
+    owner = new_http("10.1.0.5")
+    await login(owner, cast["owner"])
+    assert (await owner.get(f"/api/conversations/{cid}")).status_code == 200
+    assert (await alice.get(f"/api/conversations/{cid}")).status_code == 404

@@ -30,7 +30,7 @@ from models.clients import (
     search_key,
 )
 from models.tasks import Task
-from server.actions import audit, reminders
+from server.actions import audit, messaging, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -522,7 +522,8 @@ async def do_remove_payment_method(actor: Caller, method: PaymentMethod) -> None
 async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUser | None) -> None:
     """Hand the client to another therapist (None: to none). The previous one no longer sees
     the file (unless they supervise the new one); their open tasks on it go to the new
-    therapist, or the safety alert's "contact the client today" would sit in no one's list.
+    therapist, or the safety alert's "contact the client today" would sit in no one's list,
+    and the client's conversations go with the client (messaging.hand_over_client).
 
     Precondition: ``therapist`` came through ``access_practitioner`` (an active clinician or
     owner of the practice)."""
@@ -536,6 +537,8 @@ async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUse
             await Task.filter(
                 client_id=client.id, assignee_id=old_id, done_at=None, deleted_at=None
             ).update(assignee_id=therapist.id)
+        previous = await StaffUser.get_or_none(id=old_id) if old_id is not None else None
+        await messaging.hand_over_client(actor, client, previous, therapist)
         await audit.record(
             actor,
             "client.therapist_changed",

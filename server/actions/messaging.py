@@ -36,6 +36,7 @@ from realtime.events import (
     pg_number_and_store,
     plan,
     publisher,
+    staff_recipient,
 )
 from realtime.hub import hub
 from server.actions import audit, reminders
@@ -373,23 +374,100 @@ async def hand_over_conversations(actor: Caller, leaving: StaffUser) -> int:
         participants__left_at=None,
     ).distinct()
     for conversation in conversations:
-        staff_ids = await Participant.filter(
-            conversation_id=conversation.id, role=ParticipantRole.STAFF, left_at=None
-        ).values_list("staff_user_id", flat=True)
-        if await StaffUser.filter(id__in=list(staff_ids), is_active=True).exists():
-            continue
-        client = await Client.get_or_none(id=conversation.client_id, deleted_at=None)  # type: ignore[attr-defined]
-        heirs = await who_hears_a_client(client) if client is not None else []
-        if not heirs:
-            continue
-        await do_add_participants(
-            actor,
-            conversation,
-            staff=heirs,
-            group_name=conversation.group_name or _("Care team"),
-        )
-        handed += 1
+        handed += await _give_heirs_if_unheard(actor, conversation)
     return handed
+
+
+async def _give_heirs_if_unheard(actor: Caller, conversation: Conversation) -> int:
+    """A client conversation with no active staff member in it gets ``who_hears_a_client``.
+    Returns 1 when it did."""
+    staff_ids = await Participant.filter(
+        conversation_id=conversation.id, role=ParticipantRole.STAFF, left_at=None
+    ).values_list("staff_user_id", flat=True)
+    if await StaffUser.filter(id__in=list(staff_ids), is_active=True).exists():
+        return 0
+    client = await Client.get_or_none(id=conversation.client_id, deleted_at=None)  # type: ignore[attr-defined]
+    heirs = await who_hears_a_client(client) if client is not None else []
+    if not heirs:
+        return 0
+    await _add_staff(actor, conversation, heirs)
+    return 1
+
+
+async def _add_staff(actor: Caller, conversation: Conversation, staff: Sequence[StaffUser]) -> None:
+    """Staff added by the practice's own rules (a hand-over), not by someone's choice: those
+    already in are left as they are, and one who had left comes back."""
+    existing = await Participant.filter(
+        conversation_id=conversation.id, staff_user_id__in=[s.id for s in staff]
+    )
+    gone = [p.id for p in existing if p.left_at is not None]
+    if gone:
+        await Participant.filter(id__in=gone).update(left_at=None, updated_at=datetime.now(UTC))
+        everyone = await Participant.filter(conversation_id=conversation.id).order_by("id")
+        back = [p for p in everyone if p.id in gone]
+        await emit(
+            [p.recipient for p in present(everyone)],
+            "conversation.participants_added",
+            {
+                "conversation": conversation_payload(conversation, everyone),
+                "added": [participant_payload(p) for p in back],
+            },
+        )
+    known = {p.staff_user_id for p in existing}  # type: ignore[attr-defined]
+    new = [s for s in staff if s.id not in known and s.is_active]
+    if new:
+        await do_add_participants(
+            actor, conversation, staff=new, group_name=conversation.group_name or _("Care team")
+        )
+
+
+async def hand_over_client(
+    actor: Caller, client: Client, previous: StaffUser | None, therapist: StaffUser | None
+) -> None:
+    """The client went from ``previous`` to ``therapist`` (client_file.do_assign_therapist):
+    their conversations follow. The new therapist joins each and sees its history, as anyone
+    added does; the previous one leaves those they may no longer see the client of (not a
+    supervisor of the new one, nor an owner), and what their tabs could replay of them is
+    withdrawn. Without this the client's next message, perhaps about how they are doing,
+    went to the therapist who could no longer open the file, and the one now responsible
+    was never told. A conversation left with no one on staff gets ``who_hears_a_client``.
+    Call inside ``atomic()``, after the client's therapist is saved."""
+    from server.access import visible_clients  # the access checks import the actions' models
+
+    conversations = await Conversation.filter(kind=ConversationKind.CLIENT, client_id=client.id)
+    if not conversations:
+        return
+    if therapist is not None:
+        for conversation in conversations:
+            await _add_staff(actor, conversation, [therapist])
+    if previous is None:
+        return
+    who = Caller.acting_as(previous)
+    if await (await visible_clients(who)).filter(id=client.id).exists():
+        return
+    leaving = await Participant.filter(
+        conversation_id__in=[c.id for c in conversations],
+        staff_user_id=previous.id,
+        left_at=None,
+    )
+    if not leaving:
+        return
+    now = datetime.now(UTC)
+    await Participant.filter(id__in=[p.id for p in leaving]).update(left_at=now, updated_at=now)
+    await _withdraw_stored_events(staff_recipient(previous.id), {c.id for c in conversations})
+    for gone in leaving:
+        gone.left_at = now
+        others = await Participant.filter(conversation_id=gone.conversation_id, left_at=None)  # type: ignore[attr-defined]
+        await emit(
+            [gone.recipient, *(p.recipient for p in others)],
+            "conversation.participant_left",
+            {
+                "conversation_id": gone.conversation_id,  # type: ignore[attr-defined]
+                "participant": participant_payload(gone),
+            },
+        )
+    for conversation in conversations:
+        await _give_heirs_if_unheard(actor, conversation)
 
 
 async def do_add_participants(
