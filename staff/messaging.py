@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.expressions import Q
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
 from models.messaging import ConversationKind
@@ -22,6 +21,7 @@ from server.access import (
 from server.actions import messaging
 from server.auth.sessions import Caller
 from server.errors import NotFound
+from server.queries.clients import matching_name
 from server.web import parse_id, path_id, render, require_staff
 from staff.api import api
 
@@ -140,9 +140,7 @@ async def pick_clients(request: Request) -> list[PickableClient]:
     # ?id= fetches one client's entry (with its linked accounts) whatever its place by name.
     if "id" in request.query_params:
         query = query.filter(id=parse_id(request.query_params["id"]))
-    if q:
-        query = query.filter(Q(last_name__icontains=q) | Q(first_name__icontains=q))
-    clients = await query.order_by("last_name", "first_name").limit(30)
+    clients = await matching_name(query, q).order_by("last_name", "first_name").limit(30)
     ids = [c.id for c in clients]
     active = set(
         await PortalAccount.filter(client_id__in=ids, is_active=True)

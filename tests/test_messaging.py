@@ -627,3 +627,18 @@ async def test_a_client_left_with_no_therapist_is_heard_by_the_owners(
     await login(owner, cast["owner"])
     assert (await owner.get(f"/api/conversations/{cid}")).status_code == 200
     assert (await alice.get(f"/api/conversations/{cid}")).status_code == 404
+
+
+async def test_the_new_conversation_picker_finds_names_as_the_client_list_does(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """The picker matched the whole query against the first or the last name, accents
+    included: "helene" and "Hélène Dubois" found nobody, though the client list finds both."""
+    alice = new_http("10.1.0.2")
+    await login(alice, cast["alice"])
+    for q in ("helene", "Hélène Dubois", "dubois helene", "DUB"):
+        found = (await alice.get("/api/messaging/clients", params={"q": q})).json()
+        assert [c["id"] for c in found] == [cast["helene"].id], q
+    # Still only the caller's caseload.
+    found = (await alice.get("/api/messaging/clients", params={"q": "bobs"})).json()
+    assert found == []

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
-from models.clients import ClientStatus, search_key
+from models.clients import Client, ClientStatus, search_key
 from server.access import caseload_therapist_ids, visible_clients
 from server.auth.sessions import Caller
 
@@ -48,11 +49,16 @@ class ClientPage:
     pages: int
 
 
-async def client_page(caller: Caller, filters: ClientFilters) -> ClientPage:
-    query = await visible_clients(caller)
-    # Every word must appear somewhere in the name: "dub hel" finds Hélène Dubois.
-    for word in search_key(filters.q).split():
+def matching_name(query: QuerySet[Client], q: str) -> QuerySet[Client]:
+    """Clients whose name holds every word of ``q``, accents and case aside: "dub hel" and
+    "helene dubois" find Hélène Dubois. The client list and the pickers search alike."""
+    for word in search_key(q).split():
         query = query.filter(search_name__contains=word)
+    return query
+
+
+async def client_page(caller: Caller, filters: ClientFilters) -> ClientPage:
+    query = matching_name(await visible_clients(caller), filters.q)
     if filters.status is not None:
         query = query.filter(status=filters.status)
     if filters.tag is not None:
