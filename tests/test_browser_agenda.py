@@ -68,9 +68,11 @@ async def practice(make: Factory) -> dict[str, Any]:
     )
     camille = await make.client(alice, first_name="Camille", last_name="Roux")
     noe = await make.client(alice, first_name="Noé", last_name="Blanc")
+    bob = await make.therapist(first_name="Bob", last_name="Petit")
     return {
         "fanny": fanny,
         "alice": alice,
+        "bob": bob,
         "office": office,
         "talk": talk,
         "video": video,
@@ -159,9 +161,14 @@ async def test_the_agenda_follows_bookings_and_attendance_live(
             "Noé Blanc", timeout=1_000
         )
 
-    # Alice marks Noé as a no-show from her day view; the desk's week follows.
+    # Alice marks Noé as a no-show from her day view; the desk's week follows. Her own
+    # session's dialog leads to its note, until it did not take place.
     await day.locator(f'[data-appointment-id="{noes.id}"]').click()
+    note = day.locator("#appt-dialog [data-note-link]")
+    await expect(note).to_be_visible()
+    await expect(note).to_have_attribute("href", f"/staff/appointments/{noes.id}/note")
     await day.locator("#appt-dialog button[data-attendance=no_show]").click()
+    await expect(note).to_be_hidden()
     await expect(desk.locator(f'[data-appointment-id="{noes.id}"]')).to_have_attribute(
         "data-attendance", "no_show", timeout=1_000
     )
@@ -177,9 +184,20 @@ async def test_the_agenda_follows_bookings_and_attendance_live(
     await expect(dialog.locator(".form-errors")).to_contain_text("Alice Martin already has")
     await dialog.locator("[data-close]").click()
 
+    # Bob, another therapist, sees Alice's sessions as busy time: no name, nothing to open.
+    bobs = await agenda_page(browser, live_server, s["bob"], f"date={MONDAY}")
+    private = bobs.locator(f'[data-appointment-id="{booked}"]')
+    await expect(private).to_have_attribute("data-private", "")
+    await expect(private).to_contain_text("Busy")
+    await expect(bobs.locator(".agenda-grid")).not_to_contain_text("Camille")
+    await private.click(force=True)
+    await expect(bobs.locator("#appt-dialog")).to_be_hidden()
+    await bobs.close()
+
     # Deleting on the desk takes it off Alice's day.
     desk.on("dialog", lambda d: d.accept())
     await desk.locator(f'[data-appointment-id="{booked}"]').click()
+    await expect(desk.locator("#appt-dialog [data-note-link]")).to_be_hidden()
     await desk.locator("#appt-delete").click()
     await expect(day.locator(f'[data-appointment-id="{booked}"]')).to_have_count(0)
     for page in (desk, day):

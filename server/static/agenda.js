@@ -399,6 +399,9 @@
     moveForm.hidden = a.attendance !== "scheduled";
     showEarlierSlot(a);
     $("#appt-bill").action = "/staff/clients/" + a.client_id + "/bill";
+    var note = $("#appt-note");
+    note.hidden = String(a.practitioner_id) !== String(cfg.me) || (a.attendance !== "attended" && a.attendance !== "scheduled");
+    $("[data-note-link]", note).href = "/staff/appointments/" + a.id + "/note";
     moveForm.date.value = l.date; moveForm.time.value = hhmm(l.minute);
     openDialog(appt);
   }
