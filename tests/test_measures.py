@@ -438,6 +438,43 @@ async def test_every_two_weeks_sends_the_next_once_even_with_several_workers(
     assert await measures.send_due_measures(much_later + timedelta(weeks=10)) == 0
 
 
+async def test_every_week_keeps_the_practices_hour_across_summer_time(
+    people: dict[str, Any],
+) -> None:
+    """A weekly questionnaire sent Mondays at 09:00 in Paris still goes at 09:00 once summer
+    time starts, and after it ends (weeks were added in UTC: 10:00, then 08:00)."""
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    assert people["practice"].time_zone == "Europe/Paris"
+    _first, schedule = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), people["camille"], MeasureKind.GAD7, every_weeks=1
+    )
+    assert schedule is not None
+    due = datetime(2027, 3, 22, 9, 0, tzinfo=paris)  # Monday; summer time starts on the 28th
+    await MeasureSchedule.filter(id=schedule.id).update(next_due_at=due.astimezone(UTC))
+    assert await measures.send_due_measures(due.astimezone(UTC)) == 1
+    await schedule.refresh_from_db()
+    assert schedule.next_due_at is not None
+    following = schedule.next_due_at.astimezone(paris)
+    assert (following.date().isoformat(), following.hour, following.minute) == (
+        "2027-03-29",
+        9,
+        0,
+    )
+    # Sent again then, it keeps the hour; and a worker down for weeks catches up to 09:00.
+    assert await measures.send_due_measures(schedule.next_due_at + timedelta(weeks=3)) == 1
+    await schedule.refresh_from_db()
+    assert schedule.next_due_at is not None
+    assert schedule.next_due_at.astimezone(paris).hour == 9
+    # The first due date, counted when the schedule is made, too; and back in winter.
+    from server.actions.schedules import weeks_later
+
+    autumn = datetime(2027, 10, 25, 9, 0, tzinfo=paris).astimezone(UTC)
+    assert weeks_later(autumn, 1, paris).astimezone(paris).hour == 9
+    assert weeks_later(autumn, 1, paris).tzinfo is UTC
+
+
 async def test_before_every_session(people: dict[str, Any]) -> None:
     practice = people["practice"]
     book = await session_booker(practice, people["alice"], people["camille"])

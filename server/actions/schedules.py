@@ -16,10 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from models.accounts import Practice
 from models.agenda import Appointment, Attendance
 from models.clients import Client
 from server.actions import audit
@@ -43,6 +45,18 @@ CALLED_OFF = (Attendance.CANCELLED_BY_CLIENT, Attendance.CANCELLED_BY_PRACTITION
 # A schedule row (MeasureSchedule, FormSchedule) and what it sends to (the client, ...).
 S = TypeVar("S")
 T = TypeVar("T")
+
+
+async def practice_zone(schedule_or_client: Any) -> ZoneInfo:
+    """The time zone of the practice a schedule (or a client) belongs to."""
+    practice = await Practice.get(id=schedule_or_client.practice_id)
+    return ZoneInfo(practice.time_zone)
+
+
+def weeks_later(when: datetime, weeks: int, zone: ZoneInfo) -> datetime:
+    """``when`` plus ``weeks``, in UTC, at the same hour on the practice's clock: adding
+    weeks in UTC would send Monday's 09:00 at 10:00 once summer time starts."""
+    return (when.astimezone(zone) + timedelta(weeks=weeks)).astimezone(UTC)
 
 
 def check_schedule(every_weeks: int | None, hours_before: int | None) -> None:
@@ -84,7 +98,9 @@ async def create_schedule(
         client=client,
         **sends,
         every_weeks=every_weeks,
-        next_due_at=now + timedelta(weeks=every_weeks) if every_weeks else None,
+        next_due_at=(
+            weeks_later(now, every_weeks, await practice_zone(client)) if every_weeks else None
+        ),
         hours_before=hours_before,
         created_by=actor.staff,
     )
@@ -215,7 +231,8 @@ async def send_due(
     for schedule in due:
         assert schedule.every_weeks is not None and schedule.next_due_at is not None
         step = timedelta(weeks=schedule.every_weeks)
-        following = schedule.next_due_at + step
+        # On the practice's clock (aware arithmetic keeps the zone): 09:00 stays 09:00.
+        following = schedule.next_due_at.astimezone(await practice_zone(schedule)) + step
         # A worker that was down for a month sends one, not four: catch up to the future.
         while following <= now:
             following += step
@@ -224,7 +241,7 @@ async def send_due(
             async with atomic():
                 claimed = await schedule_model.filter(
                     id=schedule.id, next_due_at=schedule.next_due_at, stopped_at=None
-                ).update(next_due_at=following, updated_at=now)
+                ).update(next_due_at=following.astimezone(UTC), updated_at=now)
                 if claimed and what is not None and await send_now(schedule, what):
                     sent += 1
         except Exception as exc:  # noqa: BLE001 - one bad schedule must not stop the others
