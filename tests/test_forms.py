@@ -538,6 +538,34 @@ async def test_a_form_before_each_session_moved_and_cancelled(people: dict[str, 
     assert started.status is FormStatus.SENT
 
 
+async def test_a_form_for_a_session_moved_out_of_reach_then_deleted_is_withdrawn(
+    people: dict[str, Any],
+) -> None:
+    """The form sent for tomorrow's session stays waiting when the session is moved ten days
+    later (beyond the schedule's 24 hours), and is withdrawn once that session is deleted."""
+    from datetime import UTC, datetime, timedelta
+
+    from server.actions import agenda, form_schedules
+
+    template = await intake(people)
+    book = await session_booker(people["practice"], people["alice"], people["camille"])
+    now = datetime.now(UTC)
+    first = await book(now + timedelta(hours=30))
+    _none, schedule = await form_schedules.do_schedule_form(
+        Caller.acting_as(people["alice"]), people["camille"], template, hours_before=24
+    )
+    assert await form_schedules.send_due_forms(now + timedelta(hours=7)) == 1
+    asked = await FormAssignment.get(schedule_id=schedule.id)
+    moved = await agenda.do_move_appointment(None, first, now + timedelta(days=10))
+    await form_schedules.send_due_forms(now + timedelta(hours=8))
+    await asked.refresh_from_db()
+    assert asked.status is FormStatus.SENT
+    await agenda.do_delete_appointment(None, moved)
+    await form_schedules.send_due_forms(now + timedelta(hours=9))
+    await asked.refresh_from_db()
+    assert asked.status is FormStatus.CANCELLED, asked.status
+
+
 async def test_a_sender_who_may_no_longer_see_the_client_is_not_told_of_the_answers(
     people: dict[str, Any], capture_events: Callable[[], Any]
 ) -> None:

@@ -839,6 +839,38 @@ async def test_a_moved_session_is_asked_once_and_a_cancelled_one_is_withdrawn(
     assert answered.status is AdministrationStatus.COMPLETED and answered.score == 4
 
 
+async def test_a_session_moved_out_of_reach_then_cancelled_withdraws_what_was_sent(
+    people: dict[str, Any],
+) -> None:
+    """Sent for tomorrow's session, which is then moved ten days later (out of the 24 hours'
+    reach, so the questionnaire does not follow it yet), moved again, then cancelled: the
+    questionnaire left waiting on the portal is withdrawn. While the session still stands
+    at its new date, it waits."""
+    from models.agenda import Attendance
+
+    book = await session_booker(people["practice"], people["alice"], people["camille"])
+    now = datetime.now(UTC)
+    first = await book(now + timedelta(hours=30))
+    _none, schedule = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), people["camille"], MeasureKind.PHQ9, hours_before=24
+    )
+    assert schedule is not None
+    assert await measures.send_due_measures(now + timedelta(hours=7)) == 1
+    asked = await MeasureAdministration.get(schedule_id=schedule.id)
+    assert asked.appointment_id == first.id  # type: ignore[attr-defined]
+    moved = await agenda.do_move_appointment(None, first, now + timedelta(days=10))
+    moved = await agenda.do_move_appointment(None, moved, now + timedelta(days=11))
+    assert await measures.send_due_measures(now + timedelta(hours=8)) == 0
+    await asked.refresh_from_db()
+    assert asked.status is AdministrationStatus.SENT  # the session still stands
+    await agenda.do_set_attendance(None, moved, Attendance.CANCELLED_BY_CLIENT)
+    await measures.send_due_measures(now + timedelta(hours=9))
+    await asked.refresh_from_db()
+    assert asked.status is AdministrationStatus.CANCELLED, asked.status
+    entry = await AuditEntry.get(action="measure.cancelled", object_id=str(asked.id))
+    assert entry.detail == {"reason": "session_cancelled", "appointment_id": moved.id}
+
+
 async def test_the_fhir_export_has_completed_measures_for_who_may_read_them(
     new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:

@@ -156,6 +156,20 @@ async def moved_from(appointment: Appointment) -> Appointment | None:
     )
 
 
+async def live_session(appointment: Appointment) -> Appointment:
+    """Where a session went: the end of its moves (each replacement points back with
+    ``moved_from``), or itself if it was never moved."""
+    session = appointment
+    for _step in range(20):  # a session moved again and again; bounded all the same
+        if session.attendance is not Attendance.MOVED:
+            break
+        replacement = await Appointment.filter(moved_from_id=session.id).first()
+        if replacement is None:
+            break  # moved before the link existed: nothing to follow
+        session = replacement
+    return session
+
+
 async def _already_asked(
     sent_model: Any, waiting: Any, schedule: Any, appointment: Appointment
 ) -> bool:
@@ -299,7 +313,9 @@ async def withdraw_for_called_off_sessions(
     ).prefetch_related("appointment")
     withdrawn = 0
     for sent in pending:
-        session: Appointment = sent.appointment
+        # A session moved out of the schedule's reach keeps what was sent for its old date
+        # until the new one comes within reach: what happens to it is at the end of the moves.
+        session = await live_session(sent.appointment)
         if session.deleted_at is None and session.attendance not in CALLED_OFF:
             continue
         async with atomic():
