@@ -871,6 +871,43 @@ async def test_a_session_moved_out_of_reach_then_cancelled_withdraws_what_was_se
     assert entry.detail == {"reason": "session_cancelled", "appointment_id": moved.id}
 
 
+async def test_a_session_booked_in_the_minute_another_is_moved_is_asked_about(
+    people: dict[str, Any],
+) -> None:
+    """On the phone with the client: a new session in five days is booked, and tomorrow's
+    (already answered) is moved an hour later within the same minute. The new session is
+    not taken for the moved one's replacement: it is asked about when it comes within
+    reach. A move made before appointments kept the link is still told by the data."""
+    from models.agenda import Appointment
+
+    book = await session_booker(people["practice"], people["alice"], people["camille"])
+    now = datetime.now(UTC)
+    first = await book(now + timedelta(hours=30))
+    _none, schedule = await measures.do_send_measure(
+        Caller.acting_as(people["alice"]), people["camille"], MeasureKind.PHQ9, hours_before=24
+    )
+    assert schedule is not None
+    assert await measures.send_due_measures(now + timedelta(hours=7)) == 1
+    asked = await MeasureAdministration.get(schedule_id=schedule.id)
+    await measures.do_complete_measure(
+        await PortalAccountOf.of(people["camille"]), asked, form(PHQ9, 3)
+    )
+    extra = await book(now + timedelta(days=5))
+    await agenda.do_move_appointment(None, first, now + timedelta(hours=31))
+    assert await measures.send_due_measures(now + timedelta(hours=8)) == 0  # asked already
+    assert await measures.send_due_measures(now + timedelta(days=4, hours=1)) == 1
+    assert await MeasureAdministration.filter(appointment_id=extra.id).count() == 1
+
+    # A move from before the link (moved_from left empty): the answered questionnaire
+    # still counts for the session at its new date.
+    later = await book(now + timedelta(days=9))
+    assert await measures.send_due_measures(now + timedelta(days=8, hours=1)) == 1
+    again = await agenda.do_move_appointment(None, later, now + timedelta(days=9, hours=2))
+    await Appointment.filter(id=again.id).update(moved_from_id=None)
+    assert await measures.send_due_measures(now + timedelta(days=8, hours=2)) == 0
+    assert await MeasureAdministration.filter(appointment_id=again.id).count() == 1
+
+
 async def test_the_fhir_export_has_completed_measures_for_who_may_read_them(
     new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:

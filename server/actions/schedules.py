@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from models.accounts import Practice
 from models.agenda import Appointment, Attendance
@@ -137,7 +137,10 @@ async def moved_from(appointment: Appointment) -> Appointment | None:
     A move records the link (``moved_from``). Appointments moved before the link existed are
     told by the data: a move books the new appointment and marks the old one MOVED in the same
     transaction, for the same client, practitioner and service, so the predecessor is the
-    MOVED one of theirs marked within MOVE_WINDOW after this was booked.
+    MOVED one of theirs marked within MOVE_WINDOW after this was booked, and that no
+    replacement points back to. Since the link, every move sets it: without that last
+    condition a session booked in the same minute as another was moved took that one's
+    questionnaire.
     """
     if appointment.moved_from_id is not None:  # type: ignore[attr-defined]
         return await Appointment.get_or_none(id=appointment.moved_from_id)  # type: ignore[attr-defined]
@@ -151,6 +154,14 @@ async def moved_from(appointment: Appointment) -> Appointment | None:
             updated_at__lte=appointment.created_at + MOVE_WINDOW,
         )
         .exclude(id=appointment.id)
+        .exclude(
+            id__in=Subquery(
+                Appointment.filter(
+                    client_id=appointment.client_id,  # type: ignore[attr-defined]
+                    moved_from_id__not_isnull=True,
+                ).values("moved_from_id")
+            )
+        )
         .order_by("updated_at")
         .first()
     )
