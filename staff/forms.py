@@ -35,7 +35,7 @@ from server.access import (
 )
 from server.actions import form_schedules, forms, schedules
 from server.auth.sessions import Caller
-from server.errors import NotFound, ValidationFailed
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.form_fields import FieldIn, shown
 from server.i18n import lazy
 from server.web import LABELS, add_filter, label, path_id, render, require_staff, validate
@@ -119,9 +119,13 @@ async def send_form(request: Request) -> Response:
             )
         else:
             await forms.do_send_form(caller, client, template)
-    except ValidationFailed as exc:
+    except (ValidationFailed, Conflict) as exc:
+        # Shown on the tab, with the schedule a 409 names in its list.
         return await file_page(
-            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="forms"
+            request,
+            {"error": exc.message, "fields": exc.fields},
+            exc.status_code,
+            tab_name="forms",
         )
     return _back_to_file(client.id)
 

@@ -29,7 +29,7 @@ from server.access import (
 from server.actions import measures, schedules
 from server.actions.audit import record_read
 from server.auth.sessions import Caller
-from server.errors import NotFound, ValidationFailed
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.i18n import lazy
 from server.instruments import INSTRUMENTS, instrument
 from server.queries.measures import administrations, answer_rows, charts, running_schedules
@@ -88,9 +88,13 @@ async def send_form(request: Request) -> Response:
         await measures.do_send_measure(
             caller, client, body.measure, every_weeks=every_weeks, hours_before=hours_before
         )
-    except ValidationFailed as exc:
+    except (ValidationFailed, Conflict) as exc:
+        # Shown on the tab, with the schedule a 409 names in its list.
         return await file_page(
-            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="measures"
+            request,
+            {"error": exc.message, "fields": exc.fields},
+            exc.status_code,
+            tab_name="measures",
         )
     return _back(client.id)
 

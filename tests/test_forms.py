@@ -471,6 +471,15 @@ async def test_a_form_every_n_weeks_from_the_tab_then_stopped(
             data={"form_id": str(template.id), "repeat": "weeks", "every_weeks": "99"},
         )
         assert r.status_code == 422 and await FormSchedule.all().count() == 1
+        # "Send" pressed again: a 409 naming the running schedule, nothing more sent.
+        r = await staff.post(
+            f"/staff/clients/{cid}/forms",
+            data={"form_id": str(template.id), "repeat": "sessions", "hours_before": "24"},
+        )
+        assert r.status_code == 409 and 'role="alert"' in r.text
+        assert "Intake is already sent to this client on a schedule (every 3 weeks)" in r.text
+        assert await FormSchedule.all().count() == 1
+        assert await FormAssignment.filter(client_id=cid).count() == 1
         later = datetime.now(UTC) + timedelta(weeks=3, hours=1)
         assert await form_schedules.send_due_forms(later) == 1
         assert await form_schedules.send_due_forms(later) == 0

@@ -728,6 +728,46 @@ async def test_schedules_on_the_tab(
     assert r.status_code == 422
 
 
+async def test_send_pressed_twice_does_not_start_two_schedules(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """A double tap on "Send" (or the button pressed again after a slow answer) started two
+    schedules of the same questionnaire: two now, and two every two weeks for good. The
+    second is a 409 on the tab naming the running schedule; one stopped, it may start again."""
+    await login(http, people["alice"])
+    cid = people["camille"].id
+    url = f"/staff/clients/{cid}/measures"
+    data = {"measure": "phq9", "repeat": "weeks", "every_weeks": "2"}
+    assert (await http.post(url, data=data)).status_code == 303
+    r = await http.post(url, data={**data, "every_weeks": "4"})
+    assert r.status_code == 409
+    assert "PHQ-9 is already sent to this client on a schedule (every 2 weeks)" in r.text
+    assert 'role="alert"' in r.text and "data-schedule-id=" in r.text  # the tab, its list
+    # "Before every session" of the same questionnaire too; through the API as well.
+    r = await http.post(url, data={"measure": "phq9", "repeat": "sessions"})
+    assert r.status_code == 409
+    r = await http.post(f"/api/clients/{cid}/measures", json={"measure": "phq9", "every_weeks": 1})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    running = await MeasureSchedule.filter(client_id=cid, stopped_at=None)
+    assert len(running) == 1
+    assert await MeasureAdministration.filter(client_id=cid).count() == 1
+    # Another questionnaire, or sending this one once, is not refused.
+    assert (await http.post(url, data={**data, "measure": "gad7"})).status_code == 303
+    assert (await http.post(url, data={"measure": "phq9"})).status_code == 303
+    # Both presses at once: one schedule.
+    actor = Caller.acting_as(people["alice"])
+    await measures.do_stop_schedule(actor, running[0])
+    results = await asyncio.gather(
+        *(
+            measures.do_send_measure(actor, people["camille"], MeasureKind.PHQ9, every_weeks=2)
+            for _ in range(2)
+        ),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "tuple"]
+    assert await MeasureSchedule.filter(client_id=cid, measure="phq9", stopped_at=None).count() == 1
+
+
 async def test_an_inactive_client_gets_nothing_more(people: dict[str, Any]) -> None:
     from models.clients import Client, ClientStatus
 

@@ -49,6 +49,7 @@ async def do_schedule_form(
             event="form.scheduled",
             object_type="form_schedule",
             sends={"template": template},
+            named=template.name,
             detail={"template_id": template.id},
         )
         assignment = None

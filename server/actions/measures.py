@@ -139,6 +139,7 @@ async def do_send_measure(
                 event="measure.scheduled",
                 object_type="measure_schedule",
                 sends={"measure": kind},
+                named=instrument(kind).name,
                 detail={"measure": kind.value},
             )
         administration = None

@@ -27,8 +27,9 @@ from models.clients import Client
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
-from server.errors import ValidationFailed
+from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
+from server.i18n import ngettext
 
 log = logging.getLogger("cabinet.schedules")
 
@@ -87,12 +88,31 @@ async def create_schedule(
     event: str,
     object_type: str,
     sends: dict[str, Any],
+    named: str,
     detail: dict[str, Any],
 ) -> Any:
     """Create and audit a schedule of ``schedule_model`` for ``client`` sending ``sends``
-    (its own fields: the measure, the form); the caller sends the first one. Call inside
-    atomic(), after check_schedule()."""
+    (its own fields: the measure, the form; ``named`` is what the client knows it by); the
+    caller sends the first one. Call inside atomic(), after check_schedule().
+
+    Refuses (Conflict) a second running schedule of the same thing for the client: "Send"
+    pressed twice (a double tap, a slow answer) would otherwise send it twice, for good."""
     assert actor.staff is not None
+    # The client's row lock makes a second press wait for the first one's commit, and see it.
+    await Client.filter(id=client.id).select_for_update().first()
+    running = (
+        await schedule_model.filter(client_id=client.id, stopped_at=None, **sends)
+        .order_by("id")
+        .first()
+    )
+    if running is not None:
+        raise Conflict(
+            _(
+                "%(name)s is already sent to this client on a schedule (%(schedule)s). "
+                "Stop that schedule first to start another."
+            )
+            % {"name": named, "schedule": describe(running)}
+        )
     schedule = await schedule_model.create(
         practice_id=client.practice_id,  # type: ignore[attr-defined]
         client=client,
@@ -113,6 +133,19 @@ async def create_schedule(
         detail={**detail, "every_weeks": every_weeks, "hours_before": hours_before},
     )
     return schedule
+
+
+def describe(schedule: Any) -> str:
+    """How often a schedule sends, in the words of the client file's list of schedules."""
+    if schedule.every_weeks == 1:
+        return _("every week")
+    if schedule.every_weeks:
+        return _("every %(num)s weeks") % {"num": schedule.every_weeks}
+    return ngettext(
+        "%(num)s hour before each session",
+        "%(num)s hours before each session",
+        schedule.hours_before,
+    ) % {"num": schedule.hours_before}
 
 
 async def stop_schedule(actor: Caller, schedule: Any, *, event: str, object_type: str) -> None:
