@@ -442,6 +442,52 @@ async def test_the_submitted_pdf_is_a_clinical_document(
 # --- on a schedule ---------------------------------------------------------------------------
 
 
+async def test_a_refused_submission_shows_back_the_signature_and_the_right_boxes(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    """The 422 page shows back what the client typed: the signature came back empty (the
+    page read ``name`` of the posted text), and a ticked "Monday" also ticked "Mon" (a test
+    of "Mon" within the text "Monday"), so submitting again stored both."""
+    actor = Caller.acting_as(people["alice"])
+    template = await forms.do_create_form(actor, "Consent", FormPurpose.CONSENT)
+    for f in (
+        field(FieldKind.SHORT_TEXT, "Full name", required=True),
+        field(FieldKind.MULTIPLE_CHOICE, "Days", choices=["Mon", "Monday", "Tue"]),
+        field(FieldKind.SIGNATURE, "Signature", required=True),
+    ):
+        await forms.do_edit_form(actor, template, add=f)
+    assignment = await forms.do_send_form(actor, people["camille"], template)
+    url = f"/portal/forms/{assignment.id}"
+
+    def box(page: str, choice: str) -> str:
+        found = re.search(rf'<input type="checkbox" name="f2" value="{choice}"[^>]*>', page)
+        assert found is not None
+        return found.group(0)
+
+    async with new_http("10.0.0.3") as portal:
+        await login(portal, people["camille"])
+        r = await portal.post(
+            url, data={"f1": "", "f2": "Monday", "f3": "Camille Martin", "action": "submit"}
+        )
+        assert r.status_code == 422
+        signature = re.search(r'<input id="field-f3"[^>]*>', r.text)
+        assert signature is not None and 'value="Camille Martin"' in signature.group(0)
+        assert "checked" in box(r.text, "Monday") and "checked" not in box(r.text, "Mon")
+        # Sent again as the refused page shows it: what the client chose, once.
+        ticked = re.findall(r'name="f2" value="(\w+)" checked', r.text)
+        again = {"f1": "Camille", "f2": ticked, "f3": "Camille Martin", "action": "submit"}
+        # Two boxes come back as a list; a saved draft's signature as it was stored.
+        r = await portal.post(url, data={"f2": ["Mon", "Tue"], "action": "submit"})
+        assert "checked" in box(r.text, "Mon") and "checked" not in box(r.text, "Monday")
+        account = await PortalAccount.get(client_id=people["camille"].id)
+        client = Caller.acting_as((account, people["camille"]))
+        await forms.do_save_draft(client, assignment, {"f3": "Camille M."})
+        assert 'value="Camille M."' in (await portal.get(url)).text
+        assert (await portal.post(url, data=again)).status_code == 303
+    await assignment.refresh_from_db()
+    assert assignment.answers is not None and assignment.answers["f2"] == ["Monday"]
+
+
 async def test_a_form_every_n_weeks_from_the_tab_then_stopped(
     new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:
