@@ -239,12 +239,12 @@ def score(inst: Instrument, values: dict[str, object]) -> Scored:
 
 
 def _choice(raw: object, top: int) -> int | None:
+    """The value chosen among 0..``top``, or None. Text is looked up among the values'
+    own spellings, never int()ed: 5000 digits are past int()'s limit, a ValueError."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        value = int(raw)
-    else:
-        return None
-    return value if 0 <= value <= top else None
+        return raw if 0 <= raw <= top else None
+    if isinstance(raw, str):
+        return {str(value): value for value in range(top + 1)}.get(raw)
+    return None

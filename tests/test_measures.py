@@ -129,6 +129,33 @@ def test_every_item_is_required_and_values_are_checked() -> None:
         score(GAD7, {**answers_summing_to(GAD7, 3), "item_1": True})
 
 
+async def test_an_answer_of_thousands_of_digits_is_a_422_not_a_500(
+    http: httpx.AsyncClient,
+    new_http: Callable[..., httpx.AsyncClient],
+    people: dict[str, Any],
+) -> None:
+    """An answer was int()ed when it was digits: 5000 of them are past int()'s limit, a
+    ValueError and a 500 on the portal's questionnaire and on the staff's fill-in page."""
+    huge = "0" * 5000
+    with pytest.raises(ValidationFailed) as info:
+        score(GAD7, {**answers_summing_to(GAD7, 3), "item_1": huge, "item_2": "00"})
+    assert set(info.value.fields) == {"item_1", "item_2"}
+    admin_id = await send(people, MeasureKind.GAD7)
+    async with new_http("10.0.0.3") as portal:
+        await login(portal, people["camille"])
+        r = await portal.post(
+            f"/portal/measures/{admin_id}", data={**form(GAD7, 3), "item_1": huge}
+        )
+        assert r.status_code == 422
+    administration = await MeasureAdministration.get(id=admin_id)
+    assert administration.status is AdministrationStatus.SENT
+    await login(http, people["alice"])
+    url = f"/staff/clients/{people['noportal'].id}/measures/fill/gad7"
+    r = await http.post(url, data={**form(GAD7, 3), "item_7": huge})
+    assert r.status_code == 422 and "Choose an answer." in r.text
+    assert not await MeasureAdministration.filter(client_id=people["noportal"].id).exists()
+
+
 # --- people ------------------------------------------------------------------------------
 
 
