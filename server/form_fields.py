@@ -37,10 +37,11 @@ class FieldIn(BaseModel):
     # One per line in the builder; only for single and multiple choice.
     choices: list[str] = Field(default_factory=list, max_length=MAX_CHOICES)
 
-    @field_validator("label", "help")
+    # Before the length checks: a label of spaces is no label (min_length saw "   ").
+    @field_validator("label", "help", mode="before")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("choices")
     @classmethod

@@ -23,6 +23,7 @@ from server.actions import forms
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
 from server.form_fields import FieldIn, check_answers
+from server.web import validate
 from tests.conftest import login, session_booker
 
 
@@ -253,6 +254,30 @@ async def test_the_builder_through_the_pages(
     # Bob's colleague cannot reach a form of another practice's... but one of his own, yes;
     # a client never reaches the builder.
     assert (await http.get("/staff/forms/999")).status_code == 404
+
+
+async def test_a_field_labelled_only_with_spaces_is_refused(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """The label's length was checked before it was stripped: "   " passed, and a question
+    with no text went to clients. Adding or changing a field so is a 422 on the label."""
+    template = await forms.do_create_form(
+        Caller.acting_as(people["alice"]), "Intake", FormPurpose.INTAKE
+    )
+    await login(http, people["alice"])
+    url = f"/staff/forms/{template.id}/fields"
+    r = await http.post(url, data={"kind": "short_text", "label": " \t "})
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    version = await FormVersion.get(template_id=template.id)
+    assert version.fields_spec == []
+    assert (await http.post(url, data={"kind": "short_text", "label": " Name "})).status_code == 303
+    r = await http.post(f"{url}/f1/update", data={"kind": "short_text", "label": "   "})
+    assert r.status_code == 422
+    await version.refresh_from_db()
+    assert [f["label"] for f in version.fields_spec] == ["Name"]
+    with pytest.raises(ValidationFailed) as info:
+        validate(FieldIn, {"kind": "short_text", "label": "  "})
+    assert set(info.value.fields) == {"label"}
 
 
 async def test_the_forms_list_counts_only_the_callers_clients(
