@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -154,6 +155,24 @@ async def test_an_answer_of_thousands_of_digits_is_a_422_not_a_500(
     r = await http.post(url, data={**form(GAD7, 3), "item_7": huge})
     assert r.status_code == 422 and "Choose an answer." in r.text
     assert not await MeasureAdministration.filter(client_id=people["noportal"].id).exists()
+
+
+async def test_a_fill_in_key_no_database_can_hold_is_a_422(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """The fill-in page's key went to a text column as posted: a NUL in it is a 500 on
+    PostgreSQL (SQLite keeps it). It is refused, nothing is recorded, and the page shown
+    again carries a key of its own that records the answers."""
+    await login(http, people["alice"])
+    url = f"/staff/clients/{people['noportal'].id}/measures/fill/gad7"
+    r = await http.post(url, data={**form(GAD7, 3), "request_key": "key\x00"})
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    assert not await MeasureAdministration.filter(client_id=people["noportal"].id).exists()
+    shown_again = re.search(r'name="request_key" value="([^"]+)"', r.text)
+    assert shown_again is not None
+    r = await http.post(url, data={**form(GAD7, 3), "request_key": shown_again.group(1)})
+    assert r.status_code == 303
+    assert await MeasureAdministration.filter(client_id=people["noportal"].id).count() == 1
 
 
 # --- people ------------------------------------------------------------------------------
