@@ -96,8 +96,9 @@ class MeasureAdministration(Timestamped):
         "models.StaffUser", related_name="measures_filled", null=True, on_delete=fields.SET_NULL
     )
     reminded_at = fields.DatetimeField(null=True)
-    # The in-session form's own key (server/actions/retries.py): sent twice, one score on
-    # the chart and one safety alert, not two.
+    # The key of the form that made it (server/actions/retries.py): the in-session fill-in
+    # sent twice makes one score on the chart and one safety alert, not two; "Send" (once)
+    # pressed twice, one questionnaire. Unique per client (Meta).
     request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:

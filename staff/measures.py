@@ -49,6 +49,8 @@ async def _load(caller: Caller, client: Client, practice: Practice) -> dict[str,
         "schedules": await running_schedules(client.id),
         "instruments": list(INSTRUMENTS.values()),
         "can_send": await PortalAccount.filter(client_id=client.id, is_active=True).exists(),
+        # One key per page shown: the "Send" form sent twice sends once.
+        "send_key": secrets.token_urlsafe(16),
     }
 
 
@@ -60,6 +62,8 @@ class SendIn(BaseModel):
     repeat: Literal["once", "weeks", "sessions"] = "once"
     every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
     hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
+    # The form's own key: "Send" pressed twice sends one (server/actions/retries.py).
+    request_key: str = Field(default="", max_length=64)
 
     def schedule(self) -> tuple[int | None, int | None]:
         if self.repeat == "weeks":
@@ -86,7 +90,12 @@ async def send_form(request: Request) -> Response:
         body = validate(SendIn, data)
         every_weeks, hours_before = body.schedule()
         await measures.do_send_measure(
-            caller, client, body.measure, every_weeks=every_weeks, hours_before=hours_before
+            caller,
+            client,
+            body.measure,
+            every_weeks=every_weeks,
+            hours_before=hours_before,
+            request_key=body.request_key,
         )
     except (ValidationFailed, Conflict) as exc:
         # Shown on the tab, with the schedule a 409 names in its list.
@@ -252,6 +261,8 @@ class SendApiIn(BaseModel):
     measure: MeasureKind
     every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
     hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
+    # Sent once: the same key again gives back the measure it sent.
+    request_key: str = Field(default="", max_length=64)
 
 
 @api.route("GET", "/clients/{client_id}/measures", response=MeasuresOut)
@@ -296,7 +307,12 @@ async def post_measure(request: Request, body: SendApiIn) -> SentMeasureOut:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     administration, schedule = await measures.do_send_measure(
-        caller, client, body.measure, every_weeks=body.every_weeks, hours_before=body.hours_before
+        caller,
+        client,
+        body.measure,
+        every_weeks=body.every_weeks,
+        hours_before=body.hours_before,
+        request_key=body.request_key,
     )
     practice = await Practice.get(id=caller.practice_id)
     return SentMeasureOut(

@@ -814,6 +814,36 @@ async def test_send_pressed_twice_does_not_start_two_schedules(
     assert await MeasureSchedule.filter(client_id=cid, measure="phq9", stopped_at=None).count() == 1
 
 
+async def test_send_once_pressed_twice_sends_one_questionnaire(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """ "Send" (once) pressed twice, or sent again after a slow answer, sent two
+    questionnaires and two emails. The form's key finds the first; the page shown again
+    sends a new one."""
+    await login(http, people["alice"])
+    cid = people["camille"].id
+    url = f"/staff/clients/{cid}/measures"
+    key = await request_key_of(http, url)
+    for _ in range(2):
+        r = await http.post(url, data={"measure": "gad7", "request_key": key})
+        assert r.status_code == 303
+    assert await MeasureAdministration.filter(client_id=cid).count() == 1
+    assert await OutboxMessage.filter(purpose="measure_sent").count() == 1
+    r = await http.post(
+        url, data={"measure": "gad7", "request_key": await request_key_of(http, url)}
+    )
+    assert r.status_code == 303
+    assert await MeasureAdministration.filter(client_id=cid).count() == 2
+    # The API takes a key of the caller's own.
+    api = f"/api/clients/{cid}/measures"
+    sent = [
+        (await http.post(api, json={"measure": "phq9", "request_key": "k-1"})).json()["id"]
+        for _ in range(2)
+    ]
+    assert sent[0] == sent[1]
+    assert await MeasureAdministration.filter(client_id=cid).count() == 3
+
+
 async def test_an_inactive_client_gets_nothing_more(people: dict[str, Any]) -> None:
     from models.clients import Client, ClientStatus
 

@@ -60,6 +60,7 @@ async def _send(
     sent_by: StaffUser | None,
     schedule: MeasureSchedule | None = None,
     appointment: Appointment | None = None,
+    request_key: str | None = None,
 ) -> MeasureAdministration:
     """Create one administration and tell the client (email with a sign-in link, and their
     open portal tabs). Call inside atomic()."""
@@ -70,6 +71,7 @@ async def _send(
         sent_by=sent_by,
         schedule=schedule,
         appointment=appointment,
+        request_key=request_key,
     )
     account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
     if account is not None:
@@ -114,10 +116,15 @@ async def do_send_measure(
     *,
     every_weeks: int | None = None,
     hours_before: int | None = None,
+    request_key: str = "",
 ) -> tuple[MeasureAdministration | None, MeasureSchedule | None]:
     """Send a measure to the client's portal now, and again every ``every_weeks`` weeks; or,
     with ``hours_before``, before each of their upcoming sessions (the first one goes when
-    the next session is that close). The client needs an active portal account."""
+    the next session is that close). The client needs an active portal account.
+
+    ``request_key``: the "Send" form's own key, for a measure sent once: sent twice, it
+    gives the one it sent (server/actions/retries.py). A schedule is one per measure and
+    client (schedules.create_schedule). Call outside any transaction."""
     assert actor.staff is not None
     check_schedule(every_weeks, hours_before)
     if not await PortalAccount.filter(client_id=client.id, is_active=True).exists():
@@ -125,6 +132,14 @@ async def do_send_measure(
             _("This client has no portal account: fill the measure in with them instead."),
             {"measure": _("The client has no portal account.")},
         )
+    if every_weeks is None and hours_before is None:
+
+        async def write(key: str | None) -> MeasureAdministration:
+            async with atomic():
+                return await _send(actor, client, kind, sent_by=actor.staff, request_key=key)
+
+        once = await once_per_key(MeasureAdministration, request_key, write, client_id=client.id)
+        return once, None
     now = datetime.now(UTC)
     async with atomic():
         schedule = None
