@@ -837,7 +837,9 @@ async def test_send_once_pressed_twice_sends_one_questionnaire(
     # The API takes a key of the caller's own.
     api = f"/api/clients/{cid}/measures"
     sent = [
-        (await http.post(api, json={"measure": "phq9", "request_key": "k-1"})).json()["id"]
+        (await http.post(api, json={"measure": "phq9", "request_key": "k-1"})).json()[
+            "administration"
+        ]["id"]
         for _ in range(2)
     ]
     assert sent[0] == sent[1]
@@ -1096,7 +1098,7 @@ async def test_a_sender_who_may_no_longer_see_the_client_does_not_hear_the_score
 
 
 async def test_a_schedule_whose_sending_fails_is_held_and_the_others_go_on(
-    people: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    people: dict[str, Any], monkeypatch: pytest.MonkeyPatch, make: Factory
 ) -> None:
     """One schedule whose sending raised stopped the tick for every schedule after it, and
     raised again on every tick of the worker (each second)."""
@@ -1114,12 +1116,10 @@ async def test_a_schedule_whose_sending_fails_is_held_and_the_others_go_on(
     _, good_before = await measures.do_send_measure(
         actor, people["camille"], MeasureKind.GAD7, hours_before=24
     )
-    _, bad_periodic = await measures.do_send_measure(
-        actor, people["camille"], MeasureKind.PHQ9, every_weeks=2
-    )
-    _, good_periodic = await measures.do_send_measure(
-        actor, people["camille"], MeasureKind.GAD7, every_weeks=2
-    )
+    # Another client for the periodic ones: one running schedule per measure and client.
+    other = await make.client(people["alice"], first_name="Léo", last_name="Petit")
+    _, bad_periodic = await measures.do_send_measure(actor, other, MeasureKind.PHQ9, every_weeks=2)
+    _, good_periodic = await measures.do_send_measure(actor, other, MeasureKind.GAD7, every_weeks=2)
     assert bad_before and good_before and bad_periodic and good_periodic
     bad = {bad_before.id, bad_periodic.id}
     tries: list[int] = []
