@@ -175,6 +175,28 @@ async def test_a_fill_in_key_no_database_can_hold_is_a_422(
     assert await MeasureAdministration.filter(client_id=people["noportal"].id).count() == 1
 
 
+async def test_every_form_key_no_database_can_hold_is_refused_before_anything_is_written(
+    db: None,
+) -> None:
+    """The fill-in page checked its key; the other forms with a key (a payment, a refund, an
+    addendum, a document, a new client) went to the lookup and the insert as posted, a 500
+    on PostgreSQL for a NUL. once_per_key refuses it for all of them."""
+    from server.actions.retries import once_per_key
+    from server.errors import ValidationFailed
+
+    written: list[str | None] = []
+
+    async def write(key: str | None) -> MeasureAdministration:
+        written.append(key)
+        raise AssertionError("nothing is written")
+
+    for bad in ("key\x00", "\ud800"):
+        with pytest.raises(ValidationFailed) as refused:
+            await once_per_key(MeasureAdministration, bad, write, client_id=1)
+        assert "request_key" in refused.value.fields
+    assert written == []
+
+
 # --- people ------------------------------------------------------------------------------
 
 

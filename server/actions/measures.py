@@ -40,7 +40,7 @@ from server.actions.client_requests import (
 from server.actions.retries import once_per_key
 from server.actions.schedules import check_schedule
 from server.auth.sessions import Caller
-from server.db import atomic, unstorable_text
+from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
@@ -266,12 +266,6 @@ async def do_record_in_session(
     staff = actor.staff
     inst = instrument(kind)
     scored = score(inst, values)
-    if unstorable_text(request_key):
-        # Stored in a text column: PostgreSQL refuses a NUL, which would be a 500.
-        raise ValidationFailed(
-            _("This form cannot be sent as it is. Reload the page."),
-            {"request_key": _("This form cannot be sent as it is. Reload the page.")},
-        )
 
     async def write(key: str | None) -> MeasureAdministration:
         now = datetime.now(UTC)

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
-from server.errors import Conflict
+from server.db import unstorable_text
+from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 
 M = TypeVar("M", bound=Model)
@@ -35,6 +36,13 @@ async def once_per_key(
     """
     if not request_key:
         return await write(None)
+    if unstorable_text(request_key):
+        # Looked up and stored in a text column: PostgreSQL refuses a NUL (a 500). A form
+        # of ours never sends one; whatever sent it gets a 422 and nothing is recorded.
+        raise ValidationFailed(
+            _("This form cannot be sent as it is. Reload the page."),
+            {"request_key": _("This form cannot be sent as it is. Reload the page.")},
+        )
     earlier = await model.get_or_none(request_key=request_key, **scope)
     if earlier is not None:
         return earlier
