@@ -140,8 +140,11 @@ class FormAssignment(Timestamped):
         on_delete=fields.RESTRICT,
     )
 
+    # The "Send" form's own key (server/actions/retries.py): pressed twice, one form.
+    request_key = fields.CharField(max_length=64, null=True)
+
     class Meta:
         table = "form_assignment"
         indexes = (("client_id", "status"),)
-        # One send per session per schedule, even with several workers.
-        unique_together = (("schedule", "appointment"),)
+        # One send per session per schedule, even with several workers; one per form key.
+        unique_together = (("schedule", "appointment"), ("client", "request_key"))

@@ -7,6 +7,7 @@ submitted, and what it says only if the practice opened clinical details to it.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -71,6 +72,7 @@ async def _load_tab(caller: Caller, client: Client, practice: Practice) -> dict[
     )
     readable = can_see_clinical(caller, practice)
     return {
+        "send_key": secrets.token_urlsafe(16),
         "sent_forms": sent,
         "read_answers": readable,
         "answer_rows": {
@@ -96,6 +98,8 @@ class SendIn(BaseModel):
     repeat: Literal["once", "weeks", "sessions"] = "once"
     every_weeks: int | None = Field(default=None, ge=1, le=schedules.MAX_EVERY_WEEKS)
     hours_before: int | None = Field(default=None, ge=1, le=schedules.MAX_HOURS_BEFORE)
+    # The form's own key, made when the tab is shown: "Send" pressed twice sends one form.
+    request_key: str = Field(default="", max_length=64)
 
 
 def _back_to_file(client_id: int) -> RedirectResponse:
@@ -118,7 +122,7 @@ async def send_form(request: Request) -> Response:
                 caller, client, template, hours_before=body.hours_before or 24
             )
         else:
-            await forms.do_send_form(caller, client, template)
+            await forms.do_send_form(caller, client, template, body.request_key)
     except (ValidationFailed, Conflict) as exc:
         # Shown on the tab, with the schedule a 409 names in its list.
         return await file_page(

@@ -513,6 +513,32 @@ async def test_a_refused_submission_shows_back_the_signature_and_the_right_boxes
     assert assignment.answers is not None and assignment.answers["f2"] == ["Monday"]
 
 
+async def test_send_pressed_twice_sends_one_form(
+    new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
+) -> None:
+    """A form sent once had no key: a double tap, or "Send" pressed again after a slow
+    answer, gave the client two copies to fill in and two emails."""
+    from tests.conftest import request_key_of
+
+    template = await intake(people)
+    cid = people["camille"].id
+    tab = f"/staff/clients/{cid}/forms"
+    async with new_http() as staff:
+        await login(staff, people["alice"])
+        key = await request_key_of(staff, tab)
+        for _ in range(2):
+            r = await staff.post(tab, data={"form_id": str(template.id), "request_key": key})
+            assert r.status_code == 303
+        assert await FormAssignment.filter(client_id=cid).count() == 1
+        assert await OutboxMessage.filter(purpose="form_sent").count() == 1
+        # The tab shown again carries a new key: sending the form again is a new send.
+        again = await request_key_of(staff, tab)
+        assert again != key
+        r = await staff.post(tab, data={"form_id": str(template.id), "request_key": again})
+        assert r.status_code == 303
+        assert await FormAssignment.filter(client_id=cid).count() == 2
+
+
 async def test_a_form_every_n_weeks_from_the_tab_then_stopped(
     new_http: Callable[..., httpx.AsyncClient], people: dict[str, Any]
 ) -> None:

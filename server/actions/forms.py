@@ -27,6 +27,7 @@ from server import i18n, storage
 from server.access import may_hear_of
 from server.actions import audit
 from server.actions.client_requests import clinicians_to_tell, email_client, remind_client
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic, in_atomic
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -194,15 +195,27 @@ async def check_sendable(template: FormTemplate, client: Client) -> None:
         )
 
 
-async def do_send_form(actor: Caller, client: Client, template: FormTemplate) -> FormAssignment:
+async def do_send_form(
+    actor: Caller, client: Client, template: FormTemplate, request_key: str = ""
+) -> FormAssignment:
     """Send the form's latest version to the client's portal (an email asks them to sign
-    in). The version is fixed from now on: later edits make a new one."""
+    in). The version is fixed from now on: later edits make a new one.
+
+    ``request_key``: the "Send" form's own key: pressed twice (or again after a slow answer),
+    the client gets one form and one email (server/actions/retries.py). Call outside any
+    transaction."""
     assert actor.staff is not None
     await check_sendable(template, client)
-    async with atomic():
-        assignment = await send_form_now(actor, client, template, sent_by=actor.staff)
-        assert assignment is not None
-    return assignment
+
+    async def write(key: str | None) -> FormAssignment:
+        async with atomic():
+            assignment = await send_form_now(
+                actor, client, template, sent_by=actor.staff, request_key=key
+            )
+            assert assignment is not None
+            return assignment
+
+    return await once_per_key(FormAssignment, request_key, write, client_id=client.id)
 
 
 async def send_form_now(
@@ -213,6 +226,7 @@ async def send_form_now(
     sent_by: StaffUser | None,
     schedule: FormSchedule | None = None,
     appointment: Appointment | None = None,
+    request_key: str | None = None,
 ) -> FormAssignment | None:
     """Create one assignment of the form's latest version and tell the client (email with a
     sign-in link, their open portal tabs). Call inside atomic(). None, sending nothing, when
@@ -229,6 +243,7 @@ async def send_form_now(
         sent_by=sent_by,
         schedule=schedule,
         appointment=appointment,
+        request_key=request_key,
     )
     await email_client(
         account,
