@@ -132,6 +132,7 @@ ACTION_LABELS: dict[str, str] = {
     "task.done": lazy("completed a task"),
     "task.reopened": lazy("reopened a task"),
     "task.handed_over": lazy("handed over the task of someone who left"),
+    "task.reassigned": lazy("handed over a task its assignee may no longer see"),
     "time_off.added": lazy("added time off"),
     "time_off.updated": lazy("changed time off"),
     "time_off.removed": lazy("removed time off"),

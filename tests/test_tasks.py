@@ -216,3 +216,129 @@ async def test_pages_add_and_complete(http: httpx.AsyncClient, cast: dict[str, A
 async def test_pages_need_sign_in(http: httpx.AsyncClient, path: str) -> None:
     r = await http.get(path)
     assert r.status_code in (302, 303)
+
+
+# --- open tasks follow the file when their assignee stops seeing it ---------------------------
+
+
+async def _listed_by(
+    new_http: Callable[..., httpx.AsyncClient], people: list[StaffUser], task_id: int
+) -> list[str]:
+    """Whose "My tasks" shows the task (each signed in anew: access is read afresh)."""
+    listed = []
+    for n, who in enumerate(people):
+        h = new_http(f"10.7.0.{n + 1}")
+        await login(h, who)
+        if task_id in [t["id"] for t in (await h.get("/api/tasks")).json()]:
+            listed.append(who.first_name)
+    return listed
+
+
+async def test_a_role_change_hands_over_tasks_on_files_no_longer_seen(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """The front desk, who sees every file, has a task on Hélène's; the owner makes it a
+    therapist with an empty caseload. The task goes to Hélène's therapist."""
+    desk = new_http("10.7.1.1")
+    await login(desk, cast["desk"])
+    r = await desk.post(f"/api/clients/{cast['helene'].id}/tasks", json={"note": "Send invoice"})
+    task_id = r.json()["id"]
+    owner = new_http("10.7.1.2")
+    await login(owner, cast["owner"])
+    r = await owner.put(
+        f"/api/staff/{cast['desk'].id}",
+        json={"role": "therapist", "supervisor_id": None, "portal_enabled": False},
+    )
+    assert r.status_code == 200, r.text
+    assert (await Task.get(id=task_id)).assignee_id == cast["alice"].id  # type: ignore[attr-defined]
+    people = [cast["desk"], cast["alice"], cast["owner"]]
+    assert await _listed_by(new_http, people, task_id) == ["Alice"]
+    entry = await AuditEntry.get(action="task.reassigned", object_id=str(task_id))
+    assert entry.detail == {"from": cast["desk"].id, "to": cast["alice"].id}
+
+
+async def test_a_supervisor_change_hands_over_the_old_supervisors_tasks(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], make: Any
+) -> None:
+    """Sam supervises Alice and takes a task on Hélène's file; Alice gets another supervisor
+    and Sam no longer sees Hélène: the task goes to Alice. His task on a file he still sees
+    (a client of his own) stays his."""
+    sam = await make.therapist(first_name="Sam")
+    tom = await make.therapist(first_name="Tom")
+    alice = cast["alice"]
+    alice.supervisor = sam
+    await alice.save(update_fields=["supervisor_id"])
+    own = await make.client(sam, first_name="Own")
+    h = new_http("10.7.2.1")
+    await login(h, sam)
+    r = await h.post(f"/api/clients/{cast['helene'].id}/tasks", json={"note": "Review"})
+    task_id = r.json()["id"]
+    kept = (await h.post(f"/api/clients/{own.id}/tasks", json={"note": "Mine"})).json()["id"]
+    owner = new_http("10.7.2.2")
+    await login(owner, cast["owner"])
+    r = await owner.put(
+        f"/api/staff/{alice.id}",
+        json={"role": "therapist", "supervisor_id": tom.id, "portal_enabled": True},
+    )
+    assert r.status_code == 200, r.text
+    assert await _listed_by(new_http, [sam, tom, alice], task_id) == ["Alice"]
+    assert (await Task.get(id=kept)).assignee_id == sam.id  # type: ignore[attr-defined]
+
+
+async def test_a_client_left_with_no_therapist_keeps_their_tasks_in_a_list(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], make: Any
+) -> None:
+    """The desk sets Hélène's therapist to none: Alice's open task on her file, and Alice's
+    supervisor's, go to the owner (a clinician: a safety alert's task asks for one), not to
+    the desk that made the change. A task already done stays where it was."""
+    sam = await make.therapist(first_name="Sam")
+    alice = cast["alice"]
+    alice.supervisor = sam
+    await alice.save(update_fields=["supervisor_id"])
+    ids = []
+    for n, who in enumerate((alice, sam)):
+        h = new_http(f"10.7.3.{n + 1}")
+        await login(h, who)
+        r = await h.post(f"/api/clients/{cast['helene'].id}/tasks", json={"note": "Urgent call"})
+        ids.append(r.json()["id"])
+    done = await Task.create(
+        practice_id=alice.practice_id,  # type: ignore[attr-defined]
+        client=cast["helene"],
+        note="Called",
+        assignee=alice,
+        created_by=alice,
+    )
+    done.done_at = done.created_at
+    await done.save(update_fields=["done_at"])
+    desk = new_http("10.7.3.9")
+    await login(desk, cast["desk"])
+    r = await desk.put(f"/api/clients/{cast['helene'].id}/therapist", json={"therapist_id": None})
+    assert r.status_code == 200, r.text
+    for task_id in ids:
+        people = [alice, sam, cast["desk"], cast["owner"]]
+        assert await _listed_by(new_http, people, task_id) == [cast["owner"].first_name]
+    assert (await Task.get(id=done.id)).assignee_id == alice.id  # type: ignore[attr-defined]
+
+
+async def test_a_client_handed_to_a_supervisee_leaves_the_supervisors_tasks_alone(
+    cast: dict[str, Any], make: Any
+) -> None:
+    """Alice hands Hélène to Bob, whom she supervises: both still see the file, so Bob's
+    task on it stays his and nothing is handed over."""
+    from server.actions.client_file import do_assign_therapist
+    from server.actions.tasks import hand_over_unseen_tasks
+    from server.auth.sessions import Caller
+
+    alice, bob = cast["alice"], cast["bob"]
+    bob.supervisor = alice
+    await bob.save(update_fields=["supervisor_id"])
+    task = await Task.create(
+        practice_id=alice.practice_id,  # type: ignore[attr-defined]
+        client=cast["helene"],
+        note="Follow up",
+        assignee=bob,
+        created_by=alice,
+    )
+    await do_assign_therapist(Caller.acting_as(cast["owner"]), cast["helene"], bob)
+    assert (await Task.get(id=task.id)).assignee_id == bob.id  # type: ignore[attr-defined]
+    assert await hand_over_unseen_tasks(Caller.acting_as(cast["owner"]), [alice.id, bob.id]) == 0

@@ -562,6 +562,11 @@ async def do_update_staff_user(
         locked.supervisor = supervisor  # type: ignore[assignment]
         locked.portal_enabled = portal_enabled
         await locked.save(update_fields=["role", "supervisor_id", "portal_enabled"])
+        # Both may have lost files from sight (a narrower role, a supervisee moved away):
+        # their open tasks there would be in no one's list (not at import: see above).
+        from server.actions import tasks
+
+        await tasks.hand_over_unseen_tasks(actor, [user.id, before["supervisor_id"]])
         await audit.record(
             actor,
             "staff.updated",

@@ -30,7 +30,7 @@ from models.clients import (
     search_key,
 )
 from models.tasks import Task
-from server.actions import audit, messaging, reminders
+from server.actions import audit, messaging, reminders, tasks
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
@@ -539,6 +539,7 @@ async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUse
             ).update(assignee_id=therapist.id)
         previous = await StaffUser.get_or_none(id=old_id) if old_id is not None else None
         await messaging.hand_over_client(actor, client, previous, therapist)
+        await tasks.hand_over_unseen_tasks(actor, [old_id], and_supervisors=True)
         await audit.record(
             actor,
             "client.therapist_changed",

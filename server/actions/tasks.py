@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 from models.accounts import StaffRole, StaffUser
 from models.clients import Client
 from models.messaging import Message
 from models.tasks import Task
+from server.access import visible_clients
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -81,22 +83,7 @@ async def hand_over_tasks(actor: Caller, leaving: StaffUser) -> int:
     for task in await Task.filter(
         assignee_id=leaving.id, done_at=None, deleted_at=None
     ).prefetch_related("client"):
-        therapist_id = task.client.therapist_id  # type: ignore[attr-defined]
-        heir = (
-            await StaffUser.get_or_none(id=therapist_id, is_active=True)
-            if therapist_id is not None and therapist_id != leaving.id
-            else None
-        ) or actor.staff
-        if heir is None:  # a script's deactivation: the practice's first owner still here
-            heir = (
-                await StaffUser.filter(
-                    practice_id=leaving.practice_id,  # type: ignore[attr-defined]
-                    role=StaffRole.OWNER,
-                    is_active=True,
-                )
-                .order_by("id")
-                .first()
-            )
+        heir = await _heir(actor, task.client, leaving.practice_id)  # type: ignore[attr-defined]
         if heir is None:
             continue
         await Task.filter(id=task.id).update(assignee_id=heir.id)
@@ -110,3 +97,83 @@ async def hand_over_tasks(actor: Caller, leaving: StaffUser) -> int:
         )
         moved += 1
     return moved
+
+
+async def hand_over_unseen_tasks(
+    actor: Caller, staff_ids: Iterable[int | None], *, and_supervisors: bool = False
+) -> int:
+    """Each open task of these staff members (and of their supervisors, who saw their
+    caseload) on a client they may no longer see goes to someone who can, by
+    ``hand_over_tasks``'s rule. "My tasks" and the home page's count
+    list only tasks on files one may open, so a role or supervisor change, or a client
+    handed to another therapist (or to none), left such a task, a safety alert's among them,
+    in no one's list. Call inside ``atomic()``, after the change that took the files out of
+    sight. Returns how many."""
+    ids = {i for i in staff_ids if i is not None}
+    if and_supervisors:
+        ids |= set(
+            await StaffUser.filter(id__in=sorted(ids), supervisor_id__not_isnull=True).values_list(
+                "supervisor_id", flat=True
+            )  # type: ignore[arg-type]
+        )
+    moved = 0
+    for staff_id in sorted(ids):
+        staff = await StaffUser.get_or_none(id=staff_id)
+        if staff is None:
+            continue
+        tasks = await Task.filter(
+            assignee_id=staff.id, done_at=None, deleted_at=None, client__deleted_at=None
+        ).prefetch_related("client")
+        if not tasks:
+            continue
+        seen = await _seen_by(staff, {t.client.id for t in tasks})
+        for task in tasks:
+            if task.client.id in seen:
+                continue
+            heir = await _heir(actor, task.client, staff.practice_id)  # type: ignore[attr-defined]
+            if heir is None or heir.id == staff.id:
+                continue
+            await Task.filter(id=task.id).update(assignee_id=heir.id)
+            await audit.record(
+                actor,
+                "task.reassigned",
+                object_type="task",
+                object_id=task.id,
+                client_id=task.client_id,  # type: ignore[attr-defined]
+                practice_id=task.practice_id,  # type: ignore[attr-defined]
+                detail={"from": staff.id, "to": heir.id},
+            )
+            moved += 1
+    return moved
+
+
+async def _seen_by(staff: StaffUser, client_ids: set[int]) -> set[int]:
+    """Of ``client_ids``, the clients whose file this staff member may open now (none once
+    they are switched off: nobody reads their list)."""
+    if not staff.is_active or not client_ids:
+        return set()
+    visible = await visible_clients(Caller.acting_as(staff))
+    ids = await visible.filter(id__in=sorted(client_ids)).values_list("id", flat=True)
+    return {int(i) for i in ids}  # type: ignore[call-overload]
+
+
+async def _heir(actor: Caller, client: Client, practice_id: int) -> StaffUser | None:
+    """Who takes a task on ``client`` that its assignee can no longer answer for: the
+    client's therapist, else the owner who acts, else the practice's first owner (a script's
+    change, or the front desk's: a safety alert's task asks for a clinician), the first of
+    them still here who may open the file."""
+    candidates: list[StaffUser | None] = []
+    therapist_id = client.therapist_id  # type: ignore[attr-defined]
+    if therapist_id is not None:
+        candidates.append(await StaffUser.get_or_none(id=therapist_id))
+    if actor.staff is not None and actor.staff.role is StaffRole.OWNER:
+        candidates.append(actor.staff)
+    candidates.append(
+        await StaffUser.filter(practice_id=practice_id, role=StaffRole.OWNER, is_active=True)
+        .order_by("id")
+        .first()
+    )
+    for who in candidates:
+        if who is not None and await _seen_by(who, {client.id}):
+            return who
+    return None
