@@ -61,6 +61,23 @@ async def visible_clients(caller: Caller) -> QuerySet[Client]:
     return query
 
 
+async def staff_seeing(client: Client) -> QuerySet[StaffUser]:
+    """Active staff who may open this client's file, by ``visible_clients``'s rule: owners
+    and the front desk, the client's therapist and that therapist's supervisor."""
+    therapists: list[int] = []
+    therapist_id = client.therapist_id  # type: ignore[attr-defined]
+    if therapist_id is not None:
+        therapists.append(therapist_id)
+        therapist = await StaffUser.get_or_none(id=therapist_id)
+        if therapist is not None and therapist.supervisor_id is not None:  # type: ignore[attr-defined]
+            therapists.append(therapist.supervisor_id)  # type: ignore[attr-defined]
+    return StaffUser.filter(
+        Q(role__in=[StaffRole.OWNER, StaffRole.OFFICE_ADMIN]) | Q(id__in=therapists),
+        practice_id=client.practice_id,  # type: ignore[attr-defined]
+        is_active=True,
+    )
+
+
 async def access_client(caller: Caller, client_id: int) -> Client:
     client = await (await visible_clients(caller)).get_or_none(id=client_id)
     if client is None:

@@ -24,6 +24,7 @@ from server.access import (
     access_payment_method,
     access_practitioner,
     can_see_clinical,
+    staff_seeing,
 )
 from server.actions import client_file
 from server.actions.audit import record_read
@@ -108,14 +109,10 @@ async def file_page(
 # --- the tabs every file has -------------------------------------------------------------
 
 
-async def _staff_members(caller: Caller) -> list[StaffUser]:
-    return await StaffUser.filter(practice_id=caller.practice_id, is_active=True).order_by(
-        "last_name", "first_name"
-    )
-
-
 async def _load_tasks(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:
-    return {"tasks": await client_tasks(client.id), "staff_members": await _staff_members(caller)}
+    # Only who may open the file: a task for anyone else would be in no one's list.
+    assignees = (await staff_seeing(client)).order_by("last_name", "first_name")
+    return {"tasks": await client_tasks(client.id), "staff_members": await assignees}
 
 
 async def _load_account(caller: Caller, client: Client, practice: Practice) -> dict[str, Any]:

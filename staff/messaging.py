@@ -15,6 +15,8 @@ from server.access import (
     access_client,
     access_conversation,
     access_practice_staff,
+    client_of_message,
+    staff_seeing,
     visible_clients,
     visible_links,
 )
@@ -179,11 +181,16 @@ async def pick_clients(request: Request) -> list[PickableClient]:
 
 @api.route("GET", "/messaging/staff", response=None)
 async def pick_staff(request: Request) -> list[dict[str, object]]:
-    """Active staff of the practice, to add to a conversation"""
+    """Active staff of the practice, to add to a conversation; with ?message_id=, those who
+    may open the file of the client who wrote it (who a task made from it may be for)"""
     caller = require_staff(request)
-    users = await StaffUser.filter(practice_id=caller.practice_id, is_active=True).order_by(
-        "last_name"
-    )
+    query = StaffUser.filter(practice_id=caller.practice_id, is_active=True)
+    if "message_id" in request.query_params:
+        client, _message = await client_of_message(
+            caller, parse_id(request.query_params["message_id"])
+        )
+        query = await staff_seeing(client)
+    users = await query.order_by("last_name")
     return [
         {"id": u.id, "name": u.full_name, "role": u.role.value, "portal_enabled": u.portal_enabled}
         for u in users

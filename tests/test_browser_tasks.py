@@ -38,6 +38,9 @@ async def test_create_a_task_from_a_client_message(
     await asked.get_by_role("button", name="Create a task").click()
     dialog = page.locator("#task-dialog")
     note = dialog.locator("textarea[name=note]")
+    # Only who may open Camille's file: Bruno may not, a task for him would be lost.
+    options = dialog.locator("select[name=assignee_id] option")
+    await expect(options).to_have_text(["Hélène Durand"])
     # Prefilled with the message, editable before saving.
     await expect(note).to_have_value("Could you send me a receipt for my insurer?")
     await note.fill("Send Camille the receipt for March")

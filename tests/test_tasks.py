@@ -103,10 +103,11 @@ async def test_done_reopen_and_my_tasks(http: httpx.AsyncClient, cast: dict[str,
         f"/api/clients/{other.id}/tasks", json={"note": "Soon", "due_date": "2026-12-02"}
     )
     undated = await http.post(f"/api/clients/{helene.id}/tasks", json={"note": "Whenever"})
-    for_bob = await http.post(
-        f"/api/clients/{helene.id}/tasks", json={"note": "Bob's", "assignee_id": cast["bob"].id}
+    for_desk = await http.post(
+        f"/api/clients/{helene.id}/tasks",
+        json={"note": "The desk's", "assignee_id": cast["desk"].id},
     )
-    assert all(r.status_code == 200 for r in (later, soon, undated, for_bob))
+    assert all(r.status_code == 200 for r in (later, soon, undated, for_desk))
     mine = [t["note"] for t in (await http.get("/api/tasks")).json()]
     assert mine == ["Soon", "Later", "Whenever"]
     r = await http.post(f"/api/tasks/{soon.json()['id']}/done", json={"done": True})
@@ -342,3 +343,59 @@ async def test_a_client_handed_to_a_supervisee_leaves_the_supervisors_tasks_alon
     await do_assign_therapist(Caller.acting_as(cast["owner"]), cast["helene"], bob)
     assert (await Task.get(id=task.id)).assignee_id == bob.id  # type: ignore[attr-defined]
     assert await hand_over_unseen_tasks(Caller.acting_as(cast["owner"]), [alice.id, bob.id]) == 0
+
+
+# --- a task is only for someone who may open the file ------------------------------------------
+
+
+async def test_a_task_is_refused_for_a_colleague_who_may_not_open_the_file(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any], make: Any
+) -> None:
+    """Bob may not open Hélène's file: "My tasks" would never show him a task on it, so a
+    task for him is refused on the field, by hand and from her message. Alice's supervisor,
+    the owner and the front desk may be given one."""
+    staff, _cid, mid = await client_message(new_http, cast, "Rappelez-moi")
+    helene, bob = cast["helene"], cast["bob"]
+    for url in (f"/api/clients/{helene.id}/tasks", f"/api/messages/{mid}/task"):
+        r = await staff.post(url, json={"note": "Call back", "assignee_id": bob.id})
+        assert r.status_code == 422, r.text
+        assert "assignee_id" in r.json()["error"]["fields"]
+    assert await Task.all().count() == 0
+    sam = await make.therapist(first_name="Sam")
+    cast["alice"].supervisor = sam
+    await cast["alice"].save(update_fields=["supervisor_id"])
+    for who in (sam, cast["owner"], cast["desk"]):
+        r = await staff.post(
+            f"/api/clients/{helene.id}/tasks", json={"note": "Call back", "assignee_id": who.id}
+        )
+        assert r.status_code == 200, r.text
+    # The file's form refuses it the same way, with the form shown again.
+    page = await staff.post(
+        f"/staff/clients/{helene.id}/tasks", data={"note": "Call back", "assignee_id": str(bob.id)}
+    )
+    assert page.status_code == 422 and "may not open this client" in page.text
+    assert await Task.filter(assignee_id=bob.id).count() == 0
+
+
+async def test_the_assignee_lists_offer_only_who_may_open_the_file(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    staff, _cid, mid = await client_message(new_http, cast, "Rappelez-moi")
+    helene, bob = cast["helene"], cast["bob"]
+    page = (await staff.get(f"/staff/clients/{helene.id}/tasks")).text
+    for who in (cast["alice"], cast["owner"], cast["desk"]):
+        assert page.count(f'<option value="{who.id}"') == 1
+    assert f'<option value="{bob.id}"' not in page
+    # The messaging page's task dialog: the writer's file decides; without a message, the
+    # list to add someone to a conversation is still everyone.
+    offered = (await staff.get("/api/messaging/staff", params={"message_id": mid})).json()
+    assert {u["id"] for u in offered} == {cast["alice"].id, cast["owner"].id, cast["desk"].id}
+    everyone = (await staff.get("/api/messaging/staff")).json()
+    assert bob.id in {u["id"] for u in everyone}
+    # A message the caller cannot reach is a 404, like any id.
+    other = new_http("10.1.0.8")
+    await login(other, bob)
+    r = await other.get("/api/messaging/staff", params={"message_id": mid})
+    assert r.status_code == 404
+    r = await other.get("/api/messaging/staff", params={"message_id": "x"})
+    assert r.status_code == 404

@@ -9,7 +9,7 @@ from models.accounts import StaffRole, StaffUser
 from models.clients import Client
 from models.messaging import Message
 from models.tasks import Task
-from server.access import visible_clients
+from server.access import staff_seeing, visible_clients
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
@@ -30,6 +30,15 @@ async def do_create_task(
     if not note:
         raise ValidationFailed(_("Some fields are missing."), {"note": _("Write what to do.")})
     assert actor.staff is not None
+    if (
+        assignee is not None
+        and not await (await staff_seeing(client)).filter(id=assignee.id).exists()
+    ):
+        # "My tasks" lists only tasks on files one may open: theirs would be seen by no one.
+        message = _("%(name)s may not open this client's file: choose someone who can.") % {
+            "name": assignee.full_name
+        }
+        raise ValidationFailed(message, {"assignee_id": message})
     async with atomic():
         task = await Task.create(
             practice_id=client.practice_id,  # type: ignore[attr-defined]

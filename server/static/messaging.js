@@ -359,7 +359,8 @@
     clearErrors(form); $("#task-done").hidden = true; form.hidden = false;
     form.note.value = m.body; form.dataset.messageId = m.id;
     var sel = form.assignee_id; sel.innerHTML = "";
-    call("GET", "/messaging/staff").then(function (users) {
+    // Only who may open the writer's file: a task for anyone else would be in no one's list.
+    call("GET", "/messaging/staff?message_id=" + m.id).then(function (users) {
       users.forEach(function (u) { sel.appendChild(el("option", { value: u.id, selected: u.id === cfg.meId ? "selected" : null, text: u.name })); });
     });
     dlg.showModal(); form.note.focus();
