@@ -17,7 +17,12 @@ from server.actions import accounts, clients
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
-from server.queries.clients import ClientFilters, ClientRow, clinicians
+from server.queries.clients import (
+    ClientFilters,
+    ClientRow,
+    clinicians,
+    therapist_filter_choices,
+)
 from server.queries.clients import client_page as client_page_query
 from server.web import parse_body, path_id, render, require_staff, validate
 from staff.api import api
@@ -101,6 +106,7 @@ async def client_list(request: Request) -> Response:
         statuses=list(ClientStatus),
         tags=await Tag.filter(practice_id=caller.practice_id).order_by("name"),
         clinicians=await clinicians(caller),
+        filter_therapists=await therapist_filter_choices(caller),
         new_client_key=secrets.token_urlsafe(16),
         query_without_page=urlencode(
             {k: v for k, v in request.query_params.items() if k != "page" and v}

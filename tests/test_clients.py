@@ -4,6 +4,7 @@ and assign what."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 
@@ -164,3 +165,41 @@ async def test_a_new_client_form_sent_twice_opens_one_file(
     form["request_key"] = await request_key_of(http, "/staff/clients")
     assert (await http.post("/staff/clients", data=form)).status_code == 303
     assert await Client.filter(last_name="Durand").count() == 2
+
+
+def _select(page: str, name: str) -> str:
+    start = page.index(f'<select name="{name}"')
+    return page[start : page.index("</select>", start)]
+
+
+async def test_the_filter_finds_a_switched_off_therapists_clients(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """Bob left: his clients keep him as therapist until handed over one by one. The owner and
+    the front desk find them with the therapist filter, where he is marked "(left)"; he is
+    offered to no new client, and Carl, who left without clients, is not listed at all."""
+    owner = await make.owner()
+    desk = await make.office_admin()
+    alice = await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob", last_name="Leaver")
+    carl = await make.therapist(first_name="Carl")
+    await make.client(bob, first_name="Bea", last_name="Bobs")
+    await make.client(alice, first_name="Ann", last_name="Active")
+    for who in (bob, carl):
+        who.is_active = False
+        await who.save(update_fields=["is_active"])
+    for n, who in enumerate((owner, desk)):
+        http = new_http(f"10.6.0.{n + 1}")
+        await login(http, who)
+        page = (await http.get("/staff/clients")).text
+        choices = _select(page, "therapist")
+        assert f'<option value="{bob.id}" >Bob Leaver (left)</option>' in choices
+        assert f'<option value="{alice.id}"' in choices
+        assert f'<option value="{carl.id}"' not in choices
+        assert f'<option value="{bob.id}"' not in _select(page, "therapist_id")
+        assert await names(http, f"therapist={bob.id}") == ["Bea Bobs"]
+    # A therapist's filter is their caseload, as before.
+    http = new_http("10.6.0.9")
+    await login(http, alice)
+    page = (await http.get("/staff/clients")).text
+    assert f'<option value="{bob.id}"' not in _select(page, "therapist")

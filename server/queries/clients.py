@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 
 from models.accounts import PortalAccount, StaffRole, StaffUser
@@ -107,3 +108,20 @@ async def clinicians(caller: Caller) -> list[StaffUser]:
     if caller.role is StaffRole.THERAPIST:
         query = query.filter(id__in=await caseload_therapist_ids(caller))
     return await query.order_by("last_name", "first_name")
+
+
+async def therapist_filter_choices(caller: Caller) -> list[StaffUser]:
+    """The client list's therapist filter: ``clinicians``, and for owners and the front desk
+    also switched-off clinicians who still have clients (shown as "(left)"), listed after:
+    their clients keep them as therapist until handed over one by one, and this is how the
+    owner finds which files those are."""
+    choices = await clinicians(caller)
+    if caller.role is StaffRole.THERAPIST:
+        return choices
+    with_clients = Client.filter(practice_id=caller.practice_id, deleted_at=None).values(
+        "therapist_id"
+    )
+    left = await StaffUser.filter(
+        practice_id=caller.practice_id, is_active=False, id__in=Subquery(with_clients)
+    ).order_by("last_name", "first_name")
+    return choices + left
