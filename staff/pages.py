@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment
 from models.audit import AuditEntry
-from server.access import access_staff_user
+from server.access import access_staff_user, visible_clients
 from server.actions import accounts
 from server.actions.client_file import blank_to_none
 from server.auth.sessions import Caller
@@ -53,12 +53,20 @@ async def home(request: Request) -> Response:
     if not desk:
         today = today.filter(practitioner_id=caller.staff.id)
     open_tasks, late_tasks = await my_open_counts(caller, day)
+    sessions = await today.prefetch_related("client", "service", "practitioner").order_by(
+        "starts_at", "id"
+    )
+    # A colleague's client whose session one covers: the file is a 404 for them, the
+    # session's note page is theirs (access_note).
+    client_ids = sorted({a.client.id for a in sessions})
+    seen = (
+        await (await visible_clients(caller)).filter(id__in=client_ids).values_list("id", flat=True)
+    )
     ctx = {
         "practice": practice,
         "section": "home",
-        "today": await today.prefetch_related("client", "service", "practitioner").order_by(
-            "starts_at", "id"
-        ),
+        "today": sessions,
+        "seen_clients": set(seen),
         "desk": desk,
         "open_tasks": open_tasks,
         "late_tasks": late_tasks,

@@ -94,3 +94,43 @@ async def test_home_day_runs_from_the_practice_midnight_to_midnight(
     await login(http, alice)
     page = (await http.get("/staff/")).text
     assert "Early Bird" in page and "Night Owl" not in page
+
+
+async def test_a_covered_session_links_its_note_not_a_file_one_cannot_open(
+    make: Factory, new_http: Any
+) -> None:
+    """Bruno covers a session of Alice's client: her file is a 404 for him, so his home page
+    names the client without linking it and links the session's note, which he writes."""
+    practice = await make.practice()
+    alice = await make.therapist(first_name="Alice")
+    bruno = await make.therapist(first_name="Bruno")
+    camille = await make.client(alice, first_name="Camille", last_name="Martin")
+    eva = await make.client(bruno, first_name="Eva", last_name="Blanc")
+    service = await agenda.do_create_service(
+        None, practice, name="Séance", duration_minutes=50, price=Decimal("70")
+    )
+    office = await agenda.do_create_location(None, practice, name="Lyon")
+    today = datetime.now(ZoneInfo(practice.time_zone)).date()
+    booked = []
+    for hour, client in ((9, camille), (11, eva)):
+        booked.append(
+            await agenda.do_book_appointment(
+                None,
+                practitioner=bruno,
+                client=client,
+                service=service,
+                starts_at=datetime.combine(today, time(hour), tzinfo=ZoneInfo(practice.time_zone)),
+                location=office,
+            )
+        )
+    covered, own = booked
+    http = new_http()
+    await login(http, bruno)
+    page = (await http.get("/staff/")).text
+    assert "Camille Martin" in page
+    assert f'href="/staff/clients/{camille.id}"' not in page
+    assert f'href="/staff/appointments/{covered.id}/note"' in page
+    assert (await http.get(f"/staff/appointments/{covered.id}/note")).status_code == 200
+    # His own client's file is linked as before.
+    assert f'href="/staff/clients/{eva.id}"' in page
+    assert f'href="/staff/appointments/{own.id}/note"' not in page
