@@ -522,8 +522,9 @@ async def do_remove_payment_method(actor: Caller, method: PaymentMethod) -> None
 async def do_assign_therapist(actor: Caller, client: Client, therapist: StaffUser | None) -> None:
     """Hand the client to another therapist (None: to none). The previous one no longer sees
     the file (unless they supervise the new one); their open tasks on it go to the new
-    therapist, or the safety alert's "contact the client today" would sit in no one's list,
-    and the client's conversations go with the client (messaging.hand_over_client).
+    therapist (to none: to an owner, tasks.hand_over_unseen_tasks), or the safety alert's
+    "contact the client today" would sit in no one's list, and the client's conversations go
+    with the client (messaging.hand_over_client).
 
     Precondition: ``therapist`` came through ``access_practitioner`` (an active clinician or
     owner of the practice)."""
