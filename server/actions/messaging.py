@@ -452,20 +452,7 @@ async def hand_over_client(
     )
     if not leaving:
         return
-    now = datetime.now(UTC)
-    await Participant.filter(id__in=[p.id for p in leaving]).update(left_at=now, updated_at=now)
-    await _withdraw_stored_events(staff_recipient(previous.id), {c.id for c in conversations})
-    for gone in leaving:
-        gone.left_at = now
-        others = await Participant.filter(conversation_id=gone.conversation_id, left_at=None)  # type: ignore[attr-defined]
-        await emit(
-            [gone.recipient, *(p.recipient for p in others)],
-            "conversation.participant_left",
-            {
-                "conversation_id": gone.conversation_id,  # type: ignore[attr-defined]
-                "participant": participant_payload(gone),
-            },
-        )
+    await _leave(staff_recipient(previous.id), leaving)
     for conversation in conversations:
         await _give_heirs_if_unheard(actor, conversation)
 
@@ -558,12 +545,19 @@ async def leave_client_conversations(account: PortalAccount, client: Client) -> 
     )
     if not leaving:
         return 0
+    await _leave(client_recipient(account.id), leaving)
+    return len(leaving)
+
+
+async def _leave(recipient: str, leaving: Sequence[Participant]) -> None:
+    """``leaving`` (one person's rows) leave their conversations: they hear of them no more
+    and reach them no more. What their tabs could still replay of them goes too (a socket
+    resuming from an old seq would otherwise read messages it no longer may), and everyone
+    in each, the leaver included (its open tab drops it), is told."""
     now = datetime.now(UTC)
     await Participant.filter(id__in=[p.id for p in leaving]).update(left_at=now, updated_at=now)
-    # What its tabs could still replay of these conversations goes too: a socket resuming
-    # from an old seq would otherwise read the messages it no longer may.
     await _withdraw_stored_events(
-        client_recipient(account.id),
+        recipient,
         {gone.conversation_id for gone in leaving},  # type: ignore[attr-defined]
     )
     for gone in leaving:
@@ -577,7 +571,6 @@ async def leave_client_conversations(account: PortalAccount, client: Client) -> 
                 "participant": participant_payload(gone),
             },
         )
-    return len(leaving)
 
 
 # --- messages ------------------------------------------------------------------------------

@@ -95,17 +95,24 @@ async def hand_over_tasks(actor: Caller, leaving: StaffUser) -> int:
         heir = await _heir(actor, task.client, leaving.practice_id)  # type: ignore[attr-defined]
         if heir is None:
             continue
-        await Task.filter(id=task.id).update(assignee_id=heir.id)
-        await audit.record(
-            actor,
-            "task.handed_over",
-            object_type="task",
-            object_id=task.id,
-            client_id=task.client_id,  # type: ignore[attr-defined]
-            practice_id=task.practice_id,  # type: ignore[attr-defined]
-        )
+        await _give(actor, task, heir, "task.handed_over")
         moved += 1
     return moved
+
+
+async def _give(
+    actor: Caller, task: Task, heir: StaffUser, action: str, detail: dict[str, int] | None = None
+) -> None:
+    await Task.filter(id=task.id).update(assignee_id=heir.id)
+    await audit.record(
+        actor,
+        action,
+        object_type="task",
+        object_id=task.id,
+        client_id=task.client_id,  # type: ignore[attr-defined]
+        practice_id=task.practice_id,  # type: ignore[attr-defined]
+        detail=detail,
+    )
 
 
 async def hand_over_unseen_tasks(
@@ -142,16 +149,7 @@ async def hand_over_unseen_tasks(
             heir = await _heir(actor, task.client, staff.practice_id)  # type: ignore[attr-defined]
             if heir is None or heir.id == staff.id:
                 continue
-            await Task.filter(id=task.id).update(assignee_id=heir.id)
-            await audit.record(
-                actor,
-                "task.reassigned",
-                object_type="task",
-                object_id=task.id,
-                client_id=task.client_id,  # type: ignore[attr-defined]
-                practice_id=task.practice_id,  # type: ignore[attr-defined]
-                detail={"from": staff.id, "to": heir.id},
-            )
+            await _give(actor, task, heir, "task.reassigned", {"from": staff.id, "to": heir.id})
             moved += 1
     return moved
 
