@@ -163,11 +163,10 @@ async def book(request: Request) -> Response:
             location_id=data.location_id,
             alert_earlier=data.alert_earlier,
         )
-    except Conflict:
-        # Someone else was quicker, or the slot closed meanwhile: show the fresh slots.
-        return await practitioner_page(
-            request, _("Sorry, this slot is no longer free. Please choose another one."), 409
-        )
+    except Conflict as exc:
+        # Someone else was quicker, the slot closed meanwhile, or the client is elsewhere
+        # then (the action's message says which, for the client): show the fresh slots.
+        return await practitioner_page(request, exc.message, 409)
     return RedirectResponse(f"/portal/appointments?booked={appointment.id}", status_code=303)
 
 

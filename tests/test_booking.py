@@ -477,3 +477,45 @@ async def test_a_booking_racing_a_closed_time_is_refused(
     r = await book(http, alice.id, talk.id, lyon.id, start.isoformat())
     assert r.status_code == 409 and "no longer free" in r.text
     assert not await Appointment.filter(client_id=client.id).exists()
+
+
+async def test_a_client_cannot_book_two_sessions_at_the_same_time(
+    http: httpx.AsyncClient, practice: dict[str, Any], make: Factory
+) -> None:
+    """Online booking checked only the practitioner: a client booked Alice at 9:00 and Bob
+    at 9:00. The second is refused, saying why; the front desk may still book it."""
+    client = practice["clients"][0]
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    bob = await make.therapist(first_name="Bob", last_name="Durand")
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    await agenda.do_add_availability(
+        None,
+        bob,
+        services=[talk],
+        weekday=day.weekday(),
+        start_time=time(9),
+        end_time=time(11),
+        location=lyon,
+    )
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    first = slot_times(page.text)[0]
+    assert (await book(http, alice.id, talk.id, lyon.id, first)).status_code == 303
+    page = await http.get(f"/portal/book/{bob.id}?location={lyon.id}&service={talk.id}")
+    assert first in slot_times(page.text)  # Bob is free then
+    r = await book(http, bob.id, talk.id, lyon.id, first)
+    assert r.status_code == 409
+    assert "You already have an appointment at that time" in r.text
+    assert await Appointment.filter(client_id=client.id).count() == 1
+    # Another client takes Bob's 9:00 as before.
+    await login(http, practice["clients"][1])
+    assert (await book(http, bob.id, talk.id, lyon.id, first)).status_code == 303
+    # The desk decides: it may book the client with Bob at that hour.
+    await agenda.do_book_appointment(
+        None,
+        practitioner=bob,
+        client=client,
+        service=talk,
+        starts_at=datetime.fromisoformat(first) + timedelta(hours=1),
+        location=lyon,
+    )

@@ -155,6 +155,7 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("the pending offer's slot was taken since", {"pending": True, "taken": True}, True),
     ("the pending offer expired", {"pending": True, "expired": True}, True),
     ("no portal account to answer with", {"portal": False}, False),
+    ("already with another practitioner at that time", {"busy": True}, False),
 ]
 
 
@@ -191,6 +192,8 @@ async def test_matching_rules(
     )
     if change.get("leave"):
         await offers.do_set_earlier_alert(None, flagged, False)
+    if change.get("busy"):
+        await book(w, waiting, at(20, 10), practitioner=w["bob"])
     await free(freed)
     got = await EarlierSlotOffer.filter(slot__appointment_id=freed.id, client_id=waiting.id)
     assert bool(got) is offered, case
@@ -344,6 +347,25 @@ async def test_accept_moves_the_appointment_and_withdraws_the_others(
     actions = set(await AuditEntry.filter(client_id=first.id).values_list("action", flat=True))
     assert {"offer.waitlist_joined", "offer.sent", "offer.accepted"} <= actions
     assert {"appointment.created", "appointment.attendance"} <= actions
+
+
+async def test_an_offer_is_refused_when_the_client_has_booked_that_time_since(
+    world: dict[str, Any],
+) -> None:
+    """Offered Alice's 10:00, the client then booked Bob's 10:00: accepting moved them into
+    Alice's as well, two sessions at once. Refused, and the slot stays offered to others."""
+    w, make = world, world["make"]
+    me = await make.client(w["alice"])
+    mine = await book(w, me, at(25, 10), flag=True)
+    freed = await book(w, await make.client(w["alice"]), at(12, 10))
+    await free(freed)
+    offer = await EarlierSlotOffer.get(client_id=me.id)
+    await book(w, me, at(12, 10), practitioner=w["bob"])
+    with pytest.raises(Conflict, match="already have an appointment at that time"):
+        await offers.do_accept_offer(await caller_of(me), offer)
+    held = await Appointment.filter(client_id=me.id, attendance=Attendance.SCHEDULED)
+    assert sorted(a.starts_at for a in held) == [at(12, 10), mine.starts_at]
+    assert (await FreedSlot.get(appointment_id=freed.id)).status is SlotStatus.OFFERED
 
 
 async def test_decline_keeps_the_appointment_on_the_list(world: dict[str, Any]) -> None:

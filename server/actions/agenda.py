@@ -256,6 +256,31 @@ async def _check_free(
             raise Conflict(_("This group slot is full."))
 
 
+async def check_client_free(
+    client_id: int, start: datetime, end: datetime, *, ignore: int | None = None
+) -> None:
+    """Refuse (409) a time at which the client already holds another appointment, with any
+    practitioner: a client booking for themselves (online, or taking an earlier slot) cannot
+    be in two rooms at once. The front desk's own bookings do not call this: the desk may
+    mean it (a session split between two colleagues) and sees the agenda. Call inside
+    ``atomic()``, holding the practitioner's row lock: this takes the client's (in that
+    order, as everywhere), so two bookings of one client wait for each other."""
+    await Client.filter(id=client_id).select_for_update().first()
+    query = Appointment.filter(
+        client_id=client_id,
+        deleted_at=None,
+        attendance__in=list(HOLDS_SLOT),
+        starts_at__lt=end,
+        ends_at__gt=start,
+    )
+    if ignore is not None:
+        query = query.exclude(id=ignore)
+    if await query.exists():
+        raise Conflict(
+            _("You already have an appointment at that time. Please choose another one.")
+        )
+
+
 async def _check_open(
     practitioner: StaffUser,
     service: Service,

@@ -28,6 +28,12 @@ from server.queries.agenda import slots_for, video_link
 HORIZON_DAYS = 42
 
 
+def slot_gone() -> Conflict:
+    """The one answer for a slot the client cannot have: taken, closed, or never offered
+    (it says nothing of who took it)."""
+    return Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+
+
 async def do_book_online(
     caller: Caller,
     practitioner: StaffUser,
@@ -42,7 +48,9 @@ async def do_book_online(
 
     The caller has already checked that the practitioner offers ``service`` at
     ``location_id`` to this client. Raises Conflict when the slot is not offered (any more):
-    taken, in the past, beyond the booking horizon, or at a location the practice closed."""
+    taken, in the past, beyond the booking horizon, or at a location the practice closed;
+    and when the client already holds another appointment at that time (with anyone). Its
+    message is for the client."""
     practice = await Practice.get(id=caller.practice_id)
     tz = ZoneInfo(practice.time_zone)
     try:
@@ -56,7 +64,7 @@ async def do_book_online(
     location = await Location.get_or_none(id=location_id, is_active=True) if location_id else None
     if not today <= day <= today + timedelta(days=HORIZON_DAYS) or (location_id and not location):
         # Never offered on the portal: the same answer as a slot someone else took.
-        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+        raise slot_gone()
     free = await slots_for(
         practitioner.id,
         service.id,
@@ -71,28 +79,37 @@ async def do_book_online(
         # The same booking sent again (a phone that lost the answer and retried, a double
         # tap): the client already holds this very time. Say it is booked, once, instead of
         # "no longer free", which sent people to book a second slot.
-        mine = await Appointment.get_or_none(
-            client_id=client.id,
-            practitioner_id=practitioner.id,
-            service_id=service.id,
-            starts_at=start,
-            attendance=Attendance.SCHEDULED,
-            deleted_at=None,
-        )
+        mine = await _own_booking(client, practitioner, service, start)
         if mine is not None:
             return mine
-        raise Conflict(_("Sorry, this slot is no longer free. Please choose another one."))
+        raise slot_gone()
     async with atomic():
-        appointment, booked = await agenda.do_book_or_find(
-            caller,
-            practitioner=practitioner,
-            client=client,
-            service=service,
-            starts_at=start,
-            location=location,
-            # Time off or changed hours committed since the free-slot check above.
-            within_hours=True,
+        # The practitioner's row lock first, then the client's (check_client_free), the
+        # order do_book_or_find and do_accept_offer take them in.
+        await StaffUser.filter(id=practitioner.id).select_for_update().first()
+        mine = await _own_booking(client, practitioner, service, start)
+        await agenda.check_client_free(
+            client.id,
+            start,
+            start + timedelta(minutes=service.duration_minutes),
+            # The same booking again is not a second session (do_book_or_find returns a
+            # group place the client holds already).
+            ignore=mine.id if mine is not None else None,
         )
+        try:
+            appointment, booked = await agenda.do_book_or_find(
+                caller,
+                practitioner=practitioner,
+                client=client,
+                service=service,
+                starts_at=start,
+                location=location,
+                # Time off or changed hours committed since the free-slot check above.
+                within_hours=True,
+            )
+        except Conflict:
+            # Its message names what the slot collides with: another client's session.
+            raise slot_gone() from None
         if not booked:
             # The same booking sent again while the group still has places: the client's
             # own place, confirmed once already.
@@ -116,6 +133,21 @@ async def do_book_online(
         )
         await reminders.on_online_booking(appointment)
     return appointment
+
+
+async def _own_booking(
+    client: Client, practitioner: StaffUser, service: Service, start: datetime
+) -> Appointment | None:
+    """The client's scheduled appointment with this practitioner, for this service, at this
+    very time: the same booking, sent before."""
+    return await Appointment.filter(
+        client_id=client.id,
+        practitioner_id=practitioner.id,
+        service_id=service.id,
+        starts_at=start,
+        attendance=Attendance.SCHEDULED,
+        deleted_at=None,
+    ).first()
 
 
 def where(

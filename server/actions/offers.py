@@ -371,8 +371,8 @@ async def slot_services(slot: FreedSlot, tz: ZoneInfo) -> set[int]:
 async def matches(slot: FreedSlot, now: datetime) -> list[Appointment]:
     """The flagged appointments the slot goes to, first come first served, at most five:
     later than the slot, same practitioner and location, a service the slot's hours offer,
-    the same duration, and a client with a portal account (to answer) and no offer still
-    awaiting an answer."""
+    the same duration, and a client with a portal account (to answer), no offer still
+    awaiting an answer and no other session at that time."""
     practice = await Practice.get(id=slot.practice_id)  # type: ignore[attr-defined]
     services = await slot_services(slot, ZoneInfo(practice.time_zone))
     freed = await Appointment.get(id=slot.appointment_id)  # type: ignore[attr-defined]
@@ -402,6 +402,20 @@ async def matches(slot: FreedSlot, now: datetime) -> list[Appointment]:
         if not await PortalAccount.exists(client_id=client_id, is_active=True):
             continue
         if await has_pending_offer(client_id, now):
+            continue
+        if (
+            await Appointment.filter(
+                client_id=client_id,
+                deleted_at=None,
+                attendance__in=list(HOLDS_SLOT),
+                starts_at__lt=slot.ends_at,
+                ends_at__gt=slot.starts_at,
+            )
+            .exclude(id=appointment.id)  # the one it would move
+            .exists()
+        ):
+            # Already in a session then (with another practitioner): accepting would put
+            # the client in two rooms at once (do_accept_offer refuses it).
             continue
         out.append(appointment)
         if len(out) == OFFER_CAP:
@@ -632,6 +646,13 @@ async def do_accept_offer(caller: Caller, offer: EarlierSlotOffer) -> Appointmen
         # taken), so a booking at the desk into the offered time and an accept at the same
         # moment wait for each other instead of deadlocking (a 500 for one of them).
         await StaffUser.filter(id=slot.practitioner_id).select_for_update().first()  # type: ignore[attr-defined]
+        # The client may have booked that time elsewhere since the offer went out.
+        await agenda.check_client_free(
+            offer.client_id,  # type: ignore[attr-defined]
+            slot.starts_at,
+            slot.ends_at,
+            ignore=offer.appointment_id,  # type: ignore[attr-defined]
+        )
         # Time off added since the offer went out (it withdraws the offers it covers; this
         # holds under the lock, whatever committed first).
         practitioner_id: int = slot.practitioner_id  # type: ignore[attr-defined]
