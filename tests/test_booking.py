@@ -519,3 +519,20 @@ async def test_a_client_cannot_book_two_sessions_at_the_same_time(
         starts_at=datetime.fromisoformat(first) + timedelta(hours=1),
         location=lyon,
     )
+
+
+async def test_a_double_tap_on_a_slot_answers_booked_twice(
+    http: httpx.AsyncClient, practice: dict[str, Any]
+) -> None:
+    """Both taps found the slot free; the second waited for the first's lock, then failed
+    the practitioner's check: "no longer free" for a slot the client had just booked."""
+    client = practice["clients"][0]
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    start = slot_times(page.text)[0]
+    taps = await asyncio.gather(*(book(http, alice.id, talk.id, lyon.id, start) for _ in "12"))
+    assert [r.status_code for r in taps] == [303, 303]
+    assert taps[0].headers["location"] == taps[1].headers["location"]
+    assert await Appointment.filter(client_id=client.id).count() == 1
+    assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1

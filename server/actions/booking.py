@@ -87,14 +87,13 @@ async def do_book_online(
         # The practitioner's row lock first, then the client's (check_client_free), the
         # order do_book_or_find and do_accept_offer take them in.
         await StaffUser.filter(id=practitioner.id).select_for_update().first()
+        # A double tap: both taps found the slot free above, the first booked it while
+        # this one waited for the lock. Booked, as for a retry, not "no longer free".
         mine = await _own_booking(client, practitioner, service, start)
+        if mine is not None:
+            return mine
         await agenda.check_client_free(
-            client.id,
-            start,
-            start + timedelta(minutes=service.duration_minutes),
-            # The same booking again is not a second session (do_book_or_find returns a
-            # group place the client holds already).
-            ignore=mine.id if mine is not None else None,
+            client.id, start, start + timedelta(minutes=service.duration_minutes)
         )
         try:
             appointment, booked = await agenda.do_book_or_find(
@@ -111,8 +110,8 @@ async def do_book_online(
             # Its message names what the slot collides with: another client's session.
             raise slot_gone() from None
         if not booked:
-            # The same booking sent again while the group still has places: the client's
-            # own place, confirmed once already.
+            # The client's own group place (found above already, under the same lock):
+            # confirmed once already.
             return appointment
         if alert_earlier:
             await offers.do_set_earlier_alert(caller, appointment, True)
