@@ -106,6 +106,7 @@ async def practitioner_page(request: Request, error: str = "", status: int = 200
             today + timedelta(days=HORIZON_DAYS),
             location_id=chosen_location,
             exact_location=True,  # None is the remote choice here, not "anywhere"
+            now=booking.earliest_online_start(practice, datetime.now(UTC)),
         )
     return render(
         request,

@@ -536,3 +536,49 @@ async def test_a_double_tap_on_a_slot_answers_booked_twice(
     assert taps[0].headers["location"] == taps[1].headers["location"]
     assert await Appointment.filter(client_id=client.id).count() == 1
     assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1
+
+
+async def test_the_portal_offers_no_time_inside_the_cancellation_notice(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """The portal offered times from now on, so a misclick on a slot in 15 minutes could not
+    be undone online (cancelling needs the notice). Slots now start beyond it."""
+    p = await make.practice()
+    await agenda.ensure_builtin_categories(p)
+    alice = await make.therapist()
+    lyon = await agenda.do_create_location(None, p, name="Lyon")
+    talk = await agenda.do_create_service(
+        None, p, name="Séance", duration_minutes=30, price=Decimal("70")
+    )
+    today = datetime.now(ZoneInfo(p.time_zone)).date()
+    for d in range(3):
+        await agenda.do_add_availability(
+            None,
+            alice,
+            services=[talk],
+            on_date=today + timedelta(days=d),
+            start_time=time(0),
+            end_time=time(23, 30),
+            location=lyon,
+        )
+    client = await make.client(alice)
+    await login(http, client)
+    url = f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}"
+    soon = datetime.now(UTC) + timedelta(hours=24)
+    offered = [datetime.fromisoformat(s) for s in slot_times((await http.get(url)).text)]
+    assert offered and min(offered) >= soon
+    # A time inside the notice, posted anyway: refused.
+    inside = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    r = await book(http, alice.id, talk.id, lyon.id, inside.isoformat())
+    assert r.status_code == 409 and "no longer free" in r.text
+    # The first time offered, booked by mistake, can be cancelled online at once.
+    assert (await book(http, alice.id, talk.id, lyon.id, min(offered).isoformat())).is_redirect
+    booked = await Appointment.get(client_id=client.id)
+    listing = await http.get("/portal/appointments")
+    assert f"/portal/appointments/{booked.id}/cancel" in listing.text
+    # No notice: the portal offers the next free times, as before.
+    await Practice.filter(id=p.id).update(cancellation_notice_hours=0)
+    offered = [datetime.fromisoformat(s) for s in slot_times((await http.get(url)).text)]
+    assert min(offered) < datetime.now(UTC) + timedelta(hours=2)
+    r = await book(http, alice.id, talk.id, lyon.id, inside.isoformat())
+    assert r.is_redirect

@@ -28,6 +28,13 @@ from server.queries.agenda import slots_for, video_link
 HORIZON_DAYS = 42
 
 
+def earliest_online_start(practice: Practice, now: datetime) -> datetime:
+    """The first time a client may book online: beyond the practice's cancellation notice,
+    so that a slot booked by mistake can still be cancelled online at once (can_cancel).
+    Sooner than that, the client calls the practice."""
+    return now + timedelta(hours=practice.cancellation_notice_hours)
+
+
 def slot_gone() -> Conflict:
     """The one answer for a slot the client cannot have: taken, closed, or never offered
     (it says nothing of who took it)."""
@@ -48,7 +55,8 @@ async def do_book_online(
 
     The caller has already checked that the practitioner offers ``service`` at
     ``location_id`` to this client. Raises Conflict when the slot is not offered (any more):
-    taken, in the past, beyond the booking horizon, or at a location the practice closed;
+    taken, in the past or within the cancellation notice, beyond the booking horizon, or at
+    a location the practice closed;
     and when the client already holds another appointment at that time (with anyone). Its
     message is for the client."""
     practice = await Practice.get(id=caller.practice_id)
@@ -74,6 +82,7 @@ async def do_book_online(
         day,
         location_id=location_id,
         exact_location=True,  # at that location, or remote when none
+        now=earliest_online_start(practice, datetime.now(UTC)),
     )
     if not any(s.start == start for s in free):
         # The same booking sent again (a phone that lost the answer and retried, a double

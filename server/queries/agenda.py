@@ -238,7 +238,8 @@ async def slots_for(
     now: datetime | None = None,
 ) -> list[Slot]:
     """Free slots for a service with a practitioner between two local dates (``location_id``
-    and ``exact_location``: see free_slots)."""
+    and ``exact_location``: see free_slots), none starting before ``now`` (the portal
+    passes a later time: booking.earliest_online_start)."""
     open_windows = windows(await weekly_hours(practitioner_id, first, last), tz, first, last)
     if not open_windows:
         return []
