@@ -20,7 +20,7 @@ from models.agenda import Appointment, Attendance, Availability, Location, Servi
 from models.clients import PhoneNumber
 from portal.offers import offers_context
 from server.access import access_appointment
-from server.actions import agenda, booking, client_file
+from server.actions import agenda, booking, client_file, offers
 from server.actions.booking import HORIZON_DAYS
 from server.auth.sessions import Caller
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -168,7 +168,8 @@ async def book(request: Request) -> Response:
         # Someone else was quicker, the slot closed meanwhile, or the client is elsewhere
         # then (the action's message says which, for the client): show the fresh slots.
         return await practitioner_page(request, exc.message, 409)
-    return RedirectResponse(f"/portal/appointments?booked={appointment.id}", status_code=303)
+    asked = "&alert=1" if data.alert_earlier else ""
+    return RedirectResponse(f"/portal/appointments?booked={appointment.id}{asked}", status_code=303)
 
 
 # --- my appointments -------------------------------------------------------------------------
@@ -225,7 +226,28 @@ async def appointments_page(
         ).exists(),
     }
     ctx.update(await offers_context(practice, caller.client.id))
+    ctx["no_alert"] = _no_alert(request, practice, upcoming, ctx["flagged"], now)
     return render(request, "portal/appointments.html", ctx, status=status)
+
+
+def _no_alert(
+    request: Request,
+    practice: Practice,
+    upcoming: list[Appointment],
+    flagged: set[int],
+    now: datetime,
+) -> str:
+    """After a booking that asked for an earlier-slot alert which could not be set (the
+    session is already soon, or a group): why, next to "booked"."""
+    if request.query_params.get("alert") != "1":
+        return ""
+    booked = next((a for a in upcoming if str(a.id) == request.query_params.get("booked")), None)
+    if booked is None or booked.id in flagged:
+        return ""
+    reason = offers.join_refusal(practice, booked, now)
+    return _("No earlier-slot alert was set: %(reason)s") % {
+        "reason": reason or _("this appointment cannot wait for one.")
+    }
 
 
 async def cancel(request: Request) -> Response:

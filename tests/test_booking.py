@@ -582,3 +582,46 @@ async def test_the_portal_offers_no_time_inside_the_cancellation_notice(
     assert min(offered) < datetime.now(UTC) + timedelta(hours=2)
     r = await book(http, alice.id, talk.id, lyon.id, inside.isoformat())
     assert r.is_redirect
+
+
+@pytest.mark.parametrize("kind", ["too soon", "group"])
+async def test_an_alert_that_cannot_be_set_does_not_undo_the_booking(
+    http: httpx.AsyncClient, practice: dict[str, Any], kind: str
+) -> None:
+    """ "Alert me of an earlier slot" ticked, then a slot too soon for it (or a group one):
+    the alert's refusal rolled back the booking and the client got a bare error page. The
+    booking goes through; the confirmation says no alert was set, and why."""
+    from models.offers import WaitlistEntry
+
+    client = practice["clients"][0]
+    alice = practice["alice"]
+    loc, service = (
+        (practice["lyon"], practice["talk"])
+        if kind == "too soon"
+        else (practice["villeurbanne"], practice["group"])
+    )
+    await Practice.filter(id=practice["practice"].id).update(
+        earlier_slot_alerts=True, earlier_slot_min_days=10 if kind == "too soon" else 1
+    )
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={loc.id}&service={service.id}&alert=1")
+    start = slot_times(page.text)[0]  # three days ahead
+    r = await http.post(
+        f"/portal/book/{alice.id}",
+        data={
+            "csrf_token": http.headers["X-CSRF-Token"],
+            "service_id": str(service.id),
+            "location_id": str(loc.id),
+            "starts_at": start,
+            "alert_earlier": "true",
+        },
+    )
+    assert r.status_code == 303
+    booked = await Appointment.get(client_id=client.id)
+    assert not await WaitlistEntry.filter(appointment_id=booked.id).exists()
+    shown = await http.get(r.headers["location"])
+    assert "Your appointment is booked" in shown.text
+    assert "No earlier-slot alert was set" in shown.text
+    why = "more than 10 days away" if kind == "too soon" else "Group sessions cannot wait"
+    assert why in shown.text
+    assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1

@@ -28,6 +28,10 @@ from server.queries.agenda import slots_for, video_link
 HORIZON_DAYS = 42
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def earliest_online_start(practice: Practice, now: datetime) -> datetime:
     """The first time a client may book online: beyond the practice's cancellation notice,
     so that a slot booked by mistake can still be cancelled online at once (can_cancel).
@@ -54,7 +58,8 @@ async def do_book_online(
     """Book if the time is one of the free slots offered right now, and send the confirmation.
 
     The caller has already checked that the practitioner offers ``service`` at
-    ``location_id`` to this client. Raises Conflict when the slot is not offered (any more):
+    ``location_id`` to this client. ``alert_earlier``: put it on the earlier-slot waiting
+    list, when it may wait (offers.join_refusal), else book it without. Raises Conflict when the slot is not offered (any more):
     taken, in the past or within the cancellation notice, beyond the booking horizon, or at
     a location the practice closed;
     and when the client already holds another appointment at that time (with anyone). Its
@@ -122,7 +127,10 @@ async def do_book_online(
             # The client's own group place (found above already, under the same lock):
             # confirmed once already.
             return appointment
-        if alert_earlier:
+        if alert_earlier and offers.join_refusal(practice, appointment, _now()) is None:
+            # Not for a session already soon (or a group): the alert is an extra, and its
+            # refusal rolled back the booking itself. The booking goes through without it;
+            # the confirmation says why (portal/booking.py).
             await offers.do_set_earlier_alert(caller, appointment, True)
         assert caller.account is not None
         when = format_datetime(start, "full")

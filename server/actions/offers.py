@@ -95,6 +95,16 @@ def check_can_join(practice: Practice, appointment: Appointment, now: datetime) 
         )
 
 
+def join_refusal(practice: Practice, appointment: Appointment, now: datetime) -> str | None:
+    """Why ``appointment`` cannot wait for an earlier slot (check_can_join's message for the
+    field), or None when it can."""
+    try:
+        check_can_join(practice, appointment, now)
+    except ValidationFailed as exc:
+        return exc.fields["alert_earlier"]
+    return None
+
+
 async def do_set_earlier_alert(
     actor: Caller | None, appointment: Appointment, on: bool
 ) -> WaitlistEntry | None:
