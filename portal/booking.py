@@ -205,7 +205,7 @@ async def appointments_page(
         "video": {
             a.id: video_link(practice.video_url_template, a.video_room)
             for a in upcoming
-            if a.video_room
+            if a.video_room and a.attendance is Attendance.SCHEDULED
         },
         "past": past,
         "notice_hours": practice.cancellation_notice_hours,

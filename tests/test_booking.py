@@ -291,6 +291,26 @@ async def test_teleconsultation_link_and_home_visit_address(
     await login(http, client)
     page = await http.get("/portal/appointments")
     assert f'href="{link}"' in page.text and "12 rue Mercière" in page.text
+    # Cancelled, the session has no link to join any more (the list showed "Join by video:
+    # <link>" on it).
+    await agenda.do_set_attendance(None, remote, Attendance.CANCELLED_BY_CLIENT)
+    page = await http.get("/portal/appointments")
+    assert link not in page.text and "Join by video" not in page.text
+    assert link not in where(remote, p, None, client)
+    # One moved, the new date has its link; the old one none.
+    again = await agenda.do_book_appointment(
+        None, practitioner=practice["alice"], client=client, service=video, starts_at=start
+    )
+    later = await agenda.do_move_appointment(None, again, start + timedelta(days=2))
+    page = await http.get("/portal/appointments")
+    assert video_link(p.video_url_template, later.video_room) in page.text
+    assert video_link(p.video_url_template, again.video_room) not in page.text
+    # Over: nothing to join.
+    await Appointment.filter(id=later.id).update(
+        starts_at=datetime.now(UTC) - timedelta(hours=2),
+        ends_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    assert "Join by video" not in where(await Appointment.get(id=later.id), p, None, client)
 
 
 async def test_clients_set_their_own_reminders_on_the_portal(

@@ -172,6 +172,10 @@ def where(
     """Where it takes place, as said in confirmations: the video link for a
     teleconsultation, the client's address for a home visit, else the location."""
     if appointment.video_room:
+        if appointment.attendance is not Attendance.SCHEDULED or appointment.ends_at < _now():
+            # Cancelled, moved, missed or over: nothing to join (the portal's list showed
+            # the link on a cancelled teleconsultation).
+            return _("Remote (video)")
         return _("Join by video: %(link)s") % {
             "link": video_link(practice.video_url_template, appointment.video_room)
         }
