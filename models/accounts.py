@@ -34,6 +34,9 @@ class Practice(Timestamped):
     cancellation_notice_hours = fields.SmallIntField(default=24, db_default=24)
     # Clients book online on the portal (the practitioners' free slots).
     online_booking = fields.BooleanField(default=True, db_default=True)
+    # At most this many upcoming appointments a client booked online themselves (0: no
+    # limit): one client, or one stolen session, cannot take every free hour.
+    online_bookings_per_client = fields.SmallIntField(default=3, db_default=3)
     # Teleconsultation links: {room} becomes the appointment's own unguessable room name.
     video_url_template = fields.CharField(
         max_length=300,

@@ -17,6 +17,7 @@ from models.accounts import Practice
 from models.agenda import Appointment, Attendance, Availability, Location
 from models.notifications import OutboxMessage
 from server.actions import agenda, booking
+from server.auth.sessions import Caller
 from tests.conftest import Factory, login
 
 
@@ -645,3 +646,45 @@ async def test_an_alert_that_cannot_be_set_does_not_undo_the_booking(
     why = "more than 10 days away" if kind == "too soon" else "Group sessions cannot wait"
     assert why in shown.text
     assert await OutboxMessage.filter(purpose="appointment.confirmation").count() == 1
+
+
+async def test_one_client_cannot_take_every_free_slot_online(
+    http: httpx.AsyncClient, practice: dict[str, Any], new_http: Any
+) -> None:
+    """No limit on online bookings: one client (or one stolen session) booked every free
+    hour for six weeks. Now at most the practice's number of upcoming online bookings (3
+    by default, 0: no limit); the front desk's bookings do not count."""
+    client = practice["clients"][0]
+    alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    await login(http, client)
+    page = await http.get(f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}")
+    free = slot_times(page.text)
+    # One booked by the front desk: not counted.
+    await agenda.do_book_appointment(
+        Caller.acting_as(alice),
+        practitioner=alice,
+        client=client,
+        service=talk,
+        starts_at=datetime.fromisoformat(free[-1]),
+        location=lyon,
+    )
+    for start in free[:3]:
+        assert (await book(http, alice.id, talk.id, lyon.id, start)).status_code == 303
+    r = await book(http, alice.id, talk.id, lyon.id, free[3])
+    assert r.status_code == 409 and "please contact the practice" in r.text
+    assert "3 upcoming appointments booked online" in r.text
+    assert await Appointment.filter(client_id=client.id).count() == 4
+    # The same booking sent again is still answered "booked".
+    assert (await book(http, alice.id, talk.id, lyon.id, free[0])).status_code == 303
+    # One cancelled gives room for another.
+    first = await Appointment.filter(client_id=client.id, created_by=None).first()
+    assert first is not None
+    await agenda.do_set_attendance(None, first, Attendance.CANCELLED_BY_CLIENT)
+    assert (await book(http, alice.id, talk.id, lyon.id, free[3])).status_code == 303
+    # Another client is not held back by this one's bookings.
+    other = new_http()
+    await login(other, practice["clients"][1])
+    assert (await book(other, alice.id, talk.id, lyon.id, free[4])).status_code == 303
+    # The owner sets it on the practice page; 0 lifts it.
+    await Practice.filter(id=practice["practice"].id).update(online_bookings_per_client=0)
+    assert (await book(http, alice.id, talk.id, lyon.id, free[5])).status_code == 303

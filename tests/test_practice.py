@@ -36,7 +36,15 @@ async def test_owner_changes_the_settings(new_http: Any, make: Factory) -> None:
     assert practice.name == "Cabinet des Lilas" and practice.cancellation_notice_hours == 48
     assert practice.online_booking is False  # the box was left unticked
     assert practice.office_admins_see_clinical is True
-    entry = await AuditEntry.get(action="practice.settings_changed")
+    assert practice.online_bookings_per_client == 3  # not in the form: unchanged
+    page = await http.get("/staff/practice")
+    assert 'name="online_bookings_per_client" min="0" max="100" value="3"' in page.text
+    r = await http.post("/staff/practice", data={**form, "online_bookings_per_client": "0"})
+    assert r.status_code == 303
+    await practice.refresh_from_db()
+    assert practice.online_bookings_per_client == 0  # no limit
+    entry = await AuditEntry.filter(action="practice.settings_changed").order_by("id").first()
+    assert entry is not None
     assert "video_url_template" in entry.detail["fields"]
     # A link without {room} would put every teleconsultation in one room: refused.
     bad = await http.post(

@@ -19,7 +19,7 @@ from server.actions import agenda, offers, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
-from server.i18n import format_datetime
+from server.i18n import format_datetime, ngettext
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.queries.agenda import slots_for, video_link
@@ -62,8 +62,8 @@ async def do_book_online(
     list, when it may wait (offers.join_refusal), else book it without. Raises Conflict when the slot is not offered (any more):
     taken, in the past or within the cancellation notice, beyond the booking horizon, or at
     a location the practice closed;
-    and when the client already holds another appointment at that time (with anyone). Its
-    message is for the client."""
+    when the client already holds another appointment at that time (with anyone), or as
+    many upcoming online bookings as the practice allows. Its message is for the client."""
     practice = await Practice.get(id=caller.practice_id)
     tz = ZoneInfo(practice.time_zone)
     try:
@@ -109,6 +109,7 @@ async def do_book_online(
         await agenda.check_client_free(
             client.id, start, start + timedelta(minutes=service.duration_minutes)
         )
+        await _check_online_limit(practice, client)
         try:
             appointment, booked = await agenda.do_book_or_find(
                 caller,
@@ -149,6 +150,36 @@ async def do_book_online(
         )
         await reminders.on_online_booking(appointment)
     return appointment
+
+
+async def _check_online_limit(practice: Practice, client: Client) -> None:
+    """Refuse (409) a booking beyond the practice's number of upcoming appointments a client
+    may hold booked online: without it one client (or one stolen session) took every free
+    hour of a practitioner. Counts what the client booked themselves (no staff member
+    booked it: created_by is empty), still scheduled and to come; the front desk's bookings
+    do not count. Call holding the client's row lock (agenda.check_client_free), so two
+    bookings at once cannot both pass."""
+    limit = practice.online_bookings_per_client
+    if not limit:
+        return
+    held = await Appointment.filter(
+        client_id=client.id,
+        created_by_id=None,
+        deleted_at=None,
+        attendance=Attendance.SCHEDULED,
+        starts_at__gt=_now(),
+    ).count()
+    if held >= limit:
+        raise Conflict(
+            ngettext(
+                "You already have %(num)d upcoming appointment booked online: please contact "
+                "the practice to book another one.",
+                "You already have %(num)d upcoming appointments booked online: please contact "
+                "the practice to book another one.",
+                held,
+            )
+            % {"num": held}
+        )
 
 
 async def _own_booking(

@@ -26,6 +26,8 @@ class PracticeSettingsIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     cancellation_notice_hours: int = Field(ge=0, le=14 * 24)
     online_booking: bool = False
+    # Upcoming appointments a client may hold booked online (0: no limit). Absent: unchanged.
+    online_bookings_per_client: int | None = Field(default=None, ge=0, le=100)
     office_admins_see_clinical: bool = False
     video_url_template: str = Field(min_length=8, max_length=300)
     clients_see_measure_trend: bool = False
