@@ -398,6 +398,23 @@ async def access_invoice(caller: Caller, invoice_id: int) -> Invoice:
     return invoice
 
 
+async def access_invoice_to_change(caller: Caller, invoice_id: int) -> Invoice:
+    """An invoice the caller may write to (lines, details, finalize, delete, send, payments,
+    credit note): staff only. A therapist sees the invoices of their caseload, which may be
+    in a colleague's name (a client handed over); they bill in their own name or the
+    practice's, never a colleague's, so those they may only read."""
+    if caller.staff is None:
+        raise NotFound()
+    invoice = await access_invoice(caller, invoice_id)
+    if caller.staff.role is StaffRole.THERAPIST:
+        issuer = await BillingProfile.filter(id=invoice.profile_id).values_list(  # type: ignore[attr-defined]
+            "practitioner_id", flat=True
+        )
+        if not issuer or issuer[0] not in (None, caller.staff.id):
+            raise NotFound()
+    return invoice
+
+
 async def visible_consultations(caller: Caller) -> QuerySet[Consultation]:
     """Consultations of the clients the caller may see (staff only)."""
     if caller.staff is None:

@@ -3,8 +3,10 @@
 Both read through ``visible_invoices`` and ``access_invoice``: staff see what the billing
 pages show them (the whole practice for owners and the front desk, their caseload's and
 their own name's invoices for a therapist), a client only their finalized invoices, as the
-client or the payer. Writes (finalize, payments, sending) are the staff API's only, and each
-is one action of server/actions/billing.py, as the pages call them.
+client or the payer. Writes (finalize, payments, sending) are the staff API's only, reach
+the invoice through ``access_invoice_to_change`` (a therapist never writes to one in a
+colleague's name), and each is one action of server/actions/billing.py, as the pages call
+them.
 
 Money is a decimal string ("70.00") in the invoice's currency, never a float.
 """
@@ -29,7 +31,13 @@ from models.billing import (
     PaymentKind,
     PaymentMethodUsed,
 )
-from server.access import access_client, access_invoice, access_payment, visible_invoices
+from server.access import (
+    access_client,
+    access_invoice,
+    access_invoice_to_change,
+    access_payment,
+    visible_invoices,
+)
 from server.actions import billing
 from server.actions.billing import PaymentIn
 from server.api import Api
@@ -239,7 +247,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         """Finalize a draft: it takes the next number of its issuer's sequence and can no
         longer change (409 if it is not a draft, 422 if it has no line)"""
         caller = require_staff(request)
-        invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+        invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         return await invoice_detail(await billing.do_finalize(caller, invoice))
 
     @api.route(
@@ -253,7 +261,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         """Record a full or partial payment of a finalized invoice; what is paid above the
         balance becomes the client's credit"""
         caller = require_staff(request)
-        invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+        invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         await billing.do_record_payment(
             caller,
             invoice,
@@ -273,7 +281,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         """Email a finalized invoice with its PDF (through the outbox); sent_at and sent_to
         say when and to whom"""
         caller = require_staff(request)
-        invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+        invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         return await invoice_detail(await billing.do_send_invoice(caller, invoice, body.to))
 
     @api.route(
@@ -287,7 +295,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
         """Cancel a finalized invoice by a credit note for what it still owes (the new
         credit note is returned)"""
         caller = require_staff(request)
-        invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+        invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         return await invoice_detail(
             await billing.do_credit_note(caller, invoice, reason=body.reason)
         )

@@ -41,6 +41,7 @@ from server.access import (
     access_consultations,
     access_contact,
     access_invoice,
+    access_invoice_to_change,
     access_payment,
     access_practitioner,
     visible_clients,
@@ -482,7 +483,7 @@ def _clean(form: FormData) -> dict[str, Any]:
 async def invoice_action(request: Request) -> Response:
     """POST /staff/billing/invoices/{id}/{change}: one form per change of the invoice."""
     caller = require_staff(request)
-    invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+    invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
     change = request.path_params["change"]
     form = _clean(await request.form())
     back = f"/staff/billing/invoices/{invoice.id}"
@@ -529,7 +530,7 @@ async def invoice_action(request: Request) -> Response:
 
 async def remove_line(request: Request) -> Response:
     caller = require_staff(request)
-    invoice = await access_invoice(caller, path_id(request, "invoice_id"))
+    invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
     line = await InvoiceLine.get_or_none(id=path_id(request, "line_id"), invoice_id=invoice.id)
     if line is None:
         raise NotFound()

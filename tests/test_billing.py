@@ -1460,6 +1460,79 @@ async def test_a_therapist_bills_their_own_caseload_only(make: Factory, new_http
     assert r.status_code == 303
 
 
+async def test_a_therapist_never_writes_to_an_invoice_in_a_colleagues_name(
+    make: Factory, new_http: Any
+) -> None:
+    """Alice bills her client in her own name (one issued invoice, one draft), then hands the
+    client over to Bob. Bob sees both (his caseload's) but may change neither: finalizing,
+    crediting, paying or editing would issue in Alice's name. The owner still may."""
+    practice, owner, alice, client = await setup(make)
+    bob = await make.therapist()
+    svc = await service()
+    await appointment(alice, client, svc, 3)
+    (issued,) = await billing.do_bill(
+        caller_of(alice),
+        practice,
+        alice,
+        await billing.do_ensure_consultations(None, client),
+        method=BillingMethod.SINGLE,
+        payer=Payer(),
+        finalize=True,
+    )
+    await appointment(alice, client, svc, 2)
+    (draft,) = await billing.do_bill(
+        caller_of(alice),
+        practice,
+        alice,
+        await billing.do_ensure_consultations(None, client),
+        method=BillingMethod.SINGLE,
+        payer=Payer(),
+    )
+    line = await InvoiceLine.filter(invoice_id=draft.id).first()
+    assert line is not None
+    client.therapist_id = bob.id  # type: ignore[attr-defined]
+    await client.save()
+    browser = new_http()
+    await login(browser, bob)
+    assert (await browser.get(f"/staff/billing/invoices/{issued.id}")).status_code == 200
+    pay = {"amount": "60.00", "method": "cash", "paid_on": date.today().isoformat()}
+    for path, data in [
+        (f"{draft.id}/finalize", {}),
+        (f"{draft.id}/lines", {"description": "Report", "unit_price": "10"}),
+        (f"{draft.id}/details", {"payer_name": "Someone"}),
+        (f"{draft.id}/lines/{line.id}/remove", {}),
+        (f"{draft.id}/delete", {}),
+        (f"{issued.id}/credit-note", {"reason": "x"}),
+        (f"{issued.id}/payments", pay),
+        (f"{issued.id}/send", {"to": "x@example.org"}),
+    ]:
+        r = await browser.post(f"/staff/billing/invoices/{path}", data=data)
+        assert r.status_code == 404, path
+    for path, body in [
+        (f"{draft.id}/finalize", None),
+        (f"{issued.id}/credit-note", {"reason": "x"}),
+        (f"{issued.id}/payments", pay),
+        (f"{issued.id}/send", {"to": "x@example.org"}),
+    ]:
+        r = await browser.post(f"/api/invoices/{path}", json=body)
+        assert r.status_code == 404, path
+    draft = await Invoice.get(id=draft.id)
+    assert draft.status is InvoiceStatus.DRAFT and draft.payer_name != "Someone"
+    assert await InvoiceLine.filter(invoice_id=draft.id).count() == 1
+    assert not await Invoice.exists(kind=InvoiceKind.CREDIT_NOTE)
+    assert not await Payment.exists()
+    assert (await Invoice.get(id=issued.id)).sent_at is None
+    # Alice's own, and the practice's, stay Bob's to change when they are his caseload's.
+    owners = new_http("10.0.0.4")
+    await login(owners, owner)
+    r = await owners.post(f"/staff/billing/invoices/{draft.id}/finalize")
+    assert r.status_code == 303
+    await appointment(bob, client, svc, 1)
+    (practices,) = await bill(owner, await billing.do_ensure_consultations(None, client))
+    r = await browser.post(f"/staff/billing/invoices/{practices.id}/finalize")
+    assert r.status_code == 303
+
+
 def test_a_pdf_name_beyond_latin_1_is_sent_percent_encoded() -> None:
     """The default invoice prefix comes from the practitioner's surname: "Łoś" gives
     "ŁOŚ-000001.pdf", which a Latin-1 header cannot hold (every invoice PDF was a 500)."""
