@@ -370,8 +370,8 @@ async def access_offer(caller: Caller, offer_id: int) -> EarlierSlotOffer:
 
 # --- billing -------------------------------------------------------------------------------
 # Owners and the front desk bill for the whole practice; a therapist bills their own
-# caseload (and sees what is issued in their own name); a client sees the finalized
-# invoices on their account or addressed to them, never drafts.
+# caseload (and sees what is issued in their own name, or made by them); a client sees the
+# finalized invoices on their account or addressed to them, never drafts.
 
 
 async def visible_invoices(caller: Caller) -> QuerySet[Invoice]:
@@ -387,7 +387,13 @@ async def visible_invoices(caller: Caller) -> QuerySet[Invoice]:
     if caller.staff.role is StaffRole.THERAPIST:
         client_ids = Subquery((await visible_clients(caller)).values("id"))
         own = Subquery(BillingProfile.filter(practitioner_id=caller.staff.id).values("id"))
-        query = query.filter(Q(client_id__in=client_ids) | Q(profile_id__in=own))
+        # And those they made: one invoice in the practice's name for several clients of
+        # their caseload has no client and is not in their name, yet is theirs to open and
+        # finish. They wrote every line of it from files they could see, so, as with the
+        # invoices in their own name, a later handover does not take it from them.
+        query = query.filter(
+            Q(client_id__in=client_ids) | Q(profile_id__in=own) | Q(created_by_id=caller.staff.id)
+        )
     return query
 
 

@@ -13,8 +13,8 @@ conversation they are not in). The logs are those of the file's Logs tab: what w
 about the client (subjects, never bodies, which may hold sign-in links) and the audit
 entries about them. Billing: the invoices and credit
 notes on the client's account or addressed to them that the caller may see
-(``visible_invoices``: a therapist's caseload and own name), drafts included and marked, and
-the money on the client's account. Producing the export is recorded as a read of the file.
+(``visible_invoices``: a therapist's caseload, own name and own making), drafts included and
+marked, and the money on the client's account. Producing the export is recorded as a read of the file.
 
 Format version 2 filled ``invoices`` (an empty list in version 1) and added
 ``money_on_account``; docs/billing.md describes both. Version 3 gave each session note a

@@ -1533,6 +1533,45 @@ async def test_a_therapist_never_writes_to_an_invoice_in_a_colleagues_name(
     assert r.status_code == 303
 
 
+async def test_a_therapists_single_invoice_for_two_of_their_clients_is_theirs(
+    make: Factory, new_http: Any
+) -> None:
+    """A therapist bills two clients of their caseload with one single invoice to one
+    recipient, in the practice's name: it has no client and is not in their name, yet it is
+    theirs to open (the page they are sent to after creating it), finish and delete. A
+    colleague still does not see it."""
+    practice, owner, therapist, a = await setup(make)
+    b = await make.client(therapist)
+    svc = await service()
+    await appointment(therapist, a, svc, 2)
+    await appointment(therapist, b, svc, 2)
+    consultations = await billing.do_ensure_consultations(
+        None, a
+    ) + await billing.do_ensure_consultations(None, b)
+    browser = new_http()
+    await login(browser, therapist)
+    data = {
+        "consultation": [c.id for c in consultations],
+        "method": "single",
+        "payer_kind": "other",
+        "payer_name": "Town hall",
+        "issuer": "practice",
+    }
+    r = await browser.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
+    assert r.status_code == 303
+    invoice = await Invoice.get()
+    assert invoice.client_id is None  # type: ignore[attr-defined]
+    assert r.headers["location"] == f"/staff/billing/invoices/{invoice.id}"
+    assert (await browser.get(r.headers["location"])).status_code == 200
+    assert (await browser.get(f"/api/invoices/{invoice.id}")).status_code == 200
+    colleague = new_http("10.0.0.5")
+    await login(colleague, await make.therapist())
+    assert (await colleague.get(f"/staff/billing/invoices/{invoice.id}")).status_code == 404
+    r = await browser.post(f"/staff/billing/invoices/{invoice.id}/delete")
+    assert r.status_code == 303 and not await Invoice.exists()
+    assert not await Consultation.filter(invoice_id__not_isnull=True).exists()
+
+
 def test_a_pdf_name_beyond_latin_1_is_sent_percent_encoded() -> None:
     """The default invoice prefix comes from the practitioner's surname: "Łoś" gives
     "ŁOŚ-000001.pdf", which a Latin-1 header cannot hold (every invoice PDF was a 500)."""
