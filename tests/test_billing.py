@@ -41,6 +41,7 @@ from server.actions import billing
 from server.actions.billing import BillingMethod, LineIn, Payer, PaymentIn, ProfileChanges
 from server.auth.sessions import Caller
 from server.errors import Conflict, ValidationFailed
+from server.queries import billing as queries
 from tests.conftest import Factory, login, request_key_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -694,6 +695,46 @@ async def test_partial_payments_balance_overpayment_credit_and_refund(make: Fact
     )
     assert await billing.client_credit(client.id) == Decimal("0.00")
     assert await Payment.filter(client_id=client.id).count() == 8
+
+
+async def test_a_payers_statement_lists_the_invoice_they_pay_for_several_clients(
+    make: Factory,
+) -> None:
+    """Client A pays one invoice covering A and B (no client, payer A): the payment is on A's
+    account, so the invoice and its credit note are on A's statement too, not only the
+    money (which closed at -120, as if A were owed it). B's statement has none of it."""
+    practice, owner, therapist, a = await setup(make)
+    b = await make.client(therapist)
+    svc = await service()
+    await appointment(therapist, a, svc, 2)
+    await appointment(therapist, b, svc, 2)
+    consultations = await billing.do_ensure_consultations(
+        None, a
+    ) + await billing.do_ensure_consultations(None, b)
+    (invoice,) = await bill(
+        owner,
+        consultations,
+        BillingMethod.SINGLE,
+        payer=Payer(kind=PayerKind.CLIENT, client=a),
+        finalize=True,
+    )
+    actor = caller_of(owner)
+    await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, date.today())
+    )
+    start, end = date.today() - timedelta(days=30), date.today()
+    result = await queries.statement(a.id, start, end)
+    assert [(r.charge, r.credit) for r in result.rows] == [
+        (Decimal("120.00"), Decimal("0")),
+        (Decimal("0"), Decimal("120.00")),
+    ]
+    assert result.closing == Decimal("0.00")
+    await billing.do_credit_note(actor, invoice)
+    result = await queries.statement(a.id, start, end)
+    assert Decimal("-120.00") in [r.charge for r in result.rows]
+    # The 120 paid are now A's credit: the statement says A is owed them.
+    assert result.closing == Decimal("-120.00") == -(await billing.client_credit(a.id))
+    assert (await queries.statement(b.id, start, end)).rows == []
 
 
 async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:

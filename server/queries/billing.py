@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from models.billing import ZERO, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentKind
@@ -79,9 +80,15 @@ class Statement:
 async def statement(client_id: int, start: date, end: date) -> Statement:
     """What the client was charged (finalized invoices and credit notes on their account)
     and paid (money received, refunds) between two dates, with the running balance.
-    Credit moves between invoices and the account are internal and not listed."""
+    Credit moves between invoices and the account are internal and not listed.
+
+    An invoice is on the account its payments go to (the actions' holder): its client's, or,
+    for one single invoice to a client paying for several, the payer's; listing only the
+    invoices of client_id showed that payer their payment and not what it paid."""
     invoices = await Invoice.filter(
-        client_id=client_id, status=InvoiceStatus.FINALIZED, issued_on__lte=end
+        Q(client_id=client_id) | Q(client_id=None, payer_client_id=client_id),
+        status=InvoiceStatus.FINALIZED,
+        issued_on__lte=end,
     ).order_by("issued_on", "id")
     payments = await Payment.filter(client_id=client_id, paid_on__lte=end).order_by("paid_on", "id")
     entries: list[tuple[date, int, str, Decimal, Decimal]] = []
