@@ -402,6 +402,7 @@ async def _invoice_context(caller: Caller, invoice: Invoice) -> dict[str, Any]:
     outbox = await OutboxMessage.get_or_none(id=invoice.outbox_id) if invoice.outbox_id else None
     client = await Client.get_or_none(id=invoice.client_id) if invoice.client_id else None  # type: ignore[attr-defined]
     credit_notes = await Invoice.filter(credited_invoice_id=invoice.id).order_by("id")
+    holder = billing.account_holder(invoice)
     credited = (
         await Invoice.get_or_none(id=invoice.credited_invoice_id)  # type: ignore[attr-defined]
         if invoice.credited_invoice_id  # type: ignore[attr-defined]
@@ -417,7 +418,8 @@ async def _invoice_context(caller: Caller, invoice: Invoice) -> dict[str, Any]:
         "parties": await parties(invoice),
         "credit_notes": credit_notes,
         "credited": credited,
-        "credit": await billing.client_credit(client.id) if client else Decimal(0),
+        # What "client credit" may use: the account this invoice's payments go to.
+        "credit": await billing.client_credit(holder) if holder else Decimal(0),
         "methods": [m for m in PaymentMethodUsed],
         # One key per page shown: the payment form sent twice records one payment.
         "request_key": secrets.token_urlsafe(16),

@@ -737,6 +737,45 @@ async def test_a_payers_statement_lists_the_invoice_they_pay_for_several_clients
     assert (await queries.statement(b.id, start, end)).rows == []
 
 
+async def test_what_a_paying_client_overpays_or_gets_back_is_their_credit(make: Factory) -> None:
+    """A parent (a client too) pays their child's invoice: 100 for 60. The 40 kept went to
+    the child's account (holder = client, then payer), where the parent could not use it
+    and the child's file refunded it. They are the parent's, as is what a credit note gives
+    back, and the invoice is on the parent's statement with the payments, not the child's."""
+    practice, owner, therapist, child = await setup(make)
+    parent = await make.client(therapist, first_name="Paul", last_name="Dubois")
+    svc = await service()  # 60.00
+    await appointment(therapist, child, svc, 3)
+    await appointment(therapist, child, svc, 2)
+    first, second = await bill(
+        owner,
+        await billing.do_ensure_consultations(None, child),
+        BillingMethod.PER_CONSULTATION,
+        payer=Payer(kind=PayerKind.CLIENT, client=parent),
+        finalize=True,
+    )
+    actor = caller_of(owner)
+    await billing.do_record_payment(
+        actor, first, PaymentIn(Decimal("100"), PaymentMethodUsed.CARD, date.today())
+    )
+    assert await billing.client_credit(parent.id) == Decimal("40.00")
+    assert await billing.client_credit(child.id) == Decimal("0.00")
+    # The parent's credit pays the child's next invoice in part; a credit note on the
+    # first gives its 60 back to the parent.
+    await billing.do_record_payment(
+        actor, second, PaymentIn(Decimal("40"), PaymentMethodUsed.CREDIT, date.today())
+    )
+    await billing.do_credit_note(actor, first)
+    assert await billing.client_credit(parent.id) == Decimal("60.00")
+    assert await billing.client_credit(child.id) == Decimal("0.00")
+    start, end = date.today() - timedelta(days=30), date.today()
+    assert (await queries.statement(child.id, start, end)).rows == []
+    statement = await queries.statement(parent.id, start, end)
+    # Charged 60 + 60 - 60, paid 100: 20 still owed on the second, 60 of credit.
+    assert statement.closing == Decimal("-40.00")
+    assert sum(r.charge for r in statement.rows) == Decimal("60.00")
+
+
 async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:
     """Credit of 100, a refund of 30 typed in, the button pressed twice: 60 were recorded as
     given back, and the client's credit showed 40 instead of 70."""

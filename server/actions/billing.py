@@ -1085,9 +1085,9 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
         invoice.credited = money(Decimal(invoice.credited) + remaining)
         await invoice.save(update_fields=["credited", "updated_at"])
         await Consultation.filter(invoice_id=invoice.id).update(invoice_id=None)
-        # Paid more than is now owed: the excess moves to the client's credit.
+        # Paid more than is now owed: the excess moves to the credit of whoever paid.
         excess = money(Decimal(invoice.paid) - (Decimal(invoice.total) - invoice.credited))
-        holder = invoice.client_id or invoice.payer_client_id  # type: ignore[attr-defined]
+        holder = account_holder(invoice)
         if excess > 0 and holder is not None:
             today = practice_today(practice)
             moved = await Payment.create(
@@ -1126,6 +1126,16 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
 
 
 # --- payments, credit, refunds -------------------------------------------------------------
+
+
+def account_holder(invoice: Invoice) -> int | None:
+    """The client whose account an invoice's money is on (payments, what is paid beyond it,
+    what a credit note gives back): the client who pays it (a parent paying for their
+    child), else its client; none when a contact or someone typed in pays for several
+    clients. ``queries.billing.statement`` lists an invoice on the same account."""
+    if invoice.payer_kind is PayerKind.CLIENT and invoice.payer_client_id is not None:  # type: ignore[attr-defined]
+        return invoice.payer_client_id  # type: ignore[attr-defined]
+    return invoice.client_id  # type: ignore[attr-defined]
 
 
 async def _claim_balance(invoice: Invoice) -> None:
@@ -1172,7 +1182,7 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
     amount = money(data.amount)
     if amount <= 0:
         raise _invalid("amount", _("More than zero."))
-    holder = invoice.client_id or invoice.payer_client_id  # type: ignore[attr-defined]
+    holder = account_holder(invoice)
 
     # The same form sent again (the answer was lost, the button pressed twice): the payment
     # it recorded, not a second one, even when both arrive at once (server/actions/retries.py).

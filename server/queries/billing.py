@@ -9,7 +9,15 @@ from decimal import Decimal
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from models.billing import ZERO, Invoice, InvoiceKind, InvoiceStatus, Payment, PaymentKind
+from models.billing import (
+    ZERO,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PayerKind,
+    Payment,
+    PaymentKind,
+)
 from server.billing_pdf import StatementRow
 from server.i18n import gettext as _
 from server.web import label
@@ -82,11 +90,14 @@ async def statement(client_id: int, start: date, end: date) -> Statement:
     and paid (money received, refunds) between two dates, with the running balance.
     Credit moves between invoices and the account are internal and not listed.
 
-    An invoice is on the account its payments go to (the actions' holder): its client's, or,
-    for one single invoice to a client paying for several, the payer's; listing only the
-    invoices of client_id showed that payer their payment and not what it paid."""
+    An invoice is on the account its payments go to (``actions.billing.account_holder``):
+    the paying client's (a parent paying for their child, or for several clients at once),
+    else its client's; listing only the invoices of client_id showed a payer their payment
+    and not what it paid."""
     invoices = await Invoice.filter(
-        Q(client_id=client_id) | Q(client_id=None, payer_client_id=client_id),
+        Q(payer_kind=PayerKind.CLIENT, payer_client_id=client_id)
+        | Q(client_id=client_id, payer_kind__not=PayerKind.CLIENT)
+        | Q(client_id=client_id, payer_client_id=None),
         status=InvoiceStatus.FINALIZED,
         issued_on__lte=end,
     ).order_by("issued_on", "id")
