@@ -259,7 +259,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
     )
     async def record_payment(request: Request, body: PaymentBody) -> InvoiceDetailOut:
         """Record a full or partial payment of a finalized invoice; what is paid above the
-        balance becomes the client's credit"""
+        balance becomes the paying client's credit (409 if a credit note cancelled it)"""
         caller = require_staff(request)
         invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         await billing.do_record_payment(

@@ -776,6 +776,31 @@ async def test_what_a_paying_client_overpays_or_gets_back_is_their_credit(make: 
     assert sum(r.charge for r in statement.rows) == Decimal("60.00")
 
 
+async def test_a_cancelled_invoice_takes_no_payment(make: Factory, http: Any) -> None:
+    """A payment typed on an invoice's page while a colleague credited it (or sent through
+    the API) was recorded as money on account: no invoice named, refundable as if the client
+    had overpaid. It is a 409 and nothing is recorded."""
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    await billing.do_finalize(actor, invoice)
+    stale = await Invoice.get(id=invoice.id)
+    await billing.do_credit_note(actor, invoice)
+    await invoice.refresh_from_db()
+    pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CASH, date.today())
+    with pytest.raises(Conflict):
+        await billing.do_record_payment(actor, invoice, pay)
+    with pytest.raises(Conflict):  # as read before the credit note
+        await billing.do_record_payment(actor, stale, pay)
+    await login(http, owner)
+    body = {"amount": "60.00", "method": "cash", "paid_on": date.today().isoformat()}
+    r = await http.post(f"/api/invoices/{invoice.id}/payments", json=body)
+    assert r.status_code == 409
+    r = await http.post(f"/staff/billing/invoices/{invoice.id}/payments", data=body)
+    assert r.status_code == 409
+    assert await Payment.all().count() == 0
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+
+
 async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:
     """Credit of 100, a refund of 30 typed in, the button pressed twice: 60 were recorded as
     given back, and the client's credit showed 40 instead of 70."""

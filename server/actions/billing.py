@@ -1189,6 +1189,12 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
     async def write(request_key: str | None) -> Payment:
         async with atomic():
             await _claim_balance(invoice)
+            if Decimal(invoice.credited) >= Decimal(invoice.total):
+                # Cancelled by a credit note (perhaps from another page meanwhile): all of
+                # the payment would become credit on account, with no invoice named.
+                raise Conflict(
+                    _("This invoice is cancelled by a credit note: it takes no payment.")
+                )
             if data.method is PaymentMethodUsed.CREDIT and holder is not None:
                 # The credit read below must stay true: one use of it at a time per client, as
                 # refunds take it (two payments by credit could both spend the same credit).
