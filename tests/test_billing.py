@@ -801,6 +801,54 @@ async def test_a_cancelled_invoice_takes_no_payment(make: Factory, http: Any) ->
     assert await billing.client_credit(client.id) == Decimal("0.00")
 
 
+async def test_a_credit_note_never_strands_what_a_payer_without_account_paid(
+    make: Factory, http: Any
+) -> None:
+    """An insurer (a contact) pays an invoice covering two clients, then it is credited: no
+    client account could hold the 120 given back, and nothing refunds them, so they stayed
+    as paid on the cancelled invoice (balance -120, on no statement). The credit note is
+    refused (409) while such money would be given back; unpaid, it goes through."""
+    practice, owner, therapist, a = await setup(make)
+    b = await make.client(therapist)
+    svc = await service()
+    for client in (a, b):
+        await appointment(therapist, client, svc, 3)
+        await appointment(therapist, client, svc, 2)
+    consultations = await billing.do_ensure_consultations(
+        None, a
+    ) + await billing.do_ensure_consultations(None, b)
+    insurer = await Contact.create(
+        practice=practice, first_name="Ana", last_name="Lyse", organisation="Mutuelle"
+    )
+    paid, unpaid = [
+        (
+            await bill(
+                owner,
+                pair,
+                BillingMethod.SINGLE,
+                payer=Payer(kind=PayerKind.CONTACT, contact=insurer),
+                finalize=True,
+            )
+        )[0]
+        for pair in (consultations[::2], consultations[1::2])
+    ]
+    actor = caller_of(owner)
+    await billing.do_record_payment(
+        actor, paid, PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, date.today())
+    )
+    await paid.refresh_from_db()
+    with pytest.raises(Conflict):
+        await billing.do_credit_note(actor, paid)
+    await login(http, owner)
+    r = await http.post(f"/api/invoices/{paid.id}/credit-note", json={"reason": "x"})
+    assert r.status_code == 409
+    await paid.refresh_from_db()
+    assert (paid.credited, paid.balance) == (Decimal("0.00"), Decimal("70.00"))
+    assert await Invoice.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 0
+    note = await billing.do_credit_note(actor, unpaid)
+    assert note.total == Decimal("-120.00")
+
+
 async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:
     """Credit of 100, a refund of 30 typed in, the button pressed twice: 60 were recorded as
     given back, and the client's credit showed 40 instead of 70."""

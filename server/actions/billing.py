@@ -48,7 +48,7 @@ from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic, dialect
 from server.errors import Conflict, NotFound, ValidationFailed
-from server.i18n import format_date
+from server.i18n import format_date, format_money
 from server.i18n import gettext as _
 
 # Appointments that produce no consultation: nothing took place.
@@ -1043,6 +1043,22 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
         remaining = money(Decimal(invoice.total) - Decimal(invoice.credited))
         if remaining <= 0:
             raise Conflict(_("This invoice is already fully credited."))
+        given_back = money(
+            Decimal(invoice.paid) - (Decimal(invoice.total) - invoice.credited - remaining)
+        )
+        if given_back > 0 and account_holder(invoice) is None:
+            # A contact or someone typed in paid for several clients: no client account could
+            # hold what the credit note gives back, and nothing refunds it, so the money
+            # would stay as paid on a cancelled invoice (a balance below zero, on no
+            # statement).
+            raise Conflict(
+                _(
+                    "%(amount)s was paid on this invoice by a payer with no client account. "
+                    "A credit note would leave that money nowhere to be kept or refunded, so "
+                    "this invoice cannot be credited while it is paid."
+                )
+                % {"amount": format_money(given_back, invoice.currency)}
+            )
         lines = await InvoiceLine.filter(invoice_id=invoice.id).order_by("position")
         note = await Invoice.create(
             practice_id=practice.id,
