@@ -455,6 +455,44 @@ async def test_two_issuers_of_one_practice_never_share_a_default_prefix(make: Fa
     assert (await billing.profile_for(practice, dupin)).prefix == "DUP4-"
 
 
+def _profile(prefix: str, name: str) -> ProfileChanges:
+    return ProfileChanges(name, "", "", "", prefix, True, Decimal(0), "", 30, "")
+
+
+async def test_a_prefix_another_issuer_gave_up_does_not_repeat_its_numbers(
+    make: Factory,
+) -> None:
+    """Alice issues ALI-2026-0001, then changes her prefix to AL-. Only current prefixes were
+    checked: Bob could take ALI-, or get it by default, and his sequence starting at 1 issued
+    ALI-2026-0001 a second time in the practice. Alice may take hers back."""
+    practice, owner, alice, client = await setup(make)
+    bob = await make.therapist()
+    svc = await service()
+    await appointment(alice, client, svc, 2)
+    actor = caller_of(owner)
+    await billing.do_update_profile(actor, practice, alice, _profile("ALI-", "Alice"))
+    (first,) = await billing.do_bill(
+        actor,
+        practice,
+        alice,
+        await billing.do_ensure_consultations(None, client),
+        method=BillingMethod.SINGLE,
+        payer=Payer(),
+        finalize=True,
+    )
+    assert first.number == f"ALI-{date.today().year}-0001"
+    await billing.do_update_profile(actor, practice, alice, _profile("AL-", "Alice"))
+    with pytest.raises(ValidationFailed) as refused:
+        await billing.do_update_profile(actor, practice, bob, _profile("ALI-", "Bob"))
+    assert "prefix" in refused.value.fields
+    assert (await billing.find_profile(practice, bob)).prefix != "ALI-"
+    # A prefix that only starts the same is free; a new issuer's default skips ALI- too.
+    await billing.do_update_profile(actor, practice, bob, _profile("A", "Bob"))
+    alison = await make.therapist(last_name="Alibert")
+    assert (await billing.profile_for(practice, alison)).prefix == "ALI2-"
+    await billing.do_update_profile(actor, practice, alice, _profile("ALI-", "Alice"))
+
+
 CONCURRENT_FINALIZER = textwrap.dedent(
     """
     import asyncio, sys
@@ -1329,7 +1367,7 @@ async def test_a_typed_prefix_another_issuer_uses_is_refused(
     url = f"/staff/billing/settings?issuer={therapist.id}"
     taken = await mine.post(url, data={**form, "legal_name": "Dr Martin"})
     assert taken.status_code == 422
-    assert "already numbers its invoices with it" in taken.text
+    assert "numbers or numbered its invoices with it" in taken.text
     assert (await billing.find_profile(practice, therapist)).prefix != "CAB-"
     # Saving one's own prefix again is fine.
     ok = await mine.post(url, data={**form, "legal_name": "Dr Martin", "prefix": "MAR-"})

@@ -12,6 +12,7 @@ get the same number, and a rollback gives its number back (no gap).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,15 +103,37 @@ def default_profile(practice: Practice, practitioner: StaffUser | None) -> Billi
     )
 
 
-async def _unused_prefix(practice_id: int, wanted: str) -> str:
-    """``wanted``, or, when another issuer of the practice already numbers with it, the same
-    with the first number free ("DUP-", "DUP2-", "DUP3-"...). Numbers are counted per issuer:
-    Dupont and Dupuis, both "DUP-" by default, issued DUP-2026-0001 twice in one practice."""
-    taken = set(
-        await BillingProfile.filter(practice_id=practice_id).values_list("prefix", flat=True)
+# What follows the prefix in a number (format_number): "2026-0001" or "00001".
+_NUMBER_AFTER_PREFIX = re.compile(r"(\d{4}-)?\d{4,}")
+
+
+async def _prefix_taken(practice_id: int, prefix: str, profile_id: int | None) -> bool:
+    """Whether an issuer of the practice other than ``profile_id`` numbers with ``prefix``,
+    or once did: numbers are counted per issuer, so an issuer taking up a prefix another
+    gave up would issue that one's numbers (ALI-2026-0001) a second time."""
+    others = BillingProfile.filter(practice_id=practice_id)
+    if profile_id is not None:
+        others = others.exclude(id=profile_id)
+    if await others.filter(prefix=prefix).exists():
+        return True
+    numbered = Invoice.filter(practice_id=practice_id, number__startswith=prefix)
+    if profile_id is not None:
+        numbered = numbered.exclude(profile_id=profile_id)
+    # startswith may ignore case (SQLite's LIKE): compared again here, with what follows.
+    numbers: list[str] = await numbered.values_list("number", flat=True)  # type: ignore[assignment]
+    return any(
+        number.startswith(prefix) and _NUMBER_AFTER_PREFIX.fullmatch(number[len(prefix) :])
+        for number in numbers
     )
+
+
+async def _unused_prefix(practice_id: int, wanted: str) -> str:
+    """``wanted``, or, when another issuer of the practice numbers or numbered with it, the
+    same with the first number free ("DUP-", "DUP2-", "DUP3-"...). Numbers are counted per
+    issuer: Dupont and Dupuis, both "DUP-" by default, issued DUP-2026-0001 twice in one
+    practice."""
     stem, n, prefix = wanted.removesuffix("-"), 2, wanted
-    while prefix in taken:
+    while await _prefix_taken(practice_id, prefix, None):
         prefix, n = f"{stem}{n}-", n + 1
     return prefix
 
@@ -182,14 +205,10 @@ async def do_update_profile(
         # print the same invoice numbers. The practice's lock, as in profile_for, keeps two
         # saves at once from both taking a free prefix.
         await Practice.filter(id=practice.id).select_for_update().first()
-        if await (
-            BillingProfile.filter(practice_id=practice.id, prefix=changes.prefix)
-            .exclude(id=profile.id)
-            .exists()
-        ):
+        if await _prefix_taken(practice.id, changes.prefix, profile.id):
             raise _invalid(
                 "prefix",
-                _("Another issuer of the practice already numbers its invoices with it."),
+                _("Another issuer of the practice numbers or numbered its invoices with it."),
             )
         for name, value in vars(changes).items():
             setattr(profile, name, value)
