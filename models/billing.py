@@ -282,3 +282,13 @@ class Payment(Timestamped):
         table = "payment"
         indexes = (("client_id", "paid_on"),)
         unique_together = (("practice", "request_key"),)
+
+    @property
+    def has_receipt(self) -> bool:
+        """Money received: a receipt says so. Not a refund (money given back), nor a use or
+        move of credit (the money was received, and had its receipt, before)."""
+        return (
+            self.kind is PaymentKind.PAYMENT
+            and self.method is not PaymentMethodUsed.CREDIT
+            and self.amount > 0
+        )

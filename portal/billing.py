@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from models.accounts import Practice
 from models.billing import Payment
-from server.access import access_invoice, access_payment, visible_invoices
+from server.access import access_invoice, access_receipt, visible_invoices
 from server.billing_pdf import invoice_filename, invoice_pdf, pdf_response, receipt_pdf
 from server.web import path_id, render, require_client
 
@@ -20,9 +20,8 @@ async def invoices_page(request: Request) -> Response:
     caller = require_client(request)
     practice = await Practice.get(id=caller.practice_id)
     invoices = await (await visible_invoices(caller)).order_by("-issued_on", "-id").limit(500)
-    payments = await Payment.filter(invoice_id__in=[i.id for i in invoices], amount__gt=0).order_by(
-        "-paid_on", "-id"
-    )
+    paid = await Payment.filter(invoice_id__in=[i.id for i in invoices]).order_by("-paid_on", "-id")
+    payments = [p for p in paid if p.has_receipt]
     return render(
         request,
         "portal/invoices.html",
@@ -44,5 +43,5 @@ async def invoice_pdf_view(request: Request) -> Response:
 
 async def receipt_view(request: Request) -> Response:
     caller = require_client(request)
-    payment = await access_payment(caller, path_id(request, "payment_id"))
+    payment = await access_receipt(caller, path_id(request, "payment_id"))
     return pdf_response(await receipt_pdf(payment), f"receipt-R-{payment.id:06d}.pdf")

@@ -452,6 +452,16 @@ async def access_payment(caller: Caller, payment_id: int) -> Payment:
     return payment
 
 
+async def access_receipt(caller: Caller, payment_id: int) -> Payment:
+    """A payment whose receipt the caller may have (``access_payment``): money received only
+    (``Payment.has_receipt``). A refund or a credit row printed as a receipt read "Amount
+    received -€40.00"."""
+    payment = await access_payment(caller, payment_id)
+    if not payment.has_receipt:
+        raise NotFound()
+    return payment
+
+
 async def access_billing_profile(caller: Caller, profile_id: int) -> BillingProfile:
     """Profiles a member of staff may edit: owners any of the practice's, a practitioner
     their own."""

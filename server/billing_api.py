@@ -35,7 +35,7 @@ from server.access import (
     access_client,
     access_invoice,
     access_invoice_to_change,
-    access_payment,
+    access_receipt,
     visible_invoices,
 )
 from server.actions import billing
@@ -231,7 +231,7 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
     async def get_receipt(request: Request) -> Response:
         """The receipt of a payment (PDF)"""
         caller = require_caller(request)
-        payment = await access_payment(caller, path_id(request, "payment_id"))
+        payment = await access_receipt(caller, path_id(request, "payment_id"))
         return pdf_response(await receipt_pdf(payment), f"receipt-R-{payment.id:06d}.pdf")
 
     if realm == "portal":

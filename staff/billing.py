@@ -42,8 +42,8 @@ from server.access import (
     access_contact,
     access_invoice,
     access_invoice_to_change,
-    access_payment,
     access_practitioner,
+    access_receipt,
     visible_clients,
     visible_consultations,
     visible_invoices,
@@ -443,7 +443,7 @@ async def invoice_pdf_view(request: Request) -> Response:
 
 async def receipt_view(request: Request) -> Response:
     caller = require_staff(request)
-    payment = await access_payment(caller, path_id(request, "payment_id"))
+    payment = await access_receipt(caller, path_id(request, "payment_id"))
     return pdf_response(await receipt_pdf(payment), f"receipt-R-{payment.id:06d}.pdf")
 
 

@@ -887,6 +887,45 @@ async def test_a_credit_note_never_strands_what_a_payer_without_account_paid(
     assert note.total == Decimal("-120.00")
 
 
+async def test_only_money_received_has_a_receipt(make: Factory, new_http: Any) -> None:
+    """A refund (money given back) or a use or move of credit was served as a receipt of
+    "Amount received -€40.00", on the portal and to staff. Those are a 404; a payment
+    received still has its receipt, listed on the portal."""
+    owner, client, invoice = await _draft(make)
+    actor = caller_of(owner)
+    await billing.do_finalize(actor, invoice)
+    paid = await billing.do_record_payment(
+        actor, invoice, PaymentIn(Decimal("100"), PaymentMethodUsed.CASH, date.today())
+    )
+    refund = await billing.do_refund(
+        actor, client, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+    )
+    await invoice.refresh_from_db()
+    await billing.do_credit_note(actor, invoice)
+    moved = await Payment.filter(method=PaymentMethodUsed.CREDIT).order_by("id")
+    assert [p.amount > 0 for p in moved] == [False, True]  # out of the invoice, onto credit
+    portal = new_http()
+    await login(portal, client)
+    staff = new_http("10.0.0.6")
+    await login(staff, owner)
+    for payment in [refund, *moved]:
+        for browser, url in [
+            (portal, f"/portal/api/payments/{payment.id}/receipt"),
+            (portal, f"/portal/receipts/{payment.id}.pdf"),
+            (staff, f"/api/payments/{payment.id}/receipt"),
+            (staff, f"/staff/billing/payments/{payment.id}/receipt.pdf"),
+        ]:
+            assert (await browser.get(url)).status_code == 404, url
+    r = await portal.get(f"/portal/api/payments/{paid.id}/receipt")
+    assert r.status_code == 200
+    assert "Amount received" in PdfReader(io.BytesIO(r.content)).pages[0].extract_text()
+    page = (await portal.get("/portal/invoices")).text
+    assert f"/portal/receipts/{paid.id}.pdf" in page
+    assert not any(f"/portal/receipts/{p.id}.pdf" in page for p in [refund, *moved])
+    file_tab = (await staff.get(f"/staff/clients/{client.id}/billing")).text
+    assert f"/staff/billing/payments/{refund.id}/receipt.pdf" not in file_tab
+
+
 async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: Any) -> None:
     """Credit of 100, a refund of 30 typed in, the button pressed twice: 60 were recorded as
     given back, and the client's credit showed 40 instead of 70."""
