@@ -426,7 +426,17 @@ async def _invoice_context(caller: Caller, invoice: Invoice) -> dict[str, Any]:
         "currency": invoice.currency or practice.currency,
         "today": billing.practice_today(practice),
         "section": "billing",
+        # Whether the write forms show (access_invoice_to_change answers them all).
+        "can_change": await _may_change(caller, invoice),
     }
+
+
+async def _may_change(caller: Caller, invoice: Invoice) -> bool:
+    try:
+        await access_invoice_to_change(caller, invoice.id)
+    except NotFound:
+        return False
+    return True
 
 
 async def invoice_page(request: Request) -> Response:

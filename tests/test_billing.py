@@ -1724,7 +1724,11 @@ async def test_a_therapist_never_writes_to_an_invoice_in_a_colleagues_name(
     await client.save()
     browser = new_http()
     await login(browser, bob)
-    assert (await browser.get(f"/staff/billing/invoices/{issued.id}")).status_code == 200
+    # He reads them, without forms that would only answer 404.
+    for invoice in (issued, draft):
+        page = await browser.get(f"/staff/billing/invoices/{invoice.id}")
+        assert page.status_code == 200 and "data-read-only" in page.text
+        assert f"/staff/billing/invoices/{invoice.id}/" not in page.text.replace(".pdf", "")
     pay = {"amount": "60.00", "method": "cash", "paid_on": date.today().isoformat()}
     for path, data in [
         (f"{draft.id}/finalize", {}),
