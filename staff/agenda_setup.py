@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -144,6 +144,16 @@ class AvailabilityIn(BaseModel):
     valid_until: date | None = None
     is_group_slot: bool = False
     capacity: int = Field(default=1, ge=1, le=500)
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        # Weekly hours are the practice's wall-clock times, whatever the date's offset: a
+        # time with one ("09:00+05:00") means nothing here, and compared with one without
+        # it was a 500.
+        if value.tzinfo is not None:
+            raise ValueError(_("Enter a time such as 21:00."))
+        return value
 
     @model_validator(mode="after")
     def _dates(self) -> AvailabilityIn:

@@ -311,6 +311,9 @@ async def test_one_off_opening_and_group_slot(
         ({"weekday": 7}, "weekday"),
         ({"end_time": "08:00"}, "end_time"),
         ({"start_time": "25:00"}, "start_time"),
+        # A wall-clock time carries no offset: one was a 500 beside a time without.
+        ({"start_time": "09:00+05:00"}, "start_time"),
+        ({"start_time": "09:00Z", "end_time": "12:00Z"}, "start_time"),
         ({"service_ids": []}, "service_ids"),
         ({"valid_from": f"{NEXT_YEAR}-05-01", "valid_until": f"{NEXT_YEAR}-04-01"}, "valid_until"),
         ({"is_group_slot": True, "capacity": 1, "group": True}, "capacity"),
