@@ -4,7 +4,7 @@ JSON API and the pages, as each kind of caller."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -150,6 +150,58 @@ async def test_services(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
         assert r.status_code == 422, bad
         assert field in r.json()["error"]["fields"], r.json()
     assert (await http.put("/api/setup/services/424242", json=body)).status_code == 404
+
+
+async def test_a_service_in_use_does_not_become_or_stop_being_a_group_service(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """Turned into a group service while weekly hours offer it one to one, it could no
+    longer be booked in them (a group service needs a group slot); out of Group, a group
+    slot would take one client where it took several."""
+    await login(http, team["owner"])
+    talk, group, groups = team["talk"], team["group"], team["cats"][BuiltinCategory.GROUP]
+    await agenda.do_add_availability(
+        None, team["alice"], services=[talk], weekday=0, start_time=time(9), end_time=time(12)
+    )
+    await agenda.do_add_availability(
+        None,
+        team["alice"],
+        services=[group],
+        weekday=1,
+        start_time=time(9),
+        end_time=time(12),
+        is_group_slot=True,
+        capacity=6,
+    )
+    for service, category_id in [(talk, groups.id), (group, None)]:
+        body = {
+            "name": "Renamed",
+            "duration_minutes": 50,
+            "price": "70",
+            "category_id": category_id,
+        }
+        r = await http.put(f"/api/setup/services/{service.id}", json=body)
+        assert r.status_code == 422, r.text
+        assert "category_id" in r.json()["error"]["fields"]
+        again = await Service.get(id=service.id)
+        assert again.name == service.name and again.category_id == service.category_id  # type: ignore[attr-defined]
+    # Other changes of a service in use go through, and so does its group-ness once nothing
+    # uses it.
+    body = {"name": "Séance longue", "duration_minutes": 60, "price": "80"}
+    assert (await http.put(f"/api/setup/services/{talk.id}", json=body)).status_code == 200
+    await Availability.filter(services__id=talk.id).update(deleted_at=datetime.now(UTC))
+    body["category_id"] = groups.id
+    session = await agenda.do_book_appointment(
+        None,
+        practitioner=team["alice"],
+        client=team["client"],
+        service=talk,
+        starts_at=datetime(NEXT_YEAR, 3, 1, 9, tzinfo=UTC),
+        location=team["office"],
+    )
+    assert (await http.put(f"/api/setup/services/{talk.id}", json=body)).status_code == 422
+    await agenda.do_delete_appointment(None, session)
+    assert (await http.put(f"/api/setup/services/{talk.id}", json=body)).status_code == 200
 
 
 async def test_locations(http: httpx.AsyncClient, team: dict[str, Any]) -> None:

@@ -679,6 +679,9 @@ async def do_update_service(
     past appointments keep pointing at it)."""
     if not 5 <= duration_minutes <= 24 * 60:
         raise _invalid("duration_minutes", _("Between 5 minutes and 24 hours."))
+    was_group = await _category(service) is BuiltinCategory.GROUP
+    if (category is not None and category.builtin is BuiltinCategory.GROUP) != was_group:
+        await _check_group_change(service)
     async with atomic():
         service.name = name.strip()
         service.duration_minutes = duration_minutes
@@ -695,6 +698,28 @@ async def do_update_service(
             detail={"is_active": is_active},
         )
     return service
+
+
+async def _check_group_change(service: Service) -> None:
+    """Refuse to move a service into or out of the Group category while hours offer it or
+    sessions are booked: a group service is booked into group slots only (that is where its
+    capacity is), so the hours would offer a service nobody can book, or a group slot would
+    take one client where it took several, and its booked sessions would collide."""
+    in_hours = await Availability.exists(services__id=service.id, deleted_at=None)
+    booked = await Appointment.exists(
+        service_id=service.id,
+        deleted_at=None,
+        attendance=Attendance.SCHEDULED,
+        starts_at__gt=datetime.now(UTC),
+    )
+    if in_hours or booked:
+        raise _invalid(
+            "category_id",
+            _(
+                "Hours or upcoming sessions use this service: to make it a group service or "
+                "no longer one, add a new service instead."
+            ),
+        )
 
 
 async def do_update_location(
