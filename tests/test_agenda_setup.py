@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from models.agenda import Availability, BuiltinCategory, Service, ServiceCategory, TimeOff
+from models.agenda import (
+    Availability,
+    BuiltinCategory,
+    Location,
+    Service,
+    ServiceCategory,
+    TimeOff,
+)
 from server.actions import agenda
 from server.queries.agenda import slots_for
 from tests.conftest import Factory, login
@@ -143,6 +150,7 @@ async def test_services(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
         ({"price": "-1"}, "price"),
         ({"price": "1.234"}, "price"),
         ({"name": ""}, "name"),
+        ({"name": " \t "}, "name"),  # blank once trimmed: was saved as an empty name
     ]:
         r = await http.post(
             "/api/setup/services", json={"name": "S", "duration_minutes": 30, "price": "10", **bad}
@@ -225,6 +233,16 @@ async def test_locations(http: httpx.AsyncClient, team: dict[str, Any]) -> None:
     assert names == ["Cabinet Lyon", "Annexe Nord"]
     r = await http.post("/api/setup/locations", json={"name": "x" * 121})
     assert r.status_code == 422 and "name" in r.json()["error"]["fields"]
+    for url, body in [
+        ("/api/setup/locations", {"name": "   "}),
+        (f"/api/setup/locations/{annexe['id']}", {"name": "   "}),
+        ("/api/setup/categories", {"name": "   "}),
+    ]:
+        r = await (http.put if url[-1].isdigit() else http.post)(url, json=body)
+        assert r.status_code == 422 and "name" in r.json()["error"]["fields"], r.text
+    assert (await Location.get(id=annexe["id"])).name == "Annexe Nord"
+    assert not await Location.filter(name="").exists()
+    assert not await ServiceCategory.filter(name="").exists()
     assert (
         await http.put("/api/setup/locations/999999", json={"name": "Nowhere"})
     ).status_code == 404

@@ -53,6 +53,17 @@ BUILTIN_COLORS = {
 }
 
 
+def _name(name: str) -> str:
+    """A name as stored: trimmed, and never blank (the agenda, the hours and the booking
+    pages show it; a blank one is a row nobody can tell apart)."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed(
+            _("Some fields are missing."), {"name": _("This field is required.")}
+        )
+    return name
+
+
 async def ensure_builtin_categories(practice: Practice) -> dict[BuiltinCategory, ServiceCategory]:
     """The three built-in categories of a practice, created on first use."""
     out: dict[BuiltinCategory, ServiceCategory] = {}
@@ -80,7 +91,7 @@ async def do_create_service(
     async with atomic():
         service = await Service.create(
             practice=practice,
-            name=name.strip(),
+            name=_name(name),
             duration_minutes=duration_minutes,
             price=price,
             category=category,
@@ -99,7 +110,7 @@ async def do_create_location(
     actor: Caller | None, practice: Practice, *, name: str, address: str = ""
 ) -> Location:
     async with atomic():
-        location = await Location.create(practice=practice, name=name.strip(), address=address)
+        location = await Location.create(practice=practice, name=_name(name), address=address)
         await audit.record(
             actor,
             "location.created",
@@ -634,7 +645,7 @@ async def do_create_category(
     actor: Caller | None, practice: Practice, *, name: str, color: str
 ) -> ServiceCategory:
     async with atomic():
-        category = await ServiceCategory.create(practice=practice, name=name.strip(), color=color)
+        category = await ServiceCategory.create(practice=practice, name=_name(name), color=color)
         await audit.record(
             actor,
             "service_category.created",
@@ -653,7 +664,7 @@ async def do_update_category(
     if category.builtin is not None:
         raise Conflict(_("The built-in categories cannot be changed."))
     async with atomic():
-        category.name, category.color = name.strip(), color
+        category.name, category.color = _name(name), color
         await category.save(update_fields=["name", "color", "updated_at"])
         await audit.record(
             actor,
@@ -683,7 +694,7 @@ async def do_update_service(
     if (category is not None and category.builtin is BuiltinCategory.GROUP) != was_group:
         await _check_group_change(service)
     async with atomic():
-        service.name = name.strip()
+        service.name = _name(name)
         service.duration_minutes = duration_minutes
         service.price = price
         service.category = category  # type: ignore[assignment]
@@ -727,7 +738,7 @@ async def do_update_location(
 ) -> Location:
     """Change a location; deactivated, it is offered no more (past appointments keep it)."""
     async with atomic():
-        location.name, location.address, location.is_active = name.strip(), address, is_active
+        location.name, location.address, location.is_active = _name(name), address, is_active
         await location.save(update_fields=["name", "address", "is_active", "updated_at"])
         await audit.record(
             actor,
