@@ -53,8 +53,11 @@ async def test_owner_changes_the_settings(new_http: Any, make: Factory) -> None:
     assert bad.status_code == 422 and "{room}" in bad.text
     bad = await http.post("/staff/practice", data={**form, "cancellation_notice_hours": "-1"})
     assert bad.status_code == 422
+    bad = await http.post("/staff/practice", data={**form, "name": "  \t "})
+    assert bad.status_code == 422  # was saved as an empty practice name
     await practice.refresh_from_db()
     assert practice.video_url_template == "https://visio.example.org/{room}"
+    assert practice.name == "Cabinet des Lilas"
 
 
 async def test_only_the_owner(new_http: Any, make: Factory) -> None:

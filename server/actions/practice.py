@@ -47,6 +47,16 @@ class PracticeSettingsIn(BaseModel):
             raise ValueError(_("Choose a time zone from the list."))
         return value.strip() if value is not None else None
 
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        # Checked trimmed: "   " passed the length check and became an empty practice name
+        # on every page, email and invoice that shows it.
+        value = value.strip()
+        if not value:
+            raise ValueError(_("This field is required."))
+        return value
+
     @field_validator("video_url_template")
     @classmethod
     def _room_in_link(cls, value: str) -> str:
