@@ -35,8 +35,12 @@ DESK = (StaffRole.OWNER, StaffRole.OFFICE_ADMIN)
 
 def _minute(value: str, field: str) -> int:
     try:
-        hours, minutes = value.split(":")
-        return int(hours) * 60 + int(minutes)
+        hours, minutes = (int(part) for part in value.split(":"))
+        # "9:75" would be 10:15 and "25:00" a minute past midnight's day, refused by the
+        # action under its own column name, which the form cannot show beside the field.
+        if not (0 <= hours < 24 and 0 <= minutes < 60):
+            raise ValueError(value)
+        return hours * 60 + minutes
     except ValueError:
         raise ValidationFailed(
             _("Some fields are not valid."), {field: _("Enter a time such as 21:00.")}

@@ -566,6 +566,14 @@ async def test_owner_edits_templates_and_sms_settings_in_the_browser_forms(
         data={"csrf_token": token, "sms_fr_body": "Rappel {oops.x}", "quiet_start": "21:00"},
     )
     assert bad.status_code == 422 and "Unknown placeholder" in bad.text
+    for quiet in ("25:00", "9:75", "-1:30", "21:-5"):
+        # Each said beside the field it is about, not saved as another time.
+        bad = await http.post(
+            "/staff/settings/reminders",
+            data={"csrf_token": token, "quiet_start": quiet, "quiet_end": "08:00"},
+        )
+        assert bad.status_code == 422, quiet
+        assert 'class="field-error">Enter a time such as 21:00.' in bad.text, quiet
     ok = await http.post(
         "/staff/settings/reminders",
         data={
