@@ -147,3 +147,43 @@ async def test_createuser_makes_the_practice_in_the_configured_zone(tmp_path: An
     with sqlite3.connect(tmp_path / "cli.sqlite3") as db:
         row = db.execute("SELECT time_zone, locale FROM practice").fetchone()
     assert row == ("America/Montreal", "fr")
+
+
+async def test_a_stale_settings_form_does_not_undo_a_newer_change(
+    new_http: Any, make: Factory
+) -> None:
+    """The form posts every setting: saved from a page opened before another change (a
+    second tab, a colleague), it put the old values back without a word."""
+    owner = await make.owner()
+    http = new_http("10.9.4.1")
+    me = await login(http, owner)
+
+    def version_of(page: str) -> str:
+        return page.split('name="version" value="')[1].split('"')[0]
+
+    stale = version_of((await http.get("/staff/practice")).text)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "name": "Cabinet des Lilas",
+        "cancellation_notice_hours": "24",
+        "video_url_template": "https://visio.example.org/{room}",
+        "time_zone": "Europe/Paris",
+    }
+    other_tab = {**form, "time_zone": "America/Montreal", "version": stale}
+    assert (await http.post("/staff/practice", data=other_tab)).status_code == 303
+
+    r = await http.post("/staff/practice", data={**form, "name": "Lilas", "version": stale})
+    assert r.status_code == 409 and "changed meanwhile" in r.text
+    practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
+    assert practice.time_zone == "America/Montreal" and practice.name == "Cabinet des Lilas"
+    # The page shows the settings as they are now; saved from it, the change goes through.
+    assert "<option selected>America/Montreal</option>" in r.text
+    fresh = {
+        **form,
+        "name": "Lilas",
+        "time_zone": "America/Montreal",
+        "version": version_of(r.text),
+    }
+    assert (await http.post("/staff/practice", data=fresh)).status_code == 303
+    await practice.refresh_from_db()
+    assert (practice.name, practice.time_zone) == ("Lilas", "America/Montreal")

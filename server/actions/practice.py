@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cache
 from zoneinfo import available_timezones
 
@@ -11,6 +13,7 @@ from models.accounts import Practice
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
+from server.errors import Conflict
 from server.i18n import gettext as _
 
 
@@ -39,6 +42,8 @@ class PracticeSettingsIn(BaseModel):
     # Where the practice's days and hours are: open hours, online slots, reminders, and every
     # date and time its staff and clients see. Absent: unchanged.
     time_zone: str | None = Field(default=None, max_length=64)
+    # settings_version() of what the form showed; absent: not checked.
+    version: str | None = Field(default=None, max_length=64)
 
     @field_validator("time_zone")
     @classmethod
@@ -67,17 +72,37 @@ class PracticeSettingsIn(BaseModel):
         return value
 
 
+SETTINGS_FIELDS = tuple(f for f in PracticeSettingsIn.model_fields if f != "version")
+
+
+def settings_version(practice: Practice) -> str:
+    """A fingerprint of the settings this form edits, which the form posts back: the form
+    sends every field, so a stale one (another tab, a colleague's session) would silently
+    put back what was changed since it was shown."""
+    values = json.dumps([str(getattr(practice, f)) for f in SETTINGS_FIELDS])
+    return hashlib.sha256(values.encode()).hexdigest()
+
+
 async def do_update_settings(actor: Caller, practice: Practice, data: PracticeSettingsIn) -> None:
-    values = data.model_dump(exclude_none=True)
+    """Save the settings; Conflict when ``data.version`` is not the current one (someone
+    changed them since the form was shown)."""
+    values = data.model_dump(exclude_none=True, exclude={"version"})
     values["name"] = values["name"].strip()
     values["crisis_message"] = values["crisis_message"].strip()
-    changed = [k for k, v in values.items() if getattr(practice, k) != v]
-    if not changed:
-        return
     async with atomic():
+        locked = await Practice.filter(id=practice.id).select_for_update().first()
+        assert locked is not None
+        if data.version is not None and data.version != settings_version(locked):
+            raise Conflict(
+                _("These settings were changed meanwhile: see them below, then save again.")
+            )
+        changed = [k for k, v in values.items() if getattr(locked, k) != v]
+        if not changed:
+            return
         for k in changed:
+            setattr(locked, k, values[k])
             setattr(practice, k, values[k])
-        await practice.save(update_fields=[*changed, "updated_at"])
+        await locked.save(update_fields=[*changed, "updated_at"])
         await audit.record(
             actor,
             "practice.settings_changed",
