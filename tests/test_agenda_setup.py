@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from models.agenda import (
+    Appointment,
     Availability,
     BuiltinCategory,
     Location,
@@ -210,6 +211,54 @@ async def test_a_service_in_use_does_not_become_or_stop_being_a_group_service(
     assert (await http.put(f"/api/setup/services/{talk.id}", json=body)).status_code == 422
     await agenda.do_delete_appointment(None, session)
     assert (await http.put(f"/api/setup/services/{talk.id}", json=body)).status_code == 200
+
+
+async def test_a_group_service_with_booked_sessions_keeps_its_length(
+    http: httpx.AsyncClient, team: dict[str, Any], make: Factory
+) -> None:
+    """Clients join a group session with the same start and end: lengthened from 90 to
+    120 minutes, the group sessions already booked took nobody more."""
+    alice, group, office = team["alice"], team["group"], team["office"]
+    saturday = date(NEXT_YEAR, 5, 1)
+    saturday += timedelta(days=5 - saturday.weekday())
+    await agenda.do_add_availability(
+        None,
+        alice,
+        services=[group],
+        on_date=saturday,
+        start_time=time(10),
+        end_time=time(13),
+        location=office,
+        is_group_slot=True,
+        capacity=6,
+    )
+    await agenda.do_book_appointment(
+        None,
+        practitioner=alice,
+        client=team["client"],
+        service=group,
+        starts_at=datetime.combine(saturday, time(10), PARIS),
+        location=office,
+    )
+    await login(http, team["owner"])
+    body = {"name": "Groupe", "duration_minutes": 120, "price": "30"}
+    body["category_id"] = team["cats"][BuiltinCategory.GROUP].id
+    r = await http.put(f"/api/setup/services/{group.id}", json=body)
+    assert r.status_code == 422 and "duration_minutes" in r.json()["error"]["fields"], r.text
+    # The session still takes a second client.
+    await agenda.do_book_appointment(
+        None,
+        practitioner=alice,
+        client=await make.client(alice),
+        service=await Service.get(id=group.id),
+        starts_at=datetime.combine(saturday, time(10), PARIS),
+        location=office,
+    )
+    # Other edits go through, and the new length once no session is booked.
+    r = await http.put(f"/api/setup/services/{group.id}", json={**body, "duration_minutes": 90})
+    assert r.status_code == 200, r.text
+    await Appointment.filter(service_id=group.id).update(deleted_at=datetime.now(UTC))
+    assert (await http.put(f"/api/setup/services/{group.id}", json=body)).status_code == 200
 
 
 async def test_locations(http: httpx.AsyncClient, team: dict[str, Any]) -> None:

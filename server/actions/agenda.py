@@ -693,6 +693,8 @@ async def do_update_service(
     was_group = await _category(service) is BuiltinCategory.GROUP
     if (category is not None and category.builtin is BuiltinCategory.GROUP) != was_group:
         await _check_group_change(service)
+    elif was_group and duration_minutes != service.duration_minutes:
+        await _check_group_length(service)
     async with atomic():
         service.name = _name(name)
         service.duration_minutes = duration_minutes
@@ -729,6 +731,26 @@ async def _check_group_change(service: Service) -> None:
             _(
                 "Hours or upcoming sessions use this service: to make it a group service or "
                 "no longer one, add a new service instead."
+            ),
+        )
+
+
+async def _check_group_length(service: Service) -> None:
+    """Refuse a new length for a group service with upcoming sessions: clients join a group
+    session that has the same start and end, so at the new length the sessions already
+    booked would take nobody more (the slot shows as taken, a booking collides)."""
+    if await Appointment.exists(
+        service_id=service.id,
+        deleted_at=None,
+        is_group=True,
+        attendance=Attendance.SCHEDULED,
+        starts_at__gt=datetime.now(UTC),
+    ):
+        raise _invalid(
+            "duration_minutes",
+            _(
+                "Group sessions of this service are booked at its current length: for a "
+                "new length, add a new service."
             ),
         )
 
