@@ -31,6 +31,7 @@ from server.actions import (
 from server.actions.client_file import ContactIn, EmailIn, PhoneIn
 from server.auth.sessions import Caller
 from server.db import atomic
+from server.errors import ValidationFailed
 from server.queries.logs import client_logs
 from server.reminder_texts import Text, check_template, render
 from server.sms import count_segments
@@ -763,3 +764,25 @@ async def test_a_practitioner_who_left_is_not_texted_a_booking(setup: dict[str, 
     noon = datetime.combine(datetime.now(PARIS).date() + timedelta(days=1), time(12), PARIS)
     await run_all(noon.astimezone(UTC))
     assert not await OutboxMessage.filter(channel="sms", to="+33699999999").exists()
+
+
+@pytest.mark.parametrize(
+    ("sender", "ok"),
+    [
+        ("Cabinet", True),
+        ("Cab Martin", True),
+        ("Cabinet 12", True),
+        ("Cabinet Léa", False),  # carriers take ASCII only: every text was refused
+        ("Cab²", False),
+        ("0612345678", False),  # all digits reads as a phone number
+        ("Cabinet-Lyon", False),
+        ("Cabinet Lyon", False),  # over 11
+    ],
+)
+def test_sms_sender_names_carriers_accept(sender: str, ok: bool) -> None:
+    try:
+        reminders.check_sms_template("Standard", "Booked {date}", sender)
+    except ValidationFailed as exc:
+        assert not ok and "sender_name" in exc.fields
+    else:
+        assert ok

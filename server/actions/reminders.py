@@ -641,7 +641,15 @@ def check_sms_template(title: str, body: str, sender_name: str) -> None:
     if not body.strip():
         raise ValidationFailed(_("Some fields are missing."), {"body": _("Write the text.")})
     check_template(body, "body")
-    if sender_name and (len(sender_name) > 11 or not sender_name.replace(" ", "").isalnum()):
+    # What carriers take as an SMS sender name: ASCII letters and digits, at least one
+    # letter ("Léa" or "²" passed isalnum() and every text sent with it was refused; all
+    # digits reads as a phone number).
+    plain = sender_name.replace(" ", "")
+    if sender_name and (
+        len(sender_name) > 11
+        or not (plain.isascii() and plain.isalnum())
+        or not any(c.isalpha() for c in plain)
+    ):
         raise ValidationFailed(
             _("Some fields are not valid."),
             {"sender_name": _("Up to 11 letters or digits.")},
