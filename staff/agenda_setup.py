@@ -370,6 +370,14 @@ async def _availability_args(caller: Caller, body: AvailabilityIn) -> dict[str, 
             _("Some fields are not valid."),
             {"is_group_slot": _("A group service needs a group slot.")},
         )
+    # Hours without a location are for what takes place elsewhere: a session at the
+    # practice offered there showed on the portal, and every booking of it was refused
+    # ("Choose a location").
+    remote = (groups[BuiltinCategory.TELECONSULTATION].id, groups[BuiltinCategory.HOME_VISIT].id)
+    if location is None and any(s.category_id not in remote for s in services):  # type: ignore[attr-defined]
+        raise ValidationFailed(
+            _("Some fields are not valid."), {"location_id": _("Choose a location.")}
+        )
     return {
         "practitioner": practitioner,
         "services": services,

@@ -373,13 +373,20 @@ async def test_availability_by_the_office(http: httpx.AsyncClient, team: dict[st
 
     r = await http.put(
         f"/api/setup/availability/{created['id']}",
-        json=hours(alice, [talk], weekday=2, start_time="14:00", end_time="18:00"),
+        json=hours(
+            alice,
+            [talk],
+            location_id=team["office"].id,
+            weekday=2,
+            start_time="14:00",
+            end_time="18:00",
+        ),
     )
     assert r.status_code == 200, r.text
     assert (r.json()["weekday"], r.json()["start_time"], r.json()["location_id"]) == (
         2,
         "14:00",
-        None,
+        office.id,
     )
 
     listed = (await http.get(f"/api/setup/availability?practitioner_id={alice.id}")).json()
@@ -389,7 +396,10 @@ async def test_availability_by_the_office(http: httpx.AsyncClient, team: dict[st
     assert (await http.get(f"/api/setup/availability?practitioner_id={alice.id}")).json() == []
     row = await Availability.get(id=created["id"])
     assert row.deleted_at is not None
-    r = await http.put(f"/api/setup/availability/{created['id']}", json=hours(alice, [talk]))
+    r = await http.put(
+        f"/api/setup/availability/{created['id']}",
+        json=hours(alice, [talk], location_id=team["office"].id),
+    )
     assert r.status_code == 404
 
 
@@ -445,10 +455,41 @@ async def test_availability_validation(
 ) -> None:
     await login(http, team["owner"])
     services = [team["group"]] if changes.pop("group", False) else [team["talk"]]
-    r = await http.post("/api/setup/availability", json=hours(team["alice"], services, **changes))
+    r = await http.post(
+        "/api/setup/availability",
+        json=hours(team["alice"], services, **{"location_id": team["office"].id, **changes}),
+    )
     assert r.status_code == 422, r.text
     assert field in r.json()["error"]["fields"], r.json()
     assert not await Availability.exists()
+
+
+async def test_hours_at_no_location_are_for_remote_services_only(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """Hours without a location offered a session held at the practice on the portal, and
+    every booking of it was refused ("Choose a location")."""
+    await login(http, team["owner"])
+    alice, talk, cats = team["alice"], team["talk"], team["cats"]
+    r = await http.post("/api/setup/availability", json=hours(alice, [talk]))
+    assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"], r.text
+    assert not await Availability.exists()
+    remote = []
+    for kind in (BuiltinCategory.TELECONSULTATION, BuiltinCategory.HOME_VISIT):
+        remote.append(
+            await agenda.do_create_service(
+                None,
+                team["practice"],
+                name=kind.value,
+                duration_minutes=50,
+                price=Decimal("70"),
+                category=cats[kind],
+            )
+        )
+    r = await http.post("/api/setup/availability", json=hours(alice, remote))
+    assert r.status_code == 200, r.text
+    r = await http.put(f"/api/setup/availability/{r.json()['id']}", json=hours(alice, [talk]))
+    assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"], r.text
 
 
 async def test_availability_refuses_what_is_not_offered(
@@ -465,18 +506,24 @@ async def test_availability_refuses_what_is_not_offered(
     )
     assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"]
     await http.put(f"/api/setup/services/{talk.id}", json=body)
-    r = await http.post("/api/setup/availability", json=hours(alice, [talk]))
+    r = await http.post(
+        "/api/setup/availability", json=hours(alice, [talk], location_id=team["office"].id)
+    )
     assert r.status_code == 422 and "service_ids" in r.json()["error"]["fields"]
     # Wrong ids are missing, whichever field names them.
     assert (
-        await http.post("/api/setup/availability", json=hours(alice, [talk], service_ids=[999999]))
+        await http.post(
+            "/api/setup/availability",
+            json=hours(alice, [talk], location_id=team["office"].id, service_ids=[999999]),
+        )
     ).status_code == 404
     assert (
         await http.post("/api/setup/availability", json=hours(alice, [talk], location_id=999999))
     ).status_code == 404
     assert (
         await http.post(
-            "/api/setup/availability", json={**hours(alice, [talk]), "practitioner_id": 999999}
+            "/api/setup/availability",
+            json={**hours(alice, [talk], location_id=team["office"].id), "practitioner_id": 999999},
         )
     ).status_code == 404
     # An office admin has no hours of their own.
@@ -501,22 +548,36 @@ async def test_therapist_edits_only_their_own_availability(
         end_time=datetime(2000, 1, 1, 12).time(),
     )
     await login(http, alice)
-    r = await http.post("/api/setup/availability", json=hours(alice, [talk]))
+    r = await http.post(
+        "/api/setup/availability", json=hours(alice, [talk], location_id=team["office"].id)
+    )
     assert r.status_code == 200, r.text
     mine = r.json()["id"]
     assert [a["id"] for a in (await http.get("/api/setup/availability")).json()] == [mine]
 
-    assert (await http.post("/api/setup/availability", json=hours(bob, [talk]))).status_code == 404
+    assert (
+        await http.post(
+            "/api/setup/availability", json=hours(bob, [talk], location_id=team["office"].id)
+        )
+    ).status_code == 404
     assert (await http.get(f"/api/setup/availability?practitioner_id={bob.id}")).status_code == 404
     assert (
-        await http.put(f"/api/setup/availability/{bobs.id}", json=hours(bob, [talk]))
+        await http.put(
+            f"/api/setup/availability/{bobs.id}",
+            json=hours(bob, [talk], location_id=team["office"].id),
+        )
     ).status_code == 404
     assert (
-        await http.put(f"/api/setup/availability/{bobs.id}", json=hours(alice, [talk]))
+        await http.put(
+            f"/api/setup/availability/{bobs.id}",
+            json=hours(alice, [talk], location_id=team["office"].id),
+        )
     ).status_code == 404
     assert (await http.delete(f"/api/setup/availability/{bobs.id}")).status_code == 404
     # Nor can their own hours be handed over to someone else.
-    r = await http.put(f"/api/setup/availability/{mine}", json=hours(bob, [talk]))
+    r = await http.put(
+        f"/api/setup/availability/{mine}", json=hours(bob, [talk], location_id=team["office"].id)
+    )
     assert r.status_code == 404
     await bobs.refresh_from_db()
     assert bobs.deleted_at is None and bobs.weekday == 1
@@ -525,7 +586,9 @@ async def test_therapist_edits_only_their_own_availability(
     await login(http, team["desk"])
     everyone = {a["practitioner_id"] for a in (await http.get("/api/setup/availability")).json()}
     assert everyone == {alice.id, bob.id}
-    r = await http.put(f"/api/setup/availability/{mine}", json=hours(bob, [talk]))
+    r = await http.put(
+        f"/api/setup/availability/{mine}", json=hours(bob, [talk], location_id=team["office"].id)
+    )
     assert r.status_code == 422 and "practitioner_id" in r.json()["error"]["fields"]
     assert (await http.delete(f"/api/setup/availability/{bobs.id}")).status_code == 200
 
@@ -824,6 +887,18 @@ async def test_setup_in_a_browser(live_server: Any, team: dict[str, Any], tmp_pa
             await form.locator("input[name=start_time]").fill("13:30")
             await form.locator("input[name=end_time]").fill("18:00")
             await form.get_by_label("Bilan").check()
+            # A session at the practice needs a location: without one it would show on the
+            # portal and no booking of it could go through.
+            await form.get_by_role("button", name="Add the hours").click()
+            await expect(page.locator("[data-field=location_id]")).to_have_text(
+                "Choose a location."
+            )
+            form = page.locator("form[action='/staff/setup/availability']")
+            await form.locator("select[name=weekday]").select_option("1")
+            await form.locator("input[name=start_time]").fill("13:30")
+            await form.locator("input[name=end_time]").fill("18:00")
+            await form.locator("select[name=location_id]").select_option(label="Cabinet Lyon")
+            await form.get_by_label("Bilan").check()
             await form.get_by_role("button", name="Add the hours").click()
             await expect(page.get_by_text("Saved.")).to_be_visible()
             await expect(page.locator("tr[data-availability]")).to_contain_text("13:30–18:00")
@@ -882,7 +957,10 @@ async def test_french_day_names_take_no_capital_in_a_sentence(
     # The list of open hours said "Chaque Lundi".
     alice, talk = team["alice"], team["talk"]
     await login(http, team["desk"])
-    r = await http.post("/api/setup/availability", json=hours(alice, [talk], weekday=0))
+    r = await http.post(
+        "/api/setup/availability",
+        json=hours(alice, [talk], location_id=team["office"].id, weekday=0),
+    )
     assert r.status_code == 200, r.text
     url = f"/staff/setup/availability?practitioner={alice.id}"
     french = (await http.get(url, headers={"Accept-Language": "fr-FR"})).text
