@@ -20,7 +20,7 @@ from models.reminders import Channel, PractitionerSms, SmsTemplate
 from server.access import access_sms_template, access_staff_user, can_see_clinical
 from server.actions import reminders
 from server.actions.accounts import withhold_links
-from server.errors import ValidationFailed
+from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 from server.queries.logs import CLINICAL_PURPOSES
 from server.reminder_texts import LOCALES, PLACEHOLDERS, SAMPLE, Text, render, when_values
@@ -113,14 +113,22 @@ async def reminders_page(request: Request) -> Response:
                 "sms_on_online_booking": data.sms_on_online_booking,
                 "sms_on_earlier_slot_offers": data.sms_on_earlier_slot_offers,
             }
-            await reminders.do_save_reminder_settings(caller, practice, posted, values)
+            await reminders.do_save_reminder_settings(
+                caller, practice, posted, values, version=form.get("version") or None
+            )
         except ValidationFailed as exc:
-            ctx.update(error=exc.message, fields=exc.fields)
+            ctx.update(error=exc.message, fields=exc.fields, version=form.get("version"))
             texts = posted
             status = 422
+        except Conflict as exc:
+            # Shown as they are now, with their new version: saving again is a choice.
+            ctx.update(error=exc.message)
+            texts = await _texts(practice.id)
+            status = 409
         else:
             return RedirectResponse("/staff/settings/reminders?saved=1", status_code=303)
     settings = await reminders.messaging_settings(practice.id)
+    ctx.setdefault("version", await reminders.reminder_settings_version(practice.id))
     ctx.update(
         texts={f"{c.value}_{loc}": t for (c, loc), t in texts.items()},
         previews=_previews(texts, practice),

@@ -786,3 +786,40 @@ def test_sms_sender_names_carriers_accept(sender: str, ok: bool) -> None:
         assert not ok and "sender_name" in exc.fields
     else:
         assert ok
+
+
+async def test_a_stale_reminders_form_does_not_undo_a_newer_change(
+    setup: dict[str, Any], http: Any
+) -> None:
+    """The form posts every text and setting: saved from a page opened before another
+    change (a second tab, another owner), it put the old wording back without a word."""
+    s = setup
+    await login(http, s["owner"])
+    page = (await http.get("/staff/settings/reminders")).text
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    stale = page.split('name="version" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "quiet_start": "21:00", "quiet_end": "08:00", "version": stale}
+    shown = await reminders.reminder_text(s["practice"].id, Channel.SMS, "fr")
+    r = await http.post(
+        "/staff/settings/reminders", data={**form, "sms_fr_body": "RDV {date} {time}"}
+    )
+    assert r.status_code == 303
+    r = await http.post(
+        "/staff/settings/reminders",
+        data={**form, "quiet_start": "22:00", "sms_fr_body": shown.body},
+    )
+    assert r.status_code == 409 and "changed meanwhile" in r.text
+    text = await reminders.reminder_text(s["practice"].id, Channel.SMS, "fr")
+    assert text.body == "RDV {date} {time}"
+    settings = await MessagingSettings.get(practice_id=s["practice"].id)
+    assert settings.quiet_start_minute == 21 * 60
+    # Saved from the page the 409 showed, the change goes through and keeps the other.
+    fresh = r.text.split('name="version" value="')[1].split('"')[0]
+    r = await http.post(
+        "/staff/settings/reminders",
+        data={**form, "quiet_start": "22:00", "version": fresh, "sms_fr_body": text.body},
+    )
+    assert r.status_code == 303
+    await settings.refresh_from_db()
+    assert settings.quiet_start_minute == 22 * 60
+    assert (await reminders.reminder_text(s["practice"].id, Channel.SMS, "fr")).body == text.body

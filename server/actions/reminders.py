@@ -13,6 +13,8 @@ workers cannot overspend them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -41,12 +43,13 @@ from server import jobs
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic, connection, placeholders
-from server.errors import ValidationFailed
+from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.quiet_hours import next_allowed
 from server.reminder_texts import (
     DEFAULT_REMINDERS,
+    LOCALES,
     Text,
     check_template,
     language,
@@ -560,14 +563,46 @@ async def do_save_reminder_templates(
         await audit.record(actor, "reminders.templates_updated", practice_id=practice.id)
 
 
+REMINDER_SETTINGS = (
+    "quiet_start_minute",
+    "quiet_end_minute",
+    "confirmation_delay_minutes",
+    "unread_notice_minutes",
+    "sms_on_online_booking",
+    "sms_on_earlier_slot_offers",
+)
+
+
+async def reminder_settings_version(practice_id: int) -> str:
+    """A fingerprint of what Settings > Reminders shows, which its form posts back: the
+    form sends every text and setting, so a stale one (another tab, another owner) would
+    silently put back what was changed since it was shown."""
+    settings = await messaging_settings(practice_id)
+    shown: list[Any] = [getattr(settings, f) for f in REMINDER_SETTINGS]
+    for channel in Channel:
+        for locale in LOCALES:
+            text = await reminder_text(practice_id, channel, locale)
+            shown += [text.subject, text.body]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()
+
+
 async def do_save_reminder_settings(
     actor: Caller,
     practice: Practice,
     texts: dict[tuple[Channel, str], Text],
     values: dict[str, Any],
+    version: str | None = None,
 ) -> None:
-    """Settings > Reminders in one go: the wording and the sending settings, or nothing."""
+    """Settings > Reminders in one go: the wording and the sending settings, or nothing.
+    Conflict when ``version`` is given and is not the current one."""
     async with atomic():
+        settings = await messaging_settings(practice.id)
+        # Two saves at once: the second sees the first's version.
+        await MessagingSettings.filter(id=settings.id).select_for_update().first()
+        if version is not None and version != await reminder_settings_version(practice.id):
+            raise Conflict(
+                _("These settings were changed meanwhile: see them below, then save again.")
+            )
         await do_save_reminder_templates(actor, practice, texts)
         await do_update_messaging_settings(actor, practice, values)
 
