@@ -492,6 +492,34 @@ async def test_hours_at_no_location_are_for_remote_services_only(
     assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"], r.text
 
 
+async def test_a_remote_service_in_hours_without_location_stays_remote(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """Made a session at the practice while hours without a location offered it, a
+    teleconsultation showed slots that no booking could take ("Choose a location")."""
+    await login(http, team["owner"])
+    video = await agenda.do_create_service(
+        None,
+        team["practice"],
+        name="Visio",
+        duration_minutes=50,
+        price=Decimal("70"),
+        category=team["cats"][BuiltinCategory.TELECONSULTATION],
+    )
+    hours_id = (
+        await http.post("/api/setup/availability", json=hours(team["alice"], [video]))
+    ).json()["id"]
+    body = {"name": "Visio", "duration_minutes": 50, "price": "70", "category_id": None}
+    r = await http.put(f"/api/setup/services/{video.id}", json=body)
+    assert r.status_code == 422 and "category_id" in r.json()["error"]["fields"], r.text
+    assert (await Service.get(id=video.id)).category_id is not None  # type: ignore[attr-defined]
+    # With a location, the hours still suit it.
+    moved = hours(team["alice"], [video], location_id=team["office"].id)
+    r = await http.put(f"/api/setup/availability/{hours_id}", json=moved)
+    assert r.status_code == 200, r.text
+    assert (await http.put(f"/api/setup/services/{video.id}", json=body)).status_code == 200
+
+
 async def test_availability_refuses_what_is_not_offered(
     http: httpx.AsyncClient, team: dict[str, Any]
 ) -> None:

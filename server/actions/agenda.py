@@ -690,11 +690,15 @@ async def do_update_service(
     past appointments keep pointing at it)."""
     if not 5 <= duration_minutes <= 24 * 60:
         raise _invalid("duration_minutes", _("Between 5 minutes and 24 hours."))
-    was_group = await _category(service) is BuiltinCategory.GROUP
-    if (category is not None and category.builtin is BuiltinCategory.GROUP) != was_group:
+    was = await _category(service)
+    kind = category.builtin if category is not None else None
+    was_group = was is BuiltinCategory.GROUP
+    if (kind is BuiltinCategory.GROUP) != was_group:
         await _check_group_change(service)
     elif was_group and duration_minutes != service.duration_minutes:
         await _check_group_length(service)
+    if was in REMOTE and kind not in REMOTE:
+        await _check_remote_change(service)
     async with atomic():
         service.name = _name(name)
         service.duration_minutes = duration_minutes
@@ -731,6 +735,24 @@ async def _check_group_change(service: Service) -> None:
             _(
                 "Hours or upcoming sessions use this service: to make it a group service or "
                 "no longer one, add a new service instead."
+            ),
+        )
+
+
+# Booked with no location: what hours without one may offer.
+REMOTE = (BuiltinCategory.TELECONSULTATION, BuiltinCategory.HOME_VISIT)
+
+
+async def _check_remote_change(service: Service) -> None:
+    """Refuse to make a teleconsultation or home visit a session at the practice while hours
+    without a location offer it: they would show slots no booking can take (a session at
+    the practice needs a location)."""
+    if await Availability.exists(services__id=service.id, deleted_at=None, location_id=None):
+        raise _invalid(
+            "category_id",
+            _(
+                "Hours without a location offer this service: give them a location, or "
+                "take the service out of them, first."
             ),
         )
 
