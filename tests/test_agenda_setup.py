@@ -432,6 +432,32 @@ async def test_one_off_opening_and_group_slot(
     assert [(s.start.astimezone(PARIS).date(), s.places_left) for s in slots] == [(saturday, 6)]
 
 
+async def test_the_same_hours_sent_twice_are_added_once(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """ "Add the hours" sent twice made two identical rows, and the portal listed each free
+    time twice."""
+    alice, talk, office = team["alice"], team["talk"], team["office"]
+    await login(http, team["desk"])
+    body = hours(alice, [talk], location_id=office.id)
+    first = await http.post("/api/setup/availability", json=body)
+    again = await http.post("/api/setup/availability", json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    assert await Availability.filter(practitioner_id=alice.id, deleted_at=None).count() == 1
+    monday = date(NEXT_YEAR, 3, 1)
+    monday += timedelta(days=-monday.weekday())
+    slots = await slots_for(
+        alice.id, talk.id, timedelta(minutes=50), PARIS, monday, monday + timedelta(days=6)
+    )
+    assert len(slots) == len({s.start for s in slots}) == 3
+    # Other hours, or the same hours for other services, are other rows.
+    other = await http.post(
+        "/api/setup/availability", json={**body, "start_time": "14:00", "end_time": "15:00"}
+    )
+    assert other.json()["id"] != first.json()["id"]
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

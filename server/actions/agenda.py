@@ -149,15 +149,39 @@ async def do_add_availability(
             _("Some fields are not valid."),
             {"capacity": _("A group slot has room for at least two people.")},
         )
+    start_minute = start_time.hour * 60 + start_time.minute
+    end_minute = end_time.hour * 60 + end_time.minute
     async with atomic():
+        await _lock_practitioner(practitioner.id)
+        # "Add the hours" sent twice (a double click, a reload) made two identical rows, and
+        # the portal listed each free time twice: the same hours for the same services are
+        # the ones already there. Hours that only overlap stay allowed (a group slot over
+        # ordinary hours is a practice's choice).
+        same = await Availability.filter(
+            practitioner_id=practitioner.id,
+            deleted_at=None,
+            location_id=location.id if location else None,
+            weekday=weekday,
+            on_date=on_date,
+            start_minute=start_minute,
+            end_minute=end_minute,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            is_group_slot=is_group_slot,
+            capacity=capacity if is_group_slot else 1,
+        ).prefetch_related("services")
+        wanted = {s.id for s in services}
+        for existing in same:
+            if {s.id for s in existing.services} == wanted:
+                return existing
         await notify_hours_changed(practitioner.id)
         availability = await Availability.create(
             practitioner=practitioner,
             location=location,
             weekday=weekday,
             on_date=on_date,
-            start_minute=start_time.hour * 60 + start_time.minute,
-            end_minute=end_time.hour * 60 + end_time.minute,
+            start_minute=start_minute,
+            end_minute=end_minute,
             valid_from=valid_from,
             valid_until=valid_until,
             is_group_slot=is_group_slot,
