@@ -286,16 +286,24 @@ async def _reject(scope: Scope, receive: Receive, send: Send, message: str) -> N
 # --- bodies ----------------------------------------------------------------------------------
 
 
-def _body_limit(scope: Scope) -> tuple[int, CabinetError]:
-    """The most bytes this request's body may hold, and the refusal past them: a multipart
-    form (an upload) one document and its fields, refused as the upload's file being too
-    large; anything else MAX_BODY_BYTES, a 413."""
-    content_type = Headers(scope=scope).get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+def _body_limit(upload: bool) -> int:
+    """The most bytes a request's body may hold: a multipart form (an upload) one document
+    and its fields; anything else MAX_BODY_BYTES."""
+    if upload:
         from server.actions import documents
 
-        return documents.max_bytes() + FORM_SLACK, documents.too_large()
-    return MAX_BODY_BYTES, PayloadTooLarge(i18n.gettext("The request is too large."))
+        return documents.max_bytes() + FORM_SLACK
+    return MAX_BODY_BYTES
+
+
+def _refusal(upload: bool) -> CabinetError:
+    """What a body past its limit is answered: the upload's file too large (the 422 uploads
+    always gave), else a 413. Made only when refusing: every request reaches capped_receive."""
+    if upload:
+        from server.actions import documents
+
+        return documents.too_large()
+    return PayloadTooLarge(i18n.gettext("The request is too large."))
 
 
 def capped_receive(scope: Scope, receive: Receive) -> Receive:
@@ -305,18 +313,20 @@ def capped_receive(scope: Scope, receive: Receive) -> Receive:
     not, makes a process hold more than the limit in memory (parse_body and Starlette's
     forms read a body whole). The error is raised inside whichever layer reads the body
     (the CSRF check, a form, parse_body) and answered like any other CabinetError."""
-    limit, refusal = _body_limit(scope)
-    declared = Headers(scope=scope).get("content-length", "")
+    headers = Headers(scope=scope)
+    upload = headers.get("content-type", "").startswith("multipart/form-data")
+    limit = _body_limit(upload)
+    declared = headers.get("content-length", "")
     seen = 0
 
     async def capped() -> Message:
         nonlocal seen
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise refusal
+            raise _refusal(upload)
         message = await receive()
         seen += len(message.get("body", b""))
         if seen > limit:
-            raise refusal
+            raise _refusal(upload)
         return message
 
     return capped
