@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
@@ -35,7 +36,7 @@ from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import format_datetime, lazy
 from server.i18n import gettext as _
-from server.queries.agenda import has_time_off, windows_around
+from server.queries.agenda import has_time_off, holding, windows_around
 from server.queries.agenda_view import appointment_views, client_view, staff_audiences
 
 BUILTIN_NAMES = {
@@ -149,8 +150,18 @@ async def do_add_availability(
             _("Some fields are not valid."),
             {"capacity": _("A group slot has room for at least two people.")},
         )
-    start_minute = start_time.hour * 60 + start_time.minute
-    end_minute = end_time.hour * 60 + end_time.minute
+    # The hours as stored: what a second "Add the hours" is compared on, and what is created.
+    hours: dict[str, Any] = {
+        "location_id": location.id if location else None,
+        "weekday": weekday,
+        "on_date": on_date,
+        "start_minute": start_time.hour * 60 + start_time.minute,
+        "end_minute": end_time.hour * 60 + end_time.minute,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "is_group_slot": is_group_slot,
+        "capacity": capacity if is_group_slot else 1,
+    }
     async with atomic():
         await _lock_practitioner(practitioner.id)
         # "Add the hours" sent twice (a double click, a reload) made two identical rows, and
@@ -158,35 +169,14 @@ async def do_add_availability(
         # the ones already there. Hours that only overlap stay allowed (a group slot over
         # ordinary hours is a practice's choice).
         same = await Availability.filter(
-            practitioner_id=practitioner.id,
-            deleted_at=None,
-            location_id=location.id if location else None,
-            weekday=weekday,
-            on_date=on_date,
-            start_minute=start_minute,
-            end_minute=end_minute,
-            valid_from=valid_from,
-            valid_until=valid_until,
-            is_group_slot=is_group_slot,
-            capacity=capacity if is_group_slot else 1,
+            practitioner_id=practitioner.id, deleted_at=None, **hours
         ).prefetch_related("services")
         wanted = {s.id for s in services}
         for existing in same:
             if {s.id for s in existing.services} == wanted:
                 return existing
         await notify_hours_changed(practitioner.id)
-        availability = await Availability.create(
-            practitioner=practitioner,
-            location=location,
-            weekday=weekday,
-            on_date=on_date,
-            start_minute=start_minute,
-            end_minute=end_minute,
-            valid_from=valid_from,
-            valid_until=valid_until,
-            is_group_slot=is_group_slot,
-            capacity=capacity if is_group_slot else 1,
-        )
+        availability = await Availability.create(practitioner=practitioner, **hours)
         await availability.services.add(*services)
         await audit.record(
             actor,
@@ -250,13 +240,7 @@ async def _check_free(
     """Refuse a double booking with a 409 that says what it collides with; in a group
     session, also a second place for ``client_id`` (a move or a session set back to
     scheduled, into a session where the client already has one)."""
-    query = Appointment.filter(
-        practitioner_id=practitioner.id,
-        deleted_at=None,
-        attendance__in=list(HOLDS_SLOT),
-        starts_at__lt=end,
-        ends_at__gt=start,
-    )
+    query = holding(start, end, practitioner_id=practitioner.id)
     if ignore is not None:
         query = query.exclude(id=ignore)
     others = await query.prefetch_related("service")
@@ -301,13 +285,7 @@ async def check_client_free(
     ``atomic()``, holding the practitioner's row lock: this takes the client's (in that
     order, as everywhere), so two bookings of one client wait for each other."""
     await Client.filter(id=client_id).select_for_update().first()
-    query = Appointment.filter(
-        client_id=client_id,
-        deleted_at=None,
-        attendance__in=list(HOLDS_SLOT),
-        starts_at__lt=end,
-        ends_at__gt=start,
-    )
+    query = holding(start, end, client_id=client_id)
     if ignore is not None:
         query = query.exclude(id=ignore)
     if await query.exists():

@@ -51,7 +51,7 @@ from server.i18n import (
 )
 from server.i18n import gettext as _
 from server.mail import queue_email
-from server.queries.agenda import has_time_off
+from server.queries.agenda import has_time_off, holding
 from server.settings import get_settings
 
 # At most this many clients hear of one freed slot.
@@ -272,13 +272,7 @@ async def reopen_slots(practitioner_id: int, starts_at: datetime, ends_at: datet
     for slot in closed:
         if await has_time_off(practitioner_id, slot.starts_at, slot.ends_at):
             continue
-        if await Appointment.filter(
-            practitioner_id=practitioner_id,
-            deleted_at=None,
-            attendance__in=list(HOLDS_SLOT),
-            starts_at__lt=slot.ends_at,
-            ends_at__gt=slot.starts_at,
-        ).exists():
+        if await holding(slot.starts_at, slot.ends_at, practitioner_id=practitioner_id).exists():
             # Booked meanwhile: taken for good, as a booking over a waiting slot would.
             await FreedSlot.filter(id=slot.id).update(status=SlotStatus.TAKEN)
             continue
@@ -414,13 +408,7 @@ async def matches(slot: FreedSlot, now: datetime) -> list[Appointment]:
         if await has_pending_offer(client_id, now):
             continue
         if (
-            await Appointment.filter(
-                client_id=client_id,
-                deleted_at=None,
-                attendance__in=list(HOLDS_SLOT),
-                starts_at__lt=slot.ends_at,
-                ends_at__gt=slot.starts_at,
-            )
+            await holding(slot.starts_at, slot.ends_at, client_id=client_id)
             .exclude(id=appointment.id)  # the one it would move
             .exists()
         ):
@@ -463,12 +451,10 @@ async def offer_slot(slot_id: int, now: datetime | None = None) -> list[EarlierS
         if slot is None or slot.status is not SlotStatus.WAITING:
             return []
         practice = await Practice.get(id=slot.practice_id)  # type: ignore[attr-defined]
-        taken = await Appointment.filter(
+        taken = await holding(
+            slot.starts_at,
+            slot.ends_at,
             practitioner_id=slot.practitioner_id,  # type: ignore[attr-defined]
-            deleted_at=None,
-            attendance__in=list(HOLDS_SLOT),
-            starts_at__lt=slot.ends_at,
-            ends_at__gt=slot.starts_at,
         ).exists()
         # Time off taken since the slot was freed closes it as surely as a booking.
         practitioner_id: int = slot.practitioner_id  # type: ignore[attr-defined]

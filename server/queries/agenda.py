@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.queryset import QuerySet
@@ -184,14 +185,22 @@ async def weekly_hours(practitioner_id: int, first: date, last: date) -> list[We
     ]
 
 
-async def busy_between(practitioner_id: int, start: datetime, end: datetime) -> list[Busy]:
-    rows = await Appointment.filter(
-        practitioner_id=practitioner_id,
+def holding(start: datetime, end: datetime, **whose: Any) -> QuerySet[Appointment]:
+    """Appointments that hold their time (scheduled or attended, not removed) overlapping
+    [start, end); ``whose`` narrows them: a practitioner's, a client's."""
+    return Appointment.filter(
         deleted_at=None,
         attendance__in=list(HOLDS_SLOT),
         starts_at__lt=end,
         ends_at__gt=start,
-    ).values("starts_at", "ends_at", "service_id", "is_group")
+        **whose,
+    )
+
+
+async def busy_between(practitioner_id: int, start: datetime, end: datetime) -> list[Busy]:
+    rows = await holding(start, end, practitioner_id=practitioner_id).values(
+        "starts_at", "ends_at", "service_id", "is_group"
+    )
     return [Busy(r["starts_at"], r["ends_at"], r["service_id"], r["is_group"]) for r in rows]
 
 
