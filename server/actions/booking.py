@@ -59,11 +59,12 @@ async def do_book_online(
 
     The caller has already checked that the practitioner offers ``service`` at
     ``location_id`` to this client. ``alert_earlier``: put it on the earlier-slot waiting
-    list, when it may wait (offers.join_refusal), else book it without. Raises Conflict when the slot is not offered (any more):
+    list, when it may wait (offers.join_refusal), else book it without.
+
+    Raises Conflict, its message for the client, when the slot is not offered (any more):
     taken, in the past or within the cancellation notice, beyond the booking horizon, or at
-    a location the practice closed;
-    when the client already holds another appointment at that time (with anyone), or as
-    many upcoming online bookings as the practice allows. Its message is for the client."""
+    a location the practice closed; when the client already holds another appointment at
+    that time (with anyone), or as many upcoming online bookings as the practice allows."""
     practice = await Practice.get(id=caller.practice_id)
     tz = ZoneInfo(practice.time_zone)
     try:
@@ -87,7 +88,7 @@ async def do_book_online(
         day,
         location_id=location_id,
         exact_location=True,  # at that location, or remote when none
-        now=earliest_online_start(practice, datetime.now(UTC)),
+        now=earliest_online_start(practice, _now()),
     )
     if not any(s.start == start for s in free):
         # The same booking sent again (a phone that lost the answer and retried, a double
