@@ -15,6 +15,9 @@ class OutboxStatus(StrEnum):
     # The provider reported it reached the phone (SMS status callbacks).
     DELIVERED = "delivered"
     FAILED = "failed"
+    # Never handed over: it had stopped being true or useful before it could go (a reminder
+    # of a session cancelled, moved or begun while it waited for the morning or a retry).
+    DROPPED = "dropped"
 
 
 class OutboxMessage(Timestamped):
@@ -37,6 +40,11 @@ class OutboxMessage(Timestamped):
     sender = fields.CharField(max_length=20, default="", db_default="")
     provider_ref = fields.CharField(max_length=64, default="", db_default="", db_index=True)
     delivered_at = fields.DatetimeField(null=True)
+    # What a reminder, a confirmation or an offer speaks of, checked again at each try
+    # (server/outbox.py): not sent from ``send_before`` on (the session's start, the offer's
+    # end), nor once the appointment is no longer upcoming at that time.
+    appointment_id = fields.IntField(null=True)
+    send_before = fields.DatetimeField(null=True)
 
     class Meta:
         table = "outbox_message"

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosmtplib
 
+from models.agenda import Appointment
 from models.notifications import OutboxAttachment, OutboxMessage
 from server.outbox import deliver_outbox
 from server.settings import get_settings
@@ -34,10 +35,13 @@ async def queue_email(
     client_id: int | None = None,
     practice_id: int | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (),
+    appointment: Appointment | None = None,
 ) -> OutboxMessage:
     """Queue an email. Call inside ``atomic()``: a rolled-back change sends nothing.
 
-    ``attachments``: (filename, content type, bytes), stored with the message.
+    ``attachments``: (filename, content type, bytes), stored with the message. An email
+    about ``appointment`` (a reminder) is not sent once it is cancelled, moved or has begun
+    (server/outbox.py): the mail server may be down for hours.
     """
     message = await OutboxMessage.create(
         to=to,
@@ -48,6 +52,8 @@ async def queue_email(
         client_id=client_id,
         practice_id=practice_id,
         next_attempt_at=datetime.now(UTC),
+        appointment_id=appointment.id if appointment else None,
+        send_before=appointment.starts_at if appointment else None,
     )
     for filename, content_type, data in attachments:
         await OutboxAttachment.create(

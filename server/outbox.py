@@ -3,7 +3,10 @@ server/sms.py): each due message is claimed by a conditional update before it is
 several workers never send the same one (the claim lasts ``LEASE`` from its own start); a
 failure is retried with a growing delay until ``max_attempts``, or given up at once when the
 channel calls it permanent. A message whose worker stopped during its last attempt fails
-rather than risk going out twice.
+rather than risk going out twice. A message about an appointment or an offer that has
+stopped being true or useful by the time it could go (cancelled, moved, begun, over) is
+dropped, never sent: a reminder that waited for the morning or for the provider to come
+back must not announce a session that is no longer.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from models.agenda import Appointment, Attendance
 from models.notifications import OutboxMessage, OutboxStatus
+from server.db import atomic
 
 # How long a claimed message is left to its worker before another may try it.
 LEASE = timedelta(minutes=2)
@@ -21,6 +26,26 @@ LEASE = timedelta(minutes=2)
 Send = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
 # When a due message must wait instead (quiet hours), or None to send it now.
 Hold = Callable[[OutboxMessage, datetime], Awaitable[datetime | None]]
+# What to do once a message has been dropped, in its transaction (SMS: give its credits back).
+Dropped = Callable[[OutboxMessage], Awaitable[None]]
+
+
+async def why_drop(msg: OutboxMessage, at: datetime) -> str:
+    """Why ``msg`` must not go at ``at`` (the first moment it could), or "" if it still may.
+    The reasons are stored with it and shown on the client's Logs tab."""
+    if msg.send_before is not None and at >= msg.send_before:
+        return "Not sent: by the time it could go, it was too late to be of use."
+    if msg.appointment_id is None:
+        return ""
+    appointment = await Appointment.get_or_none(id=msg.appointment_id)
+    if (
+        appointment is None
+        or appointment.deleted_at is not None
+        or appointment.attendance is not Attendance.SCHEDULED
+        or (msg.send_before is not None and appointment.starts_at != msg.send_before)
+    ):
+        return "Not sent: the appointment was cancelled or moved in the meantime."
+    return ""
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -37,6 +62,7 @@ async def deliver_outbox(
     permanent: tuple[type[Exception], ...] = (),
     name_empty_errors: bool = False,
     hold: Hold | None = None,
+    dropped: Dropped | None = None,
 ) -> int:
     """Send the queued messages of ``channel`` whose time has come; returns how many left.
 
@@ -45,6 +71,7 @@ async def deliver_outbox(
     message without retrying. ``name_empty_errors``: an exception without a message is
     recorded by its class name rather than as an empty error. ``hold(message, now)``: when a
     message must wait instead of going now; it is moved there without using an attempt.
+    ``dropped(message)``: called in the transaction that drops a message (``why_drop``).
     """
     now = datetime.now(UTC)
     due = (
@@ -66,8 +93,17 @@ async def deliver_outbox(
                 error="The worker stopped during the last attempt: it may have been sent.",
             )
             continue
-        if hold is not None and (until := await hold(msg, now)) is not None:
-            # Conditional as the claim is: a worker that claimed it meanwhile keeps it.
+        until = await hold(msg, now) if hold is not None else None
+        if why := await why_drop(msg, until or now):
+            async with atomic():
+                # Conditional as the claim is: a worker that claimed it meanwhile keeps it.
+                if await OutboxMessage.filter(**still).update(
+                    status=OutboxStatus.DROPPED, error=why
+                ):
+                    if dropped is not None:
+                        await dropped(msg)
+            continue
+        if until is not None:
             await OutboxMessage.filter(**still).update(next_attempt_at=until)
             continue
         # The lease runs from the claim, not from the batch's start: the messages before

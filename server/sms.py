@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
+from tortoise.expressions import F
 
 from models.accounts import Practice
 from models.notifications import OutboxMessage
@@ -187,6 +188,13 @@ async def deliver_due_sms(limit: int = 20) -> int:
         allowed = next_allowed(now, *quiet[practice_id])
         return allowed if allowed > now else None
 
+    async def give_back(msg: OutboxMessage) -> None:
+        # Its segments were paid when it was queued; a text never sent costs nothing.
+        if msg.practice_id is not None and msg.segments:
+            await MessagingSettings.filter(practice_id=msg.practice_id).update(
+                sms_credits=F("sms_credits") + msg.segments
+            )
+
     return await deliver_outbox(
         "sms",
         send,
@@ -196,6 +204,7 @@ async def deliver_due_sms(limit: int = 20) -> int:
         permanent=(SmsRejected,),
         name_empty_errors=True,
         hold=hold,
+        dropped=give_back,
     )
 
 

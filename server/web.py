@@ -472,6 +472,7 @@ LABELS: dict[StrEnum, str] = {
     OutboxStatus.SENT: i18n.lazy("sent"),
     OutboxStatus.DELIVERED: i18n.lazy("delivered"),
     OutboxStatus.FAILED: i18n.lazy("failed"),
+    OutboxStatus.DROPPED: i18n.lazy("not sent"),
 }
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from models.accounts import Practice, StaffRole, StaffUser
 from models.notifications import OutboxMessage
 from models.reminders import Channel, PractitionerSms, SmsTemplate
-from server.access import access_sms_template, access_staff_user, can_see_clinical
+from server.access import access_practitioner, access_sms_template, can_see_clinical
 from server.actions import reminders
 from server.actions.accounts import withhold_links
 from server.errors import Conflict, ValidationFailed
@@ -242,7 +242,7 @@ async def add_credits(request: Request) -> Response:
 
 async def save_practitioner(request: Request) -> Response:
     caller = require_staff(request, OWNER)
-    practitioner = await access_staff_user(caller, path_id(request, "staff_id"))
+    practitioner = await access_practitioner(caller, path_id(request, "staff_id"))
     form = await _form(request)
     form.setdefault("notify_online_bookings", "false")
     form.setdefault("notices_by_sms", "false")

@@ -18,7 +18,7 @@ from models.clients import Client
 from models.jobs import Job, JobStatus
 from models.messaging import ConversationKind, Participant
 from models.notifications import OutboxMessage, OutboxStatus
-from models.reminders import Channel, MessagingSettings
+from models.reminders import Channel, MessagingSettings, PractitionerSms
 from server import jobs
 from server.actions import (
     agenda,
@@ -823,3 +823,73 @@ async def test_a_stale_reminders_form_does_not_undo_a_newer_change(
     await settings.refresh_from_db()
     assert settings.quiet_start_minute == 22 * 60
     assert (await reminders.reminder_text(s["practice"].id, Channel.SMS, "fr")).body == text.body
+
+
+async def test_a_reminder_waiting_in_the_outbox_is_dropped_when_its_session_is_called_off(
+    setup: dict[str, Any],
+) -> None:
+    """A queued reminder went out whatever became of its session meanwhile: the provider or
+    the mail server down for hours, the session cancelled or moved in the meantime, and the
+    client was reminded of a time that no longer stood. Now it is dropped, not sent, and its
+    SMS credits come back."""
+    from server import mail
+    from server.sms import deliver_due_sms
+
+    s = setup
+    # No quiet hours: a run in the evening would hold the texts (their own test is below).
+    settings = await reminders.messaging_settings(s["practice"].id)
+    await MessagingSettings.filter(id=settings.id).update(quiet_start_minute=0, quiet_end_minute=0)
+    await set_prefs(s["client"], 24, 24)
+    cancelled, moved, kept = [await book(s, in_days(d)) for d in (3, 4, 5)]
+    for a in (cancelled, moved, kept):
+        await run_all(a.starts_at - timedelta(hours=24))
+    assert await OutboxMessage.filter(status=OutboxStatus.QUEUED).count() == 6
+    credits = (await reminders.messaging_settings(s["practice"].id)).sms_credits
+    await agenda.do_set_attendance(None, cancelled, Attendance.CANCELLED_BY_CLIENT)
+    await agenda.do_move_appointment(None, moved, in_days(6))
+    assert await deliver_due_sms() == 1
+    assert await mail.deliver_due() == 1
+    by_appointment = {
+        (m.appointment_id, m.channel): m for m in await OutboxMessage.filter(purpose="reminder")
+    }
+    for a in (cancelled, moved):
+        for channel in ("sms", "email"):
+            m = by_appointment[(a.id, channel)]
+            assert m.status is OutboxStatus.DROPPED and m.sent_at is None
+            assert "cancelled or moved" in m.error
+    for channel in ("sms", "email"):
+        assert by_appointment[(kept.id, channel)].status is OutboxStatus.SENT
+    # The two texts never sent are paid back; the one sent is not.
+    assert (await reminders.messaging_settings(s["practice"].id)).sms_credits == credits + 2
+    # The client's Logs tab says so.
+    logs = await client_logs(s["client"], clinical=False)
+    assert sorted(m.status.value for m in logs["sent"] if m.purpose == "reminder") == [
+        "dropped",
+        "dropped",
+        "dropped",
+        "dropped",
+        "sent",
+        "sent",
+    ]
+
+
+async def test_texting_preferences_are_only_for_the_practices_active_clinicians(
+    setup: dict[str, Any], http: Any, make: Factory
+) -> None:
+    """The SMS page lists the owners and therapists who practise; its form took any staff id,
+    so a crafted post gave the front desk or someone who had left texts about bookings."""
+    s = setup
+    desk = await make.office_admin()
+    gone = await make.therapist(first_name="Gone")
+    gone.is_active = False
+    await gone.save()
+    await login(http, s["owner"])
+    form = {"mobile": "+33611111111", "notify_online_bookings": "true"}
+    for who in (desk, gone):
+        response = await http.post(f"/staff/settings/sms/practitioners/{who.id}", data=form)
+        assert response.status_code == 404
+    assert not await PractitionerSms.filter(practitioner_id__in=[desk.id, gone.id]).exists()
+    response = await http.post(f"/staff/settings/sms/practitioners/{s['alice'].id}", data=form)
+    assert response.status_code == 303
+    prefs = await PractitionerSms.get(practitioner_id=s["alice"].id)
+    assert prefs.mobile == "+33611111111" and prefs.notify_online_bookings

@@ -22,7 +22,7 @@ from server.actions import reminders
 from server.db import atomic
 from server.settings import Settings, set_settings
 from server.sms import deliver_due_sms, twilio_signature
-from tests.conftest import Factory
+from tests.conftest import Factory, session_booker
 
 
 class FakeTwilio:
@@ -223,3 +223,51 @@ async def test_a_text_whose_try_falls_in_quiet_hours_waits_for_their_end(
     assert await deliver_due_sms() == 1
     sent = await OutboxMessage.get(id=reminder.id)
     assert sent.status is OutboxStatus.SENT and sent.attempts == 2
+
+
+async def test_a_reminder_that_quiet_hours_would_hold_past_its_session_is_dropped(
+    db: None, make: Factory, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reminder of a 07:30 session, queued at 20:58, its try at 23:30: quiet hours held it
+    until 08:00, and the client was reminded of their session half an hour after it began.
+    It is dropped instead, and its credit given back."""
+    import server.outbox as outbox_module
+    from server.actions import reminder_jobs  # noqa: F401 - the queue's jobs
+
+    paris = ZoneInfo("Europe/Paris")
+    practice = await make.practice()
+    practice.time_zone = "Europe/Paris"
+    await practice.save()
+    therapist = await make.therapist()
+    book = await session_booker(practice, therapist, await make.client(therapist))
+    session = await book(datetime(2027, 1, 13, 7, 30, tzinfo=paris).astimezone(UTC))
+    clock = [datetime(2027, 1, 12, 23, 30, tzinfo=paris).astimezone(UTC)]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return clock[0] if tz is None else clock[0].astimezone(tz)
+
+    monkeypatch.setattr(outbox_module, "datetime", Clock)
+    async with atomic():
+        msg = await reminders.queue_sms(
+            practice,
+            "+33611111111",
+            "Reminder: tomorrow 07:30",
+            purpose="reminder",
+            client_id=None,
+            appointment=session,
+        )
+    credits = (await reminders.messaging_settings(practice.id)).sms_credits
+    await OutboxMessage.filter(id=msg.id).update(
+        next_attempt_at=datetime(2027, 1, 12, 20, 58, tzinfo=paris), attempts=1
+    )
+    assert await deliver_due_sms() == 0
+    assert twilio.requests == []
+    dropped = await OutboxMessage.get(id=msg.id)
+    assert dropped.status is OutboxStatus.DROPPED and "too late" in dropped.error
+    assert (await reminders.messaging_settings(practice.id)).sms_credits == credits + 1
+    # Dropped for good: a later run leaves it be.
+    clock[0] = datetime(2027, 1, 13, 8, 0, 5, tzinfo=paris).astimezone(UTC)
+    assert await deliver_due_sms() == 0
+    assert twilio.requests == []

@@ -587,7 +587,14 @@ async def send_offer_sms(job: Job) -> None:
     finally:
         set_locale(was_locale)
         set_time_zone(was_zone)
-    await reminders.queue_sms(practice, number, body, purpose="offer.sent", client_id=client.id)
+    await reminders.queue_sms(
+        practice,
+        number,
+        body,
+        purpose="offer.sent",
+        client_id=client.id,
+        send_before=min(offer.expires_at, slot.starts_at),
+    )
 
 
 async def _notify_slot_badge(slot: FreedSlot) -> None:

@@ -132,6 +132,7 @@ async def send_reminder(job: Job) -> None:
             purpose="reminder",
             client_id=client.id,
             practice_id=practice.id,
+            appointment=appointment,
         )
     else:
         await queue_sms(
@@ -140,6 +141,7 @@ async def send_reminder(job: Job) -> None:
             render(text.body, values),
             purpose="reminder",
             client_id=client.id,
+            appointment=appointment,
         )
 
 
@@ -171,6 +173,7 @@ async def send_confirmation(job: Job) -> None:
         purpose="confirmation",
         client_id=client.id,
         sender=template.sender_name if template else "",
+        appointment=appointment,
     )
 
 
@@ -206,6 +209,7 @@ async def send_booking_notice(job: Job) -> None:
         body,
         purpose="booking.practitioner",
         client_id=appointment.client_id,  # type: ignore[attr-defined]
+        appointment=appointment,
     )
 
 

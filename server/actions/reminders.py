@@ -437,9 +437,14 @@ async def queue_sms(
     purpose: str,
     client_id: int | None,
     sender: str = "",
+    appointment: Appointment | None = None,
+    send_before: datetime | None = None,
 ) -> OutboxMessage:
     """Queue one SMS, paying its segments from the practice's credits. With too few credits
-    it is recorded as failed (so the Logs tab says why) and the owner is told, once."""
+    it is recorded as failed (so the Logs tab says why) and the owner is told, once.
+
+    A text about ``appointment`` is not sent once it is cancelled, moved or has begun; one
+    with ``send_before`` not from then on (server/outbox.py). Dropped, it costs nothing."""
     body = gsm_friendly(body)
     segments = count_segments(body).count
     settings = (
@@ -454,6 +459,8 @@ async def queue_sms(
         "practice_id": practice.id,
         "segments": segments,
         "sender": sender,
+        "appointment_id": appointment.id if appointment else None,
+        "send_before": appointment.starts_at if appointment else send_before,
     }
     if settings.sms_credits < segments:
         if settings.credits_exhausted_at is None:
