@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 from tortoise.expressions import Q
 
-from models.accounts import PortalAccount
+from models.accounts import PortalAccount, Practice
 from models.clients import (
     AlternateContact,
     Client,
@@ -43,6 +43,7 @@ from server.db import atomic
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
+from server.phones import region_of
 
 # Ids are 32-bit integers in every table (see server.web.parse_id).
 MAX_ID = 2**31 - 1
@@ -137,8 +138,11 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(_("Some fields are not valid."), {field: message})
 
 
-def check_circle_contact(data: CircleContactIn) -> tuple[dict[str, Any], list[PhoneIn]]:
-    """The alternate contact's values and phones, or ValidationFailed naming the field."""
+def check_circle_contact(
+    data: CircleContactIn, region: str | None
+) -> tuple[dict[str, Any], list[PhoneIn]]:
+    """The alternate contact's values and phones, or ValidationFailed naming the field
+    (numbers for texts read in ``region``, the practice's country)."""
     values: dict[str, Any] = {
         k: getattr(data, k).strip() if isinstance(getattr(data, k), str) else getattr(data, k)
         for k in PLAIN_FIELDS
@@ -150,7 +154,7 @@ def check_circle_contact(data: CircleContactIn) -> tuple[dict[str, Any], list[Ph
         raise ValidationFailed(_("Some fields are missing."), missing)
     _reminder(data.reminder_email_hours, "reminder_email_hours")
     _reminder(data.reminder_sms_hours, "reminder_sms_hours")
-    phones = _check_phones(data.phones)
+    phones = _check_phones(data.phones, region)
     for phone in phones:
         phone.number = phone.number.strip()
         phone.label = phone.label.strip()
@@ -165,6 +169,11 @@ def check_circle_contact(data: CircleContactIn) -> tuple[dict[str, Any], list[Ph
     if data.is_emergency and not phones:
         raise _invalid("is_emergency", _("An emergency contact needs a phone number."))
     return values, phones
+
+
+async def _region(client: Client) -> str | None:
+    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+    return region_of(practice.time_zone)
 
 
 def _phone_rows(phones: list[PhoneIn]) -> list[tuple[str, str, bool, bool]]:
@@ -199,7 +208,7 @@ async def do_add_circle_contact(
     _same_practice(client, contact)
     if contact is not None:
         data = _fill_blanks(data, contact)
-    values, phones = check_circle_contact(data)
+    values, phones = check_circle_contact(data, await _region(client))
     async with atomic():
         alternate = await AlternateContact.create(client=client, contact=contact, **values)
         await _replace_phones(alternate, _phone_rows(phones))
@@ -228,7 +237,7 @@ async def do_update_circle_contact(
     _same_practice(client, contact)
     if contact is not None and contact.id != alternate.contact_id:  # type: ignore[attr-defined]
         data = _fill_blanks(data, contact)
-    values, phones = check_circle_contact(data)
+    values, phones = check_circle_contact(data, await _region(client))
     values["contact_id"] = contact.id if contact else None
     async with atomic():
         changed = _changed(alternate, values)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from models.accounts import StaffUser
+from models.accounts import Practice, StaffUser
 from models.agenda import DiscountKind, Service, ServiceDiscount
 from models.clients import (
     Client,
@@ -35,6 +35,7 @@ from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
+from server.phones import region_of, sms_problem
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_KEYWORDS = 4
@@ -188,7 +189,10 @@ class PaymentMethodIn(BaseModel):
 # --- contact details -------------------------------------------------------------------------
 
 
-def _check_phones(phones: list[PhoneIn]) -> list[PhoneIn]:
+def _check_phones(phones: list[PhoneIn], region: str | None) -> list[PhoneIn]:
+    """The numbers kept (blank rows dropped, the first primary if none is), or a 422: more
+    than one primary or for texts, or one for texts that texts cannot reach (read in
+    ``region``, the practice's country: server/phones.py)."""
     phones = [p for p in phones if p.number.strip()]
     if sum(p.is_primary for p in phones) > 1:
         raise ValidationFailed(
@@ -199,6 +203,9 @@ def _check_phones(phones: list[PhoneIn]) -> list[PhoneIn]:
             _("Some fields are not valid."),
             {"phones": _("Only one number can receive SMS reminders.")},
         )
+    for p in phones:
+        if p.for_sms and (problem := sms_problem(p.number, region)):
+            raise ValidationFailed(_("Some fields are not valid."), {"phones": problem})
     if phones and not any(p.is_primary for p in phones):
         phones[0].is_primary = True
     return phones
@@ -241,7 +248,8 @@ def _changed(obj: Any, values: dict[str, Any]) -> list[str]:
 async def do_update_contact_details(actor: Caller, client: Client, data: ContactIn) -> Client:
     _reminder(data.reminder_email_hours, "reminder_email_hours")
     _reminder(data.reminder_sms_hours, "reminder_sms_hours")
-    phones = _check_phones(data.phones)
+    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+    phones = _check_phones(data.phones, region_of(practice.time_zone))
     emails = _check_emails(data.emails)
     if data.reminder_sms_hours is not None and not any(p.for_sms for p in phones):
         raise ValidationFailed(

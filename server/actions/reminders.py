@@ -46,6 +46,7 @@ from server.db import atomic, connection, placeholders
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
 from server.mail import queue_email
+from server.phones import for_sending, region_of, sms_problem
 from server.quiet_hours import next_allowed
 from server.reminder_texts import (
     DEFAULT_REMINDERS,
@@ -446,6 +447,7 @@ async def queue_sms(
     A text about ``appointment`` is not sent once it is cancelled, moved or has begun; one
     with ``send_before`` not from then on (server/outbox.py). Dropped, it costs nothing."""
     body = gsm_friendly(body)
+    to = for_sending(to, region_of(practice.time_zone))
     segments = count_segments(body).count
     settings = (
         await MessagingSettings.filter(practice_id=practice.id).select_for_update().first()
@@ -757,6 +759,9 @@ async def do_set_practitioner_sms(
         raise ValidationFailed(
             _("Some fields are missing."), {"mobile": _("Add a mobile number for texts.")}
         )
+    practice = await Practice.get(id=practitioner.practice_id)  # type: ignore[attr-defined]
+    if mobile and (problem := sms_problem(mobile, region_of(practice.time_zone))):
+        raise ValidationFailed(_("Some fields are not valid."), {"mobile": problem})
     async with atomic():
         prefs, _created = await PractitionerSms.get_or_create(practitioner_id=practitioner.id)
         prefs.default_template = default_template  # type: ignore[assignment]
