@@ -92,6 +92,9 @@ async def test_the_contact_tab_refuses_a_landline_for_texts_and_texts_go_out_as_
             client_id=client.id,
         )
     assert [m.to for m in await OutboxMessage.filter(channel="sms")] == ["+33612345678"]
+    # And the client's Logs tab still knows it was sent to her.
+    page = await http.get(f"/staff/clients/{client.id}/logs")
+    assert page.status_code == 200 and "+33612345678" in page.text
 
 
 async def test_a_practitioners_number_for_texts_is_checked_too(

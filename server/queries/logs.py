@@ -7,12 +7,13 @@ from typing import Any
 
 from tortoise.expressions import Q
 
-from models.accounts import PortalAccount, StaffUser
+from models.accounts import PortalAccount, Practice, StaffUser
 from models.audit import AuditEntry
 from models.clients import AlternateContact, Client, EmailAddress, PhoneNumber
 from models.notifications import OutboxMessage
 from models.reminders import PractitionerSms
 from server.audit_labels import describe
+from server.phones import for_sending, region_of
 
 LIMIT = 200
 
@@ -43,7 +44,8 @@ def shown_detail(entry: AuditEntry) -> dict[str, Any]:
 
 async def addresses_of(client: Client) -> set[str]:
     """Where messages to the client or their circle of care go: their emails and phones,
-    their portal account's email, their alternate contacts' (as stored, compared lowercase)."""
+    their portal account's email, their alternate contacts' (as stored, compared lowercase;
+    a number also as texts are sent to it, +33612345678 for "06 12 34 56 78")."""
     alternates = await AlternateContact.filter(client_id=client.id).values_list("id", "email")
     found = [client.email or "", client.phone or ""]
     found += [str(email) for _id, email in alternates]
@@ -52,7 +54,7 @@ async def addresses_of(client: Client) -> set[str]:
         Q(client_id=client.id) | Q(alternate_contact_id__in=[i for i, _e in alternates])
     ).values_list("number", flat=True)
     found += await PortalAccount.filter(client_id=client.id).values_list("email", flat=True)  # type: ignore[arg-type]
-    return _normal(found)
+    return await _normal(found, client.practice_id)  # type: ignore[attr-defined]
 
 
 async def _staff_addresses(practice_id: int) -> set[str]:
@@ -62,11 +64,14 @@ async def _staff_addresses(practice_id: int) -> set[str]:
     mobiles = await PractitionerSms.filter(practitioner_id__in=[i for i, _e in staff]).values_list(
         "mobile", flat=True
     )
-    return _normal([str(e) for _i, e in staff] + [str(m) for m in mobiles])
+    return await _normal([str(e) for _i, e in staff] + [str(m) for m in mobiles], practice_id)
 
 
-def _normal(found: list[Any]) -> set[str]:
-    return {str(a).strip().lower() for a in found if a and str(a).strip()}
+async def _normal(found: list[Any], practice_id: int) -> set[str]:
+    kept = {str(a).strip().lower() for a in found if a and str(a).strip()}
+    practice = await Practice.get(id=practice_id)
+    region = region_of(practice.time_zone)
+    return kept | {for_sending(a, region) for a in kept if "@" not in a}
 
 
 async def file_logs(
