@@ -259,7 +259,8 @@ def add_billing_endpoints(api: Api, realm: Literal["staff", "portal"]) -> None:
     )
     async def record_payment(request: Request, body: PaymentBody) -> InvoiceDetailOut:
         """Record a full or partial payment of a finalized invoice; what is paid above the
-        balance becomes the paying client's credit (409 if a credit note cancelled it)"""
+        balance becomes the paying client's credit (422 when a contact or someone typed in
+        pays, who has no account to keep it; 409 if a credit note cancelled it)"""
         caller = require_staff(request)
         invoice = await access_invoice_to_change(caller, path_id(request, "invoice_id"))
         await billing.do_record_payment(

@@ -887,6 +887,108 @@ async def test_a_credit_note_never_strands_what_a_payer_without_account_paid(
     assert note.total == Decimal("-120.00")
 
 
+async def test_what_a_payer_who_is_not_a_client_overpays_is_never_the_clients_credit(
+    make: Factory, http: Any
+) -> None:
+    """A mother (a contact, not a client) pays 100 for her son's invoice of 60. The 40 she
+    overpaid became the son's credit: the practice refunded it to him, or it paid his next
+    invoice, though it was hers. No account of hers can hold it, so the overpayment is
+    refused (422 on the amount), on the page as through the API, and nothing is recorded;
+    what the invoice owes is taken. The same for someone typed in."""
+    practice, owner, therapist, son = await setup(make)
+    svc = await service()  # 60.00
+    await appointment(therapist, son, svc, 3)
+    await appointment(therapist, son, svc, 2)
+    mother = await Contact.create(practice=practice, first_name="Marie", last_name="Dubois")
+    by_mother, by_aunt = [
+        (await bill(owner, [consultation], BillingMethod.SINGLE, payer=payer, finalize=True))[0]
+        for consultation, payer in zip(
+            await billing.do_ensure_consultations(None, son),
+            (
+                Payer(kind=PayerKind.CONTACT, contact=mother),
+                Payer(kind=PayerKind.OTHER, name="Anne Dubois"),
+            ),
+            strict=True,
+        )
+    ]
+    actor = caller_of(owner)
+    too_much = PaymentIn(Decimal("100"), PaymentMethodUsed.TRANSFER, date.today())
+    for invoice in (by_mother, by_aunt):
+        with pytest.raises(ValidationFailed) as refused:
+            await billing.do_record_payment(actor, invoice, too_much)
+        assert "amount" in refused.value.fields
+    await login(http, owner)
+    body = {"amount": "100.00", "method": "transfer", "paid_on": date.today().isoformat()}
+    r = await http.post(f"/staff/billing/invoices/{by_mother.id}/payments", data=body)
+    assert r.status_code == 422
+    assert "Marie Dubois is not a client" in r.text and "Record €60.00" in r.text
+    r = await http.post(f"/api/invoices/{by_aunt.id}/payments", json=body)
+    assert r.status_code == 422 and "amount" in r.json()["error"]["fields"]
+    assert await Payment.all().count() == 0
+    assert await billing.client_credit(son.id) == Decimal("0.00")
+    # What the invoice owes is taken.
+    r = await http.post(
+        f"/staff/billing/invoices/{by_mother.id}/payments", data={**body, "amount": "60.00"}
+    )
+    assert r.status_code == 303
+    await by_mother.refresh_from_db()
+    assert by_mother.balance == Decimal("0.00")
+    assert await billing.client_credit(son.id) == Decimal("0.00")
+
+
+async def test_a_credit_note_gives_a_client_back_only_their_own_money(
+    make: Factory, http: Any
+) -> None:
+    """An invoice for a client that a contact paid, then credited: the 60 the contact paid
+    moved to the client's credit, and could be refunded to the client. It is refused (409)
+    as for a contact paying for several clients. Paid from the client's own credit, the
+    credit note gives that back to the client's credit."""
+    practice, owner, therapist, client = await setup(make)
+    svc = await service()  # 60.00
+    for days_ago in (4, 3, 2):
+        await appointment(therapist, client, svc, days_ago)
+    insurer = await Contact.create(
+        practice=practice, first_name="Ana", last_name="Lyse", organisation="Mutuelle"
+    )
+    own, by_insurer, from_credit = [
+        (await bill(owner, [consultation], BillingMethod.SINGLE, payer=payer, finalize=True))[0]
+        for consultation, payer in zip(
+            await billing.do_ensure_consultations(None, client),
+            (
+                Payer(kind=PayerKind.CLIENT),
+                Payer(kind=PayerKind.CONTACT, contact=insurer),
+                Payer(kind=PayerKind.CONTACT, contact=insurer),
+            ),
+            strict=True,
+        )
+    ]
+    actor = caller_of(owner)
+    await billing.do_record_payment(
+        actor, own, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, date.today())
+    )
+    assert await billing.client_credit(client.id) == Decimal("60.00")
+    await billing.do_record_payment(
+        actor, by_insurer, PaymentIn(Decimal("60"), PaymentMethodUsed.TRANSFER, date.today())
+    )
+    await billing.do_record_payment(
+        actor, from_credit, PaymentIn(Decimal("60"), PaymentMethodUsed.CREDIT, date.today())
+    )
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+    await by_insurer.refresh_from_db()
+    with pytest.raises(Conflict):
+        await billing.do_credit_note(actor, by_insurer)
+    await login(http, owner)
+    r = await http.post(f"/staff/billing/invoices/{by_insurer.id}/credit-note", data={})
+    assert r.status_code == 409
+    await by_insurer.refresh_from_db()
+    assert (by_insurer.credited, by_insurer.paid) == (Decimal("0.00"), Decimal("60.00"))
+    assert await Invoice.filter(kind=InvoiceKind.CREDIT_NOTE).count() == 0
+    assert await billing.client_credit(client.id) == Decimal("0.00")
+    await from_credit.refresh_from_db()
+    await billing.do_credit_note(actor, from_credit)
+    assert await billing.client_credit(client.id) == Decimal("60.00")
+
+
 async def test_only_money_received_has_a_receipt(make: Factory, new_http: Any) -> None:
     """A refund (money given back) or a use or move of credit was served as a receipt of
     "Amount received -€40.00", on the portal and to staff. Those are a 404; a payment

@@ -1051,7 +1051,8 @@ async def do_finalize(actor: Caller | None, invoice: Invoice) -> Invoice:
 async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -> Invoice:
     """Cancel a finalized invoice by a credit note for its remaining amount (numbered in the
     same sequence). Its consultations may be billed again; what was paid beyond what is
-    still owed becomes the client's credit."""
+    still owed becomes the paying client's credit. A 409 while it would give back money a
+    contact or someone typed in paid (theirs, and no account of theirs can hold it)."""
     if invoice.status is not InvoiceStatus.FINALIZED or invoice.kind is not InvoiceKind.INVOICE:
         raise Conflict(_("Only a finalized invoice can be credited."))
     profile = await BillingProfile.get(id=invoice.profile_id)  # type: ignore[attr-defined]
@@ -1065,18 +1066,24 @@ async def do_credit_note(actor: Caller, invoice: Invoice, *, reason: str = "") -
         given_back = money(
             Decimal(invoice.paid) - (Decimal(invoice.total) - invoice.credited - remaining)
         )
-        if given_back > 0 and account_holder(invoice) is None:
-            # A contact or someone typed in paid for several clients: no client account could
-            # hold what the credit note gives back, and nothing refunds it, so the money
-            # would stay as paid on a cancelled invoice (a balance below zero, on no
-            # statement).
+        payers_money = given_back
+        if credit_holder(invoice) is None and account_holder(invoice) is not None:
+            # A contact or someone typed in pays a client's invoice: what the client paid from
+            # their own credit goes back to it, what the payer paid is not the client's.
+            payers_money -= await _paid_from_credit(invoice)
+        if payers_money > 0 and credit_holder(invoice) is None:
+            # A contact or someone typed in paid: no account of theirs could hold what the
+            # credit note gives back, and nothing refunds it to them. The client's account
+            # would have kept it (their money refunded to the client, or paying the client's
+            # next invoice), or with no client the money would stay as paid on a cancelled
+            # invoice (a balance below zero, on no statement).
             raise Conflict(
                 _(
                     "%(amount)s was paid on this invoice by a payer with no client account. "
                     "A credit note would leave that money nowhere to be kept or refunded, so "
                     "this invoice cannot be credited while it is paid."
                 )
-                % {"amount": format_money(given_back, invoice.currency)}
+                % {"amount": format_money(payers_money, invoice.currency)}
             )
         lines = await InvoiceLine.filter(invoice_id=invoice.id).order_by("position")
         note = await Invoice.create(
@@ -1173,6 +1180,22 @@ def account_holder(invoice: Invoice) -> int | None:
     return invoice.client_id  # type: ignore[attr-defined]
 
 
+def credit_holder(invoice: Invoice) -> int | None:
+    """The client whose credit money paid on an invoice beyond what it owes becomes (an
+    overpayment, what a credit note gives back): its account holder when a client pays it.
+    None when a contact or someone typed in pays: that money is theirs, not the credit of
+    the client whose sessions it paid, and they have no account to hold it."""
+    return account_holder(invoice) if invoice.payer_kind is PayerKind.CLIENT else None
+
+
+async def _paid_from_credit(invoice: Invoice) -> Decimal:
+    """What the account holder's own credit paid on the invoice, less what went back to it."""
+    rows = await Payment.filter(
+        invoice_id=invoice.id, kind=PaymentKind.PAYMENT, method=PaymentMethodUsed.CREDIT
+    ).values_list("amount", flat=True)
+    return money(sum((Decimal(str(a)) for a in rows), ZERO))
+
+
 async def _claim_balance(invoice: Invoice) -> None:
     """Claim the invoice as the caller read it: what it was paid and credited. Call inside
     ``atomic()``. A payment and a credit note each compute from both figures; claiming only
@@ -1211,7 +1234,8 @@ class PaymentIn:
 
 async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) -> Payment:
     """A full or partial payment of a finalized invoice. Beyond what it still owes, the
-    rest becomes the client's credit. Paying "by credit" uses that credit."""
+    rest becomes the paying client's credit (a 422 when a contact or someone typed in pays:
+    no account of theirs can hold it). Paying "by credit" uses the account holder's credit."""
     if invoice.status is not InvoiceStatus.FINALIZED or invoice.kind is not InvoiceKind.INVOICE:
         raise Conflict(_("Only a finalized invoice can be paid."))
     amount = money(data.amount)
@@ -1242,8 +1266,22 @@ async def do_record_payment(actor: Caller, invoice: Invoice, data: PaymentIn) ->
                     raise _invalid("amount", _("More than the client's credit."))
                 if excess > 0:
                     raise _invalid("amount", _("More than the invoice still owes."))
-            if excess > 0 and holder is None:
-                raise _invalid("amount", _("More than the invoice still owes."))
+            if excess > 0 and credit_holder(invoice) is None:
+                # Paid by a contact or someone typed in: the excess is theirs, and no account of
+                # theirs can hold it (the client's credit would be refunded to the client, or
+                # pay the client's next invoice).
+                raise _invalid(
+                    "amount",
+                    _(
+                        "%(payer)s is not a client: nothing can keep what they pay beyond "
+                        "this invoice as their credit, or give it back to them. Record "
+                        "%(due)s, what the invoice still owes, and hand them back the rest."
+                    )
+                    % {
+                        "payer": invoice.payer_name,
+                        "due": format_money(max(balance, ZERO), invoice.currency),
+                    },
+                )
             payment = await Payment.create(
                 practice_id=invoice.practice_id,  # type: ignore[attr-defined]
                 client_id=holder,
