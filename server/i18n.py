@@ -157,8 +157,8 @@ def _parsed(locale: str) -> Locale:
 NAMED_FORMATS = ("full", "long", "medium", "short")
 
 
-def format_datetime(value: datetime | None, fmt: str = "medium") -> str:
-    """A UTC datetime shown in the practice's time zone and the user's locale.
+def format_datetime(value: datetime | None, fmt: str = "medium", tz: ZoneInfo | None = None) -> str:
+    """A UTC datetime shown in the practice's time zone (or ``tz``) and the user's locale.
 
     The named formats set how the date is written; the time is always hours and minutes
     ("lundi 7 décembre 2026, 09:00", "Monday, December 7, 2026, 9:00 AM"): CLDR's own full and medium
@@ -167,7 +167,7 @@ def format_datetime(value: datetime | None, fmt: str = "medium") -> str:
     if value is None:
         return ""
     locale = _babel_locale()
-    tz = current_time_zone()
+    tz = tz or current_time_zone()
     if fmt not in NAMED_FORMATS:
         return _format_datetime(value, fmt, tzinfo=tz, locale=locale)
     local = value.astimezone(tz)

@@ -8,6 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from models.accounts import Practice
 from server.actions.practice import (
     PracticeSettingsIn,
+    TimeZoneChangeUnconfirmed,
     do_update_settings,
     settings_version,
     time_zones,
@@ -39,6 +40,10 @@ async def settings_page(request: Request) -> Response:
         except ValidationFailed as exc:
             ctx.update(error=exc.message, fields=exc.fields, posted=data)
             return render(request, "staff/practice.html", ctx, status=422)
+        except TimeZoneChangeUnconfirmed as exc:
+            # Shown as posted, with the box that confirms the new zone.
+            ctx.update(error=exc.message, fields=exc.fields, posted=data, confirm_time_zone=True)
+            return render(request, "staff/practice.html", ctx, status=409)
         except Conflict as exc:
             # Shown as they are now, with their new version: saving again is a choice.
             await practice.refresh_from_db()

@@ -15,7 +15,9 @@ from models.accounts import Practice
 from models.audit import AuditEntry
 from server import i18n
 from server.actions import agenda
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, session_booker
+
+PARIS = ZoneInfo("Europe/Paris")
 
 
 async def test_owner_changes_the_settings(new_http: Any, make: Factory) -> None:
@@ -187,3 +189,66 @@ async def test_a_stale_settings_form_does_not_undo_a_newer_change(
     assert (await http.post("/staff/practice", data=fresh)).status_code == 303
     await practice.refresh_from_db()
     assert (practice.name, practice.time_zone) == ("Lilas", "America/Montreal")
+
+
+async def test_a_new_time_zone_that_moves_sessions_is_confirmed_first(
+    http: Any, people: dict[str, Any]
+) -> None:
+    """Appointments are kept as moments (UTC) and open hours as clock times: set from Paris to
+    Toronto, a 10:00 session showed at 04:00, before the hours that still opened at 9:00,
+    and the owner was told nothing. Now the change waits for a confirmation that says how
+    many upcoming sessions will show at another time."""
+    owner, practice = people["owner"], people["practice"]
+    book = await session_booker(practice, people["alice"], people["camille"])
+    day = (datetime.now(PARIS) + timedelta(days=10)).date()
+    session = await book(datetime.combine(day, time(10), PARIS).astimezone(UTC))
+    past = await book(datetime.combine(day - timedelta(days=20), time(10), PARIS))
+    assert past.starts_at < datetime.now(UTC)  # already held: not counted
+    off = datetime.combine(day + timedelta(days=1), time(0), PARIS)
+    await agenda.do_add_time_off(
+        None, people["alice"], starts_at=off, ends_at=off + timedelta(days=1), reason="Congrès"
+    )
+    me = await login(http, owner)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "name": practice.name,
+        "cancellation_notice_hours": "24",
+        "video_url_template": practice.video_url_template,
+        "office_admins_see_clinical": "true",
+    }
+    page = await http.get("/staff/practice")
+    assert "keep their moment" in page.text  # the page says what a change does
+
+    # Brussels keeps every clock time: saved at once.
+    r = await http.post("/staff/practice", data={**form, "time_zone": "Europe/Brussels"})
+    assert r.status_code == 303
+    await practice.refresh_from_db()
+    assert practice.time_zone == "Europe/Brussels"
+
+    # Also ticks online booking and unticks the other box, which the 409 page must keep.
+    toronto = {**form, "time_zone": "America/Toronto", "online_booking": "true"}
+    del toronto["office_admins_see_clinical"]
+    r = await http.post("/staff/practice", data=toronto)
+    assert r.status_code == 409, r.text
+    assert "1 upcoming appointment will show at a different time" in r.text
+    assert "4:00" in r.text  # the 10:00 session, as it would show
+    assert "1 upcoming period of time off will show at other times too" in r.text
+    assert 'name="confirm_time_zone"' in r.text
+    assert "<option selected>America/Toronto</option>" in r.text  # what was chosen stays
+    # The boxes as they were posted, not as saved: confirming must not undo them.
+    assert 'name="online_booking" value="true" checked' in r.text
+    assert 'name="office_admins_see_clinical" value="true" >' in r.text
+    await practice.refresh_from_db()
+    assert practice.time_zone == "Europe/Brussels"
+
+    r = await http.post("/staff/practice", data={**toronto, "confirm_time_zone": "true"})
+    assert r.status_code == 303
+    await practice.refresh_from_db()
+    assert practice.time_zone == "America/Toronto"
+    assert practice.online_booking and not practice.office_admins_see_clinical
+    await session.refresh_from_db()
+    assert session.starts_at.astimezone(ZoneInfo("America/Toronto")).hour == 4
+    entry = await AuditEntry.filter(action="practice.settings_changed").order_by("-id").first()
+    assert entry is not None
+    assert entry.detail["time_zone"] == ["Europe/Brussels", "America/Toronto"]
+    assert entry.detail["appointments_shown_at_another_time"] == 1
