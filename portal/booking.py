@@ -64,14 +64,21 @@ async def _practitioner(caller: Caller, practitioner_id: int) -> StaffUser:
 
 
 async def offer(practitioner: StaffUser) -> dict[int | None, list[Service]]:
-    """The services a practitioner offers online, per location (None: remote only)."""
+    """The services a practitioner offers online, per location (None: remote only). Not, in
+    hours without a location, those booked only at one (saved before that was required):
+    their slots showed, and every booking of them was refused."""
     rows = await Availability.filter(
         practitioner_id=practitioner.id, deleted_at=None
     ).prefetch_related("services")
     out: dict[int | None, dict[int, Service]] = {}
     for a in rows:
+        vain = (
+            {s.id for s in await agenda.needing_a_location(list(a.services))}
+            if a.location_id is None  # type: ignore[attr-defined]
+            else set()
+        )
         for s in a.services:
-            if s.is_active:
+            if s.is_active and s.id not in vain:
                 out.setdefault(a.location_id, {})[s.id] = s  # type: ignore[attr-defined]
     return {loc: sorted(svcs.values(), key=lambda s: s.name) for loc, svcs in out.items()}
 

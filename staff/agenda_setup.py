@@ -372,9 +372,8 @@ async def _availability_args(caller: Caller, body: AvailabilityIn) -> dict[str, 
         )
     # Hours without a location are for what takes place elsewhere: a session at the
     # practice offered there showed on the portal, and every booking of it was refused
-    # ("Choose a location").
-    remote = (groups[BuiltinCategory.TELECONSULTATION].id, groups[BuiltinCategory.HOME_VISIT].id)
-    if location is None and any(s.category_id not in remote for s in services):  # type: ignore[attr-defined]
+    # ("Choose a location"). Hours saved before this check are flagged on the page.
+    if location is None and await agenda.needing_a_location(services):
         raise ValidationFailed(
             _("Some fields are not valid."), {"location_id": _("Choose a location.")}
         )
@@ -702,8 +701,10 @@ async def _render(
         )
         context.update(practitioners=people, practitioner=chosen)
         if page == "availability":
+            hours = await availabilities(caller, chosen)
             context.update(
-                availabilities=await availabilities(caller, chosen),
+                availabilities=hours,
+                unbookable=await _unbookable(hours),
                 services=[s for s in await services(caller) if s.is_active],
                 locations=[loc for loc in await locations(caller) if loc.is_active],
                 weekdays=_weekdays(),
@@ -715,6 +716,17 @@ async def _render(
             )
     context.update(ctx or {})
     return render(request, f"staff/agenda_setup_{page}.html", context, status=status)
+
+
+async def _unbookable(hours: list[Availability]) -> dict[int, list[str]]:
+    """The services that hours without a location offer in vain, by hours: saved before a
+    location was required for them, no booking of them there goes through."""
+    out: dict[int, list[str]] = {}
+    for a in hours:
+        if a.location_id is None:  # type: ignore[attr-defined]
+            if vain := await agenda.needing_a_location(list(a.services)):
+                out[a.id] = [s.name for s in vain]
+    return out
 
 
 def _weekdays() -> list[str]:
@@ -812,6 +824,25 @@ async def availability_page(request: Request) -> Response:
 
         return await _post(request, "availability", work, roles=None)
     return await _render(request, require_staff(request), "availability")
+
+
+class HoursLocationIn(BaseModel):
+    location_id: int
+
+
+async def availability_location_form(request: Request) -> Response:
+    """Give hours a location, the rest unchanged: the form on hours flagged by _unbookable."""
+    availability_id = path_id(request, "availability_id")
+
+    async def work(caller: Caller, data: dict[str, Any]) -> None:
+        chosen = validate(HoursLocationIn, data)
+        current = await availability_out(await access_availability(caller, availability_id))
+        body = AvailabilityIn.model_validate(
+            {**current.model_dump(), "location_id": chosen.location_id}
+        )
+        await update_availability(caller, availability_id, body)
+
+    return await _post(request, "availability", work, roles=None)
 
 
 async def remove_availability_form(request: Request) -> Response:

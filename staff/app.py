@@ -45,6 +45,11 @@ SETUP_ROUTES = [
     Route("/setup/locations/{location_id:int}", agenda_setup.location_form, methods=["POST"]),
     Route("/setup/availability", agenda_setup.availability_page, methods=["GET", "POST"]),
     Route(
+        "/setup/availability/{availability_id:int}/location",
+        agenda_setup.availability_location_form,
+        methods=["POST"],
+    ),
+    Route(
         "/setup/availability/{availability_id:int}/remove",
         agenda_setup.remove_availability_form,
         methods=["POST"],

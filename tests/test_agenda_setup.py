@@ -518,6 +518,71 @@ async def test_hours_at_no_location_are_for_remote_services_only(
     assert r.status_code == 422 and "location_id" in r.json()["error"]["fields"], r.text
 
 
+async def test_hours_saved_without_a_location_before_the_rule_are_flagged(
+    http: httpx.AsyncClient, new_http: Any, team: dict[str, Any]
+) -> None:
+    """Hours saved without a location before it was required for sessions at the practice
+    still offered them, and no booking of them could go through ("Choose a location"):
+    nothing on the setup page said so. Each such row now says it, and how to mend it."""
+    alice, talk, office = team["alice"], team["talk"], team["office"]
+    video = await agenda.do_create_service(
+        None,
+        team["practice"],
+        name="Visio",
+        duration_minutes=50,
+        price=Decimal("70"),
+        category=team["cats"][BuiltinCategory.TELECONSULTATION],
+    )
+    # As the old rule let them be saved.
+    legacy = await Availability.create(
+        practitioner=alice, weekday=1, start_minute=9 * 60, end_minute=12 * 60
+    )
+    await legacy.services.add(talk, video)
+    remote = await Availability.create(
+        practitioner=alice, weekday=2, start_minute=9 * 60, end_minute=12 * 60
+    )
+    await remote.services.add(video)
+    good = await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk],
+        weekday=3,
+        start_time=time(9),
+        end_time=time(12),
+        location=office,
+    )
+    await login(http, team["owner"])
+    url = f"/staff/setup/availability?practitioner={alice.id}"
+
+    def row(page: str, hours: Availability) -> str:
+        return page.split(f'data-availability="{hours.id}"')[1].split("</tr>")[0]
+
+    page = (await http.get(url)).text
+    warning = "Séance cannot be booked in these hours: it takes place at the practice"
+    assert warning in row(page, legacy) and "Choose a location" in row(page, legacy)
+    assert "cannot be booked" not in row(page, good)
+    assert "cannot be booked" not in row(page, remote)  # a teleconsultation needs none
+    # Nor does the portal offer there what no booking can take (it showed slots that were
+    # refused once chosen); the teleconsultation stays.
+    portal = new_http("10.7.7.7")
+    await login(portal, team["client"])
+    offered = (await portal.get(f"/portal/book/{alice.id}?location=")).text
+    assert "Visio" in offered and "Séance" not in offered
+
+    # The row's own form gives the hours a location; the warning goes.
+    r = await http.post(
+        f"/staff/setup/availability/{legacy.id}/location", data={"location_id": str(office.id)}
+    )
+    assert r.status_code == 303, r.text
+    await legacy.refresh_from_db()
+    assert legacy.location_id == office.id  # type: ignore[attr-defined]
+    assert "cannot be booked" not in (await http.get(url)).text
+    r = await http.post(
+        f"/staff/setup/availability/{remote.id}/location", data={"location_id": "999999"}
+    )
+    assert r.status_code == 404
+
+
 async def test_a_remote_service_in_hours_without_location_stays_remote(
     http: httpx.AsyncClient, team: dict[str, Any]
 ) -> None:

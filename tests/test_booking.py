@@ -415,25 +415,44 @@ async def test_the_remote_choice_offers_and_books_remote_slots_only(
 ) -> None:
     """Alice also sees clients by video at 16:00 on the same weekday as her Lyon mornings:
     the remote choice lists 16:00 alone, and a Lyon time posted as remote is refused (it
-    was booked with no location, a video session in office hours)."""
+    was booked with no location, a video session in office hours). The Séance those hours
+    also offer (saved before hours without a location were refused it) is not offered
+    there: every booking of it was refused ("Choose a location")."""
     alice, lyon, talk = practice["alice"], practice["lyon"], practice["talk"]
+    cats = await agenda.ensure_builtin_categories(practice["practice"])
+    video = await agenda.do_create_service(
+        None,
+        practice["practice"],
+        name="Visio",
+        duration_minutes=60,
+        price=Decimal("70"),
+        category=cats[agenda.BuiltinCategory.TELECONSULTATION],
+    )
     lyon_page = f"/portal/book/{alice.id}?location={lyon.id}&service={talk.id}"
     await login(http, practice["clients"][0])
     in_lyon = slot_times((await http.get(lyon_page)).text)
     day = datetime.fromisoformat(in_lyon[0]).astimezone(ZoneInfo(practice["practice"].time_zone))
     await agenda.do_add_availability(
-        None, alice, services=[talk], weekday=day.weekday(), start_time=time(16), end_time=time(17)
+        None,
+        alice,
+        services=[talk, video],
+        weekday=day.weekday(),
+        start_time=time(16),
+        end_time=time(17),
     )
-    remote = slot_times(
-        (await http.get(f"/portal/book/{alice.id}?location=&service={talk.id}")).text
-    )
+    remote_page = (await http.get(f"/portal/book/{alice.id}?location=&service={video.id}")).text
+    remote = slot_times(remote_page)
     assert remote and not set(remote) & set(in_lyon)
     assert all(datetime.fromisoformat(s).astimezone(day.tzinfo).hour == 16 for s in remote)
+    assert ">Visio ·" in remote_page and ">Séance ·" not in remote_page
+    assert not slot_times(
+        (await http.get(f"/portal/book/{alice.id}?location=&service={talk.id}")).text
+    )
     r = await http.post(
         f"/portal/book/{alice.id}",
         data={
             "csrf_token": http.headers["X-CSRF-Token"],
-            "service_id": str(talk.id),
+            "service_id": str(video.id),
             "starts_at": in_lyon[0],  # no location_id: the page's remote form
         },
     )

@@ -198,6 +198,27 @@ async def _category(service: Service) -> BuiltinCategory | None:
     return category.builtin
 
 
+# Booked with no location: what hours without one may offer.
+REMOTE = (BuiltinCategory.TELECONSULTATION, BuiltinCategory.HOME_VISIT)
+
+
+def needs_location(kind: BuiltinCategory | None) -> bool:
+    """Whether a session of this kind is booked only at a location: all but those that take
+    place elsewhere (REMOTE). The one rule do_book_or_find applies, and the setup checks
+    hours against."""
+    return kind not in REMOTE
+
+
+async def needing_a_location(services: Sequence[Service]) -> list[Service]:
+    """Those of ``services`` that hours without a location offer in vain: every booking of
+    them there is refused (needs_location)."""
+    ids = {s.category_id for s in services} - {None}  # type: ignore[attr-defined]
+    builtin = dict(
+        await ServiceCategory.filter(id__in=ids).values_list("id", "builtin") if ids else []
+    )
+    return [s for s in services if needs_location(builtin.get(s.category_id))]  # type: ignore[attr-defined]
+
+
 async def _group_capacity(
     practitioner: StaffUser,
     service: Service,
@@ -411,7 +432,7 @@ async def do_book_or_find(
     hours_location_id = location.id if location is not None else None
     if kind is BuiltinCategory.TELECONSULTATION:
         location = None  # takes place remotely
-    elif location is None and kind is not BuiltinCategory.HOME_VISIT:
+    elif location is None and needs_location(kind):
         raise ValidationFailed(
             _("Some fields are missing."), {"location_id": _("Choose a location.")}
         )
@@ -739,10 +760,6 @@ async def _check_group_change(service: Service) -> None:
                 "no longer one, add a new service instead."
             ),
         )
-
-
-# Booked with no location: what hours without one may offer.
-REMOTE = (BuiltinCategory.TELECONSULTATION, BuiltinCategory.HOME_VISIT)
 
 
 async def _check_remote_change(service: Service) -> None:
