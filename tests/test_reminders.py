@@ -726,7 +726,9 @@ async def test_an_automatic_booking_text_goes_only_to_a_number_marked_for_sms(
         ContactIn(
             first_name=client.first_name,
             last_name=client.last_name,
-            phones=[PhoneIn(number="+33478000000", label="home", for_sms=marked, is_primary=True)],
+            phones=[
+                PhoneIn(number="+33611223344", label="mobile", for_sms=marked, is_primary=True)
+            ],
             emails=[EmailIn(address=client.email or "", is_primary=True)],
         ),
     )
@@ -739,7 +741,7 @@ async def test_an_automatic_booking_text_goes_only_to_a_number_marked_for_sms(
     noon = datetime.combine(datetime.now(PARIS).date() + timedelta(days=1), time(12), PARIS)
     await run_all(noon.astimezone(UTC))
     texts = [m.to for m in await OutboxMessage.filter(channel="sms", purpose="confirmation")]
-    assert texts == (["+33478000000"] if marked else [])
+    assert texts == (["+33611223344"] if marked else [])
 
 
 async def test_a_practitioner_who_left_is_not_texted_a_booking(setup: dict[str, Any]) -> None:
