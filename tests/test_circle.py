@@ -649,3 +649,24 @@ async def test_an_edit_from_a_page_read_earlier_does_not_bring_a_removed_person_
     await do_update_circle_contact(None, edit_page, data.model_copy(update={"last_name": "X"}))
     row = await AlternateContact.get(id=added.id)
     assert row.deleted_at is not None
+
+
+# --- contact records and what was typed ------------------------------------------------------
+
+
+async def test_a_contact_record_with_a_long_address_can_be_added(
+    http: httpx.AsyncClient, cast: dict[str, Any], doctor: Contact
+) -> None:
+    """A hospital's address of four long lines did not fit the circle's two address lines:
+    adding its doctor to a circle was a 500."""
+    line = "Centre hospitalier des Pentes, bâtiment B, troisième étage, porte gauche"
+    await Contact.filter(id=doctor.id).update(address="\n".join([line] * 4))
+    helene = cast["helene"]
+    await login(http, cast["alice"])
+    page = await http.get(f"/staff/clients/{helene.id}/circle?from_contact={doctor.id}")
+    assert page.status_code == 200
+    r = await http.post(f"{circle_url(helene)}/contacts", json={"contact_id": doctor.id})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["address_line1"] == line
+    assert 0 < len(out["address_line2"]) <= 200 and out["address_line2"].startswith(line)

@@ -105,6 +105,18 @@ class CircleContactIn(BaseModel):
     )(blank_to_none)
 
 
+def _fitted(text: str, field: str) -> str:
+    """``text`` cut to what ``field`` of a CircleContactIn holds. A contact record's address
+    is one free text of up to 1,000 characters; the circle has two lines of 200 (the record
+    keeps the whole of it, and the form shows the copy to check)."""
+    limit = next(
+        m.max_length
+        for m in CircleContactIn.model_fields[field].metadata
+        if hasattr(m, "max_length")
+    )
+    return text if len(text) <= limit else text[:limit].rstrip(" ,")
+
+
 def prefill_from_contact(contact: Contact) -> dict[str, Any]:
     """An alternate contact's fields as the contact record gives them (a CircleContactIn body)."""
     lines = [line.strip() for line in contact.address.splitlines() if line.strip()]
@@ -120,8 +132,8 @@ def prefill_from_contact(contact: Contact) -> dict[str, Any]:
             if contact.phone.strip()
             else []
         ),
-        "address_line1": lines[0] if lines else "",
-        "address_line2": ", ".join(lines[1:]),
+        "address_line1": _fitted(lines[0], "address_line1") if lines else "",
+        "address_line2": _fitted(", ".join(lines[1:]), "address_line2"),
     }
 
 
