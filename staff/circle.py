@@ -25,7 +25,7 @@ from server.actions.client_file import REMINDER_MAX, REMINDER_MIN
 from server.actions.clients import do_link_clients
 from server.api import Ok
 from server.auth.sessions import Caller
-from server.errors import ValidationFailed
+from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
 from server.queries.circle import (
@@ -189,10 +189,26 @@ async def _contact_of(caller: Caller, body: actions.CircleContactIn) -> Contact 
     return await access_contact(caller, body.contact_id) if body.contact_id else None
 
 
+async def _contact_kept(
+    caller: Caller, body: actions.CircleContactIn, alternate: AlternateContact
+) -> Contact | None:
+    """The contact record an edit points to. The one the person already points to, removed
+    since the page was read, is let go of (as the page would have done had it known)
+    rather than lose the edit to a 404; any other must be reachable."""
+    try:
+        return await _contact_of(caller, body)
+    except NotFound:
+        if body.contact_id == alternate.contact_id:  # type: ignore[attr-defined]
+            return None
+        raise
+
+
 async def add_contact_form(request: Request) -> Response:
     async def work(caller: Caller, client: Client, data: dict[str, Any]) -> None:
         body = validate(actions.CircleContactIn, circle_form(data))
-        await actions.do_add_circle_contact(caller, client, body, await _contact_of(caller, body))
+        # The form came filled from the record: what is blank was cleared, not forgotten.
+        contact = await _contact_of(caller, body)
+        await actions.do_add_circle_contact(caller, client, body, contact, fill_blanks=False)
 
     return await _post(request, work, "new")
 
@@ -204,7 +220,7 @@ async def edit_contact_form(request: Request) -> Response:
         alternate = await access_circle_contact(caller, alternate_id, client)
         body = validate(actions.CircleContactIn, circle_form(data))
         await actions.do_update_circle_contact(
-            caller, alternate, body, await _contact_of(caller, body)
+            caller, alternate, body, await _contact_kept(caller, body, alternate)
         )
 
     return await _post(request, work, alternate_id)
@@ -367,7 +383,7 @@ async def put_circle_contact(request: Request, body: actions.CircleContactIn) ->
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     alternate = await access_circle_contact(caller, path_id(request, "alternate_id"), client)
-    contact = await _contact_of(caller, body)
+    contact = await _contact_kept(caller, body, alternate)
     await actions.do_update_circle_contact(caller, alternate, body, contact)
     return await contact_out(alternate)
 

@@ -670,3 +670,67 @@ async def test_a_contact_record_with_a_long_address_can_be_added(
     out = r.json()
     assert out["address_line1"] == line
     assert 0 < len(out["address_line2"]) <= 200 and out["address_line2"].startswith(line)
+
+
+async def test_what_was_cleared_in_a_prefilled_form_stays_cleared(
+    http: httpx.AsyncClient, cast: dict[str, Any], doctor: Contact
+) -> None:
+    """The form comes filled from the contact record; the therapist cleared the doctor's
+    email and phone (the client does not want the surgery written to), and saving put both
+    back from the record."""
+    helene = cast["helene"]
+    me = await login(http, cast["alice"])
+    base = f"/staff/clients/{helene.id}/circle"
+    page = await http.get(f"{base}?from_contact={doctor.id}")
+    assert 'value="dr.medecin@example.org"' in page.text
+    form = {
+        "csrf_token": me["csrf_token"],
+        "contact_id": str(doctor.id),
+        "first_name": "Henri",
+        "last_name": "Médecin",
+        "relationship": "Doctor",
+        "email": "",
+        "phone_number_0": "",
+        "address_line1": "12 avenue du Parc",
+    }
+    r = await http.post(f"{base}/contacts", data=form)
+    assert r.status_code == 303, r.text
+    alternate = await AlternateContact.get(client_id=helene.id)
+    assert alternate.email == "" and alternate.contact_id == doctor.id  # type: ignore[attr-defined]
+    assert await PhoneNumber.filter(alternate_contact_id=alternate.id).count() == 0
+    assert alternate.address_line2 == ""
+
+
+async def test_an_edit_is_saved_when_its_contact_record_was_removed_meanwhile(
+    http: httpx.AsyncClient, cast: dict[str, Any], doctor: Contact
+) -> None:
+    """The front desk removed the doctor's contact record while a therapist was correcting
+    the doctor's number on a client's circle: the save was a 404 and the correction lost."""
+    helene = cast["helene"]
+    me = await login(http, cast["alice"])
+    r = await http.post(f"{circle_url(helene)}/contacts", json={"contact_id": doctor.id})
+    alternate_id = r.json()["id"]
+    base = f"/staff/clients/{helene.id}/circle"
+    form = {
+        "csrf_token": me["csrf_token"],
+        "contact_id": str(doctor.id),  # the edit form as the page showed it
+        "first_name": "Henri",
+        "last_name": "Médecin",
+        "phone_number_0": "04 78 11 11 11",
+    }
+    await Contact.filter(id=doctor.id).update(deleted_at=doctor.created_at)
+    r = await http.post(f"{base}/contacts/{alternate_id}", data=form)
+    assert r.status_code == 303, r.text
+    phone = await PhoneNumber.get(alternate_contact_id=alternate_id)
+    assert phone.number == "04 78 11 11 11"
+    # The removed record is let go of, as the page would have done had it known.
+    assert (await AlternateContact.get(id=alternate_id)).contact_id is None  # type: ignore[attr-defined]
+    # Another practice's record, or one never linked, is still a 404.
+    elsewhere = await Contact.create(
+        practice=await Practice.create(name="Other"), first_name="X", last_name="Y"
+    )
+    for contact_id in (elsewhere.id, doctor.id):
+        r = await http.post(
+            f"{base}/contacts/{alternate_id}", data={**form, "contact_id": str(contact_id)}
+        )
+        assert r.status_code == 404

@@ -215,10 +215,15 @@ async def do_add_circle_contact(
     client: Client,
     data: CircleContactIn,
     contact: Contact | None = None,
+    *,
+    fill_blanks: bool = True,
 ) -> AlternateContact:
-    """Add a person to the client's circle of care; blanks are filled from ``contact``."""
+    """Add a person to the client's circle of care; blanks are filled from ``contact``,
+    unless ``fill_blanks`` is false: the tab's form already came filled from the record,
+    so a blank there is a field the person cleared (the doctor's email the client does not
+    want used), not one to fill again."""
     _same_practice(client, contact)
-    if contact is not None:
+    if contact is not None and fill_blanks:
         data = _fill_blanks(data, contact)
     values, phones = check_circle_contact(data, await _region(client))
     async with atomic():
