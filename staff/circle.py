@@ -21,7 +21,7 @@ from models.clients import AlternateContact, Client, Contact, PhoneNumber, Relat
 from server.access import access_client, access_contact
 from server.actions import circle as actions
 from server.actions.audit import record_read
-from server.actions.client_file import REMINDER_MAX, REMINDER_MIN
+from server.actions.client_file import REMINDER_MAX, REMINDER_MIN, DetailsChanged
 from server.actions.clients import do_link_clients
 from server.api import Ok
 from server.auth.sessions import Caller
@@ -94,6 +94,8 @@ def member_form(member: CircleMember) -> dict[str, Any]:
             {"number": p.number, "label": p.label, "is_primary": p.is_primary, "for_sms": p.for_sms}
             for p in member.phones
         ],
+        # Sent back by the form: a save from this page after someone else's is refused.
+        based_on=actions.circle_version(alternate, member.phones),
     )
     return values
 
@@ -182,6 +184,15 @@ async def _post(request: Request, work: Work, draft_for: str | int | None = None
         elif isinstance(draft_for, int):  # an alternate contact's edit form
             ctx["draft"] = circle_form(data)
         return await file_page(request, ctx, 422, tab_name="circle")
+    except DetailsChanged as exc:
+        # Someone saved this person since the page showed them: the card shows them as they
+        # are now, the form what was typed, to be compared and saved again (from now on).
+        assert isinstance(draft_for, int)
+        alternate = await access_circle_contact(caller, draft_for, client)
+        phones = await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
+        draft = {**circle_form(data), "based_on": actions.circle_version(alternate, phones)}
+        ctx = {"error": exc.message, "draft_for": draft_for, "draft": draft}
+        return await file_page(request, ctx, 409, tab_name="circle")
     return RedirectResponse(f"/staff/clients/{client.id}/circle?saved=1", status_code=303)
 
 

@@ -3,6 +3,7 @@ and linked accounts (both sides, inverted), through the API and the page, for ev
 
 from __future__ import annotations
 
+import html
 import io
 import itertools
 import json
@@ -734,3 +735,75 @@ async def test_an_edit_is_saved_when_its_contact_record_was_removed_meanwhile(
             f"{base}/contacts/{alternate_id}", data={**form, "contact_id": str(contact_id)}
         )
         assert r.status_code == 404
+
+
+async def test_an_edit_from_a_page_read_before_a_colleagues_save_is_refused(
+    http: httpx.AsyncClient,
+    new_http: Callable[..., httpx.AsyncClient],
+    cast: dict[str, Any],
+) -> None:
+    """The front desk put in the mother's new mobile; the therapist, whose page had been
+    open since the morning, then changed her relationship and saved: the old number came
+    back, and her reminders went to it. Now the second save is refused with the form kept,
+    and nothing is changed."""
+    helene = cast["helene"]
+    base = f"/staff/clients/{helene.id}/circle"
+    alice = await signed_in(new_http, cast["alice"])
+    desk = await signed_in(new_http, cast["desk"])
+    r = await alice.post(f"{circle_url(helene)}/contacts", json=MOTHER)
+    alternate_id = r.json()["id"]
+    # Both open the tab.
+    alice_form = _edit_form_of((await alice.get(base)).text, alternate_id)
+    desk_form = _edit_form_of((await desk.get(base)).text, alternate_id)
+    desk_form["phone_number_0"] = "06 99 88 77 66"
+    r = await desk.post(
+        f"{base}/contacts/{alternate_id}",
+        data={**desk_form, "csrf_token": desk.headers["X-CSRF-Token"]},
+    )
+    assert r.status_code == 303, r.text
+    alice_form["relationship"] = "Mum"
+    r = await alice.post(
+        f"{base}/contacts/{alternate_id}",
+        data={**alice_form, "csrf_token": alice.headers["X-CSRF-Token"]},
+    )
+    assert r.status_code == 409, r.text
+    assert 'value="Mum"' in r.text  # what she typed is still in the form
+    alternate = await AlternateContact.get(id=alternate_id)
+    assert alternate.relationship == "Mother"
+    numbers = await PhoneNumber.filter(alternate_contact_id=alternate_id).values_list(
+        "number", flat=True
+    )
+    assert "06 99 88 77 66" in numbers
+    # Saved again from the page as it is now, it goes through.
+    fresh = _edit_form_of((await alice.get(base)).text, alternate_id)
+    r = await alice.post(
+        f"{base}/contacts/{alternate_id}",
+        data={**fresh, "relationship": "Mum", "csrf_token": alice.headers["X-CSRF-Token"]},
+    )
+    assert r.status_code == 303, r.text
+    assert (await AlternateContact.get(id=alternate_id)).relationship == "Mum"
+
+
+def _edit_form_of(page: str, alternate_id: int) -> dict[str, str]:
+    """An alternate contact's edit form as the page shows it, as a browser would post it."""
+    import re
+
+    marker = f'/circle/contacts/{alternate_id}"'
+    start = page.index(marker)
+    form = page[start : page.index("</form>", start)]
+    fields: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name = re.search(r'name="([^"]+)"', tag)
+        if not name or name.group(1) == "csrf_token":
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        kind = re.search(r'type="([^"]+)"', tag)
+        if kind and kind.group(1) in {"checkbox", "radio"}:
+            if " checked" in tag:
+                fields[name.group(1)] = value.group(1) if value else "on"
+            continue
+        fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    for select in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option[^>]*value="([^"]*)"[^>]*selected', select[1])
+        fields[select[0]] = chosen.group(1) if chosen else ""
+    return fields

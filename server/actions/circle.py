@@ -13,6 +13,8 @@ As on the rest of the file, the audit trail records which fields changed, never 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from models.clients import (
 from server.actions import audit, messaging, reminders
 from server.actions.client_file import (
     EMAIL,
+    DetailsChanged,
     PhoneIn,
     _changed,
     _check_phones,
@@ -99,6 +102,10 @@ class CircleContactIn(BaseModel):
     postal_code: str = Field(default="", max_length=20)
     city: str = Field(default="", max_length=100)
     country: str = Field(default="", max_length=100)
+    # ``circle_version`` of what the edit form showed (as ClinicalIn's ``based_on``): a save
+    # from a page opened before someone else's save of this person is refused instead of
+    # putting back what they changed. API callers that leave it out replace the details.
+    based_on: str | None = Field(default=None, max_length=64)
 
     _blanks = field_validator(
         "contact_id", "date_of_birth", "reminder_email_hours", "reminder_sms_hours", mode="before"
@@ -192,6 +199,23 @@ def _phone_rows(phones: list[PhoneIn]) -> list[tuple[str, str, bool, bool]]:
     return [(p.number, p.label, p.is_primary, p.for_sms) for p in phones]
 
 
+def circle_version(alternate: AlternateContact, phones: list[PhoneNumber]) -> str:
+    """What an alternate contact's edit form was opened on (its fields and ``phones``, in id
+    order), hashed: ``based_on`` sends it back."""
+    values: list[Any] = [getattr(alternate, k) for k in PLAIN_FIELDS]
+    values += [
+        alternate.email,
+        alternate.contact_id,  # type: ignore[attr-defined]
+        [(p.number, p.label, p.is_primary, p.for_sms) for p in phones],
+    ]
+    content = json.dumps([v if v is not None else "" for v in values], default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+async def _phones_of(alternate: AlternateContact) -> list[PhoneNumber]:
+    return await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
+
+
 async def _replace_phones(
     alternate: AlternateContact, rows: list[tuple[str, str, bool, bool]]
 ) -> None:
@@ -249,7 +273,8 @@ async def do_update_circle_contact(
 ) -> AlternateContact:
     """Replace an alternate contact's details (phones as a whole list). A contact record
     newly pointed to fills the blanks, as when adding; one already pointed to does not, so
-    a field can still be cleared."""
+    a field can still be cleared. With ``data.based_on``, refused (``DetailsChanged``, a
+    409) when the person was changed since the form showed them."""
     client = await Client.get(id=alternate.client_id)  # type: ignore[attr-defined]
     _same_practice(client, contact)
     if contact is not None and contact.id != alternate.contact_id:  # type: ignore[attr-defined]
@@ -257,12 +282,25 @@ async def do_update_circle_contact(
     values, phones = check_circle_contact(data, await _region(client))
     values["contact_id"] = contact.id if contact else None
     async with atomic():
+        # The row as it is now, locked (PostgreSQL): the form is compared with it, not with
+        # the row read before the transaction.
+        current = await AlternateContact.filter(id=alternate.id).select_for_update().first()
+        if current is None:
+            raise NotFound()
+        old_phones = await _phones_of(current)
+        if data.based_on is not None and data.based_on != circle_version(current, old_phones):
+            raise DetailsChanged(
+                _(
+                    "These details were saved from another window since you opened this page. "
+                    "Your text is kept below, beside the details as they are now: compare them, "
+                    "then save again."
+                )
+            )
+        for name in ("deleted_at", *values):
+            setattr(alternate, name, getattr(current, name))
         changed = _changed(alternate, values)
         await save_changed(alternate, changed)
-        old = [
-            (p.number, p.label, p.is_primary, p.for_sms)
-            for p in await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
-        ]
+        old = [(p.number, p.label, p.is_primary, p.for_sms) for p in old_phones]
         if old != _phone_rows(phones):
             changed.append("phones")
             await _replace_phones(alternate, _phone_rows(phones))
