@@ -312,6 +312,46 @@ async def test_quiet_hours_hold_sms_until_morning_but_not_email(setup: dict[str,
     assert await OutboxMessage.filter(channel="sms").count() == 2
 
 
+async def test_a_circle_contacts_text_waits_for_the_morning_and_follows_their_wishes(
+    setup: dict[str, Any],
+) -> None:
+    """A parent's SMS reminder keeps the practice's quiet hours as the client's does, and
+    one turned off while it waited for the morning is not sent."""
+    s = setup
+    actor = Caller.acting_as(s["alice"])
+    wanted = circle.CircleContactIn(
+        first_name="Marie",
+        last_name="Dupont",
+        email="marie@example.org",
+        reminder_email_hours=12,
+        reminder_sms_hours=12,
+        phones=[PhoneIn(number="06 12 34 56 78", for_sms=True)],
+    )
+    mum = await circle.do_add_circle_contact(actor, s["client"], wanted)
+    start = in_days(3, 9)  # due at 21:00 Paris the evening before, in quiet hours
+    await book(s, start)
+    await run_all(start - timedelta(hours=12))
+    assert await OutboxMessage.filter(channel="email").values_list("to", flat=True) == [
+        "marie@example.org"
+    ]
+    assert await OutboxMessage.filter(channel="sms").count() == 0
+    morning = datetime.combine(start.astimezone(PARIS).date(), time(8), PARIS)
+    assert (await Job.get(key__endswith=":sms")).run_at == morning.astimezone(UTC)
+    await run_all(morning)
+    assert await OutboxMessage.filter(channel="sms").values_list("to", flat=True) == [
+        "+33612345678"
+    ]
+    # Another session; she asks for no more texts while the reminder waits for the morning.
+    other = in_days(5, 9)
+    await book(s, other)
+    await run_all(other - timedelta(hours=12))
+    await circle.do_update_circle_contact(
+        actor, mum, wanted.model_copy(update={"reminder_sms_hours": None})
+    )
+    await run_all(datetime.combine(other.astimezone(PARIS).date(), time(8), PARIS))
+    assert await OutboxMessage.filter(channel="sms").count() == 1
+
+
 async def test_sms_credits_run_out_the_owner_is_told_and_adding_resumes(
     setup: dict[str, Any],
 ) -> None:
