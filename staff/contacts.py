@@ -16,6 +16,7 @@ from starlette.routing import Route
 from models.clients import Contact, ContactKind
 from server.access import access_contact
 from server.actions import contacts as actions
+from server.actions.client_file import DetailsChanged
 from server.api import Ok
 from server.errors import ValidationFailed
 from server.i18n import gettext as _
@@ -101,9 +102,24 @@ async def contact_edit_page(request: Request) -> Response:
                 fields=exc.fields,
                 values={k: v for k, v in form.items() if k != "csrf_token"},
             )
+        except DetailsChanged as exc:
+            # A colleague saved the contact since this page showed it: the form holds the
+            # contact as it is now, what was typed is shown beside it, to compare.
+            form = await request.form()
+            status = 409
+            contact = await access_contact(caller, contact.id)
+            ctx.update(
+                error=exc.message,
+                mine={k: v for k, v in form.items() if k != "csrf_token"},
+                values=form_values(contact),
+            )
         else:
             return RedirectResponse(f"/staff/contacts/{contact.id}?saved=1", status_code=303)
-    ctx.update(contact=contact, circles=await circles_of(caller, contact))
+    ctx.update(
+        contact=contact,
+        version=actions.contact_version(contact),
+        circles=await circles_of(caller, contact),
+    )
     return render(request, "staff/contact.html", ctx, status=status)
 
 

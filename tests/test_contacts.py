@@ -177,3 +177,66 @@ async def test_the_pages(http: httpx.AsyncClient, staff: dict[str, Any], make: F
     assert "Lefèvre" not in (await http.get("/staff/contacts")).text
     french = await http.get("/staff/contacts", headers={"Accept-Language": "fr"})
     assert "Aucun contact pour l’instant." in french.text
+
+
+async def test_a_save_from_a_page_read_before_a_colleagues_is_refused(
+    new_http: Callable[..., httpx.AsyncClient], staff: dict[str, Any]
+) -> None:
+    """The front desk put in the doctor's new number; a therapist whose page of the doctor
+    had been open since the morning then added a note and saved: the old number came back
+    for the whole practice. Now the second save is refused (409) with what was typed shown,
+    nothing is changed, and saved again from the page as it is now it goes through."""
+    import re
+
+    desk, alice = new_http("10.8.2.1"), new_http("10.8.2.2")
+    desk_token = (await login(desk, staff["desk"]))["csrf_token"]
+    alice_token = (await login(alice, staff["alice"]))["csrf_token"]
+    doctor = (await desk.post("/api/contacts", json=DOCTOR)).json()
+    url = f"/staff/contacts/{doctor['id']}"
+
+    def based_on(page: str) -> str:
+        found = re.search(r'name="based_on" value="([^"]+)"', page)
+        assert found, "the form sends back what it was opened on"
+        return found.group(1)
+
+    alice_version = based_on((await alice.get(url)).text)
+    desk_version = based_on((await desk.get(url)).text)
+    form = {**DOCTOR, "email": "h.lefevre@example.org"}
+    r = await desk.post(
+        url,
+        data={
+            **form,
+            "phone": "04 78 99 99 99",
+            "csrf_token": desk_token,
+            "based_on": desk_version,
+        },
+    )
+    assert r.status_code == 303
+    r = await alice.post(
+        url,
+        data={
+            **form,
+            "notes": "Prefers email. On leave in August.",
+            "csrf_token": alice_token,
+            "based_on": alice_version,
+        },
+    )
+    assert r.status_code == 409
+    assert "On leave in August." in r.text  # what she wrote is shown
+    row = await Contact.get(id=doctor["id"])
+    assert (row.phone, row.notes) == ("04 78 99 99 99", "Prefers email.")
+    # The form now holds the doctor as saved; her note, added to it, goes through.
+    assert 'value="04 78 99 99 99"' in r.text
+    r = await alice.post(
+        url,
+        data={
+            **form,
+            "phone": "04 78 99 99 99",
+            "notes": "Prefers email. On leave in August.",
+            "csrf_token": alice_token,
+            "based_on": based_on(r.text),
+        },
+    )
+    assert r.status_code == 303
+    row = await Contact.get(id=doctor["id"])
+    assert (row.phone, row.notes) == ("04 78 99 99 99", "Prefers email. On leave in August.")

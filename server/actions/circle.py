@@ -33,12 +33,12 @@ from models.clients import (
 from server.actions import audit, messaging, reminders
 from server.actions.client_file import (
     EMAIL,
-    DetailsChanged,
     PhoneIn,
     _changed,
     _check_phones,
     _reminder,
     blank_to_none,
+    changed_meanwhile,
     save_changed,
 )
 from server.auth.sessions import Caller
@@ -289,13 +289,7 @@ async def do_update_circle_contact(
             raise NotFound()
         old_phones = await _phones_of(current)
         if data.based_on is not None and data.based_on != circle_version(current, old_phones):
-            raise DetailsChanged(
-                _(
-                    "These details were saved from another window since you opened this page. "
-                    "Your text is kept below, beside the details as they are now: compare them, "
-                    "then save again."
-                )
-            )
+            raise changed_meanwhile()
         for name in ("deleted_at", *values):
             setattr(alternate, name, getattr(current, name))
         changed = _changed(alternate, values)

@@ -171,14 +171,19 @@ async def _current(client: Client, tab: str, based_on: str | None) -> Client:
     if current is None:
         raise DetailsChanged(_("This client file was removed meanwhile."))
     if based_on is not None and based_on != await tab_version(current, tab):
-        raise DetailsChanged(
-            _(
-                "These details were saved from another window since you opened this page. "
-                "Your text is kept below, beside the details as they are now: compare them, "
-                "then save again."
-            )
-        )
+        raise changed_meanwhile()
     return current
+
+
+def changed_meanwhile() -> DetailsChanged:
+    """The refusal of a form opened before someone else saved what it shows."""
+    return DetailsChanged(
+        _(
+            "These details were saved from another window since you opened this page. "
+            "Your text is kept below, beside the details as they are now: compare them, "
+            "then save again."
+        )
+    )
 
 
 class PaymentMethodIn(BaseModel):

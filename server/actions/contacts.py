@@ -7,6 +7,8 @@ is kept in step with its name here, the one place that writes it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from models.clients import Contact, ContactKind, search_key
 from server.actions import audit
-from server.actions.client_file import EMAIL, _changed, save_changed
+from server.actions.client_file import EMAIL, _changed, changed_meanwhile, save_changed
 from server.auth.sessions import Caller
 from server.db import atomic
-from server.errors import ValidationFailed
+from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 
 
@@ -30,6 +32,29 @@ class PracticeContactIn(BaseModel):
     phone: str = Field(default="", max_length=40)
     address: str = Field(default="", max_length=1000)
     notes: str = Field(default="", max_length=10_000)
+    # ``contact_version`` of what the edit page showed: a save from a page opened before a
+    # colleague's save is refused (409) instead of putting back what they changed. API
+    # callers that leave it out replace the details.
+    based_on: str | None = Field(default=None, max_length=64)
+
+
+# The columns the contact's form shows and posts back whole.
+FORM_COLUMNS = (
+    "kind",
+    "first_name",
+    "last_name",
+    "organisation",
+    "email",
+    "phone",
+    "address",
+    "notes",
+)
+
+
+def contact_version(contact: Contact) -> str:
+    """What a contact's edit page was opened on, hashed: ``based_on`` sends it back."""
+    content = json.dumps([str(getattr(contact, k)) for k in FORM_COLUMNS])
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 def check_contact(data: PracticeContactIn) -> dict[str, Any]:
@@ -76,9 +101,19 @@ async def do_create_contact(
 async def do_update_contact(
     actor: Caller | None, contact: Contact, data: PracticeContactIn
 ) -> Contact:
-    """Replace the contact's details. Alternate contacts copied from it keep their own copy."""
+    """Replace the contact's details. Alternate contacts copied from it keep their own copy.
+    With ``data.based_on``, refused (``DetailsChanged``, a 409) when the contact was saved
+    since the page showed it."""
     values = check_contact(data)
     async with atomic():
+        # The row as it is now, locked (PostgreSQL): the form is compared with it.
+        current = await Contact.filter(id=contact.id).select_for_update().first()
+        if current is None:
+            raise NotFound()
+        if data.based_on is not None and data.based_on != contact_version(current):
+            raise changed_meanwhile()
+        for name in ("deleted_at", *values):
+            setattr(contact, name, getattr(current, name))
         changed = _changed(contact, values)
         if changed:
             await save_changed(contact, changed)
