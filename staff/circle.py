@@ -319,6 +319,8 @@ class CircleContactOut(BaseModel):
     postal_code: str
     city: str
     country: str
+    # What to send back as ``based_on``, to be refused what someone else changed since.
+    version: str
 
 
 class LinkedAccountOut(BaseModel):
@@ -342,6 +344,7 @@ async def contact_out(alternate: AlternateContact) -> CircleContactOut:
 def _member_out(member: CircleMember) -> CircleContactOut:
     values = member_form(member)
     values["contact_id"] = member.alternate.contact_id  # type: ignore[attr-defined]
+    values["version"] = values.pop("based_on")
     return CircleContactOut(id=member.alternate.id, **values)
 
 

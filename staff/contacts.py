@@ -150,6 +150,8 @@ class PracticeContactOut(BaseModel):
     phone: str
     address: str
     notes: str
+    # What to send back as ``based_on``, to be refused what someone else changed since.
+    version: str
 
 
 class ContactListOut(BaseModel):
@@ -170,6 +172,7 @@ def contact_out(contact: Contact) -> PracticeContactOut:
         phone=contact.phone,
         address=contact.address,
         notes=contact.notes,
+        version=actions.contact_version(contact),
     )
 
 

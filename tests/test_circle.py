@@ -807,3 +807,20 @@ def _edit_form_of(page: str, alternate_id: int) -> dict[str, str]:
         chosen = re.search(r'<option[^>]*value="([^"]*)"[^>]*selected', select[1])
         fields[select[0]] = chosen.group(1) if chosen else ""
     return fields
+
+
+async def test_the_api_is_refused_an_edit_based_on_an_old_version(
+    http: httpx.AsyncClient, cast: dict[str, Any]
+) -> None:
+    helene = cast["helene"]
+    await login(http, cast["alice"])
+    first = (await http.post(f"{circle_url(helene)}/contacts", json=MOTHER)).json()
+    url = f"{circle_url(helene)}/contacts/{first['id']}"
+    r = await http.put(url, json={**MOTHER, "city": "Paris", "based_on": first["version"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] != first["version"]
+    r = await http.put(url, json={**MOTHER, "city": "Nice", "based_on": first["version"]})
+    assert r.status_code == 409
+    assert (await AlternateContact.get(id=first["id"])).city == "Paris"
+    # Without based_on, the details are replaced whatever they hold.
+    assert (await http.put(url, json={**MOTHER, "city": "Nice"})).status_code == 200

@@ -240,3 +240,19 @@ async def test_a_save_from_a_page_read_before_a_colleagues_is_refused(
     assert r.status_code == 303
     row = await Contact.get(id=doctor["id"])
     assert (row.phone, row.notes) == ("04 78 99 99 99", "Prefers email. On leave in August.")
+
+
+async def test_the_api_is_refused_a_save_based_on_an_old_version(
+    http: httpx.AsyncClient, staff: dict[str, Any]
+) -> None:
+    await login(http, staff["desk"])
+    first = (await http.post("/api/contacts", json=DOCTOR)).json()
+    url = f"/api/contacts/{first['id']}"
+    r = await http.put(
+        url, json={**DOCTOR, "phone": "04 78 99 99 99", "based_on": first["version"]}
+    )
+    assert r.status_code == 200 and r.json()["version"] != first["version"]
+    r = await http.put(url, json={**DOCTOR, "notes": "Old page.", "based_on": first["version"]})
+    assert r.status_code == 409
+    row = await Contact.get(id=first["id"])
+    assert (row.phone, row.notes) == ("04 78 99 99 99", "Prefers email.")
