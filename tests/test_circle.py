@@ -774,8 +774,11 @@ async def test_an_edit_from_a_page_read_before_a_colleagues_save_is_refused(
         "number", flat=True
     )
     assert "06 99 88 77 66" in numbers
-    # Saved again from the page as it is now, it goes through.
+    # Saved again from the page as it is now, it goes through; the refused page's form is
+    # based on the person as they are now too (what was typed, to compare and save again).
+    again = _edit_form_of(r.text, alternate_id)
     fresh = _edit_form_of((await alice.get(base)).text, alternate_id)
+    assert again["relationship"] == "Mum" and again["based_on"] == fresh["based_on"]
     r = await alice.post(
         f"{base}/contacts/{alternate_id}",
         data={**fresh, "relationship": "Mum", "csrf_token": alice.headers["X-CSRF-Token"]},
