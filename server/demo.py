@@ -14,12 +14,12 @@ from models.messaging import Conversation, ConversationKind, Message
 from models.offers import FreedSlot, SlotStatus
 from server.access import my_participant
 from server.actions import accounts, agenda, clients, messaging, offers, tasks
-from server.actions.client_requests import writing_in
 from server.auth.passwords import hash_password
 from server.auth.sessions import Caller
 from server.demo_billing import create_demo_billing
 from server.demo_measures import create_demo_measures
 from server.demo_reminders import demo_reminders
+from server.i18n import writing_in
 
 DEMO_PASSWORD = "cabinet-demo-2026"
 

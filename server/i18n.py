@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import gettext as _gettext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -57,9 +59,13 @@ def translations(locale: str) -> _gettext.NullTranslations:
 def set_locale(locale: str) -> contextvars.Token[str]:
     """The language of what follows, its dates and numbers written as that language's
     default region writes them (an email to someone whose browser we do not see)."""
-    language = locale if locale in LOCALES else "en"
+    language = _language(locale)
     _format_locale.set(language)
     return _locale.set(language)
+
+
+def _language(locale: str) -> str:
+    return locale if locale in LOCALES else "en"
 
 
 def current_locale() -> str:
@@ -96,6 +102,24 @@ def regional(accept_language: str | None, language: str) -> str:
 
 def set_time_zone(name: str) -> None:
     _time_zone.set(name)
+
+
+@contextmanager
+def writing_in(locale: str | None, time_zone: str | None = None) -> Iterator[None]:
+    """Write for a reader other than the request's (an email, an SMS, an invoice line): in
+    ``locale``'s language (the current one if None) and ``time_zone`` if given; afterwards
+    the request's language, its regional formats and its zone are as they were."""
+    tokens = (
+        _locale.set(_locale.get() if locale is None else _language(locale)),
+        _format_locale.set(_format_locale.get() if locale is None else _language(locale)),
+        _time_zone.set(time_zone or _time_zone.get()),
+    )
+    try:
+        yield
+    finally:
+        _locale.reset(tokens[0])
+        _format_locale.reset(tokens[1])
+        _time_zone.reset(tokens[2])
 
 
 def current_time_zone() -> ZoneInfo:

@@ -139,6 +139,30 @@ async def test_consultations_created_only_where_missing_and_not_for_what_did_not
     assert await billing.do_ensure_consultations(caller_of(owner), client) == []
 
 
+async def test_a_session_billed_from_the_agenda_is_named_in_the_clients_language(
+    make: Factory, http: Any
+) -> None:
+    """The consultation made by "Bill this client" is the invoice's line, which the client
+    reads; its title was written in the language of whoever clicked, so an English-speaking
+    front desk billed a French client "Session of Dec 3, 2026 (from the agenda)"."""
+    practice, owner, therapist, client = await setup(make)
+    desk = await make.office_admin(locale="en")
+    account = await make.portal_account(client)
+    account.locale = "fr"
+    await account.save()
+    svc = await service("Séance")
+    held = await appointment(therapist, client, svc, 3)
+    await login(http, desk)
+    r = await http.post(f"/staff/clients/{client.id}/bill", headers={"Accept-Language": "en"})
+    assert r.status_code == 303
+    (made,) = await Consultation.filter(client_id=client.id)
+    day = held.starts_at.astimezone(billing.ZoneInfo(practice.time_zone))
+    assert made.title.startswith(f"Séance du {day.day} ") and "(depuis l’agenda)" in made.title
+    # The biller's own page stays in English.
+    page = await http.get(f"/staff/billing/new?client={client.id}")
+    assert page.status_code == 200 and "Bill" in page.text and "Facturer" not in page.text
+
+
 async def test_line_service_rules(make: Factory) -> None:
     practice, owner, therapist, client = await setup(make)
     first = await service("First service", "50.00")

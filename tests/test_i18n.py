@@ -205,3 +205,23 @@ def test_french_uses_curly_apostrophes() -> None:
         and any("'" in s for s in (m.string if isinstance(m.string, tuple) else (m.string,)))
     ]
     assert straight == []
+
+
+def test_writing_for_someone_else_leaves_the_readers_language_formats_and_zone() -> None:
+    """An email written in its reader's language in the middle of a request (a client's
+    request, a measure sent) set the page's language back afterwards but not its regional
+    formats: a British clinician's page went on in American dates (12/7/26)."""
+    from server import i18n
+
+    i18n.set_locale("en")
+    i18n.set_format_locale("en_GB")
+    i18n.set_time_zone("Europe/London")
+    with i18n.writing_in("fr", "America/Toronto"):
+        assert i18n.gettext("Save") == "Enregistrer"
+        assert i18n.format_date(date(2026, 12, 7), "short") == "07/12/2026"
+        assert i18n.current_time_zone().key == "America/Toronto"
+    assert i18n.gettext("Save") == "Save" and i18n.html_lang() == "en-GB"
+    assert i18n.format_date(date(2026, 12, 7), "short") == "07/12/2026"
+    assert i18n.current_time_zone().key == "Europe/London"
+    with i18n.writing_in(None):  # no language known: the current one
+        assert i18n.html_lang() == "en-GB"

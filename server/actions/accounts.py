@@ -25,7 +25,6 @@ from models.jobs import Job
 from realtime.hub import hub
 from server import jobs
 from server.actions import audit
-from server.actions.client_requests import writing_in
 from server.auth.passwords import (
     check_password_policy,
     hash_password,
@@ -36,7 +35,7 @@ from server.auth.sessions import Caller, hash_token, idle_seconds, load_caller, 
 from server.auth.throttle import check_throttle
 from server.db import atomic, on_commit
 from server.errors import Conflict, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
-from server.i18n import current_locale
+from server.i18n import current_locale, writing_in
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.settings import get_settings

@@ -45,11 +45,12 @@ from models.billing import (
 from models.clients import Client, Contact, search_key
 from realtime.events import client_recipient, emit, staff_recipient
 from server.actions import audit
+from server.actions.reminders import client_locale
 from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic, dialect
 from server.errors import Conflict, NotFound, ValidationFailed
-from server.i18n import format_date, format_money
+from server.i18n import format_date, format_money, writing_in
 from server.i18n import gettext as _
 
 # Appointments that produce no consultation: nothing took place.
@@ -239,7 +240,8 @@ async def do_set_default_services(
 
 
 def consultation_title(service_name: str, on: date) -> str:
-    # Recognisable as made by "Bill this client" from the agenda.
+    """Recognisable as made by "Bill this client" from the agenda. It becomes the invoice's
+    line: call it in the language of the invoice's reader (``writing_in``), not the biller's."""
     return _("Session of %(date)s (from the agenda): %(service)s") % {
         "date": format_date(on),
         "service": service_name,
@@ -261,6 +263,9 @@ async def do_ensure_consultations(actor: Caller | None, client: Client) -> list[
     if not appointments:
         return []
     services = {s.id: s for s in await Service.filter(practice_id=practice.id)}
+    # The titles become invoice lines, read by the client (or whoever pays for them): in the
+    # client's language, not in that of whoever clicked "Bill this client".
+    locale = await client_locale(client, practice)
     created: list[Consultation] = []
     async with atomic():
         # One at a time per client, and what exists read under that lock: "Bill this client"
@@ -285,7 +290,7 @@ async def do_ensure_consultations(actor: Caller | None, client: Client) -> list[
                     practitioner_id=appointment.practitioner_id,  # type: ignore[attr-defined]
                     appointment_id=appointment.id,
                     on_date=on,
-                    title=consultation_title(service.name, on),
+                    title=_title_in(locale, service.name, on),
                 )
             )
         if created:
@@ -299,6 +304,11 @@ async def do_ensure_consultations(actor: Caller | None, client: Client) -> list[
                 detail={"ids": [c.id for c in created]},
             )
     return created
+
+
+def _title_in(locale: str, service_name: str, on: date) -> str:
+    with writing_in(locale):
+        return consultation_title(service_name, on)
 
 
 async def do_create_consultation(

@@ -7,32 +7,19 @@ Emails never name what is asked: an inbox is not a health record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
 from models.clients import Client
-from server import i18n
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict
 from server.i18n import gettext as _
+from server.i18n import writing_in
 from server.mail import queue_email
 from server.settings import get_settings
-
-
-@contextmanager
-def writing_in(locale: str | None) -> Iterator[None]:
-    """Write an email in its reader's language, whatever the request's."""
-    previous = i18n.current_locale()
-    i18n.set_locale(locale or previous)
-    try:
-        yield
-    finally:
-        i18n.set_locale(previous)
 
 
 def absolute_url(path: str) -> str:

@@ -35,7 +35,6 @@ from server.actions.client_requests import (
     clinicians_to_tell,
     email_client,
     remind_client,
-    writing_in,
 )
 from server.actions.retries import once_per_key
 from server.actions.schedules import check_schedule
@@ -43,7 +42,7 @@ from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
-from server.i18n import lazy
+from server.i18n import lazy, writing_in
 from server.instruments import Instrument, instrument, score
 from server.mail import queue_email
 

@@ -42,13 +42,7 @@ from server.actions import agenda, audit, reminders
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
-from server.i18n import (
-    current_locale,
-    current_time_zone,
-    format_datetime,
-    set_locale,
-    set_time_zone,
-)
+from server.i18n import format_datetime, writing_in
 from server.i18n import gettext as _
 from server.mail import queue_email
 from server.queries.agenda import has_time_off, holding
@@ -499,10 +493,7 @@ async def send_offer(offer: EarlierSlotOffer) -> None:
     practitioner = await StaffUser.get(id=slot.practitioner_id)  # type: ignore[attr-defined]
     link = f"{get_settings().public_url}/portal/offers/{offer.id}"
     # In the client's language and the practice's time zone, whoever triggered the round.
-    was_locale, was_zone = current_locale(), current_time_zone().key
-    set_locale(account.locale or client.locale or practice.locale)
-    set_time_zone(practice.time_zone)
-    try:
+    with writing_in(account.locale or client.locale or practice.locale, practice.time_zone):
         when = format_datetime(slot.starts_at, "full")
         body = (
             _("An earlier slot is free with %(name)s: %(when)s.")
@@ -525,9 +516,6 @@ async def send_offer(offer: EarlierSlotOffer) -> None:
             client_id=client.id,
             practice_id=practice.id,
         )
-    finally:
-        set_locale(was_locale)
-        set_time_zone(was_zone)
     await audit.record(
         None,
         "offer.sent",
@@ -571,10 +559,8 @@ async def send_offer_sms(job: Job) -> None:
         return
     practitioner = await StaffUser.get(id=slot.practitioner_id)  # type: ignore[attr-defined]
     account = await PortalAccount.get_or_none(client_id=client.id, is_active=True)
-    was_locale, was_zone = current_locale(), current_time_zone().key
-    set_locale((account.locale if account else None) or client.locale or practice.locale)
-    set_time_zone(practice.time_zone)
-    try:
+    locale = (account.locale if account else None) or client.locale or practice.locale
+    with writing_in(locale, practice.time_zone):
         # No health detail beyond what a reminder says: who, when, and the link.
         body = _(
             "%(practice)s: an earlier slot is free with %(name)s on %(when)s. Answer: %(link)s"
@@ -584,9 +570,6 @@ async def send_offer_sms(job: Job) -> None:
             "when": format_datetime(slot.starts_at, "short"),
             "link": f"{get_settings().public_url}/portal/offers/{offer.id}",
         }
-    finally:
-        set_locale(was_locale)
-        set_time_zone(was_zone)
     await reminders.queue_sms(
         practice,
         number,
