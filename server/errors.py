@@ -14,6 +14,8 @@ CabinetError
 
 from __future__ import annotations
 
+from server.i18n import gettext
+
 
 class CabinetError(Exception):
     status_code = 400
@@ -32,8 +34,12 @@ class NotFound(CabinetError):
     status_code = 404
     code = "not_found"
 
-    def __init__(self, message: str = "Not found", fields: dict[str, str] | None = None) -> None:
-        super().__init__(message, fields)
+    def __init__(self, message: str = "", fields: dict[str, str] | None = None) -> None:
+        # Said to the page's scripts (a session or conversation removed meanwhile), in the
+        # reader's language; the error page has words of its own.
+        super().__init__(
+            message or gettext("It no longer exists, or you do not have access to it."), fields
+        )
 
 
 class PermissionDenied(CabinetError):

@@ -365,15 +365,28 @@ def field_message(err: Any) -> str:
         return i18n.gettext("At most %(num)s characters.") % {"num": ctx.get("max_length")}
     if kind in {"int_parsing", "int_type", "int_from_float"}:
         return i18n.gettext("Enter a whole number.")
+    if kind in {"decimal_parsing", "decimal_type", "float_parsing", "float_type"}:
+        return i18n.gettext("Enter a number.")
+    if kind == "decimal_max_places":
+        return i18n.gettext("At most %(num)s decimal places.") % {"num": ctx.get("decimal_places")}
     if kind.startswith("date") or kind.startswith("datetime"):
         return i18n.gettext("Enter a valid date.")
-    if kind in {"enum", "literal_error"}:
+    if kind.startswith("time_") and not kind.startswith("time_delta"):
+        return i18n.gettext("Enter a time such as 21:00.")
+    if kind in {"enum", "literal_error", "bool_parsing", "bool_type"}:
         return i18n.gettext("Choose one of the options.")
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+    if kind in {
+        "greater_than_equal",
+        "less_than_equal",
+        "greater_than",
+        "less_than",
+        "decimal_max_digits",
+        "decimal_whole_digits",
+    }:
         return i18n.gettext("This value is out of range.")
-    if kind == "string_pattern_mismatch":
-        return i18n.gettext("This value does not have the expected form.")
-    return str(err["msg"])
+    # Anything else (a list where a word was expected, too many items, a pattern): never
+    # pydantic's own words, which are English only.
+    return i18n.gettext("This value does not have the expected form.")
 
 
 def validate(model: type[M], data: Any) -> M:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
+from html.parser import HTMLParser
 
 import httpx
 import pytest
@@ -155,6 +156,59 @@ def test_every_string_in_the_code_is_in_the_french_catalog() -> None:
     assert not missing, f"run `make messages` and translate these in fr/cabinet.po: {missing}"
 
 
+# --- templates ------------------------------------------------------------------------------
+
+# What a template may print outside a translation call: the product's name, each language's
+# own name in the language menu, the French registration numbers' names, and the words some
+# pages put in their <body class> through a block.
+NOT_WORDS = {"English", "Français", "SIRET, ADELI, RPPS…"}
+NAMES = re.compile(r"\b(Cabinet|auth|portal|wide)\b")
+SHOWN_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "data-confirm", "aria-description"}
+
+
+class _VisibleText(HTMLParser):
+    """The text and the read-out attributes of a template whose Jinja tags were blanked."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hidden = 0
+        self.found: list[tuple[int, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "style"}:
+            self.hidden += 1
+        for name, value in attrs:
+            if name in SHOWN_ATTRIBUTES and value and re.search(r"[A-Za-z]{2}", value):
+                if value.strip() not in NOT_WORDS:
+                    self.found.append((self.getpos()[0], f'{name}="{value.strip()}"'))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"script", "style"}:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        text = " ".join(data.split())
+        if self.hidden or text in NOT_WORDS or not re.search(r"[A-Za-z]{2}", NAMES.sub("", text)):
+            return
+        self.found.append((self.getpos()[0], text))
+
+
+@pytest.mark.parametrize("app", ["server", "staff", "portal"])
+def test_templates_show_no_words_outside_a_translation_call(app: str) -> None:
+    """Words typed straight into a template reach a French reader in English, and nothing
+    catches them: they are never extracted. Every visible word (and every title, placeholder,
+    aria-label, alt and confirmation) goes through _() or comes from the data."""
+    jinja = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+    untranslated = []
+    for template in sorted((ROOT / app / "templates").glob("*.html")):
+        # Each tag blanked to a space, its lines kept, so the line numbers stay true.
+        source = jinja.sub(lambda m: " " + "\n" * m.group(0).count("\n"), template.read_text())
+        parser = _VisibleText()
+        parser.feed(source)
+        untranslated += [f"{template.name}:{line}: {text}" for line, text in parser.found]
+    assert not untranslated, "wrap these in _():\n" + "\n".join(untranslated)
+
+
 # --- regional formats ------------------------------------------------------------------------
 
 
@@ -225,3 +279,92 @@ def test_writing_for_someone_else_leaves_the_readers_language_formats_and_zone()
     assert i18n.current_time_zone().key == "Europe/London"
     with i18n.writing_in(None):  # no language known: the current one
         assert i18n.html_lang() == "en-GB"
+
+
+# --- what a French user is told when something is refused ---------------------------------
+
+
+async def test_a_mistyped_price_or_time_is_explained_in_french(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """pydantic's own English ("Input should be a valid decimal", "Decimal input should have
+    no more than 2 decimal places", "Input should be in a valid time format…") reached a
+    French clinician setting up a service or hours: only some error kinds were translated."""
+    owner = await make.owner()
+    therapist = await make.therapist()
+    await login(http, owner)
+    french = {"Accept-Language": "fr-FR,fr;q=0.9"}
+    service = {"name": "Séance", "duration_minutes": 50}
+    for price in ("soixante", "70,555"):
+        r = await http.post("/api/setup/services", json={**service, "price": price}, headers=french)
+        assert r.status_code == 422
+        said = r.json()["error"]["fields"]["price"]
+        assert said in {"Saisissez un nombre.", "Au plus 2 décimales."}, said
+    hours = {"practitioner_id": therapist.id, "weekday": 0, "end_time": "12:00", "service_ids": []}
+    r = await http.post(
+        "/api/setup/availability", json={**hours, "start_time": "25:00"}, headers=french
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["fields"]["start_time"] == "Saisissez une heure, par exemple 21:00."
+
+
+def test_no_kind_of_bad_input_is_explained_in_pydantics_english() -> None:
+    """Whatever pydantic refuses, the field's message comes from our catalog."""
+    from datetime import time
+
+    from pydantic import BaseModel, Field
+
+    from server.errors import ValidationFailed
+    from server.numbers import TypedDecimal
+    from server.web import validate
+
+    class Everything(BaseModel):
+        amount: TypedDecimal = Field(ge=0, le=1000, decimal_places=2)
+        big: TypedDecimal = Field(max_digits=4)
+        at: time
+        ratio: float
+        on: bool
+        ids: list[int]
+        tags: list[str] = Field(max_length=2)
+        name: str
+
+    english = re.compile(r"\b(Input|should|valid|Decimal|Field|List|Value)\b")
+    # The catalog's French, with the numbers these fields' limits fill in.
+    ours = {
+        m.string % {"num": 2} if "%(num)s" in m.string else m.string
+        for m in catalog("fr")
+        if isinstance(m.string, str) and "%(" not in m.string.replace("%(num)s", "")
+    }
+    bad = [
+        {"amount": "abc", "big": "12345", "at": "25:00", "ratio": "x", "on": "maybe",
+         "ids": "x", "tags": ["a", "b", "c"], "name": 3},
+        {"amount": "1.234", "big": "x", "at": "x", "ratio": [1], "on": [], "ids": ["a"],
+         "tags": "x", "name": ["x"]},
+    ]  # fmt: skip
+    i18n.set_locale("fr")
+    try:
+        for data in bad:
+            with pytest.raises(ValidationFailed) as refused:
+                validate(Everything, data)
+            for field, message in refused.value.fields.items():
+                assert not english.search(message), (field, message)
+                assert message in ours, (field, message)
+    finally:
+        i18n.set_locale("en")
+
+
+async def test_a_missing_record_is_explained_in_french_to_the_pages_scripts(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """The agenda's and the messages' scripts show the error's message: a 404 said "Not
+    found" in English on a French page (an appointment or a conversation removed meanwhile)."""
+    await login(http, await make.therapist())
+    r = await http.get("/api/conversations/424242", headers={"Accept-Language": "fr-FR"})
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert message != "Not found"
+    i18n.set_locale("fr")
+    try:
+        assert message == i18n.gettext("It no longer exists, or you do not have access to it.")
+    finally:
+        i18n.set_locale("en")
