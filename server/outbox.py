@@ -19,9 +19,26 @@ from typing import Any
 from models.agenda import Appointment, Attendance
 from models.notifications import OutboxMessage, OutboxStatus
 from server.db import atomic
+from server.i18n import gettext, lazy
 
 # How long a claimed message is left to its worker before another may try it.
 LEASE = timedelta(minutes=2)
+
+# Why Cabinet itself failed or dropped a message. Stored in English, as a provider's error
+# is, and translated where they are shown (the Outbox page, the client's Logs tab): a
+# French clinician reads them in French, and rows stored before still read right.
+WORKER_STOPPED = lazy("The worker stopped during the last attempt: it may have been sent.")
+TOO_LATE = lazy("Not sent: by the time it could go, it was too late to be of use.")
+CALLED_OFF = lazy("Not sent: the appointment was cancelled or moved in the meantime.")
+NO_CREDITS = lazy("No SMS credits left.")
+OUR_REASONS = frozenset({WORKER_STOPPED, TOO_LATE, CALLED_OFF, NO_CREDITS})
+
+
+def reason_label(error: str) -> str:
+    """A failed or dropped message's ``error`` in the reader's language when it is one of
+    ours; a provider's or a mail server's words as they gave them."""
+    return gettext(error) if error in OUR_REASONS else error
+
 
 Send = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
 # When a due message must wait instead (quiet hours), or None to send it now.
@@ -34,7 +51,7 @@ async def why_drop(msg: OutboxMessage, at: datetime) -> str:
     """Why ``msg`` must not go at ``at`` (the first moment it could), or "" if it still may.
     The reasons are stored with it and shown on the client's Logs tab."""
     if msg.send_before is not None and at >= msg.send_before:
-        return "Not sent: by the time it could go, it was too late to be of use."
+        return TOO_LATE
     if msg.appointment_id is None:
         return ""
     appointment = await Appointment.get_or_none(id=msg.appointment_id)
@@ -44,7 +61,7 @@ async def why_drop(msg: OutboxMessage, at: datetime) -> str:
         or appointment.attendance is not Attendance.SCHEDULED
         or (msg.send_before is not None and appointment.starts_at != msg.send_before)
     ):
-        return "Not sent: the appointment was cancelled or moved in the meantime."
+        return CALLED_OFF
     return ""
 
 
@@ -90,7 +107,7 @@ async def deliver_outbox(
             # twice, and it has had its tries.
             await OutboxMessage.filter(**still).update(
                 status=OutboxStatus.FAILED,
-                error="The worker stopped during the last attempt: it may have been sent.",
+                error=WORKER_STOPPED,
             )
             continue
         until = await hold(msg, now) if hold is not None else None

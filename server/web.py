@@ -46,6 +46,7 @@ from server.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from server.outbox import reason_label
 from server.settings import ROOT, get_settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -515,6 +516,7 @@ _env.filters.update(
     audit_actor=actor_label,
     audit_object=object_label,
     purpose=purpose_label,
+    outbox_reason=reason_label,
 )
 
 

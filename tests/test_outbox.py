@@ -5,6 +5,7 @@ not sent again."""
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,3 +115,43 @@ async def test_a_message_another_worker_held_meanwhile_is_not_claimed(make: Fact
     row = await OutboxMessage.get(id=msg.id)
     assert row.status is OutboxStatus.QUEUED and row.attempts == 0
     assert row.next_attempt_at == morning
+
+
+async def test_why_a_message_failed_or_was_dropped_reads_in_french(
+    http: Any, make: Factory
+) -> None:
+    """The reasons Cabinet itself gives (no credits left, the worker stopped, too late, the
+    session called off) were stored in English and printed as they were on a French
+    clinician's Outbox page and client Logs tab. They are translated where they are shown;
+    a provider's own words still show as the provider gave them."""
+    from server import i18n
+    from tests.conftest import login
+
+    owner = await make.owner()
+    client = await make.client(await make.therapist())
+    reasons = [
+        (OutboxStatus.FAILED, outbox.NO_CREDITS),
+        (OutboxStatus.FAILED, outbox.WORKER_STOPPED),
+        (OutboxStatus.DROPPED, outbox.TOO_LATE),
+        (OutboxStatus.DROPPED, outbox.CALLED_OFF),
+        # A provider's words: shown as they are, escaped, and never formatted.
+        (OutboxStatus.FAILED, "Twilio: 21211 <invalid> number, 100% sure"),
+    ]
+    for status, error in reasons:  # to the client, as their Logs tab lists
+        await queue(make, 1, status=status, error=error, client_id=client.id)
+    await OutboxMessage.all().update(to=client.email)
+    await login(http, owner)
+    french = {"Accept-Language": "fr-FR"}
+    pages = [
+        (await http.get("/staff/outbox", headers=french)).text,
+        (await http.get(f"/staff/clients/{client.id}/logs", headers=french)).text,
+    ]
+    i18n.set_locale("fr")
+    try:
+        for page in pages:
+            for _status, error in reasons[:-1]:
+                assert error not in page
+                assert html.escape(i18n.gettext(error), quote=False) in page
+            assert "Twilio: 21211 &lt;invalid&gt; number, 100% sure" in page
+    finally:
+        i18n.set_locale("en")

@@ -39,7 +39,7 @@ from models.reminders import (
     ReminderTemplate,
     SmsTemplate,
 )
-from server import jobs
+from server import jobs, outbox
 from server.actions import audit
 from server.auth.sessions import Caller
 from server.db import atomic, connection, placeholders
@@ -471,7 +471,7 @@ async def queue_sms(
                 credits_exhausted_at=datetime.now(UTC)
             )
         return await OutboxMessage.create(
-            **common, status=OutboxStatus.FAILED, error="No SMS credits left."
+            **common, status=OutboxStatus.FAILED, error=outbox.NO_CREDITS
         )
     await MessagingSettings.filter(id=settings.id).update(
         sms_credits=settings.sms_credits - segments
