@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models.accounts import PortalAccount, Practice
+from models.accounts import PortalAccount, Practice, StaffUser
 from models.agenda import Appointment, Attendance
 from models.clients import Client
 from models.jobs import Job, JobStatus
@@ -376,6 +376,29 @@ async def test_sms_credits_run_out_the_owner_is_told_and_adding_resumes(
     assert await OutboxMessage.filter(purpose="sms.credits").count() == 1  # told once
     assert await reminders.do_add_sms_credits(Caller.acting_as(s["owner"]), s["practice"], 10) == 10
     assert (await MessagingSettings.get(id=settings.id)).credits_exhausted_at is None
+
+
+async def test_the_owner_is_told_of_the_credits_in_their_own_language(
+    setup: dict[str, Any], make: Factory
+) -> None:
+    # The words were typed in the code, one copy per language, and outside the catalog:
+    # the French came with a typewriter apostrophe ("n'a plus") the catalog never allows.
+    s = setup
+    await StaffUser.filter(id=s["owner"].id).update(locale="fr")
+    english = await make.owner(first_name="Edith")
+    await StaffUser.filter(id=english.id).update(locale="en")
+    await set_prefs(s["client"], None, 24)
+    settings = await reminders.messaging_settings(s["practice"].id)
+    await MessagingSettings.filter(id=settings.id).update(sms_credits=0)
+    await book(s, in_days(2))
+    await run_all(in_days(2) - timedelta(hours=23))
+    told = {m.to: m for m in await OutboxMessage.filter(purpose="sms.credits")}
+    french = told[s["owner"].email]
+    assert french.subject == "Plus de crédits SMS"
+    assert f"Le cabinet {s['practice'].name} n’a plus de crédits SMS" in french.body_text
+    assert "/staff/settings/sms" in french.body_text
+    assert told[english.email].subject == "No SMS credits left"
+    assert "has no SMS credits left" in told[english.email].body_text
 
 
 async def test_confirm_by_sms_waits_so_a_mistake_can_be_undone(setup: dict[str, Any]) -> None:

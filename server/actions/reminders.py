@@ -41,6 +41,7 @@ from models.reminders import (
 )
 from server import jobs, outbox
 from server.actions import audit
+from server.actions.client_requests import writing_in
 from server.auth.sessions import Caller
 from server.db import atomic, connection, placeholders
 from server.errors import Conflict, ValidationFailed
@@ -484,20 +485,14 @@ async def _tell_owners_credits_ran_out(practice: Practice) -> None:
     for owner in await StaffUser.filter(
         practice_id=practice.id, role=StaffRole.OWNER, is_active=True
     ):
-        if language(owner.locale, practice.locale) == "fr":
-            subject = "Plus de crédits SMS"
-            body = (
-                f"Le cabinet {practice.name} n'a plus de crédits SMS : les rappels et "
-                f"confirmations par SMS ne partent plus. Ajoutez des crédits : {url}\n"
-            )
-        else:
-            subject = "No SMS credits left"
-            body = (
-                f"{practice.name} has no SMS credits left: SMS reminders and confirmations "
-                f"are not being sent. Add credits: {url}\n"
-            )
+        with writing_in(language(owner.locale, practice.locale)):
+            subject = _("No SMS credits left")
+            body = _(
+                "%(practice)s has no SMS credits left: SMS reminders and confirmations "
+                "are not being sent. Add credits: %(link)s"
+            ) % {"practice": practice.name, "link": url}
         await queue_email(
-            owner.email, subject, body, purpose="sms.credits", practice_id=practice.id
+            owner.email, subject, body + "\n", purpose="sms.credits", practice_id=practice.id
         )
 
 
