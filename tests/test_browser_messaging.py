@@ -677,3 +677,36 @@ async def test_a_client_writes_first_from_the_phone(
     await expect(message(clinician, "Could we move Thursday")).to_be_visible()
     await expect(message(client, "Could we move Thursday").locator(".status")).to_have_text("Read")
     await never_reloaded(clinician, client)
+
+
+async def test_a_send_lost_on_the_network_is_explained_in_french(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # A client on a French phone losing the network while sending read the browser's own
+    # English ("Failed to fetch") under the conversation; a proxy's bare 502 gave its
+    # English status text ("Bad Gateway"). Both now say the page's own words.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Réseau")
+    page = await messages_page(
+        browser, live_server, people["camille"], open_id=cid, phone=True, locale="fr-FR"
+    )
+    said = "Cabinet est momentanément indisponible. Veuillez réessayer dans un instant."
+    lost = True
+
+    async def lost_then_bare_502(route: Any) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+        elif lost:
+            await route.abort("internetdisconnected")
+        else:
+            await route.fulfill(status=502, body="<html>Bad Gateway</html>")
+
+    await page.route("**/portal/api/conversations/*/messages", lost_then_bare_502)
+    for _attempt in range(2):
+        await write(page, "Bonjour")
+        await page.locator("#composer-text").press("Enter")
+        await expect(page.locator("#thread-notice")).to_have_text(said)
+        await page.locator("#composer-text").fill("")
+        lost = False

@@ -32,11 +32,13 @@
       headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": CabinetLive.csrf() },
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) {
+      // The server's message is in the reader's language; the browser's ("Failed to fetch")
+      // and a proxy's status text ("Bad Gateway") are not: the page's own words instead.
       return r.json().catch(function () { return {}; }).then(function (j) {
-        if (!r.ok) { var e = new Error((j.error && j.error.message) || r.statusText); e.status = r.status; e.body = j; throw e; }
+        if (!r.ok) { var e = new Error((j.error && j.error.message) || T.unreachable); e.status = r.status; e.body = j; throw e; }
         return j;
       });
-    });
+    }, function () { var e = new Error(T.unreachable); e.status = 0; e.body = {}; throw e; });
   }
 
   /* ---- dates in the practice's time zone ---- */

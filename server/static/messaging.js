@@ -23,8 +23,10 @@
       headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": CabinetLive.csrf() },
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (j) { if (!r.ok) { var e = new Error((j.error && j.error.message) || r.statusText); e.status = r.status; e.body = j; throw e; } return j; });
-    });
+      // The server's message is in the reader's language; the browser's ("Failed to fetch")
+      // and a proxy's status text ("Bad Gateway") are not: the page's own words instead.
+      return r.json().catch(function () { return {}; }).then(function (j) { if (!r.ok) { var e = new Error((j.error && j.error.message) || T.unreachable); e.status = r.status; e.body = j; throw e; } return j; });
+    }, function () { var e = new Error(T.unreachable); e.status = 0; e.body = {}; throw e; });
   }
   function fmtTime(iso) { return new Date(iso).toLocaleString(document.documentElement.lang, { dateStyle: "short", timeStyle: "short", timeZone: cfg.timeZone }); }
   function uid() { return (crypto.randomUUID ? crypto.randomUUID() : (Date.now() + "-" + Math.random().toString(16).slice(2))); }
