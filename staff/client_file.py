@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, field_validator
 from starlette.requests import Request
@@ -414,14 +415,18 @@ class FileOut(BaseModel):
 async def file_out(caller: Caller, client: Client) -> FileOut:
     values = await _contact_values(client)
     clinical = None
-    if can_see_clinical(caller, await Practice.get(id=caller.practice_id)):
+    practice = await Practice.get(id=caller.practice_id)
+    if can_see_clinical(caller, practice):
         details = await clinical_details(client)
         clinical = {
             "referral": client.referral,
             "diagnosis_keywords": client.diagnosis_keywords or [],
             "clinical_comments": client.clinical_comments,
             "supervisor_id": details["supervisor"].id if details["supervisor"] else None,
-            "client_since": client.created_at.date().isoformat(),
+            # The practice's day, as the file's page shows it: not UTC's, a day early at night.
+            "client_since": client.created_at.astimezone(ZoneInfo(practice.time_zone))
+            .date()
+            .isoformat(),
             "attendance": details["attendance"],
             # Send it back as ``based_on`` to be refused what someone else changed since.
             "version": await client_file.tab_version(client, "clinical"),

@@ -4,6 +4,7 @@ may see what."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -547,3 +548,14 @@ async def test_the_front_desk_hands_a_client_to_another_therapist(
     assert (await Client.get(id=helene.id)).therapist_id == bob.id  # type: ignore[attr-defined]
     assert (await therapist.get(f"/api/clients/{helene.id}")).status_code == 404
     assert (await Task.get(id=task.id)).assignee_id == bob.id  # type: ignore[attr-defined]
+
+
+async def test_client_since_is_the_practices_day(http: httpx.AsyncClient, make: Factory) -> None:
+    """A file opened at 00:30 in Paris (23:30 UTC) was a client "since" the day before in
+    the API, while the page said the right day."""
+    alice = await make.therapist()
+    client = await make.client(alice)
+    await Client.filter(id=client.id).update(created_at=datetime(2026, 12, 7, 23, 30, tzinfo=UTC))
+    await login(http, alice)
+    r = await http.get(f"/api/clients/{client.id}")
+    assert r.status_code == 200 and r.json()["clinical"]["client_since"] == "2026-12-08"
