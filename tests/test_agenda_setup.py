@@ -583,6 +583,38 @@ async def test_hours_saved_without_a_location_before_the_rule_are_flagged(
     assert r.status_code == 404
 
 
+async def test_hours_at_a_location_since_closed_are_flagged_and_can_move(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """Closing a location left its hours on the setup page as if nothing had happened,
+    though neither the portal nor the agenda books anything there any more."""
+    alice, talk, office = team["alice"], team["talk"], team["office"]
+    hours = await agenda.do_add_availability(
+        None,
+        alice,
+        services=[talk],
+        weekday=3,
+        start_time=time(9),
+        end_time=time(12),
+        location=office,
+    )
+    other = await agenda.do_create_location(None, team["practice"], name="Annexe")
+    await agenda.do_update_location(
+        None, office, name=office.name, address=office.address, is_active=False
+    )
+    await login(http, team["owner"])
+    url = f"/staff/setup/availability?practitioner={alice.id}"
+    page = (await http.get(url)).text
+    assert "This location is closed: nothing can be booked in these hours" in page
+    r = await http.post(
+        f"/staff/setup/availability/{hours.id}/location", data={"location_id": str(other.id)}
+    )
+    assert r.status_code == 303, r.text
+    await hours.refresh_from_db()
+    assert hours.location_id == other.id  # type: ignore[attr-defined]
+    assert "This location is closed" not in (await http.get(url)).text
+
+
 async def test_a_remote_service_in_hours_without_location_stays_remote(
     http: httpx.AsyncClient, team: dict[str, Any]
 ) -> None:
