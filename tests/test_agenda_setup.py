@@ -984,6 +984,64 @@ async def test_owner_picks_a_practitioner_and_group_slots_by_form(
     assert "group slot, 8 participants" in (await http.get(r.headers["location"])).text
 
 
+async def test_add_hours_refused_keeps_what_was_typed(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """A 422 on "Add the hours" shows the form again as it was filled in, not the blank
+    form with its defaults: every field had to be typed again."""
+    owner, bob, talk, group, office = (
+        team["owner"],
+        team["bob"],
+        team["talk"],
+        team["group"],
+        team["office"],
+    )
+    await login(http, owner)
+    form = {
+        "practitioner_id": str(bob.id),
+        "weekday": "4",
+        "start_time": "14:15",
+        "end_time": "17:45",
+        "location_id": str(office.id),
+        "valid_from": f"{NEXT_YEAR}-09-01",
+        "valid_until": f"{NEXT_YEAR}-06-30",  # before the start: refused
+        "service_ids": [str(talk.id), str(group.id)],
+        "is_group_slot": "true",
+        "capacity": "9",
+    }
+    r = await http.post("/staff/setup/availability", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    # The error stands beside its field, not only in the list at the top.
+    assert re.search(
+        r'name="valid_until"[^>]*><span class="field-error">The end comes after the start\.',
+        page,
+    )
+    assert f"Hours of {bob.full_name}" in page
+    for name in ("start_time", "end_time", "valid_from", "valid_until", "capacity"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    assert re.search(r'<option value="4" selected>', page)
+    assert re.search(rf'<option value="{office.id}" selected>', page)
+    for service in (talk, group):
+        assert re.search(rf'name="service_ids" value="{service.id}" checked', page), service
+    assert re.search(r'name="is_group_slot" value="true" checked', page)
+    assert not await Availability.exists(practitioner_id=bob.id)
+
+    # A date instead of a weekday, and no box ticked: nothing comes back ticked.
+    once = {**form, "weekday": "", "on_date": f"{NEXT_YEAR}-05-05", "valid_until": ""}
+    del once["is_group_slot"]
+    r = await http.post("/staff/setup/availability", data=once)
+    assert r.status_code == 422, r.text
+    assert f'name="on_date" value="{NEXT_YEAR}-05-05"' in r.text
+    assert re.search(
+        r'name="is_group_slot"[^>]*>[^<]*<span class="field-error">A group service needs a group',
+        r.text,
+    )
+    assert 'name="is_group_slot" value="true" checked' not in r.text
+    assert '<option value="4" selected>' not in r.text
+    assert not await Availability.exists(practitioner_id=bob.id)
+
+
 async def test_setup_pages_refuse_outsiders(
     http: httpx.AsyncClient, new_http: Any, team: dict[str, Any]
 ) -> None:
