@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import sys
 from datetime import UTC, datetime, time, timedelta
@@ -60,6 +61,61 @@ async def test_owner_changes_the_settings(new_http: Any, make: Factory) -> None:
     await practice.refresh_from_db()
     assert practice.video_url_template == "https://visio.example.org/{room}"
     assert practice.name == "Cabinet des Lilas"
+
+
+async def test_refused_settings_come_back_as_typed(new_http: Any, make: Factory) -> None:
+    """A 422 showed the page with the error beside the field, and every field left empty
+    back to its saved value: a crisis message emptied on purpose came back, to be emptied
+    again or saved by mistake. The boxes come back as ticked too."""
+    owner = await make.owner()
+    practice = await Practice.get(id=owner.practice_id)  # type: ignore[attr-defined]
+    await Practice.filter(id=practice.id).update(
+        online_booking=True,
+        office_admins_see_clinical=False,
+        clients_see_measure_trend=True,
+        earlier_slot_alerts=False,
+        crisis_message="Appelez le 15.",
+    )
+    http = new_http("10.9.1.2")
+    me = await login(http, owner)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "name": "Cabinet des Tilleuls",
+        "time_zone": "America/Montreal",
+        # online_booking and clients_see_measure_trend unticked
+        "cancellation_notice_hours": "400",  # beyond two weeks: refused
+        "online_bookings_per_client": "0",
+        "video_url_template": "https://visio.example.org/t/{room}",
+        "earlier_slot_alerts": "true",
+        "earlier_slot_min_days": "21",
+        "office_admins_see_clinical": "true",
+        "crisis_message": "",  # emptied: the built-in message
+    }
+    r = await http.post("/staff/practice", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(r'name="cancellation_notice_hours"[^>]*value="400"[^>]*>', page)
+    assert re.search(
+        r'name="cancellation_notice_hours"[^>]*>\s*<span[^>]*>[^<]*</span>'
+        r'<span class="field-error">',
+        page,
+    )
+    for name in ("name", "online_bookings_per_client", "earlier_slot_min_days"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    assert 'value="https://visio.example.org/t/{room}"' in page
+    assert "<option selected>America/Montreal</option>" in page
+    assert '<textarea name="crisis_message" rows="4" maxlength="2000"></textarea>' in page
+    for box, ticked in {
+        "online_booking": False,
+        "clients_see_measure_trend": False,
+        "earlier_slot_alerts": True,
+        "office_admins_see_clinical": True,
+    }.items():
+        tag = re.search(rf'<input type="checkbox" name="{box}"[^>]*>', page)
+        assert tag is not None and ("checked" in tag.group(0)) is ticked, box
+    await practice.refresh_from_db()
+    assert practice.name != "Cabinet des Tilleuls" and practice.online_booking
+    assert practice.time_zone == "Europe/Paris" and practice.crisis_message == "Appelez le 15."
 
 
 async def test_only_the_owner(new_http: Any, make: Factory) -> None:
