@@ -96,7 +96,9 @@ async def client_list(request: Request) -> Response:
         try:
             client = await create_client_for(caller, await parse_body(request, NewClientForm))
         except ValidationFailed as exc:
-            ctx.update(error=exc.message, fields=exc.fields, show_new=True)
+            form = await request.form()
+            posted = {k: v for k, v in form.items() if k not in {"csrf_token", "request_key"}}
+            ctx.update(error=exc.message, fields=exc.fields, show_new=True, posted=posted)
         else:
             return RedirectResponse(f"/staff/clients/{client.id}/account", status_code=303)
     result = await client_page_query(caller, filters)

@@ -4,6 +4,7 @@ and assign what."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 
 import httpx
@@ -125,6 +126,35 @@ async def test_owner_and_front_desk_assign_any_clinician(
         "/api/clients", json={"first_name": "N", "last_name": "New", "therapist_id": desk.id}
     )
     assert r.status_code == 404  # the front desk is not a clinician
+
+
+async def test_a_refused_new_client_keeps_what_was_typed(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A 422 on "New client" opened the form again with the error but every field blank and
+    the therapist and status back to their defaults."""
+    desk = await make.office_admin()
+    await make.therapist(first_name="Alice")
+    bob = await make.therapist(first_name="Bob")
+    await login(http, desk)
+    form = {
+        "first_name": "Zoé",
+        "last_name": "Durand-Lefèvre",
+        "email": "zoe.durand@",  # refused
+        "phone": "06 12 34 56 78",
+        "therapist_id": str(bob.id),
+        "status": "lead",
+    }
+    r = await http.post("/staff/clients", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(r'name="email"[^>]*>\s*<span class="field-error">Enter an email', page)
+    for name in ("first_name", "last_name", "email", "phone"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    assert re.search(rf'<option value="{bob.id}" selected>', page)
+    assert re.search(r'<option value="lead" selected>', page)
+    assert not re.search(r'<option value="active" selected>', page)
+    assert not await Client.exists(last_name="Durand-Lefèvre")
 
 
 async def test_a_request_key_is_one_practice_s_own(make: Factory) -> None:
