@@ -109,7 +109,9 @@ async def team(request: Request) -> Response:
                 portal_enabled=data.portal_enabled,
             )
         except ValidationFailed as exc:
-            ctx.update(error=exc.message, fields=exc.fields)
+            form = await request.form()
+            posted = {k: v for k, v in form.items() if k != "csrf_token"}
+            ctx.update(error=exc.message, fields=exc.fields, posted=posted)
             return render(request, "staff/team.html", ctx, status=422)
         return RedirectResponse("/staff/team", status_code=303)
     return render(request, "staff/team.html", ctx)

@@ -916,6 +916,36 @@ async def test_the_team_form_adds_a_colleague_with_no_supervisor(
     assert added.supervisor_id is None  # type: ignore[attr-defined]
 
 
+async def test_a_refused_new_colleague_keeps_what_was_typed(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A 422 on "Add a staff member" (an email already used) showed the error beside an
+    empty form: names, role, supervisor and the portal box had to be given again."""
+    owner = await make.owner()
+    sam = await make.therapist(first_name="Sam", email="sam@example.org")
+    await login(http, owner)
+    form = {
+        "first_name": "Nina",
+        "last_name": "Roux",
+        "email": "sam@example.org",
+        "role": "owner",
+        "supervisor_id": str(sam.id),
+        "portal_enabled": "true",
+    }
+    r = await http.post("/staff/team", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text.split('/staff/team" class="grid-form"', 1)[1]
+    assert re.search(
+        r'name="email"[^>]*value="sam@example.org"[^>]*><span class="field-error">', page
+    )
+    for name in ("first_name", "last_name"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    assert '<option value="owner" selected>' in page
+    assert f'<option value="{sam.id}" selected>' in page
+    assert re.search(r'name="portal_enabled" value="true" checked', page)
+    assert not await StaffUser.exists(last_name="Roux")
+
+
 async def test_a_clinician_becomes_front_desk_only_once_their_clients_are_handed_over(
     http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
 ) -> None:
