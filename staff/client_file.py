@@ -199,23 +199,54 @@ def contact_from_form(data: dict[str, Any], form: Any) -> dict[str, Any]:
     return out
 
 
+class Typed:
+    """A client as the form that failed sent it: what was posted where the form had the
+    field, what is saved elsewhere. The tab's form shows it after a 422, so nothing typed
+    is lost to the one field refused."""
+
+    def __init__(self, saved: Client, posted: dict[str, Any]) -> None:
+        self._saved, self._posted = saved, posted
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._posted:
+            return self._posted[name]
+        return getattr(self._saved, name)
+
+
+def _as_typed(client: Client, mine: dict[str, Any] | None) -> dict[str, Any]:
+    """The context that refills a tab's form with ``mine`` (see Typed); the contact tab's
+    rows of numbers and addresses as posted, blank rows included, so each row's error
+    (emails.2.address) stays beside it."""
+    if not mine:
+        return {}
+    ctx: dict[str, Any] = {"typed": Typed(client, mine)}
+    if "phones" in mine:
+        ctx.update(phones=mine["phones"], spare_phones=0)
+    if "emails" in mine:
+        ctx.update(emails=mine["emails"], spare_emails=0)
+    if "tag_ids" in mine:
+        ctx["tag_ids"] = set(mine["tag_ids"])
+    if "diagnosis_keywords" in mine:
+        ctx["keywords"] = mine["diagnosis_keywords"]
+    return ctx
+
+
 async def _save(
     request: Request,
     tab: str,
     work: Callable[[Caller, Client], Awaitable[object]],
     mine: dict[str, Any] | None = None,
 ) -> Response:
-    """Run a tab's form action; on a validation error show the tab again with the errors,
-    and when someone else saved the tab meanwhile, with what this form sent (``mine``)
-    beside the details as they are now."""
+    """Run a tab's form action; on a validation error show the tab again with the errors
+    and the form as it was sent (``mine``), and when someone else saved the tab meanwhile,
+    with what this form sent beside the details as they are now."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     try:
         await work(caller, client)
     except ValidationFailed as exc:
-        return await file_page(
-            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name=tab
-        )
+        ctx = {"error": exc.message, "fields": exc.fields, **_as_typed(client, mine)}
+        return await file_page(request, ctx, 422, tab_name=tab)
     except client_file.DetailsChanged as exc:
         return await file_page(request, {"error": exc.message, "mine": mine}, 409, tab_name=tab)
     return RedirectResponse(f"/staff/clients/{client.id}/{tab}?saved=1", status_code=303)

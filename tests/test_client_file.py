@@ -559,3 +559,93 @@ async def test_client_since_is_the_practices_day(http: httpx.AsyncClient, make: 
     await login(http, alice)
     r = await http.get(f"/api/clients/{client.id}")
     assert r.status_code == 200 and r.json()["clinical"]["client_since"] == "2026-12-08"
+
+
+async def test_a_refused_contact_tab_keeps_what_was_typed(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A 422 on the contact tab (a landline marked for texts) showed the error, but the tab
+    as saved: the new address, the names, the numbers and the reminders just typed were
+    gone, to be typed again."""
+    alice = await make.therapist(first_name="Alice")
+    client = await make.client(alice)
+    practice = await Practice.get(id=alice.practice_id)  # type: ignore[attr-defined]
+    friends = await Tag.create(practice_id=practice.id, name="Groupe du jeudi")
+    me = await login(http, alice)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "status": "lead",
+        "first_name": "Hélène",
+        "middle_name": "Marie",
+        "last_name": "Lacroix-Dumas",
+        "preferred_name": "Léna",
+        "date_of_birth": "1988-04-12",
+        "tags_present": "1",
+        "tag_ids": str(friends.id),
+        "address_line1": "12 rue des Lilas",
+        "postal_code": "69003",
+        "city": "Lyon",
+        "country": "France",
+        "phone_number_0": "06 98 76 54 32",
+        "phone_label_0": "mobile",
+        "primary_phone": "0",
+        "phone_number_1": "01 23 45 67 89",  # a landline marked for texts: refused
+        "phone_label_1": "home",
+        "sms_phone": "1",
+        "email_address_0": "lena@example.org",
+        "email_label_0": "perso",
+        "primary_email": "0",
+        "reminder_email_hours": "48",
+        "reminder_sms_hours": "24",
+    }
+    r = await http.post(f"/staff/clients/{client.id}/contact", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(r'<span class="field-error">[^<]*landline', page)
+    for name, value in form.items():
+        if name in {"csrf_token", "status", "tags_present", "tag_ids"} or name.startswith(
+            ("primary_", "sms_", "reminder_")
+        ):
+            continue
+        assert re.search(rf'name="{name}"[^>]*value="{value}"', page), name
+    assert re.search(r'name="primary_phone" value="0" checked', page)
+    assert re.search(r'name="sms_phone" value="1" checked', page)
+    assert re.search(rf'name="tag_ids" value="{friends.id}" checked', page)
+    assert re.search(r'<option value="lead" selected>', page)
+    for name, hours in (("reminder_email_hours", 48), ("reminder_sms_hours", 24)):
+        chosen = re.search(rf'<select name="{name}">.*?</select>', page, re.S)
+        assert chosen and re.search(rf'<option value="{hours}" selected>', chosen.group(0)), name
+    # Nothing saved, and the page is not the 409 one ("What you wrote, not saved").
+    await client.refresh_from_db()
+    assert client.last_name != "Lacroix-Dumas" and client.city != "Lyon"
+    assert not await PhoneNumber.filter(client_id=client.id).exists()
+    assert "data-unsaved" not in page
+
+
+async def test_a_refused_account_tab_keeps_what_was_typed(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A card number in the account comments is refused (422): the tab came back as saved,
+    the payment terms, the insurance details and the rest of the comments lost with it."""
+    alice = await make.therapist(first_name="Alice")
+    client = await make.client(alice)
+    me = await login(http, alice)
+    form = {
+        "csrf_token": me["csrf_token"],
+        "payment_terms": "monthly",
+        "health_id": "2 88 04 69 123 456 78",
+        "insurance_company": "Mutuelle des Lilas",
+        "account_comments": "Pays by card 4242 4242 4242 4242 at the start of the month.",
+    }
+    r = await http.post(f"/staff/clients/{client.id}/account", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(r"</textarea><span class=\"field-error\">Remove the card number", page)
+    for name in ("health_id", "insurance_company"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    assert f">{form['account_comments']}</textarea>" in page
+    assert '<option value="monthly" selected>' in page
+    await client.refresh_from_db()
+    assert (
+        client.insurance_company != "Mutuelle des Lilas" and client.payment_terms == "per_session"
+    )
