@@ -133,9 +133,13 @@ async def add_task_form(request: Request) -> Response:
             due_date=data.due_date,
         )
     except ValidationFailed as exc:
-        return await file_page(
-            request, {"task_error": exc.message, "task_fields": exc.fields}, 422, tab_name="tasks"
-        )
+        form = await request.form()
+        ctx: dict[str, object] = {
+            "task_error": exc.message,
+            "task_fields": exc.fields,
+            "task_posted": {k: v for k, v in form.items() if k != "csrf_token"},
+        }
+        return await file_page(request, ctx, 422, tab_name="tasks")
     return RedirectResponse(f"/staff/clients/{client.id}/tasks", status_code=303)
 
 

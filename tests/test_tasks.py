@@ -3,6 +3,7 @@ and reopened, the "my tasks" list, and access for every kind of caller."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -399,3 +400,24 @@ async def test_the_assignee_lists_offer_only_who_may_open_the_file(
     assert r.status_code == 404
     r = await other.get("/api/messaging/staff", params={"message_id": "x"})
     assert r.status_code == 404
+
+
+async def test_a_refused_task_keeps_what_was_typed(
+    http: httpx.AsyncClient, cast: dict[str, Any]
+) -> None:
+    """A due date mistyped (a six-digit year, which a date field lets through) was refused
+    with the form shown again empty: the task's text, often long, was lost."""
+    helene, desk = cast["helene"], cast["desk"]
+    await login(http, cast["alice"])
+    form = {
+        "note": "Rappeler la mutuelle au sujet du remboursement de mars.",
+        "assignee_id": str(desk.id),
+        "due_date": "20266-12-01",
+    }
+    r = await http.post(f"/staff/clients/{helene.id}/tasks", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert f">{form['note']}</textarea>" in page
+    assert f'<option value="{desk.id}" selected>' in page
+    assert re.search(r'name="due_date" value="20266-12-01"><span class="field-error">', page)
+    assert await Task.all().count() == 0
