@@ -264,7 +264,16 @@ async def save_practitioner(request: Request) -> Response:
             notices_by_sms=data.notices_by_sms,
         )
     except ValidationFailed as exc:
-        return await sms_page(request, {"error": exc.message, "fields": exc.fields})
+        # The row as it was sent, with its errors beside it (row_fields): the other rows
+        # and forms on the page are shown as saved.
+        return await sms_page(
+            request,
+            {
+                "error": exc.message,
+                "row_fields": exc.fields,
+                "row_posted": {**form, "staff_id": practitioner.id},
+            },
+        )
     return RedirectResponse("/staff/settings/sms?saved=1", status_code=303)
 
 

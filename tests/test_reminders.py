@@ -958,3 +958,24 @@ async def test_texting_preferences_are_only_for_the_practices_active_clinicians(
     assert response.status_code == 303
     prefs = await PractitionerSms.get(practitioner_id=s["alice"].id)
     assert prefs.mobile == "+33611111111" and prefs.notify_online_bookings
+
+
+async def test_a_refused_practitioner_row_keeps_what_was_typed(
+    setup: dict[str, Any], http: Any, make: Factory
+) -> None:
+    """A landline given as a practitioner's mobile is refused (422): the page came back with
+    the error at the top only, and the row as saved: the number, the default confirmation
+    and the two boxes had to be given again, without seeing which row was wrong."""
+    s = setup
+    alice = s["alice"]
+    await login(http, s["owner"])
+    form = {"mobile": "04 78 00 00 00", "notify_online_bookings": "true", "notices_by_sms": "true"}
+    response = await http.post(f"/staff/settings/sms/practitioners/{alice.id}", data=form)
+    assert response.status_code == 422, response.text
+    row = re.search(rf'<tr data-practitioner="{alice.id}">.*?</tr>', response.text, re.S)
+    assert row is not None
+    assert re.search(r'name="mobile"[^>]*value="04 78 00 00 00"', row.group(0))
+    assert re.search(r'<span class="field-error">[^<]*landline', row.group(0))
+    for box in ("notify_online_bookings", "notices_by_sms"):
+        assert re.search(rf'name="{box}" value="true"[^>]*checked', row.group(0)), box
+    assert not await PractitionerSms.filter(practitioner_id=alice.id).exists()
