@@ -117,7 +117,9 @@ async def reminders_page(request: Request) -> Response:
                 caller, practice, posted, values, version=form.get("version") or None
             )
         except ValidationFailed as exc:
-            ctx.update(error=exc.message, fields=exc.fields, version=form.get("version"))
+            ctx.update(
+                error=exc.message, fields=exc.fields, version=form.get("version"), posted=form
+            )
             texts = posted
             status = 422
         except Conflict as exc:
@@ -134,8 +136,9 @@ async def reminders_page(request: Request) -> Response:
         previews=_previews(texts, practice),
         placeholders=PLACEHOLDERS,
         settings=settings,
-        quiet_start=_hhmm(settings.quiet_start_minute),
-        quiet_end=_hhmm(settings.quiet_end_minute),
+        # After a 422, the times as typed, not as saved.
+        quiet_start=ctx.get("posted", {}).get("quiet_start", _hhmm(settings.quiet_start_minute)),
+        quiet_end=ctx.get("posted", {}).get("quiet_end", _hhmm(settings.quiet_end_minute)),
         locales=LOCALES,
     )
     return render_page(request, "staff/settings_reminders.html", ctx, status=status)

@@ -979,3 +979,34 @@ async def test_a_refused_practitioner_row_keeps_what_was_typed(
     for box in ("notify_online_bookings", "notices_by_sms"):
         assert re.search(rf'name="{box}" value="true"[^>]*checked', row.group(0)), box
     assert not await PractitionerSms.filter(practitioner_id=alice.id).exists()
+
+
+async def test_a_refused_reminders_page_keeps_the_settings_typed(
+    setup: dict[str, Any], http: Any
+) -> None:
+    """A text refused (an unknown placeholder) kept the texts as typed, but the quiet hours,
+    the delays and the boxes went back to what is saved, to be changed again."""
+    s = setup
+    await login(http, s["owner"])
+    form = {
+        "quiet_start": "22:30",
+        "quiet_end": "07:15",
+        "confirmation_delay_minutes": "45",
+        "unread_notice_minutes": "95",
+        "sms_on_online_booking": "true",
+        "sms_on_earlier_slot_offers": "true",
+        "sms_fr_body": "RDV le {jour} à {time}",  # {jour} is no placeholder: refused
+    }
+    r = await http.post("/staff/settings/reminders", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(
+        r'name="sms_fr_body"[^>]*>RDV le \{jour\}[^<]*</textarea><span class="field-error">', page
+    )
+    for name in ("quiet_start", "quiet_end", "confirmation_delay_minutes", "unread_notice_minutes"):
+        assert re.search(rf'name="{name}"[^>]*value="{form[name]}"', page), name
+    for box in ("sms_on_online_booking", "sms_on_earlier_slot_offers"):
+        assert re.search(rf'name="{box}" value="true" checked', page), box
+    after = await reminders.messaging_settings(s["practice"].id)
+    assert after.quiet_start_minute != 22 * 60 + 30 and after.confirmation_delay_minutes != 45
+    assert not after.sms_on_online_booking
