@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -2000,3 +2001,50 @@ def test_the_default_invoice_prefix_is_one_the_settings_form_accepts(
     got = _default_prefix(StaffUser(first_name="A", last_name=last_name))
     assert got == prefix
     assert ProfileForm(legal_name="A", prefix=got).prefix == got  # the form takes it
+
+
+async def test_refused_invoice_forms_keep_what_was_typed(make: Factory, http: Any) -> None:
+    """A 422 on one of the invoice page's forms (a price with three decimals, the payer's
+    name emptied, an amount of nothing) showed the error beside a form back to its blanks
+    and defaults: the line, the payer's details or the payment were typed again."""
+    owner, _client, invoice = await _draft(make)
+    await login(http, owner)
+    url = f"/staff/billing/invoices/{invoice.id}"
+    line = {
+        "description": "Frais de dossier",
+        "quantity": "2",
+        "unit_price": "12.345",  # three decimals: refused
+        "discount": "1.50",
+        "on_date": date.today().isoformat(),
+    }
+    r = await http.post(f"{url}/lines", data=line)
+    assert r.status_code == 422, r.text
+    form = r.text.split(f'action="{url}/lines"', 1)[1].split("</form>", 1)[0]
+    for name, value in line.items():
+        assert re.search(rf'name="{name}"[^>]*value="{re.escape(value)}"', form), name
+    assert re.search(r'name="unit_price"[^>]*><span class="field-error">', form)
+
+    details = {
+        "payer_name": "",
+        "payer_email": "famille.dubois@example.org",
+        "payer_address": "2 rue Neuve\n69003 Lyon",
+        "notes": "Merci de régler sous 30 jours.",
+    }
+    r = await http.post(f"{url}/details", data=details)
+    assert r.status_code == 422, r.text
+    form = r.text.split(f'action="{url}/details"', 1)[1].split("</form>", 1)[0]
+    assert 'name="payer_name" value=""' in form
+    assert 'name="payer_email" value="famille.dubois@example.org"' in form
+    assert ">2 rue Neuve\n69003 Lyon</textarea>" in form and ">Merci de régler" in form
+    await invoice.refresh_from_db()
+    assert invoice.total == Decimal("60.00") and invoice.notes == ""
+
+    await billing.do_finalize(caller_of(owner), invoice)
+    payment = {"amount": "0", "method": "transfer", "paid_on": "2026-11-30", "reference": "VIR 889"}
+    r = await http.post(f"{url}/payments", data=payment)
+    assert r.status_code == 422, r.text
+    form = r.text.split(f'action="{url}/payments"', 1)[1].split("</form>", 1)[0]
+    for name in ("amount", "paid_on", "reference"):
+        assert re.search(rf'name="{name}"[^>]*value="{payment[name]}"', form), name
+    assert '<option value="transfer" selected>' in form
+    assert not await Payment.filter(invoice_id=invoice.id).exists()
