@@ -611,7 +611,12 @@ async def add_consultation(request: Request) -> Response:
             request_key=body.request_key,
         )
     except ValidationFailed as exc:
-        ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": form}
+        ctx: dict[str, object] = {
+            "error": exc.message,
+            "fields": exc.fields,
+            "posted": form,
+            "failed": "consultation",
+        }
         return await file_page(request, ctx, status=422, tab_name="billing")
     return RedirectResponse(f"/staff/clients/{client.id}/billing?saved=1", status_code=303)
 
@@ -626,7 +631,12 @@ async def refund_form(request: Request) -> Response:
             caller, client, PaymentIn(p.amount, p.method, p.paid_on, p.reference, p.request_key)
         )
     except ValidationFailed as exc:
-        ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": form}
+        ctx: dict[str, object] = {
+            "error": exc.message,
+            "fields": exc.fields,
+            "posted": form,
+            "failed": "refund",
+        }
         return await file_page(request, ctx, status=422, tab_name="billing")
     return RedirectResponse(f"/staff/clients/{client.id}/billing?saved=1", status_code=303)
 

@@ -2048,3 +2048,32 @@ async def test_refused_invoice_forms_keep_what_was_typed(make: Factory, http: An
         assert re.search(rf'name="{name}"[^>]*value="{payment[name]}"', form), name
     assert '<option value="transfer" selected>' in form
     assert not await Payment.filter(invoice_id=invoice.id).exists()
+
+
+async def test_a_refused_consultation_by_hand_keeps_what_was_typed(
+    make: Factory, http: Any
+) -> None:
+    """A date with a six-digit year (a date field lets it through) was refused with the
+    form back to today, the client's therapist, no title and "billable" ticked."""
+    _practice, owner, therapist, client = await setup(make)
+    await login(http, owner)
+    form = {
+        "practitioner_id": str(owner.id),
+        "on_date": "20266-11-02",
+        "title": "Compte rendu pour le médecin traitant",
+        # billable left unticked
+    }
+    r = await http.post(f"/staff/clients/{client.id}/consultations", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text.split('id="add-consultation"', 1)[1].split("</form>", 1)[0]
+    assert re.search(
+        r'name="on_date" value="20266-11-02" required><span class="field-error">', page
+    )
+    assert (
+        'name="title" required maxlength="200" value="Compte rendu pour le médecin traitant"'
+        in page
+    )
+    assert f'<option value="{owner.id}" selected>' in page
+    assert f'<option value="{therapist.id}" selected>' not in page
+    assert not re.search(r'name="billable" value="true" checked', page)
+    assert not await Consultation.filter(client_id=client.id).exists()
