@@ -741,14 +741,24 @@ def _weekdays() -> list[str]:
     ]
 
 
-async def _post(request: Request, page: str, work: Work, roles: Any = SETUP_ROLES) -> Response:
-    """Run a page's form; on a validation error show the page again with a 422."""
+async def _post(
+    request: Request, page: str, work: Work, roles: Any = SETUP_ROLES, row: int | None = None
+) -> Response:
+    """Run a page's form; on a validation error show the page again with a 422, the form
+    that failed as it was sent: the "Add" form (``values``), or the row ``row`` of the list
+    (``row_values``), which until then refilled the "Add" form with the row's changes."""
     caller = require_staff(request, roles)
-    data = _form_values(await request.form())
+    form = await request.form()
+    data = _form_values(form)
     try:
         await work(caller, data)
     except ValidationFailed as exc:
-        ctx = {"error": exc.message, "fields": exc.fields, "values": data}
+        ctx: dict[str, Any] = {"error": exc.message, "fields": exc.fields}
+        if row is None:
+            ctx["values"] = data
+        else:
+            # As typed (a price with its comma), for the row's few single fields.
+            ctx.update(row_values=dict(form.items()), editing=row)
         if "practitioner_id" in data:
             ctx["practitioner_id"] = data["practitioner_id"]
         return await _render(request, caller, page, ctx, status=422)
@@ -774,7 +784,7 @@ async def category_form(request: Request) -> Response:
     async def work(caller: Caller, data: dict[str, Any]) -> None:
         await update_category(caller, category_id, validate(CategoryIn, data))
 
-    return await _post(request, "categories", work)
+    return await _post(request, "categories", work, row=category_id)
 
 
 async def services_page(request: Request) -> Response:
@@ -794,7 +804,7 @@ async def service_form(request: Request) -> Response:
     async def work(caller: Caller, data: dict[str, Any]) -> None:
         await update_service(caller, service_id, validate(ServiceIn, data))
 
-    return await _post(request, "services", work)
+    return await _post(request, "services", work, row=service_id)
 
 
 async def locations_page(request: Request) -> Response:
@@ -813,7 +823,7 @@ async def location_form(request: Request) -> Response:
     async def work(caller: Caller, data: dict[str, Any]) -> None:
         await update_location(caller, location_id, validate(LocationIn, data))
 
-    return await _post(request, "locations", work)
+    return await _post(request, "locations", work, row=location_id)
 
 
 async def availability_page(request: Request) -> Response:

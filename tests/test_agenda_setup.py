@@ -1042,6 +1042,39 @@ async def test_add_hours_refused_keeps_what_was_typed(
     assert not await Availability.exists(practitioner_id=bob.id)
 
 
+async def test_a_refused_row_keeps_its_changes_in_the_row(
+    http: httpx.AsyncClient, team: dict[str, Any]
+) -> None:
+    """A service, location or category changed in its row and refused (422) came back with
+    the row as saved and the changes in the "Add" form below, as if for a new one: saved
+    from there, they made a second service instead of correcting the first."""
+    talk, office = team["talk"], team["office"]
+    await login(http, team["desk"])
+    row = {"name": "Séance longue", "duration_minutes": "2", "price": "95,50"}
+    r = await http.post(f"/staff/setup/services/{talk.id}", data={**row, "is_active": "true"})
+    assert r.status_code == 422, r.text
+    mine = r.text.split(f'action="/staff/setup/services/{talk.id}"', 1)[1].split("</form>")[0]
+    for name, value in row.items():
+        assert re.search(rf'name="{name}" value="{value}"', mine), name
+    assert re.search(r'name="duration_minutes"[^>]*><span class="field-error">', mine)
+    add = r.text.split('action="/staff/setup/services"', 1)[1].split("</form>")[0]
+    assert "Séance longue" not in add and "95,50" not in add
+    await talk.refresh_from_db()
+    assert talk.name == "Séance" and talk.duration_minutes == 50
+
+    r = await http.post(
+        f"/staff/setup/locations/{office.id}",
+        data={"name": "   ", "address": "3 place Bellecour", "is_active": "true"},
+    )
+    assert r.status_code == 422, r.text
+    mine = r.text.split(f'action="/staff/setup/locations/{office.id}"', 1)[1].split("</form>")[0]
+    assert 'name="address" value="3 place Bellecour"' in mine
+    add = r.text.split('action="/staff/setup/locations"', 1)[1].split("</form>")[0]
+    assert "Bellecour" not in add
+    await office.refresh_from_db()
+    assert office.address == ""
+
+
 async def test_setup_pages_refuse_outsiders(
     http: httpx.AsyncClient, new_http: Any, team: dict[str, Any]
 ) -> None:
