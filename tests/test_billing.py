@@ -2077,3 +2077,36 @@ async def test_a_refused_consultation_by_hand_keeps_what_was_typed(
     assert f'<option value="{therapist.id}" selected>' not in page
     assert not re.search(r'name="billable" value="true" checked', page)
     assert not await Consultation.filter(client_id=client.id).exists()
+
+
+async def test_a_refused_bill_form_keeps_what_was_chosen(make: Factory, http: Any) -> None:
+    """ "A contact" chosen as payer but none picked (422): the form came back with the
+    template, the payer's kind and details and "finalize now" as on a new form."""
+    _practice, owner, therapist, client = await setup(make)
+    svc = await service("Psychotherapy", "70.00")
+    await appointment(therapist, client, svc, 3)
+    ids = [c.id for c in await billing.do_ensure_consultations(None, client)]
+    await login(http, owner)
+    form = {
+        "consultation": [str(i) for i in ids],
+        "issuer": str(therapist.id),
+        "template": "detailed",
+        "method": "single",
+        "payer_kind": "contact",
+        "payer_name": "Mutuelle des Lilas",
+        "payer_email": "remboursements@lilas.example.org",
+        "payer_address": "BP 12\n69003 Lyon",
+        "finalize": "1",
+    }
+    r = await http.post("/staff/billing/preview", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text
+    assert re.search(r'name="payer_contact_id">.*?</select><span class="field-error">', page, re.S)
+    assert '<option value="detailed" selected>' in page
+    assert re.search(r'name="payer_kind" value="contact" checked', page)
+    assert not re.search(r'name="payer_kind" value="client" checked', page)
+    assert 'name="payer_name" maxlength="200" value="Mutuelle des Lilas"' in page
+    assert 'value="remboursements@lilas.example.org"' in page
+    assert ">BP 12\n69003 Lyon</textarea>" in page
+    assert re.search(r'name="finalize" value="1" checked', page)
+    assert not await Invoice.exists()
