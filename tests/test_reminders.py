@@ -710,6 +710,37 @@ async def test_booking_with_confirm_by_sms_through_the_api(
     assert await Job.filter(key=f"confirmation:{plain.json()['id']}").count() == 0
 
 
+async def test_confirm_by_sms_is_refused_when_the_only_number_is_a_landline(
+    setup: dict[str, Any], http: Any
+) -> None:
+    """Without a number marked for texts, a confirmation goes to the primary phone: a home
+    landline took the booking's "confirm by SMS", and the text failed at the provider where
+    nobody saw it. The booking dialog says so instead, and nothing is booked."""
+    s = setup
+    await client_file.do_update_contact_details(
+        Caller.acting_as(s["alice"]),
+        s["client"],
+        ContactIn(
+            first_name=s["client"].first_name,
+            last_name=s["client"].last_name,
+            phones=[PhoneIn(number="04 78 00 00 00", label="home", is_primary=True)],
+        ),
+    )
+    await login(http, s["alice"])
+    body = {
+        "practitioner_id": s["alice"].id,
+        "client_id": s["client"].id,
+        "service_id": s["talk"].id,
+        "location_id": s["office"].id,
+        "starts_at": in_days(3).isoformat(),
+        "confirm_sms": True,
+    }
+    r = await http.post("/api/appointments", json=body)
+    assert r.status_code == 422
+    assert "landline" in r.json()["error"]["fields"]["confirm_sms"]
+    assert await Appointment.all().count() == 0
+
+
 async def test_the_demo_practice_has_reminders_scheduled(db: None) -> None:
     from server.demo import create_demo
 

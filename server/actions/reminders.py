@@ -517,11 +517,20 @@ async def confirmation_number(client: Client) -> str:
 
 
 async def check_can_confirm(client: Client) -> None:
-    """422 on ``confirm_sms`` when the client has no number a confirmation could go to."""
-    if not await confirmation_number(client):
+    """422 on ``confirm_sms`` when the client has no number a confirmation could go to, or
+    only one texts cannot reach (the primary phone, a landline, when none is marked for
+    texts: the confirmation would fail at the provider, unseen)."""
+    number = await confirmation_number(client)
+    if not number:
         raise ValidationFailed(
             _("Some fields are not valid."),
             {"confirm_sms": _("This client has no phone number for SMS.")},
+        )
+    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+    if problem := sms_problem(number, region_of(practice.time_zone)):
+        raise ValidationFailed(
+            _("Some fields are not valid."),
+            {"confirm_sms": _("%(number)s: %(problem)s") % {"number": number, "problem": problem}},
         )
 
 
