@@ -202,9 +202,12 @@ class AlternateContact(Timestamped):
     city = fields.CharField(max_length=100, default="")
     country = fields.CharField(max_length=100, default="")
     deleted_at = fields.DatetimeField(null=True)
+    # The add form's own key: sent twice (a double click, a retry), it adds the person once.
+    request_key = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "alternate_contact"
+        unique_together = (("client", "request_key"),)
 
     @property
     def full_name(self) -> str:

@@ -7,6 +7,7 @@ their own routes and come back to the tab, or show it again with the errors and 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from typing import Any
@@ -106,7 +107,8 @@ async def _load_circle(caller: Caller, client: Client, practice: Practice) -> di
         "members": members,
         "member_forms": {m.alternate.id: member_form(m) for m in members},
         "links": await linked_accounts(caller, client),
-        "new_form": EMPTY_FORM,
+        # A key of its own per page: the same form sent twice adds the person once.
+        "new_form": {**EMPTY_FORM, "request_key": secrets.token_urlsafe(16)},
         "relationships": list(Relationship),
         "relationship_labels": relationship_labels(),
         "relationship_suggestions": [_(s) for s in RELATIONSHIP_SUGGESTIONS],
@@ -136,7 +138,11 @@ async def circle_tab(request: Request) -> Response:
         ctx["open_add"] = True
     if "from_contact" in params:
         contact = await access_contact(caller, parse_id(params["from_contact"]))
-        ctx["new_form"] = {**EMPTY_FORM, **actions.prefill_from_contact(contact)}
+        ctx["new_form"] = {
+            **EMPTY_FORM,
+            **actions.prefill_from_contact(contact),
+            "request_key": secrets.token_urlsafe(16),
+        }
         ctx["picked_contact"] = contact
         ctx["open_add"] = True
     if "client_q" in params:

@@ -3,6 +3,7 @@ and linked accounts (both sides, inverted), through the API and the page, for ev
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import itertools
@@ -21,7 +22,7 @@ from models.messaging import Conversation, Participant
 from server.actions.circle import CircleContactIn, do_add_circle_contact
 from server.actions.clients import do_create_client
 from server.errors import NotFound
-from tests.conftest import Factory, login
+from tests.conftest import Factory, login, request_key_of
 
 
 @pytest.fixture
@@ -827,3 +828,34 @@ async def test_the_api_is_refused_an_edit_based_on_an_old_version(
     assert (await AlternateContact.get(id=first["id"])).city == "Paris"
     # Without based_on, the details are replaced whatever they hold.
     assert (await http.put(url, json={**MOTHER, "city": "Nice"})).status_code == 200
+
+
+async def test_adding_someone_twice_from_the_same_form_adds_them_once(
+    http: httpx.AsyncClient, cast: dict[str, Any]
+) -> None:
+    """ "Add to the circle of care" clicked twice (or sent again after a network error)
+    added the mother twice, and each copy had the session's reminders: two of each."""
+    helene = cast["helene"]
+    await login(http, cast["alice"])
+    base = f"/staff/clients/{helene.id}/circle"
+    key = await request_key_of(http, f"{base}?add=1")
+    form = {
+        "request_key": key,
+        "first_name": "Marie",
+        "last_name": "Dubois",
+        "email": "marie@example.org",
+        "reminder_email_hours": "24",
+        "phone_number_0": "",
+    }
+    sent = await asyncio.gather(*(http.post(f"{base}/contacts", data=form) for _ in range(3)))
+    assert [r.status_code for r in sent] == [303, 303, 303]
+    assert await AlternateContact.filter(client_id=helene.id).count() == 1
+    # A new page is a new form: the same person may be added on purpose.
+    assert await request_key_of(http, f"{base}?add=1") != key
+    # Through the API, with a key of the caller's own.
+    body = {"first_name": "Paul", "last_name": "Dubois", "request_key": "api-1"}
+    first = await http.post(circle_url(helene) + "/contacts", json=body)
+    again = await http.post(circle_url(helene) + "/contacts", json=body)
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["id"] == again.json()["id"]
+    assert await AlternateContact.filter(client_id=helene.id).count() == 2

@@ -41,6 +41,7 @@ from server.actions.client_file import (
     changed_meanwhile,
     save_changed,
 )
+from server.actions.retries import once_per_key
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import NotFound, ValidationFailed
@@ -106,6 +107,8 @@ class CircleContactIn(BaseModel):
     # from a page opened before someone else's save of this person is refused instead of
     # putting back what they changed. API callers that leave it out replace the details.
     based_on: str | None = Field(default=None, max_length=64)
+    # Adding: the form's own key; sent again with it, the person is not added twice.
+    request_key: str = Field(default="", max_length=64)
 
     _blanks = field_validator(
         "contact_id", "date_of_birth", "reminder_email_hours", "reminder_sms_hours", mode="before"
@@ -245,24 +248,32 @@ async def do_add_circle_contact(
     """Add a person to the client's circle of care; blanks are filled from ``contact``,
     unless ``fill_blanks`` is false: the tab's form already came filled from the record,
     so a blank there is a field the person cleared (the doctor's email the client does not
-    want used), not one to fill again."""
+    want used), not one to fill again. ``data.request_key``: sent again with the same key
+    (a double click), the person added the first time is returned, not added twice (each
+    would have had the session's reminders). Call outside any transaction."""
     _same_practice(client, contact)
     if contact is not None and fill_blanks:
         data = _fill_blanks(data, contact)
     values, phones = check_circle_contact(data, await _region(client))
-    async with atomic():
-        alternate = await AlternateContact.create(client=client, contact=contact, **values)
-        await _replace_phones(alternate, _phone_rows(phones))
-        await audit.record(
-            actor,
-            "circle.contact_added",
-            object_type="alternate_contact",
-            object_id=alternate.id,
-            client_id=client.id,
-            practice_id=client.practice_id,  # type: ignore[attr-defined]
-        )
-        await reminders.sync_client(client)
-    return alternate
+
+    async def write(request_key: str | None) -> AlternateContact:
+        async with atomic():
+            alternate = await AlternateContact.create(
+                client=client, contact=contact, request_key=request_key, **values
+            )
+            await _replace_phones(alternate, _phone_rows(phones))
+            await audit.record(
+                actor,
+                "circle.contact_added",
+                object_type="alternate_contact",
+                object_id=alternate.id,
+                client_id=client.id,
+                practice_id=client.practice_id,  # type: ignore[attr-defined]
+            )
+            await reminders.sync_client(client)
+        return alternate
+
+    return await once_per_key(AlternateContact, data.request_key, write, client_id=client.id)
 
 
 async def do_update_circle_contact(
