@@ -17,6 +17,7 @@ from decimal import Decimal
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pypdf import PdfReader
@@ -46,6 +47,13 @@ from server.queries import billing as queries
 from tests.conftest import Factory, login, request_key_of
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def practice_today() -> date:
+    """The practice's day (Europe/Paris, the factories' default): what invoices, payments
+    and statements are dated by. UTC's (date.today() here) is a day behind from 22:00 or
+    23:00 UTC, and a statement "until today" missed the invoice issued a minute before."""
+    return datetime.now(ZoneInfo("Europe/Paris")).date()
 
 
 def caller_of(staff: StaffUser) -> Caller:
@@ -178,14 +186,14 @@ async def test_line_service_rules(make: Factory) -> None:
         practice=practice,
         client=client,
         practitioner=therapist,
-        on_date=date.today() - timedelta(days=20),
+        on_date=practice_today() - timedelta(days=20),
         title="Phone session",
     )
     loose_first = await Consultation.create(
         practice=practice,
         client=client,
         practitioner=other,
-        on_date=date.today() - timedelta(days=21),
+        on_date=practice_today() - timedelta(days=21),
         title="Report",
     )
     await DefaultService.create(practitioner=therapist, service=default_a)
@@ -393,7 +401,7 @@ async def test_drafts_are_editable_and_finalized_invoices_are_not(make: Factory)
     await billing.do_remove_line(actor, invoice, line)
     assert invoice.total == Decimal("60.00")
     await billing.do_finalize(actor, invoice)
-    assert invoice.number == f"F-{date.today().year}-0001"
+    assert invoice.number == f"F-{practice_today().year}-0001"
     with pytest.raises(Conflict):
         await billing.do_add_line(actor, invoice, LineIn("More", Decimal("1")))
     with pytest.raises(Conflict):
@@ -421,7 +429,7 @@ async def test_deleting_a_draft_frees_its_consultations_and_leaves_no_gap(make: 
     consultations = await Consultation.filter(client_id=client.id)
     assert all(c.invoice_id is None for c in consultations)  # type: ignore[attr-defined]
     (again,) = await bill(owner, consultations, BillingMethod.SINGLE, finalize=True)
-    assert again.number == f"F-{date.today().year}-0001"
+    assert again.number == f"F-{practice_today().year}-0001"
 
 
 async def test_numbering_per_issuer_prefix_and_no_yearly_reset(make: Factory) -> None:
@@ -444,7 +452,7 @@ async def test_numbering_per_issuer_prefix_and_no_yearly_reset(make: Factory) ->
     )
     assert [i.number for i in first] == ["DR-00001", "DR-00002"]
     (practice_invoice,) = await bill(owner, consultations[2:], finalize=True)
-    assert practice_invoice.number == f"F-{date.today().year}-0001"
+    assert practice_invoice.number == f"F-{practice_today().year}-0001"
 
 
 async def test_two_issuers_of_one_practice_never_share_a_default_prefix(make: Factory) -> None:
@@ -460,7 +468,7 @@ async def test_two_issuers_of_one_practice_never_share_a_default_prefix(make: Fa
     for therapist, days in ((dupont, 2), (dupuis, 3), (dupre, 4)):
         await appointment(therapist, client, svc, days)
     consultations = await billing.do_ensure_consultations(None, client)
-    year = date.today().year
+    year = practice_today().year
     numbers = []
     for therapist in (dupont, dupuis, dupre):
         (invoice,) = await billing.do_bill(
@@ -505,7 +513,7 @@ async def test_a_prefix_another_issuer_gave_up_does_not_repeat_its_numbers(
         payer=Payer(),
         finalize=True,
     )
-    assert first.number == f"ALI-{date.today().year}-0001"
+    assert first.number == f"ALI-{practice_today().year}-0001"
     await billing.do_update_profile(actor, practice, alice, _profile("AL-", "Alice"))
     with pytest.raises(ValidationFailed) as refused:
         await billing.do_update_profile(actor, practice, bob, _profile("ALI-", "Bob"))
@@ -574,7 +582,7 @@ async def test_gapless_numbers_under_concurrent_finalization(make: Factory, sett
     numbers = sorted(
         await Invoice.filter(status=InvoiceStatus.FINALIZED).values_list("number", flat=True)
     )
-    year = date.today().year
+    year = practice_today().year
     assert numbers == [f"F-{year}-{n:04d}" for n in range(1, 31)]
 
 
@@ -609,10 +617,10 @@ async def test_credit_note_cancels_a_finalized_invoice(make: Factory) -> None:
     actor = caller_of(owner)
     await billing.do_finalize(actor, invoice)
     await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+        actor, invoice, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, practice_today())
     )
     note = await billing.do_credit_note(actor, invoice, reason="Billed by mistake")
-    year = date.today().year
+    year = practice_today().year
     assert (note.kind, note.number, note.total) == (
         InvoiceKind.CREDIT_NOTE,
         f"F-{year}-0002",
@@ -641,7 +649,7 @@ async def test_a_payment_and_a_credit_note_from_two_pages_do_not_lose_money(
         actor = caller_of(owner)
         await billing.do_finalize(actor, invoice)
         page_a, page_b = await Invoice.get(id=invoice.id), await Invoice.get(id=invoice.id)
-        pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+        pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, practice_today())
         if note_first:
             await billing.do_credit_note(actor, page_a)
             with pytest.raises(Conflict):
@@ -668,7 +676,7 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
     url = f"/staff/billing/invoices/{invoice.id}"
 
     key = await request_key_of(http, url)
-    form = {"amount": "20", "method": "cash", "paid_on": date.today().isoformat()}
+    form = {"amount": "20", "method": "cash", "paid_on": practice_today().isoformat()}
     for _ in range(2):
         r = await http.post(f"{url}/payments", data={**form, "request_key": key})
         assert r.status_code == 303
@@ -684,7 +692,7 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
     assert invoice.paid == Decimal("40.00")
     # The API takes a key of the caller's own.
     api = f"/api/invoices/{invoice.id}/payments"
-    body = {"amount": "5", "method": "card", "paid_on": date.today().isoformat()}
+    body = {"amount": "5", "method": "card", "paid_on": practice_today().isoformat()}
     for _ in range(2):
         assert (await http.post(api, json={**body, "request_key": "k-1"})).status_code == 200
     await invoice.refresh_from_db()
@@ -692,7 +700,7 @@ async def test_a_payment_form_sent_twice_records_one_payment(make: Factory, http
     # Two at once with one key (a double click): one payment, and both are answered with it
     # (the second used to fail its claim on the invoice: an error page for a payment made).
     pages = [await Invoice.get(id=invoice.id) for _ in range(2)]
-    paid = PaymentIn(Decimal("7"), PaymentMethodUsed.CASH, date.today(), "", "double-click")
+    paid = PaymentIn(Decimal("7"), PaymentMethodUsed.CASH, practice_today(), "", "double-click")
     both = await asyncio.gather(
         *(billing.do_record_payment(caller_of(owner), page, paid) for page in pages)
     )
@@ -709,21 +717,23 @@ async def test_partial_payments_balance_overpayment_credit_and_refund(make: Fact
     actor = caller_of(owner)
     with pytest.raises(Conflict):  # a draft is not paid
         await billing.do_record_payment(
-            actor, invoice, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, date.today())
+            actor, invoice, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, practice_today())
         )
     await billing.do_finalize(actor, invoice)
     await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("20.50"), PaymentMethodUsed.CASH, date.today(), "box 3")
+        actor,
+        invoice,
+        PaymentIn(Decimal("20.50"), PaymentMethodUsed.CASH, practice_today(), "box 3"),
     )
     assert invoice.balance == Decimal("39.50")
     with pytest.raises(ValidationFailed):
         await billing.do_record_payment(
-            actor, invoice, PaymentIn(Decimal("0"), PaymentMethodUsed.CASH, date.today())
+            actor, invoice, PaymentIn(Decimal("0"), PaymentMethodUsed.CASH, practice_today())
         )
     await billing.do_record_payment(
         actor,
         invoice,
-        PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, date.today(), "VIR 991"),
+        PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, practice_today(), "VIR 991"),
     )
     await invoice.refresh_from_db()
     assert (invoice.paid, invoice.balance) == (Decimal("60.00"), Decimal("0.00"))
@@ -737,24 +747,24 @@ async def test_partial_payments_balance_overpayment_credit_and_refund(make: Fact
     (second,) = await bill(owner, consultations, BillingMethod.SINGLE, finalize=True)
     with pytest.raises(ValidationFailed):
         await billing.do_record_payment(
-            actor, second, PaymentIn(Decimal("11"), PaymentMethodUsed.CREDIT, date.today())
+            actor, second, PaymentIn(Decimal("11"), PaymentMethodUsed.CREDIT, practice_today())
         )
     await billing.do_record_payment(
-        actor, second, PaymentIn(Decimal("10.50"), PaymentMethodUsed.CREDIT, date.today())
+        actor, second, PaymentIn(Decimal("10.50"), PaymentMethodUsed.CREDIT, practice_today())
     )
     assert second.balance == Decimal("49.50")
     assert await billing.client_credit(client.id) == Decimal("0.00")
     # Refunds come out of credit only.
     with pytest.raises(ValidationFailed):
         await billing.do_refund(
-            actor, client, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, date.today())
+            actor, client, PaymentIn(Decimal("1"), PaymentMethodUsed.CASH, practice_today())
         )
     await billing.do_record_payment(
-        actor, second, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, date.today())
+        actor, second, PaymentIn(Decimal("60"), PaymentMethodUsed.CARD, practice_today())
     )
     assert await billing.client_credit(client.id) == Decimal("10.50")
     await billing.do_refund(
-        actor, client, PaymentIn(Decimal("10.50"), PaymentMethodUsed.TRANSFER, date.today())
+        actor, client, PaymentIn(Decimal("10.50"), PaymentMethodUsed.TRANSFER, practice_today())
     )
     assert await billing.client_credit(client.id) == Decimal("0.00")
     assert await Payment.filter(client_id=client.id).count() == 8
@@ -783,9 +793,9 @@ async def test_a_payers_statement_lists_the_invoice_they_pay_for_several_clients
     )
     actor = caller_of(owner)
     await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, date.today())
+        actor, invoice, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, practice_today())
     )
-    start, end = date.today() - timedelta(days=30), date.today()
+    start, end = practice_today() - timedelta(days=30), practice_today()
     result = await queries.statement(a.id, start, end)
     assert [(r.charge, r.credit) for r in result.rows] == [
         (Decimal("120.00"), Decimal("0")),
@@ -819,19 +829,19 @@ async def test_what_a_paying_client_overpays_or_gets_back_is_their_credit(make: 
     )
     actor = caller_of(owner)
     await billing.do_record_payment(
-        actor, first, PaymentIn(Decimal("100"), PaymentMethodUsed.CARD, date.today())
+        actor, first, PaymentIn(Decimal("100"), PaymentMethodUsed.CARD, practice_today())
     )
     assert await billing.client_credit(parent.id) == Decimal("40.00")
     assert await billing.client_credit(child.id) == Decimal("0.00")
     # The parent's credit pays the child's next invoice in part; a credit note on the
     # first gives its 60 back to the parent.
     await billing.do_record_payment(
-        actor, second, PaymentIn(Decimal("40"), PaymentMethodUsed.CREDIT, date.today())
+        actor, second, PaymentIn(Decimal("40"), PaymentMethodUsed.CREDIT, practice_today())
     )
     await billing.do_credit_note(actor, first)
     assert await billing.client_credit(parent.id) == Decimal("60.00")
     assert await billing.client_credit(child.id) == Decimal("0.00")
-    start, end = date.today() - timedelta(days=30), date.today()
+    start, end = practice_today() - timedelta(days=30), practice_today()
     assert (await queries.statement(child.id, start, end)).rows == []
     statement = await queries.statement(parent.id, start, end)
     # Charged 60 + 60 - 60, paid 100: 20 still owed on the second, 60 of credit.
@@ -849,13 +859,13 @@ async def test_a_cancelled_invoice_takes_no_payment(make: Factory, http: Any) ->
     stale = await Invoice.get(id=invoice.id)
     await billing.do_credit_note(actor, invoice)
     await invoice.refresh_from_db()
-    pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CASH, date.today())
+    pay = PaymentIn(Decimal("60"), PaymentMethodUsed.CASH, practice_today())
     with pytest.raises(Conflict):
         await billing.do_record_payment(actor, invoice, pay)
     with pytest.raises(Conflict):  # as read before the credit note
         await billing.do_record_payment(actor, stale, pay)
     await login(http, owner)
-    body = {"amount": "60.00", "method": "cash", "paid_on": date.today().isoformat()}
+    body = {"amount": "60.00", "method": "cash", "paid_on": practice_today().isoformat()}
     r = await http.post(f"/api/invoices/{invoice.id}/payments", json=body)
     assert r.status_code == 409
     r = await http.post(f"/staff/billing/invoices/{invoice.id}/payments", data=body)
@@ -897,7 +907,7 @@ async def test_a_credit_note_never_strands_what_a_payer_without_account_paid(
     ]
     actor = caller_of(owner)
     await billing.do_record_payment(
-        actor, paid, PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, date.today())
+        actor, paid, PaymentIn(Decimal("50"), PaymentMethodUsed.TRANSFER, practice_today())
     )
     await paid.refresh_from_db()
     with pytest.raises(Conflict):
@@ -937,13 +947,13 @@ async def test_what_a_payer_who_is_not_a_client_overpays_is_never_the_clients_cr
         )
     ]
     actor = caller_of(owner)
-    too_much = PaymentIn(Decimal("100"), PaymentMethodUsed.TRANSFER, date.today())
+    too_much = PaymentIn(Decimal("100"), PaymentMethodUsed.TRANSFER, practice_today())
     for invoice in (by_mother, by_aunt):
         with pytest.raises(ValidationFailed) as refused:
             await billing.do_record_payment(actor, invoice, too_much)
         assert "amount" in refused.value.fields
     await login(http, owner)
-    body = {"amount": "100.00", "method": "transfer", "paid_on": date.today().isoformat()}
+    body = {"amount": "100.00", "method": "transfer", "paid_on": practice_today().isoformat()}
     r = await http.post(f"/staff/billing/invoices/{by_mother.id}/payments", data=body)
     assert r.status_code == 422
     assert "Marie Dubois is not a client" in r.text and "Record €60.00" in r.text
@@ -989,14 +999,14 @@ async def test_a_credit_note_gives_a_client_back_only_their_own_money(
     ]
     actor = caller_of(owner)
     await billing.do_record_payment(
-        actor, own, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, date.today())
+        actor, own, PaymentIn(Decimal("120"), PaymentMethodUsed.CARD, practice_today())
     )
     assert await billing.client_credit(client.id) == Decimal("60.00")
     await billing.do_record_payment(
-        actor, by_insurer, PaymentIn(Decimal("60"), PaymentMethodUsed.TRANSFER, date.today())
+        actor, by_insurer, PaymentIn(Decimal("60"), PaymentMethodUsed.TRANSFER, practice_today())
     )
     await billing.do_record_payment(
-        actor, from_credit, PaymentIn(Decimal("60"), PaymentMethodUsed.CREDIT, date.today())
+        actor, from_credit, PaymentIn(Decimal("60"), PaymentMethodUsed.CREDIT, practice_today())
     )
     assert await billing.client_credit(client.id) == Decimal("0.00")
     await by_insurer.refresh_from_db()
@@ -1022,10 +1032,10 @@ async def test_only_money_received_has_a_receipt(make: Factory, new_http: Any) -
     actor = caller_of(owner)
     await billing.do_finalize(actor, invoice)
     paid = await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("100"), PaymentMethodUsed.CASH, date.today())
+        actor, invoice, PaymentIn(Decimal("100"), PaymentMethodUsed.CASH, practice_today())
     )
     refund = await billing.do_refund(
-        actor, client, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+        actor, client, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, practice_today())
     )
     await invoice.refresh_from_db()
     await billing.do_credit_note(actor, invoice)
@@ -1062,12 +1072,12 @@ async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: 
         client=client,
         invoice=None,
         method=PaymentMethodUsed.CASH,
-        paid_on=date.today(),
+        paid_on=practice_today(),
         amount=Decimal("100"),
     )
     await login(http, owner)
     page = f"/staff/clients/{client.id}/billing"
-    form = {"amount": "30", "method": "cash", "paid_on": date.today().isoformat()}
+    form = {"amount": "30", "method": "cash", "paid_on": practice_today().isoformat()}
     sent = {**form, "request_key": await request_key_of(http, page)}
     url = f"/staff/clients/{client.id}/refund"
     results = await asyncio.gather(*(http.post(url, data=sent) for _ in range(2)))
@@ -1080,7 +1090,7 @@ async def test_a_refund_form_sent_twice_records_one_refund(make: Factory, http: 
     assert await billing.client_credit(client.id) == Decimal("40.00")
     # All that is left, pressed twice: the second press finds the refund made instead of
     # being told there is not that much credit left.
-    rest = PaymentIn(Decimal("40"), PaymentMethodUsed.TRANSFER, date.today(), "", "the-rest")
+    rest = PaymentIn(Decimal("40"), PaymentMethodUsed.TRANSFER, practice_today(), "", "the-rest")
     both = await asyncio.gather(*(billing.do_refund(caller_of(owner), client, rest) for _ in "12"))
     assert both[0].id == both[1].id
     assert await billing.client_credit(client.id) == Decimal("0.00")
@@ -1096,7 +1106,9 @@ async def test_pdfs_are_real_documents(make: Factory) -> None:
     assert "Draft" in draft_text and "Hélène Dubois" in draft_text
     await billing.do_finalize(actor, invoice)
     payment = await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("25"), PaymentMethodUsed.CHEQUE, date.today(), "CHQ 12")
+        actor,
+        invoice,
+        PaymentIn(Decimal("25"), PaymentMethodUsed.CHEQUE, practice_today(), "CHQ 12"),
     )
     text = PdfReader(io.BytesIO(await invoice_pdf(invoice))).pages[0].extract_text()
     assert invoice.number and invoice.number in text
@@ -1105,7 +1117,7 @@ async def test_pdfs_are_real_documents(make: Factory) -> None:
     assert "RECEIPT" in receipt and "€25.00" in receipt and "CHQ 12" in receipt
     # An overpayment: the receipt shows all that was handed over, and what became credit.
     rest = await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("50"), PaymentMethodUsed.CASH, date.today())
+        actor, invoice, PaymentIn(Decimal("50"), PaymentMethodUsed.CASH, practice_today())
     )
     receipt = PdfReader(io.BytesIO(await receipt_pdf(rest))).pages[0].extract_text()
     assert "€50.00" in receipt and "Kept as credit" in receipt and "€15.00" in receipt
@@ -1143,7 +1155,7 @@ async def test_an_issued_invoice_keeps_the_issuer_and_client_it_was_issued_with(
     await billing.do_update_profile(actor, practice, None, profile("Cabinet Lumière", "2 rue Old"))
     await billing.do_finalize(actor, invoice)
     payment = await billing.do_record_payment(
-        actor, invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+        actor, invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, practice_today())
     )
     issued = await invoice_doc(invoice)
     await billing.do_update_profile(actor, practice, None, profile("New Name SARL", "9 rue New"))
@@ -1203,7 +1215,7 @@ async def test_invoices_issued_before_the_copies_existed_get_them_from_the_migra
                 practice_id=owner.practice_id,  # type: ignore[attr-defined]
                 client=client,
                 practitioner=owner,
-                on_date=date.today(),
+                on_date=practice_today(),
                 title="Report",
             )
         ],
@@ -1370,7 +1382,7 @@ async def test_bill_a_client_through_the_pages(make: Factory, http: Any) -> None
     r = await http.post(
         f"{base}/payments",
         # Typed the French way: a decimal comma.
-        data={"amount": "90,00", "method": "card", "paid_on": date.today().isoformat()},
+        data={"amount": "90,00", "method": "card", "paid_on": practice_today().isoformat()},
     )
     assert r.status_code == 303
     r = await http.get(base)
@@ -1415,7 +1427,7 @@ async def test_batch_billing_from_the_consultation_list(make: Factory, http: Any
     r = await http.post("/staff/billing/create", data=data)  # type: ignore[arg-type]
     assert r.status_code == 303 and r.headers["location"] == "/staff/billing?created=2"
     numbers = sorted(await Invoice.all().values_list("number", flat=True))
-    assert numbers == [f"F-{date.today().year}-0001", f"F-{date.today().year}-0002"]
+    assert numbers == [f"F-{practice_today().year}-0001", f"F-{practice_today().year}-0002"]
     assert client and other
 
 
@@ -1432,7 +1444,9 @@ async def test_each_caller_reaches_only_the_invoices_they_may(
         owner, await billing.do_ensure_consultations(None, client), finalize=True
     )
     payment = await billing.do_record_payment(
-        caller_of(owner), invoice, PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, date.today())
+        caller_of(owner),
+        invoice,
+        PaymentIn(Decimal("10"), PaymentMethodUsed.CASH, practice_today()),
     )
     staff_urls = [
         f"/staff/billing/invoices/{invoice.id}",
@@ -1690,7 +1704,7 @@ async def test_a_consultation_form_sent_twice_makes_one_consultation(
     page = f"/staff/clients/{client.id}/billing"
     form = {
         "practitioner_id": str(therapist.id),
-        "on_date": date.today().isoformat(),
+        "on_date": practice_today().isoformat(),
         "title": "Phone session",
         "billable": "true",
     }
@@ -1715,7 +1729,7 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(make: Factory, htt
         practice_id=owner.practice_id,  # type: ignore[attr-defined]
         client=client,
         practitioner=owner,
-        on_date=date.today(),
+        on_date=practice_today(),
         title="Report",
     )
     ids = [loose.id]
@@ -1760,7 +1774,7 @@ async def test_a_batch_of_a_thousand_through_the_page(make: Factory, http: Any) 
                 practice=practice,
                 client=client if i % 2 else other,
                 practitioner=therapist,
-                on_date=date.today() - timedelta(days=i),
+                on_date=practice_today() - timedelta(days=i),
                 title=f"Session {i}",
             )
             for i in range(1_100)
@@ -1809,7 +1823,7 @@ async def test_a_therapist_bills_their_own_caseload_only(make: Factory, new_http
     )
     assert r.status_code == 303
     invoice = await Invoice.get()
-    assert invoice.number == f"{therapist.last_name[:3].upper()}-{date.today().year}-0001"
+    assert invoice.number == f"{therapist.last_name[:3].upper()}-{practice_today().year}-0001"
     # The front desk bills anyone's, in the practice's name.
     desk = new_http("10.0.0.3")
     await login(desk, await make.office_admin())
@@ -1856,7 +1870,7 @@ async def test_a_therapist_never_writes_to_an_invoice_in_a_colleagues_name(
         page = await browser.get(f"/staff/billing/invoices/{invoice.id}")
         assert page.status_code == 200 and "data-read-only" in page.text
         assert f"/staff/billing/invoices/{invoice.id}/" not in page.text.replace(".pdf", "")
-    pay = {"amount": "60.00", "method": "cash", "paid_on": date.today().isoformat()}
+    pay = {"amount": "60.00", "method": "cash", "paid_on": practice_today().isoformat()}
     for path, data in [
         (f"{draft.id}/finalize", {}),
         (f"{draft.id}/lines", {"description": "Report", "unit_price": "10"}),
@@ -2015,7 +2029,7 @@ async def test_refused_invoice_forms_keep_what_was_typed(make: Factory, http: An
         "quantity": "2",
         "unit_price": "12.345",  # three decimals: refused
         "discount": "1.50",
-        "on_date": date.today().isoformat(),
+        "on_date": practice_today().isoformat(),
     }
     r = await http.post(f"{url}/lines", data=line)
     assert r.status_code == 422, r.text
