@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from tortoise.expressions import Q
 
 from models.accounts import Practice, StaffRole, StaffUser
 from models.agenda import Appointment, Attendance, Availability, Location, Service
@@ -45,15 +46,27 @@ async def _practice(caller: Caller) -> Practice:
 
 
 async def bookable_practitioners(practice_id: int) -> list[StaffUser]:
-    """Clinicians of the practice with some availability, in name order."""
+    """Clinicians of the practice with something a client can book online, in name order:
+    not those whose only hours have ended, are at a closed location, or offer nothing that
+    can be booked there (the client chose them and found nothing)."""
     ids = await Availability.filter(
         deleted_at=None, practitioner__practice_id=practice_id
     ).values_list("practitioner_id", flat=True)
-    return await StaffUser.filter(
+    candidates = await StaffUser.filter(
         id__in=set(ids),
         is_active=True,
         role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
     ).order_by("last_name", "first_name")
+    open_ids = set(
+        await Location.filter(practice_id=practice_id, is_active=True).values_list(
+            "id", flat=True
+        )
+    )
+    return [
+        p
+        for p in candidates
+        if any(loc is None or loc in open_ids for loc in await offer(p))
+    ]
 
 
 async def _practitioner(caller: Caller, practitioner_id: int) -> StaffUser:
@@ -67,9 +80,15 @@ async def offer(practitioner: StaffUser) -> dict[int | None, list[Service]]:
     """The services a practitioner offers online, per location (None: remote only). Not, in
     hours without a location, those booked only at one (saved before that was required):
     their slots showed, and every booking of them was refused."""
-    rows = await Availability.filter(
-        practitioner_id=practitioner.id, deleted_at=None
-    ).prefetch_related("services")
+    practice = await Practice.get(id=practitioner.practice_id)  # type: ignore[attr-defined]
+    today = datetime.now(ZoneInfo(practice.time_zone)).date()
+    rows = (
+        await Availability.filter(practitioner_id=practitioner.id, deleted_at=None)
+        # Hours that have ended offer nothing any more.
+        .filter(Q(valid_until=None) | Q(valid_until__gte=today))
+        .filter(Q(on_date=None) | Q(on_date__gte=today))
+        .prefetch_related("services")
+    )
     out: dict[int | None, dict[int, Service]] = {}
     for a in rows:
         vain = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -707,3 +707,37 @@ async def test_one_client_cannot_take_every_free_slot_online(
     # The owner sets it on the practice page; 0 lifts it.
     await Practice.filter(id=practice["practice"].id).update(online_bookings_per_client=0)
     assert (await book(http, alice.id, talk.id, lyon.id, free[5])).status_code == 303
+
+
+async def test_only_clinicians_with_something_to_book_are_listed(
+    http: httpx.AsyncClient, make: Factory, practice: dict[str, Any]
+) -> None:
+    """The portal listed every clinician with any hours: one whose hours had ended, were at
+    a location since closed, or offered in-person sessions with no location (saved before
+    that was required) was listed too, and the client who chose them found nothing."""
+    p, talk = practice["practice"], practice["talk"]
+    ended = await make.therapist(first_name="Ended")
+    closed = await make.therapist(first_name="Closed")
+    nowhere = await make.therapist(first_name="Nowhere")
+    annexe = await agenda.do_create_location(None, p, name="Annexe")
+    common = {"services": [talk], "weekday": 2, "start_time": time(9), "end_time": time(12)}
+    await agenda.do_add_availability(
+        None,
+        ended,
+        **common,
+        location=practice["lyon"],
+        valid_from=date.today() - timedelta(days=60),
+        valid_until=date.today() - timedelta(days=1),
+    )
+    await agenda.do_add_availability(None, closed, **common, location=annexe)
+    await agenda.do_update_location(None, annexe, name="Annexe", address="", is_active=False)
+    legacy = await Availability.create(
+        practitioner=nowhere, weekday=2, start_minute=9 * 60, end_minute=12 * 60
+    )
+    await legacy.services.add(talk)
+    await login(http, practice["clients"][0])
+    page = (await http.get("/portal/appointments")).text
+    assert f"/portal/book/{practice['alice'].id}" in page
+    for who in (ended, closed, nowhere):
+        assert f"/portal/book/{who.id}" not in page, who.first_name
+        assert (await http.get(f"/portal/book/{who.id}")).status_code == 404
