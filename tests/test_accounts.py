@@ -694,6 +694,53 @@ async def test_a_new_reset_link_supersedes_the_previous_one(
     assert (await http.get(second)).status_code == 200
 
 
+async def test_changing_the_password_cancels_the_reset_link_in_the_inbox(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """A reset link stayed good for its hour after the password was changed: whoever read
+    the inbox (the reason to change it) set a password of their own and signed in. A new
+    password now cancels every link on its way, reset or invitation."""
+    therapist = await make.therapist()
+    await ask_reset(http, "/staff/password/forgot", data={"email": therapist.email})
+    link = link_in(await OutboxMessage.get(to=therapist.email, purpose="password_reset"))
+    async with new_http("10.0.0.7") as owner:
+        await login(owner, therapist)
+        changed = await owner.post(
+            "/api/account/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+        assert changed.status_code == 200
+    assert (await http.get(link)).status_code == 404
+    taken = await http.post(
+        link, data={"password": "another quiet phrase", "confirm": "another quiet phrase"}
+    )
+    assert taken.status_code == 404
+    assert (await sign_in(http, therapist.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_a_password_set_from_one_link_cancels_the_others(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """A client with an invitation and a reset link in their inbox set a password from the
+    reset link; the invitation kept its days and set another password over it."""
+    therapist = await make.therapist()
+    client = await make.client(therapist, portal=False, email="ines@example.org")
+    async with new_http() as desk:
+        await login(desk, therapist)
+        assert (await desk.post(f"/api/clients/{client.id}/portal/invite", json={})).is_success
+    invitation = link_in(await OutboxMessage.get(purpose="portal_invitation"))
+    await ask_reset(http, "/portal/password/forgot", data={"email": "ines@example.org"})
+    reset = link_in(await OutboxMessage.get(purpose="password_reset"))
+    done = await http.post(reset, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert done.status_code == 200
+    assert (await http.get(invitation)).status_code == 404
+    again = await http.post(
+        invitation, data={"password": "another quiet phrase", "confirm": "another quiet phrase"}
+    )
+    assert again.status_code == 404
+    assert (await sign_in(http, "ines@example.org", NEW_PASSWORD, "portal")).status_code == 200
+
+
 # --- portal invitations ----------------------------------------------------------------------
 
 

@@ -197,8 +197,10 @@ async def do_change_password(caller: Caller, current: str, new: str, *, address:
         account.password_hash = new_hash
         account.password_changed_at = datetime.now(UTC)
         await account.save(update_fields=["password_hash", "password_changed_at"])
-        # Every other session ends: whoever knew the old password is out.
+        # Every other session ends: whoever knew the old password is out, and so is whoever
+        # reads the inbox, the other reason to change it.
         await _revoke(_owner_filter(caller), keep=caller.session.id)
+        await _cancel_links(account)
         await audit.record(caller, "auth.password_changed", object_type="account")
 
 
@@ -221,6 +223,12 @@ def withhold_links(text: str) -> str:
     cut short: whoever reads the practice's outbox must not be able to use one and sign in
     as the colleague or client it was sent to."""
     return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
+
+
+async def _cancel_links(account: StaffUser | PortalAccount) -> None:
+    """Every one-time link of the account still unused (reset, invitation) stops working.
+    Call inside ``atomic()``."""
+    await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=datetime.now(UTC))
 
 
 async def _issue_token(
@@ -379,12 +387,9 @@ async def do_set_password_with_token(
             account.activated_at = now
             fields.append("activated_at")
         await account.save(update_fields=fields)
-        owner = (
-            {"staff_user_id": account.id}
-            if isinstance(account, StaffUser)
-            else {"portal_account_id": account.id}
-        )
-        await _revoke(owner)
+        await _revoke(_owner_of(account))
+        # An invitation or an earlier reset link would set another password over this one.
+        await _cancel_links(account)
         await audit.record(
             None,
             "auth.password_set" if purpose is TokenPurpose.RESET else "portal.invitation_accepted",
@@ -465,7 +470,7 @@ async def _end_access(account: StaffUser | PortalAccount) -> None:
     owner of the account makes a new feed address from My account. Call inside
     ``atomic()``."""
     await _revoke(_owner_of(account))
-    await AccountToken.filter(used_at=None, **_owner_of(account)).update(used_at=datetime.now(UTC))
+    await _cancel_links(account)
     if account.calendar_token is not None:
         account.calendar_token = None
         await type(account).filter(id=account.id).update(calendar_token=None)
