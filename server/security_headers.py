@@ -13,7 +13,10 @@ Cabinet's pages hold health records, so a browser is told to:
   or invitation link, a calendar feed), and a link from it to a video call would hand it
   to that site;
 - take a file for what we say it is (``nosniff``), and keep camera, microphone and location
-  off (a video call opens in its own tab, on its own site).
+  off (a video call opens in its own tab, on its own site);
+- keep no page and no API answer (``Cache-Control: no-store``, unless the answer set its
+  own): a client's file left in the cache of a shared computer is shown again by the Back
+  button, or read from the disk, after its reader signed out. Static files stay cacheable.
 
 Styles stay open to inline ``style`` attributes: the agenda draws with them, and a style
 cannot run code.
@@ -31,6 +34,9 @@ _ALWAYS = [
     (b"x-frame-options", b"SAMEORIGIN"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
+# What a person's data is shown in: pages and the APIs' answers.
+_NOT_KEPT = (b"text/html", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 _POLICY = (
     "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
@@ -52,10 +58,12 @@ def start(scope: Scope, send: Send, *, https: bool) -> Send:
             headers = list(message.get("headers", []))
             present = {name.lower() for name, _value in headers}
             headers += [h for h in always if h[0] not in present]
-            if any(
-                name.lower() == b"content-type" and value.startswith(b"text/html")
-                for name, value in headers
-            ):
+            content_type = next(
+                (value for name, value in headers if name.lower() == b"content-type"), b""
+            )
+            if content_type.startswith(_NOT_KEPT) and b"cache-control" not in present:
+                headers.append(_NO_STORE)
+            if content_type.startswith(b"text/html"):
                 policy = _POLICY.format(nonce=nonce).encode()
                 headers.append((b"content-security-policy", policy))
             message = {**message, "headers": headers}

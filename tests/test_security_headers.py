@@ -48,3 +48,21 @@ async def test_hsts_only_where_cabinet_is_served_over_https(settings: Settings) 
     async with httpx.AsyncClient(transport=transport, base_url="https://cabinet.example.org") as c:
         answer = await c.get("/healthz")
     assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+async def test_pages_and_api_answers_are_not_kept_in_the_browsers_cache(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A client's file, once shown, stayed in the browser's cache: after signing out on a
+    shared computer, the Back button (or the disk cache) showed it to the next person.
+    Pages and API answers now say ``no-store``; the static files stay cacheable."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    await login(http, therapist)
+    for url in (f"/staff/clients/{client.id}", f"/api/clients/{client.id}", "/portal/login"):
+        answer = await http.get(url)
+        assert answer.status_code == 200, url
+        assert "no-store" in answer.headers.get("cache-control", ""), url
+    static = await http.get("/static/favicon.svg")
+    assert static.status_code == 200
+    assert "no-store" not in static.headers.get("cache-control", "")
