@@ -461,6 +461,32 @@ async def test_one_address_guessing_across_accounts_is_blocked(
         assert (await sign_in(elsewhere, therapist.email, PASSWORD)).status_code == 200
 
 
+async def test_an_ipv6_network_guessing_across_accounts_is_blocked_as_one_address(
+    new_http: Callable[..., httpx.AsyncClient], make: Factory, settings: Settings
+) -> None:
+    """Every IPv6 connection gets a whole /64 network from its provider: trying one password
+    on each practice's accounts from a new address of it each time was never counted
+    against one address. The throttle counts a /64 as one address."""
+    set_settings(replace(settings, throttle_address_limit=4, throttle_pair_limit=3))
+    therapist = await make.therapist()
+    for i in range(4):
+        async with new_http(f"2001:db8:1:2::{i + 1:x}") as guesser:
+            assert (await sign_in(guesser, f"guess{i}@example.org", WRONG)).status_code == 401
+    async with new_http("2001:db8:1:2:ffff::9") as guesser:
+        assert (await sign_in(guesser, therapist.email, PASSWORD)).status_code == 429
+    # One account from rotating addresses: the pair's limit holds too.
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    for i in range(3):
+        async with new_http(f"2001:db8:7:7::{i + 1:x}") as guesser:
+            assert (await sign_in(guesser, email, WRONG, "portal")).status_code == 401
+    async with new_http("2001:db8:7:7::99") as guesser:
+        assert (await sign_in(guesser, email, PASSWORD, "portal")).status_code == 429
+    # Another network is another address.
+    async with new_http("2001:db8:1:3::1") as elsewhere:
+        assert (await sign_in(elsewhere, therapist.email, PASSWORD)).status_code == 200
+
+
 async def test_many_addresses_guessing_one_account_do_not_lock_out_a_known_browser(
     new_http: Callable[..., httpx.AsyncClient], make: Factory, settings: Settings
 ) -> None:

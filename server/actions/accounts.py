@@ -32,7 +32,7 @@ from server.auth.passwords import (
     verify_password,
 )
 from server.auth.sessions import Caller, hash_token, idle_seconds, load_caller, new_token
-from server.auth.throttle import check_throttle
+from server.auth.throttle import check_throttle, throttle_address
 from server.db import atomic, on_commit
 from server.errors import Conflict, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
 from server.i18n import current_locale, writing_in
@@ -125,6 +125,7 @@ async def _counted_attempt(
     """A password check about to be made for ``email``, or TooManyRequests when the
     throttle refuses it. Recorded as a failure before the check, and until the password
     proves right (see check_throttle); an attempt refused by the throttle is not counted."""
+    address = throttle_address(address)
     attempt = await LoginAttempt.create(realm=realm, email=email, address=address, succeeded=False)
     try:
         await check_throttle(realm, email, address, known_device, attempt=attempt.id)
@@ -275,7 +276,9 @@ async def do_request_password_reset(realm: Realm, email: str, *, address: str = 
     # The job's key names the address, keyed with the site's secret: a plain hash of an IPv4
     # address is undone by trying them all, and the key stays on the row for weeks.
     tag = hmac.new(
-        settings.secret_key.encode(), f"reset:{realm.value}:{address}".encode(), hashlib.sha256
+        settings.secret_key.encode(),
+        f"reset:{realm.value}:{throttle_address(address)}".encode(),
+        hashlib.sha256,
     ).hexdigest()[:16]
     prefix = f"{RESET_REQUESTED}:{tag}:"
     window = timedelta(minutes=settings.throttle_window_minutes)

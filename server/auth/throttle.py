@@ -9,12 +9,16 @@ Three scopes, each counted over a sliding window of failed attempts:
 
 A wrong current password given to change it counts as a failed sign-in
 (``do_change_password``), checked as from a known device: the caller is signed in.
+
+An "address" is an IPv4 address, or an IPv6 /64 network (``throttle_address``): a provider
+gives each IPv6 connection a whole /64, so one person has billions of addresses to rotate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from datetime import UTC, datetime, timedelta
 
 from models.accounts import LoginAttempt, Realm
@@ -23,6 +27,20 @@ from server.i18n import gettext as _
 from server.settings import get_settings
 
 DEVICE_COOKIE = "cabinet_device"
+
+
+def throttle_address(address: str) -> str:
+    """What the throttles count as one address: an IPv4 address (an IPv4-mapped IPv6 one
+    as its IPv4), or the /64 network of an IPv6 address. Anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def device_proof(email: str) -> str:
