@@ -5,6 +5,10 @@ path: whoever holds the path signs in as the account, or reads its agenda. The a
 records every path, and logs are copied, shipped and kept far longer and more widely than a
 link's lifetime, by people who are not meant to sign in as anyone. So the log keeps the route
 and drops the secret: ``/portal/invite/[redacted]``.
+
+The same goes for the session's CSRF token that an upload form's address carries in its
+query string (a multipart body is not read before the check, see server/web.py): with it,
+whoever reads the log could make another site's page act in that person's session.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import re
 SECRET_IN_PATH = re.compile(
     r"^(/(?:staff|portal)/(?:password/reset|invite)/|/feeds/(?:staff|client)/)[^/?#\s]+"
 )
+# The CSRF token as a query parameter: after "?" or "&", to the next "&" or "#".
+CSRF_IN_QUERY = re.compile(r"([?&]csrf_token=)[^&#\s]*")
 REDACTED = "[redacted]"
 ACCESS_LOGGER = "uvicorn.access"
 
 
 def redact_path(path: str) -> str:
-    return SECRET_IN_PATH.sub(lambda m: m.group(1) + REDACTED, path)
+    path = SECRET_IN_PATH.sub(lambda m: m.group(1) + REDACTED, path)
+    return CSRF_IN_QUERY.sub(lambda m: m.group(1) + REDACTED, path)
 
 
 class RedactSecrets(logging.Filter):
