@@ -97,7 +97,8 @@ class Settings:
 
     @property
     def uses_https(self) -> bool:
-        return self.public_url.startswith("https://")
+        # A scheme is case-insensitive: "HTTPS://" is https too.
+        return self.public_url.lower().startswith("https://")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -1304,3 +1304,40 @@ async def test_a_finished_reset_job_keeps_neither_the_email_nor_the_network_addr
     failed = await Job.get(kind=account_actions.RESET_REQUESTED, status=JobStatus.FAILED)
     assert "another.private@example.org" not in kept(failed)
     assert "198.51.100.9" not in kept(failed)
+
+
+@pytest.mark.parametrize(
+    "public_url", ["https://cabinet.example.org", "HTTPS://Cabinet.example.org"]
+)
+async def test_session_cookies_are_http_only_same_site_and_secure_over_https(
+    settings: Settings, realtime: Any, make: Factory, public_url: str
+) -> None:
+    """The session cookie of either realm, from the form or the API: never readable by a
+    script, never sent on another site's requests, and only over https where Cabinet is
+    served so (a PUBLIC_URL written HTTPS:// too: the cookies went out without Secure)."""
+    from server.app import create_app
+
+    app: Any = create_app(replace(settings, public_url=public_url), manage_db=False)
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    email = await portal_email(client)
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 5000))
+    attempts = [
+        ("/api/session", {"json": {"email": therapist.email, "password": PASSWORD}}),
+        ("/staff/login", {"data": {"email": therapist.email, "password": PASSWORD}}),
+        ("/portal/api/session", {"json": {"email": email, "password": PASSWORD}}),
+        ("/portal/login", {"data": {"email": email, "password": PASSWORD}}),
+    ]
+    for url, body in attempts:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://cabinet.example.org"
+        ) as browser:
+            answer = await browser.post(url, **body)  # type: ignore[arg-type]
+            assert answer.status_code in {200, 303}, (url, answer.text)
+            cookies = answer.headers.get_list("set-cookie")
+            session = next(
+                c for c in cookies if c.startswith(("cabinet_staff=", "cabinet_portal="))
+            )
+            flags = {part.strip().lower() for part in session.split(";")[1:]}
+            assert {"httponly", "secure", "samesite=lax", "path=/"} <= flags, (url, session)
+            assert all("secure" in c.lower() for c in cookies), cookies
