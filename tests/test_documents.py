@@ -21,7 +21,7 @@ from server.actions import accounts, clients, documents
 from server.auth.sessions import Caller
 from server.errors import ValidationFailed
 from server.settings import Settings, set_settings
-from tests.conftest import PASSWORD, login, request_key_of
+from tests.conftest import PASSWORD, Factory, login, request_key_of
 
 # --- sample files ----------------------------------------------------------------------------
 
@@ -748,3 +748,36 @@ async def test_marking_a_document_clinical_or_not(
     await login(bob, people["bob"])
     r = await bob.post(f"/api/documents/{doc['id']}/clinical", json={"clinical": False})
     assert r.status_code == 404
+
+
+async def test_a_page_or_a_drawing_with_a_script_is_downloaded_never_run(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """An HTML page or an SVG drawing holds script that runs with the reader's session when
+    a browser opens it as a page. Both are text to Cabinet: each downloads as plain text,
+    as an attachment, with nosniff, for the clinician and for the client alike."""
+    therapist = await make.therapist()
+    client = await make.client(therapist)
+    await login(http, therapist)
+    payloads = {
+        "letter.html": b"<html><script>fetch('/api/me')</script></html>",
+        "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    }
+    for name, data in payloads.items():
+        r = await upload(http, client, name, data, shared=True, declared="image/svg+xml")
+        assert r.status_code == 200, r.text
+        document_id = r.json()["id"]
+        async with new_http("10.0.0.8") as portal:
+            await login(portal, client)
+            for who, url in (
+                (http, f"/api/documents/{document_id}/content"),
+                (http, f"/staff/clients/{client.id}/documents/{document_id}"),
+                (portal, f"/portal/documents/{document_id}"),
+                (portal, f"/portal/api/documents/{document_id}/content"),
+            ):
+                got = await who.get(url)
+                assert got.status_code == 200, url
+                assert got.headers["content-type"].startswith("text/plain"), url
+                assert got.headers["content-disposition"].startswith("attachment"), url
+                assert got.headers["x-content-type-options"] == "nosniff"
+                assert got.content == data
