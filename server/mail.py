@@ -7,6 +7,7 @@ the outbox, so the embedded default shows what would have been sent.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -23,6 +24,16 @@ from server.settings import get_settings
 log = logging.getLogger("cabinet.mail")
 
 MAX_ATTEMPTS = 6
+
+# A one-time link in a message's text: the realm, the page, the token.
+_ONE_TIME_LINK = re.compile(r"/(staff|portal)/(password/reset|invite)/[A-Za-z0-9_-]+")
+
+
+def withhold_links(text: str) -> str:
+    """A message's text with its one-time links (set a password, accept an invitation)
+    cut short: whoever reads the practice's outbox, or a copy of the database, must not be
+    able to use one and sign in as the colleague or client it was sent to."""
+    return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
 
 
 async def queue_email(
@@ -101,6 +112,9 @@ async def deliver_due(limit: int = 20) -> int:
                 "outbox (no SMTP_URL): to=%s subject=%s\n%s", msg.to, msg.subject, msg.body_text
             )
             print(f"[outbox] to {msg.to}: {msg.subject}\n{msg.body_text}\n", flush=True)
-        return {}
+        # Sent: the stored copy keeps its one-time link cut short. Links are stored as hashes
+        # so that a copy of the database signs no one in; the email's text must not undo it.
+        withheld = withhold_links(msg.body_text)
+        return {"body_text": withheld} if withheld != msg.body_text else {}
 
     return await deliver_outbox("email", send, limit=limit, max_attempts=MAX_ATTEMPTS, log=log)

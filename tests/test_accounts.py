@@ -767,6 +767,36 @@ async def test_a_password_set_from_one_link_cancels_the_others(
     assert (await sign_in(http, "ines@example.org", NEW_PASSWORD, "portal")).status_code == 200
 
 
+async def test_a_sent_link_is_not_kept_usable_in_the_database(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """Sessions and links are stored as hashes, so that a copy of the database (a backup, a
+    reporting tool) signs no one in; but the outbox kept each email as sent, its reset or
+    invitation link whole, for good: a week's invitation was a client's portal for whoever
+    read the table. Once the email is sent, the stored text keeps the link cut short."""
+    from server import mail
+
+    therapist = await make.therapist()
+    client = await make.client(therapist, portal=False, email="ines@example.org")
+    async with new_http() as desk:
+        await login(desk, therapist)
+        assert (await desk.post(f"/api/clients/{client.id}/portal/invite", json={})).is_success
+    await ask_reset(http, "/staff/password/forgot", data={"email": therapist.email})
+    links = [link_in(m) for m in await OutboxMessage.all().order_by("id")]
+    assert len(links) == 2
+    assert await mail.deliver_due() == 2
+    for message in await OutboxMessage.all():
+        assert message.status.value == "sent"
+        for link in links:
+            assert link.rsplit("/", 1)[1] not in message.body_text
+        assert "/…" in message.body_text
+    # The emailed links still work.
+    invited = await http.post(links[0], data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert invited.status_code == 200
+    reset = await http.post(links[1], data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert reset.status_code == 200
+
+
 # --- portal invitations ----------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +36,7 @@ from server.db import atomic, on_commit
 from server.errors import Conflict, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
 from server.i18n import current_locale, writing_in
 from server.i18n import gettext as _
-from server.mail import queue_email
+from server.mail import queue_email, withhold_links  # noqa: F401 - staff/reminders reads it here
 from server.settings import get_settings
 
 
@@ -213,17 +212,6 @@ def _link(realm: Realm, purpose: TokenPurpose, token: str) -> str:
     prefix = "/staff" if realm is Realm.STAFF else "/portal"
     path = "password/reset" if purpose is TokenPurpose.RESET else "invite"
     return f"{base}{prefix}/{path}/{token}"
-
-
-# A one-time link in a message's text: the realm, the page, the token.
-_ONE_TIME_LINK = re.compile(r"/(staff|portal)/(password/reset|invite)/[A-Za-z0-9_-]+")
-
-
-def withhold_links(text: str) -> str:
-    """A message's text with its one-time links (set a password, accept an invitation)
-    cut short: whoever reads the practice's outbox must not be able to use one and sign in
-    as the colleague or client it was sent to."""
-    return _ONE_TIME_LINK.sub(r"/\1/\2/…", text)
 
 
 async def _cancel_links(account: StaffUser | PortalAccount) -> None:
