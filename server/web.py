@@ -51,6 +51,9 @@ from server.settings import ROOT, get_settings
 
 M = TypeVar("M", bound=BaseModel)
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# The header the pages' scripts put on what they fetch while no one has touched the page
+# for a minute (server/static/realtime.js): answered, but not pushing the idle timeout back.
+UNATTENDED = "x-cabinet-unattended"
 # The largest body any request but an upload needs: a note, a form's answers or a batch of
 # changes are far smaller. Past it a request is refused before its body is read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -176,7 +179,10 @@ class SessionMiddleware:
             return
         conn = HTTPConnection(scope)
         token = conn.cookies.get(COOKIE_NAMES[self.realm])
-        caller = await load_caller(self.realm, token, touch=scope["type"] == "http")
+        # What a page fetches by itself with no one at the keyboard (an event's refresh)
+        # is not the person's activity: an unattended screen must still sign itself out.
+        attended = UNATTENDED not in conn.headers
+        caller = await load_caller(self.realm, token, touch=scope["type"] == "http" and attended)
         state = scope.setdefault("state", {})
         state["caller"] = caller
         state["realm"] = self.realm

@@ -257,6 +257,43 @@ async def test_a_session_in_use_stays_alive(http: httpx.AsyncClient, make: Facto
     assert session.last_seen_at > recent + timedelta(minutes=4)
 
 
+async def test_what_an_unattended_page_fetches_by_itself_does_not_keep_the_session(
+    http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
+) -> None:
+    """An open tab refetches by itself when an event arrives (the unread badge on every
+    page, the conversation list, the agenda, a live region), and each fetch pushed the idle
+    timeout back: on a busy day a clinician's screen left open never signed itself out,
+    and went on showing new messages to whoever passed. The page's scripts mark what they
+    fetch with no one at the keyboard (X-Cabinet-Unattended, server/static/realtime.js),
+    and that answers without counting as the person's activity."""
+    therapist = await make.therapist()
+    await login(http, therapist)
+    session = await session_of(http)
+    unattended = {"X-Cabinet-Unattended": "1"}
+    nearly = datetime.now(UTC) - timedelta(seconds=session.idle_seconds - 30)
+    await AuthSession.filter(id=session.id).update(last_seen_at=nearly)
+    for url in ("/api/unread", "/api/me", "/api/conversations", "/staff/messages"):
+        assert (await http.get(url, headers=unattended)).status_code == 200, url
+    await session.refresh_from_db()
+    assert session.last_seen_at == nearly
+    stale = datetime.now(UTC) - timedelta(seconds=session.idle_seconds + 5)
+    await AuthSession.filter(id=session.id).update(last_seen_at=stale)
+    assert (await http.get("/api/unread", headers=unattended)).status_code == 401
+    # The portal's pages fetch the same way.
+    client = await make.client(therapist)
+    async with new_http() as tab:
+        await login(tab, client)
+        portal = await session_of(tab, Realm.PORTAL)
+        await AuthSession.filter(id=portal.id).update(last_seen_at=nearly)
+        assert (await tab.get("/portal/api/unread", headers=unattended)).status_code == 200
+        await portal.refresh_from_db()
+        assert portal.last_seen_at == nearly
+        # Without the mark, a request is the person's and keeps the session.
+        assert (await tab.get("/portal/api/unread")).status_code == 200
+        await portal.refresh_from_db()
+        assert portal.last_seen_at > nearly
+
+
 async def test_a_session_ends_at_its_absolute_lifetime(
     http: httpx.AsyncClient, make: Factory
 ) -> None:

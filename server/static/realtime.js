@@ -6,6 +6,28 @@
   // Pages may include this file more than once (the nav and the page): one socket only.
   if (window.CabinetLive) return;
   var handlers = {};
+
+  /* The idle timeout is the person's, not the page's. This page refetches by itself when an
+   * event arrives (the unread badge, the conversation list, the agenda, a live region), and
+   * each fetch would push the timeout back, so a screen left open on a busy day would never
+   * sign itself out. What our scripts fetch after a minute without a key, a click, a touch
+   * or a scroll says so (X-Cabinet-Unattended): the server answers without counting it as
+   * activity (server/web.py). Only our own paths ("/..."): no header goes to another site. */
+  var lastInput = Date.now();
+  ["pointerdown", "keydown", "wheel", "touchstart", "input", "scroll"].forEach(function (t) {
+    document.addEventListener(t, function () { lastInput = Date.now(); }, { capture: true, passive: true });
+  });
+  var nativeFetch = window.fetch.bind(window);
+  window.fetch = function (input, init) {
+    if (typeof input === "string" && input.charAt(0) === "/" && input.charAt(1) !== "/" &&
+        Date.now() - lastInput > 60000) {
+      init = Object.assign({}, init || {});
+      var headers = new Headers(init.headers || {});
+      headers.set("X-Cabinet-Unattended", "1");
+      init.headers = headers;
+    }
+    return nativeFetch(input, init);
+  };
   var state = { ws: null, seq: null, url: null, opts: {}, backoff: 500, lastSeen: 0, timer: null };
 
   function key() { return "cabinet.seq:" + state.url; }
