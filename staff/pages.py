@@ -134,8 +134,12 @@ async def edit_staff(request: Request) -> Response:
             portal_enabled=data.portal_enabled,
         )
     except (ValidationFailed, Conflict) as exc:
+        form = await request.form()
+        posted = {k: v for k, v in form.items() if k != "csrf_token"}
         ctx = await _team_context(caller)
-        ctx.update(edit_error=exc.message, edit_fields=exc.fields, editing=user.id)
+        ctx.update(
+            edit_error=exc.message, edit_fields=exc.fields, editing=user.id, edit_posted=posted
+        )
         return render(request, "staff/team.html", ctx, status=exc.status_code)
     return RedirectResponse("/staff/team", status_code=303)
 

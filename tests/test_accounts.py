@@ -1086,6 +1086,33 @@ async def test_a_refused_new_colleague_keeps_what_was_typed(
     assert not await StaffUser.exists(last_name="Roux")
 
 
+async def test_a_refused_team_change_keeps_what_was_typed(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A 422 on a team member's "Change" (a supervisor who is their own supervisee) showed
+    the error in the row's form, but with the role, supervisor and portal box as saved: the
+    role just chosen and the portal box just unticked were back as saved, to be given again."""
+    owner = await make.owner()
+    sam = await make.therapist(first_name="Sam")
+    junior = await make.therapist(first_name="Léa", supervisor=sam)
+    await login(http, owner)
+    r = await http.post(
+        f"/staff/team/{sam.id}",
+        data={"role": "owner", "supervisor_id": str(junior.id)},  # the portal box unticked
+    )
+    assert r.status_code == 422, r.text
+    row = r.text.split(f'action="/staff/team/{sam.id}"', 1)[1].split("</form>", 1)[0]
+    assert re.search(r'<option value="owner"\s*selected>', row)
+    assert re.search(
+        rf'<option value="{junior.id}"\s*selected>[^<]*</option>\s*</select><span class="field-error">',
+        row,
+    )
+    assert re.search(r'name="portal_enabled" value="true"\s*>', row)
+    saved = await StaffUser.get(id=sam.id)
+    assert saved.role is StaffRole.THERAPIST and saved.supervisor_id is None  # type: ignore[attr-defined]
+    assert saved.portal_enabled
+
+
 async def test_a_clinician_becomes_front_desk_only_once_their_clients_are_handed_over(
     http: httpx.AsyncClient, new_http: Callable[..., httpx.AsyncClient], make: Factory
 ) -> None:
