@@ -110,8 +110,9 @@ async def send_form(request: Request) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
     form = await request.form()
+    posted = {k: v for k, v in form.items() if k != "csrf_token"}
     try:
-        body = validate(SendIn, {k: v for k, v in form.items() if k != "csrf_token"})
+        body = validate(SendIn, posted)
         template = await access_form_template(caller, body.form_id)
         if body.repeat == "weeks":
             await form_schedules.do_schedule_form(
@@ -124,10 +125,10 @@ async def send_form(request: Request) -> Response:
         else:
             await forms.do_send_form(caller, client, template, body.request_key)
     except (ValidationFailed, Conflict) as exc:
-        # Shown on the tab, with the schedule a 409 names in its list.
+        # Shown on the tab, with the schedule a 409 names in its list, and the form as sent.
         return await file_page(
             request,
-            {"error": exc.message, "fields": exc.fields},
+            {"error": exc.message, "fields": exc.fields, "posted": posted},
             exc.status_code,
             tab_name="forms",
         )

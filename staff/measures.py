@@ -98,10 +98,10 @@ async def send_form(request: Request) -> Response:
             request_key=body.request_key,
         )
     except (ValidationFailed, Conflict) as exc:
-        # Shown on the tab, with the schedule a 409 names in its list.
+        # Shown on the tab, with the schedule a 409 names in its list, and the form as sent.
         return await file_page(
             request,
-            {"error": exc.message, "fields": exc.fields},
+            {"error": exc.message, "fields": exc.fields, "posted": data},
             exc.status_code,
             tab_name="measures",
         )

@@ -698,3 +698,31 @@ async def test_a_sender_who_may_no_longer_see_the_client_is_not_told_of_the_answ
         f"s:{people['bob'].id}",
         f"s:{people['bob'].id}",
     ]
+
+
+async def test_a_refused_send_keeps_the_form_and_schedule_chosen(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """A 422 on "Send a form" (every 99 weeks) showed the error, but the form back to the
+    first in the list, once, now: the form and the schedule had to be chosen again, and
+    nothing said which number was refused."""
+    from models.forms import FormSchedule
+
+    await intake(people)
+    actor = Caller.acting_as(people["alice"])
+    consent = await forms.do_create_form(actor, "Consent", FormPurpose.CONSENT)
+    await forms.do_edit_form(actor, consent, add=field(FieldKind.YES_NO, "I agree"))
+    cid = people["camille"].id
+    await login(http, people["alice"])
+    r = await http.post(
+        f"/staff/clients/{cid}/forms",
+        data={"form_id": str(consent.id), "repeat": "weeks", "every_weeks": "99"},
+    )
+    assert r.status_code == 422, r.text
+    page = r.text.split('id="send-form"', 1)[1]
+    assert re.search(rf'<option value="{consent.id}"\s*selected>', page)
+    assert re.search(r'name="repeat" value="weeks"\s*checked', page)
+    assert not re.search(r'name="repeat" value="once"\s*checked', page)
+    assert re.search(r'name="every_weeks"[^>]*value="99"[^>]*><span class="field-error">', page)
+    assert not await FormSchedule.exists()
+    assert not await FormAssignment.filter(client_id=cid).exists()

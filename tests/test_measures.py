@@ -1182,3 +1182,25 @@ async def test_a_schedule_whose_sending_fails_is_held_and_the_others_go_on(
     assert await MeasureAdministration.filter(schedule_id=bad_periodic.id).count() == 2
     await bad_periodic.refresh_from_db()
     assert bad_periodic.next_due_at == retry + timedelta(weeks=2)
+
+
+async def test_a_refused_send_keeps_the_measure_and_schedule_chosen(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """A 422 on "Send a measure" (999 hours before each session) showed the error, but the
+    form back to PHQ-9 once, now: the measure and the schedule had to be chosen again."""
+    await login(http, people["alice"])
+    cid = people["camille"].id
+    r = await http.post(
+        f"/staff/clients/{cid}/measures",
+        data={"measure": "gad7", "repeat": "sessions", "every_weeks": "4", "hours_before": "999"},
+    )
+    assert r.status_code == 422, r.text
+    page = r.text.split('id="send"', 1)[1]
+    assert re.search(r'<option value="gad7"\s*selected>', page)
+    assert re.search(r'name="repeat" value="sessions"\s*checked', page)
+    assert not re.search(r'name="repeat" value="once"\s*checked', page)
+    assert re.search(r'name="every_weeks"[^>]*value="4"', page)
+    assert re.search(r'name="hours_before"[^>]*value="999"[^>]*><span class="field-error">', page)
+    assert not await MeasureSchedule.exists()
+    assert not await MeasureAdministration.filter(client_id=cid).exists()
