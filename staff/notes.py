@@ -207,10 +207,13 @@ async def note_page(
     error: str = "",
     status: int = 200,
     posted: dict[str, str] | None = None,
+    addendum: str = "",
+    fields: dict[str, str] | None = None,
 ) -> Response:
     """The note, or its form. ``posted``: the text of a save that failed, shown in the form
     again, or read-only beside the note where the form cannot take it (an error must never
-    cost the writer their text)."""
+    cost the writer their text); ``addendum``: that of an addendum refused, back in its box
+    with its error (``fields``) beside it."""
     caller = require_staff(request)
     appointment, _practice = await access_note(caller, path_id(request, "appointment_id"))
     await record_read(caller, appointment.client_id, "note", ip=client_address(request))  # type: ignore[attr-defined]
@@ -259,6 +262,8 @@ async def note_page(
                 and author.supervisor_id == caller.staff.id  # type: ignore[attr-defined]
             ),
             "addendum_key": secrets.token_urlsafe(16),
+            "addendum_text": addendum,
+            "fields": fields or {},
             "error": error,
             "posted": posted if form_shown else None,
             "unsaved": _unsaved(posted, TEMPLATE_SECTIONS[template] if form_shown else ()),
@@ -295,7 +300,10 @@ async def _form_action(request: Request, act: str) -> Response:
             raise
         message = exc.message + " " + " ".join(exc.fields.values())
         posted = _sections(form) if act == "save" else None
-        return await note_page(request, message.strip(), exc.status_code, posted)
+        addendum = form.get("text", "") if act == "addendum" else ""
+        return await note_page(
+            request, message.strip(), exc.status_code, posted, addendum, exc.fields
+        )
     return RedirectResponse(f"/staff/appointments/{appointment.id}/note", status_code=303)
 
 

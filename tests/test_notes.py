@@ -4,6 +4,7 @@ by the supervisor, and who may read them."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -248,6 +249,31 @@ async def test_an_addendum_form_sent_twice_adds_one_addendum(
     form["request_key"] = await request_key_of(http, url)
     assert (await http.post(f"{url}/addenda", data=form)).status_code == 303
     assert await NoteAddendum.filter(note_id=note.id).count() == 2
+
+
+async def test_a_refused_addendum_keeps_what_was_typed(
+    http: httpx.AsyncClient, session: dict[str, Any]
+) -> None:
+    """A 422 on "Add the addendum" (longer than the 20,000 characters an addendum holds)
+    showed the error above an empty box: the addendum, often long, had to be written again."""
+    sam, appt = session["sam"], session["appt"]
+    note = await notes.do_save_draft(
+        Caller.acting_as(sam), appt, NoteTemplate.BLANK, {"note": "Session went well"}
+    )
+    await notes.do_sign(Caller.acting_as(sam), note)
+    await login(http, sam)
+    url = f"/staff/appointments/{appt.id}/note"
+    text = "Correction after the session: " + "the client mentioned sleeping badly. " * 600
+    r = await http.post(
+        f"{url}/addenda",
+        data={"csrf_token": http.headers["X-CSRF-Token"], "text": text},
+    )
+    assert r.status_code == 422, r.text
+    assert re.search(
+        r'<textarea name="text"[^>]*>' + re.escape(text) + r'</textarea><span class="field-error">',
+        r.text,
+    )
+    assert not await NoteAddendum.filter(note_id=note.id).exists()
 
 
 async def test_a_draft_is_read_only_by_its_author(new_http: Any, session: dict[str, Any]) -> None:
