@@ -174,11 +174,12 @@ async def forms_page(request: Request) -> Response:
     ctx: dict[str, Any] = {"section": "forms", "purposes": list(FormPurpose)}
     if request.method == "POST":
         form = await request.form()
+        posted = {k: v for k, v in form.items() if k != "csrf_token"}
         try:
-            body = validate(NewFormIn, {k: v for k, v in form.items() if k != "csrf_token"})
+            body = validate(NewFormIn, posted)
             template = await forms.do_create_form(caller, body.name, body.purpose)
         except ValidationFailed as exc:
-            ctx.update(error=exc.message, fields=exc.fields)
+            ctx.update(error=exc.message, fields=exc.fields, posted=posted)
             ctx["templates"] = await _templates(caller)
             return render(request, "staff/forms.html", ctx, status=422)
         return RedirectResponse(f"/staff/forms/{template.id}", status_code=303)

@@ -726,3 +726,24 @@ async def test_a_refused_send_keeps_the_form_and_schedule_chosen(
     assert re.search(r'name="every_weeks"[^>]*value="99"[^>]*><span class="field-error">', page)
     assert not await FormSchedule.exists()
     assert not await FormAssignment.filter(client_id=cid).exists()
+
+
+async def test_a_refused_new_form_keeps_what_was_typed(
+    http: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
+    """A 422 on "New form" (a name longer than the 200 characters a form's name holds)
+    showed the error above an empty form: the name and the kind had to be given again, and
+    nothing said it was the name that was refused."""
+    from models.forms import FormTemplate
+
+    await login(http, people["alice"])
+    name = "Consentement éclairé pour enregistrer les séances " * 5
+    r = await http.post("/staff/forms", data={"name": name, "purpose": "consent"})
+    assert r.status_code == 422, r.text
+    page = r.text.split('action="/staff/forms"', 1)[1]
+    assert re.search(
+        r'name="name"[^>]*value="' + re.escape(name) + r'"[^>]*><span class="field-error">',
+        page,
+    )
+    assert re.search(r'<option value="consent"\s*selected>', page)
+    assert not await FormTemplate.exists()
