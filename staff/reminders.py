@@ -235,11 +235,17 @@ async def delete_sms_template(request: Request) -> Response:
 async def add_credits(request: Request) -> Response:
     caller = require_staff(request, OWNER)
     practice = await Practice.get(id=caller.practice_id)
+    form = await _form(request)
     try:
-        data = validate(CreditsIn, await _form(request))
+        data = validate(CreditsIn, form)
         await reminders.do_add_sms_credits(caller, practice, data.credits)
     except ValidationFailed as exc:
-        return await sms_page(request, {"error": exc.message, "fields": exc.fields})
+        # The number as typed, its error beside it (not ``posted``: that refills the new
+        # template's form).
+        return await sms_page(
+            request,
+            {"error": exc.message, "credits_fields": exc.fields, "credits_posted": form},
+        )
     return RedirectResponse("/staff/settings/sms?saved=1", status_code=303)
 
 

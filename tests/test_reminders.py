@@ -1012,6 +1012,20 @@ async def test_a_refused_practitioner_row_keeps_what_was_typed(
     assert not await PractitionerSms.filter(practitioner_id=alice.id).exists()
 
 
+async def test_refused_credits_keep_what_was_typed(setup: dict[str, Any], http: Any) -> None:
+    """A 422 on "Add credits" (more than the 100,000 a purchase may add) showed the error at
+    the top of the page and an empty box: nothing said which number was refused, nor what
+    it was."""
+    s = setup
+    before = (await reminders.messaging_settings(s["practice"].id)).sms_credits
+    await login(http, s["owner"])
+    r = await http.post("/staff/settings/sms/credits", data={"credits": "250000"})
+    assert r.status_code == 422, r.text
+    box = r.text.split('action="/staff/settings/sms/credits"', 1)[1].split("</form>", 1)[0]
+    assert re.search(r'name="credits"[^>]*value="250000"[^>]*><span class="field-error">', box)
+    assert (await reminders.messaging_settings(s["practice"].id)).sms_credits == before
+
+
 async def test_a_refused_reminders_page_keeps_the_settings_typed(
     setup: dict[str, Any], http: Any
 ) -> None:
