@@ -56,8 +56,13 @@ register_tab(
 # --- reading an upload -----------------------------------------------------------------------
 
 
-async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
+async def read_upload(
+    request: Request, sent: dict[str, str] | None = None
+) -> tuple[str, bytes, dict[str, str]]:
     """The uploaded file's name and bytes, and the form's other fields.
+
+    ``sent``, if given, gets the form's other fields as soon as the form is read, refused
+    or not: a page refusing the file shows them again.
 
     Refuses (ValidationFailed) a body that is not a form with one file, a file over the
     limit, and a field no column can hold (``unstorable_text``). A body announced or found to be far larger is refused before it is read to its
@@ -73,6 +78,8 @@ async def read_upload(request: Request) -> tuple[str, bytes, dict[str, str]]:
         # A malformed body, or more than one file.
         raise no_file from None
     try:
+        if sent is not None:
+            sent.update((k, v) for k, v in form.items() if isinstance(v, str) and k != "csrf_token")
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or (not upload.filename and not upload.size):
             raise no_file
@@ -117,8 +124,9 @@ async def _document_on_file(request: Request) -> tuple[Caller, Client, Document]
 async def upload_form(request: Request) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
+    sent: dict[str, str] = {}
     try:
-        name, data, fields = await read_upload(request)
+        name, data, fields = await read_upload(request, sent)
         await documents.do_upload_document(
             caller,
             client,
@@ -129,9 +137,9 @@ async def upload_form(request: Request) -> Response:
             request_key=fields.get("request_key", "")[:64],
         )
     except ValidationFailed as exc:
-        return await file_page(
-            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="documents"
-        )
+        # The boxes as sent; the file cannot be (a page never chooses a file for the user).
+        ctx: dict[str, object] = {"error": exc.message, "fields": exc.fields, "posted": sent}
+        return await file_page(request, ctx, 422, tab_name="documents")
     return _back(client.id)
 
 

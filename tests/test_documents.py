@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -176,6 +177,29 @@ async def test_upload_list_and_download(
     assert (read.client_id, read.object_id, read.is_read) == (camille.id, str(doc["id"]), True)
     uploaded = await AuditEntry.get(action="document.uploaded")
     assert "Compte" not in str(uploaded.detail)
+
+
+async def test_a_refused_upload_keeps_the_boxes_ticked(
+    http: httpx.AsyncClient, people: dict[str, Any], settings: Settings
+) -> None:
+    """A 422 on "Upload" (a file of a kind not accepted) showed the error beside the file,
+    but with "Share with the client" and "Clinical content" unticked again: picking another
+    file and pressing Upload would have filed a clinical letter as not clinical. The file
+    cannot be put back (a browser never lets a page choose it); the boxes are as sent."""
+    camille: Client = people["camille"]
+    token = (await login(http, people["alice"]))["csrf_token"]
+    r = await http.post(
+        f"/staff/clients/{camille.id}/documents?csrf_token={token}",
+        files={"file": ("setup.exe", b"MZ\x90\x00" + bytes(200), "application/pdf")},
+        data={"shared": "1", "clinical": "1"},
+    )
+    assert r.status_code == 422, r.text
+    form = r.text.split('id="upload"', 1)[1]
+    assert re.search(r'name="file"[^>]*>\s*<span class="field-error"', form)
+    assert re.search(r'name="shared" value="1"\s*checked', form)
+    assert re.search(r'name="clinical" value="1"[^>]*\schecked', form)
+    assert not await Document.filter(client_id=camille.id).exists()
+    assert stored_files(settings) == []
 
 
 async def test_an_upload_sent_twice_files_one_document(
