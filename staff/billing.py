@@ -65,7 +65,7 @@ from server.i18n import gettext as _
 from server.i18n import lazy
 from server.numbers import TypedDecimal
 from server.queries import billing as queries
-from server.web import parse_id, path_id, render, require_staff, validate
+from server.web import id_or_none, parse_id, path_id, render, require_staff, validate
 from staff.client_file import Tab, file_page, register_tab
 
 
@@ -75,6 +75,13 @@ async def _practice(caller: Caller) -> Practice:
 
 def _ids(values: list[Any]) -> list[int]:
     return [parse_id(v) for v in values if isinstance(v, str) and v]
+
+
+def _listed(raw: object) -> list[int]:
+    """The consultations the billing form listed (its ``listed`` field, ids joined by
+    commas), ticked or not; at most the 2,000 a list shows, ids that name no row left out."""
+    found = (id_or_none(v) for v in str(raw or "").split(",")[:2000])
+    return [i for i in found if i is not None]
 
 
 # --- the billing form (from the file, the agenda, or the consultation list) ----------------
@@ -225,12 +232,16 @@ async def preview_page(request: Request) -> Response:
         profile = await billing.find_profile(practice, issuer)
         plans = await billing.plan_invoices(practice, profile, consultations, form.method, payer)
     except ValidationFailed as exc:
-        ctx = await _form_context(caller, _ids(params.getlist("consultation")))
+        # Listed again as the form listed them, the boxes unticked staying unticked: an
+        # unticked consultation is one to bill later, not one to drop from the form.
+        ticked = _ids(params.getlist("consultation"))
+        ctx = await _form_context(caller, _listed(params.get("listed")) or ticked)
         ctx.update(
             error=exc.message,
             fields=exc.fields,
             posted={k: v for k, v in params.items() if k != "csrf_token"},
             method=params.get("method"),
+            ticked=set(ticked),
         )
         return render(request, "staff/billing_new.html", ctx, status=422)
     hidden = [(k, v) for k, v in params.multi_items() if k not in ("csrf_token", "n")]

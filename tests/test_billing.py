@@ -2124,3 +2124,38 @@ async def test_a_refused_bill_form_keeps_what_was_chosen(make: Factory, http: An
     assert ">BP 12\n69003 Lyon</textarea>" in page
     assert re.search(r'name="finalize" value="1" checked', page)
     assert not await Invoice.exists()
+
+
+async def test_a_refused_bill_form_still_lists_the_consultations_unticked(
+    make: Factory, http: Any
+) -> None:
+    """Of a client's three sessions, one unticked (to be billed later), and a contact chosen
+    as payer but none picked (422): the form came back listing only the two ticked; the
+    third was gone from it, to be found again from the list of consultations."""
+    _practice, owner, therapist, client = await setup(make)
+    svc = await service("Psychotherapy", "70.00")
+    for days_ago in (3, 10, 17):
+        await appointment(therapist, client, svc, days_ago)
+    ids = sorted(c.id for c in await billing.do_ensure_consultations(None, client))
+    await login(http, owner)
+    shown = await http.get("/staff/billing/new", params={"client": client.id})
+    bill_form = shown.text.split('id="bill-form"', 1)[1].split("</form>", 1)[0]
+    # What a browser sends: the form's hidden fields, the boxes still ticked.
+    form: dict[str, Any] = dict(
+        re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', bill_form)
+    )
+    form.pop("csrf_token", None)
+    unticked, *ticked = ids
+    form |= {
+        "consultation": [str(i) for i in ticked],
+        "method": "single",
+        "payer_kind": "contact",
+    }
+    r = await http.post("/staff/billing/preview", data=form)
+    assert r.status_code == 422, r.text
+    page = r.text.split('id="bill-form"', 1)[1]
+    for i in ticked:
+        assert re.search(rf'name="consultation" value="{i}"\s*checked', page), i
+    assert re.search(rf'name="consultation" value="{unticked}"\s*aria-label', page)
+    assert re.search(r'name="payer_contact_id">.*?</select><span class="field-error">', page, re.S)
+    assert not await Invoice.exists()
