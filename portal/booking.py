@@ -58,15 +58,9 @@ async def bookable_practitioners(practice_id: int) -> list[StaffUser]:
         role__in=[StaffRole.THERAPIST, StaffRole.OWNER],
     ).order_by("last_name", "first_name")
     open_ids = set(
-        await Location.filter(practice_id=practice_id, is_active=True).values_list(
-            "id", flat=True
-        )
+        await Location.filter(practice_id=practice_id, is_active=True).values_list("id", flat=True)
     )
-    return [
-        p
-        for p in candidates
-        if any(loc is None or loc in open_ids for loc in await offer(p))
-    ]
+    return [p for p in candidates if any(loc is None or loc in open_ids for loc in await offer(p))]
 
 
 async def _practitioner(caller: Caller, practitioner_id: int) -> StaffUser:
