@@ -710,3 +710,46 @@ async def test_a_send_lost_on_the_network_is_explained_in_french(
         await expect(page.locator("#thread-notice")).to_have_text(said)
         await page.locator("#composer-text").fill("")
         lost = False
+
+
+async def staff_says(
+    new_http: Callable[..., httpx.AsyncClient], who: StaffUser, cid: int, body: str
+) -> None:
+    """A message from ``who``, sent through the staff API."""
+    async with new_http("10.9.0.2") as http:
+        await login(http, who)
+        r = await http.post(
+            f"/api/conversations/{cid}/messages",
+            json={"body": body, "client_uid": uuid.uuid4().hex},
+        )
+        assert r.status_code == 200, r.text
+
+
+async def test_a_long_word_or_address_stays_on_the_phone_screen(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # One long unbroken word (a pasted reference, a long address) made the whole portal page
+    # tens of thousands of pixels wide: the client saw an empty screen and had to scroll
+    # sideways to find the conversation. Every message now wraps inside the phone's width.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Lien")
+    await staff_says(new_http, people["helene"], cid, "Référence : " + "x" * 400)
+    await staff_says(
+        new_http,
+        people["helene"],
+        cid,
+        "https://example.org/" + "chemin-tres-long/" * 20 + "?avec=des&parametres=1",
+    )
+    page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    await expect(message(page, "Référence")).to_be_visible()
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    for bubble in await page.locator("#messages .msg").all():
+        box = await bubble.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    await expect(page.locator("#composer-text")).to_be_in_viewport()
+    await page.screenshot(path="/tmp/chat_long_word.png")
