@@ -753,3 +753,43 @@ async def test_a_long_word_or_address_stays_on_the_phone_screen(
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     await expect(page.locator("#composer-text")).to_be_in_viewport()
     await page.screenshot(path="/tmp/chat_long_word.png")
+
+
+async def test_addresses_in_a_message_are_links_that_open_safely(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # An address in a message was plain text: on a phone, the client had to select it by
+    # hand and paste it. It is now a link, opened in a new tab without handing the page to
+    # the site (noopener, noreferrer); anything else in the message stays text.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Ressources")
+    body = (
+        "Voici l'exercice : https://example.org/respiration?x=1&y=2, "
+        "et la vidéo (https://video.example.net/v/42).\n"
+        "<b>gras</b> <img src=x onerror=alert(1)> javascript:alert(1) http:// ftp://x.org"
+    )
+    await staff_says(new_http, people["helene"], cid, body)
+    page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    bubble = message(page, "Voici l'exercice")
+    links = bubble.locator(".msg-body a")
+    await expect(links).to_have_count(2)
+    await expect(links.nth(0)).to_have_attribute("href", "https://example.org/respiration?x=1&y=2")
+    await expect(links.nth(1)).to_have_attribute("href", "https://video.example.net/v/42")
+    for i in range(2):
+        await expect(links.nth(i)).to_have_attribute("target", "_blank")
+        await expect(links.nth(i)).to_have_attribute("rel", "noopener noreferrer")
+    assert await bubble.locator(".msg-body").inner_text() == body
+    assert await bubble.locator("b, img, script").count() == 0
+    # The same in the sender's own copy, shown as soon as it is sent.
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    await write(clinician, "Et celle-ci : https://example.com/fiche")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(
+        message(clinician, "Et celle-ci").locator('a[href="https://example.com/fiche"]')
+    ).to_be_visible()
+    await expect(
+        message(page, "Et celle-ci").locator('a[href="https://example.com/fiche"]')
+    ).to_be_visible()
+    await page.screenshot(path="/tmp/chat_links.png")

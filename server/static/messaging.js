@@ -113,9 +113,38 @@
     menu.addEventListener("toggle", placeMenu);
     return el("li", { "class": "msg" + (mine ? " mine" : ""), "data-id": m.id }, [
       el("div", { "class": "msg-head" }, [el("strong", { text: m.sender.name }), el("time", { text: fmtTime(m.created_at) }), menu]),
-      el("div", { "class": "msg-body", text: m.body }),
+      bodyNode(m.body),
       statusOf(m)
     ]);
+  }
+  /* A message's text, its web addresses made links. Built from text nodes and <a> elements,
+     never from HTML: a message cannot inject markup. Only http(s) addresses become links
+     (never javascript: or data:), opened in a new tab that gets no hold on this page. */
+  var ADDRESS = /\bhttps?:\/\/[^\s<>"]+/gi;
+  function bodyNode(text) {
+    var box = el("div", { "class": "msg-body" }), at = 0, match;
+    ADDRESS.lastIndex = 0;
+    while ((match = ADDRESS.exec(text))) {
+      var href = trimAddress(match[0]), url = null;
+      try { url = new URL(href); } catch (e) { url = null; }
+      if (!url || (url.protocol !== "https:" && url.protocol !== "http:") || !url.hostname) continue;
+      box.appendChild(document.createTextNode(text.slice(at, match.index)));
+      box.appendChild(el("a", { href: href, target: "_blank", rel: "noopener noreferrer", text: href }));
+      at = match.index + href.length;
+    }
+    box.appendChild(document.createTextNode(text.slice(at)));
+    return box;
+  }
+  // The punctuation closing a sentence or a bracket is not part of the address before it:
+  // "(see https://x.org/a)." links https://x.org/a.
+  function trimAddress(href) {
+    for (;;) {
+      var last = href.slice(-1);
+      if (".,;:!?'\"".indexOf(last) >= 0) href = href.slice(0, -1);
+      else if (last === ")" && href.split("(").length < href.split(")").length) href = href.slice(0, -1);
+      else if (last === "]" && href.split("[").length < href.split("]").length) href = href.slice(0, -1);
+      else return href;
+    }
   }
   // A menu opens upwards when there is no room below it in the message list.
   function placeMenu() {
