@@ -793,3 +793,62 @@ async def test_addresses_in_a_message_are_links_that_open_safely(
         message(page, "Et celle-ci").locator('a[href="https://example.com/fiche"]')
     ).to_be_visible()
     await page.screenshot(path="/tmp/chat_links.png")
+
+
+async def test_a_blank_or_too_long_message_is_refused_and_kept_in_the_box(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # Enter on a box of spaces did nothing at all, without a word; a text pasted past the
+    # 10,000-character limit was cut short by the box, silently, and the cut part was lost.
+    # Now both are refused with the reason, and the box keeps everything that was typed.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Limite")
+    page = await messages_page(
+        browser, live_server, people["camille"], open_id=cid, phone=True, locale="fr-FR"
+    )
+    box = page.locator("#composer-text")
+    await box.fill("   ")
+    await box.press("Enter")
+    await expect(page.locator("#thread-notice")).to_have_text("Écrivez d’abord un message.")
+    await expect(box).to_be_focused()
+
+    too_long = "a" * 9_999 + " b"
+    await box.fill("")
+    await box.focus()
+    await page.keyboard.insert_text(too_long)
+    await expect(box).to_have_value(too_long)
+    await box.press("Enter")
+    await expect(page.locator("#thread-notice")).to_have_text(
+        "Ce message est trop long. 10 000 caractères au maximum."
+    )
+    await expect(box).to_have_value(too_long)
+    await page.screenshot(path="/tmp/chat_too_long.png")
+
+    # Exactly at the limit (the spaces around do not count): it goes.
+    await box.fill("  " + "c" * 10_000 + "  ")
+    await box.press("Enter")
+    await expect(box).to_have_value("")
+    await expect(page.locator("#messages .msg")).to_have_count(1)
+    await until(lambda: Message.filter(conversation_id=cid, body="c" * 10_000).exists())
+    assert await Message.filter(conversation_id=cid).count() == 1
+
+
+async def test_a_first_message_past_the_limit_is_refused_and_kept(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    # The portal's "New message" box cut a long paste at 10,000 characters without a word.
+    client = await messages_page(browser, live_server, people["camille"], phone=True)
+    await client.get_by_role("button", name="New message").click()
+    dialog = client.locator("#write-dialog")
+    await dialog.get_by_label("Subject").fill("Long")
+    await dialog.get_by_label("Message").focus()
+    await client.keyboard.insert_text("d" * 10_001)
+    await expect(dialog.get_by_label("Message")).to_have_value("d" * 10_001)
+    await dialog.get_by_role("button", name="Send").click()
+    await expect(dialog.locator(".field-error[data-field=body]")).to_have_text(
+        "At most 10000 characters."
+    )
+    await expect(dialog.get_by_label("Message")).to_have_value("d" * 10_001)
+    assert await Conversation.filter(subject="Long").count() == 0

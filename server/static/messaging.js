@@ -193,7 +193,8 @@
     var typing = el("p", { "class": "typing muted small", id: "typing", "aria-live": "polite" });
     var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
-      el("textarea", { id: "composer-text", rows: "2", placeholder: T.write, "aria-label": T.write, maxlength: "10000" }),
+      // No maxlength: it cut a long paste short, silently. send() says the text is too long.
+      el("textarea", { id: "composer-text", rows: "2", placeholder: T.write, "aria-label": T.write }),
       el("button", { type: "submit", "class": "primary", text: T.send })
     ]);
     composer.addEventListener("submit", function (e) { e.preventDefault(); send(); });
@@ -243,9 +244,14 @@
     state.thread.messages = state.thread.messages.filter(function (m) { return m.id !== id; });
     var node = document.querySelector('.msg[data-id="' + id + '"]'); if (node) node.remove();
   }
-  var pending = null;
+  var pending = null, MAX_BODY = 10000; // server/actions/messaging.py's MAX_BODY
   function send() {
-    var ta = $("#composer-text"); var text = ta.value.trim(); if (!text) return;
+    var ta = $("#composer-text"); var text = ta.value.trim();
+    // Refused here with the server's own words, the box untouched and the cursor in it.
+    // The limit counts characters as the server does (an emoji is one, not two).
+    ta.focus();
+    if (!text) { notice(T.empty, true); return; }
+    if (Array.from(text).length > MAX_BODY) { notice(T.too_long, true); return; }
     var conv = state.open;
     // The same uid is reused when retrying this very text: the server stores it once.
     if (!pending || pending.text !== text || pending.conv !== conv) pending = { text: text, uid: uid(), conv: conv };
