@@ -835,6 +835,28 @@ async def test_a_blank_or_too_long_message_is_refused_and_kept_in_the_box(
     assert await Message.filter(conversation_id=cid).count() == 1
 
 
+async def test_the_message_list_is_announced_as_a_log_not_the_whole_thread(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # The whole thread panel was a live region: opening a conversation, or any redraw,
+    # made a screen reader read out the header, every message and the composer. Now the
+    # messages are a labelled log (new ones are announced, not the whole history).
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Lecteur")
+    page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    await expect(page.locator("#thread")).not_to_have_attribute("aria-live", "polite")
+    log = page.get_by_role("log", name="Messages")
+    await expect(log).to_have_attribute("aria-live", "polite")
+    await expect(page.get_by_role("button", name="Send")).to_be_visible()
+    # After a click on Send, the cursor is back in the box for the next message.
+    await page.locator("#composer-text").fill("Bonjour")
+    await page.get_by_role("button", name="Send").click()
+    await expect(message(page, "Bonjour")).to_be_visible()
+    await expect(page.locator("#composer-text")).to_be_focused()
+
+
 async def test_a_first_message_past_the_limit_is_refused_and_kept(
     browser: Browser, live_server: LiveServer, people: dict[str, Any]
 ) -> None:

@@ -189,7 +189,8 @@
         ])
       ])
     ]);
-    var list = el("ol", { "class": "messages", id: "messages" }, t.messages.map(messageNode));
+    // A log: a screen reader announces each message added, not the history on opening.
+    var list = el("ol", { "class": "messages", id: "messages", role: "log", "aria-live": "polite", "aria-label": T.messages }, t.messages.map(messageNode));
     var typing = el("p", { "class": "typing muted small", id: "typing", "aria-live": "polite" });
     var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
