@@ -173,10 +173,10 @@ async def test_clinician_and_client_talk_live(
     await expect(sent.locator(".status")).to_have_text("Read")
     await expect(sent.locator(".status")).to_have_attribute("data-status", "read")
 
-    # The client types: the clinician sees it; Enter sends, and the reply arrives live.
+    # The client types: the clinician sees it; Send (on the phone) sends, the reply arrives live.
     await write(client, "Better, thank you")
     await expect(clinician.locator("#typing")).to_have_text("Camille Martin is typing…")
-    await client.locator("#composer-text").press("Enter")
+    await client.get_by_role("button", name="Send").click()
     await expect(message(clinician, "Better, thank you")).to_be_visible()
     await expect(clinician.locator("#typing")).to_have_text("")
     await expect(client.locator("#composer-text")).to_have_value("")
@@ -497,7 +497,7 @@ async def test_unread_counts_follow_live(
     # The client replies: on the clinician's list (another conversation open) it counts.
     await diary_entry.get_by_role("button").click()
     await write(client, "Noted")
-    await client.locator("#composer-text").press("Enter")
+    await client.get_by_role("button", name="Send").click()
     staff_diary = conversation_in_list(clinician, "Sleep diary")
     await expect(staff_diary.locator("[data-unread]")).to_have_text("1")
     await expect(clinician.locator("#unread-total")).to_have_text("1")
@@ -706,7 +706,7 @@ async def test_a_send_lost_on_the_network_is_explained_in_french(
     await page.route("**/portal/api/conversations/*/messages", lost_then_bare_502)
     for _attempt in range(2):
         await write(page, "Bonjour")
-        await page.locator("#composer-text").press("Enter")
+        await page.get_by_role("button", name="Envoyer").click()
         await expect(page.locator("#thread-notice")).to_have_text(said)
         await page.locator("#composer-text").fill("")
         lost = False
@@ -810,7 +810,7 @@ async def test_a_blank_or_too_long_message_is_refused_and_kept_in_the_box(
     )
     box = page.locator("#composer-text")
     await box.fill("   ")
-    await box.press("Enter")
+    await page.get_by_role("button", name="Envoyer").click()
     await expect(page.locator("#thread-notice")).to_have_text("Écrivez d’abord un message.")
     await expect(box).to_be_focused()
 
@@ -819,7 +819,7 @@ async def test_a_blank_or_too_long_message_is_refused_and_kept_in_the_box(
     await box.focus()
     await page.keyboard.insert_text(too_long)
     await expect(box).to_have_value(too_long)
-    await box.press("Enter")
+    await page.get_by_role("button", name="Envoyer").click()
     await expect(page.locator("#thread-notice")).to_have_text(
         "Ce message est trop long. 10 000 caractères au maximum."
     )
@@ -828,7 +828,7 @@ async def test_a_blank_or_too_long_message_is_refused_and_kept_in_the_box(
 
     # Exactly at the limit (the spaces around do not count): it goes.
     await box.fill("  " + "c" * 10_000 + "  ")
-    await box.press("Enter")
+    await page.get_by_role("button", name="Envoyer").click()
     await expect(box).to_have_value("")
     await expect(page.locator("#messages .msg")).to_have_count(1)
     await until(lambda: Message.filter(conversation_id=cid, body="c" * 10_000).exists())
@@ -874,3 +874,38 @@ async def test_a_first_message_past_the_limit_is_refused_and_kept(
     )
     await expect(dialog.get_by_label("Message")).to_have_value("d" * 10_001)
     assert await Conversation.filter(subject="Long").count() == 0
+
+
+async def test_on_a_phone_enter_starts_a_new_line_and_the_button_sends(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # A phone's keyboard has no Shift+Enter: its return key sent the message, so a client
+    # could never write two paragraphs, and a slip of the thumb sent half a sentence. On a
+    # touch screen, return is a new line and the Send button sends; the box says nothing
+    # about Enter there. At a desk, Enter still sends.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Paragraphes")
+    phone = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    box = phone.locator("#composer-text")
+    await expect(box).to_have_attribute("placeholder", "Write a message…")
+    await write(phone, "Bonjour,")
+    await box.press("Enter")
+    await box.press("Enter")
+    await write(phone, "Deux paragraphes.")
+    await expect(box).to_have_value("Bonjour,\n\nDeux paragraphes.")
+    await expect(phone.locator("#messages .msg")).to_have_count(0)
+    await phone.get_by_role("button", name="Send").click()
+    sent = message(phone, "Deux paragraphes.")
+    await expect(sent.locator(".msg-body")).to_have_text("Bonjour,\n\nDeux paragraphes.")
+    await expect(box).to_have_value("")
+    await phone.screenshot(path="/tmp/chat_phone_paragraphs.png")
+
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    await expect(clinician.locator("#composer-text")).to_have_attribute(
+        "placeholder", "Write a message… (Enter to send, Shift+Enter for a new line)"
+    )
+    await write(clinician, "Merci")
+    await clinician.locator("#composer-text").press("Enter")
+    await expect(message(clinician, "Merci")).to_be_visible()

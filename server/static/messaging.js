@@ -195,15 +195,16 @@
     var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
       // No maxlength: it cut a long paste short, silently. send() says the text is too long.
-      el("textarea", { id: "composer-text", rows: "2", placeholder: T.write, "aria-label": T.write }),
+      el("textarea", { id: "composer-text", rows: "2", placeholder: touch ? T.write_touch : T.write, "aria-label": touch ? T.write_touch : T.write }),
       el("button", { type: "submit", "class": "primary", text: T.send })
     ]);
     composer.addEventListener("submit", function (e) { e.preventDefault(); send(); });
     var ta = composer.querySelector("textarea");
     // A draft survives a redraw (participants added, reconnect) and a switch of conversation.
     ta.value = state.drafts[t.conversation.id] || "";
-    // Enter while an input method is composing (accents, Asian scripts) is not a send.
-    ta.addEventListener("keydown", function (e) { if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); send(); } });
+    // Enter while an input method is composing (accents, Asian scripts) is not a send; nor
+    // on a touch screen, whose keyboard has no Shift+Enter: return is a new line there.
+    ta.addEventListener("keydown", function (e) { if (e.key === "Enter" && !touch && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); send(); } });
     ta.addEventListener("input", function () {
       state.drafts[t.conversation.id] = ta.value;
       if (ta.value.trim() && Date.now() - state.lastTyping > 2500) { state.lastTyping = Date.now(); call("POST", "/conversations/" + t.conversation.id + "/typing").catch(function () {}); }
@@ -245,6 +246,8 @@
     state.thread.messages = state.thread.messages.filter(function (m) { return m.id !== id; });
     var node = document.querySelector('.msg[data-id="' + id + '"]'); if (node) node.remove();
   }
+  // A phone or tablet (no mouse): the Send button sends, and return starts a new line.
+  var touch = window.matchMedia && matchMedia("(pointer: coarse)").matches && !matchMedia("(any-pointer: fine)").matches;
   var pending = null, MAX_BODY = 10000; // server/actions/messaging.py's MAX_BODY
   function send() {
     var ta = $("#composer-text"); var text = ta.value.trim();
