@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -909,3 +910,53 @@ async def test_on_a_phone_enter_starts_a_new_line_and_the_button_sends(
     await write(clinician, "Merci")
     await clinician.locator("#composer-text").press("Enter")
     await expect(message(clinician, "Merci")).to_be_visible()
+
+
+async def test_a_long_conversation_is_divided_by_day_in_the_practice_s_zone(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # Every message repeated its full date, and nothing marked where a day began: in a
+    # conversation of weeks, a client scrolling back could not see when things were said
+    # without reading every date. The days are now headings (today, yesterday, then the
+    # date, in the practice's time zone), and each message shows its time only.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Semaines")
+    zone = ZoneInfo(get_settings().time_zone)
+    now = datetime.now(zone)
+    # 23:30 in the practice's zone three days ago: a different UTC date in many zones.
+    days = [
+        (now - timedelta(days=3)).replace(hour=23, minute=30, second=0, microsecond=0),
+        (now - timedelta(days=1)).replace(hour=9, minute=5, second=0, microsecond=0),
+        now.replace(hour=0, minute=1, second=0, microsecond=0),
+    ]
+    for n in range(62):
+        await staff_says(new_http, people["helene"], cid, f"Message {n}")
+    stored = await Message.filter(conversation_id=cid).order_by("id")
+    for n, m in enumerate(stored):
+        when = days[0] if n < 20 else days[1] if n < 40 else days[2]
+        await Message.filter(id=m.id).update(created_at=when.astimezone(UTC))
+
+    page = await messages_page(
+        browser, live_server, people["camille"], open_id=cid, phone=True, locale="fr-FR"
+    )
+    await expect(message(page, "Message 61")).to_be_in_viewport()
+    separators = page.locator("#messages .day")
+    await expect(separators).to_have_count(3)
+    await expect(separators.nth(1)).to_have_text("Hier")
+    await expect(separators.nth(2)).to_have_text("Aujourd’hui")
+    assert (await separators.nth(0).inner_text()).startswith(
+        ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"][days[0].weekday()]
+    )
+    await expect(message(page, "Message 0").locator("time")).to_have_text("23:30")
+    await expect(message(page, "Message 61").locator("time")).to_have_text("00:01")
+    await expect(message(page, "Message 61").locator("time")).to_have_attribute(
+        "datetime", days[2].astimezone(UTC).isoformat()
+    )
+    # A new message today joins today's messages, without a heading of its own.
+    await staff_says(new_http, people["helene"], cid, "Encore un")
+    await expect(message(page, "Encore un")).to_be_visible()
+    await expect(separators).to_have_count(3)
+    await separators.nth(1).scroll_into_view_if_needed()
+    await page.screenshot(path="/tmp/chat_days.png")

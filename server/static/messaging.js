@@ -29,6 +29,34 @@
     }, function () { var e = new Error(T.unreachable); e.status = 0; e.body = {}; throw e; });
   }
   function fmtTime(iso) { return new Date(iso).toLocaleString(document.documentElement.lang, { dateStyle: "short", timeStyle: "short", timeZone: cfg.timeZone }); }
+  // Messages show their time; the day is a heading above the first message of each day,
+  // both in the practice's zone.
+  function fmtClock(iso) { return new Date(iso).toLocaleTimeString(document.documentElement.lang, { timeStyle: "short", timeZone: cfg.timeZone }); }
+  function dayKey(iso) { return new Date(iso).toLocaleDateString("en-CA", { timeZone: cfg.timeZone }); }
+  function dayLabel(iso) {
+    var key = dayKey(iso), lang = document.documentElement.lang, now = Date.now();
+    for (var ago = 0; ago < 2; ago++) {
+      // Noon-to-noon steps would miss a day around a clock change; whole days of 24 h from
+      // now, compared by their date in the zone, do not.
+      if (dayKey(new Date(now - ago * 864e5).toISOString()) === key && window.Intl && Intl.RelativeTimeFormat) {
+        var word = new Intl.RelativeTimeFormat(lang, { numeric: "auto" }).format(-ago, "day");
+        return word.charAt(0).toUpperCase() + word.slice(1);
+      }
+    }
+    var sameYear = key.slice(0, 4) === dayKey(new Date(now).toISOString()).slice(0, 4);
+    return new Date(iso).toLocaleDateString(lang, { weekday: "long", day: "numeric", month: "long", year: sameYear ? undefined : "numeric", timeZone: cfg.timeZone });
+  }
+  function daySeparator(iso) { return el("li", { "class": "day", "data-day": dayKey(iso) }, [el("h3", { text: dayLabel(iso) })]); }
+  // The messages of a thread, each day's first one preceded by the day's heading.
+  function withDays(messages) {
+    var nodes = [], last = null;
+    messages.forEach(function (m) {
+      var key = dayKey(m.created_at);
+      if (key !== last) { nodes.push(daySeparator(m.created_at)); last = key; }
+      nodes.push(messageNode(m));
+    });
+    return nodes;
+  }
   function uid() { return (crypto.randomUUID ? crypto.randomUUID() : (Date.now() + "-" + Math.random().toString(16).slice(2))); }
   function title(c) { return c.group_name ? c.group_name + " · " + c.subject : c.subject; }
   function others(c) { return c.participants.filter(function (p) { return !isMe(p) && !p.left; }).map(function (p) { return p.name; }).join(", "); }
@@ -112,7 +140,7 @@
     ]);
     menu.addEventListener("toggle", placeMenu);
     return el("li", { "class": "msg" + (mine ? " mine" : ""), "data-id": m.id }, [
-      el("div", { "class": "msg-head" }, [el("strong", { text: m.sender.name }), el("time", { text: fmtTime(m.created_at) }), menu]),
+      el("div", { "class": "msg-head" }, [el("strong", { text: m.sender.name }), el("time", { datetime: m.created_at, title: fmtTime(m.created_at), text: fmtClock(m.created_at) }), menu]),
       bodyNode(m.body),
       statusOf(m)
     ]);
@@ -190,7 +218,7 @@
       ])
     ]);
     // A log: a screen reader announces each message added, not the history on opening.
-    var list = el("ol", { "class": "messages", id: "messages", role: "log", "aria-live": "polite", "aria-label": T.messages }, t.messages.map(messageNode));
+    var list = el("ol", { "class": "messages", id: "messages", role: "log", "aria-live": "polite", "aria-label": T.messages }, withDays(t.messages));
     var typing = el("p", { "class": "typing muted small", id: "typing", "aria-live": "polite" });
     var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
@@ -237,6 +265,8 @@
   function appendMessage(m) {
     var list = $("#messages"); if (!list) return;
     var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    var days = list.querySelectorAll(".day"), lastDay = days.length ? days[days.length - 1].dataset.day : null;
+    if (lastDay !== dayKey(m.created_at)) list.appendChild(daySeparator(m.created_at));
     list.appendChild(messageNode(m));
     // Someone reading older messages is not pulled down, unless the new message is their own.
     if (atBottom || isMe(m.sender)) list.scrollTop = list.scrollHeight;
@@ -244,7 +274,11 @@
   function removeMessage(id) {
     if (!state.thread) return;
     state.thread.messages = state.thread.messages.filter(function (m) { return m.id !== id; });
-    var node = document.querySelector('.msg[data-id="' + id + '"]'); if (node) node.remove();
+    var node = document.querySelector('.msg[data-id="' + id + '"]'); if (!node) return;
+    // A day left with no message loses its heading.
+    var before = node.previousElementSibling, after = node.nextElementSibling;
+    node.remove();
+    if (before && before.classList.contains("day") && (!after || after.classList.contains("day"))) before.remove();
   }
   // A phone or tablet (no mouse): the Send button sends, and return starts a new line.
   var touch = window.matchMedia && matchMedia("(pointer: coarse)").matches && !matchMedia("(any-pointer: fine)").matches;
