@@ -14,8 +14,10 @@ from server.access import (
 )
 from server.actions import messaging
 from server.api import Api, Ok
+from server.errors import ValidationFailed
+from server.i18n import gettext as _
 from server.queries.messaging import conversation_list, thread, unread_counts
-from server.web import path_id, require_caller
+from server.web import id_or_none, path_id, require_caller
 
 
 class MessageIn(BaseModel):
@@ -55,6 +57,7 @@ class ThreadOut(BaseModel):
     participants: list[dict[str, Any]]
     counts: dict[str, int]
     messages: list[dict[str, Any]]
+    has_more: bool
 
 
 def add_messaging_endpoints(api: Api) -> None:
@@ -77,10 +80,18 @@ def add_messaging_endpoints(api: Api) -> None:
 
     @api.route("GET", "/conversations/{conversation_id}", response=ThreadOut)
     async def get_thread(request: Request) -> ThreadOut:
-        """A conversation's participants and whole history, with read receipts"""
+        """A conversation's participants and its newest 50 messages, with read receipts
+        (?before=<message id>: the 50 before that one; has_more: older ones remain)"""
         caller = require_caller(request)
         conversation, me = await access_conversation(caller, path_id(request, "conversation_id"))
-        return ThreadOut(**await thread(caller, conversation, me))
+        before = None
+        if "before" in request.query_params:
+            before = id_or_none(request.query_params["before"])
+            if before is None:
+                raise ValidationFailed(
+                    _("Some fields are not valid."), {"before": _("Enter a whole number.")}
+                )
+        return ThreadOut(**await thread(caller, conversation, me, before=before))
 
     @api.route(
         "POST",

@@ -949,7 +949,8 @@ async def test_a_long_conversation_is_divided_by_day_in_the_practice_s_zone(
     assert (await separators.nth(0).inner_text()).startswith(
         ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"][days[0].weekday()]
     )
-    await expect(message(page, "Message 0").locator("time")).to_have_text("23:30")
+    # (The newest 50 are loaded: 12 to 61.)
+    await expect(message(page, "Message 12").locator("time")).to_have_text("23:30")
     await expect(message(page, "Message 61").locator("time")).to_have_text("00:01")
     await expect(message(page, "Message 61").locator("time")).to_have_attribute(
         "datetime", days[2].astimezone(UTC).isoformat()
@@ -960,3 +961,46 @@ async def test_a_long_conversation_is_divided_by_day_in_the_practice_s_zone(
     await expect(separators).to_have_count(3)
     await separators.nth(1).scroll_into_view_if_needed()
     await page.screenshot(path="/tmp/chat_days.png")
+
+
+async def test_older_messages_load_when_scrolling_up_and_the_reader_stays_put(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # A conversation of years came whole, every time it was opened. It opens at its newest
+    # 50 messages; scrolling to the top brings the 50 before, the message being read staying
+    # where it was on the screen; a button does the same for the keyboard.
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Années")
+    async with new_http("10.9.0.3") as http:
+        await login(http, people["helene"])
+        for n in range(120):
+            r = await http.post(
+                f"/api/conversations/{cid}/messages",
+                json={"body": f"Message {n}", "client_uid": uuid.uuid4().hex},
+            )
+            assert r.status_code == 200
+    page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    msgs = page.locator("#messages .msg")
+    await expect(message(page, "Message 119")).to_be_in_viewport()
+    await expect(msgs).to_have_count(50)
+
+    await page.locator("#messages").evaluate("l => { l.scrollTop = 0; }")
+    await expect(msgs).to_have_count(100)
+    reading = message(page, "Message 70")
+    await expect(reading).to_be_in_viewport()
+    y = (await reading.bounding_box() or {})["y"]
+
+    # A message arriving while the client reads older ones does not move them.
+    await staff_says(new_http, people["helene"], cid, "Nouveau")
+    await expect(msgs).to_have_count(101)
+    assert (await reading.bounding_box() or {})["y"] == y
+
+    await page.get_by_role("button", name="Show earlier messages").click()
+    await expect(msgs).to_have_count(121)
+    await expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+    await expect(page.locator("#messages .day")).to_have_count(1)
+    bodies = await page.locator("#messages .msg-body").all_inner_texts()
+    assert bodies == [f"Message {n}" for n in range(120)] + ["Nouveau"]
+    await page.screenshot(path="/tmp/chat_older.png")

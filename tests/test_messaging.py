@@ -642,3 +642,36 @@ async def test_the_new_conversation_picker_finds_names_as_the_client_list_does(
     # Still only the caller's caseload.
     found = (await alice.get("/api/messaging/clients", params={"q": "bobs"})).json()
     assert found == []
+
+
+async def test_a_long_conversation_comes_in_pages_newest_first(
+    new_http: Callable[..., httpx.AsyncClient], cast: dict[str, Any]
+) -> None:
+    """A conversation of years sent its whole history, and every receipt, each time it was
+    opened: on a phone, hundreds of messages to load before the newest showed. It opens with
+    the newest 50; ``?before=<id>`` gives the 50 before that message, oldest first."""
+    staff, cid = await new_client_conversation(new_http, cast["alice"], cast["helene"])
+    for n in range(120):
+        assert (await send(staff, "/api", cid, f"m{n}", f"u{n}")).status_code == 200
+    portal = new_http("10.2.0.9")
+    await login(portal, cast["helene"])
+    first = (await portal.get(f"/portal/api/conversations/{cid}")).json()
+    assert [m["body"] for m in first["messages"]] == [f"m{n}" for n in range(70, 120)]
+    assert first["has_more"] is True
+    oldest = first["messages"][0]["id"]
+    second = (await portal.get(f"/portal/api/conversations/{cid}?before={oldest}")).json()
+    assert [m["body"] for m in second["messages"]] == [f"m{n}" for n in range(20, 70)]
+    assert second["has_more"] is True
+    oldest = second["messages"][0]["id"]
+    last = (await portal.get(f"/portal/api/conversations/{cid}?before={oldest}")).json()
+    assert [m["body"] for m in last["messages"]] == [f"m{n}" for n in range(20)]
+    assert last["has_more"] is False
+    # Reading the conversation still reads all of it, loaded or not.
+    assert (await portal.post(f"/portal/api/conversations/{cid}/read", json={})).status_code == 200
+    assert (await portal.get("/portal/api/conversations")).json()["unread_total"] == 0
+    # A mistyped page is a 422 naming it; another client's page is a 404.
+    r = await portal.get(f"/portal/api/conversations/{cid}?before=abc")
+    assert r.status_code == 422 and "before" in r.json()["error"]["fields"]
+    other = new_http("10.2.0.10")
+    await login(other, cast["other"])
+    assert (await other.get(f"/portal/api/conversations/{cid}?before={oldest}")).status_code == 404

@@ -90,11 +90,24 @@ async def conversation_list(
     return {"conversations": items, "unread_total": sum(counts.values())}
 
 
-async def thread(caller: Caller, conversation: Conversation, me: Participant) -> dict[str, Any]:
-    """The whole history (newcomers see it too), with read receipts on every message."""
+# Messages per page of a thread: a conversation of years opens at once, at its newest.
+THREAD_PAGE = 50
+
+
+async def thread(
+    caller: Caller, conversation: Conversation, me: Participant, *, before: int | None = None
+) -> dict[str, Any]:
+    """The newest page of the history (newcomers see all of it too), or the page before the
+    message ``before``, oldest first, with read receipts on every message; ``has_more`` when
+    older messages remain."""
     participants = await Participant.filter(conversation_id=conversation.id).order_by("id")
     by_id = {p.id: p for p in participants}
-    messages = await Message.filter(conversation_id=conversation.id, deleted_at=None).order_by("id")
+    query = Message.filter(conversation_id=conversation.id, deleted_at=None)
+    if before is not None:
+        query = query.filter(id__lt=before)
+    page = await query.order_by("-id").limit(THREAD_PAGE + 1)
+    has_more = len(page) > THREAD_PAGE
+    messages = page[:THREAD_PAGE][::-1]
     reads = await MessageRead.filter(message_id__in=[m.id for m in messages]).values(
         "message_id", "participant_id", "created_at"
     )
@@ -138,6 +151,7 @@ async def thread(caller: Caller, conversation: Conversation, me: Participant) ->
             }
             for m in messages
         ],
+        "has_more": has_more,
     }
 
 

@@ -218,7 +218,8 @@
       ])
     ]);
     // A log: a screen reader announces each message added, not the history on opening.
-    var list = el("ol", { "class": "messages", id: "messages", role: "log", "aria-live": "polite", "aria-label": T.messages }, withDays(t.messages));
+    var list = el("ol", { "class": "messages", id: "messages", role: "log", "aria-live": "polite", "aria-label": T.messages }, [t.has_more ? earlierNode() : null].concat(withDays(t.messages)));
+    list.addEventListener("scroll", function () { if (list.scrollTop < 150) loadOlder(); }, { passive: true });
     var typing = el("p", { "class": "typing muted small", id: "typing", "aria-live": "polite" });
     var note = el("div", { id: "thread-notice", hidden: "hidden" });
     var composer = el("form", { "class": "composer", id: "composer" }, [
@@ -241,6 +242,37 @@
     box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(note); box.appendChild(composer);
     list.scrollTop = list.scrollHeight;
     if (hadFocus) ta.focus();
+  }
+  /* A thread opens at its newest page; the pages before come when the reader scrolls to the
+     top (or presses the button, from the keyboard), the message being read staying where
+     it is on the screen. */
+  function earlierNode() { return el("li", { "class": "earlier" }, [el("button", { type: "button", "class": "small", onclick: loadOlder, text: T.earlier })]); }
+  function loadOlder() {
+    var t = state.thread, list = $("#messages");
+    if (!t || !t.has_more || t.loadingOlder || !list || !t.messages.length) return;
+    t.loadingOlder = true;
+    call("GET", "/conversations/" + t.conversation.id + "?before=" + t.messages[0].id).then(function (page) {
+      t.loadingOlder = false;
+      if (state.thread !== t) return; // redrawn or closed meanwhile
+      var known = {}; t.messages.forEach(function (m) { known[m.id] = true; });
+      var older = page.messages.filter(function (m) { return !known[m.id]; });
+      t.messages = older.concat(t.messages); t.has_more = page.has_more;
+      var height = list.scrollHeight, top = list.scrollTop;
+      var button = list.querySelector(".earlier"), hadFocus = button && button.contains(document.activeElement);
+      if (button) button.remove();
+      // The day the older page ends on already has its heading, above the newer messages.
+      var firstDay = list.querySelector(".day");
+      if (firstDay && older.length && dayKey(older[older.length - 1].created_at) === firstDay.dataset.day) firstDay.remove();
+      var nodes = [page.has_more ? earlierNode() : null].concat(withDays(older)), first = list.firstChild;
+      nodes.forEach(function (n) { if (n) list.insertBefore(n, first); });
+      list.scrollTop = top + (list.scrollHeight - height);
+      // The keyboard stays on the button, or on the oldest message once all are there.
+      if (hadFocus) {
+        var next = list.querySelector(".earlier button") || list.querySelector(".msg");
+        if (next.tagName !== "BUTTON") next.setAttribute("tabindex", "-1");
+        next.focus({ preventScroll: true });
+      }
+    }, function (e) { t.loadingOlder = false; notice(e.message, true); });
   }
   // Feedback under the thread: a success fades, an error stays until the next action.
   function notice(text, isError) {
