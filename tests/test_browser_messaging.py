@@ -1004,3 +1004,33 @@ async def test_older_messages_load_when_scrolling_up_and_the_reader_stays_put(
     bodies = await page.locator("#messages .msg-body").all_inner_texts()
     assert bodies == [f"Message {n}" for n in range(120)] + ["Nouveau"]
     await page.screenshot(path="/tmp/chat_older.png")
+
+
+async def test_a_message_written_offline_goes_when_the_network_is_back(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    # In the metro, a client's send failed with "Cabinet is briefly unavailable", the text
+    # back in the box, and nothing more: once the network was back they had to notice and
+    # send again. The page now says the phone is offline and that the message will go, and
+    # it goes by itself when the network is back (once: the same client_uid).
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Métro")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    phone = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+    await phone.context.set_offline(True)
+    await write(phone, "Je serai en retard")
+    await phone.get_by_role("button", name="Send").click()
+    await expect(phone.locator("#thread-notice")).to_have_text(
+        "You are offline. Your message is kept and will be sent when the connection is back."
+    )
+    await expect(phone.locator("#composer-text")).to_have_value("Je serai en retard")
+    await phone.screenshot(path="/tmp/chat_offline.png")
+    await phone.context.set_offline(False)
+    await expect(message(clinician, "Je serai en retard")).to_be_visible()
+    await expect(phone.locator("#composer-text")).to_have_value("")
+    await expect(message(phone, "Je serai en retard")).to_have_count(1)
+    await expect(phone.locator("#thread-notice")).to_be_hidden()
+    await until(lambda: Message.filter(conversation_id=cid, body="Je serai en retard").exists())
+    assert await Message.filter(conversation_id=cid, body="Je serai en retard").count() == 1

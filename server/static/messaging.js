@@ -315,11 +315,12 @@
   // A phone or tablet (no mouse): the Send button sends, and return starts a new line.
   var touch = window.matchMedia && matchMedia("(pointer: coarse)").matches && !matchMedia("(any-pointer: fine)").matches;
   var pending = null, MAX_BODY = 10000; // server/actions/messaging.py's MAX_BODY
-  function send() {
+  function send(auto) {
     var ta = $("#composer-text"); var text = ta.value.trim();
     // Refused here with the server's own words, the box untouched and the cursor in it.
-    // The limit counts characters as the server does (an emoji is one, not two).
-    ta.focus();
+    // The limit counts characters as the server does (an emoji is one, not two). A send
+    // of its own (back online) does not take the focus: a phone's keyboard stays down.
+    if (auto !== true) ta.focus();
     if (!text) { notice(T.empty, true); return; }
     if (Array.from(text).length > MAX_BODY) { notice(T.too_long, true); return; }
     var conv = state.open;
@@ -348,9 +349,21 @@
         var box = $("#composer-text");
         if (box && state.open === conv && !box.value) box.value = text;
       }
-      notice(e.message, true);
+      // No network at all (a tunnel, the metro): said so, and sent again by itself, with
+      // the same uid, as soon as the network is back (sendWhenBack).
+      if (e.status === 0 && navigator.onLine === false) { state.offlineSend = mine; notice(T.offline_kept, true); }
+      else notice(e.message, true);
     });
   }
+  // Back online: the message that failed for want of a network goes, if it is still the
+  // one in the box of the conversation on screen (not edited, not sent by hand meanwhile).
+  function sendWhenBack() {
+    var waiting = state.offlineSend, box = $("#composer-text"); state.offlineSend = null;
+    if (!waiting || !box || state.open !== waiting.conv || box.value.trim() !== waiting.text) return;
+    if (pending !== waiting) pending = waiting;
+    send(true);
+  }
+  window.addEventListener("online", sendWhenBack);
   function deleteMessage(m) {
     if (!confirm(T.confirm_delete)) return;
     // Refused (409) once someone has read it: the server's message says so.
