@@ -1034,3 +1034,29 @@ async def test_a_message_written_offline_goes_when_the_network_is_back(
     await expect(phone.locator("#thread-notice")).to_be_hidden()
     await until(lambda: Message.filter(conversation_id=cid, body="Je serai en retard").exists())
     assert await Message.filter(conversation_id=cid, body="Je serai en retard").count() == 1
+
+
+async def test_a_message_on_a_screen_left_untouched_is_read_when_someone_comes_back(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    """A conversation left open on a screen nobody was at (the clinician in a session, the
+    phone on a table) marked every new message read the moment it arrived, and its sender
+    was told "Read". Now it waits for a key, a click, a touch or a scroll."""
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Dosage")
+    clinician = await messages_page(browser, live_server, people["helene"], open_id=cid)
+    # A minute without input, shortened for the test.
+    await clinician.evaluate("CabinetLive.idle.after = 300")
+    await asyncio.sleep(0.6)
+    async with new_http("10.9.0.77") as portal:
+        await login(portal, people["camille"])
+        await client_says(portal, cid, "Is it two tablets or one?")
+    await expect(message(clinician, "Is it two tablets or one?")).to_be_visible()
+    await asyncio.sleep(1.0)  # the screen's chance to mark it read by itself
+    assert not await MessageRead.filter(message__body="Is it two tablets or one?").exists()
+    # Someone is back at the screen: it is read now, once.
+    await clinician.locator("#composer-text").press("Shift")
+    await until(lambda: MessageRead.filter(message__body="Is it two tablets or one?").exists())
+    await never_reloaded(clinician)

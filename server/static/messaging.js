@@ -370,8 +370,11 @@
     call("DELETE", "/messages/" + m.id).then(function () { removeMessage(m.id); refreshList(); })
       .catch(function (e) { notice(e.message, true); });
   }
+  /* Read means someone saw it: not on a screen left open and untouched for a minute (the
+   * clinician in a session, the phone on a table), where the sender would be told "Read"
+   * though nobody was there. The first key, click, touch or scroll marks it read. */
   function markRead() {
-    if (!state.thread || document.hidden) return;
+    if (!state.thread || document.hidden || CabinetLive.unattended()) return;
     var t = state.thread;
     var unread = t.messages.some(function (m) { return !isMe(m.sender); });
     if (!unread) return;
@@ -382,6 +385,7 @@
     }).catch(function () {});
   }
   document.addEventListener("visibilitychange", markRead);
+  document.addEventListener("cabinet:attended", markRead);
 
   /* ---- live events ---- */
   CabinetLive.on("message.created", function (m) {

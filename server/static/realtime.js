@@ -14,13 +14,21 @@
    * or a scroll says so (X-Cabinet-Unattended): the server answers without counting it as
    * activity (server/web.py). Only our own paths ("/..."): no header goes to another site. */
   var lastInput = Date.now();
+  // Scripts read it too (messaging.js: a message that arrives on an unattended screen is not
+  // marked read); a person coming back fires "cabinet:attended" on the document.
+  var idle = { after: 60000 };
+  function unattended() { return Date.now() - lastInput > idle.after; }
   ["pointerdown", "keydown", "wheel", "touchstart", "input", "scroll"].forEach(function (t) {
-    document.addEventListener(t, function () { lastInput = Date.now(); }, { capture: true, passive: true });
+    document.addEventListener(t, function () {
+      var back = unattended();
+      lastInput = Date.now();
+      if (back) document.dispatchEvent(new Event("cabinet:attended"));
+    }, { capture: true, passive: true });
   });
   var nativeFetch = window.fetch.bind(window);
   window.fetch = function (input, init) {
     if (typeof input === "string" && input.charAt(0) === "/" && input.charAt(1) !== "/" &&
-        Date.now() - lastInput > 60000) {
+        unattended()) {
       init = Object.assign({}, init || {});
       var headers = new Headers(init.headers || {});
       headers.set("X-Cabinet-Unattended", "1");
@@ -100,6 +108,8 @@
   }
 
   window.CabinetLive = {
+    idle: idle,
+    unattended: unattended,
     // Several scripts of one page may ask for the socket (the nav badge, the page itself):
     // the first call opens it, later ones only add their status listener.
     connect: function (url, opts) {
