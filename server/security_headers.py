@@ -19,7 +19,9 @@ Cabinet's pages hold health records, so a browser is told to:
   button, or read from the disk, after its reader signed out. Static files stay cacheable.
 
 Styles stay open to inline ``style`` attributes: the agenda draws with them, and a style
-cannot run code.
+cannot run code. Style sheets are ours only (``style-src-elem 'self'``, the templates have
+no ``<style>`` element): one slipped into a page could hide a warning or lay a fake form
+over it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ _NO_STORE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 _POLICY = (
     "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; style-src-elem 'self'; img-src 'self' data:; "
+    "connect-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
 )
 

@@ -109,6 +109,18 @@ async def test_no_page_of_ours_breaks_its_own_policy(
     )
     assert ran is False
     assert any("script-src" in v for v in await staff.evaluate("window.__violations"))
+    # Nor does a style sheet slipped in (a page restyled to hide a warning, or to lay a
+    # fake sign-in form over it); our own style attributes (the agenda's) still apply.
+    hidden = await staff.evaluate(
+        """() => new Promise(done => {
+             const s = document.createElement("style");
+             s.textContent = "body { visibility: hidden }";
+             document.head.appendChild(s);
+             setTimeout(() => done(getComputedStyle(document.body).visibility === "hidden"), 100);
+           })"""
+    )
+    assert hidden is False
+    assert any("style-src" in v for v in await staff.evaluate("window.__violations"))
 
     # The behaviours that replaced inline handlers: a confirmation, then a cancel sends nothing.
     await portal.goto(f"{live_server.url}/portal/appointments")
