@@ -1006,6 +1006,51 @@ async def test_older_messages_load_when_scrolling_up_and_the_reader_stays_put(
     await page.screenshot(path="/tmp/chat_older.png")
 
 
+async def test_a_redrawn_thread_keeps_the_older_pages_and_the_readers_place(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    """The thread is drawn again when the socket comes back after a drop, or when people are
+    added: that dropped the older pages the reader had scrolled up to and threw them back to
+    the newest message, on a phone's flaky network again and again."""
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Années")
+    async with new_http("10.9.0.4") as http:
+        await login(http, people["helene"])
+        for n in range(120):
+            r = await http.post(
+                f"/api/conversations/{cid}/messages",
+                json={"body": f"Message {n}", "client_uid": uuid.uuid4().hex},
+            )
+            assert r.status_code == 200
+        page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
+        msgs = page.locator("#messages .msg")
+        await page.locator("#messages").evaluate("l => { l.scrollTop = 0; }")
+        await expect(msgs).to_have_count(100)
+        reading = message(page, "Message 40")
+        await reading.scroll_into_view_if_needed()
+
+        async def place() -> float:
+            # Within the list: the thread's header grows with the new title.
+            box = await reading.bounding_box() or {}
+            return float(box["y"]) - float(
+                await msgs.first.evaluate("m => m.parentElement.getBoundingClientRect().top")
+            )
+
+        y = await place()
+        # People added: the thread is drawn again (its title changes).
+        r = await http.post(
+            f"/api/conversations/{cid}/participants",
+            json={"staff_ids": [people["bruno"].id], "group_name": "Care team"},
+        )
+        assert r.status_code == 200, r.text
+    await expect(page.locator(".thread-head h2")).to_have_text("Care team · Années")
+    await expect(msgs).to_have_count(100)
+    assert abs(await place() - y) < 2
+    await never_reloaded(page)
+
+
 async def test_a_message_written_offline_goes_when_the_network_is_back(
     browser: Browser,
     live_server: LiveServer,

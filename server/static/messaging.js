@@ -101,14 +101,41 @@
 
   /* ---- thread ---- */
   function openThread(id) {
+    // Drawn again (back live after a drop, people added): the reader keeps the older pages
+    // loaded and their place in them, where a redraw threw them back to the newest message.
+    var place = state.thread && state.thread.conversation.id === id ? readerPlace() : null;
     state.open = id;
     history.replaceState(null, "", "?c=" + id);
     document.body.classList.add("thread-open");
     return call("GET", "/conversations/" + id).then(function (t) {
+      return place ? olderUntil(t, place.oldest) : t;
+    }).then(function (t) {
       if (state.open !== id) return; // another conversation was chosen meanwhile
-      state.thread = t; renderThread(); markRead();
+      state.thread = t; renderThread(place); markRead();
       renderList();
     }).catch(function (e) { if (e.status === 404 && state.open === id) closeThread(); });
+  }
+  // Where the reader is in the thread on screen: at its end, or the first message in view and
+  // how far below the list's top it stands; and the oldest message loaded.
+  function readerPlace() {
+    var list = $("#messages"), t = state.thread;
+    if (!list || !t.messages.length) return null;
+    var place = { oldest: t.messages[0].id, atEnd: list.scrollHeight - list.scrollTop - list.clientHeight < 40 };
+    if (place.atEnd) return place;
+    var top = list.getBoundingClientRect().top;
+    var seen = Array.prototype.find.call(list.querySelectorAll(".msg"), function (n) { return n.getBoundingClientRect().bottom > top; });
+    if (seen) { place.id = seen.dataset.id; place.offset = seen.getBoundingClientRect().top - top; }
+    return place;
+  }
+  // The pages before ``t``'s until the message ``oldest`` is in it again.
+  function olderUntil(t, oldest) {
+    if (!t.has_more || !t.messages.length || t.messages[0].id <= oldest) return t;
+    return call("GET", "/conversations/" + t.conversation.id + "?before=" + t.messages[0].id).then(function (page) {
+      var known = {}; t.messages.forEach(function (m) { known[m.id] = true; });
+      t.messages = page.messages.filter(function (m) { return !known[m.id]; }).concat(t.messages);
+      t.has_more = page.has_more;
+      return page.messages.length ? olderUntil(t, oldest) : t;
+    });
   }
   // Back to the list (phones): the conversation is no longer on screen, so nothing arriving in
   // it may be marked read.
@@ -188,7 +215,7 @@
   function reopenMenu(root, id) {
     var d = id && root.querySelector('.msg[data-id="' + id + '"] details.msg-menu'); if (d) d.open = true;
   }
-  function renderThread() {
+  function renderThread(place) {
     var t = state.thread, box = $("#thread");
     var hadFocus = document.activeElement && document.activeElement.id === "composer-text";
     // A redraw of the same conversation (back live, people added) leaves an open message menu
@@ -240,8 +267,10 @@
     });
     reopenMenu(list, menuId);
     box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(note); box.appendChild(composer);
-    list.scrollTop = list.scrollHeight;
-    if (hadFocus) ta.focus();
+    var anchor = place && !place.atEnd && place.id && list.querySelector('.msg[data-id="' + place.id + '"]');
+    if (anchor) list.scrollTop += anchor.getBoundingClientRect().top - list.getBoundingClientRect().top - place.offset;
+    else list.scrollTop = list.scrollHeight;
+    if (hadFocus) ta.focus({ preventScroll: true });
   }
   /* A thread opens at its newest page; the pages before come when the reader scrolls to the
      top (or presses the button, from the keyboard), the message being read staying where
