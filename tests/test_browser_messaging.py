@@ -9,6 +9,7 @@ CI (require_service).
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -1048,6 +1049,39 @@ async def test_a_redrawn_thread_keeps_the_older_pages_and_the_readers_place(
     await expect(page.locator(".thread-head h2")).to_have_text("Care team · Années")
     await expect(msgs).to_have_count(100)
     assert abs(await place() - y) < 2
+    await never_reloaded(page)
+
+
+async def test_a_search_opens_the_conversation_at_the_message_it_found(
+    browser: Browser,
+    live_server: LiveServer,
+    people: dict[str, Any],
+    new_http: Callable[..., httpx.AsyncClient],
+) -> None:
+    """Searching "lithium" found the conversation, which then opened at its newest message,
+    70 messages below the one about lithium, in a page not even loaded."""
+    cid = await start_conversation(new_http, people["helene"], people["camille"], "Suivi")
+    await start_conversation(new_http, people["helene"], people["camille"], "Facture")
+    async with new_http("10.9.0.5") as http:
+        await login(http, people["helene"])
+        for n in range(100):
+            body = "What about the lithium dose?" if n == 30 else f"Message {n}"
+            r = await http.post(
+                f"/api/conversations/{cid}/messages",
+                json={"body": body, "client_uid": uuid.uuid4().hex},
+            )
+            assert r.status_code == 200
+    page = await messages_page(browser, live_server, people["helene"])
+    await expect(page.locator("#conv-list .conv")).to_have_count(2)
+    await page.locator("#conv-search").fill("lithium")
+    await expect(page.locator("#conv-list .conv")).to_have_count(1)
+    await conversation_in_list(page, "Suivi").get_by_role("button").click()
+    found = message(page, "What about the lithium dose?")
+    await expect(found).to_be_in_viewport()
+    await expect(found).to_have_class(re.compile(r"\bmatch\b"))
+    # Its neighbours are there to read, and the newest ones below.
+    await expect(message(page, "Message 29")).to_be_attached()
+    await expect(message(page, "Message 99")).to_be_attached()
     await never_reloaded(page)
 
 

@@ -337,6 +337,14 @@ async def test_search_by_client_subject_and_text(
             c["id"] for c in (await staff.get(f"/api/conversations?q={q}")).json()["conversations"]
         ]
         assert (got == [cid]) is found, q
+    # Found in its messages, a conversation names the newest that matched: the page opens it
+    # there. Found by its client or subject only, none.
+    later = (await send(staff, "/api", cid, "the diary again: insomnia", "s2")).json()["id"]
+    await send(staff, "/api", cid, "see you Tuesday", "s3")
+    (found,) = (await staff.get("/api/conversations?q=insomnia")).json()["conversations"]
+    assert found["match_id"] == later
+    (found,) = (await staff.get("/api/conversations?q=Dubois")).json()["conversations"]
+    assert found["match_id"] is None
 
 
 async def test_access_every_caller(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise.expressions import Subquery
+from tortoise.functions import Max
 
 from models.clients import Client
 from models.messaging import Conversation, Message, MessageRead, Participant
@@ -48,13 +49,23 @@ async def conversation_list(
     if waiting:
         query = query.filter(awaiting_staff=True)
     q = q.strip()
+    # The newest message that matched, per conversation: the page opens the thread there.
+    matched: dict[int, int] = {}
     if q:
-        ids = set(await query.filter(subject__icontains=q).values_list("id", flat=True))
-        ids |= set(
-            await Message.filter(
-                conversation_id__in=list(mine), body__icontains=q, deleted_at=None
-            ).values_list("conversation_id", flat=True)
+        by_subject: list[int] = await query.filter(subject__icontains=q).values_list(  # type: ignore[assignment]
+            "id", flat=True
         )
+        ids = set(by_subject)
+        matched = {
+            int(r["conversation_id"]): int(r["newest"])
+            for r in await Message.filter(
+                conversation_id__in=list(mine), body__icontains=q, deleted_at=None
+            )
+            .annotate(newest=Max("id"))
+            .group_by("conversation_id")
+            .values("conversation_id", "newest")
+        }
+        ids |= set(matched)
         client_ids = (
             await Client.filter(id__in=await query.values_list("client_id", flat=True))
             .filter(first_name__icontains=q)
@@ -65,7 +76,10 @@ async def conversation_list(
             .filter(last_name__icontains=q)
             .values_list("id", flat=True)
         )
-        ids |= set(await query.filter(client_id__in=client_ids).values_list("id", flat=True))
+        by_client: list[int] = await query.filter(client_id__in=client_ids).values_list(  # type: ignore[assignment]
+            "id", flat=True
+        )
+        ids |= set(by_client)
         query = query.filter(id__in=list(ids))
     conversations = await query.order_by("-last_activity_at", "-id").limit(200)
     counts = await unread_counts(caller)
@@ -84,6 +98,7 @@ async def conversation_list(
             "awaiting_staff": c.awaiting_staff,
             "unread": counts.get(c.id, 0),
             "participants": [participant_payload(p) for p in by_conv.get(c.id, [])],
+            "match_id": matched.get(c.id),
         }
         for c in conversations
     ]

@@ -87,7 +87,8 @@
     if (!state.list.length) ul.appendChild(el("li", { "class": "empty", text: T.no_conversations }));
     state.list.forEach(function (c) {
       var li = el("li", { "class": "conv" + (state.open === c.id ? " open" : "") + (c.unread ? " unread" : ""), "data-id": c.id }, [
-        el("button", { type: "button", onclick: function () { openThread(c.id); } }, [
+        // Found by a search in its messages: it opens at the newest one that matched.
+        el("button", { type: "button", onclick: function () { openThread(c.id, c.match_id); } }, [
           el("span", { "class": "conv-title", text: title(c) }),
           c.unread ? el("span", { "class": "badge", "data-unread": c.unread, text: String(c.unread) }) : null,
           el("span", { "class": "conv-who", text: others(c) }),
@@ -100,10 +101,11 @@
   }
 
   /* ---- thread ---- */
-  function openThread(id) {
+  function openThread(id, matchId) {
     // Drawn again (back live after a drop, people added): the reader keeps the older pages
     // loaded and their place in them, where a redraw threw them back to the newest message.
     var place = state.thread && state.thread.conversation.id === id ? readerPlace() : null;
+    if (matchId) place = { oldest: Math.min(matchId, place ? place.oldest : matchId), match: matchId };
     state.open = id;
     history.replaceState(null, "", "?c=" + id);
     document.body.classList.add("thread-open");
@@ -268,7 +270,12 @@
     reopenMenu(list, menuId);
     box.appendChild(head); box.appendChild(list); box.appendChild(typing); box.appendChild(note); box.appendChild(composer);
     var anchor = place && !place.atEnd && place.id && list.querySelector('.msg[data-id="' + place.id + '"]');
-    if (anchor) list.scrollTop += anchor.getBoundingClientRect().top - list.getBoundingClientRect().top - place.offset;
+    var found = place && place.match && list.querySelector('.msg[data-id="' + place.match + '"]');
+    if (found) {
+      // The message a search found, in the middle of the list and marked until the next search.
+      found.classList.add("match");
+      list.scrollTop += found.getBoundingClientRect().top - list.getBoundingClientRect().top - (list.clientHeight - found.offsetHeight) / 2;
+    } else if (anchor) list.scrollTop += anchor.getBoundingClientRect().top - list.getBoundingClientRect().top - place.offset;
     else list.scrollTop = list.scrollHeight;
     if (hadFocus) ta.focus({ preventScroll: true });
   }
