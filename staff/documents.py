@@ -182,8 +182,17 @@ async def change_form(request: Request) -> Response:
         else:
             await documents.do_delete_document(caller, document)
     except ValidationFailed as exc:
+        # A refused name stays in its row's open form, with the reason beside it.
+        renamed = {"id": document.id, "name": str(form.get("name") or "")}
         return await file_page(
-            request, {"error": exc.message, "fields": exc.fields}, 422, tab_name="documents"
+            request,
+            {
+                "error": exc.message,
+                "fields": exc.fields,
+                "renamed": renamed if change == "rename" else None,
+            },
+            422,
+            tab_name="documents",
         )
     return _back(client.id)
 

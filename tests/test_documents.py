@@ -592,6 +592,14 @@ async def test_the_documents_tab(http: httpx.AsyncClient, people: dict[str, Any]
     form = {"csrf_token": token}
     r = await http.post(f"{base}/{doc.id}/share", data={**form, "shared": "1"})
     assert r.status_code == 303
+    # A name of nothing but slashes is refused: in its row's form, open, as typed, the
+    # reason beside it (it came back closed, with the old name and the reason at the top).
+    r = await http.post(f"{base}/{doc.id}/rename", data={**form, "name": "///"})
+    assert r.status_code == 422
+    row = r.text.split(f'/documents/{doc.id}/rename"')[0].rsplit("<details", 1)[1]
+    assert row.startswith(" open")
+    after = r.text.split(f'/documents/{doc.id}/rename"')[1].split("</details>")[0]
+    assert 'value="///"' in after and "Name the document." in after
     r = await http.post(f"{base}/{doc.id}/rename", data={**form, "name": "Courrier"})
     assert r.status_code == 303
     await doc.refresh_from_db()
