@@ -891,9 +891,35 @@ async def test_the_link_of_an_account_in_use_goes_to_the_client_only(
             data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
         )
         assert done.status_code == 200
-    # Never used: the link is there to hand over.
+    # Never used: the link is there to hand over, for someone who may read what it opens.
     fresh = await make.client(therapist, portal=False, email="nina@example.org")
-    r = await http.post(f"/api/clients/{fresh.id}/portal/invite", json={})
+    async with new_http("10.0.0.8") as clinician:
+        await login(clinician, therapist)
+        r = await clinician.post(f"/api/clients/{fresh.id}/portal/invite", json={})
+        assert r.json()["link"].startswith("http")
+
+
+async def test_the_front_desk_is_not_handed_a_link_to_what_clinicians_shared(
+    http: httpx.AsyncClient, make: Factory
+) -> None:
+    """A portal never used already opens what the client's clinicians wrote to them and the
+    documents shared with them; its invitation link was shown to the front desk, who could
+    follow it and read them where the practice keeps clinical details from the desk. The
+    link goes by email only, then, unless the practice opens clinical details to the desk."""
+    therapist = await make.therapist()
+    desk = await make.office_admin()
+    client = await make.client(therapist, portal=False, email="nina@example.org")
+    await login(http, desk)
+    r = await http.post(f"/api/clients/{client.id}/portal/invite", json={})
+    assert r.status_code == 200 and r.json() == {"link": None}
+    assert await OutboxMessage.filter(purpose="portal_invitation", to="nina@example.org").exists()
+    page = await http.post(f"/staff/clients/{client.id}/portal/invite", data={})
+    assert page.status_code == 200 and "data-invite-link" not in page.text
+    assert "The link goes to the client's inbox only" in page.text
+    practice = await make.practice()
+    practice.office_admins_see_clinical = True
+    await practice.save()
+    r = await http.post(f"/api/clients/{client.id}/portal/invite", json={})
     assert r.json()["link"].startswith("http")
 
 

@@ -23,6 +23,7 @@ from models.clients import Client
 from models.jobs import Job
 from realtime.hub import hub
 from server import jobs
+from server.access import can_see_clinical
 from server.actions import audit
 from server.auth.passwords import (
     check_password_policy,
@@ -602,7 +603,10 @@ async def do_invite_to_portal(
     has used the portal, whoever followed it would read their messages with their clinician,
     the documents shared with them and their invoices, whatever their own role may see. For
     an account already used (a resend, access back on, a new address), the link goes by
-    email only, and None is returned.
+    email only, and None is returned. Nor is it returned to someone who may not read
+    clinical details (the front desk, where the practice keeps them from it): an account
+    never used already opens the messages the client's clinicians wrote to them and the
+    documents shared with them, and whoever followed the link would read them.
     """
     existing = await PortalAccount.get_or_none(client_id=client.id)
     # No address given: the account's own (a resend), else the file's. An account moves to
@@ -705,7 +709,10 @@ async def do_invite_to_portal(
             client_id=client.id,
             detail={"from": moved_from, "to": address} if moved_from else None,
         )
-    return link if account.activated_at is None else None
+    if account.activated_at is not None:
+        return None
+    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
+    return link if can_see_clinical(actor, practice) else None
 
 
 async def do_set_portal_active(actor: Caller, client: Client, active: bool) -> PortalAccount:
