@@ -1139,3 +1139,19 @@ async def test_a_message_on_a_screen_left_untouched_is_read_when_someone_comes_b
     await clinician.locator("#composer-text").press("Shift")
     await until(lambda: MessageRead.filter(message__body="Is it two tablets or one?").exists())
     await never_reloaded(clinician)
+
+
+async def test_the_live_status_follows_the_network_at_once(
+    browser: Browser, live_server: LiveServer, people: dict[str, Any]
+) -> None:
+    """With the phone's network gone, the page kept saying "Live updates: on" until the
+    socket's heartbeat was missed (up to 50 s), so a client waited for an answer that could
+    not come; back on the network, it waited out a backoff grown while away."""
+    phone = await messages_page(browser, live_server, people["camille"], phone=True)
+    status = phone.locator("#live-status")
+    await phone.context.set_offline(True)
+    await expect(status).not_to_have_attribute("data-state", "live", timeout=2000)
+    await asyncio.sleep(3)  # away long enough for the backoff to grow
+    await phone.context.set_offline(False)
+    await expect(status).to_have_attribute("data-state", "live", timeout=2000)
+    await never_reloaded(phone)

@@ -98,9 +98,23 @@
   }
 
   function retry() {
-    setTimeout(open, state.backoff + Math.random() * 250);
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(open, state.backoff + Math.random() * 250);
     state.backoff = Math.min(state.backoff * 2, 10000);
   }
+  // The device says its network went: the page says so at once, not when the heartbeat is
+  // missed (up to 50 s of "live" over a dead link); back, it reconnects at once, not after
+  // the backoff grown while it was away.
+  window.addEventListener("offline", function () {
+    if (!state.ws || state.ws.readyState > 1) return;
+    status("reconnecting"); // the close below may wait for a handshake that cannot come
+    state.ws.close();
+  });
+  window.addEventListener("online", function () {
+    if (!state.url) return;
+    state.backoff = 500;
+    if (!state.ws || state.ws.readyState === 3) { clearTimeout(state.retryTimer); open(); }
+  });
 
   function signedOut() {
     status("signed-out");
