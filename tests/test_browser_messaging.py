@@ -727,6 +727,19 @@ async def staff_says(
         assert r.status_code == 200, r.text
 
 
+async def staff_writes_many(
+    http: httpx.AsyncClient, cid: int, count: int, special: dict[int, str] | None = None
+) -> None:
+    """``count`` messages "Message 0", "Message 1"... from the clinician signed in on
+    ``http``, some of them (by number) written otherwise."""
+    for n in range(count):
+        r = await http.post(
+            f"/api/conversations/{cid}/messages",
+            json={"body": (special or {}).get(n, f"Message {n}"), "client_uid": uuid.uuid4().hex},
+        )
+        assert r.status_code == 200
+
+
 async def test_a_long_word_or_address_stays_on_the_phone_screen(
     browser: Browser,
     live_server: LiveServer,
@@ -976,12 +989,7 @@ async def test_older_messages_load_when_scrolling_up_and_the_reader_stays_put(
     cid = await start_conversation(new_http, people["helene"], people["camille"], "Années")
     async with new_http("10.9.0.3") as http:
         await login(http, people["helene"])
-        for n in range(120):
-            r = await http.post(
-                f"/api/conversations/{cid}/messages",
-                json={"body": f"Message {n}", "client_uid": uuid.uuid4().hex},
-            )
-            assert r.status_code == 200
+        await staff_writes_many(http, cid, 120)
     page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
     msgs = page.locator("#messages .msg")
     await expect(message(page, "Message 119")).to_be_in_viewport()
@@ -1019,12 +1027,7 @@ async def test_a_redrawn_thread_keeps_the_older_pages_and_the_readers_place(
     cid = await start_conversation(new_http, people["helene"], people["camille"], "Années")
     async with new_http("10.9.0.4") as http:
         await login(http, people["helene"])
-        for n in range(120):
-            r = await http.post(
-                f"/api/conversations/{cid}/messages",
-                json={"body": f"Message {n}", "client_uid": uuid.uuid4().hex},
-            )
-            assert r.status_code == 200
+        await staff_writes_many(http, cid, 120)
         page = await messages_page(browser, live_server, people["camille"], open_id=cid, phone=True)
         msgs = page.locator("#messages .msg")
         await page.locator("#messages").evaluate("l => { l.scrollTop = 0; }")
@@ -1064,13 +1067,7 @@ async def test_a_search_opens_the_conversation_at_the_message_it_found(
     await start_conversation(new_http, people["helene"], people["camille"], "Facture")
     async with new_http("10.9.0.5") as http:
         await login(http, people["helene"])
-        for n in range(100):
-            body = "What about the lithium dose?" if n == 30 else f"Message {n}"
-            r = await http.post(
-                f"/api/conversations/{cid}/messages",
-                json={"body": body, "client_uid": uuid.uuid4().hex},
-            )
-            assert r.status_code == 200
+        await staff_writes_many(http, cid, 100, {30: "What about the lithium dose?"})
     page = await messages_page(browser, live_server, people["helene"])
     await expect(page.locator("#conv-list .conv")).to_have_count(2)
     await page.locator("#conv-search").fill("lithium")
