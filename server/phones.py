@@ -15,6 +15,7 @@ import phonenumbers
 from babel.core import get_global
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from models.accounts import Practice
 from server.i18n import gettext as _
 
 # Types a text can reach, or may: many countries (the United States, Canada) do not tell
@@ -34,6 +35,11 @@ def region_of(time_zone: str) -> str | None:
     written without a country code is read. None for a zone of no one country ("UTC")."""
     territory: str | None = get_global("zone_territories").get(time_zone)
     return territory if territory and territory != "001" else None
+
+
+async def practice_region(practice_id: int) -> str | None:
+    """The country a practice's numbers are read in: its time zone's (``region_of``)."""
+    return region_of((await Practice.get(id=practice_id)).time_zone)
 
 
 def _parse(number: str, region: str | None) -> phonenumbers.PhoneNumber | None:

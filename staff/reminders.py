@@ -19,9 +19,9 @@ from models.notifications import OutboxMessage
 from models.reminders import Channel, PractitionerSms, SmsTemplate
 from server.access import access_practitioner, access_sms_template, can_see_clinical
 from server.actions import reminders
-from server.actions.accounts import withhold_links
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
+from server.mail import withhold_links
 from server.queries.logs import CLINICAL_PURPOSES
 from server.reminder_texts import LOCALES, PLACEHOLDERS, SAMPLE, Text, render, when_values
 from server.settings import get_settings

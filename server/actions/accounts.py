@@ -37,7 +37,7 @@ from server.db import atomic, on_commit
 from server.errors import Conflict, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
 from server.i18n import current_locale, writing_in
 from server.i18n import gettext as _
-from server.mail import queue_email, withhold_links  # noqa: F401 - staff/reminders reads it here
+from server.mail import queue_email
 from server.settings import get_settings
 
 

@@ -13,15 +13,13 @@ As on the rest of the file, the audit trail records which fields changed, never 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 from tortoise.expressions import Q
 
-from models.accounts import PortalAccount, Practice
+from models.accounts import PortalAccount
 from models.clients import (
     AlternateContact,
     Client,
@@ -39,6 +37,7 @@ from server.actions.client_file import (
     _reminder,
     blank_to_none,
     changed_meanwhile,
+    fingerprint,
     save_changed,
 )
 from server.actions.retries import once_per_key
@@ -47,7 +46,7 @@ from server.db import atomic
 from server.errors import NotFound, ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
-from server.phones import region_of
+from server.phones import practice_region
 
 # Ids are 32-bit integers in every table (see server.web.parse_id).
 MAX_ID = 2**31 - 1
@@ -193,11 +192,6 @@ def check_circle_contact(
     return values, phones
 
 
-async def _region(client: Client) -> str | None:
-    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
-    return region_of(practice.time_zone)
-
-
 def _phone_rows(phones: list[PhoneIn]) -> list[tuple[str, str, bool, bool]]:
     return [(p.number, p.label, p.is_primary, p.for_sms) for p in phones]
 
@@ -211,8 +205,7 @@ def circle_version(alternate: AlternateContact, phones: list[PhoneNumber]) -> st
         alternate.contact_id,  # type: ignore[attr-defined]
         [(p.number, p.label, p.is_primary, p.for_sms) for p in phones],
     ]
-    content = json.dumps([v if v is not None else "" for v in values], default=str)
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
+    return fingerprint([v if v is not None else "" for v in values])
 
 
 async def _phones_of(alternate: AlternateContact) -> list[PhoneNumber]:
@@ -254,7 +247,7 @@ async def do_add_circle_contact(
     _same_practice(client, contact)
     if contact is not None and fill_blanks:
         data = _fill_blanks(data, contact)
-    values, phones = check_circle_contact(data, await _region(client))
+    values, phones = check_circle_contact(data, await practice_region(client.practice_id))  # type: ignore[attr-defined]
 
     async def write(request_key: str | None) -> AlternateContact:
         async with atomic():
@@ -290,7 +283,7 @@ async def do_update_circle_contact(
     _same_practice(client, contact)
     if contact is not None and contact.id != alternate.contact_id:  # type: ignore[attr-defined]
         data = _fill_blanks(data, contact)
-    values, phones = check_circle_contact(data, await _region(client))
+    values, phones = check_circle_contact(data, await practice_region(client.practice_id))  # type: ignore[attr-defined]
     values["contact_id"] = contact.id if contact else None
     async with atomic():
         # The row as it is now, locked (PostgreSQL): the form is compared with it, not with

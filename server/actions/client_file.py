@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from models.accounts import Practice, StaffUser
+from models.accounts import StaffUser
 from models.agenda import DiscountKind, Service, ServiceDiscount
 from models.clients import (
     Client,
@@ -35,7 +35,7 @@ from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
-from server.phones import region_of, sms_problem
+from server.phones import practice_region, sms_problem
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_KEYWORDS = 4
@@ -143,9 +143,14 @@ async def tab_version(client: Client, tab: str) -> str:
             [(e.address, e.label, e.is_primary) for e in await _emails(client)],
             sorted(t.id for t in await client.tags.all()),
         ]
-    content = json.dumps(
-        [v.value if isinstance(v, Enum) else v or "" for v in values], sort_keys=True, default=str
-    )
+    return fingerprint([v.value if isinstance(v, Enum) else v or "" for v in values])
+
+
+def fingerprint(shown: list[Any]) -> str:
+    """What a form was opened on (``shown``: its values, JSON-able or written as text),
+    hashed short: the form sends it back as ``based_on``, and a save is refused
+    (``changed_meanwhile``) when the record no longer gives the same."""
+    content = json.dumps(shown, sort_keys=True, default=str)
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
@@ -253,8 +258,7 @@ def _changed(obj: Any, values: dict[str, Any]) -> list[str]:
 async def do_update_contact_details(actor: Caller, client: Client, data: ContactIn) -> Client:
     _reminder(data.reminder_email_hours, "reminder_email_hours")
     _reminder(data.reminder_sms_hours, "reminder_sms_hours")
-    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
-    phones = _check_phones(data.phones, region_of(practice.time_zone))
+    phones = _check_phones(data.phones, await practice_region(client.practice_id))  # type: ignore[attr-defined]
     emails = _check_emails(data.emails)
     if data.reminder_sms_hours is not None and not any(p.for_sms for p in phones):
         raise ValidationFailed(

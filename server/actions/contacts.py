@@ -7,8 +7,6 @@ is kept in step with its name here, the one place that writes it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from models.clients import Contact, ContactKind, search_key
 from server.actions import audit
-from server.actions.client_file import EMAIL, _changed, changed_meanwhile, save_changed
+from server.actions.client_file import EMAIL, _changed, changed_meanwhile, fingerprint, save_changed
 from server.auth.sessions import Caller
 from server.db import atomic
 from server.errors import NotFound, ValidationFailed
@@ -53,8 +51,7 @@ FORM_COLUMNS = (
 
 def contact_version(contact: Contact) -> str:
     """What a contact's edit page was opened on, hashed: ``based_on`` sends it back."""
-    content = json.dumps([str(getattr(contact, k)) for k in FORM_COLUMNS])
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
+    return fingerprint([str(getattr(contact, k)) for k in FORM_COLUMNS])
 
 
 def check_contact(data: PracticeContactIn) -> dict[str, Any]:

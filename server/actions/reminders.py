@@ -41,13 +41,13 @@ from models.reminders import (
 )
 from server import jobs, outbox
 from server.actions import audit
-from server.actions.client_requests import writing_in
 from server.auth.sessions import Caller
 from server.db import atomic, connection, placeholders
 from server.errors import Conflict, ValidationFailed
 from server.i18n import gettext as _
+from server.i18n import writing_in
 from server.mail import queue_email
-from server.phones import for_sending, region_of, sms_problem
+from server.phones import for_sending, practice_region, region_of, sms_problem
 from server.quiet_hours import next_allowed
 from server.reminder_texts import (
     DEFAULT_REMINDERS,
@@ -526,8 +526,7 @@ async def check_can_confirm(client: Client) -> None:
             _("Some fields are not valid."),
             {"confirm_sms": _("This client has no phone number for SMS.")},
         )
-    practice = await Practice.get(id=client.practice_id)  # type: ignore[attr-defined]
-    if problem := sms_problem(number, region_of(practice.time_zone)):
+    if problem := sms_problem(number, await practice_region(client.practice_id)):  # type: ignore[attr-defined]
         raise ValidationFailed(
             _("Some fields are not valid."),
             {"confirm_sms": _("%(number)s: %(problem)s") % {"number": number, "problem": problem}},
@@ -763,8 +762,8 @@ async def do_set_practitioner_sms(
         raise ValidationFailed(
             _("Some fields are missing."), {"mobile": _("Add a mobile number for texts.")}
         )
-    practice = await Practice.get(id=practitioner.practice_id)  # type: ignore[attr-defined]
-    if mobile and (problem := sms_problem(mobile, region_of(practice.time_zone))):
+    region = await practice_region(practitioner.practice_id)  # type: ignore[attr-defined]
+    if mobile and (problem := sms_problem(mobile, region)):
         raise ValidationFailed(_("Some fields are not valid."), {"mobile": problem})
     async with atomic():
         prefs, _created = await PractitionerSms.get_or_create(practitioner_id=practitioner.id)

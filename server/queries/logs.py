@@ -7,13 +7,13 @@ from typing import Any
 
 from tortoise.expressions import Q
 
-from models.accounts import PortalAccount, Practice, StaffUser
+from models.accounts import PortalAccount, StaffUser
 from models.audit import AuditEntry
 from models.clients import AlternateContact, Client, EmailAddress, PhoneNumber
 from models.notifications import OutboxMessage
 from models.reminders import PractitionerSms
 from server.audit_labels import describe
-from server.phones import for_sending, region_of
+from server.phones import for_sending, practice_region
 
 LIMIT = 200
 
@@ -69,8 +69,7 @@ async def _staff_addresses(practice_id: int) -> set[str]:
 
 async def _normal(found: list[Any], practice_id: int) -> set[str]:
     kept = {str(a).strip().lower() for a in found if a and str(a).strip()}
-    practice = await Practice.get(id=practice_id)
-    region = region_of(practice.time_zone)
+    region = await practice_region(practice_id)
     return kept | {for_sending(a, region) for a in kept if "@" not in a}
 
 
