@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from models.accounts import Practice
-from models.clients import AlternateContact, Client, Contact, PhoneNumber, Relationship
+from models.clients import AlternateContact, Client, Contact, Relationship
 from server.access import access_client, access_contact
 from server.actions import circle as actions
 from server.actions.audit import record_read
@@ -195,7 +195,7 @@ async def _post(request: Request, work: Work, draft_for: str | int | None = None
         # are now, the form what was typed, to be compared and saved again (from now on).
         assert isinstance(draft_for, int)
         alternate = await access_circle_contact(caller, draft_for, client)
-        phones = await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
+        phones = await actions.phones_of(alternate)
         draft = {**circle_form(data), "based_on": actions.circle_version(alternate, phones)}
         ctx = {"error": exc.message, "draft_for": draft_for, "draft": draft}
         return await file_page(request, ctx, 409, tab_name="circle")
@@ -343,7 +343,7 @@ class CircleOut(BaseModel):
 
 
 async def contact_out(alternate: AlternateContact) -> CircleContactOut:
-    phones = await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
+    phones = await actions.phones_of(alternate)
     return _member_out(CircleMember(alternate=alternate, phones=phones, contact=None))
 
 

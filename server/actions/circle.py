@@ -208,7 +208,7 @@ def circle_version(alternate: AlternateContact, phones: list[PhoneNumber]) -> st
     return fingerprint([v if v is not None else "" for v in values])
 
 
-async def _phones_of(alternate: AlternateContact) -> list[PhoneNumber]:
+async def phones_of(alternate: AlternateContact) -> list[PhoneNumber]:
     return await PhoneNumber.filter(alternate_contact_id=alternate.id).order_by("id")
 
 
@@ -291,7 +291,7 @@ async def do_update_circle_contact(
         current = await AlternateContact.filter(id=alternate.id).select_for_update().first()
         if current is None:
             raise NotFound()
-        old_phones = await _phones_of(current)
+        old_phones = await phones_of(current)
         if data.based_on is not None and data.based_on != circle_version(current, old_phones):
             raise changed_meanwhile()
         for name in ("deleted_at", *values):
