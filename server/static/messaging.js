@@ -129,15 +129,20 @@
     if (seen) { place.id = seen.dataset.id; place.offset = seen.getBoundingClientRect().top - top; }
     return place;
   }
+  // The page before ``t``'s oldest message, put before its messages (those not there
+  // already); resolves to the ones added.
+  function fetchOlder(t) {
+    return call("GET", "/conversations/" + t.conversation.id + "?before=" + t.messages[0].id).then(function (page) {
+      var known = {}; t.messages.forEach(function (m) { known[m.id] = true; });
+      var older = page.messages.filter(function (m) { return !known[m.id]; });
+      t.messages = older.concat(t.messages); t.has_more = page.has_more;
+      return older;
+    });
+  }
   // The pages before ``t``'s until the message ``oldest`` is in it again.
   function olderUntil(t, oldest) {
     if (!t.has_more || !t.messages.length || t.messages[0].id <= oldest) return t;
-    return call("GET", "/conversations/" + t.conversation.id + "?before=" + t.messages[0].id).then(function (page) {
-      var known = {}; t.messages.forEach(function (m) { known[m.id] = true; });
-      t.messages = page.messages.filter(function (m) { return !known[m.id]; }).concat(t.messages);
-      t.has_more = page.has_more;
-      return page.messages.length ? olderUntil(t, oldest) : t;
-    });
+    return fetchOlder(t).then(function (older) { return older.length ? olderUntil(t, oldest) : t; });
   }
   // Back to the list (phones): the conversation is no longer on screen, so nothing arriving in
   // it may be marked read.
@@ -287,19 +292,16 @@
     var t = state.thread, list = $("#messages");
     if (!t || !t.has_more || t.loadingOlder || !list || !t.messages.length) return;
     t.loadingOlder = true;
-    call("GET", "/conversations/" + t.conversation.id + "?before=" + t.messages[0].id).then(function (page) {
+    fetchOlder(t).then(function (older) {
       t.loadingOlder = false;
       if (state.thread !== t) return; // redrawn or closed meanwhile
-      var known = {}; t.messages.forEach(function (m) { known[m.id] = true; });
-      var older = page.messages.filter(function (m) { return !known[m.id]; });
-      t.messages = older.concat(t.messages); t.has_more = page.has_more;
       var height = list.scrollHeight, top = list.scrollTop;
       var button = list.querySelector(".earlier"), hadFocus = button && button.contains(document.activeElement);
       if (button) button.remove();
       // The day the older page ends on already has its heading, above the newer messages.
       var firstDay = list.querySelector(".day");
       if (firstDay && older.length && dayKey(older[older.length - 1].created_at) === firstDay.dataset.day) firstDay.remove();
-      var nodes = [page.has_more ? earlierNode() : null].concat(withDays(older)), first = list.firstChild;
+      var nodes = [t.has_more ? earlierNode() : null].concat(withDays(older)), first = list.firstChild;
       nodes.forEach(function (n) { if (n) list.insertBefore(n, first); });
       list.scrollTop = top + (list.scrollHeight - height);
       // The keyboard stays on the button, or on the oldest message once all are there.
