@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -185,6 +186,16 @@ class ServiceDiscount(Timestamped):
     class Meta:
         table = "service_discount"
         unique_together = (("client", "service"),)
+
+
+def is_upcoming(appointment: Appointment, now: datetime) -> bool:
+    """Still to take place as booked: not removed, scheduled (not cancelled, moved, held),
+    and later than ``now``. What reminders are sent for, and stop being sent for."""
+    return (
+        appointment.deleted_at is None
+        and appointment.attendance is Attendance.SCHEDULED
+        and appointment.starts_at > now
+    )
 
 
 def discounted_price(price: Decimal, discount: ServiceDiscount | None) -> Decimal:

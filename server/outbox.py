@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from models.agenda import Appointment, Attendance
+from models.agenda import Appointment, is_upcoming
 from models.notifications import OutboxMessage, OutboxStatus
 from server.db import atomic
 from server.i18n import gettext, lazy
@@ -57,8 +57,7 @@ async def why_drop(msg: OutboxMessage, at: datetime) -> str:
     appointment = await Appointment.get_or_none(id=msg.appointment_id)
     if (
         appointment is None
-        or appointment.deleted_at is not None
-        or appointment.attendance is not Attendance.SCHEDULED
+        or not is_upcoming(appointment, at)
         or (msg.send_before is not None and appointment.starts_at != msg.send_before)
     ):
         return CALLED_OFF

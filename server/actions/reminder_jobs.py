@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffUser
-from models.agenda import Appointment, Location
+from models.agenda import Appointment, Location, is_upcoming
 from models.clients import Client
 from models.jobs import Job
 from models.messaging import (
@@ -37,7 +37,6 @@ from server.actions.reminders import (
     UNREAD,
     client_locale,
     confirmation_number,
-    is_upcoming,
     queue_sms,
     reminder_recipients,
     reminder_text,

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from models.accounts import PortalAccount, Practice, StaffRole, StaffUser
-from models.agenda import Appointment, Attendance
+from models.agenda import Appointment, Attendance, is_upcoming
 from models.clients import AlternateContact, Client, PhoneNumber
 from models.jobs import Job, JobStatus
 from models.messaging import (
@@ -171,14 +171,6 @@ async def reminder_recipients(client: Client, practice: Practice) -> list[Recipi
 
 
 # --- scheduling (called inside the caller's transaction) ------------------------------------
-
-
-def is_upcoming(appointment: Appointment, now: datetime) -> bool:
-    return (
-        appointment.deleted_at is None
-        and appointment.attendance is Attendance.SCHEDULED
-        and appointment.starts_at > now
-    )
 
 
 async def sync_appointment(appointment: Appointment) -> None:
