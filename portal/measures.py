@@ -23,7 +23,7 @@ from server.auth.sessions import Caller
 from server.errors import ValidationFailed
 from server.instruments import instrument
 from server.queries.measures import charts
-from server.web import path_id, render, require_client
+from server.web import path_id, posted_fields, render, require_client
 
 
 async def _mine(caller: Caller) -> list[MeasureAdministration]:
@@ -68,8 +68,7 @@ async def measure_page(request: Request) -> Response:
         "values": {},
     }
     if request.method == "POST":
-        form = await request.form()
-        values = {k: v for k, v in form.items() if k != "csrf_token"}
+        values = await posted_fields(request)
         try:
             await measures.do_complete_measure(caller, administration, values)
         except ValidationFailed as exc:

@@ -339,6 +339,13 @@ def capped_receive(scope: Scope, receive: Receive) -> Receive:
     return capped
 
 
+async def posted_fields(request: Request) -> dict[str, Any]:
+    """What a form posted, its CSRF token left out: a body to validate, or what a refused
+    form shows again (Starlette parses the form once; asking again costs nothing)."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if k != "csrf_token"}
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate a JSON or form body against ``model``; 422 with the failing fields otherwise."""
     content_type = request.headers.get("content-type", "")
@@ -351,8 +358,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
                 i18n.gettext("The request body is not valid JSON."), {"body": "invalid JSON"}
             ) from None
     else:
-        form = await request.form()
-        data = {k: v for k, v in form.items() if k != "csrf_token"}
+        data = await posted_fields(request)
     return validate(model, data)
 
 

@@ -38,7 +38,7 @@ from server.queries.circle import (
     linked_accounts,
 )
 from server.queries.contacts import find_contacts
-from server.web import client_address, parse_id, path_id, require_staff, validate
+from server.web import client_address, parse_id, path_id, posted_fields, require_staff, validate
 from staff.api import api
 from staff.client_file import Tab, file_page, register_tab
 from staff.contacts import kind_labels
@@ -179,8 +179,7 @@ async def _post(request: Request, work: Work, draft_for: str | int | None = None
     with the errors, and the form that failed open with what was typed."""
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
-    form = await request.form()
-    data = {k: v for k, v in form.items() if k != "csrf_token"}
+    data = await posted_fields(request)
     try:
         await work(caller, client, data)
     except ValidationFailed as exc:

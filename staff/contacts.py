@@ -22,7 +22,7 @@ from server.errors import ValidationFailed
 from server.i18n import gettext as _
 from server.i18n import lazy
 from server.queries.contacts import ContactFilters, circles_of, contact_page
-from server.web import parse_body, path_id, render, require_staff, validate
+from server.web import parse_body, path_id, posted_fields, render, require_staff, validate
 from staff.api import api
 
 KIND_LABELS = {
@@ -65,12 +65,11 @@ async def contacts_page(request: Request) -> Response:
             body = await parse_body(request, actions.PracticeContactIn)
             await actions.do_create_contact(caller, caller.practice_id, body)
         except ValidationFailed as exc:
-            form = await request.form()
             ctx.update(
                 error=exc.message,
                 fields=exc.fields,
                 show_new=True,
-                values={k: v for k, v in form.items() if k != "csrf_token"},
+                values=await posted_fields(request),
             )
         else:
             return RedirectResponse("/staff/contacts?saved=1", status_code=303)
@@ -95,23 +94,15 @@ async def contact_edit_page(request: Request) -> Response:
             body = await parse_body(request, actions.PracticeContactIn)
             await actions.do_update_contact(caller, contact, body)
         except ValidationFailed as exc:
-            form = await request.form()
             status = 422
-            ctx.update(
-                error=exc.message,
-                fields=exc.fields,
-                values={k: v for k, v in form.items() if k != "csrf_token"},
-            )
+            ctx.update(error=exc.message, fields=exc.fields, values=await posted_fields(request))
         except DetailsChanged as exc:
             # A colleague saved the contact since this page showed it: the form holds the
             # contact as it is now, what was typed is shown beside it, to compare.
-            form = await request.form()
             status = 409
             contact = await access_contact(caller, contact.id)
             ctx.update(
-                error=exc.message,
-                mine={k: v for k, v in form.items() if k != "csrf_token"},
-                values=form_values(contact),
+                error=exc.message, mine=await posted_fields(request), values=form_values(contact)
             )
         else:
             return RedirectResponse(f"/staff/contacts/{contact.id}?saved=1", status_code=303)

@@ -39,7 +39,16 @@ from server.auth.sessions import Caller
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.form_fields import FieldIn, shown
 from server.i18n import lazy
-from server.web import LABELS, add_filter, label, path_id, render, require_staff, validate
+from server.web import (
+    LABELS,
+    add_filter,
+    label,
+    path_id,
+    posted_fields,
+    render,
+    require_staff,
+    validate,
+)
 from staff.client_file import Tab, file_page, register_tab
 
 LABELS.update(
@@ -109,8 +118,7 @@ def _back_to_file(client_id: int) -> RedirectResponse:
 async def send_form(request: Request) -> Response:
     caller = require_staff(request)
     client = await access_client(caller, path_id(request, "client_id"))
-    form = await request.form()
-    posted = {k: v for k, v in form.items() if k != "csrf_token"}
+    posted = await posted_fields(request)
     try:
         body = validate(SendIn, posted)
         template = await access_form_template(caller, body.form_id)
@@ -173,8 +181,7 @@ async def forms_page(request: Request) -> Response:
     caller = require_staff(request)
     ctx: dict[str, Any] = {"section": "forms", "purposes": list(FormPurpose)}
     if request.method == "POST":
-        form = await request.form()
-        posted = {k: v for k, v in form.items() if k != "csrf_token"}
+        posted = await posted_fields(request)
         try:
             body = validate(NewFormIn, posted)
             template = await forms.do_create_form(caller, body.name, body.purpose)
@@ -237,8 +244,7 @@ async def builder_page(
 async def _builder_action(request: Request, work: Any) -> Response:
     caller = require_staff(request)
     template = await access_form_template(caller, path_id(request, "form_id"))
-    form = await request.form()
-    data = {k: v for k, v in form.items() if k != "csrf_token"}
+    data = await posted_fields(request)
     try:
         await work(caller, template, data)
     except ValidationFailed as exc:

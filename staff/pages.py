@@ -18,7 +18,7 @@ from server.actions.client_file import blank_to_none
 from server.auth.sessions import Caller
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.queries.tasks import my_open_counts
-from server.web import id_or_none, parse_body, path_id, render, require_staff
+from server.web import id_or_none, parse_body, path_id, posted_fields, render, require_staff
 
 OWNER = (StaffRole.OWNER,)
 
@@ -109,8 +109,7 @@ async def team(request: Request) -> Response:
                 portal_enabled=data.portal_enabled,
             )
         except ValidationFailed as exc:
-            form = await request.form()
-            posted = {k: v for k, v in form.items() if k != "csrf_token"}
+            posted = await posted_fields(request)
             ctx.update(error=exc.message, fields=exc.fields, posted=posted)
             return render(request, "staff/team.html", ctx, status=422)
         return RedirectResponse("/staff/team", status_code=303)
@@ -134,8 +133,7 @@ async def edit_staff(request: Request) -> Response:
             portal_enabled=data.portal_enabled,
         )
     except (ValidationFailed, Conflict) as exc:
-        form = await request.form()
-        posted = {k: v for k, v in form.items() if k != "csrf_token"}
+        posted = await posted_fields(request)
         ctx = await _team_context(caller)
         ctx.update(
             edit_error=exc.message, edit_fields=exc.fields, editing=user.id, edit_posted=posted

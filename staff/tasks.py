@@ -20,7 +20,7 @@ from server.actions import tasks
 from server.auth.sessions import Caller
 from server.errors import NotFound, ValidationFailed
 from server.queries.tasks import TaskOut, client_tasks, my_tasks, task_rows
-from server.web import parse_body, path_id, render, require_staff
+from server.web import parse_body, path_id, posted_fields, render, require_staff
 from staff.api import api
 from staff.client_file import file_page
 
@@ -133,11 +133,10 @@ async def add_task_form(request: Request) -> Response:
             due_date=data.due_date,
         )
     except ValidationFailed as exc:
-        form = await request.form()
         ctx: dict[str, object] = {
             "task_error": exc.message,
             "task_fields": exc.fields,
-            "task_posted": {k: v for k, v in form.items() if k != "csrf_token"},
+            "task_posted": await posted_fields(request),
         }
         return await file_page(request, ctx, 422, tab_name="tasks")
     return RedirectResponse(f"/staff/clients/{client.id}/tasks", status_code=303)
