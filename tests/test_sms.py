@@ -77,6 +77,21 @@ def twilio(settings: Settings) -> Iterator[FakeTwilio]:
         set_settings(settings)
 
 
+def outbox_clock(monkeypatch: pytest.MonkeyPatch, start: datetime) -> list[datetime]:
+    """The outbox's clock stopped at ``start``; the test moves it by setting item 0."""
+    import server.outbox as outbox_module
+
+    clock = [start.astimezone(UTC)]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return clock[0] if tz is None else clock[0].astimezone(tz)
+
+    monkeypatch.setattr(outbox_module, "datetime", Clock)
+    return clock
+
+
 async def queue(make: Factory, body: str = "Rappel : rendez-vous demain à 10:00") -> int:
     practice = await make.practice()
     # No quiet hours: a run in the evening would hold the reminder until the morning (they
@@ -179,21 +194,12 @@ async def test_a_text_whose_try_falls_in_quiet_hours_waits_for_their_end(
 ) -> None:
     """Quiet hours were checked only when the job queued the text: a reminder queued at 20:58
     whose try came at 23:30 (the provider down, the worker restarting) woke the client up."""
-    import server.outbox as outbox_module
-
     paris = ZoneInfo("Europe/Paris")
     practice = await make.practice()
     practice.time_zone = "Europe/Paris"
     await practice.save()
     queued_at = datetime(2027, 1, 12, 20, 58, tzinfo=paris).astimezone(UTC)
-    clock = [datetime(2027, 1, 12, 23, 30, tzinfo=paris).astimezone(UTC)]
-
-    class Clock(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return clock[0] if tz is None else clock[0].astimezone(tz)
-
-    monkeypatch.setattr(outbox_module, "datetime", Clock)
+    clock = outbox_clock(monkeypatch, datetime(2027, 1, 12, 23, 30, tzinfo=paris))
     async with atomic():
         reminder = await OutboxMessage.create(
             channel="sms",
@@ -231,7 +237,6 @@ async def test_a_reminder_that_quiet_hours_would_hold_past_its_session_is_droppe
     """A reminder of a 07:30 session, queued at 20:58, its try at 23:30: quiet hours held it
     until 08:00, and the client was reminded of their session half an hour after it began.
     It is dropped instead, and its credit given back."""
-    import server.outbox as outbox_module
     from server.actions import reminder_jobs  # noqa: F401 - the queue's jobs
 
     paris = ZoneInfo("Europe/Paris")
@@ -241,14 +246,7 @@ async def test_a_reminder_that_quiet_hours_would_hold_past_its_session_is_droppe
     therapist = await make.therapist()
     book = await session_booker(practice, therapist, await make.client(therapist))
     session = await book(datetime(2027, 1, 13, 7, 30, tzinfo=paris).astimezone(UTC))
-    clock = [datetime(2027, 1, 12, 23, 30, tzinfo=paris).astimezone(UTC)]
-
-    class Clock(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return clock[0] if tz is None else clock[0].astimezone(tz)
-
-    monkeypatch.setattr(outbox_module, "datetime", Clock)
+    clock = outbox_clock(monkeypatch, datetime(2027, 1, 12, 23, 30, tzinfo=paris))
     async with atomic():
         msg = await reminders.queue_sms(
             practice,
